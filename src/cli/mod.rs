@@ -1,0 +1,181 @@
+//! The command line: argument parsing and output. Tables for people,
+//! `--json` for scripts; one line per error, with a hint at the next step.
+
+mod demo;
+mod discover;
+mod output;
+mod sim;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+pub use output::write_atomically;
+
+/// Errors the command line reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::DiscoveryError),
+    #[error(transparent)]
+    Sim(#[from] crate::sim::SimError),
+    #[error(transparent)]
+    Lan(#[from] crate::lan::LanError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+        let context = context.into();
+        move |source| CliError::Io { context, source }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "handoff",
+    version,
+    about = "Find lighting processors on the LAN, read their identity, and hand a site over",
+    long_about = None
+)]
+pub struct Cli {
+    /// Where handoff keeps its state [default: $STATE_DIRECTORY under
+    /// systemd, else $XDG_STATE_HOME/handoff or ~/.local/state/handoff]
+    #[arg(long, global = true, value_name = "DIR", env = "HANDOFF_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug); HANDOFF_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the processors on the LAN: id, product, addresses, MAC, firmware
+    Discover(discover::DiscoverArgs),
+    /// Run simulated processors (on a private network only)
+    Sim(sim::SimArgs),
+    /// Show the whole story on a private network, no hardware needed
+    Demo(demo::DemoArgs),
+}
+
+/// Parses a duration such as `3s`, `500ms` or `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration like 3s or 500ms: {e}"))
+}
+
+/// The default state directory (see `--state-dir`).
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
+        // systemd may pass several, colon-separated; the first is ours.
+        let first = dir.to_string_lossy().split(':').next().map(PathBuf::from);
+        if first.as_ref().is_some_and(|p| !p.as_os_str().is_empty()) {
+            return first;
+        }
+    }
+    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(xdg).join("handoff"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|home| PathBuf::from(home).join(".local/state/handoff"))
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Runs the command line: parse, set up logging, run, and turn any error
+/// into one line on stderr and a non-zero exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Discover(args) => discover::run(args).await,
+        Command::Sim(args) => sim::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_in_human_form() {
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("3").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

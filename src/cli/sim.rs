@@ -1,0 +1,103 @@
+//! `handoff sim`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::output::write_atomically;
+use super::{CliError, shutdown_signal};
+use crate::processor::SystemType;
+use crate::sim::{Advertiser, FleetSpec, build_fleet, check_private_network};
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// How many processors to simulate
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+
+    /// Address of the first processor; the others count up from it
+    #[arg(long, default_value = "127.0.1.1")]
+    pub first_ip: Ipv4Addr,
+
+    /// Product line(s), comma-separated and cycled: ra3, qsx, caseta, ra2select
+    #[arg(long, default_value = "ra3", value_delimiter = ',')]
+    pub system_type: Vec<SystemType>,
+
+    /// Seed for serials and MACs: the same seed gives the same fleet
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Write the fleet as JSON (same fields as `discover --json`)
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+
+    /// DNS-SD instance name of the first processor (later ones get " (2)"…)
+    #[arg(long, default_value = "Lutron Status")]
+    pub instance_name: String,
+
+    /// Skip mDNS probing: announce at once instead of after about a second
+    #[arg(long)]
+    pub no_probe: bool,
+
+    /// Advertise on this interface only (repeatable)
+    #[arg(long = "interface", value_name = "IF")]
+    pub interfaces: Vec<String>,
+
+    /// Advertise even outside a private network namespace. Simulated
+    /// processors then appear on a real LAN: never on a network you share.
+    #[arg(long)]
+    pub really_advertise: bool,
+}
+
+pub async fn run(args: SimArgs) -> Result<ExitCode, CliError> {
+    if !args.really_advertise {
+        check_private_network()?;
+    }
+    let all = crate::lan::interfaces()?;
+    let interfaces = crate::lan::choose_interfaces(&all, &args.interfaces)?;
+    let spec = FleetSpec {
+        count: args.count,
+        first_ip: args.first_ip,
+        system_types: args.system_type.clone(),
+        seed: args.seed,
+        instance_name: args.instance_name.clone(),
+    };
+    let fleet = build_fleet(&spec).map_err(crate::sim::SimError::from)?;
+    let advertiser = Advertiser::start(&fleet, &interfaces, !args.no_probe)?;
+
+    if let Some(path) = &args.manifest {
+        let infos: Vec<_> = fleet.iter().map(|p| p.info()).collect();
+        let json: Vec<_> = infos.iter().map(|i| i.to_json()).collect();
+        let mut text = serde_json::to_vec_pretty(&json)
+            .map_err(|e| CliError::Failed(format!("cannot encode the manifest: {e}")))?;
+        text.push(b'\n');
+        if let Err(e) = write_atomically(path, &text) {
+            advertiser.stop(Duration::from_secs(2));
+            return Err(CliError::Io {
+                context: format!("writing the manifest {}", path.display()),
+                source: e,
+            });
+        }
+    }
+    let last = fleet.last().map(|p| p.address).unwrap_or(args.first_ip);
+    eprintln!(
+        "handoff sim: {} simulated processor{} on {}{} via {}; Ctrl-C to stop",
+        fleet.len(),
+        if fleet.len() == 1 { "" } else { "s" },
+        args.first_ip,
+        if fleet.len() > 1 {
+            format!("–{last}")
+        } else {
+            String::new()
+        },
+        interfaces.join(", ")
+    );
+    shutdown_signal().await;
+    let stopping = tokio::task::spawn_blocking(move || advertiser.stop(Duration::from_secs(2)));
+    let _ = stopping.await;
+    eprintln!("handoff sim: said goodbye for {} processors", fleet.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,226 @@
+//! Finding processors: an mDNS browse of the processor service types, TXT
+//! records interpreted into [`ProcessorInfo`], and an [`Inventory`] that
+//! says what was added, changed or removed.
+//!
+//! A processor that loses power sends no goodbye, and its SRV record lives
+//! 120 s in every cache. With a liveness bound set, [`Discovery`] re-asks
+//! for every known processor's records on a fixed cadence and drops those
+//! that stop answering, so a vanished processor is reported within the bound.
+
+mod inventory;
+mod unicast;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use inventory::{Identity, Inventory, InventoryEvent, InventoryEventJson};
+pub use unicast::query_host;
+
+use crate::lan::LanError;
+use crate::processor::{ProcessorInfo, ServiceRecord, TxtEntry};
+
+/// The DNS-SD service types processors advertise: `_lutron._tcp` today,
+/// `_leap._tcp` on older Caséta firmware.
+pub const SERVICE_TYPES: [&str; 2] = ["_lutron._tcp.local.", "_leap._tcp.local."];
+
+/// Default bound on noticing a processor that vanished without a goodbye.
+pub const DEFAULT_LIVENESS: Duration = Duration::from_secs(30);
+
+/// Errors of discovery.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    #[error(transparent)]
+    Lan(#[from] LanError),
+    #[error("mDNS: {0}")]
+    Mdns(#[from] mdns_sd::Error),
+    #[error("the mDNS daemon stopped unexpectedly")]
+    Stopped,
+    #[error("unicast DNS-SD query to {host}: {reason}")]
+    Unicast { host: String, reason: String },
+}
+
+/// How to browse.
+#[derive(Clone, Debug)]
+pub struct DiscoveryOptions {
+    /// Interface names to use (already chosen, see [`crate::lan::choose_interfaces`]).
+    pub interfaces: Vec<String>,
+    /// Report a processor removed when it stops answering for this long.
+    /// `None` leaves it to record expiry (120 s), fine for a one-shot look.
+    pub liveness: Option<Duration>,
+}
+
+/// A running browse and the inventory it feeds.
+pub struct Discovery {
+    daemon: ServiceDaemon,
+    events: mpsc::UnboundedReceiver<ServiceEvent>,
+    inventory: Inventory,
+    pending: VecDeque<InventoryEvent>,
+    liveness: Option<Duration>,
+    next_check: Option<Instant>,
+}
+
+impl Discovery {
+    /// Starts browsing on the given interfaces (IPv4). Must run inside a
+    /// tokio runtime.
+    ///
+    /// # Errors
+    /// [`DiscoveryError::Mdns`] when the mDNS daemon cannot start.
+    pub fn start(options: DiscoveryOptions) -> Result<Discovery, DiscoveryError> {
+        let daemon = ServiceDaemon::new()?;
+        restrict_interfaces(&daemon, &options.interfaces)?;
+        let (tx, events) = mpsc::unbounded_channel();
+        for ty in SERVICE_TYPES {
+            let rx = daemon.browse(ty)?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Ok(ev) = rx.recv_async().await {
+                    if tx.send(ev).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let next_check = options.liveness.map(|l| Instant::now() + check_every(l));
+        Ok(Discovery {
+            daemon,
+            events,
+            inventory: Inventory::new(),
+            pending: VecDeque::new(),
+            liveness: options.liveness,
+            next_check,
+        })
+    }
+
+    /// Waits for the next inventory change.
+    ///
+    /// # Errors
+    /// [`DiscoveryError::Stopped`] if the mDNS daemon thread died.
+    pub async fn next(&mut self) -> Result<InventoryEvent, DiscoveryError> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Ok(ev);
+            }
+            let check = self.next_check;
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(ev) => self.apply(ev),
+                    None => return Err(DiscoveryError::Stopped),
+                },
+                _ = sleep_until_opt(check) => self.verify_all().await?,
+            }
+        }
+    }
+
+    /// The processors known now, by id.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    fn apply(&mut self, ev: ServiceEvent) {
+        let changes = match ev {
+            ServiceEvent::ServiceResolved(resolved) => {
+                let record = record_of(&resolved);
+                let info = ProcessorInfo::from_record(&record);
+                self.inventory.resolved(&record.fullname, info)
+            }
+            ServiceEvent::ServiceRemoved(_, fullname) => self.inventory.removed(&fullname),
+            _ => Vec::new(),
+        };
+        for change in &changes {
+            log_change(change);
+        }
+        self.pending.extend(changes);
+    }
+
+    /// Asks every known processor to confirm its records; those that do not
+    /// answer within a third of the liveness bound are flushed by mdns-sd,
+    /// which then reports them removed (RFC 6762 §10.4).
+    async fn verify_all(&mut self) -> Result<(), DiscoveryError> {
+        let Some(liveness) = self.liveness else {
+            self.next_check = None;
+            return Ok(());
+        };
+        let every = check_every(liveness);
+        let names: Vec<String> = self.inventory.instance_names().map(String::from).collect();
+        for name in names {
+            loop {
+                match self.daemon.verify(name.clone(), every) {
+                    // The daemon's command queue holds 100; let it drain.
+                    Err(mdns_sd::Error::Again) => {
+                        tokio::time::sleep(Duration::from_millis(5)).await
+                    }
+                    other => break other?,
+                }
+            }
+        }
+        self.next_check = Some(Instant::now() + every);
+        Ok(())
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        let _ = self.daemon.shutdown();
+    }
+}
+
+/// The liveness cadence: ask every third of the bound, and give each ask a
+/// third to be answered, so a silent processor is gone in two thirds of it.
+fn check_every(liveness: Duration) -> Duration {
+    (liveness / 3).max(Duration::from_millis(500))
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Restricts an mDNS daemon to the chosen interfaces, IPv4 only.
+///
+/// mdns-sd joins the multicast group on every interface when it starts,
+/// before any of this takes effect (see processor-protocol.md §5); what it
+/// sends and answers afterwards stays on these interfaces.
+pub fn restrict_interfaces(daemon: &ServiceDaemon, names: &[String]) -> mdns_sd::Result<()> {
+    daemon.disable_interface(IfKind::All)?;
+    let kinds: Vec<IfKind> = names.iter().map(|n| IfKind::Name(n.clone())).collect();
+    daemon.enable_interface(kinds)?;
+    daemon.disable_interface(IfKind::IPv6)?;
+    Ok(())
+}
+
+fn record_of(r: &mdns_sd::ResolvedService) -> ServiceRecord {
+    ServiceRecord {
+        fullname: r.fullname.clone(),
+        service_type: r.ty_domain.clone(),
+        host: r.host.clone(),
+        port: r.port,
+        addresses: r.addresses.iter().map(|a| a.to_ip_addr()).collect(),
+        txt: r
+            .txt_properties
+            .iter()
+            .map(|p| TxtEntry {
+                key: p.key().to_string(),
+                value: p.val().map(<[u8]>::to_vec),
+            })
+            .collect(),
+    }
+}
+
+fn log_change(change: &InventoryEvent) {
+    let p = change.processor();
+    let id = p.id().unwrap_or_else(|| "-".into());
+    let mac = p.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+    tracing::debug!(id = %id, mac = %mac, event = change.kind(), "inventory");
+    if let InventoryEvent::Added(p) = change {
+        for w in &p.warnings {
+            tracing::warn!(id = %id, mac = %mac, "{w}");
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Asking one host directly, for networks where multicast does not pass
+//! (VLANs, mDNS repeaters, guest isolation).
+//!
+//! This is a "legacy unicast" DNS-SD query (RFC 6762 §6.7): sent from an
+//! ephemeral port to the host's port 5353, which obliges the responder to
+//! answer by unicast to that port, echoing the query id.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use simple_dns::rdata::RData;
+use simple_dns::{CLASS, Name, Packet, QCLASS, QTYPE, Question, ResourceRecord, TYPE};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::{DiscoveryError, SERVICE_TYPES};
+use crate::processor::{ServiceRecord, TxtEntry};
+
+/// Largest response accepted: far above the 9 KB that jumbo-frame LANs
+/// produce, so no real answer is cut.
+const MAX_PACKET: usize = 65_535;
+
+/// How long to wait for further packets once a first answer came.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// How often an unanswered query is sent again.
+const RESEND: Duration = Duration::from_secs(1);
+
+/// What the host said so far, by record.
+#[derive(Default, Debug)]
+struct Answers {
+    /// Service type → instance full names.
+    ptr: BTreeMap<String, BTreeSet<String>>,
+    /// Instance → (target host, port).
+    srv: BTreeMap<String, (String, u16)>,
+    txt: BTreeMap<String, Vec<TxtEntry>>,
+    /// Host name → addresses.
+    addr: BTreeMap<String, BTreeSet<IpAddr>>,
+    /// Whether any packet from the host parsed.
+    heard: bool,
+}
+
+/// Absolute, lowercase-insensitive key for a DNS name: with the final dot,
+/// as mdns-sd writes names.
+fn fqdn(name: &Name<'_>) -> String {
+    let mut s = name.to_string();
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+impl Answers {
+    fn absorb(&mut self, rr: &ResourceRecord<'_>) {
+        let name = fqdn(&rr.name);
+        match &rr.rdata {
+            RData::PTR(ptr) => {
+                if let Some(ty) = SERVICE_TYPES.iter().find(|t| same_name(t, &name)) {
+                    self.ptr
+                        .entry(ty.to_string())
+                        .or_default()
+                        .insert(fqdn(&ptr.0));
+                }
+            }
+            RData::SRV(srv) => {
+                self.srv.insert(name, (fqdn(&srv.target), srv.port));
+            }
+            RData::TXT(txt) => {
+                let entries = txt
+                    .iter_raw()
+                    .map(|(k, v)| TxtEntry {
+                        key: String::from_utf8_lossy(k).into_owned(),
+                        value: v.map(<[u8]>::to_vec),
+                    })
+                    .collect();
+                self.txt.insert(name, entries);
+            }
+            RData::A(a) => {
+                self.addr
+                    .entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .insert(IpAddr::V4(Ipv4Addr::from(a.address)));
+            }
+            RData::AAAA(a) => {
+                self.addr
+                    .entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .insert(IpAddr::V6(Ipv6Addr::from(a.address)));
+            }
+            _ => {}
+        }
+    }
+
+    fn instances(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.ptr
+            .iter()
+            .flat_map(|(ty, names)| names.iter().map(move |n| (ty, n)))
+    }
+
+    /// The questions still open: SRV/TXT of each instance, A of each host.
+    fn missing(&self) -> Vec<(String, TYPE)> {
+        let mut out = Vec::new();
+        for (_, inst) in self.instances() {
+            match self.srv.get(inst) {
+                None => out.push((inst.clone(), TYPE::SRV)),
+                Some((host, _)) if !self.addr.contains_key(&host.to_ascii_lowercase()) => {
+                    out.push((host.clone(), TYPE::A))
+                }
+                Some(_) => {}
+            }
+            if !self.txt.contains_key(inst) {
+                out.push((inst.clone(), TYPE::TXT));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, u16::from(a.1)).cmp(&(&b.0, u16::from(b.1))));
+        out.dedup();
+        out
+    }
+
+    /// The instances the host advertised. Where the host also answers for
+    /// others (one responder for several addresses, as in a simulated
+    /// fleet, or a sleep proxy), only the ones at the queried address are
+    /// kept, unless none is.
+    fn records(&self, queried: IpAddr) -> Vec<ServiceRecord> {
+        let all: Vec<ServiceRecord> = self
+            .instances()
+            .map(|(ty, inst)| {
+                let (host, port) = self.srv.get(inst).cloned().unwrap_or_default();
+                let mut addresses = self
+                    .addr
+                    .get(&host.to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or_default();
+                if addresses.is_empty() {
+                    // No A record came, but the address we asked answered.
+                    addresses.insert(queried);
+                }
+                ServiceRecord {
+                    fullname: inst.clone(),
+                    service_type: ty.clone(),
+                    host,
+                    port,
+                    addresses,
+                    txt: self.txt.get(inst).cloned().unwrap_or_default(),
+                }
+            })
+            .collect();
+        let at_queried: Vec<ServiceRecord> = all
+            .iter()
+            .filter(|r| r.addresses.contains(&queried))
+            .cloned()
+            .collect();
+        if at_queried.is_empty() {
+            all
+        } else {
+            at_queried
+        }
+    }
+}
+
+fn build_query(
+    id: u16,
+    questions: &[(String, TYPE)],
+) -> Result<Vec<u8>, simple_dns::SimpleDnsError> {
+    let mut packet = Packet::new_query(id);
+    for (name, ty) in questions {
+        packet.questions.push(Question::new(
+            Name::new(name.trim_end_matches('.'))?,
+            QTYPE::TYPE(*ty),
+            QCLASS::CLASS(CLASS::IN),
+            false,
+        ));
+    }
+    packet.build_bytes_vec()
+}
+
+/// Asks `host` (port 5353) for its processor services and what they
+/// advertise; returns one record per service instance it names.
+///
+/// # Errors
+/// [`DiscoveryError::Unicast`] when the socket fails or nothing parseable
+/// came back within `timeout`.
+pub async fn query_host(
+    host: IpAddr,
+    timeout: Duration,
+) -> Result<Vec<ServiceRecord>, DiscoveryError> {
+    let fail = |reason: String| DiscoveryError::Unicast {
+        host: host.to_string(),
+        reason,
+    };
+    let bind: SocketAddr = match host {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let target = SocketAddr::new(host, mdns_sd::MDNS_PORT);
+    let sock = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let deadline = Instant::now() + timeout;
+    let mut answers = Answers::default();
+    let mut questions: Vec<(String, TYPE)> = SERVICE_TYPES
+        .iter()
+        .map(|t| (t.to_string(), TYPE::PTR))
+        .collect();
+    let mut buf = vec![0u8; MAX_PACKET];
+
+    loop {
+        let id: u16 = fastrand::u16(1..);
+        let query =
+            build_query(id, &questions).map_err(|e| fail(format!("cannot build query: {e}")))?;
+        sock.send_to(&query, target)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let round_end = Instant::now() + RESEND;
+        let mut settle_at: Option<Instant> = None;
+        loop {
+            let wait_until = settle_at.unwrap_or(round_end).min(round_end).min(deadline);
+            let received = tokio::time::timeout_at(wait_until, sock.recv_from(&mut buf)).await;
+            let Ok(received) = received else { break };
+            let (len, from) = received.map_err(|e| fail(e.to_string()))?;
+            // The source is not checked against `host`: a responder
+            // with several addresses (or a simulated fleet sharing one)
+            // may answer from another; the random id ties answer to query.
+            tracing::trace!(%host, %from, len, "unicast DNS-SD response");
+            let Ok(packet) = Packet::parse(&buf[..len]) else {
+                tracing::debug!(%host, len, "unparseable DNS response ignored");
+                continue;
+            };
+            if packet.id() != id {
+                continue;
+            }
+            answers.heard = true;
+            for rr in packet.answers.iter().chain(&packet.additional_records) {
+                answers.absorb(rr);
+            }
+            settle_at.get_or_insert(Instant::now() + SETTLE);
+        }
+        if answers.heard {
+            questions = answers.missing();
+            if questions.is_empty() {
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    if !answers.heard {
+        return Err(fail(format!(
+            "no answer on UDP port 5353 within {} (is it a processor, and does UDP 5353 reach it?)",
+            humantime::format_duration(timeout)
+        )));
+    }
+    Ok(answers.records(host))
+}

@@ -1,0 +1,15 @@
+//! handoff: find lighting processors on the LAN, read their identity, claim
+//! them with a button press, and relay claims to the cloud access layer.
+//!
+//! The binary is a thin shell over this library, so tests drive the same
+//! code. Modules follow DESIGN.md: [`processor`] is the data model,
+//! [`discovery`] finds processors over mDNS, [`sim`] simulates them, [`lan`]
+//! chooses interfaces and makes private test networks, [`cli`] is the
+//! command line.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod discovery;
+pub mod lan;
+pub mod processor;
+pub mod sim;
