@@ -9,7 +9,9 @@ use tokio::time::Instant;
 
 use super::output::{print_stdout, processor_line, processor_table};
 use super::{CliError, parse_duration, shutdown_signal};
-use crate::discovery::{Discovery, DiscoveryOptions, Inventory, InventoryEvent, query_host};
+use crate::discovery::{
+    Discovery, DiscoveryOptions, Inventory, InventoryEvent, MIN_LIVENESS, query_host,
+};
 use crate::processor::ProcessorInfo;
 
 #[derive(Args, Debug)]
@@ -53,8 +55,11 @@ pub struct DiscoverArgs {
 }
 
 pub async fn run(args: DiscoverArgs) -> Result<ExitCode, CliError> {
-    if args.liveness < Duration::from_secs(1) {
-        return Err(CliError::Failed("--liveness must be at least 1s".into()));
+    if args.liveness < MIN_LIVENESS {
+        return Err(CliError::Failed(format!(
+            "--liveness must be at least {}: each check gives processors a third of it to answer",
+            humantime::format_duration(MIN_LIVENESS)
+        )));
     }
     if !args.hosts.is_empty() {
         return run_unicast(&args).await;

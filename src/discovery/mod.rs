@@ -58,11 +58,18 @@ pub struct DiscoveryOptions {
 pub struct Discovery {
     daemon: ServiceDaemon,
     events: mpsc::UnboundedReceiver<ServiceEvent>,
+    events_tx: mpsc::UnboundedSender<ServiceEvent>,
     inventory: Inventory,
     pending: VecDeque<InventoryEvent>,
     liveness: Option<Duration>,
     next_check: Option<Instant>,
+    /// When to re-read mdns-sd's view of every service (see [`Discovery::rebrowse`]).
+    refresh_at: Option<Instant>,
 }
+
+/// RFC 6762 §10.2: records displaced by a cache-flush announcement linger
+/// one second; look again just after.
+const FLUSH_GRACE: Duration = Duration::from_millis(1500);
 
 impl Discovery {
     /// Starts browsing on the given interfaces (IPv4). Must run inside a
@@ -73,10 +80,30 @@ impl Discovery {
     pub fn start(options: DiscoveryOptions) -> Result<Discovery, DiscoveryError> {
         let daemon = ServiceDaemon::new()?;
         restrict_interfaces(&daemon, &options.interfaces)?;
-        let (tx, events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let next_check = options.liveness.map(|l| Instant::now() + check_every(l));
+        let discovery = Discovery {
+            daemon,
+            events,
+            events_tx,
+            inventory: Inventory::new(),
+            pending: VecDeque::new(),
+            liveness: options.liveness,
+            next_check,
+            refresh_at: None,
+        };
+        discovery.browse()?;
+        Ok(discovery)
+    }
+
+    /// Starts (or restarts) the browse of every service type. mdns-sd keeps
+    /// one listener per type, so a restart replaces the old one (whose
+    /// forwarding task then ends) and first replays every service resolved
+    /// in its cache, as it is now.
+    fn browse(&self) -> Result<(), DiscoveryError> {
         for ty in SERVICE_TYPES {
-            let rx = daemon.browse(ty)?;
-            let tx = tx.clone();
+            let rx = self.daemon.browse(ty)?;
+            let tx = self.events_tx.clone();
             tokio::spawn(async move {
                 while let Ok(ev) = rx.recv_async().await {
                     if tx.send(ev).is_err() {
@@ -85,15 +112,7 @@ impl Discovery {
                 }
             });
         }
-        let next_check = options.liveness.map(|l| Instant::now() + check_every(l));
-        Ok(Discovery {
-            daemon,
-            events,
-            inventory: Inventory::new(),
-            pending: VecDeque::new(),
-            liveness: options.liveness,
-            next_check,
-        })
+        Ok(())
     }
 
     /// Waits for the next inventory change.
@@ -105,13 +124,17 @@ impl Discovery {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(ev);
             }
-            let check = self.next_check;
+            let (check, refresh) = (self.next_check, self.refresh_at);
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(ev) => self.apply(ev),
                     None => return Err(DiscoveryError::Stopped),
                 },
                 _ = sleep_until_opt(check) => self.verify_all().await?,
+                _ = sleep_until_opt(refresh) => {
+                    self.refresh_at = None;
+                    self.browse()?;
+                }
             }
         }
     }
@@ -133,6 +156,15 @@ impl Discovery {
         };
         for change in &changes {
             log_change(change);
+            // mdns-sd reports a new address at once but says nothing when
+            // the displaced one is flushed a second later (it has no event
+            // for a lost address), so look again once it must be gone.
+            if let InventoryEvent::Changed { before, after, .. } = change {
+                if after.addresses.len() > 1 && !after.addresses.is_subset(&before.addresses) {
+                    let at = Instant::now() + FLUSH_GRACE;
+                    self.refresh_at = Some(self.refresh_at.map_or(at, |r| r.max(at)));
+                }
+            }
         }
         self.pending.extend(changes);
     }
@@ -169,10 +201,16 @@ impl Drop for Discovery {
     }
 }
 
+/// The shortest liveness bound that works: a responder multicasts a record
+/// at most once a second (RFC 6762 §6), so an ask needs about two seconds
+/// to be answered for sure. Measured: with a 1 s window, live processors
+/// were dropped and re-added.
+pub const MIN_LIVENESS: Duration = Duration::from_secs(6);
+
 /// The liveness cadence: ask every third of the bound, and give each ask a
 /// third to be answered, so a silent processor is gone in two thirds of it.
 fn check_every(liveness: Duration) -> Duration {
-    (liveness / 3).max(Duration::from_millis(500))
+    (liveness / 3).max(MIN_LIVENESS / 3)
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

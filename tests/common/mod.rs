@@ -1,0 +1,307 @@
+//! Test harness: every test that advertises, browses or connects runs in a
+//! private network namespace of its own, so plain `cargo test` is safe on
+//! any machine and tests running in parallel never see each other's mDNS.
+//!
+//! `lan_test!` re-runs the test binary, filtered to that one test, under
+//! `unshare --net` (with a user namespace when not root); inside, the body
+//! runs. Processes the body starts live in the same namespace.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Defines a test whose body runs inside a fresh private network.
+#[macro_export]
+macro_rules! lan_test {
+    ($(#[$m:meta])* fn $name:ident() $body:block) => {
+        #[test]
+        $(#[$m])*
+        fn $name() {
+            common::in_private_lan(stringify!($name), || $body);
+        }
+    };
+}
+
+/// Runs `body` inside a private network: directly when already in one made
+/// for this test, otherwise by re-running this test there.
+pub fn in_private_lan(test_name: &str, body: impl FnOnce()) {
+    if std::env::var_os(handoff::lan::PRIVATE_LAN_ENV).is_some() {
+        let all = handoff::lan::interfaces().expect("list interfaces");
+        assert!(
+            handoff::lan::is_private(&all),
+            "the harness's namespace is not private: {all:?}"
+        );
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = handoff::lan::private_lan_command(
+        &exe,
+        [test_name, "--exact", "--nocapture", "--test-threads=1"],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .expect("run unshare (util-linux) for a private network");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test_name} failed inside its private network ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+}
+
+pub fn handoff_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_handoff")
+}
+
+/// A scratch directory removed at drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "handoff-test-{tag}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `handoff sim` process. Dropping it kills it (no goodbye).
+pub struct Sim {
+    child: Option<Child>,
+    pub manifest: Vec<Value>,
+    _dir: TempDir,
+}
+
+impl Sim {
+    /// Starts `handoff sim ARGS… --manifest FILE` and waits for the manifest,
+    /// which the simulator writes once its services are registered.
+    pub fn start(args: &[&str]) -> Sim {
+        let dir = TempDir::new("sim");
+        let manifest = dir.path("manifest.json");
+        let child = Command::new(handoff_bin())
+            .arg("sim")
+            .args(args)
+            .arg("--manifest")
+            .arg(&manifest)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn handoff sim");
+        let mut sim = Sim {
+            child: Some(child),
+            manifest: Vec::new(),
+            _dir: dir,
+        };
+        sim.manifest = sim.wait_manifest(&manifest);
+        sim
+    }
+
+    fn wait_manifest(&mut self, path: &Path) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                return serde_json::from_str(&text).expect("manifest is JSON");
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("handoff sim exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "handoff sim wrote no manifest");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    /// SIGTERM: the simulator says goodbye and exits 0.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        nix::sys::signal::kill(self.pid_of(&child), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "sim exited with {status} after SIGTERM");
+    }
+
+    /// SIGKILL: the simulator vanishes without a goodbye, like a processor
+    /// losing power.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+
+    fn pid_of(&self, child: &Child) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(child.id() as i32)
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.manifest
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The output of a finished `handoff` run.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `handoff ARGS…` to completion.
+pub fn handoff(args: &[&str]) -> Run {
+    let out = Command::new(handoff_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run handoff");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The facts that must agree between a manifest entry and what discovery
+/// reports.
+pub fn identity_facts(p: &Value) -> (String, u64, String, Vec<String>, String, String, String) {
+    let addresses = p["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    (
+        p["id"].as_str().unwrap().to_string(),
+        p["serial"].as_u64().unwrap(),
+        p["mac"].as_str().unwrap().to_string(),
+        addresses,
+        p["system_type"].as_str().unwrap().to_string(),
+        p["firmware"].as_str().unwrap().to_string(),
+        p["devclass"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A running `handoff discover --watch --json`, read line by line.
+pub struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Watch {
+    pub fn start(extra: &[&str]) -> Watch {
+        let mut child = Command::new(handoff_bin())
+            .args(["discover", "--watch", "--json"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn handoff discover --watch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// Waits for an event satisfying `pred`, returning every event seen on
+    /// the way (the matching one last). Panics after `limit`.
+    pub fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(ev) => {
+                    let hit = pred(&ev);
+                    seen.push(ev);
+                    if hit {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no {what} within {limit:?}; events seen: {seen:#?}"),
+            }
+        }
+    }
+
+    /// Events that arrive within `window`.
+    pub fn drain(&self, window: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + window;
+        let mut seen = Vec::new();
+        while let Ok(ev) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            seen.push(ev);
+        }
+        seen
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `event` is `kind` for the processor with this id.
+pub fn is_event(ev: &Value, kind: &str, id: &str) -> bool {
+    ev["event"] == kind && ev["processor"]["id"] == id
+}

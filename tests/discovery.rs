@@ -1,0 +1,263 @@
+//! Discovery against simulated processors, each test on its own private
+//! network.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Sim, Watch, handoff, identity_facts, is_event};
+use serde_json::Value;
+
+fn facts(list: &[Value]) -> BTreeSet<(String, u64, String, Vec<String>, String, String, String)> {
+    list.iter().map(identity_facts).collect()
+}
+
+lan_test! {
+    fn finds_one_simulated_processor_with_the_manifest_facts() {
+        let sim = Sim::start(&["--count", "1", "--seed", "11", "--no-probe"]);
+        let run = handoff(&["discover", "--json", "--timeout", "2s"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let found = run.json();
+        let found = found.as_array().unwrap();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(facts(found), facts(&sim.manifest));
+        let p = &found[0];
+        assert_eq!(p["host"], format!("Lutron-{}.local.", p["id"].as_str().unwrap()));
+        assert_eq!(p["product"], "RadioRA 3 Processor");
+        assert_eq!(p["warnings"], serde_json::json!([]));
+    }
+}
+
+lan_test! {
+    fn finds_exactly_the_fifty_processors_of_the_manifest() {
+        // With probing, as real processors do it.
+        let sim = Sim::start(&["--count", "50", "--system-type", "ra3,qsx,caseta", "--seed", "3"]);
+        std::thread::sleep(Duration::from_secs(1));
+        let run = handoff(&["discover", "--json", "--timeout", "3s"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let found = run.json();
+        let found = found.as_array().unwrap();
+        assert_eq!(found.len(), 50);
+        assert_eq!(facts(found), facts(&sim.manifest));
+        let types: BTreeSet<&str> = found.iter().map(|p| p["system_type"].as_str().unwrap()).collect();
+        assert_eq!(types, BTreeSet::from(["HWQSProcessor", "RadioRa3Processor", "SmartBridge"]));
+        // Sorted by id for people and scripts alike.
+        let ids: Vec<&str> = found.iter().map(|p| p["id"].as_str().unwrap()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
+}
+
+lan_test! {
+    fn table_lists_id_product_address_mac_firmware_status() {
+        let sim = Sim::start(&["--count", "2", "--system-type", "qsx", "--seed", "5", "--no-probe"]);
+        let run = handoff(&["discover", "--timeout", "2s"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", run.stdout);
+        assert!(lines[0].starts_with("ID "), "{}", run.stdout);
+        for p in &sim.manifest {
+            let line = lines
+                .iter()
+                .find(|l| l.starts_with(p["id"].as_str().unwrap()))
+                .unwrap_or_else(|| panic!("{} not in\n{}", p["id"], run.stdout));
+            for field in ["mac", "firmware"] {
+                assert!(line.contains(p[field].as_str().unwrap()), "{line}");
+            }
+            assert!(line.contains(p["addresses"][0].as_str().unwrap()), "{line}");
+            assert!(line.contains("HomeWorks QSX Processor"), "{line}");
+            assert!(line.contains("good, Unclaimed"), "{line}");
+        }
+    }
+}
+
+lan_test! {
+    fn no_processor_found_is_a_clear_message_and_exit_zero() {
+        let run = handoff(&["discover", "--timeout", "1s"]);
+        assert_eq!(run.code, Some(0));
+        assert_eq!(run.stdout, "");
+        assert!(run.stderr.contains("no processors found on lo in 1s"), "{}", run.stderr);
+        let run = handoff(&["discover", "--timeout", "1s", "--json"]);
+        assert_eq!(run.json(), serde_json::json!([]));
+    }
+}
+
+lan_test! {
+    fn unknown_interface_is_refused_by_name() {
+        let run = handoff(&["discover", "--timeout", "1s", "--interface", "eth7"]);
+        assert_eq!(run.code, Some(1));
+        assert!(run.stderr.contains("no interface named 'eth7' (interfaces here: lo)"), "{}", run.stderr);
+    }
+}
+
+lan_test! {
+    fn goodbye_is_reported_removed_and_others_stay() {
+        let watch = Watch::start(&["--liveness", "6s"]);
+        let a = Sim::start(&["--seed", "21", "--no-probe", "--instance-name", "A"]);
+        let b = Sim::start(&["--seed", "22", "--no-probe", "--instance-name", "B", "--first-ip", "127.0.2.1"]);
+        let (ida, idb) = (a.ids()[0].clone(), b.ids()[0].clone());
+        watch.wait_for(Duration::from_secs(10), "added A", |e| is_event(e, "added", &ida));
+        watch.wait_for(Duration::from_secs(10), "added B", |e| is_event(e, "added", &idb));
+        a.stop();
+        let seen = watch.wait_for(Duration::from_secs(10), "removed A", |e| is_event(e, "removed", &ida));
+        assert!(!seen.iter().any(|e| is_event(e, "removed", &idb)), "{seen:#?}");
+        // B keeps answering liveness checks: not removed over three cycles.
+        let later = watch.drain(Duration::from_secs(7));
+        assert!(!later.iter().any(|e| e["event"] == "removed"), "{later:#?}");
+        drop(b);
+    }
+}
+
+lan_test! {
+    fn processor_killed_without_goodbye_is_removed_within_the_liveness_bound() {
+        let watch = Watch::start(&["--liveness", "6s"]);
+        let a = Sim::start(&["--seed", "31", "--no-probe", "--instance-name", "A"]);
+        let b = Sim::start(&["--seed", "32", "--no-probe", "--instance-name", "B", "--first-ip", "127.0.2.1"]);
+        let (ida, idb) = (a.ids()[0].clone(), b.ids()[0].clone());
+        watch.wait_for(Duration::from_secs(10), "added A", |e| is_event(e, "added", &ida));
+        watch.wait_for(Duration::from_secs(10), "added B", |e| is_event(e, "added", &idb));
+        a.kill();
+        // Record expiry alone would take 120 s; the 6 s bound (plus slack
+        // for a loaded machine) proves the liveness re-check did it.
+        let seen = watch.wait_for(Duration::from_secs(20), "removed A", |e| is_event(e, "removed", &ida));
+        assert!(!seen.iter().any(|e| is_event(e, "removed", &idb)), "{seen:#?}");
+        drop(b);
+    }
+}
+
+lan_test! {
+    fn address_change_is_reported_changed_not_duplicated() {
+        let watch = Watch::start(&["--liveness", "30s"]);
+        let first = Sim::start(&["--seed", "41", "--no-probe", "--first-ip", "127.0.1.1"]);
+        let id = first.ids()[0].clone();
+        watch.wait_for(Duration::from_secs(10), "added", |e| is_event(e, "added", &id));
+        // The processor reboots with a new DHCP lease: same serial, new address.
+        first.kill();
+        let _second = Sim::start(&["--seed", "41", "--no-probe", "--first-ip", "127.0.3.7"]);
+        let seen = watch.wait_for(Duration::from_secs(10), "changed to 127.0.3.7", |e| {
+            is_event(e, "changed", &id) && e["processor"]["addresses"] == serde_json::json!(["127.0.3.7"])
+        });
+        assert!(seen.iter().all(|e| e["event"] == "changed"), "{seen:#?}");
+        assert!(seen.iter().all(|e| e["changes"].as_array().unwrap().contains(&"addresses".into())));
+        let run = handoff(&["discover", "--json", "--timeout", "2s"]);
+        let found = run.json();
+        assert_eq!(found.as_array().unwrap().len(), 1, "{found:#?}");
+        assert_eq!(found[0]["addresses"], serde_json::json!(["127.0.3.7"]));
+    }
+}
+
+lan_test! {
+    fn same_instance_name_with_different_serials_is_two_processors() {
+        // Both ask for "Lutron Status": the second one's probe meets the
+        // first, and it is renamed, as a second QSX processor is.
+        let a = Sim::start(&["--seed", "51", "--instance-name", "Lutron Status"]);
+        let b = Sim::start(&["--seed", "52", "--instance-name", "Lutron Status", "--first-ip", "127.0.2.1"]);
+        std::thread::sleep(Duration::from_secs(2));
+        let run = handoff(&["discover", "--json", "--timeout", "2s"]);
+        let found = run.json();
+        let found = found.as_array().unwrap();
+        let ids: BTreeSet<&str> = found.iter().map(|p| p["id"].as_str().unwrap()).collect();
+        let (ida, idb) = (a.ids()[0].clone(), b.ids()[0].clone());
+        let want: BTreeSet<&str> = [ida.as_str(), idb.as_str()].into();
+        assert_eq!(ids, want, "{found:#?}");
+        let names: BTreeSet<&str> = found.iter().map(|p| p["instance"].as_str().unwrap()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+}
+
+lan_test! {
+    fn reused_instance_name_is_a_new_processor_not_a_change() {
+        let watch = Watch::start(&["--liveness", "30s"]);
+        let a = Sim::start(&["--seed", "61", "--no-probe"]);
+        let ida = a.ids()[0].clone();
+        watch.wait_for(Duration::from_secs(10), "added A", |e| is_event(e, "added", &ida));
+        a.stop();
+        watch.wait_for(Duration::from_secs(10), "removed A", |e| is_event(e, "removed", &ida));
+        let b = Sim::start(&["--seed", "62", "--no-probe"]);
+        let idb = b.ids()[0].clone();
+        assert_ne!(ida, idb);
+        let seen = watch.wait_for(Duration::from_secs(10), "added B", |e| is_event(e, "added", &idb));
+        assert_eq!(seen.len(), 1, "{seen:#?}");
+        assert_eq!(seen[0]["processor"]["instance"], "Lutron Status");
+    }
+}
+
+lan_test! {
+    fn host_query_reports_the_processor_at_that_address() {
+        let sim = Sim::start(&["--count", "3", "--system-type", "ra3,qsx,caseta", "--seed", "71", "--no-probe"]);
+        let run = handoff(&["discover", "--json", "--host", "127.0.1.2", "--timeout", "3s"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let found = run.json();
+        let found = found.as_array().unwrap();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(identity_facts(&found[0]), identity_facts(&sim.manifest[1]));
+        assert_eq!(found[0]["claim_status"], "Unclaimed");
+    }
+}
+
+lan_test! {
+    fn host_that_does_not_answer_is_an_error() {
+        let run = handoff(&["discover", "--host", "127.0.9.9", "--timeout", "1s"]);
+        assert_eq!(run.code, Some(1));
+        assert!(run.stderr.contains("unicast DNS-SD query to 127.0.9.9: no answer on UDP port 5353"), "{}", run.stderr);
+    }
+}
+
+lan_test! {
+    fn expect_stops_as_soon_as_enough_are_found() {
+        let _sim = Sim::start(&["--count", "4", "--seed", "81", "--no-probe"]);
+        let started = std::time::Instant::now();
+        let run = handoff(&["discover", "--json", "--expect", "4", "--timeout", "60s"]);
+        assert_eq!(run.json().as_array().unwrap().len(), 4);
+        // Not a timing assertion: it must not have waited out the 60 s.
+        assert!(started.elapsed() < Duration::from_secs(50));
+    }
+}
+
+lan_test! {
+    fn sim_refuses_a_network_with_another_interface() {
+        let ok = std::process::Command::new("ip")
+            .args(["link", "add", "veth0", "type", "veth", "peer", "name", "veth1"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let run = handoff(&["sim", "--count", "1"]);
+        assert_eq!(run.code, Some(1));
+        assert!(run.stderr.contains("refusing to advertise simulated processors here"), "{}", run.stderr);
+        assert!(run.stderr.contains("interface veth0"), "{}", run.stderr);
+    }
+}
+
+lan_test! {
+    fn sim_refuses_a_loopback_without_multicast() {
+        let ok = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "multicast", "off"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let run = handoff(&["sim", "--count", "1"]);
+        assert_eq!(run.code, Some(1));
+        assert!(run.stderr.contains("a loopback without multicast"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn demo_runs_on_its_own_private_network() {
+    // Not inside lan_test: the demo must make its private network itself.
+    let run = handoff(&["demo"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("Found 3 of 3 processors"),
+        "{}",
+        run.stdout
+    );
+    for product in [
+        "RadioRA 3 Processor",
+        "HomeWorks QSX Processor",
+        "Caséta Smart Bridge",
+    ] {
+        assert!(run.stdout.contains(product), "{}", run.stdout);
+    }
+}
