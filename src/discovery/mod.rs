@@ -159,11 +159,12 @@ impl Discovery {
             // mdns-sd reports a new address at once but says nothing when
             // the displaced one is flushed a second later (it has no event
             // for a lost address), so look again once it must be gone.
-            if let InventoryEvent::Changed { before, after, .. } = change {
-                if after.addresses.len() > 1 && !after.addresses.is_subset(&before.addresses) {
-                    let at = Instant::now() + FLUSH_GRACE;
-                    self.refresh_at = Some(self.refresh_at.map_or(at, |r| r.max(at)));
-                }
+            if let InventoryEvent::Changed { before, after, .. } = change
+                && after.addresses.len() > 1
+                && !after.addresses.is_subset(&before.addresses)
+            {
+                let at = Instant::now() + FLUSH_GRACE;
+                self.refresh_at = Some(self.refresh_at.map_or(at, |r| r.max(at)));
             }
         }
         self.pending.extend(changes);
