@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Sim, Watch, handoff, identity_facts, is_event};
 use serde_json::Value;
 
-fn facts(list: &[Value]) -> BTreeSet<(String, u64, String, Vec<String>, String, String, String)> {
+fn facts(list: &[Value]) -> BTreeSet<common::Facts> {
     list.iter().map(identity_facts).collect()
 }
 

@@ -206,7 +206,9 @@ pub fn handoff(args: &[&str]) -> Run {
 
 /// The facts that must agree between a manifest entry and what discovery
 /// reports.
-pub fn identity_facts(p: &Value) -> (String, u64, String, Vec<String>, String, String, String) {
+pub type Facts = (String, u64, String, Vec<String>, String, String, String);
+
+pub fn identity_facts(p: &Value) -> Facts {
     let addresses = p["addresses"]
         .as_array()
         .unwrap()
