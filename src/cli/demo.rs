@@ -48,6 +48,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     let interfaces = crate::lan::choose_interfaces(&all, &[])?;
     println!("A private network with one simulated site: three processors on 127.0.1.1–127.0.1.3.");
     let advertiser = Advertiser::start(&fleet, &interfaces, false)?;
+    // A responder multicasts a record at most once a second (RFC 6762 §6),
+    // so a query right after the site's announcements would be answered a
+    // second late. Real sites have been up for days: let this one settle.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     println!("Discovering processors over mDNS (_lutron._tcp)…");
     let started = Instant::now();
