@@ -135,6 +135,10 @@ lan_test! {
         watch.wait_for(Duration::from_secs(10), "added", |e| is_event(e, "added", &id));
         // The processor reboots with a new DHCP lease: same serial, new address.
         first.kill();
+        // A reboot takes a while. (Within one second of being cached, a
+        // record is not displaced by a cache-flush announcement, RFC 6762
+        // §10.2, so an instant "reboot" would rightly keep both addresses.)
+        std::thread::sleep(Duration::from_millis(1500));
         let _second = Sim::start(&["--seed", "41", "--no-probe", "--first-ip", "127.0.3.7"]);
         let seen = watch.wait_for(Duration::from_secs(10), "changed to 127.0.3.7", |e| {
             is_event(e, "changed", &id) && e["processor"]["addresses"] == serde_json::json!(["127.0.3.7"])
