@@ -226,10 +226,14 @@ pub fn identity_facts(p: &Value) -> Facts {
     )
 }
 
-/// A running `handoff discover --watch --json`, read line by line.
+/// A running `handoff discover --watch --json`, read line by line. Events
+/// are kept, so waiting for one never loses another that came first.
 pub struct Watch {
     child: Child,
     lines: mpsc::Receiver<Value>,
+    history: std::cell::RefCell<Vec<Value>>,
+    /// Where the window returned by the last wait ended.
+    mark: std::cell::Cell<usize>,
 }
 
 impl Watch {
@@ -254,11 +258,23 @@ impl Watch {
                 }
             }
         });
-        Watch { child, lines }
+        Watch {
+            child,
+            lines,
+            history: Default::default(),
+            mark: Default::default(),
+        }
     }
 
-    /// Waits for an event satisfying `pred`, returning every event seen on
-    /// the way (the matching one last). Panics after `limit`.
+    /// The events since the last returned window, and moves the mark.
+    fn window(&self) -> Vec<Value> {
+        let history = self.history.borrow();
+        let from = self.mark.replace(history.len());
+        history[from..].to_vec()
+    }
+
+    /// Waits until some event so far satisfies `pred`; returns the events
+    /// that arrived since the previous wait or drain. Panics after `limit`.
     pub fn wait_for(
         &self,
         limit: Duration,
@@ -266,33 +282,32 @@ impl Watch {
         pred: impl Fn(&Value) -> bool,
     ) -> Vec<Value> {
         let deadline = Instant::now() + limit;
-        let mut seen = Vec::new();
         loop {
+            if self.history.borrow().iter().any(&pred) {
+                return self.window();
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(ev) => {
-                    let hit = pred(&ev);
-                    seen.push(ev);
-                    if hit {
-                        return seen;
-                    }
-                }
-                Err(_) => panic!("no {what} within {limit:?}; events seen: {seen:#?}"),
+                Ok(ev) => self.history.borrow_mut().push(ev),
+                Err(_) => panic!(
+                    "no {what} within {limit:?}; events seen: {:#?}",
+                    self.history.borrow()
+                ),
             }
         }
     }
 
-    /// Events that arrive within `window`.
+    /// Collects what arrives within `window`; returns every event since
+    /// the previous wait or drain.
     pub fn drain(&self, window: Duration) -> Vec<Value> {
         let deadline = Instant::now() + window;
-        let mut seen = Vec::new();
         while let Ok(ev) = self
             .lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
-            seen.push(ev);
+            self.history.borrow_mut().push(ev);
         }
-        seen
+        self.window()
     }
 }
 
