@@ -478,3 +478,40 @@ fn handoff_finds_a_legacy_leap_service() {
         assert_eq!(p["warnings"], json!([]));
     });
 }
+
+#[test]
+fn sim_renamed_by_a_zeroconf_processor_writes_its_new_name_to_the_manifest() {
+    let python = python_with(ZEROCONF);
+    in_private_lan(
+        "sim_renamed_by_a_zeroconf_processor_writes_its_new_name_to_the_manifest",
+        || {
+            // A real processor holds "Lutron Status"; a simulated one that
+            // asks for the same name (with probing, as real ones do) meets
+            // zeroconf's defence and must take "Lutron Status (2)".
+            let _published = publish_qsx(&python);
+            let sim = Sim::start(&["--seed", "93", "--instance-name", "Lutron Status"]);
+            let id = sim.ids()[0].clone();
+            assert_eq!(
+                sim.manifest[0]["instance"], "Lutron Status (2)",
+                "{:#?}",
+                sim.manifest
+            );
+            let seen = zeroconf_browse(&python, &["_lutron._tcp.local."], 2);
+            let names: BTreeMap<&str, &str> = seen
+                .iter()
+                .map(|s| (s["server"].as_str().unwrap(), s["name"].as_str().unwrap()))
+                .collect();
+            let sim_host = format!("Lutron-{id}.local.");
+            assert_eq!(
+                names,
+                BTreeMap::from([
+                    (
+                        "Lutron-0236e6a7.local.",
+                        "Lutron Status._lutron._tcp.local."
+                    ),
+                    (sim_host.as_str(), "Lutron Status (2)._lutron._tcp.local."),
+                ])
+            );
+        },
+    );
+}
