@@ -102,9 +102,14 @@ impl Published {
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) if line.starts_with("registered ") => published,
             Ok(line) => panic!("zeroconf publisher said {line:?}, not 'registered …'"),
-            Err(_) => {
-                let status = published.child.try_wait().unwrap();
-                panic!("zeroconf publisher did not register within 20 s (exit: {status:?})");
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("zeroconf publisher did not register within 20 s")
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = published.child.wait().unwrap();
+                panic!(
+                    "zeroconf publisher exited before registering ({status}); its stderr is above"
+                );
             }
         }
     }
