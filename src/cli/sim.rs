@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::output::write_atomically;
 use super::{CliError, shutdown_signal};
-use crate::processor::SystemType;
+use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{Advertiser, FleetSpec, build_fleet, check_private_network};
 
 #[derive(Args, Debug)]
@@ -69,7 +69,12 @@ pub async fn run(args: SimArgs) -> Result<ExitCode, CliError> {
     let advertiser = Advertiser::start(&fleet, &interfaces, !args.no_probe)?;
 
     if let Some(path) = &args.manifest {
-        let infos: Vec<_> = fleet.iter().map(|p| p.info()).collect();
+        // As advertised: probing may have renamed an instance.
+        let infos: Vec<_> = advertiser
+            .records()
+            .iter()
+            .map(ProcessorInfo::from_record)
+            .collect();
         let json: Vec<_> = infos.iter().map(|i| i.to_json()).collect();
         let mut text = serde_json::to_vec_pretty(&json)
             .map_err(|e| CliError::Failed(format!("cannot encode the manifest: {e}")))?;

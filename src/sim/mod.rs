@@ -4,13 +4,15 @@
 
 mod fleet;
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-use mdns_sd::{ServiceDaemon, ServiceInfo, TxtProperty};
+use mdns_sd::{DaemonEvent, ServiceDaemon, ServiceInfo, TxtProperty};
 
 pub use fleet::{FleetError, FleetSpec, SERVICE_TYPE, SRV_PORT, SimProcessor, build_fleet};
 
 use crate::discovery::restrict_interfaces;
+use crate::processor::ServiceRecord;
 
 /// Errors of the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +30,28 @@ pub enum SimError {
          (../shared/bin/lan handoff sim …), or pass --really-advertise"
     )]
     NotPrivate(String),
+    #[error(
+        "{pending} of {total} simulated processors were not announced within {waited:?} (mDNS probing did not finish)"
+    )]
+    NotAnnounced {
+        pending: usize,
+        total: usize,
+        waited: Duration,
+    },
 }
+
+/// How long probing may take before [`Advertiser::start`] gives up: about
+/// a second is normal; a big fleet on a busy machine takes longer.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A fleet being advertised. Dropping it without [`Advertiser::stop`]
 /// vanishes silently, like a processor that loses power.
 pub struct Advertiser {
     daemon: ServiceDaemon,
+    /// The names registered, as given (mdns-sd keys its services by them
+    /// even after probing renamed one).
     fullnames: Vec<String>,
+    records: Vec<ServiceRecord>,
 }
 
 impl Advertiser {
@@ -42,7 +59,13 @@ impl Advertiser {
     ///
     /// `probe` runs RFC 6762 probing first, as real responders do (about a
     /// second before the first announcement); tests that are not about
-    /// probing turn it off.
+    /// probing turn it off. With probing, this returns once every processor
+    /// is announced, under the name probing left it (a name another
+    /// responder holds gets ` (2)`): see [`Advertiser::records`].
+    ///
+    /// # Errors
+    /// [`SimError::Mdns`] when the mDNS daemon fails;
+    /// [`SimError::NotAnnounced`] when probing does not finish in time.
     pub fn start(
         fleet: &[SimProcessor],
         interfaces: &[String],
@@ -50,6 +73,11 @@ impl Advertiser {
     ) -> Result<Advertiser, SimError> {
         let daemon = ServiceDaemon::new()?;
         restrict_interfaces(&daemon, interfaces)?;
+        let announcements = if probe {
+            Some(watch_announcements(&daemon)?)
+        } else {
+            None
+        };
         let mut fullnames = Vec::with_capacity(fleet.len());
         for p in fleet {
             let props: Vec<TxtProperty> = p
@@ -69,7 +97,31 @@ impl Advertiser {
             fullnames.push(info.get_fullname().to_string());
             register_with_backpressure(&daemon, info)?;
         }
-        Ok(Advertiser { daemon, fullnames })
+        let mut records: Vec<ServiceRecord> = fleet.iter().map(SimProcessor::record).collect();
+        if let Some(events) = announcements {
+            let renamed = wait_announced(&events, &fullnames, ANNOUNCE_TIMEOUT)?;
+            for record in &mut records {
+                if let Some(new) = renamed.get(&record.fullname.to_lowercase()) {
+                    record.fullname = new.clone();
+                }
+                // Two processors with one serial: the second host is
+                // `Lutron-<id>-2.local.`, and discovery will say so.
+                if let Some(new) = renamed.get(&record.host.to_lowercase()) {
+                    record.host = new.clone();
+                }
+            }
+        }
+        Ok(Advertiser {
+            daemon,
+            fullnames,
+            records,
+        })
+    }
+
+    /// What each processor of the fleet is advertised as, in fleet order,
+    /// with the instance name it holds on the network.
+    pub fn records(&self) -> &[ServiceRecord] {
+        &self.records
     }
 
     /// Says goodbye (TTL 0 records) for every processor, then stops.
@@ -103,6 +155,71 @@ impl Advertiser {
     /// Stops without goodbyes, as a processor that loses power does.
     pub fn vanish(self) {
         let _ = self.daemon.shutdown();
+    }
+}
+
+/// The daemon's events, drained by a thread: mdns-sd drops events when a
+/// monitor's 100-event channel is full, and registering a big fleet makes
+/// more than that.
+fn watch_announcements(
+    daemon: &ServiceDaemon,
+) -> Result<std::sync::mpsc::Receiver<DaemonEvent>, SimError> {
+    let monitor = daemon.monitor()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(ev) = monitor.recv() {
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Waits until every registered service is announced; returns each name
+/// (instance or host) that probing changed, by its lowercase original.
+fn wait_announced(
+    events: &std::sync::mpsc::Receiver<DaemonEvent>,
+    registered: &[String],
+    timeout: Duration,
+) -> Result<HashMap<String, String>, SimError> {
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    let mut announced: HashSet<String> = HashSet::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pending = registered
+            .iter()
+            .filter(|name| {
+                let name = name.to_lowercase();
+                let now = renamed.get(&name).map(|n| n.to_lowercase()).unwrap_or(name);
+                !announced.contains(&now)
+            })
+            .count();
+        if pending == 0 {
+            return Ok(renamed);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(DaemonEvent::NameChange(change)) => {
+                tracing::info!(
+                    "{} is taken; advertising as {}",
+                    change.original,
+                    change.new_name
+                );
+                renamed.insert(change.original.to_lowercase(), change.new_name);
+            }
+            Ok(DaemonEvent::Announce(fullname, _)) => {
+                announced.insert(fullname.to_lowercase());
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Err(SimError::NotAnnounced {
+                    pending,
+                    total: registered.len(),
+                    waited: timeout,
+                });
+            }
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! runs. Processes the body starts live in the same namespace.
 #![allow(dead_code)]
 
+pub mod python;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
