@@ -1,0 +1,15 @@
+//! The processor-side wire protocol (LEAP), as real processors and clients
+//! speak it: processor-protocol.md §2 (pairing, TCP 8083) and §3 (main
+//! session, TCP 8081). Documented for integrators in `proto/processor.md`.
+//!
+//! Layers, from the bytes up:
+//! - [`codec`]: one JSON object per line; pure.
+//! - [`message`]: the frames themselves, typed; pure.
+//! - [`pairing`]: the button handshake as two state machines (processor
+//!   and client); pure, time passed in.
+//! - [`connection`]: a stream plus a buffer, reading and writing whole
+//!   frames; the only part that does I/O. TLS is the caller's business.
+
+pub mod codec;
+
+pub use codec::{CodecError, JsonObject, LineCodec, MAX_LINE};
