@@ -11,5 +11,9 @@
 //!   frames; the only part that does I/O. TLS is the caller's business.
 
 pub mod codec;
+pub mod message;
 
 pub use codec::{CodecError, JsonObject, LineCodec, MAX_LINE};
+pub use message::{
+    Communique, CommuniqueType, CsrParameters, MessageError, PairingFrame, StatusCode,
+};
