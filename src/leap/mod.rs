@@ -13,6 +13,9 @@
 pub mod codec;
 pub mod message;
 
+#[cfg(test)]
+mod vectors;
+
 pub use codec::{CodecError, JsonObject, LineCodec, MAX_LINE};
 pub use message::{
     Communique, CommuniqueType, CsrParameters, MessageError, PairingFrame, StatusCode,
