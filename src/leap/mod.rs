@@ -12,6 +12,7 @@
 
 pub mod codec;
 pub mod message;
+pub mod pairing;
 
 #[cfg(test)]
 mod vectors;
