@@ -11,6 +11,7 @@
 //!   frames; the only part that does I/O. TLS is the caller's business.
 
 pub mod codec;
+pub mod connection;
 pub mod message;
 pub mod pairing;
 
@@ -18,6 +19,7 @@ pub mod pairing;
 mod vectors;
 
 pub use codec::{CodecError, JsonObject, LineCodec, MAX_LINE};
+pub use connection::{Connection, ConnectionError};
 pub use message::{
     Communique, CommuniqueType, CsrParameters, MessageError, PairingFrame, StatusCode,
 };
