@@ -8,10 +8,14 @@
 //! - [`pairing`]: the button handshake as two state machines (processor
 //!   and client); pure, time passed in.
 //! - [`connection`]: a stream plus a buffer, reading and writing whole
-//!   frames; the only part that does I/O. TLS is the caller's business.
+//!   frames. TLS is the caller's business.
+//! - [`handshake`]: the tokio driver of the pairing client.
+//!
+//! Only the last two do I/O.
 
 pub mod codec;
 pub mod connection;
+pub mod handshake;
 pub mod message;
 pub mod pairing;
 
@@ -20,6 +24,7 @@ mod vectors;
 
 pub use codec::{CodecError, JsonObject, LineCodec, MAX_LINE};
 pub use connection::{Connection, ConnectionError};
+pub use handshake::pair;
 pub use message::{
     Communique, CommuniqueType, CsrParameters, MessageError, PairingFrame, StatusCode,
 };
