@@ -28,3 +28,18 @@ pub use handshake::pair;
 pub use message::{
     Communique, CommuniqueType, CsrParameters, MessageError, PairingFrame, StatusCode,
 };
+
+/// Any failure of this module, for callers that handle them alike; each
+/// layer's own enum says more.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeapError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Pairing(#[from] pairing::PairingError),
+}

@@ -334,3 +334,36 @@ fn client_leaving_mid_signing_frees_the_processor() {
     );
     assert!(actions.is_empty(), "{actions:?}");
 }
+
+#[test]
+fn press_during_a_window_restarts_it_with_a_fresh_failure_count() {
+    let mut pair = Pair::new();
+    let conn = pair.connect_raw();
+    pair.press();
+    pair.send_raw(conn, b"nonsense\n");
+    assert_eq!(pair.server.failures(), 1);
+    pair.advance_to(Duration::from_secs(100));
+    pair.press();
+    assert_eq!(pair.server.failures(), 0);
+    assert_eq!(
+        pair.server.window_closes_at(),
+        Some(pair.start + Duration::from_secs(100) + DEFAULT_BUTTON_WINDOW)
+    );
+    // Already granted: the second press sends nothing more.
+    assert_eq!(pair.received(conn).len(), 2, "{:?}", pair.received(conn));
+}
+
+#[test]
+fn csr_accepted_in_the_window_is_answered_after_it_closes() {
+    let mut pair = Pair::new();
+    pair.signer = Signer::Hold;
+    pair.press();
+    pair.advance_to(DEFAULT_BUTTON_WINDOW - Duration::from_secs(5));
+    let conn = pair.connect();
+    // The signer takes 7 s; the client waits 10 s; the window closes.
+    pair.advance_to(DEFAULT_BUTTON_WINDOW + Duration::from_secs(2));
+    assert_eq!(pair.server.window_closes_at(), None);
+    assert_eq!(pair.server.in_flight(), Some(conn));
+    pair.finish_signing(Ok(signed_for(&CsrParameters::admin("", "handoff"))));
+    assert!(matches!(pair.outcome(conn), Some(Ok(_))));
+}
