@@ -37,13 +37,20 @@ ip link add tool0 type veth peer name site0 netns "$site"
 ip addr add 198.18.0.1/15 dev tool0
 ip link set tool0 up
 nsenter -t "$site" -n sh -c 'ip link set lo up; ip addr add 198.18.0.2/15 dev site0; ip link set site0 up'
-sleep 1   # carrier up on both ends before mDNS stacks list interfaces
+# mDNS stacks list interfaces once, at start: wait for the link to be up on
+# both ends (operstate "up", not "lowerlayerdown"), then a little more.
+for _ in $(seq 100); do
+  ip -o link show tool0 | grep -q 'state UP' &&
+    nsenter -t "$site" -n ip -o link show site0 | grep -q 'state UP' && break
+  sleep 0.05
+done
+sleep 0.5
 
 printf '%-6s %-5s %-10s %-10s %-10s %s\n' fleet runs median_ms min_ms max_ms found
 for n in "${sizes[@]}"; do
   # --really-advertise: the site namespace has site0, a veth this script made.
-  nsenter -t "$site" -n "$bin" sim --count "$n" --system-type ra3,qsx,caseta --seed 9 \
-    --no-probe --first-ip 198.18.1.1 --really-advertise --manifest "$tmp/m.json" 2>/dev/null &
+  HANDOFF_LOG=${BENCH_SIM_LOG:-warn} nsenter -t "$site" -n "$bin" sim --count "$n" --system-type ra3,qsx,caseta --seed 9 \
+    --no-probe --first-ip 198.18.1.1 --really-advertise --manifest "$tmp/m.json" 2>>"${BENCH_SIM_LOGFILE:-/dev/null}" &
   sim=$!
   while [ ! -s "$tmp/m.json" ]; do sleep 0.05; done
   # Let the announcements settle so runs do not race the simulator's start.
