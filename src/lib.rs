@@ -3,9 +3,10 @@
 //!
 //! The binary is a thin shell over this library, so tests drive the same
 //! code. Modules follow DESIGN.md: [`processor`] is the data model,
-//! [`discovery`] finds processors over mDNS, [`cloud`] holds the Place rules, [`leap`] speaks their wire
+//! [`discovery`] finds processors over mDNS, [`leap`] speaks their wire
 //! protocol, [`sim`] simulates them, [`lan`] chooses interfaces and makes
-//! private test networks, [`cli`] is the command line.
+//! private test networks, [`cloud`] keeps the Place rules, [`cli`] is the
+//! command line.
 #![forbid(unsafe_code)]
 
 pub mod cli;

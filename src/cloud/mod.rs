@@ -6,6 +6,7 @@
 //! DESIGN.md describes will wrap it without changing it.
 
 mod model;
+mod places;
 mod refusal;
 pub mod rules;
 
@@ -13,7 +14,6 @@ pub use model::{
     AccessDuration, AccountId, ActiveLink, Grant, GrantSource, LinkSecret, Place, PlaceId,
     ProjectKey, Remaining, Role, ShareLink, Status, Timestamp,
 };
+pub use places::{AccessEntry, PlaceAccess, Places, access_list, places_for, status_for};
 pub use refusal::Refusal;
-pub use rules::{
-    AccessEntry, Command, Event, PlaceAccess, Places, access_list, apply, places_for, status_for,
-};
+pub use rules::{Command, Event, apply};
