@@ -79,7 +79,7 @@ impl Refusal {
             }
             Refusal::TargetIsHomeowner { .. } => "homeowner_cannot_be_revoked_by_others",
             Refusal::LinkNotActive => "new_share_link_disables_the_old_one",
-            Refusal::NothingToRevoke { .. } => "revoke_needs_a_live_grant",
+            Refusal::NothingToRevoke { .. } => "revoke_removes_access",
             Refusal::LastAccessWithoutProcessor => "last_person_cannot_revoke_self_without_force",
             Refusal::NotHomeowner { .. } => "only_the_homeowner_releases_the_home",
             Refusal::NoHomeowner => "support_removes_a_homeowner",

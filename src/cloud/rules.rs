@@ -61,6 +61,11 @@
 //! - A forced last revoke deletes the Place: the cloud cannot know whether
 //!   a link or a project file survives, and a Place nobody reaches is lost.
 
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
