@@ -86,7 +86,9 @@ use crate::processor::Serial;
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Command {
     /// A project is started in the designer; with remote services on, its
-    /// creator has unlimited access.
+    /// creator has unlimited access. The id must be fresh (a GUID): a
+    /// deleted Place's id is never reused, or its old links would match the
+    /// new Place's.
     CreatePlace {
         place: PlaceId,
         by: AccountId,
