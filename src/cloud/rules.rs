@@ -6,7 +6,7 @@
 //! secrets in. [`super::Places`] is the map of every Place that the store and the
 //! queries ([`super::places_for`], [`super::access_list`], [`super::status_for`]) work on.
 //!
-//! Each rule has a test named after it (in `rules/tests.rs`), and the
+//! Each rule has a test named after it (in `rules/tests/`), and the
 //! property tests (`rules/proptests.rs`) run random command sequences with
 //! advancing time and check the invariants after every step.
 //!

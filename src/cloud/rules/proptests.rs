@@ -5,7 +5,8 @@
 //! - a disabled or post-claim link never grants;
 //! - remote services never go from on to off;
 //!
-//! and that a refusal changes nothing.
+//! and that a refusal changes nothing and no grant exists without remote
+//! services.
 //!
 //! The universe is small on purpose (four accounts, two processors, two
 //! link secrets, one Place id) so that random commands collide: the same
@@ -133,6 +134,11 @@ fn check_step(
             .filter(|g| g.role == Role::Homeowner)
             .count();
         prop_assert!(homeowners <= 1, "{} homeowners after {:?}", homeowners, cmd);
+        // Nobody can come by a grant while the project is not in the cloud.
+        prop_assert!(
+            p.remote_services || p.grants.is_empty(),
+            "grants without remote services"
+        );
     }
 
     if let (Some(pre), Some(post)) = (pre, post) {
