@@ -5,10 +5,12 @@
 //! code. Modules follow DESIGN.md: [`processor`] is the data model,
 //! [`discovery`] finds processors over mDNS, [`leap`] speaks their wire
 //! protocol, [`sim`] simulates them, [`lan`] chooses interfaces and makes
-//! private test networks, [`cli`] is the command line.
+//! private test networks, [`cloud`] keeps the Place rules, [`cli`] is the
+//! command line.
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cloud;
 pub mod discovery;
 pub mod lan;
 pub mod leap;

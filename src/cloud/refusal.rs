@@ -1,0 +1,129 @@
+//! Why a Place operation was refused, and what the integrator does next.
+//!
+//! A refusal is not a failure of handoff: it is the vendor's rule speaking.
+//! So every variant names the rule (the same words as the test that pins
+//! it, see [`super::rules`]) and carries the vendor's guidance, which the
+//! CLI prints as the one line after the error.
+
+use super::model::{AccessDuration, AccountId, PlaceId, Remaining};
+use crate::processor::Serial;
+
+/// Yellow: somebody else owns the system.
+pub(crate) const ASK_HOMEOWNER: &str = "a homeowner account is established: ask the homeowner for Remote Assistance from Installer (Lutron app: Settings > Help > Remote Assistance from Installer); if they cannot be reached, email SystemSupport@Lutron.com a photo of the processor's MAC address label";
+
+/// Grey: the project is not in the cloud.
+pub(crate) const NO_REMOTE_SERVICES: &str = "remote services are disabled, so the app shows a Remote Access Code instead of the Share menu: locate the original project file and enable remote services (Tools > Project Settings, then Transfer), or factory-default the processor and remake the project file";
+
+const ASK_FOR_SHARE: &str = "ask the homeowner or a pro who has access to share the Place with your myLutron email, or open the original project file";
+
+const UNRECOVERABLE: &str = "you are the only one with access and no processor is activated: revoking yourself makes the project unrecoverable unless someone holds the share link or an offline project file; share the Place with another account first, or force it to delete the Place";
+
+/// A Place operation the rules refuse. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("no Place {place} in the cloud; {}", self.guidance())]
+    NoSuchPlace { place: PlaceId },
+    #[error("Place {place} already exists")]
+    PlaceExists { place: PlaceId },
+    #[error("Place {place} has remote services disabled; {}", self.guidance())]
+    RemoteServicesDisabled { place: PlaceId },
+    #[error("remote services cannot be disabled once enabled")]
+    RemoteServicesCannotBeDisabled,
+    #[error("that is not this Place's project file; {}", self.guidance())]
+    WrongProjectKey,
+    #[error("{account} has no access to this Place; {}", self.guidance())]
+    NoAccess { account: AccountId },
+    #[error("this system already has a homeowner; {}", self.guidance())]
+    HomeownerEstablished,
+    #[error("this system already has a homeowner — ask them for Remote Assistance from Installer; {}", self.guidance())]
+    AlreadyHasHomeowner,
+    #[error("cannot share for {requested}: {by} has only {remaining:?} of access left; {}", self.guidance())]
+    ShareExceedsRemainingAccess {
+        by: AccountId,
+        requested: AccessDuration,
+        remaining: Remaining,
+    },
+    #[error("{target} is this Place's homeowner; {}", self.guidance())]
+    TargetIsHomeowner { target: AccountId },
+    #[error("this share link is no longer active; {}", self.guidance())]
+    LinkNotActive,
+    #[error("{target} has no access to revoke")]
+    NothingToRevoke { target: AccountId },
+    #[error("refusing to revoke the last access; {}", self.guidance())]
+    LastAccessWithoutProcessor,
+    #[error("{by} is not this Place's homeowner; {}", self.guidance())]
+    NotHomeowner { by: AccountId },
+    #[error("this Place has no homeowner to remove")]
+    NoHomeowner,
+    #[error("the button press was not verified; {}", self.guidance())]
+    UnverifiedButtonPress,
+    #[error("processor {serial} is not activated in this Place; {}", self.guidance())]
+    UnknownProcessor { serial: Serial },
+}
+
+impl Refusal {
+    /// The rule that refused, in the words of the test that pins it.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Refusal::NoSuchPlace { .. } => "place_operations_need_an_existing_place",
+            Refusal::PlaceExists { .. } => "a_place_is_created_once",
+            Refusal::RemoteServicesDisabled { .. } => "no_place_operation_without_remote_services",
+            Refusal::RemoteServicesCannotBeDisabled => "remote_services_cannot_be_disabled",
+            Refusal::WrongProjectKey => "project_key_must_match_the_place",
+            Refusal::NoAccess { .. } => "only_accounts_with_access_manage_a_place",
+            Refusal::HomeownerEstablished => "project_key_reports_yellow_once_a_homeowner_exists",
+            Refusal::AlreadyHasHomeowner => "second_claim_refused_with_remote_assistance_guidance",
+            Refusal::ShareExceedsRemainingAccess { .. } => {
+                "share_cannot_exceed_sharers_remaining_access"
+            }
+            Refusal::TargetIsHomeowner { .. } => "homeowner_cannot_be_revoked_by_others",
+            Refusal::LinkNotActive => "new_share_link_disables_the_old_one",
+            Refusal::NothingToRevoke { .. } => "revoke_removes_access",
+            Refusal::LastAccessWithoutProcessor => "last_person_cannot_revoke_self_without_force",
+            Refusal::NotHomeowner { .. } => "only_the_homeowner_releases_the_home",
+            Refusal::NoHomeowner => "support_removes_a_homeowner",
+            Refusal::UnverifiedButtonPress => "claim_needs_a_verified_button_press",
+            Refusal::UnknownProcessor { .. } => "claim_needs_a_processor_of_the_place",
+        }
+    }
+
+    /// What to do instead, in the vendor's words where the article has
+    /// them.
+    pub fn guidance(&self) -> &'static str {
+        match self {
+            Refusal::NoSuchPlace { .. } => {
+                "projects started without remote services do not show up in the Places list; check the Place id or open the project file"
+            }
+            Refusal::PlaceExists { .. } => "open the existing Place instead",
+            Refusal::RemoteServicesDisabled { .. } => NO_REMOTE_SERVICES,
+            Refusal::RemoteServicesCannotBeDisabled => {
+                "once a system has Remote Services enabled it cannot be disabled"
+            }
+            Refusal::WrongProjectKey => "locate the original project file of this system",
+            Refusal::NoAccess { .. } => ASK_FOR_SHARE,
+            Refusal::HomeownerEstablished | Refusal::AlreadyHasHomeowner => ASK_HOMEOWNER,
+            Refusal::ShareExceedsRemainingAccess { .. } => {
+                "you cannot share access for longer than you currently have: pick a shorter duration"
+            }
+            Refusal::TargetIsHomeowner { .. } => {
+                "only the homeowner themselves (Remove Home from Account) or Lutron Tech Support can remove a homeowner account"
+            }
+            Refusal::LinkNotActive => {
+                "only the latest share link works, and none once a homeowner has claimed the system: ask for a new link or a share by email"
+            }
+            Refusal::NothingToRevoke { .. } => "Manage Access lists who has access now",
+            Refusal::LastAccessWithoutProcessor => UNRECOVERABLE,
+            Refusal::NotHomeowner { .. } => {
+                "only the homeowner can Remove Home from Account; otherwise contact Lutron Tech Support"
+            }
+            Refusal::NoHomeowner => "nothing to do: the system can be claimed",
+            Refusal::UnverifiedButtonPress => {
+                "press the processor's button while on the same LAN and claim again"
+            }
+            Refusal::UnknownProcessor { .. } => {
+                "claim with a processor that belongs to this system (transfer the project to it first)"
+            }
+        }
+    }
+}
