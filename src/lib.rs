@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod discovery;
+pub mod identity;
 pub mod lan;
 pub mod leap;
 pub mod processor;
