@@ -15,3 +15,4 @@ pub mod lan;
 pub mod leap;
 pub mod processor;
 pub mod sim;
+pub mod tls;
