@@ -76,7 +76,7 @@ fn parse<'a>(
     what: &'static str,
 ) -> Result<X509Certificate<'a>, IdentityError> {
     match X509Certificate::from_der(der.as_ref()) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok((&[], cert)) => Ok(cert),
         Ok(_) => Err(IdentityError::BadCertificate {
             what,
             reason: "trailing bytes after the certificate".to_owned(),

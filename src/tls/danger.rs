@@ -66,12 +66,12 @@ impl ServerCertVerifier for AnchorOnlyNoHostNameVerifier {
             now,
             self.algorithms.all,
         )?;
-        if let Some(pinned) = &self.pinned_public_key {
-            if cert.subject_public_key_info().as_ref() != pinned.as_slice() {
-                return Err(Error::InvalidCertificate(CertificateError::Other(
-                    rustls::OtherError(Arc::new(PinMismatch)),
-                )));
-            }
+        if let Some(pinned) = &self.pinned_public_key
+            && cert.subject_public_key_info().as_ref() != pinned.as_slice()
+        {
+            return Err(Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(PinMismatch)),
+            )));
         }
         Ok(ServerCertVerified::assertion())
     }
