@@ -4,7 +4,9 @@
 //! The binary is a thin shell over this library, so tests drive the same
 //! code. Modules follow DESIGN.md: [`processor`] is the data model,
 //! [`discovery`] finds processors over mDNS, [`leap`] speaks their wire
-//! protocol, [`sim`] simulates them, [`lan`] chooses interfaces and makes
+//! protocol, [`identity`] keeps keys and certificates and signs them as a
+//! processor does, [`tls`] configures rustls for both ports, [`sim`]
+//! simulates them, [`lan`] chooses interfaces and makes
 //! private test networks, [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
