@@ -4,15 +4,18 @@
 //! The binary is a thin shell over this library, so tests drive the same
 //! code. Modules follow DESIGN.md: [`processor`] is the data model,
 //! [`discovery`] finds processors over mDNS, [`leap`] speaks their wire
-//! protocol, [`sim`] simulates them, [`lan`] chooses interfaces and makes
-//! private test networks, [`cloud`] keeps the Place rules, [`cli`] is the
-//! command line.
+//! protocol, [`identity`] keeps keys and certificates and signs them as a
+//! processor does, [`tls`] configures rustls for both ports, [`sim`]
+//! simulates them, [`lan`] chooses interfaces and makes private test
+//! networks, [`cloud`] keeps the Place rules, [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod cloud;
 pub mod discovery;
+pub mod identity;
 pub mod lan;
 pub mod leap;
 pub mod processor;
 pub mod sim;
+pub mod tls;

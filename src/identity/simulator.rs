@@ -1,0 +1,167 @@
+//! The simulator's pairing authority, and the pairing identity it hands to
+//! clients.
+//!
+//! Real clients present a certificate from the vendor's pairing authority;
+//! handoff never ships that key (DESIGN.md). The simulator makes its own
+//! authority once, keeps it under `<state-dir>/sim/pairing-authority/`, and
+//! exports what a client needs to talk to it into
+//! `<state-dir>/pairing-identity/`:
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `client-key.pem` | the client's private key (PKCS#8) |
+//! | `client-cert.pem` | its certificate, issued by the authority |
+//! | `authority-ca.pem` | the authority's certificate, to verify the processor |
+//!
+//! `handoff sim --state-dir DIR` writes it; `handoff claim
+//! --pairing-identity DIR/pairing-identity` reads it with
+//! [`PairingIdentity::load`].
+
+use std::path::{Path, PathBuf};
+
+use super::IdentityError;
+use super::authority::CertificateAuthority;
+use super::check::check_signed_certificate;
+use super::files::{self, ensure_private_dir, read_private, write_private};
+use super::keys::{KeyAlgorithm, PrivateKey, TlsIdentity};
+
+/// Name of the exported directory under the state directory.
+pub const PAIRING_IDENTITY_DIR: &str = "pairing-identity";
+
+const AUTHORITY_DIR: &str = "sim/pairing-authority";
+const AUTHORITY_KEY: &str = "authority-key.pem";
+const AUTHORITY_CERT: &str = "authority-cert.pem";
+const CLIENT_KEY: &str = "client-key.pem";
+const CLIENT_CERT: &str = "client-cert.pem";
+const AUTHORITY_CA: &str = "authority-ca.pem";
+
+const AUTHORITY_NAME: &str = "handoff simulated pairing authority";
+const CLIENT_NAME: &str = "handoff simulated pairing client";
+
+const HINT_STATE: &str = "remove the directory and start the simulator again to make a new \
+                          authority (clients must then use the new pairing identity)";
+const HINT_EXPORT: &str = "run `handoff sim --state-dir DIR` once; it writes DIR/pairing-identity";
+
+/// The simulator's pairing authority, with the client identity it issued.
+#[derive(Debug)]
+pub struct PairingAuthority {
+    authority: CertificateAuthority,
+    client: TlsIdentity,
+}
+
+impl PairingAuthority {
+    /// Loads the authority kept under `state_dir`, or makes one and keeps
+    /// it there. Two simulators must not create one in the same state
+    /// directory at the same moment.
+    ///
+    /// # Errors
+    /// [`IdentityError::Missing`] / [`IdentityError::Corrupt`] /
+    /// [`IdentityError::Permissions`] if a kept authority is incomplete,
+    /// damaged or open to others; [`IdentityError::Io`].
+    pub fn load_or_create(state_dir: &Path) -> Result<Self, IdentityError> {
+        let dir = state_dir.join(AUTHORITY_DIR);
+        if dir.join(AUTHORITY_CERT).exists() {
+            return Self::load(&dir);
+        }
+        let authority = CertificateAuthority::pairing_authority(AUTHORITY_NAME)?;
+        let client =
+            authority.issue(CLIENT_NAME, PrivateKey::generate(KeyAlgorithm::EcdsaP256)?)?;
+        ensure_private_dir(&dir)?;
+        write_private(&dir, AUTHORITY_KEY, authority.key().to_pem().as_bytes())?;
+        write_private(&dir, CLIENT_KEY, client.key.to_pem().as_bytes())?;
+        write_private(&dir, CLIENT_CERT, client.certificate_pem.as_bytes())?;
+        // Last: its presence says the rest is there.
+        write_private(&dir, AUTHORITY_CERT, authority.certificate_pem().as_bytes())?;
+        Ok(PairingAuthority { authority, client })
+    }
+
+    fn load(dir: &Path) -> Result<Self, IdentityError> {
+        files::check_private(dir, files::DIR_MODE, HINT_STATE)?;
+        let key = read_key(&dir.join(AUTHORITY_KEY), HINT_STATE)?;
+        let cert_path = dir.join(AUTHORITY_CERT);
+        let authority = CertificateAuthority::from_pem(&read_private(&cert_path, HINT_STATE)?, key)
+            .map_err(|e| files::corrupt(cert_path, e))?;
+        let client = TlsIdentity {
+            key: read_key(&dir.join(CLIENT_KEY), HINT_STATE)?,
+            certificate_pem: read_private(&dir.join(CLIENT_CERT), HINT_STATE)?,
+        };
+        check_signed_certificate(
+            &client.key,
+            &client.certificate_pem,
+            authority.certificate_pem(),
+        )
+        .map_err(|e| files::corrupt(dir.join(CLIENT_CERT), e))?;
+        Ok(PairingAuthority { authority, client })
+    }
+
+    pub fn authority(&self) -> &CertificateAuthority {
+        &self.authority
+    }
+
+    /// The client identity the authority issued, as exported.
+    pub fn client(&self) -> &TlsIdentity {
+        &self.client
+    }
+
+    /// A fresh key and certificate for the simulator's pairing port.
+    ///
+    /// # Errors
+    /// [`IdentityError::KeyGeneration`] or [`IdentityError::Build`].
+    pub fn issue_server_identity(&self, common_name: &str) -> Result<TlsIdentity, IdentityError> {
+        self.authority
+            .issue(common_name, PrivateKey::generate(KeyAlgorithm::EcdsaP256)?)
+    }
+
+    /// Writes `<state_dir>/pairing-identity/` (see the module docs) and
+    /// returns its path.
+    ///
+    /// # Errors
+    /// [`IdentityError::Io`] or [`IdentityError::Permissions`].
+    pub fn export_pairing_identity(&self, state_dir: &Path) -> Result<PathBuf, IdentityError> {
+        let dir = state_dir.join(PAIRING_IDENTITY_DIR);
+        ensure_private_dir(&dir)?;
+        write_private(&dir, CLIENT_KEY, self.client.key.to_pem().as_bytes())?;
+        write_private(&dir, CLIENT_CERT, self.client.certificate_pem.as_bytes())?;
+        write_private(
+            &dir,
+            AUTHORITY_CA,
+            self.authority.certificate_pem().as_bytes(),
+        )?;
+        Ok(dir)
+    }
+}
+
+/// What a client presents on the pairing port, and the authority it
+/// checks the processor against.
+#[derive(Debug)]
+pub struct PairingIdentity {
+    pub identity: TlsIdentity,
+    pub authority_ca_pem: String,
+}
+
+impl PairingIdentity {
+    /// Reads an exported pairing identity directory.
+    ///
+    /// # Errors
+    /// [`IdentityError::Missing`] if a file is absent,
+    /// [`IdentityError::Permissions`] if the key is open to others,
+    /// [`IdentityError::Corrupt`] if the files do not belong together.
+    pub fn load(dir: &Path) -> Result<Self, IdentityError> {
+        let key = read_key(&dir.join(CLIENT_KEY), HINT_EXPORT)?;
+        let certificate_pem = read_private(&dir.join(CLIENT_CERT), HINT_EXPORT)?;
+        let authority_ca_pem = read_private(&dir.join(AUTHORITY_CA), HINT_EXPORT)?;
+        check_signed_certificate(&key, &certificate_pem, &authority_ca_pem)
+            .map_err(|e| files::corrupt(dir.join(CLIENT_CERT), e))?;
+        Ok(PairingIdentity {
+            identity: TlsIdentity {
+                key,
+                certificate_pem,
+            },
+            authority_ca_pem,
+        })
+    }
+}
+
+fn read_key(path: &Path, hint: &'static str) -> Result<PrivateKey, IdentityError> {
+    PrivateKey::from_pem(&read_private(path, hint)?).map_err(|e| files::corrupt(path.to_owned(), e))
+}
