@@ -265,3 +265,22 @@ fn demo_runs_on_its_own_private_network() {
         assert!(run.stdout.contains(product), "{}", run.stdout);
     }
 }
+
+lan_test! {
+    fn interface_allow_list_browses_only_there() {
+        let sim = Sim::start(&["--count", "2", "--seed", "91", "--no-probe"]);
+        let run = handoff(&["discover", "--json", "--timeout", "2s", "--interface", "lo"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let found = run.json();
+        assert_eq!(facts(found.as_array().unwrap()), facts(&sim.manifest));
+        // An interface that exists but carries no multicast is refused.
+        let ok = std::process::Command::new("ip")
+            .args(["link", "add", "veth0", "type", "veth", "peer", "name", "veth1"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let run = handoff(&["discover", "--timeout", "1s", "--interface", "veth0"]);
+        assert_eq!(run.code, Some(1));
+        assert!(run.stderr.contains("interface 'veth0' cannot carry multicast"), "{}", run.stderr);
+    }
+}
