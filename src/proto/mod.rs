@@ -24,6 +24,7 @@ pub mod relay;
 mod tests;
 #[cfg(test)]
 mod vectors;
+mod wire;
 
 pub use error::ProtoError;
 pub use frame::{HEADER_LEN, MAX_ITEM, check, decode, encode};

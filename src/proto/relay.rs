@@ -296,11 +296,11 @@ pub struct Claimed {
     pub place: Option<PlaceId>,
     #[serde(rename = "sn")]
     pub serial: Serial,
-    #[serde(rename = "mac", with = "mac_bytes")]
+    #[serde(rename = "mac", with = "crate::proto::wire::mac_bytes")]
     pub mac: Mac,
     /// The DER certificate the processor signed after the button press;
     /// the cloud checks it against the identity it knows for the Place.
-    #[serde(rename = "proof", with = "byte_string")]
+    #[serde(rename = "proof", with = "crate::proto::wire::byte_string")]
     pub proof: Vec<u8>,
     /// When the processor signed it, seconds since the Unix epoch.
     pub at: Timestamp,
@@ -319,7 +319,7 @@ pub struct ShareAccess {
     #[serde(rename = "p")]
     pub place: PlaceId,
     pub email: String,
-    #[serde(rename = "dur", with = "duration_text")]
+    #[serde(rename = "dur", with = "crate::proto::wire::duration_text")]
     pub duration: AccessDuration,
 }
 
@@ -329,7 +329,7 @@ pub struct ShareAccess {
 pub struct NewShareLink {
     #[serde(rename = "p")]
     pub place: PlaceId,
-    #[serde(rename = "dur", with = "duration_text")]
+    #[serde(rename = "dur", with = "crate::proto::wire::duration_text")]
     pub duration: AccessDuration,
 }
 
@@ -444,7 +444,11 @@ pub enum StatusQuery {
 #[derive(Serialize, Deserialize)]
 struct StatusQueryWire {
     q: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_mac")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::proto::wire::opt_mac"
+    )]
     mac: Option<Mac>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sn: Option<Serial>,
@@ -486,13 +490,13 @@ pub struct PlaceStatus {
     /// The query this answers.
     #[serde(rename = "q")]
     pub query: u64,
-    #[serde(rename = "st", with = "status_text")]
+    #[serde(rename = "st", with = "crate::proto::wire::status_text")]
     pub status: Status,
     #[serde(rename = "why")]
     pub guidance: String,
     #[serde(rename = "sn")]
     pub serial: Serial,
-    #[serde(rename = "mac", with = "mac_bytes")]
+    #[serde(rename = "mac", with = "crate::proto::wire::mac_bytes")]
     pub mac: Mac,
     /// The Place, when the asking account may know it. Optional.
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
@@ -547,9 +551,8 @@ fn kind_of(map: &[(Value, Value)]) -> Result<&str, ProtoError> {
 }
 
 fn to_value<T: Serialize>(v: &T) -> Result<Value, ProtoError> {
-    Value::serialized(v).map_err(|e| ProtoError::Unencodable {
-        reason: e.to_string(),
-    })
+    Value::serialized(v)
+        .map_err(|ciborium::value::Error::Custom(reason)| ProtoError::Unencodable { reason })
 }
 
 fn to_map<T: Serialize>(v: &T) -> Result<Vec<(Value, Value)>, ProtoError> {
@@ -562,124 +565,7 @@ fn to_map<T: Serialize>(v: &T) -> Result<Vec<(Value, Value)>, ProtoError> {
 }
 
 fn from_value<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
-    v.deserialized().map_err(|e| e.to_string())
-}
-
-/// Byte strings as CBOR byte strings (serde's default for `Vec<u8>` is an
-/// array of integers).
-mod byte_string {
-    use serde::de::{Deserializer, Error, Visitor};
-    use serde::ser::Serializer;
-    use std::fmt;
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct Bytes;
-        impl Visitor<'_> for Bytes {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_byte_buf(Bytes)
-    }
-}
-
-/// A MAC address as a 6-byte byte string.
-mod mac_bytes {
-    use serde::de::{Deserializer, Error};
-    use serde::ser::Serializer;
-
-    use crate::processor::Mac;
-
-    pub fn serialize<S: Serializer>(mac: &Mac, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&mac.octets())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
-        let bytes = super::byte_string::deserialize(d)?;
-        let octets: [u8; 6] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| D::Error::custom(format!("a MAC is 6 bytes, not {}", bytes.len())))?;
-        Ok(Mac(octets))
-    }
-}
-
-mod opt_mac {
-    use serde::de::Deserializer;
-    use serde::ser::Serializer;
-
-    use crate::processor::Mac;
-
-    pub fn serialize<S: Serializer>(mac: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
-        match mac {
-            Some(mac) => super::mac_bytes::serialize(mac, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> {
-        super::mac_bytes::deserialize(d).map(Some)
-    }
-}
-
-/// Durations as the text the CDDL lists.
-mod duration_text {
-    use serde::de::{Deserialize, Deserializer, Error};
-    use serde::ser::Serializer;
-
-    use crate::cloud::AccessDuration;
-
-    fn name(d: AccessDuration) -> &'static str {
-        match d {
-            AccessDuration::OneDay => "1d",
-            AccessDuration::SevenDays => "7d",
-            AccessDuration::ThirtyDays => "30d",
-            AccessDuration::OneYear => "1y",
-            AccessDuration::Unlimited => "unlimited",
-        }
-    }
-
-    pub fn serialize<S: Serializer>(d: &AccessDuration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(name(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AccessDuration, D::Error> {
-        let text = String::deserialize(d)?;
-        AccessDuration::ALL
-            .into_iter()
-            .find(|d| name(*d) == text)
-            .ok_or_else(|| D::Error::custom(format!("unknown duration \"{text}\"")))
-    }
-}
-
-/// Status as `green`, `yellow` or `grey`.
-mod status_text {
-    use serde::de::{Deserialize, Deserializer, Error};
-    use serde::ser::Serializer;
-
-    use crate::cloud::Status;
-
-    pub fn serialize<S: Serializer>(st: &Status, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(st)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Status, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "green" => Ok(Status::Green),
-            "yellow" => Ok(Status::Yellow),
-            "grey" => Ok(Status::Grey),
-            other => Err(D::Error::custom(format!("unknown status \"{other}\""))),
-        }
-    }
+    // ciborium's Display of this error is its Debug; take the message.
+    v.deserialized()
+        .map_err(|ciborium::value::Error::Custom(reason)| reason)
 }
