@@ -17,5 +17,6 @@ pub mod identity;
 pub mod lan;
 pub mod leap;
 pub mod processor;
+pub mod proto;
 pub mod sim;
 pub mod tls;
