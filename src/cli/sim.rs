@@ -65,6 +65,9 @@ pub struct SimArgs {
 /// Runs the fleet. `state_dir` keeps the fleet's pairing authority, and
 /// receives `pairing-identity/`, what a client needs to pair with it.
 pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    if !args.really_advertise {
+        check_private_network()?;
+    }
     let Some(state_dir) = state_dir else {
         return Err(CliError::Failed(
             "no state directory: pass --state-dir DIR (the simulator keeps its pairing \
@@ -72,9 +75,6 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
                 .into(),
         ));
     };
-    if !args.really_advertise {
-        check_private_network()?;
-    }
     let all = crate::lan::interfaces()?;
     let interfaces = crate::lan::choose_interfaces(&all, &args.interfaces)?;
     let spec = FleetSpec {
