@@ -32,7 +32,7 @@ pub async fn serve_main_connection<S: AsyncRead + AsyncWrite + Unpin>(
     match serve(&mut connection, processor).await {
         Ok(()) => {}
         Err(e) => tracing::info!(
-            serial = %processor.serial, mac = %processor.mac,
+            id = %processor.serial.id(), serial = %processor.serial, mac = %processor.mac,
             "main-port connection ended: {e}"
         ),
     }

@@ -123,7 +123,7 @@ impl PairingPort {
         let conn = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         if let Err(e) = self.drive(conn, stream).await {
             tracing::info!(
-                serial = %self.processor.serial, mac = %self.processor.mac, conn = conn.0,
+                id = %self.processor.serial.id(), serial = %self.processor.serial, mac = %self.processor.mac, conn = conn.0,
                 "pairing connection failed: {e}"
             );
         }
@@ -280,24 +280,28 @@ impl Actor {
     }
 
     fn report(&self, event: ServerEvent) {
-        let (serial, mac) = (self.processor.serial, self.processor.mac);
+        let (id, serial, mac) = (
+            self.processor.serial.id(),
+            self.processor.serial,
+            self.processor.mac,
+        );
         match event {
             ServerEvent::WindowOpened { closes_at } => {
                 let open_for = closes_at.saturating_duration_since(Instant::now().into_std());
-                tracing::info!(%serial, %mac, "button pressed; pairing open for {open_for:?}");
+                tracing::info!(%id, %serial, %mac, "button pressed; pairing open for {open_for:?}");
             }
             ServerEvent::WindowClosed(why) => {
-                tracing::info!(%serial, %mac, "pairing window closed: {why:?}");
+                tracing::info!(%id, %serial, %mac, "pairing window closed: {why:?}");
             }
             ServerEvent::AttemptFailed {
                 conn,
                 failures,
                 why,
             } => {
-                tracing::info!(%serial, %mac, conn = conn.0, failures, "pairing attempt failed: {why}");
+                tracing::info!(%id, %serial, %mac, conn = conn.0, failures, "pairing attempt failed: {why}");
             }
             ServerEvent::Paired { conn, display_name } => {
-                tracing::info!(%serial, %mac, conn = conn.0, "paired with '{display_name}'");
+                tracing::info!(%id, %serial, %mac, conn = conn.0, "paired with '{display_name}'");
             }
         }
     }

@@ -216,7 +216,7 @@ async fn accept_loop<F, Fut>(
             }
             Err(e) => {
                 tracing::warn!(
-                    serial = %processor.serial, mac = %processor.mac, port,
+                    id = %processor.serial.id(), serial = %processor.serial, mac = %processor.mac, port,
                     "accept failed: {e}; retrying in {backoff:?}"
                 );
                 tokio::time::sleep(backoff).await;
@@ -234,11 +234,11 @@ async fn accept_loop<F, Fut>(
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => serve(stream, processor).await,
                 Ok(Err(e)) => tracing::info!(
-                    serial = %processor.serial, mac = %processor.mac, port, %peer,
+                    id = %processor.serial.id(), serial = %processor.serial, mac = %processor.mac, port, %peer,
                     "TLS handshake failed: {e}"
                 ),
                 Err(_) => tracing::info!(
-                    serial = %processor.serial, mac = %processor.mac, port, %peer,
+                    id = %processor.serial.id(), serial = %processor.serial, mac = %processor.mac, port, %peer,
                     "TLS handshake timed out"
                 ),
             }
