@@ -140,7 +140,10 @@ pub fn main() -> ExitCode {
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Discover(args) => discover::run(args).await,
-        Command::Sim(args) => sim::run(args).await,
+        Command::Sim(args) => {
+            let state_dir = cli.state_dir.clone().or_else(default_state_dir);
+            sim::run(args, state_dir).await
+        }
         Command::Demo(args) => demo::run(args).await,
     }
 }

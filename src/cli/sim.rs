@@ -9,8 +9,12 @@ use clap::Args;
 
 use super::output::write_atomically;
 use super::{CliError, shutdown_signal};
+use crate::identity::PairingAuthority;
 use crate::processor::{ProcessorInfo, SystemType};
-use crate::sim::{Advertiser, FleetSpec, build_fleet, check_private_network};
+use crate::sim::{
+    Advertiser, FleetServers, FleetSpec, ServerOptions, SimError, build_fleet,
+    check_private_network,
+};
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
@@ -46,16 +50,31 @@ pub struct SimArgs {
     #[arg(long = "interface", value_name = "IF")]
     pub interfaces: Vec<String>,
 
+    /// Press each processor's button this long after a client starts
+    /// waiting on its pairing port (e.g. 200ms, 5s); without it nobody
+    /// presses
+    #[arg(long, value_name = "DELAY", value_parser = super::parse_duration)]
+    pub auto_press: Option<Duration>,
+
     /// Advertise even outside a private network namespace. Simulated
     /// processors then appear on a real LAN: never on a network you share.
     #[arg(long)]
     pub really_advertise: bool,
 }
 
-pub async fn run(args: SimArgs) -> Result<ExitCode, CliError> {
+/// Runs the fleet. `state_dir` keeps the fleet's pairing authority, and
+/// receives `pairing-identity/`, what a client needs to pair with it.
+pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
     if !args.really_advertise {
         check_private_network()?;
     }
+    let Some(state_dir) = state_dir else {
+        return Err(CliError::Failed(
+            "no state directory: pass --state-dir DIR (the simulator keeps its pairing \
+             authority there and writes DIR/pairing-identity for clients)"
+                .into(),
+        ));
+    };
     let all = crate::lan::interfaces()?;
     let interfaces = crate::lan::choose_interfaces(&all, &args.interfaces)?;
     let spec = FleetSpec {
@@ -65,7 +84,20 @@ pub async fn run(args: SimArgs) -> Result<ExitCode, CliError> {
         seed: args.seed,
         instance_name: args.instance_name.clone(),
     };
-    let fleet = build_fleet(&spec).map_err(crate::sim::SimError::from)?;
+    let fleet = build_fleet(&spec).map_err(SimError::from)?;
+    let authority = PairingAuthority::load_or_create(&state_dir).map_err(SimError::from)?;
+    let identity_dir = authority
+        .export_pairing_identity(&state_dir)
+        .map_err(SimError::from)?;
+    // Listening before advertising: a client that finds a processor can
+    // reach it at once.
+    let options = ServerOptions {
+        auto_press: args.auto_press,
+        button_window: None,
+    };
+    let servers = FleetServers::start(&fleet, &authority, options)
+        .await
+        .map_err(SimError::from)?;
     let advertiser = Advertiser::start(&fleet, &interfaces, !args.no_probe)?;
 
     if let Some(path) = &args.manifest {
@@ -100,7 +132,17 @@ pub async fn run(args: SimArgs) -> Result<ExitCode, CliError> {
         },
         interfaces.join(", ")
     );
+    eprintln!(
+        "handoff sim: pairing on port 8083, LEAP on 8081 of each address; pairing identity \
+         in {}; {}",
+        identity_dir.display(),
+        match args.auto_press {
+            Some(delay) => format!("buttons press themselves {delay:?} after a client waits"),
+            None => "nobody presses the buttons (--auto-press DELAY)".into(),
+        }
+    );
     shutdown_signal().await;
+    servers.stop().await;
     let stopping = tokio::task::spawn_blocking(move || advertiser.stop(Duration::from_secs(2)));
     let _ = stopping.await;
     eprintln!("handoff sim: said goodbye for {} processors", fleet.len());

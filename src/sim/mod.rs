@@ -1,8 +1,15 @@
-//! The simulated processor: for now, its mDNS advertisement. One mDNS
-//! responder serves the whole fleet, each processor with its own host name
-//! and its own address in 127.0.0.0/8, as separate processors on a LAN would.
+//! The simulated processor: its mDNS advertisement, its pairing port with
+//! a virtual button ([`pairing_server`]) and its main port
+//! ([`main_server`]). One mDNS responder serves the whole fleet, each
+//! processor with its own host name and its own address in 127.0.0.0/8, as
+//! separate processors on a LAN would; [`FleetServers`] runs every
+//! processor's two TLS ports on that address.
 
 mod fleet;
+pub mod main_routes;
+pub mod main_server;
+pub mod pairing_server;
+mod servers;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -10,6 +17,10 @@ use std::time::{Duration, Instant};
 use mdns_sd::{DaemonEvent, ServiceDaemon, ServiceInfo, TxtProperty};
 
 pub use fleet::{FleetError, FleetSpec, SERVICE_TYPE, SRV_PORT, SimProcessor, build_fleet};
+pub use pairing_server::{PairingPort, PairingPortOptions};
+pub use servers::{
+    FleetServers, MAIN_PORT, MAX_CONNECTIONS_PER_PORT, PAIRING_PORT, ServerError, ServerOptions,
+};
 
 use crate::discovery::restrict_interfaces;
 use crate::processor::ServiceRecord;
@@ -22,6 +33,10 @@ pub enum SimError {
     Fleet(#[from] FleetError),
     #[error(transparent)]
     Lan(#[from] crate::lan::LanError),
+    #[error(transparent)]
+    Servers(#[from] ServerError),
+    #[error("the simulator's pairing authority: {0}")]
+    Authority(#[from] crate::identity::IdentityError),
     #[error("mDNS: {0}")]
     Mdns(#[from] mdns_sd::Error),
     #[error(

@@ -91,6 +91,8 @@ impl Drop for TempDir {
 pub struct Sim {
     child: Option<Child>,
     pub manifest: Vec<Value>,
+    /// Its `--state-dir`: a scratch one unless the arguments name one.
+    pub state_dir: PathBuf,
     _dir: TempDir,
 }
 
@@ -100,9 +102,19 @@ impl Sim {
     pub fn start(args: &[&str]) -> Sim {
         let dir = TempDir::new("sim");
         let manifest = dir.path("manifest.json");
-        let child = Command::new(handoff_bin())
-            .arg("sim")
-            .args(args)
+        // Never the user's own state directory, and never one shared by
+        // tests running in parallel.
+        let named = args.iter().position(|a| *a == "--state-dir");
+        let state_dir = match named {
+            Some(i) => PathBuf::from(args[i + 1]),
+            None => dir.path("state"),
+        };
+        let mut command = Command::new(handoff_bin());
+        command.arg("sim").args(args);
+        if named.is_none() {
+            command.arg("--state-dir").arg(&state_dir);
+        }
+        let child = command
             .arg("--manifest")
             .arg(&manifest)
             .stdin(Stdio::null())
@@ -113,6 +125,7 @@ impl Sim {
         let mut sim = Sim {
             child: Some(child),
             manifest: Vec::new(),
+            state_dir,
             _dir: dir,
         };
         sim.manifest = sim.wait_manifest(&manifest);
