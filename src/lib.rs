@@ -10,6 +10,7 @@
 //! networks, [`cloud`] keeps the Place rules, [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
+pub mod claim;
 pub mod cli;
 pub mod cloud;
 pub mod discovery;

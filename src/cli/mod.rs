@@ -1,6 +1,7 @@
 //! The command line: argument parsing and output. Tables for people,
 //! `--json` for scripts; one line per error, with a hint at the next step.
 
+mod claim;
 mod demo;
 mod discover;
 mod output;
@@ -25,6 +26,8 @@ pub enum CliError {
     Sim(#[from] crate::sim::SimError),
     #[error(transparent)]
     Lan(#[from] crate::lan::LanError),
+    #[error(transparent)]
+    Claim(#[from] crate::claim::ClaimError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -67,6 +70,11 @@ pub struct Cli {
 pub enum Command {
     /// List the processors on the LAN: id, product, addresses, MAC, firmware
     Discover(discover::DiscoverArgs),
+    /// Claim a processor with its button: pair, check its identity, keep
+    /// the credential
+    Claim(claim::ClaimArgs),
+    /// Forget the credential of a claimed processor
+    Release(claim::ReleaseArgs),
     /// Run simulated processors (on a private network only)
     Sim(sim::SimArgs),
     /// Show the whole story on a private network, no hardware needed
@@ -145,6 +153,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             sim::run(args, state_dir).await
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Claim(args) => {
+            claim::run_claim(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Release(args) => {
+            claim::run_release(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::connection::{Connection, ConnectionError};
 use super::pairing::{
     ClientAction, Disconnect, PairingClient, PairingClientConfig, PairingError, SignedCertificate,
+    Stage,
 };
 
 /// Pairs over `conn`, already connected (and, for a real processor,
@@ -20,9 +21,28 @@ pub async fn pair<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     config: PairingClientConfig,
 ) -> Result<SignedCertificate, PairingError> {
+    pair_reporting(conn, config, |_| {}).await
+}
+
+/// As [`pair`], calling `on_stage` each time the handshake moves on (the
+/// button pressed, the request sent), so that a caller can stop its
+/// countdown the moment the press arrives.
+///
+/// # Errors
+/// As [`pair`].
+pub async fn pair_reporting<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    config: PairingClientConfig,
+    mut on_stage: impl FnMut(Stage),
+) -> Result<SignedCertificate, PairingError> {
     let processor = config.processor.clone();
     let mut client = PairingClient::new(Instant::now().into_std(), config);
+    let mut stage = client.stage();
     loop {
+        if client.stage() != stage {
+            stage = client.stage();
+            on_stage(stage);
+        }
         let Some(deadline) = client.poll_timeout() else {
             return Err(PairingError::Finished { processor });
         };
@@ -65,7 +85,6 @@ mod tests {
 
     use super::*;
     use crate::leap::message::{CsrParameters, PairingFrame};
-    use crate::leap::pairing::Stage;
 
     fn config() -> PairingClientConfig {
         PairingClientConfig::new(

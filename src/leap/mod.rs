@@ -24,7 +24,7 @@ mod vectors;
 
 pub use codec::{CodecError, JsonObject, LineCodec, MAX_LINE};
 pub use connection::{Connection, ConnectionError};
-pub use handshake::pair;
+pub use handshake::{pair, pair_reporting};
 pub use message::{
     Communique, CommuniqueType, CsrParameters, MessageError, PairingFrame, StatusCode,
 };

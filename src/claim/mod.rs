@@ -1,0 +1,390 @@
+//! Claiming a processor: the button handshake, checked and kept.
+//!
+//! [`claim`] runs the procedure as four steps:
+//!
+//! 1. resolve: find the processor the integrator named ([`Target`]),
+//!    through discovery or at `--address`;
+//! 2. pair: a fresh key (RSA-2048 unless asked otherwise) and CSR whose
+//!    `DeviceUID` is the MAC of our interface towards the processor; the
+//!    pairing port (8083) with the configured pairing identity; the button
+//!    press; the signed certificate checked against our key and the root
+//!    the processor returned;
+//! 3. verify: the main port (8081) with the new certificate, trusting that
+//!    root only; the serial and MAC it reports over this authenticated
+//!    channel must be what discovery (or the command line) said;
+//! 4. store: key, certificate, processor CA and the main port's public key
+//!    under `<state-dir>/credentials/<serial>/`, plus `claim.json`.
+//!
+//! Nothing is written before step 4, so a failure or a Ctrl-C anywhere
+//! before leaves no trace. What the user sees while waiting is the
+//! caller's business, through [`ClaimProgress`].
+//!
+//! Relaying the claim event to the cloud comes with the relay; it is not
+//! done here.
+
+mod device_uid;
+mod record;
+mod session;
+mod target;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use device_uid::{ANONYMOUS_DEVICE_UID, device_uid_towards};
+pub use record::ClaimRecord;
+pub use session::{MAIN_PORT, MainPortIdentity, PAIRING_PORT};
+pub use target::{Resolved, Target, discover};
+
+use crate::identity::{
+    Credential, CredentialStore, IdentityError, KeyAlgorithm, PairingIdentity, PrivateKey,
+    TlsIdentity, check_signed_certificate,
+};
+use crate::leap::CsrParameters;
+use crate::leap::pairing::{DEFAULT_BUTTON_WINDOW, PairingError};
+use crate::processor::{Mac, Serial};
+
+/// How long discovery looks for the named processor by default.
+pub const DEFAULT_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a claim or release failed. Each message says what happened and
+/// what to do next, for an integrator on site.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::DiscoveryError),
+    #[error(transparent)]
+    Lan(#[from] crate::lan::LanError),
+    #[error(
+        "no processor with {target} answered on {searched} within {} — check that this \
+         machine is on the processor's network, or give its address with --address IP",
+        humantime::format_duration(*.waited)
+    )]
+    NotFound {
+        target: String,
+        searched: String,
+        waited: Duration,
+    },
+    #[error("the processor with {target} advertises no address — give it with --address IP")]
+    NoAddress { target: String },
+    #[error(
+        "processor {id} is already claimed (credential in {}) — run `handoff release {id}` \
+         first if you mean to claim it again",
+        .dir.display()
+    )]
+    AlreadyClaimed { id: String, dir: PathBuf },
+    #[error(
+        "cannot reach {processor} on port {port}: {reason} — is it powered and on this network?"
+    )]
+    Unreachable {
+        processor: String,
+        port: u16,
+        reason: String,
+    },
+    #[error(
+        "the processor refused our pairing identity (TLS bad certificate) — is \
+         --pairing-identity the right one for this processor? ({processor})"
+    )]
+    PairingIdentityRefused { processor: String },
+    #[error(
+        "{processor} showed a pairing certificate that is not from the authority in \
+         --pairing-identity ({reason}) — is --pairing-identity the right one for this processor?"
+    )]
+    PairingIdentityUntrusted { processor: String, reason: String },
+    #[error(
+        "nobody pressed the button on the {processor} within {} — press the small button on \
+         the processor ({which}) and run the command again",
+        human(*.waited)
+    )]
+    ButtonNotPressed {
+        processor: String,
+        which: String,
+        waited: Duration,
+    },
+    #[error(
+        "{processor} went away during the claim: {detail} — check that it is powered and \
+         on the network, then run the command again; nothing was stored"
+    )]
+    ProcessorVanished { processor: String, detail: String },
+    #[error(transparent)]
+    Pairing(PairingError),
+    #[error("the processor's signing result cannot be trusted: {0} — nothing was stored")]
+    SigningResult(#[source] IdentityError),
+    #[error(
+        "{processor} did not let the new certificate in on its main port ({reason}) — \
+         nothing was stored; run the command again"
+    )]
+    MainPortRefused { processor: String, reason: String },
+    #[error("{processor} answered its main port unexpectedly: {reason} — nothing was stored")]
+    MainPortProtocol { processor: String, reason: String },
+    #[error(
+        "refused: the processor at {address} says its {what} is {found}, but {source_} said \
+         {expected} — another device may be answering at that address; nothing was stored. \
+         Check the address (`handoff discover`) and run the command again"
+    )]
+    Mismatch {
+        address: IpAddr,
+        what: &'static str,
+        expected: String,
+        found: String,
+        source_: &'static str,
+    },
+    #[error(
+        "no credential for {target} in {} — nothing to release (claimed with another \
+         --state-dir?)",
+        .dir.display()
+    )]
+    NotClaimed { target: String, dir: PathBuf },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// `3:00` from a minute up, `10 s` below.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}:{:02}", secs / 60, secs % 60)
+    } else if secs > 0 {
+        format!("{secs} s")
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// What the caller shows while a claim runs. Every method has a default
+/// that does nothing, so tests implement none.
+pub trait ClaimProgress: Send {
+    /// The processor was found.
+    fn resolved(&mut self, _processor: &Resolved) {}
+    /// Connected to the pairing port; the button window is open for
+    /// `window` from now.
+    fn waiting_for_button(&mut self, _processor: &Resolved, _window: Duration) {}
+    /// The press arrived; the CSR is on its way.
+    fn button_pressed(&mut self) {}
+    /// Checking the processor on its main port.
+    fn verifying(&mut self) {}
+}
+
+/// A progress that shows nothing.
+pub struct Silent;
+impl ClaimProgress for Silent {}
+
+/// How to claim.
+#[derive(Clone, Debug)]
+pub struct ClaimOptions {
+    pub target: Target,
+    /// Skip discovery and pair with this address.
+    pub address: Option<IpAddr>,
+    /// Interfaces to browse on (see [`crate::lan::choose_interfaces`]).
+    pub interfaces: Vec<String>,
+    pub discovery_timeout: Duration,
+    pub button_timeout: Duration,
+    pub key_algorithm: KeyAlgorithm,
+    /// `None`: the MAC of our interface towards the processor.
+    pub device_uid: Option<String>,
+    /// The `DisplayName` of the CSR (and the certificate's CN).
+    pub display_name: String,
+    pub state_dir: PathBuf,
+    pub export_dir: Option<PathBuf>,
+}
+
+impl ClaimOptions {
+    pub fn new(target: Target, state_dir: PathBuf) -> ClaimOptions {
+        ClaimOptions {
+            target,
+            address: None,
+            interfaces: Vec::new(),
+            discovery_timeout: DEFAULT_DISCOVERY_TIMEOUT,
+            button_timeout: DEFAULT_BUTTON_WINDOW,
+            key_algorithm: KeyAlgorithm::default(),
+            device_uid: None,
+            display_name: "handoff".into(),
+            state_dir,
+            export_dir: None,
+        }
+    }
+}
+
+/// What a successful claim kept, and where.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClaimOutcome {
+    pub id: String,
+    pub serial: Serial,
+    pub mac: Option<Mac>,
+    pub address: IpAddr,
+    pub product: String,
+    pub device_uid: String,
+    pub credential_dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub exported: Vec<PathBuf>,
+}
+
+/// Claims the processor `options` names (see the module docs).
+///
+/// # Errors
+/// Every [`ClaimError`]; after any of them nothing is stored.
+pub async fn claim(
+    options: &ClaimOptions,
+    pairing_identity: &PairingIdentity,
+    progress: &mut dyn ClaimProgress,
+) -> Result<ClaimOutcome, ClaimError> {
+    let resolved = match options.address {
+        Some(address) => Resolved::from_address(address, &options.target),
+        None => {
+            discover(
+                &options.target,
+                options.interfaces.clone(),
+                options.discovery_timeout,
+            )
+            .await?
+        }
+    };
+    progress.resolved(&resolved);
+    let store = CredentialStore::new(&options.state_dir);
+    if let Some(serial) = resolved.serial {
+        refuse_if_claimed(&store, serial)?;
+    }
+
+    let device_uid = options
+        .device_uid
+        .clone()
+        .unwrap_or_else(|| device_uid_towards(resolved.address));
+    let key = PrivateKey::generate(options.key_algorithm)?;
+    let csr = CsrParameters {
+        device_uid: device_uid.clone(),
+        ..CsrParameters::admin(key.csr_pem(&options.display_name)?, &options.display_name)
+    };
+    let signed = session::pair(
+        &resolved,
+        pairing_identity,
+        csr,
+        options.button_timeout,
+        progress,
+    )
+    .await?;
+    check_signed_certificate(&key, &signed.certificate, &signed.root_certificate)
+        .map_err(ClaimError::SigningResult)?;
+    let mut credential = Credential {
+        identity: TlsIdentity {
+            key,
+            certificate_pem: signed.certificate,
+        },
+        processor_ca_pem: signed.root_certificate,
+        server_identity: None,
+    };
+
+    progress.verifying();
+    let seen = session::read_identity(&resolved, &credential).await?;
+    let mismatch = |what, expected: String, found: String| ClaimError::Mismatch {
+        address: resolved.address,
+        what,
+        expected,
+        found,
+        source_: resolved.source,
+    };
+    if let Some(expected) = resolved.serial
+        && expected != seen.serial
+    {
+        return Err(mismatch(
+            "serial",
+            format!("{} (id {})", expected.0, expected.id()),
+            format!("{} (id {})", seen.serial.0, seen.serial.id()),
+        ));
+    }
+    if let Some(expected) = resolved.mac
+        && !seen.macs.contains(&expected)
+    {
+        let found = seen.macs.iter().map(Mac::to_string).collect::<Vec<_>>();
+        return Err(mismatch("MAC", expected.to_string(), found.join(", ")));
+    }
+    refuse_if_claimed(&store, seen.serial)?;
+    credential.server_identity = Some(seen.server.clone());
+
+    let mac = resolved.mac.or_else(|| seen.macs.first().copied());
+    let record = ClaimRecord {
+        serial: seen.serial,
+        id: seen.serial.id(),
+        mac,
+        address: resolved.address,
+        product: resolved.product.clone(),
+        device_uid: device_uid.clone(),
+    };
+    store.save(seen.serial, &credential)?;
+    record.save(&store.dir(seen.serial))?;
+    let mut exported = Vec::new();
+    if let Some(dir) = &options.export_dir {
+        exported = export(&credential, dir, resolved.address)?;
+    }
+    let credential_dir = store.dir(seen.serial);
+    Ok(ClaimOutcome {
+        id: seen.serial.id(),
+        serial: seen.serial,
+        mac,
+        address: resolved.address,
+        product: resolved.product,
+        device_uid,
+        files: record::credential_files(&credential_dir),
+        credential_dir,
+        exported,
+    })
+}
+
+fn refuse_if_claimed(store: &CredentialStore, serial: Serial) -> Result<(), ClaimError> {
+    let dir = store.dir(serial);
+    if dir.exists() {
+        return Err(ClaimError::AlreadyClaimed {
+            id: serial.id(),
+            dir,
+        });
+    }
+    Ok(())
+}
+
+/// Writes the pylutron-caseta and Home Assistant files into `dir`; Home
+/// Assistant's entry is named after the processor's address, as its
+/// integration names it.
+fn export(
+    credential: &Credential,
+    dir: &Path,
+    address: IpAddr,
+) -> Result<Vec<PathBuf>, ClaimError> {
+    credential.export_pylutron_caseta(dir)?;
+    let entry = address.to_string();
+    credential.export_home_assistant(dir, &entry)?;
+    let mut files: Vec<PathBuf> = ["caseta.key", "caseta.crt", "caseta-bridge.crt"]
+        .iter()
+        .map(|n| dir.join(n))
+        .collect();
+    for part in ["key", "cert", "ca"] {
+        files.push(dir.join(format!("lutron_caseta-{entry}-{part}.pem")));
+    }
+    Ok(files)
+}
+
+/// Forgets the credential of the processor `target` names: by serial or
+/// id directly, by MAC, address or host through the stored claim records.
+/// Returns the serial forgotten.
+///
+/// # Errors
+/// [`ClaimError::NotClaimed`] if no stored credential matches;
+/// [`ClaimError::Identity`] if the store cannot be read or changed.
+pub fn release(state_dir: &Path, target: &Target) -> Result<Serial, ClaimError> {
+    let store = CredentialStore::new(state_dir);
+    let serials = store.serials()?;
+    let found = serials.into_iter().find(|serial| match target {
+        Target::Serial(s) => s == serial || s.0.to_string() == serial.id(),
+        Target::Id(id) => *id == serial.id(),
+        other => ClaimRecord::load(&store.dir(*serial)).is_some_and(|r| r.matches(other)),
+    });
+    let Some(serial) = found else {
+        return Err(ClaimError::NotClaimed {
+            target: target.to_string(),
+            dir: state_dir.join("credentials"),
+        });
+    };
+    store.remove(serial)?;
+    Ok(serial)
+}

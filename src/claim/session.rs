@@ -1,0 +1,325 @@
+//! The two connections of a claim: the pairing port, where the button is
+//! pressed and our CSR signed, then the main port, where the new
+//! certificate must get us in and the processor must say who it is.
+
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::{AlertDescription, ClientConfig};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::{ClaimError, ClaimProgress, Resolved};
+use crate::identity::{Credential, PairingIdentity, ServerIdentity};
+use crate::leap::pairing::{PairingClientConfig, PairingError, SignedCertificate, Stage};
+use crate::leap::{Communique, Connection, CsrParameters, pair_reporting};
+use crate::processor::{Mac, Serial};
+use crate::tls;
+
+pub const PAIRING_PORT: u16 = 8083;
+pub const MAIN_PORT: u16 = 8081;
+/// How long each connection and answer may take (pylutron-caseta's).
+const STEP: Duration = Duration::from_secs(10);
+const IDENTITY_URL: &str = "/device?where=IsThisDevice:true";
+
+/// What the processor said about itself over the authenticated channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MainPortIdentity {
+    pub serial: Serial,
+    pub macs: Vec<Mac>,
+    /// The main port's public key, pinned from now on.
+    pub server: ServerIdentity,
+}
+
+/// Pairs: connects to 8083 with the pairing identity, waits for the
+/// press (telling `progress`), sends `csr`, returns what was signed.
+pub async fn pair(
+    processor: &Resolved,
+    identity: &PairingIdentity,
+    csr: CsrParameters,
+    button_timeout: Duration,
+    progress: &mut dyn ClaimProgress,
+) -> Result<SignedCertificate, ClaimError> {
+    let name = processor.describe();
+    let config = tls::pairing_client_config(identity)?;
+    let stream = match connect(config, processor.address, PAIRING_PORT).await {
+        Ok(stream) => stream,
+        Err(e) if refused_our_certificate(&e) => {
+            return Err(ClaimError::PairingIdentityRefused { processor: name });
+        }
+        Err(e) if rejected_their_certificate(&e) => {
+            return Err(ClaimError::PairingIdentityUntrusted {
+                processor: name,
+                reason: e.to_string(),
+            });
+        }
+        Err(e) => {
+            return Err(ClaimError::Unreachable {
+                processor: name,
+                port: PAIRING_PORT,
+                reason: e.to_string(),
+            });
+        }
+    };
+    let mut conn = Connection::new(AlertWatch::new(stream));
+    let mut config = PairingClientConfig::new(name.clone(), csr);
+    config.button_timeout = button_timeout;
+    config.step_timeout = STEP;
+    progress.waiting_for_button(processor, button_timeout);
+    let result = pair_reporting(&mut conn, config, |stage| {
+        if stage == Stage::AwaitingCertificate {
+            progress.button_pressed();
+        }
+    })
+    .await;
+    let refused = conn.get_ref().refused;
+    let _ = conn.shutdown().await;
+    match result {
+        Ok(signed) => Ok(signed),
+        Err(_) if refused => Err(ClaimError::PairingIdentityRefused { processor: name }),
+        Err(PairingError::ButtonNotPressed { waited, .. }) => Err(ClaimError::ButtonNotPressed {
+            processor: processor.product.clone(),
+            which: which(processor),
+            waited,
+        }),
+        Err(PairingError::ProcessorClosed { stage, how, .. }) => {
+            Err(ClaimError::ProcessorVanished {
+                processor: name,
+                detail: format!("it closed the connection {stage}{how}"),
+            })
+        }
+        Err(e) => Err(ClaimError::Pairing(e)),
+    }
+}
+
+/// "0236e6a7, MAC 02:4c:…, at 127.0.1.1": which processor to walk to.
+fn which(p: &Resolved) -> String {
+    let mut parts = Vec::new();
+    if let Some(serial) = p.serial {
+        parts.push(serial.id());
+    }
+    if let Some(mac) = p.mac {
+        parts.push(format!("MAC {mac}"));
+    }
+    parts.push(format!("at {}", p.address));
+    parts.join(", ")
+}
+
+/// Connects to the main port with the new `credential` (its CA the only
+/// anchor), reads who the processor is, and notes its public key.
+pub async fn read_identity(
+    processor: &Resolved,
+    credential: &Credential,
+) -> Result<MainPortIdentity, ClaimError> {
+    let name = processor.describe();
+    let config = tls::main_client_config(credential)?;
+    let stream = connect(config, processor.address, MAIN_PORT)
+        .await
+        .map_err(|e| ClaimError::MainPortRefused {
+            processor: name.clone(),
+            reason: e.to_string(),
+        })?;
+    let server = server_identity(&stream).ok_or_else(|| ClaimError::MainPortRefused {
+        processor: name.clone(),
+        reason: "it showed no readable certificate".into(),
+    })?;
+    let mut conn = Connection::new(stream);
+    let protocol = |reason: String| ClaimError::MainPortProtocol {
+        processor: name.clone(),
+        reason,
+    };
+    let request = Communique::read_request("handoff-claim", IDENTITY_URL);
+    conn.write_frame(&request)
+        .await
+        .map_err(|e| protocol(e.to_string()))?;
+    let answer = loop {
+        let frame = tokio::time::timeout(STEP, conn.read_frame())
+            .await
+            .map_err(|_| protocol(format!("no answer to {IDENTITY_URL} within 10 s")))?
+            .map_err(|e| protocol(e.to_string()))?
+            .ok_or_else(|| protocol("it closed the connection before answering".into()))?;
+        let Ok(communique) = Communique::from_object(frame) else {
+            continue;
+        };
+        if communique.client_tag() == Some("handoff-claim") {
+            break communique;
+        }
+    };
+    let _ = conn.shutdown().await;
+    if !answer.status().is_some_and(|s| s.is_success()) {
+        return Err(protocol(format!(
+            "{IDENTITY_URL} was answered {}",
+            answer
+                .status()
+                .map_or_else(|| "without a status".to_owned(), |s| s.to_string())
+        )));
+    }
+    let (serial, macs) = parse_this_device(answer.body.as_ref()).map_err(protocol)?;
+    Ok(MainPortIdentity {
+        serial,
+        macs,
+        server,
+    })
+}
+
+/// `Devices[0].SerialNumber` and every `NetworkInterfaces[].MACAddress`.
+fn parse_this_device(body: Option<&Value>) -> Result<(Serial, Vec<Mac>), String> {
+    let device = body
+        .and_then(|b| b.get("Devices"))
+        .and_then(|d| d.get(0))
+        .ok_or_else(|| format!("{IDENTITY_URL} named no device"))?;
+    let serial = device
+        .get("SerialNumber")
+        .and_then(Value::as_u64)
+        .and_then(|s| u32::try_from(s).ok())
+        .map(Serial)
+        .ok_or_else(|| "the device has no readable SerialNumber".to_owned())?;
+    let macs = device
+        .get("NetworkInterfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("MACAddress").and_then(Value::as_str))
+        .filter_map(|m| m.parse::<Mac>().ok())
+        .collect();
+    Ok((serial, macs))
+}
+
+fn server_identity(stream: &TlsStream<TcpStream>) -> Option<ServerIdentity> {
+    let leaf = stream.get_ref().1.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(ServerIdentity {
+        public_key_der: cert.public_key().raw.to_vec(),
+    })
+}
+
+async fn connect(
+    config: Arc<ClientConfig>,
+    ip: IpAddr,
+    port: u16,
+) -> io::Result<TlsStream<TcpStream>> {
+    let attempt = async {
+        let tcp = TcpStream::connect((ip, port)).await?;
+        TlsConnector::from(config)
+            .connect(tls::processor_server_name(ip), tcp)
+            .await
+    };
+    tokio::time::timeout(STEP, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no TLS handshake within 10 s",
+            ))
+        })
+}
+
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// The processor sent an alert saying our certificate is not acceptable
+/// (real processors send 42 "bad certificate").
+fn refused_our_certificate(e: &io::Error) -> bool {
+    matches!(
+        rustls_error(e),
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::BadCertificate
+                | AlertDescription::UnknownCA
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::UnsupportedCertificate
+                | AlertDescription::CertificateRequired
+        ))
+    )
+}
+
+/// We did not accept the processor's certificate.
+fn rejected_their_certificate(e: &io::Error) -> bool {
+    matches!(rustls_error(e), Some(rustls::Error::InvalidCertificate(_)))
+}
+
+/// A stream that remembers whether the peer refused our certificate: under
+/// TLS 1.3 that alert arrives on the first read after the handshake, deep
+/// inside the pairing driver, which keeps only its text.
+struct AlertWatch<S> {
+    inner: S,
+    refused: bool,
+}
+
+impl<S> AlertWatch<S> {
+    fn new(inner: S) -> Self {
+        AlertWatch {
+            inner,
+            refused: false,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AlertWatch<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &poll
+            && refused_our_certificate(e)
+        {
+            this.refused = true;
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AlertWatch<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn reads_serial_and_every_mac_of_this_device() {
+        let body = json!({"Devices": [{
+            "SerialNumber": 37152423,
+            "NetworkInterfaces": [{"MACAddress": "02:4c:02:36:e6:a7"}, {"MACAddress": "junk"}],
+        }]});
+        let (serial, macs) = parse_this_device(Some(&body)).unwrap();
+        assert_eq!(serial, Serial(37_152_423));
+        assert_eq!(macs.len(), 1);
+        assert_eq!(macs[0].to_string(), "02:4c:02:36:e6:a7");
+    }
+
+    #[test]
+    fn a_device_without_a_serial_is_not_an_identity() {
+        let body = json!({"Devices": [{"SerialNumber": "x"}]});
+        assert!(parse_this_device(Some(&body)).is_err());
+        assert!(parse_this_device(None).is_err());
+        assert!(parse_this_device(Some(&json!({"Devices": []}))).is_err());
+    }
+}
