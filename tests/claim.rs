@@ -14,6 +14,7 @@ use common::{Run, Sim, TempDir, handoff, handoff_bin};
 use handoff::claim::{ClaimError, ClaimOptions, Silent, Target};
 use handoff::identity::{
     CredentialStore, KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingAuthority, PairingIdentity,
+    PrivateKey,
 };
 use handoff::leap::{Communique, Connection, StatusCode};
 use handoff::processor::Serial;
@@ -338,5 +339,32 @@ lan_test! {
         ]);
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         assert_eq!(run.json()["serial"], b["serial"]);
+    }
+}
+
+lan_test! {
+    fn a_changed_main_port_key_is_reported_and_never_re_trusted() {
+        let sim = Sim::start(&["--count", "1", "--auto-press", "100ms", "--no-probe"]);
+        let p = &sim.manifest[0];
+        let ip: IpAddr = address(p).parse().unwrap();
+        let serial = Serial(p["serial"].as_u64().unwrap() as u32);
+        let state = TempDir::new("claim-changed");
+        let identity = PairingIdentity::load(&identity_dir(&sim)).unwrap();
+        let mut options = ClaimOptions::new(Target::parse(p["id"].as_str().unwrap()), state.0.clone());
+        options.key_algorithm = KeyAlgorithm::EcdsaP256;
+        block_on(handoff::claim::claim(&options, &identity, &mut Silent)).unwrap();
+        let seen = block_on(handoff::claim::verify_claimed(&state.0, serial, ip)).unwrap();
+        assert_eq!(seen.serial, serial);
+
+        // Pretend the processor showed another key at the claim: the one
+        // it shows now no longer matches the pin.
+        let pin_path = state.0.join("credentials").join(serial.0.to_string()).join("server-identity.pem");
+        let other = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let other_pin = pem::encode(&pem::Pem::new("PUBLIC KEY", other.public_key_der()));
+        std::fs::write(&pin_path, &other_pin).unwrap();
+        let err = block_on(handoff::claim::verify_claimed(&state.0, serial, ip)).unwrap_err();
+        assert!(matches!(err, ClaimError::IdentityChanged { .. }), "{err:?}");
+        assert!(err.to_string().contains("different key"), "{err}");
+        assert_eq!(std::fs::read_to_string(&pin_path).unwrap(), other_pin, "pin left alone");
     }
 }

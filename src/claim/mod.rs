@@ -131,6 +131,12 @@ pub enum ClaimError {
         source_: &'static str,
     },
     #[error(
+        "{processor} now shows a different key on its main port than when it was claimed — \
+         it was not trusted. If the processor was replaced or reset, run `handoff release` \
+         and claim it again; if not, another device may be answering at its address"
+    )]
+    IdentityChanged { processor: String },
+    #[error(
         "no credential for {target} in {} — nothing to release (claimed with another \
          --state-dir?)",
         .dir.display()
@@ -178,7 +184,8 @@ pub struct ClaimOptions {
     pub target: Target,
     /// Skip discovery and pair with this address.
     pub address: Option<IpAddr>,
-    /// Interfaces to browse on (see [`crate::lan::choose_interfaces`]).
+    /// Interfaces to browse on; empty: every usable one (see
+    /// [`crate::lan::choose_interfaces`]).
     pub interfaces: Vec<String>,
     pub discovery_timeout: Duration,
     pub button_timeout: Duration,
@@ -234,12 +241,9 @@ pub async fn claim(
     let resolved = match options.address {
         Some(address) => Resolved::from_address(address, &options.target),
         None => {
-            discover(
-                &options.target,
-                options.interfaces.clone(),
-                options.discovery_timeout,
-            )
-            .await?
+            let all = crate::lan::interfaces()?;
+            let interfaces = crate::lan::choose_interfaces(&all, &options.interfaces)?;
+            discover(&options.target, interfaces, options.discovery_timeout).await?
         }
     };
     progress.resolved(&resolved);
@@ -362,6 +366,43 @@ fn export(
         files.push(dir.join(format!("lutron_caseta-{entry}-{part}.pem")));
     }
     Ok(files)
+}
+
+/// Checks a claimed processor at `address` with its stored credential:
+/// the main port must show the key pinned at the claim and report the
+/// same serial. A changed key is [`ClaimError::IdentityChanged`], and
+/// the stored pin is left as it was.
+///
+/// # Errors
+/// [`ClaimError::Identity`] if there is no usable credential;
+/// [`ClaimError::IdentityChanged`], [`ClaimError::Mismatch`], or a
+/// connection failure.
+pub async fn verify_claimed(
+    state_dir: &Path,
+    serial: Serial,
+    address: IpAddr,
+) -> Result<MainPortIdentity, ClaimError> {
+    let store = CredentialStore::new(state_dir);
+    let credential = store.load(serial)?;
+    let record = ClaimRecord::load(&store.dir(serial));
+    let resolved = Resolved {
+        address,
+        serial: Some(serial),
+        mac: record.as_ref().and_then(|r| r.mac),
+        product: record.map_or_else(|| "processor".to_owned(), |r| r.product),
+        source: "the stored claim",
+    };
+    let seen = session::read_identity(&resolved, &credential).await?;
+    if seen.serial != serial {
+        return Err(ClaimError::Mismatch {
+            address,
+            what: "serial",
+            expected: format!("{} (id {})", serial.0, serial.id()),
+            found: format!("{} (id {})", seen.serial.0, seen.serial.id()),
+            source_: resolved.source,
+        });
+    }
+    Ok(seen)
 }
 
 /// Forgets the credential of the processor `target` names: by serial or

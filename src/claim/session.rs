@@ -122,9 +122,17 @@ pub async fn read_identity(
     let config = tls::main_client_config(credential)?;
     let stream = connect(config, processor.address, MAIN_PORT)
         .await
-        .map_err(|e| ClaimError::MainPortRefused {
-            processor: name.clone(),
-            reason: e.to_string(),
+        .map_err(|e| {
+            if rustls_error(&e).is_some_and(tls::is_pin_mismatch) {
+                ClaimError::IdentityChanged {
+                    processor: name.clone(),
+                }
+            } else {
+                ClaimError::MainPortRefused {
+                    processor: name.clone(),
+                    reason: e.to_string(),
+                }
+            }
         })?;
     let server = server_identity(&stream).ok_or_else(|| ClaimError::MainPortRefused {
         processor: name.clone(),

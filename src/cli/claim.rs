@@ -102,15 +102,9 @@ pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<Ex
             identity_dir.display()
         ))
     })?;
-    let interfaces = if args.address.is_some() {
-        Vec::new()
-    } else {
-        let all = crate::lan::interfaces()?;
-        crate::lan::choose_interfaces(&all, &args.interfaces)?
-    };
     let options = ClaimOptions {
         address: args.address,
-        interfaces,
+        interfaces: args.interfaces.clone(),
         discovery_timeout: if args.timeout.is_zero() {
             DEFAULT_DISCOVERY_TIMEOUT
         } else {

@@ -99,9 +99,11 @@ impl ServerCertVerifier for AnchorOnlyNoHostNameVerifier {
     }
 }
 
-/// The server's key is not the one pinned at the claim.
+/// The server's key is not the one pinned at the claim: the error inside
+/// the `rustls::Error` a pinned connection fails with (see
+/// [`super::is_pin_mismatch`]).
 #[derive(Debug)]
-struct PinMismatch;
+pub struct PinMismatch;
 
 impl std::fmt::Display for PinMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

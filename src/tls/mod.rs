@@ -59,6 +59,17 @@ pub fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
+/// Whether a TLS failure is [`danger::PinMismatch`]: the processor
+/// showed a key other than the one pinned at the claim.
+pub fn is_pin_mismatch(error: &rustls::Error) -> bool {
+    match error {
+        Error::InvalidCertificate(CertificateError::Other(other)) => {
+            other.0.downcast_ref::<danger::PinMismatch>().is_some()
+        }
+        _ => false,
+    }
+}
+
 /// The name to pass to `TlsConnector::connect` for a processor at `ip`.
 /// With these configurations it is neither sent (no SNI) nor checked.
 pub fn processor_server_name(ip: IpAddr) -> ServerName<'static> {
