@@ -344,8 +344,13 @@ lan_test! {
 
 lan_test! {
     fn a_changed_main_port_key_is_reported_and_never_re_trusted() {
-        let sim = Sim::start(&["--count", "1", "--auto-press", "100ms", "--no-probe"]);
-        let p = &sim.manifest[0];
+        let sim_state = TempDir::new("sim-kept");
+        let args = [
+            "--count", "1", "--auto-press", "100ms", "--no-probe", "--seed", "3",
+            "--state-dir", sim_state.0.to_str().unwrap(),
+        ];
+        let sim = Sim::start(&args);
+        let p = &sim.manifest[0].clone();
         let ip: IpAddr = address(p).parse().unwrap();
         let serial = Serial(p["serial"].as_u64().unwrap() as u32);
         let state = TempDir::new("claim-changed");
@@ -366,5 +371,15 @@ lan_test! {
         assert!(matches!(err, ClaimError::IdentityChanged { .. }), "{err:?}");
         assert!(err.to_string().contains("different key"), "{err}");
         assert_eq!(std::fs::read_to_string(&pin_path).unwrap(), other_pin, "pin left alone");
+
+        // A processor that restarts with a new CA (as after a reset), at
+        // the same address with the same serial, is not trusted either.
+        std::fs::write(&pin_path, pem::encode(&pem::Pem::new("PUBLIC KEY", seen.server.public_key_der.clone()))).unwrap();
+        block_on(handoff::claim::verify_claimed(&state.0, serial, ip)).expect("the real pin works");
+        sim.stop();
+        let sim = Sim::start(&args);
+        assert_eq!(sim.manifest[0]["serial"], p["serial"]);
+        let err = block_on(handoff::claim::verify_claimed(&state.0, serial, ip)).unwrap_err();
+        assert!(matches!(err, ClaimError::IdentityChanged { .. }), "{err:?}");
     }
 }

@@ -123,7 +123,13 @@ pub async fn read_identity(
     let stream = connect(config, processor.address, MAIN_PORT)
         .await
         .map_err(|e| {
-            if rustls_error(&e).is_some_and(tls::is_pin_mismatch) {
+            // With a pin, any certificate failure means the processor is
+            // not the one claimed (a reset gives it a new CA, too).
+            let pinned = credential.server_identity.is_some();
+            if rustls_error(&e).is_some_and(|r| {
+                tls::is_pin_mismatch(r)
+                    || (pinned && matches!(r, rustls::Error::InvalidCertificate(_)))
+            }) {
                 ClaimError::IdentityChanged {
                     processor: name.clone(),
                 }
