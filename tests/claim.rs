@@ -383,3 +383,38 @@ lan_test! {
         assert!(matches!(err, ClaimError::IdentityChanged { .. }), "{err:?}");
     }
 }
+
+lan_test! {
+    fn ctrl_c_while_waiting_for_the_button_cancels_with_nothing_stored() {
+        let sim = Sim::start(&["--count", "1", "--no-probe"]);
+        let p = sim.manifest[0].clone();
+        let state = TempDir::new("claim-cancel");
+        let mut child = Command::new(handoff_bin())
+            .args(["--state-dir", state.0.to_str().unwrap(), "claim"])
+            .arg(p["id"].as_str().unwrap())
+            .args(["--key", "ec", "--pairing-identity"])
+            .arg(identity_dir(&sim))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains("Press the button") {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("claim ended before the button wait: {seen}");
+            }
+            seen.push_str(&line);
+        }
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{seen}{rest}");
+        assert!(rest.contains("cancelled: nothing was stored"), "{rest}");
+        assert_nothing_stored(&state.0);
+    }
+}
