@@ -36,7 +36,11 @@ sleep 0.2
 ip link add tool0 type veth peer name site0 netns "$site"
 ip addr add 198.18.0.1/15 dev tool0
 ip link set tool0 up
-nsenter -t "$site" -n sh -c 'ip link set lo up; ip addr add 198.18.0.2/15 dev site0; ip link set site0 up'
+# The processors' own addresses (198.18.1.0/24 and up) are local to the
+# site host, as each real processor's is to itself: the simulator binds its
+# pairing and main ports there.
+nsenter -t "$site" -n sh -c 'ip link set lo up; ip addr add 198.18.0.2/15 dev site0
+  ip link set site0 up; ip route add local 198.18.1.0/24 dev lo; ip route add local 198.18.2.0/23 dev lo'
 # mDNS stacks list interfaces once, at start: wait for the link to be up on
 # both ends (operstate "up", not "lowerlayerdown"), then a little more.
 for _ in $(seq 100); do
@@ -50,9 +54,12 @@ printf '%-6s %-5s %-10s %-10s %-10s %s\n' fleet runs median_ms min_ms max_ms fou
 for n in "${sizes[@]}"; do
   # --really-advertise: the site namespace has site0, a veth this script made.
   HANDOFF_LOG=${BENCH_SIM_LOG:-warn} nsenter -t "$site" -n "$bin" sim --count "$n" --system-type ra3,qsx,caseta --seed 9 \
-    --no-probe --first-ip 198.18.1.1 --really-advertise --manifest "$tmp/m.json" 2>>"${BENCH_SIM_LOGFILE:-/dev/null}" &
+    --no-probe --first-ip 198.18.1.1 --really-advertise --state-dir "$tmp/state" --manifest "$tmp/m.json" 2>>"${BENCH_SIM_LOGFILE:-/dev/null}" &
   sim=$!
-  while [ ! -s "$tmp/m.json" ]; do sleep 0.05; done
+  while [ ! -s "$tmp/m.json" ]; do
+    kill -0 "$sim" 2>/dev/null || { echo "handoff sim exited; rerun with BENCH_SIM_LOGFILE=FILE to see why" >&2; exit 1; }
+    sleep 0.05
+  done
   # Let the announcements settle so runs do not race the simulator's start.
   sleep 1
   : > "$tmp/times"
