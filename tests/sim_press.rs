@@ -4,11 +4,14 @@
 
 mod common;
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::{Sim, TempDir, handoff};
+use common::{Sim, TempDir, handoff, handoff_bin};
 use handoff::identity::{PAIRING_IDENTITY_DIR, PairingIdentity};
 use handoff::leap::Connection;
 use handoff::leap::message::PairingFrame;
@@ -34,9 +37,9 @@ fn address(p: &Value) -> IpAddr {
 }
 
 /// A client connected to a processor's pairing port, waiting for the press.
-async fn waiting_client(sim: &Sim, ip: IpAddr) -> Connection<TlsStream<TcpStream>> {
-    let identity = PairingIdentity::load(&sim.state_dir.join(PAIRING_IDENTITY_DIR))
-        .expect("exported identity");
+async fn waiting_client(state_dir: &Path, ip: IpAddr) -> Connection<TlsStream<TcpStream>> {
+    let identity =
+        PairingIdentity::load(&state_dir.join(PAIRING_IDENTITY_DIR)).expect("exported identity");
     let config = tls::pairing_client_config(&identity).unwrap();
     let tcp = TcpStream::connect((ip, PAIRING_PORT))
         .await
@@ -72,7 +75,7 @@ lan_test! {
         let id = sim.manifest[0]["id"].as_str().unwrap().to_string();
         let other_mac = sim.manifest[1]["mac"].as_str().unwrap().to_string();
         block_on(async {
-            let mut conn = waiting_client(&sim, ip).await;
+            let mut conn = waiting_client(&sim.state_dir, ip).await;
             assert_eq!(first_frame(&mut conn, Duration::from_millis(800)).await, None,
                 "nothing before the press");
 
@@ -145,5 +148,86 @@ lan_test! {
         assert!(run.stderr.contains("already running"), "{}", run.stderr);
         sim.stop();
         assert!(!socket.exists(), "the socket goes with the fleet");
+    }
+}
+
+/// `handoff sim` with a terminal for its stdin, made by script(1), as when
+/// someone runs it in a shell. Dropping it kills it.
+struct SimInTerminal {
+    script: Child,
+}
+
+impl SimInTerminal {
+    fn type_line(&mut self, text: &str) {
+        let stdin = self.script.stdin.as_mut().expect("script's stdin");
+        stdin
+            .write_all(text.as_bytes())
+            .expect("type into the terminal");
+        stdin.flush().expect("type into the terminal");
+    }
+}
+
+impl Drop for SimInTerminal {
+    fn drop(&mut self) {
+        let _ = self.script.kill();
+        let _ = self.script.wait();
+    }
+}
+
+lan_test! {
+    fn enter_in_the_simulators_terminal_presses_its_buttons() {
+        let dir = TempDir::new("sim-terminal");
+        let state_dir = dir.path("state");
+        let manifest = dir.path("manifest.json");
+        let command = format!(
+            "{} sim --count 2 --no-probe --state-dir {} --manifest {}",
+            handoff_bin(),
+            state_dir.display(),
+            manifest.display()
+        );
+        let script = Command::new("script")
+            .args(["--quiet", "--flush", "--return", "--command", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("script(1) from util-linux");
+        let mut sim = SimInTerminal { script };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let fleet: Vec<Value> = loop {
+            if let Ok(text) = std::fs::read_to_string(&manifest) {
+                break serde_json::from_str(&text).expect("manifest is JSON");
+            }
+            assert!(Instant::now() < deadline, "handoff sim wrote no manifest");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let second_id = fleet[1]["id"].as_str().unwrap().to_string();
+        block_on(async {
+            let mut first = waiting_client(&state_dir, address(&fleet[0])).await;
+            let mut second = waiting_client(&state_dir, address(&fleet[1])).await;
+            assert_eq!(first_frame(&mut first, Duration::from_millis(800)).await, None,
+                "nothing before a key press");
+
+            sim.type_line(&format!("{second_id}\n"));
+            assert_eq!(first_frame(&mut second, Duration::from_secs(5)).await,
+                Some(PairingFrame::physical_access()), "an id then Enter presses that one");
+            assert_eq!(first_frame(&mut first, Duration::from_millis(500)).await, None,
+                "and no other");
+
+            sim.type_line("\n");
+            assert_eq!(first_frame(&mut first, Duration::from_secs(5)).await,
+                Some(PairingFrame::physical_access()), "Enter alone presses every button");
+        });
+        // Ctrl-C in its terminal stops it as usual.
+        sim.type_line("\u{3}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = sim.script.try_wait().expect("wait for script") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "handoff sim ignored Ctrl-C in its terminal");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "handoff sim exited with {status} after Ctrl-C");
     }
 }

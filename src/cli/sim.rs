@@ -1,5 +1,6 @@
 //! `handoff sim`.
 
+use std::io::IsTerminal;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use crate::identity::PairingAuthority;
 use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{
     Advertiser, ControlSocket, FleetServers, FleetSpec, ServerOptions, SimError, build_fleet,
-    check_private_network,
+    check_private_network, press_from_terminal,
 };
 
 #[derive(Args, Debug)]
@@ -170,6 +171,13 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         "handoff sim: press a button with `handoff sim press ID` (control socket {})",
         control.path().display()
     );
+    if std::io::stdin().is_terminal() {
+        press_from_terminal(servers.buttons());
+        eprintln!(
+            "handoff sim: or here: Enter presses every button, an id (or serial, MAC, IP) \
+             then Enter presses one"
+        );
+    }
     shutdown_signal().await;
     control.stop().await;
     servers.stop().await;

@@ -5,6 +5,9 @@
 //! A Unix socket in the fleet's state directory, mode 0600: only the user
 //! running the simulator may press. One request line, one answer line:
 //! `press <id|serial|mac|ip>` → `ok <id>` or `error <reason>`.
+//!
+//! When the simulator runs in a terminal, [`press_from_terminal`] takes
+//! Enter (every button) or a name then Enter (one) from its stdin.
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -89,6 +92,39 @@ impl Buttons {
         })
     }
 
+    /// Presses the button of the processor `name` means; returns how to
+    /// call it, or why there is none.
+    pub fn press(&self, name: &str) -> Result<String, String> {
+        match self.find(name) {
+            Some((p, port)) => {
+                port.press();
+                tracing::info!(id = %p.serial.id(), serial = %p.serial, mac = %p.mac, "button pressed");
+                Ok(format!(
+                    "{} (serial {}, {})",
+                    p.serial.id(),
+                    p.serial,
+                    p.address
+                ))
+            }
+            None => {
+                let known: Vec<String> =
+                    self.processors.iter().map(|(p, _)| p.serial.id()).collect();
+                Err(format!(
+                    "no simulated processor is {:?}; this fleet has {}",
+                    name.trim(),
+                    known.join(", ")
+                ))
+            }
+        }
+    }
+
+    /// Presses every processor's button.
+    pub fn press_all(&self) {
+        for (_, port) in &self.processors {
+            port.press();
+        }
+    }
+
     /// Answers one request line.
     fn answer(&self, line: &str) -> String {
         let Some(name) = line.trim().strip_prefix("press ") else {
@@ -97,23 +133,38 @@ impl Buttons {
                 line.trim()
             );
         };
-        match self.find(name) {
-            Some((p, port)) => {
-                port.press();
-                tracing::info!(id = %p.serial.id(), serial = %p.serial, mac = %p.mac, "button pressed over the control socket");
-                format!("ok {} (serial {}, {})", p.serial.id(), p.serial, p.address)
-            }
-            None => {
-                let known: Vec<String> =
-                    self.processors.iter().map(|(p, _)| p.serial.id()).collect();
-                format!(
-                    "error no simulated processor is {:?}; this fleet has {}",
-                    name.trim(),
-                    known.join(", ")
-                )
-            }
+        match self.press(name) {
+            Ok(pressed) => format!("ok {pressed}"),
+            Err(reason) => format!("error {reason}"),
         }
     }
+}
+
+/// Presses buttons from the simulator's own terminal: Enter alone presses
+/// every processor's button, a name then Enter presses that one. Reads
+/// on a thread of its own, which a blocked read cannot keep the process
+/// from exiting; ends with stdin.
+pub fn press_from_terminal(buttons: Buttons) {
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match std::io::stdin().read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let name = line.trim();
+            if name.is_empty() {
+                buttons.press_all();
+                eprintln!("handoff sim: pressed every button");
+                continue;
+            }
+            match buttons.press(name) {
+                Ok(pressed) => eprintln!("handoff sim: pressed the button of {pressed}"),
+                Err(reason) => eprintln!("handoff sim: {reason}"),
+            }
+        }
+    });
 }
 
 /// The listening control socket. Dropping it stops serving; [`stop`]

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use mdns_sd::{DaemonEvent, ServiceDaemon, ServiceInfo, TxtProperty};
 
-pub use control::{Buttons, CONTROL_SOCKET, ControlError, ControlSocket, press};
+pub use control::{
+    Buttons, CONTROL_SOCKET, ControlError, ControlSocket, press, press_from_terminal,
+};
 pub use fleet::{FleetError, FleetSpec, SERVICE_TYPE, SRV_PORT, SimProcessor, build_fleet};
 pub use pairing_server::{PairingPort, PairingPortOptions};
 pub use servers::{
