@@ -1,23 +1,28 @@
 //! `handoff sim`.
 
+use std::io::IsTerminal;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::output::write_atomically;
 use super::{CliError, shutdown_signal};
 use crate::identity::PairingAuthority;
 use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{
-    Advertiser, FleetServers, FleetSpec, ServerOptions, SimError, build_fleet,
-    check_private_network,
+    Advertiser, ControlSocket, FleetServers, FleetSpec, ServerOptions, SimError, build_fleet,
+    check_private_network, press_from_terminal,
 };
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SimArgs {
+    #[command(subcommand)]
+    pub action: Option<SimAction>,
+
     /// How many processors to simulate
     #[arg(long, default_value_t = 1)]
     pub count: usize,
@@ -62,9 +67,23 @@ pub struct SimArgs {
     pub really_advertise: bool,
 }
 
-/// Runs the fleet. `state_dir` keeps the fleet's pairing authority, and
+/// What to do to a running fleet instead of starting one.
+#[derive(Subcommand, Debug)]
+pub enum SimAction {
+    /// Press the pairing button of a running simulated processor (the one
+    /// started with the same --state-dir)
+    Press {
+        /// The processor: its id (8 hex digits), serial, MAC or IP address
+        processor: String,
+    },
+}
+
+/// Runs the fleet, or `action` on the running one. `state_dir` keeps the fleet's pairing authority, and
 /// receives `pairing-identity/`, what a client needs to pair with it.
 pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    if let Some(SimAction::Press { processor }) = &args.action {
+        return press(state_dir, processor).await;
+    }
     if !args.really_advertise {
         check_private_network()?;
     }
@@ -98,6 +117,13 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     let servers = FleetServers::start(&fleet, &authority, options)
         .await
         .map_err(SimError::from)?;
+    let control = match ControlSocket::start(&state_dir, servers.buttons()).await {
+        Ok(control) => control,
+        Err(e) => {
+            servers.stop().await;
+            return Err(SimError::from(e).into());
+        }
+    };
     let advertiser = Advertiser::start(&fleet, &interfaces, !args.no_probe)?;
 
     if let Some(path) = &args.manifest {
@@ -141,10 +167,37 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
             None => "nobody presses the buttons (--auto-press DELAY)".into(),
         }
     );
+    eprintln!(
+        "handoff sim: press a button with `handoff sim press ID` (control socket {})",
+        control.path().display()
+    );
+    if std::io::stdin().is_terminal() {
+        press_from_terminal(servers.buttons());
+        eprintln!(
+            "handoff sim: or here: Enter presses every button, an id (or serial, MAC, IP) \
+             then Enter presses one"
+        );
+    }
     shutdown_signal().await;
+    control.stop().await;
     servers.stop().await;
     let stopping = tokio::task::spawn_blocking(move || advertiser.stop(Duration::from_secs(2)));
     let _ = stopping.await;
     eprintln!("handoff sim: said goodbye for {} processors", fleet.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `handoff sim press PROCESSOR`: presses through the running fleet's
+/// control socket.
+async fn press(state_dir: Option<PathBuf>, processor: &str) -> Result<ExitCode, CliError> {
+    let Some(state_dir) = state_dir else {
+        return Err(CliError::Failed(
+            "no state directory: pass the --state-dir the simulator runs with".into(),
+        ));
+    };
+    let pressed = crate::sim::press(&state_dir, processor)
+        .await
+        .map_err(SimError::from)?;
+    println!("pressed the button of {pressed}");
     Ok(ExitCode::SUCCESS)
 }

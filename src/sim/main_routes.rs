@@ -63,18 +63,22 @@ fn is_bridge(system_type: &SystemType) -> bool {
     )
 }
 
+/// A processor's root area, which holds every other (pylutron-caseta's
+/// `tests/responses/ra3/areas.json`).
+const ROOT_AREA: &str = "/area/3";
+/// The leaf area a processor sits in, as the enclosure's equipment room.
+const PROCESSOR_AREA: &str = "/area/83";
+
 /// The processor's own device: `/device/1` on a bridge (ref §3), a
 /// higher number on processors, whose device 1 is not themselves.
+///
+/// A bridge's device carries `FullyQualifiedName`, which pylutron-caseta
+/// joins into the device's name when it loads `/device` (a `KeyError`
+/// without it); a processor's carries `AssociatedArea`, which it looks up
+/// in `/area` to name the processor (`_load_ra3_processor`).
 fn this_device(p: &SimProcessor) -> Value {
     let (model_number, device_type) = model(&p.system_type);
-    let href = if is_bridge(&p.system_type) {
-        "/device/1"
-    } else {
-        "/device/104"
-    };
-    json!({
-        "href": href,
-        "Name": if is_bridge(&p.system_type) { "Smart Bridge" } else { "Enclosure Device 001" },
+    let mut device = json!({
         "Parent": {"href": "/project"},
         "SerialNumber": p.serial.0,
         "ModelNumber": model_number,
@@ -82,7 +86,64 @@ fn this_device(p: &SimProcessor) -> Value {
         "FirmwareImage": {"Firmware": {"DisplayName": p.firmware()}},
         "NetworkInterfaces": [{"MACAddress": p.mac.to_string()}],
         "IsThisDevice": true,
-    })
+    });
+    let extra = if is_bridge(&p.system_type) {
+        json!({
+            "href": "/device/1",
+            "Name": "Smart Bridge",
+            "FullyQualifiedName": ["Smart Bridge"],
+        })
+    } else {
+        json!({
+            "href": "/device/104",
+            "Name": "Enclosure Device 001",
+            "AssociatedArea": {"href": PROCESSOR_AREA},
+        })
+    };
+    if let (Some(device), Value::Object(extra)) = (device.as_object_mut(), extra) {
+        device.extend(extra);
+    }
+    device
+}
+
+/// `/area`: a bridge has one flat area; a processor a root area with the
+/// equipment room under it, as real RadioRA 3 projects have.
+fn areas(p: &SimProcessor) -> Value {
+    if is_bridge(&p.system_type) {
+        json!({"Areas": [{"href": "/area/1", "Name": "Home", "IsLeaf": true}]})
+    } else {
+        json!({"Areas": [
+            {"href": ROOT_AREA, "Name": "Home", "IsLeaf": false},
+            {
+                "href": PROCESSOR_AREA,
+                "Name": "Equipment Room",
+                "Parent": {"href": ROOT_AREA},
+                "IsLeaf": true,
+            },
+        ]})
+    }
+}
+
+/// The status of each of a processor's areas: nobody in them, no scene.
+fn area_statuses() -> Value {
+    [ROOT_AREA, PROCESSOR_AREA]
+        .iter()
+        .map(|area| {
+            json!({
+                "href": format!("{area}/status"),
+                "OccupancyStatus": "Unknown",
+                "CurrentScene": null,
+            })
+        })
+        .collect()
+}
+
+/// Whether `url` is `/area/<id>/<what>` of one of a processor's areas.
+fn is_processor_area_url(p: &SimProcessor, url: &str, what: &str) -> bool {
+    !is_bridge(&p.system_type)
+        && [ROOT_AREA, PROCESSOR_AREA]
+            .iter()
+            .any(|area| url.strip_prefix(area) == Some(what))
 }
 
 /// Answers one request.
@@ -174,10 +235,33 @@ fn resource(p: &SimProcessor, url: &str) -> Option<(Access, &'static str, Option
                 "IPv4Properties": {"Type": "Static", "IP": p.address.to_string()},
             }}),
         ),
-        "/area" => read(
-            "MultipleAreaDefinition",
-            json!({"Areas": [{"href": "/area/1", "Name": "Home", "IsLeaf": true}]}),
-        ),
+        "/area" => read("MultipleAreaDefinition", areas(p)),
+        // A processor's areas hold no keypads or zones of the simulator's:
+        // a real processor answers such an empty collection with 204 and
+        // no body (pylutron-caseta's
+        // `tests/responses/ra3/area/3/controlstation.json`), as it does
+        // for the other devices of a processor that has none.
+        _ if is_processor_area_url(p, url, "/associatedcontrolstation") => {
+            Some((Access::Read, "MultipleControlStationDefinition", None))
+        }
+        _ if is_processor_area_url(p, url, "/associatedzone") => {
+            Some((Access::Read, "MultipleZoneDefinition", None))
+        }
+        "/device?where=IsThisDevice:false" if !is_bridge(&p.system_type) => {
+            Some((Access::Read, "MultipleDeviceDefinition", None))
+        }
+        // What processors' clients subscribe to (pylutron-caseta's
+        // `tests/responses/ra3/zonestatus.json`, `area/status-subscribe.json`).
+        "/zone/status" if !is_bridge(&p.system_type) => Some((
+            Access::Subscribe,
+            "MultipleZoneStatus",
+            Some(json!({"ZoneStatuses": []})),
+        )),
+        "/area/status" if !is_bridge(&p.system_type) => Some((
+            Access::Subscribe,
+            "MultipleAreaStatus",
+            Some(json!({"AreaStatuses": area_statuses()})),
+        )),
         "/virtualbutton" => read(
             "MultipleVirtualButtonDefinition",
             json!({"VirtualButtons": []}),
@@ -385,5 +469,73 @@ mod tests {
         }
         let r = ask(&p, CommuniqueType::SubscribeRequest, "/project");
         assert_eq!(r.status(), Some(&StatusCode::METHOD_NOT_ALLOWED));
+    }
+
+    #[test]
+    fn a_bridge_device_has_the_fully_qualified_name_pylutron_joins() {
+        let r = read(&processor(SystemType::CasetaSmartBridge), "/device");
+        let device = &r.body.unwrap()["Devices"][0];
+        assert_eq!(device["FullyQualifiedName"], json!(["Smart Bridge"]));
+    }
+
+    #[test]
+    fn a_processor_sits_in_one_of_its_areas() {
+        let p = processor(SystemType::RadioRa3);
+        let r = read(&p, "/device?where=IsThisDevice:true");
+        let area = r.body.unwrap()["Devices"][0]["AssociatedArea"]["href"].clone();
+        let areas = read(&p, "/area").body.unwrap();
+        let hrefs: Vec<_> = areas["Areas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["href"].clone())
+            .collect();
+        assert!(hrefs.contains(&area), "{area} not in {hrefs:?}");
+    }
+
+    #[test]
+    fn a_processors_empty_collections_answer_204_and_unknown_areas_404() {
+        let p = processor(SystemType::RadioRa3);
+        for url in [
+            "/area/3/associatedcontrolstation",
+            "/area/83/associatedzone",
+            "/device?where=IsThisDevice:false",
+        ] {
+            let r = read(&p, url);
+            assert_eq!(r.status(), Some(&StatusCode::NO_CONTENT), "{url}");
+            assert_eq!(r.body, None, "{url}");
+        }
+        for url in ["/area/4/associatedzone", "/area/83/associatedzones"] {
+            assert_eq!(
+                read(&p, url).status(),
+                Some(&StatusCode::NOT_FOUND),
+                "{url}"
+            );
+        }
+        let bridge = processor(SystemType::CasetaSmartBridge);
+        assert_eq!(
+            read(&bridge, "/area/1/associatedzone").status(),
+            Some(&StatusCode::NOT_FOUND)
+        );
+    }
+
+    #[test]
+    fn processors_take_zone_and_area_status_subscriptions() {
+        let p = processor(SystemType::RadioRa3);
+        let r = ask(&p, CommuniqueType::SubscribeRequest, "/zone/status");
+        assert_eq!(r.status(), Some(&StatusCode::OK));
+        assert_eq!(r.body.unwrap()["ZoneStatuses"], json!([]));
+        let r = ask(&p, CommuniqueType::SubscribeRequest, "/area/status");
+        assert_eq!(
+            r.header.message_body_type.as_deref(),
+            Some("MultipleAreaStatus")
+        );
+        assert_eq!(
+            r.body.unwrap()["AreaStatuses"][1]["href"],
+            "/area/83/status"
+        );
+        let bridge = processor(SystemType::CasetaSmartBridge);
+        let r = ask(&bridge, CommuniqueType::SubscribeRequest, "/zone/status");
+        assert_eq!(r.status(), Some(&StatusCode::NOT_FOUND));
     }
 }

@@ -3,8 +3,10 @@
 //! ([`main_server`]). One mDNS responder serves the whole fleet, each
 //! processor with its own host name and its own address in 127.0.0.0/8, as
 //! separate processors on a LAN would; [`FleetServers`] runs every
-//! processor's two TLS ports on that address.
+//! processor's two TLS ports on that address, and [`ControlSocket`] lets
+//! `handoff sim press` reach their buttons.
 
+mod control;
 mod fleet;
 pub mod main_routes;
 pub mod main_server;
@@ -16,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use mdns_sd::{DaemonEvent, ServiceDaemon, ServiceInfo, TxtProperty};
 
+pub use control::{
+    Buttons, CONTROL_SOCKET, ControlError, ControlSocket, press, press_from_terminal,
+};
 pub use fleet::{FleetError, FleetSpec, SERVICE_TYPE, SRV_PORT, SimProcessor, build_fleet};
 pub use pairing_server::{PairingPort, PairingPortOptions};
 pub use servers::{
@@ -35,6 +40,8 @@ pub enum SimError {
     Lan(#[from] crate::lan::LanError),
     #[error(transparent)]
     Servers(#[from] ServerError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
     #[error("the simulator's pairing authority: {0}")]
     Authority(#[from] crate::identity::IdentityError),
     #[error("mDNS: {0}")]

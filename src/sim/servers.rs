@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::SimProcessor;
+use super::control::Buttons;
 use super::main_server::serve_main_connection;
 use super::pairing_server::{PairingPort, PairingPortOptions};
 use crate::identity::{CertificateAuthority, IdentityError, PairingAuthority};
@@ -73,7 +74,7 @@ pub struct ServerOptions {
 
 /// One processor's running ports.
 struct ProcessorPorts {
-    serial: Serial,
+    processor: SimProcessor,
     pairing: PairingPort,
 }
 
@@ -147,7 +148,10 @@ impl FleetServers {
                     serve_main_connection(stream, &processor).await;
                 },
             ));
-            servers.ports.push(ProcessorPorts { serial, pairing });
+            servers.ports.push(ProcessorPorts {
+                processor: p.clone(),
+                pairing,
+            });
         }
         Ok(servers)
     }
@@ -160,7 +164,7 @@ impl FleetServers {
         let port = self
             .ports
             .iter()
-            .find(|p| p.serial == serial)
+            .find(|p| p.processor.serial == serial)
             .ok_or(ServerError::UnknownProcessor(serial))?;
         port.pairing.press();
         Ok(())
@@ -171,6 +175,16 @@ impl FleetServers {
         for port in &self.ports {
             port.pairing.press();
         }
+    }
+
+    /// The fleet's buttons, for the control socket.
+    pub fn buttons(&self) -> Buttons {
+        Buttons::new(
+            self.ports
+                .iter()
+                .map(|p| (p.processor.clone(), p.pairing.clone()))
+                .collect(),
+        )
     }
 
     /// Stops every listener and connection.
