@@ -372,13 +372,22 @@ lan_test! {
         assert!(err.to_string().contains("different key"), "{err}");
         assert_eq!(std::fs::read_to_string(&pin_path).unwrap(), other_pin, "pin left alone");
 
-        // A processor that restarts with a new CA (as after a reset), at
-        // the same address with the same serial, is not trusted either.
+        // A processor that reboots keeps its CA and key: the credential
+        // still works after the simulator restarts on the same state.
         std::fs::write(&pin_path, pem::encode(&pem::Pem::new("PUBLIC KEY", seen.server.public_key_der.clone()))).unwrap();
         block_on(handoff::claim::verify_claimed(&state.0, serial, ip)).expect("the real pin works");
         sim.stop();
         let sim = Sim::start(&args);
         assert_eq!(sim.manifest[0]["serial"], p["serial"]);
+        block_on(handoff::claim::verify_claimed(&state.0, serial, ip)).expect("still trusted after a reboot");
+
+        // After a factory reset (a new CA), at the same address with the
+        // same serial, it is not trusted.
+        sim.stop();
+        let kept = sim_state.0.join("sim/processors").join(p["id"].as_str().unwrap());
+        assert!(kept.join("ca-cert.pem").exists(), "{kept:?}");
+        std::fs::remove_dir_all(&kept).unwrap();
+        let _sim = Sim::start(&args);
         let err = block_on(handoff::claim::verify_claimed(&state.0, serial, ip)).unwrap_err();
         assert!(matches!(err, ClaimError::IdentityChanged { .. }), "{err:?}");
     }

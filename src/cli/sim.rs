@@ -113,6 +113,7 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     let options = ServerOptions {
         auto_press: args.auto_press,
         button_window: None,
+        state_dir: Some(state_dir.clone()),
     };
     let servers = FleetServers::start(&fleet, &authority, options)
         .await

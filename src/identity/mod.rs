@@ -40,7 +40,9 @@ use std::path::PathBuf;
 pub use authority::{CertificateAuthority, sign_client_csr};
 pub use check::check_signed_certificate;
 pub use keys::{KeyAlgorithm, PrivateKey, PrivateKeyPem, TlsIdentity};
-pub use simulator::{PAIRING_IDENTITY_DIR, PairingAuthority, PairingIdentity};
+pub use simulator::{
+    PAIRING_IDENTITY_DIR, PairingAuthority, PairingIdentity, SimProcessorIdentity,
+};
 pub use store::{Credential, CredentialStore, ServerIdentity};
 
 /// Why a key, request, certificate or credential file could not be used.

@@ -40,6 +40,8 @@ const CLIENT_NAME: &str = "handoff simulated pairing client";
 
 const HINT_STATE: &str = "remove the directory and start the simulator again to make a new \
                           authority (clients must then use the new pairing identity)";
+const HINT_PROCESSOR: &str = "remove the directory and start the simulator again: the \
+                              processor gets a new CA, as after a factory reset (clients must claim it again)";
 const HINT_EXPORT: &str = "run `handoff sim --state-dir DIR` once; it writes DIR/pairing-identity";
 
 /// The simulator's pairing authority, with the client identity it issued.
@@ -164,4 +166,64 @@ impl PairingIdentity {
 
 fn read_key(path: &Path, hint: &'static str) -> Result<PrivateKey, IdentityError> {
     PrivateKey::from_pem(&read_private(path, hint)?).map_err(|e| files::corrupt(path.to_owned(), e))
+}
+
+/// Where a simulated processor keeps its own CA and main-port identity.
+const PROCESSORS_DIR: &str = "sim/processors";
+const PROCESSOR_CA_KEY: &str = "ca-key.pem";
+const PROCESSOR_CA_CERT: &str = "ca-cert.pem";
+const MAIN_KEY: &str = "main-key.pem";
+const MAIN_CERT: &str = "main-cert.pem";
+
+/// A simulated processor's lasting identity: its CA (which signs clients'
+/// CSRs) and its main-port certificate. A real processor keeps both across
+/// reboots, so a client's pinned credential stays valid; so does the
+/// simulator, under `<state-dir>/sim/processors/<id>/`.
+pub struct SimProcessorIdentity {
+    pub ca: CertificateAuthority,
+    pub main: TlsIdentity,
+}
+
+impl SimProcessorIdentity {
+    /// Loads the processor's identity, or makes and keeps it the first time.
+    /// `host_name` is the main-port certificate's common name.
+    ///
+    /// # Errors
+    /// As [`PairingAuthority::load_or_create`].
+    pub fn load_or_create(
+        state_dir: &Path,
+        serial: crate::processor::Serial,
+        mac: crate::processor::Mac,
+        host_name: &str,
+    ) -> Result<Self, IdentityError> {
+        let dir = state_dir.join(PROCESSORS_DIR).join(serial.id());
+        if dir.join(PROCESSOR_CA_CERT).exists() {
+            return Self::load(&dir);
+        }
+        let ca = CertificateAuthority::processor_ca(mac)?;
+        let main = ca.issue(host_name, PrivateKey::generate(KeyAlgorithm::EcdsaP256)?)?;
+        ensure_private_dir(&state_dir.join(PROCESSORS_DIR))?;
+        ensure_private_dir(&dir)?;
+        write_private(&dir, PROCESSOR_CA_KEY, ca.key().to_pem().as_bytes())?;
+        write_private(&dir, MAIN_KEY, main.key.to_pem().as_bytes())?;
+        write_private(&dir, MAIN_CERT, main.certificate_pem.as_bytes())?;
+        // Last: its presence says the rest is there.
+        write_private(&dir, PROCESSOR_CA_CERT, ca.certificate_pem().as_bytes())?;
+        Ok(SimProcessorIdentity { ca, main })
+    }
+
+    fn load(dir: &Path) -> Result<Self, IdentityError> {
+        files::check_private(dir, files::DIR_MODE, HINT_PROCESSOR)?;
+        let key = read_key(&dir.join(PROCESSOR_CA_KEY), HINT_PROCESSOR)?;
+        let cert_path = dir.join(PROCESSOR_CA_CERT);
+        let ca = CertificateAuthority::from_pem(&read_private(&cert_path, HINT_PROCESSOR)?, key)
+            .map_err(|e| files::corrupt(cert_path, e))?;
+        let main = TlsIdentity {
+            key: read_key(&dir.join(MAIN_KEY), HINT_PROCESSOR)?,
+            certificate_pem: read_private(&dir.join(MAIN_CERT), HINT_PROCESSOR)?,
+        };
+        check_signed_certificate(&main.key, &main.certificate_pem, ca.certificate_pem())
+            .map_err(|e| files::corrupt(dir.join(MAIN_CERT), e))?;
+        Ok(SimProcessorIdentity { ca, main })
+    }
 }

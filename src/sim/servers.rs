@@ -23,7 +23,9 @@ use super::SimProcessor;
 use super::control::Buttons;
 use super::main_server::serve_main_connection;
 use super::pairing_server::{PairingPort, PairingPortOptions};
-use crate::identity::{CertificateAuthority, IdentityError, PairingAuthority};
+use crate::identity::{
+    CertificateAuthority, IdentityError, PairingAuthority, SimProcessorIdentity,
+};
 use crate::processor::Serial;
 use crate::tls::{self, TlsError};
 
@@ -63,13 +65,16 @@ pub enum ServerError {
 }
 
 /// How the fleet's servers behave.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
     /// Press each processor's button this long after a client starts
     /// waiting on its pairing port.
     pub auto_press: Option<Duration>,
     /// How long a press keeps the window open (`None`: 180 s).
     pub button_window: Option<Duration>,
+    /// Where each processor keeps its CA and main-port identity across
+    /// runs (`None`: new ones every run, as after a factory reset).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// One processor's running ports.
@@ -104,13 +109,25 @@ impl FleetServers {
             let serial = p.serial;
             let identity = |source| ServerError::Identity { serial, source };
             let tls_error = |source| ServerError::Tls { serial, source };
-            let ca = Arc::new(CertificateAuthority::processor_ca(p.mac).map_err(identity)?);
             let name = p.host_name();
-            let pairing_identity = authority.issue_server_identity(&name).map_err(identity)?;
-            let main_key =
-                crate::identity::PrivateKey::generate(crate::identity::KeyAlgorithm::EcdsaP256)
+            let (ca, main_identity) = match &options.state_dir {
+                Some(dir) => {
+                    let kept = SimProcessorIdentity::load_or_create(dir, p.serial, p.mac, &name)
+                        .map_err(identity)?;
+                    (kept.ca, kept.main)
+                }
+                None => {
+                    let ca = CertificateAuthority::processor_ca(p.mac).map_err(identity)?;
+                    let key = crate::identity::PrivateKey::generate(
+                        crate::identity::KeyAlgorithm::EcdsaP256,
+                    )
                     .map_err(identity)?;
-            let main_identity = ca.issue(&name, main_key).map_err(identity)?;
+                    let main = ca.issue(&name, key).map_err(identity)?;
+                    (ca, main)
+                }
+            };
+            let ca = Arc::new(ca);
+            let pairing_identity = authority.issue_server_identity(&name).map_err(identity)?;
             let pairing_tls =
                 tls::pairing_server_config(&pairing_identity, &authority_pem).map_err(tls_error)?;
             let main_tls =
