@@ -41,6 +41,7 @@ use crate::identity::{
     TlsIdentity, check_signed_certificate,
 };
 use crate::leap::CsrParameters;
+pub use crate::leap::pairing::human;
 use crate::leap::pairing::{DEFAULT_BUTTON_WINDOW, PairingError};
 use crate::processor::{Mac, Serial};
 
@@ -95,7 +96,7 @@ pub enum ClaimError {
     #[error(
         "nobody pressed the button on the {processor} within {} — press the small button on \
          the processor ({which}) and run the command again",
-        human(*.waited)
+        human(.waited)
     )]
     ButtonNotPressed {
         processor: String,
@@ -146,18 +147,6 @@ pub enum ClaimError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-}
-
-/// `3:00` from a minute up, `10 s` below.
-pub fn human(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs >= 60 {
-        format!("{}:{:02}", secs / 60, secs % 60)
-    } else if secs > 0 {
-        format!("{secs} s")
-    } else {
-        format!("{} ms", d.as_millis())
-    }
 }
 
 /// What the caller shows while a claim runs. Every method has a default

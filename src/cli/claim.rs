@@ -239,7 +239,7 @@ impl ClaimProgress for Countdown {
             let left = deadline.saturating_duration_since(Instant::now());
             format!(
                 "Press the button on {what} — {} left",
-                human(Duration::from_secs(left.as_secs_f64().ceil() as u64))
+                human(&Duration::from_secs(left.as_secs_f64().ceil() as u64))
             )
         };
         if self.terminal {

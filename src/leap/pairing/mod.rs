@@ -136,8 +136,9 @@ pub enum PairingError {
     Finished { processor: String },
 }
 
-/// `3:00` for minutes, `10 s` for seconds, `250 ms` below that.
-fn human(d: &Duration) -> String {
+/// `3:00` for minutes, `10 s` for seconds, `250 ms` below that: how a
+/// button window or a timeout reads in a message to an integrator.
+pub fn human(d: &Duration) -> String {
     let secs = d.as_secs();
     if secs >= 60 {
         format!("{}:{:02}", secs / 60, secs % 60)
