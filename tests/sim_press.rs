@@ -179,8 +179,10 @@ lan_test! {
         let dir = TempDir::new("sim-terminal");
         let state_dir = dir.path("state");
         let manifest = dir.path("manifest.json");
+        // `exec`: script(1) runs the command with $SHELL -c, and a shell left
+        // waiting in between (dash) dies of the Ctrl-C itself.
         let command = format!(
-            "{} sim --count 2 --no-probe --state-dir {} --manifest {}",
+            "exec {} sim --count 2 --no-probe --state-dir {} --manifest {}",
             handoff_bin(),
             state_dir.display(),
             manifest.display()
