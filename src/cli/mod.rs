@@ -2,6 +2,7 @@
 //! `--json` for scripts; one line per error, with a hint at the next step.
 
 mod claim;
+mod cloud;
 mod demo;
 mod discover;
 mod output;
@@ -79,6 +80,9 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Show the whole story on a private network, no hardware needed
     Demo(demo::DemoArgs),
+    /// The reference cloud access layer: serve, enroll, and the Place
+    /// operations
+    Cloud(cloud::CloudArgs),
 }
 
 /// Parses a duration such as `3s`, `500ms` or `2m`.
@@ -158,6 +162,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Release(args) => {
             claim::run_release(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Cloud(args) => {
+            cloud::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
     }
 }

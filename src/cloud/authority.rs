@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(bundle.site, "Lake House");
         assert_eq!(bundle.account.as_str(), "pro@example.com");
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(out.join(BUNDLE_KEY)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(out.join(BUNDLE_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

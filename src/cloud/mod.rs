@@ -11,7 +11,6 @@
 //!   (`handoff cloud enroll`);
 //! - [`server`]: the relay protocol's TLS server (`handoff cloud serve`);
 
-
 pub mod authority;
 mod model;
 mod places;
@@ -42,7 +41,9 @@ pub enum CloudError {
         #[source]
         source: Box<redb::Error>,
     },
-    #[error("the cloud store's {table} record {key} is unreadable ({reason}); it was left as it is")]
+    #[error(
+        "the cloud store's {table} record {key} is unreadable ({reason}); it was left as it is"
+    )]
     Corrupt {
         table: &'static str,
         key: String,

@@ -133,6 +133,23 @@ impl AccessDuration {
         }
     }
 
+    /// The short name on the wire and on the command line: `1d`, `7d`,
+    /// `30d`, `1y`, `unlimited`.
+    pub fn code(self) -> &'static str {
+        match self {
+            AccessDuration::OneDay => "1d",
+            AccessDuration::SevenDays => "7d",
+            AccessDuration::ThirtyDays => "30d",
+            AccessDuration::OneYear => "1y",
+            AccessDuration::Unlimited => "unlimited",
+        }
+    }
+
+    /// The duration [`Self::code`] names.
+    pub fn from_code(code: &str) -> Option<AccessDuration> {
+        AccessDuration::ALL.into_iter().find(|d| d.code() == code)
+    }
+
     /// When access granted at `now` for this long ends (`None`: never).
     pub fn expiry_from(self, now: Timestamp) -> Option<Timestamp> {
         self.seconds().map(|s| now.plus(s))

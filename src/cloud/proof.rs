@@ -194,7 +194,10 @@ mod tests {
         let forger = processor_ca(1);
         let proof = signed_by(&forger);
         let err = verify(&[&proof], ours.certificate_der(), NOW).unwrap_err();
-        assert!(matches!(err, ProofError::Foreign(ref r) if r.contains("signature")), "{err}");
+        assert!(
+            matches!(err, ProofError::Foreign(ref r) if r.contains("signature")),
+            "{err}"
+        );
         // And a flipped byte in the signature of a real one.
         let mut tampered = signed_by(&ours);
         let last = tampered.len() - 1;
@@ -217,12 +220,20 @@ mod tests {
     #[test]
     fn garbage_claim_proof_is_refused_without_panic() {
         let ca = processor_ca(1);
-        for junk in [&b""[..], b"\x30", b"not a certificate", &[0x30, 0x82, 0xff, 0xff]] {
+        for junk in [
+            &b""[..],
+            b"\x30",
+            b"not a certificate",
+            &[0x30, 0x82, 0xff, 0xff],
+        ] {
             assert!(verify(&[junk], ca.certificate_der(), NOW).is_err());
         }
         assert!(verify(&[], ca.certificate_der(), NOW).is_err());
         // The CA's own certificate is not a proof: it is CA:TRUE.
         let err = verify(&[ca.certificate_der()], ca.certificate_der(), NOW).unwrap_err();
-        assert!(matches!(err, ProofError::Foreign(_) | ProofError::IsCa), "{err}");
+        assert!(
+            matches!(err, ProofError::Foreign(_) | ProofError::IsCa),
+            "{err}"
+        );
     }
 }

@@ -30,8 +30,7 @@ use super::model::AccountId;
 use super::store::{CloudStore, Reply};
 use super::{CloudError, now};
 use crate::proto::{
-    self, ErrorFrame, HelloAck, PROTOCOL_VERSION, ProtoError, RelayEvent, RelayMessage,
-    error_code,
+    self, ErrorFrame, HelloAck, PROTOCOL_VERSION, ProtoError, RelayEvent, RelayMessage, error_code,
 };
 
 /// Limits of the server.
@@ -125,8 +124,8 @@ async fn connection(
             .peer_certificates()
             .and_then(|certs| certs.first())
             .ok_or("no client certificate")?;
-        let (site, account) = names_of(cert.as_ref())
-            .ok_or("the client certificate names no site or account")?;
+        let (site, account) =
+            names_of(cert.as_ref()).ok_or("the client certificate names no site or account")?;
         tracing::info!(%peer, %site, %account, "daemon connected");
         account
     };

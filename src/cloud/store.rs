@@ -215,6 +215,20 @@ impl CloudStore {
         })
     }
 
+    /// A homeowner claim with its proof, outside the relay (the operator
+    /// CLI): checked exactly as a relayed Claimed event.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails.
+    pub fn claim(
+        &self,
+        account: &AccountId,
+        claim: &crate::proto::Claimed,
+        now: Timestamp,
+    ) -> Result<Result<(), Refusal>, CloudError> {
+        self.write(|txn| claim_in(txn, account, claim, now))
+    }
+
     /// The cloud icon for the processor `query` names, as `account` sees
     /// it.
     ///
@@ -387,9 +401,7 @@ fn apply_in(
     let mut places = txn.open_table(PLACES)?;
     let mut deleted = txn.open_table(DELETED)?;
     if matches!(cmd, Command::CreatePlace { .. }) && deleted.get(id.as_str())?.is_some() {
-        return Ok(Err(Refusal::PlaceExists {
-            place: PlaceId(id),
-        }));
+        return Ok(Err(Refusal::PlaceExists { place: PlaceId(id) }));
     }
     let current: Option<Place> = match places.get(id.as_str())? {
         Some(v) => Some(decode("places", &id, v.value())?),
@@ -419,9 +431,8 @@ fn activate_in(
     now: Timestamp,
 ) -> Result<Result<Vec<Event>, Refusal>, CloudError> {
     // The CA must be a CA certificate, or no claim could ever be proven.
-    proof::check_authority(&record.ca_der).map_err(|e| {
-        CloudError::Failed(format!("processor {}: {e}", record.serial))
-    })?;
+    proof::check_authority(&record.ca_der)
+        .map_err(|e| CloudError::Failed(format!("processor {}: {e}", record.serial)))?;
     let processors = txn.open_table(PROCESSORS)?;
     if let Some(existing) = processors.get(record.serial.0)? {
         let existing: ProcessorRecord =
@@ -461,7 +472,8 @@ fn relay_in(
     {
         let events = txn.open_table(EVENTS)?;
         if let Some(stored) = events.get(key)? {
-            let stored: StoredResult = decode("events", &format!("{:?}", event.id), stored.value())?;
+            let stored: StoredResult =
+                decode("events", &format!("{:?}", event.id), stored.value())?;
             return Ok(Reply::Ack(match stored {
                 StoredResult::Applied { link } => Ack {
                     id: event.id.clone(),
@@ -490,21 +502,7 @@ fn relay_in(
                 query: None,
             }));
         }
-        EventKind::Claimed(claim) => match check_claim(txn, account, claim, now)? {
-            Err(refusal) => Err(refusal),
-            Ok((cmd, proof)) => match (apply_in(txn, &cmd, now)?, proof) {
-                (Err(Refusal::UnverifiedButtonPress), Err(e)) => Err(Refusal::BadClaimProof {
-                    reason: e.to_string(),
-                }),
-                (Err(refusal), _) => Err(refusal),
-                (Ok(_), Ok(spent_key)) => {
-                    let mut spent = txn.open_table(SPENT_PROOFS)?;
-                    spent.insert((claim.serial.0, spent_key.as_slice()), now.0)?;
-                    Ok(())
-                }
-                (Ok(_), Err(_)) => Err(Refusal::UnverifiedButtonPress),
-            },
-        },
+        EventKind::Claimed(claim) => claim_in(txn, account, claim, now)?,
         EventKind::Released(e) => apply_in(
             txn,
             &Command::Release {
@@ -595,6 +593,35 @@ fn relay_in(
     }))
 }
 
+/// A homeowner claim with its proof, inside `txn`; the proof is spent if
+/// the claim is applied.
+fn claim_in(
+    txn: &WriteTransaction,
+    account: &AccountId,
+    claim: &crate::proto::Claimed,
+    now: Timestamp,
+) -> Result<Result<(), Refusal>, CloudError> {
+    let (cmd, proof) = match check_claim(txn, account, claim, now)? {
+        Ok(checked) => checked,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    Ok(match (apply_in(txn, &cmd, now)?, proof) {
+        (Err(Refusal::UnverifiedButtonPress), Err(e)) => Err(Refusal::BadClaimProof {
+            reason: e.to_string(),
+        }),
+        (Err(refusal), _) => Err(refusal),
+        (Ok(_), Ok(spent_key)) => {
+            let mut spent = txn.open_table(SPENT_PROOFS)?;
+            spent.insert((claim.serial.0, spent_key.as_slice()), now.0)?;
+            Ok(())
+        }
+        (Ok(_), Err(_)) => Err(Refusal::UnverifiedButtonPress),
+    })
+}
+
+/// The rules' Claim, and the proof's spent key (or why it failed).
+type CheckedClaim = (Command, Result<Vec<u8>, ProofError>);
+
 /// Turns a Claimed event into the rules' Claim, with the proof checked:
 /// the processor must be registered (to the Place named, if one is), the
 /// MAC must be its MAC, and the proof must be unspent and signed by its
@@ -605,7 +632,7 @@ fn check_claim(
     account: &AccountId,
     claim: &crate::proto::Claimed,
     now: Timestamp,
-) -> Result<Result<(Command, Result<Vec<u8>, ProofError>), Refusal>, CloudError> {
+) -> Result<Result<CheckedClaim, Refusal>, CloudError> {
     let processors = txn.open_table(PROCESSORS)?;
     let Some(record) = processors.get(claim.serial.0)? else {
         return Ok(Err(Refusal::UnknownProcessor {
@@ -631,10 +658,7 @@ fn check_claim(
     let proof = match proof::verify(&[&claim.proof], &record.ca_der, now) {
         Ok(facts) => {
             let spent = txn.open_table(SPENT_PROOFS)?;
-            if spent
-                .get((claim.serial.0, facts.spent_key()))?
-                .is_some()
-            {
+            if spent.get((claim.serial.0, facts.spent_key()))?.is_some() {
                 return Ok(Err(Refusal::BadClaimProof {
                     reason: "this proof was already used for a claim: press the button and pair \
                              again"
@@ -658,7 +682,7 @@ fn check_claim(
 }
 
 /// A share link's secret: 128 random bits, hex.
-fn fresh_secret() -> Result<String, CloudError> {
+pub(crate) fn fresh_secret() -> Result<String, CloudError> {
     let mut bytes = [0u8; 16];
     crate::tls::provider()
         .secure_random
@@ -674,7 +698,11 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CloudError> {
     Ok(out)
 }
 
-fn decode<T: DeserializeOwned>(table: &'static str, key: &str, bytes: &[u8]) -> Result<T, CloudError> {
+fn decode<T: DeserializeOwned>(
+    table: &'static str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, CloudError> {
     ciborium::from_reader(bytes).map_err(|e| CloudError::Corrupt {
         table,
         key: key.to_owned(),

@@ -120,12 +120,18 @@ fn claim_proof_is_checked_against_the_processor_ca() {
         .store
         .relay(&site(), &[event(1, claimed(proof(&foreign)))], NOW)
         .unwrap();
-    assert_eq!(rule(&replies[0]), "claim_proof_is_checked_against_the_processor_ca");
+    assert_eq!(
+        rule(&replies[0]),
+        "claim_proof_is_checked_against_the_processor_ca"
+    );
     let garbage = f
         .store
         .relay(&site(), &[event(2, claimed(b"garbage".to_vec()))], NOW)
         .unwrap();
-    assert_eq!(rule(&garbage[0]), "claim_proof_is_checked_against_the_processor_ca");
+    assert_eq!(
+        rule(&garbage[0]),
+        "claim_proof_is_checked_against_the_processor_ca"
+    );
     let place = f.store.place(&f.place).unwrap().unwrap();
     assert_eq!(place.homeowner(), None, "nothing applied");
 }
@@ -143,7 +149,12 @@ fn a_claim_proof_is_spent_once() {
         .store
         .relay(
             &site(),
-            &[event(2, EventKind::Released(Released { place: f.place.clone() }))],
+            &[event(
+                2,
+                EventKind::Released(Released {
+                    place: f.place.clone(),
+                }),
+            )],
             NOW,
         )
         .unwrap();
@@ -151,9 +162,16 @@ fn a_claim_proof_is_spent_once() {
     // The same proof under a new event id, by another account.
     let replay = f
         .store
-        .relay(&AccountId::new("thief@example.com"), &[event(3, claimed(proof))], NOW)
+        .relay(
+            &AccountId::new("thief@example.com"),
+            &[event(3, claimed(proof))],
+            NOW,
+        )
         .unwrap();
-    assert_eq!(rule(&replay[0]), "claim_proof_is_checked_against_the_processor_ca");
+    assert_eq!(
+        rule(&replay[0]),
+        "claim_proof_is_checked_against_the_processor_ca"
+    );
 }
 
 #[test]
@@ -164,7 +182,10 @@ fn a_claim_with_the_wrong_mac_is_refused() {
         c.mac = Mac([2, 0x4c, 0, 0, 0, 1]);
     }
     let replies = f.store.relay(&site(), &[event(1, kind)], NOW).unwrap();
-    assert_eq!(rule(&replies[0]), "claim_proof_is_checked_against_the_processor_ca");
+    assert_eq!(
+        rule(&replies[0]),
+        "claim_proof_is_checked_against_the_processor_ca"
+    );
 }
 
 #[test]
@@ -177,25 +198,48 @@ fn duplicate_event_ids_are_acknowledged_with_the_original_result_and_applied_onc
             duration: AccessDuration::SevenDays,
         })
     };
-    let first = f.store.relay(&owner(), &[event(1, share("pro@example.com"))], NOW).unwrap();
+    let first = f
+        .store
+        .relay(&owner(), &[event(1, share("pro@example.com"))], NOW)
+        .unwrap();
     assert_eq!(outcome(&first[0]), &Outcome::Applied);
     // The same id, even with another body, is the same event: not applied.
     let again = f
         .store
-        .relay(&owner(), &[event(1, share("other@example.com"))], Timestamp(NOW.0 + 86_400 * 60))
+        .relay(
+            &owner(),
+            &[event(1, share("other@example.com"))],
+            Timestamp(NOW.0 + 86_400 * 60),
+        )
         .unwrap();
     assert_eq!(outcome(&again[0]), &Outcome::Duplicate);
     let place = f.store.place(&f.place).unwrap().unwrap();
-    assert!(place.grants.contains_key(&AccountId::new("pro@example.com")));
-    assert!(!place.grants.contains_key(&AccountId::new("other@example.com")));
+    assert!(
+        place
+            .grants
+            .contains_key(&AccountId::new("pro@example.com"))
+    );
+    assert!(
+        !place
+            .grants
+            .contains_key(&AccountId::new("other@example.com"))
+    );
     // A refused event stays refused with the same rule when sent again.
     let refused = f
         .store
-        .relay(&AccountId::new("nobody@example.com"), &[event(9, share("x@example.com"))], NOW)
+        .relay(
+            &AccountId::new("nobody@example.com"),
+            &[event(9, share("x@example.com"))],
+            NOW,
+        )
         .unwrap();
     let again = f
         .store
-        .relay(&AccountId::new("nobody@example.com"), &[event(9, share("x@example.com"))], NOW)
+        .relay(
+            &AccountId::new("nobody@example.com"),
+            &[event(9, share("x@example.com"))],
+            NOW,
+        )
         .unwrap();
     assert_eq!(rule(&refused[0]), rule(&again[0]));
     assert_eq!(f.store.event_count().unwrap(), 2);
@@ -208,7 +252,10 @@ fn a_new_share_link_comes_back_in_the_ack_and_again_on_a_duplicate() {
         place: f.place.clone(),
         duration: AccessDuration::OneDay,
     });
-    let first = f.store.relay(&owner(), &[event(1, new.clone())], NOW).unwrap();
+    let first = f
+        .store
+        .relay(&owner(), &[event(1, new.clone())], NOW)
+        .unwrap();
     let Reply::Ack(ack) = &first[0] else { panic!() };
     let link = ack.link.clone().expect("the link");
     assert_eq!(link.secret.len(), 32);
@@ -220,7 +267,13 @@ fn a_new_share_link_comes_back_in_the_ack_and_again_on_a_duplicate() {
         .store
         .relay(
             &AccountId::new("pro@example.com"),
-            &[event(2, EventKind::RedeemLink(RedeemLink { place: f.place.clone(), link }))],
+            &[event(
+                2,
+                EventKind::RedeemLink(RedeemLink {
+                    place: f.place.clone(),
+                    link,
+                }),
+            )],
             NOW,
         )
         .unwrap();
@@ -235,20 +288,36 @@ fn a_new_share_link_comes_back_in_the_ack_and_again_on_a_duplicate() {
 #[test]
 fn status_by_serial_or_mac_is_the_cloud_icon_and_unknown_processors_get_an_error() {
     let f = fixture();
-    let by_serial = StatusQuery::BySerial { query: 1, serial: SERIAL };
+    let by_serial = StatusQuery::BySerial {
+        query: 1,
+        serial: SERIAL,
+    };
     let st = f.store.status(&site(), &by_serial, NOW).unwrap().unwrap();
     assert_eq!((st.status, st.place.clone()), (Status::Green, None));
     f.store
         .relay(&owner(), &[event(1, claimed(proof(&f.ca)))], NOW)
         .unwrap();
-    let st = f.store.status(&site(), &StatusQuery::ByMac { query: 2, mac: MAC }, NOW).unwrap().unwrap();
+    let st = f
+        .store
+        .status(&site(), &StatusQuery::ByMac { query: 2, mac: MAC }, NOW)
+        .unwrap()
+        .unwrap();
     assert_eq!(st.status, Status::Yellow);
     assert_eq!(st.query, 2);
     let st = f.store.status(&owner(), &by_serial, NOW).unwrap().unwrap();
-    assert_eq!((st.status, st.place), (Status::Green, Some(f.place.clone())));
-    let unknown = StatusQuery::BySerial { query: 3, serial: Serial(7) };
+    assert_eq!(
+        (st.status, st.place),
+        (Status::Green, Some(f.place.clone()))
+    );
+    let unknown = StatusQuery::BySerial {
+        query: 3,
+        serial: Serial(7),
+    };
     let err = f.store.status(&site(), &unknown, NOW).unwrap().unwrap_err();
-    assert_eq!((err.code.as_str(), err.query), (error_code::UNKNOWN_PROCESSOR, Some(3)));
+    assert_eq!(
+        (err.code.as_str(), err.query),
+        (error_code::UNKNOWN_PROCESSOR, Some(3))
+    );
 }
 
 #[test]
@@ -285,7 +354,13 @@ fn the_store_keeps_everything_across_a_reopen_and_a_second_handle() {
         )
         .unwrap()
         .unwrap();
-    assert!(store.place(&PlaceId("p".into())).unwrap().unwrap().remote_services);
+    assert!(
+        store
+            .place(&PlaceId("p".into()))
+            .unwrap()
+            .unwrap()
+            .remote_services
+    );
 }
 
 #[test]
@@ -328,7 +403,16 @@ fn a_corrupt_record_is_reported_not_a_panic() {
         txn.commit().unwrap();
     }
     let err = f.store.place(&f.place).unwrap_err();
-    assert!(matches!(err, CloudError::Corrupt { table: "places", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CloudError::Corrupt {
+                table: "places",
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Other Places and operations are unaffected by one bad record.
     let other = f
         .store

@@ -152,14 +152,16 @@ impl CertificateAuthority {
         email: &str,
         key: PrivateKey,
     ) -> Result<TlsIdentity, IdentityError> {
-        let email = rcgen::string::Ia5String::try_from(email).map_err(|source| {
-            IdentityError::Build {
+        let email =
+            rcgen::string::Ia5String::try_from(email).map_err(|source| IdentityError::Build {
                 what: "account name",
                 source,
-            }
-        })?;
-        let certificate_pem =
-            self.issue_for(common_name, vec![rcgen::SanType::Rfc822Name(email)], key.pair())?;
+            })?;
+        let certificate_pem = self.issue_for(
+            common_name,
+            vec![rcgen::SanType::Rfc822Name(email)],
+            key.pair(),
+        )?;
         Ok(TlsIdentity {
             key,
             certificate_pem,
