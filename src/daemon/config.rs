@@ -116,13 +116,20 @@ impl LogFormat {
 pub struct Config {
     /// Interfaces to browse on; empty = the automatic choice of
     /// `lan::choose_interfaces`.
+    #[serde(deserialize_with = "interface_names")]
     pub interfaces: Vec<String>,
     /// `None` = `cli::default_state_dir()`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "absolute_path"
+    )]
     pub state_dir: Option<PathBuf>,
     /// The identity presented on processors' pairing port; `None` =
     /// `STATE_DIR/pairing-identity`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "absolute_path"
+    )]
     pub pairing_identity: Option<PathBuf>,
     /// How long a claim waits for the button press.
     #[serde(
@@ -152,7 +159,10 @@ pub struct CloudConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<CloudAddress>,
     /// The enrollment bundle's directory; `None` = `STATE_DIR/cloud-identity`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "absolute_path"
+    )]
     pub identity: Option<PathBuf>,
 }
 
@@ -257,6 +267,43 @@ mod duration {
             ))
         })
     }
+}
+
+/// Interface names as the kernel allows them (1 to 15 bytes, no `/`,
+/// no whitespace), each once.
+fn interface_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    for (i, name) in names.iter().enumerate() {
+        let valid = !name.is_empty()
+            && name.len() <= 15
+            && !name.contains('/')
+            && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !valid {
+            return Err(serde::de::Error::custom(format!(
+                "'{}' is not an interface name (1 to 15 characters, no '/' or spaces), e.g. \"eth0\"",
+                name.escape_debug()
+            )));
+        }
+        if names[..i].contains(name) {
+            return Err(serde::de::Error::custom(format!(
+                "'{name}' is listed twice"
+            )));
+        }
+    }
+    Ok(names)
+}
+
+/// Paths in a service's configuration are absolute: a relative one would
+/// depend on the working directory, which systemd sets to `/`.
+fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    if !path.is_absolute() {
+        return Err(serde::de::Error::custom(format!(
+            "'{}' is not an absolute path",
+            path.display()
+        )));
+    }
+    Ok(Some(path))
 }
 
 fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -726,6 +773,27 @@ mod tests {
         assert_eq!(key.as_deref(), Some("log_format"));
         let (_, _, key, _) = invalid("button_timeout = 180\n");
         assert_eq!(key.as_deref(), Some("button_timeout"));
+    }
+
+    #[test]
+    fn bad_interface_names_and_relative_paths_are_refused() {
+        for bad in [
+            "\"\"",
+            "\"eth 0\"",
+            "\"a/b\"",
+            "\"averyveryverylongname\"",
+            "\"eth0\", \"eth0\"",
+        ] {
+            let (line, _, key, _) = invalid(&format!("\ninterfaces = [{bad}]\n"));
+            assert_eq!((line, key.as_deref()), (2, Some("interfaces")), "{bad}");
+        }
+        let (_, _, key, message) = invalid("state_dir = \"var/lib/handoff\"\n");
+        assert_eq!(key.as_deref(), Some("state_dir"));
+        assert!(message.contains("absolute"), "{message}");
+        let (_, _, key, _) = invalid("[cloud]\nidentity = \"bundle\"\n");
+        assert_eq!(key.as_deref(), Some("cloud.identity"));
+        let (_, _, key, _) = invalid("pairing_identity = \"./p\"\n");
+        assert_eq!(key.as_deref(), Some("pairing_identity"));
     }
 
     #[test]
