@@ -13,6 +13,7 @@
 pub mod claim;
 pub mod cli;
 pub mod cloud;
+pub mod daemon;
 pub mod discovery;
 pub mod identity;
 pub mod lan;

@@ -3,12 +3,13 @@
 
 mod claim;
 mod cloud;
+mod config;
 mod demo;
 mod discover;
+mod docs;
 mod output;
 mod sim;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -63,6 +64,17 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Log lines as: auto (the journal under systemd, else human lines),
+    /// human, json (one object per line on stderr) or journald
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        env = "HANDOFF_LOG_FORMAT"
+    )]
+    pub log_format: Option<crate::daemon::logging::LogFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,6 +95,12 @@ pub enum Command {
     /// The reference cloud access layer: serve, enroll, and the Place
     /// operations
     Cloud(cloud::CloudArgs),
+    /// Check the site daemon's configuration file
+    Config(config::ConfigArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command with --dir
+    Man(docs::ManArgs),
 }
 
 /// Parses a duration such as `3s`, `500ms` or `2m`.
@@ -108,26 +126,15 @@ pub fn default_state_dir() -> Option<PathBuf> {
         .map(|home| PathBuf::from(home).join(".local/state/handoff"))
 }
 
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
-
 /// Runs the command line: parse, set up logging, run, and turn any error
 /// into one line on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    crate::daemon::logging::init(
+        cli.log_format,
+        crate::daemon::logging::LogFormat::Auto,
+        cli.verbose,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -166,6 +173,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Cloud(args) => {
             cloud::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
+        Command::Config(args) => config::run(args, cli.state_dir.clone()),
+        Command::Completions(args) => docs::run_completions(args),
+        Command::Man(args) => docs::run_man(args),
     }
 }
 
