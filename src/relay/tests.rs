@@ -31,6 +31,8 @@ enum Behaviour {
     ErrorFrame,
     /// Reads and never answers an event.
     Silent,
+    /// Answers hello with an "unsupported-version" error frame.
+    RefuseHello,
 }
 
 #[derive(Default)]
@@ -71,6 +73,16 @@ impl FakeCloud {
         match reader.read_frame().await {
             Ok(RelayMessage::Hello(hello)) => assert_eq!(hello.versions, [1]),
             other => panic!("expected hello, got {other:?}"),
+        }
+        if let Behaviour::RefuseHello = behaviour {
+            let frame = ErrorFrame {
+                code: "unsupported-version".into(),
+                reason: "this cloud speaks version 2 only".into(),
+                id: None,
+                query: None,
+            };
+            send(&mut wr, RelayMessage::Error(frame)).await;
+            return;
         }
         send(&mut wr, RelayMessage::HelloAck(HelloAck { version: 1 })).await;
         if let Behaviour::Garbage = behaviour {
@@ -439,6 +451,59 @@ async fn an_unreachable_cloud_is_retried_with_backoff() {
         "{wait:?}"
     );
     relay.stop().await;
+    assert_eq!(outbox.stats(std::time::SystemTime::now()).backlog, 1);
+    outbox.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_that_never_acks_is_given_up_and_reconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = outbox_in(&dir).await;
+    let id = outbox.append(released(0)).await.unwrap();
+    let cloud = FakeCloud::default();
+    let plan = |n| {
+        if n == 0 {
+            Behaviour::Silent
+        } else {
+            Behaviour::Serve
+        }
+    };
+    let config = RelayConfig {
+        ack_timeout: Duration::from_millis(50),
+        ..config(8)
+    };
+    let mut relay = start(&outbox, cloud.connector(plan), config);
+    let status = relay.until("delivered", |s| s.backlog == 0).await;
+    let error = status.last_error.unwrap();
+    assert!(error.contains("waiting for acks"), "{error}");
+    relay.stop().await;
+    assert_eq!(cloud.state.lock().unwrap().order, vec![id]);
+    assert_eq!(cloud.connections.load(Ordering::SeqCst), 2);
+    outbox.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_handshake_is_reported_and_nothing_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = outbox_in(&dir).await;
+    outbox.append(released(0)).await.unwrap();
+    let cloud = FakeCloud::default();
+    let mut relay = start(
+        &outbox,
+        cloud.connector(|_| Behaviour::RefuseHello),
+        config(8),
+    );
+    let status = relay
+        .until("the refusal reported", |s| s.last_error.is_some())
+        .await;
+    let error = status.last_error.unwrap();
+    assert!(
+        error.contains("unsupported-version") && error.contains("version 2 only"),
+        "{error}"
+    );
+    assert!(!status.connected);
+    relay.stop().await;
+    assert!(cloud.state.lock().unwrap().applied.is_empty());
     assert_eq!(outbox.stats(std::time::SystemTime::now()).backlog, 1);
     outbox.close().await;
 }
