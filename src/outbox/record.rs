@@ -62,6 +62,15 @@ pub(super) fn decode_event(
     }
 }
 
+/// The daemon id inside a stored event, if the record decodes that far.
+pub(super) fn event_daemon(bytes: &[u8]) -> Option<String> {
+    let frame = version(bytes).ok()?.get(AT_LEN..)?;
+    match proto::decode(frame).ok()? {
+        RelayMessage::Event(event) if !event.id.daemon.is_empty() => Some(event.id.daemon),
+        _ => None,
+    }
+}
+
 pub(super) fn encode_outcome(ack: &Ack) -> Result<Vec<u8>, String> {
     let frame = proto::encode(&RelayMessage::Ack(ack.clone())).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(1 + frame.len());

@@ -96,7 +96,8 @@ impl std::fmt::Debug for Outbox {
 
 impl Outbox {
     /// Opens (or creates) the outbox file at `path`, with the default
-    /// retry [`Backoff`].
+    /// retry [`Backoff`]. Blocking (after a crash redb checks the file):
+    /// call it at start-up or from `spawn_blocking`.
     ///
     /// # Errors
     /// [`OutboxError::Open`] when the file cannot be created, is not a
@@ -314,10 +315,19 @@ fn load(db: &Database) -> Result<Loaded, redb::Error> {
         let daemon = match stored_daemon {
             Some(Ok(d)) if !d.is_empty() => d,
             other => {
-                if other.is_some() {
-                    tracing::warn!("the outbox's daemon id is unreadable; choosing a new one");
+                // Pending events keep the id they were appended with: a
+                // new id would make the cloud apply them a second time.
+                let from_events = events
+                    .iter()?
+                    .filter_map(Result::ok)
+                    .find_map(|(_, v)| record::event_daemon(v.value()));
+                if other.is_some() || from_events.is_some() {
+                    tracing::warn!(
+                        recovered = from_events.is_some(),
+                        "the outbox's daemon id is missing or unreadable"
+                    );
                 }
-                let d = new_daemon_id();
+                let d = from_events.unwrap_or_else(new_daemon_id);
                 meta.insert(DAEMON_KEY, d.as_bytes())?;
                 changed = true;
                 d

@@ -192,6 +192,27 @@ async fn undecodable_records_are_quarantined_and_the_rest_loads() {
 }
 
 #[tokio::test]
+async fn a_lost_daemon_id_is_recovered_from_the_pending_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(file(&dir)).unwrap();
+    let first = outbox.append(released("p0")).await.unwrap();
+    outbox.close().await;
+
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    {
+        let db = Database::open(file(&dir)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove("daemon").unwrap();
+        txn.commit().unwrap();
+    }
+
+    let outbox = Outbox::open(file(&dir)).unwrap();
+    assert_eq!(outbox.daemon_id(), first.daemon);
+    assert_eq!(outbox.pending()[0].id, first, "not quarantined, same id");
+    outbox.close().await;
+}
+
+#[tokio::test]
 async fn a_file_that_is_not_an_outbox_is_a_clear_error_and_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let junk = b"this is not a redb file, and it is long enough to look like a header".repeat(64);

@@ -15,6 +15,38 @@
 //!
 //! Its state (connected, backlog, last error) is published on a
 //! [`watch`] channel; shutdown is a `watch::Receiver<bool>` turning true.
+//!
+//! A command (`handoff claim`, `release`) that queues an event and reports
+//! the cloud's answer, or "queued" when the cloud is out of reach:
+//!
+//! ```no_run
+//! # async fn example(
+//! #     state: &std::path::Path,
+//! #     kind: handoff::proto::EventKind,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use handoff::outbox::{self, Outbox};
+//! use handoff::relay::{self, RelayConfig};
+//!
+//! let outbox = Outbox::open(state.join(outbox::FILE_NAME))?;
+//! let id = outbox.append(kind).await?; // durable from here on
+//! let (stop, shutdown) = tokio::sync::watch::channel(false);
+//! let (status, _status) = relay::status_channel(&outbox);
+//! // In production: dial TCP and do the mutual-TLS handshake here.
+//! let connect = || tokio::net::TcpStream::connect("127.0.0.1:4443");
+//! let task = tokio::spawn(relay::run(
+//!     outbox.clone(), connect, RelayConfig::default(), shutdown, status,
+//! ));
+//! match tokio::time::timeout(Duration::from_secs(10), outbox.wait_outcome(&id)).await {
+//!     Ok(ack) => println!("the cloud answered: {:?}", ack?.outcome),
+//!     Err(_) => println!("queued, will be relayed"),
+//! }
+//! stop.send(true)?;
+//! task.await?;
+//! outbox.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod frames;
 #[cfg(test)]
