@@ -11,7 +11,9 @@
 //! reconnects after the outbox's capped, jittered backoff and sends again
 //! from the oldest unacknowledged event; the cloud applies an id once, so
 //! a redelivery is harmless. It never decides an event's fate by itself:
-//! only an ack settles one.
+//! only an ack settles one, or an `unknown-event` error naming the event
+//! (kept as a refusal with rule `unknown-event`, so that one event a cloud
+//! cannot read does not hold back every later one).
 //!
 //! Its state (connected, backlog, last error) is published on a
 //! [`watch`] channel; shutdown is a `watch::Receiver<bool>` turning true.
@@ -62,7 +64,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::outbox::{Outbox, OutboxError};
-use crate::proto::{self, Hello, HelloAck, PROTOCOL_VERSION, ProtoError, RelayMessage};
+use crate::proto::{
+    self, ErrorFrame, Hello, HelloAck, PROTOCOL_VERSION, ProtoError, RelayMessage, error_code,
+};
 use frames::FrameReader;
 
 /// Opens a connection to the cloud. Implemented for every
@@ -378,9 +382,29 @@ where
     }
 }
 
+/// The ack a frame carries. An `unknown-event` error about one event
+/// counts as that event's refusal (rule `unknown-event`): the cloud will
+/// never apply it, and retrying it would hold back every later event.
+/// Any other error frame ends the connection.
 fn expect_ack(msg: RelayMessage) -> Result<proto::Ack, RelayError> {
     match msg {
         RelayMessage::Ack(ack) => Ok(ack),
+        RelayMessage::Error(ErrorFrame {
+            code,
+            reason,
+            id: Some(id),
+            ..
+        }) if code == error_code::UNKNOWN_EVENT => {
+            tracing::warn!(seq = id.seq, %reason, "relay: the cloud does not know this event kind");
+            Ok(proto::Ack {
+                id,
+                outcome: proto::Outcome::Refused {
+                    rule: code,
+                    guidance: reason,
+                },
+                link: None,
+            })
+        }
         RelayMessage::Error(e) => Err(RelayError::Peer {
             code: e.code,
             reason: e.reason,

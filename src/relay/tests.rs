@@ -33,6 +33,9 @@ enum Behaviour {
     Silent,
     /// Answers hello with an "unsupported-version" error frame.
     RefuseHello,
+    /// Answers event 0 with "unknown-event" (as a cloud that does not know
+    /// its kind), and acks the others.
+    UnknownFirst,
 }
 
 #[derive(Default)]
@@ -111,6 +114,18 @@ impl FakeCloud {
                     return;
                 }
                 _ => {}
+            }
+            if let Behaviour::UnknownFirst = behaviour
+                && event.id.seq == 0
+            {
+                let frame = ErrorFrame {
+                    code: "unknown-event".into(),
+                    reason: "no event kind \"released\" here".into(),
+                    id: Some(event.id.clone()),
+                    query: None,
+                };
+                send(&mut wr, RelayMessage::Error(frame)).await;
+                continue;
             }
             let ack = self.apply(&event.id);
             if let Behaviour::DropAfter { apply, ack: acked } = behaviour
@@ -505,5 +520,31 @@ async fn a_refused_handshake_is_reported_and_nothing_is_sent() {
     relay.stop().await;
     assert!(cloud.state.lock().unwrap().applied.is_empty());
     assert_eq!(outbox.stats(std::time::SystemTime::now()).backlog, 1);
+    outbox.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_cloud_does_not_know_is_refused_and_does_not_block_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = outbox_in(&dir).await;
+    let unknown = outbox.append(released(0)).await.unwrap();
+    let next = outbox.append(released(1)).await.unwrap();
+    let cloud = FakeCloud::default();
+    let mut relay = start(
+        &outbox,
+        cloud.connector(|_| Behaviour::UnknownFirst),
+        config(8),
+    );
+    let status = relay.until("both settled", |s| s.backlog == 0).await;
+    assert_eq!(status.last_error, None, "the connection stayed up");
+    relay.stop().await;
+    let outcome = outbox.outcome(&unknown).await.unwrap().unwrap().outcome;
+    let Outcome::Refused { rule, guidance } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(rule, "unknown-event");
+    assert!(guidance.contains("released"), "{guidance}");
+    assert_eq!(cloud.state.lock().unwrap().order, vec![next]);
+    assert_eq!(cloud.connections.load(Ordering::SeqCst), 1);
     outbox.close().await;
 }
