@@ -227,7 +227,8 @@ async fn relay_rate(dir: &Path, batch: usize, events: usize) -> Result<(f64, f64
             tokio::spawn(async move {
                 for n in 0..per_task {
                     let kind = EventKind::Released(Released {
-                        place: PlaceId(format!("bench-{t}-{n}")),
+                        place: Some(PlaceId(format!("bench-{t}-{n}"))),
+                        serial: None,
                     });
                     outbox.append(kind).await?;
                 }

@@ -50,7 +50,7 @@ impl fmt::Display for AccountId {
 }
 
 /// A Place's identifier in the cloud.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub struct PlaceId(pub String);
 
 impl fmt::Display for PlaceId {

@@ -503,15 +503,18 @@ fn relay_in(
             }));
         }
         EventKind::Claimed(claim) => claim_in(txn, account, claim, now)?,
-        EventKind::Released(e) => apply_in(
-            txn,
-            &Command::Release {
-                place: e.place.clone(),
-                by: account.clone(),
-            },
-            now,
-        )?
-        .map(|_| ()),
+        EventKind::Released(e) => match released_place(txn, e)? {
+            Err(refusal) => Err(refusal),
+            Ok(place) => apply_in(
+                txn,
+                &Command::Release {
+                    place,
+                    by: account.clone(),
+                },
+                now,
+            )?
+            .map(|_| ()),
+        },
         EventKind::ShareAccess(e) => apply_in(
             txn,
             &Command::ShareAccess {
@@ -591,6 +594,28 @@ fn relay_in(
             link: None,
         },
     }))
+}
+
+/// The Place a Released event names, directly or by its processor.
+fn released_place(
+    txn: &WriteTransaction,
+    e: &crate::proto::Released,
+) -> Result<Result<PlaceId, Refusal>, CloudError> {
+    if let Some(place) = &e.place {
+        return Ok(Ok(place.clone()));
+    }
+    let Some(serial) = e.serial else {
+        return Ok(Err(Refusal::NoSuchPlace {
+            place: PlaceId(String::new()),
+        }));
+    };
+    let processors = txn.open_table(PROCESSORS)?;
+    Ok(match processors.get(serial.0)? {
+        Some(v) => {
+            Ok(decode::<ProcessorRecord>("processors", &serial.to_string(), v.value())?.place)
+        }
+        None => Err(Refusal::UnknownProcessor { serial }),
+    })
 }
 
 /// A homeowner claim with its proof, inside `txn`; the proof is spent if

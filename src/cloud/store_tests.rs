@@ -152,7 +152,8 @@ fn a_claim_proof_is_spent_once() {
             &[event(
                 2,
                 EventKind::Released(Released {
-                    place: f.place.clone(),
+                    place: Some(f.place.clone()),
+                    serial: None,
                 }),
             )],
             NOW,

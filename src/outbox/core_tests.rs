@@ -13,7 +13,8 @@ const DAEMON: &str = "d1";
 
 fn kind(n: u64) -> EventKind {
     EventKind::Released(Released {
-        place: crate::cloud::PlaceId(format!("place-{}", n % 3)),
+        place: Some(crate::cloud::PlaceId(format!("place-{}", n % 3))),
+        serial: None,
     })
 }
 

@@ -16,13 +16,14 @@ use crate::proto::{Ack, Claimed, EventId, EventKind, Outcome, Released};
 
 fn released(place: &str) -> EventKind {
     EventKind::Released(Released {
-        place: PlaceId(place.into()),
+        place: Some(PlaceId(place.into())),
+        serial: None,
     })
 }
 
 fn place_of(kind: &EventKind) -> String {
     match kind {
-        EventKind::Released(r) => r.place.0.clone(),
+        EventKind::Released(r) => r.place.clone().unwrap_or_default().0,
         other => panic!("unexpected event {other:?}"),
     }
 }

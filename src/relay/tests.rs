@@ -172,7 +172,8 @@ async fn send<W: tokio::io::AsyncWrite + Unpin>(wr: &mut W, msg: RelayMessage) {
 
 fn released(n: usize) -> EventKind {
     EventKind::Released(Released {
-        place: PlaceId(format!("place-{}", n % 4)),
+        place: Some(PlaceId(format!("place-{}", n % 4))),
+        serial: None,
     })
 }
 
