@@ -8,7 +8,10 @@ mod demo;
 mod discover;
 mod docs;
 mod output;
+mod relay;
 mod sim;
+mod status;
+mod takeover;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,8 +89,15 @@ pub enum Command {
     /// Claim a processor with its button: pair, check its identity, keep
     /// the credential
     Claim(claim::ClaimArgs),
-    /// Forget the credential of a claimed processor
+    /// Forget the credential of a claimed processor and relay Remove Home
+    /// from Account
     Release(claim::ReleaseArgs),
+    /// The cloud state of a processor's Place (green / yellow / grey) and
+    /// what to do; --relay shows the queue of events for the cloud
+    Status(status::StatusArgs),
+    /// Claim with the button, share the Place to a pro account, release
+    /// the home: or say why not and what to do instead
+    Takeover(takeover::TakeoverArgs),
     /// Run simulated processors (on a private network only)
     Sim(sim::SimArgs),
     /// Show the whole story on a private network, no hardware needed
@@ -169,6 +179,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Release(args) => {
             claim::run_release(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Status(args) => {
+            status::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Takeover(args) => {
+            takeover::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
         Command::Cloud(args) => {
             cloud::run(args, cli.state_dir.clone().or_else(default_state_dir)).await

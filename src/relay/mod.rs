@@ -51,6 +51,7 @@
 //! ```
 
 mod frames;
+pub mod link;
 #[cfg(test)]
 mod tests;
 
