@@ -7,9 +7,9 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use handoff::cloud::AccessDuration;
 use handoff::cloud::authority::DaemonIdentity;
@@ -21,49 +21,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use common::{TempDir, handoff, handoff_bin};
+use common::{Cloud, TempDir, handoff, handoff_bin};
 
 const OWNER: &str = "designer@example.com";
-
-/// A `handoff cloud serve` process on its data directory.
-struct Cloud {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Cloud {
-    fn start(data: &Path, addr: SocketAddr) -> Cloud {
-        let child = Command::new(handoff_bin())
-            .args(["cloud", "--data"])
-            .arg(data)
-            .args(["serve", "--listen", &addr.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start handoff cloud serve");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the cloud did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Cloud { child, addr }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Cloud {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 /// A data directory with a Place owned by OWNER and a daemon enrolled for
 /// OWNER; returns (data dir, bundle dir, place id).
