@@ -33,6 +33,8 @@ pub enum CliError {
     Lan(#[from] crate::lan::LanError),
     #[error(transparent)]
     Claim(#[from] crate::claim::ClaimError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     #[error("{context}: {source}")]
     Io {
         context: String,
