@@ -129,8 +129,24 @@ async fn connection(
         tracing::info!(%peer, %site, %account, "daemon connected");
         account
     };
+    serve_stream(tls, store, account, options, shutdown).await
+}
+
+/// Serves one already-authenticated connection (any byte stream) for
+/// `account`: the protocol after the TLS handshake. The TLS server uses
+/// it per connection; benchmarks and tests use it over in-memory pipes.
+///
+/// # Errors
+/// Why the connection ended, for the log.
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    store: Arc<CloudStore>,
+    account: AccountId,
+    options: &ServerOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
     Session {
-        stream: tls,
+        stream,
         buf: Vec::new(),
         store,
         account,
