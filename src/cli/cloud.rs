@@ -65,6 +65,11 @@ pub enum CloudCommand {
     Claim(ClaimArgs),
     /// Remove Home from Account
     Release(ReleaseArgs),
+    /// Counts: Places, processors, enrolled daemons, relayed events
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -619,6 +624,21 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
                     )
                 }
             })
+        }
+        CloudCommand::Stats { json } => {
+            let places = store.places()?.iter().count();
+            let processors = store.processors()?.len();
+            let daemons = store.daemons()?.len();
+            let events = store.event_count()?;
+            Ok(print(
+                json,
+                json!({"places": places, "processors": processors, "daemons": daemons, "events": events}),
+                || {
+                    format!(
+                        "{places} Places, {processors} processors, {daemons} daemons, {events} relayed events"
+                    )
+                },
+            ))
         }
         CloudCommand::Release(release) => {
             let cmd = Command::Release {

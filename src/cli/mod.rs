@@ -97,6 +97,8 @@ pub enum Command {
     /// The cloud state of a processor's Place (green / yellow / grey) and
     /// what to do; --relay shows the queue of events for the cloud
     Status(status::StatusArgs),
+    /// Deliver every event queued for the cloud now
+    Relay(relay::RelayArgs),
     /// Claim with the button, share the Place to a pro account, release
     /// the home: or say why not and what to do instead
     Takeover(takeover::TakeoverArgs),
@@ -184,6 +186,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Status(args) => {
             status::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Relay(args) => {
+            relay::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
         Command::Takeover(args) => {
             takeover::run(args, cli.state_dir.clone().or_else(default_state_dir)).await

@@ -190,3 +190,77 @@ pub async fn settle(
     outbox.close().await;
     Ok(relayed)
 }
+
+#[derive(Args, Debug)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    pub cloud: CloudFlags,
+    /// Give up after this long if the queue is not empty by then
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `handoff relay`: delivers every queued event now, and waits until the
+/// queue is empty (or `--timeout`). What the daemon does all the time, for
+/// a laptop that has been offline.
+///
+/// # Errors
+/// No cloud configured, an unusable bundle or outbox.
+pub async fn run(
+    args: RelayArgs,
+    state_dir: Option<PathBuf>,
+) -> Result<std::process::ExitCode, CliError> {
+    let state_dir = state_dir.ok_or_else(|| {
+        CliError::Failed("no state directory: set --state-dir, HOME or XDG_STATE_HOME".into())
+    })?;
+    let Some(link) = args.cloud.link(&state_dir)? else {
+        return Err(CliError::Failed(
+            "which cloud? pass --cloud ADDR (and --cloud-identity DIR)".into(),
+        ));
+    };
+    let outbox = open_outbox(&state_dir)?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (status, mut watch) = crate::relay::status_channel(&outbox);
+    let before = watch.borrow().backlog;
+    let task = tokio::spawn(crate::relay::run(
+        outbox.clone(),
+        link.connector(),
+        crate::relay::RelayConfig::default(),
+        shutdown,
+        status,
+    ));
+    let emptied = tokio::select! {
+        r = tokio::time::timeout(args.timeout, watch.wait_for(|s| s.backlog == 0)) => r.is_ok(),
+        () = super::shutdown_signal() => false,
+    };
+    let _ = stop.send(true);
+    let _ = task.await;
+    let last = watch.borrow().clone();
+    outbox.close().await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"delivered": before.saturating_sub(last.backlog), "backlog": last.backlog,
+                               "last_error": last.last_error})
+        );
+    } else if emptied {
+        println!(
+            "relayed {before} queued event{}; nothing is waiting",
+            if before == 1 { "" } else { "s" }
+        );
+    } else {
+        eprintln!(
+            "{} event{} still queued ({}); they stay in the outbox for the next run",
+            last.backlog,
+            if last.backlog == 1 { "" } else { "s" },
+            last.last_error.as_deref().unwrap_or("no answer in time")
+        );
+    }
+    Ok(if emptied {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(4)
+    })
+}

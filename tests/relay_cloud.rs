@@ -1,0 +1,92 @@
+//! The relay against the real cloud, with faults: `handoff relay` killed
+//! with SIGKILL at random points while it delivers 1,000 events, and the
+//! cloud itself killed and restarted mid-stream. At the end the cloud has
+//! applied every event exactly once and the outbox is empty.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use handoff::cloud::{AccessDuration, PlaceId};
+use handoff::outbox::Outbox;
+use handoff::proto::{EventKind, ShareAccess};
+
+use common::{Cloud, TempDir, handoff, handoff_bin};
+
+const EVENTS: usize = 1000;
+const OWNER: &str = "designer@example.com";
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:4433".parse().unwrap()
+}
+
+lan_test! {
+    fn relay_and_cloud_killed_at_random_points_deliver_every_event_once() {
+        let dir = TempDir::new("relay-cloud");
+        let data = dir.path("cloud");
+        let state = dir.path("state");
+        let (data_s, state_s) = (data.to_str().unwrap(), state.to_str().unwrap());
+        let run = handoff(&["cloud", "--data", data_s, "place", "create", "--id", "lake", "--as", OWNER,
+            "--remote-services", "--project-file", dir.path("p.json").to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let bundle = state.join("cloud-identity");
+        let run = handoff(&["cloud", "--data", data_s, "enroll", "--name", "site", "--account", OWNER,
+            "--out", bundle.to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+
+        // 1,000 events queued while the cloud was out of reach.
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+            let outbox = Outbox::open(state.join(handoff::outbox::FILE_NAME)).unwrap();
+            for i in 0..EVENTS {
+                outbox.append(EventKind::ShareAccess(ShareAccess {
+                    place: PlaceId("lake".into()),
+                    email: format!("pro{i}@example.com"),
+                    duration: AccessDuration::SevenDays,
+                })).await.unwrap();
+            }
+            outbox.close().await;
+        });
+
+        let mut cloud = Cloud::start(&data, addr());
+        let relay = || {
+            Command::new(handoff_bin())
+                .args(["--state-dir", state_s, "relay", "--cloud", &addr().to_string(), "--timeout", "60s"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut kills = 0;
+        for round in 0..10 {
+            let mut child = relay();
+            std::thread::sleep(Duration::from_millis(30 + fastrand::u64(..250)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            child.wait().unwrap();
+            if round % 3 == 1 {
+                // The cloud dies too, mid-stream, and comes back.
+                cloud.kill9();
+                cloud = Cloud::start(&data, addr());
+            }
+        }
+        let last = Command::new(handoff_bin())
+            .args(["--state-dir", state_s, "relay", "--cloud", &addr().to_string(), "--timeout", "60s", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(last.status.code(), Some(0), "{}", String::from_utf8_lossy(&last.stderr));
+        assert!(kills > 0, "no relay was killed mid-stream: the test proved nothing");
+
+        let stats = handoff(&["cloud", "--data", data_s, "stats", "--json"]).json();
+        assert_eq!(stats["events"], EVENTS as u64, "each event recorded once: {stats}");
+        let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
+        assert_eq!(place["access"].as_array().unwrap().len(), EVENTS + 1, "none lost");
+        let relay = handoff(&["--state-dir", state_s, "status", "--relay", "--json"]).json();
+        assert_eq!(relay["relay"]["backlog"], 0);
+        drop(cloud);
+    }
+}
