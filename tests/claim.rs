@@ -109,8 +109,9 @@ lan_test! {
         assert_eq!(out["serial"], p["serial"]);
         assert_eq!(out["mac"], p["mac"]);
         assert_eq!(out["address"], p["addresses"][0]);
-        assert_eq!(out["relayed"], false);
-        assert!(out["relay"].as_str().unwrap().contains("relay issue"));
+        // No --cloud: the claim event waits in the outbox.
+        assert_eq!(out["cloud"]["result"], "queued");
+        assert!(out["cloud"]["why"].as_str().unwrap().contains("--cloud"));
         // Loopback has no MAC: the anonymous DeviceUID goes out.
         assert_eq!(out["device_uid"], "000000000000");
 

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::os::unix::fs::DirBuilderExt;
+
 use clap::Args;
 
 use super::{CliError, parse_duration};
@@ -82,8 +84,13 @@ fn from_ack(ack: Ack) -> Relayed {
 /// # Errors
 /// [`CliError`] naming the file.
 pub fn open_outbox(state_dir: &Path) -> Result<Outbox, CliError> {
-    crate::identity::files::ensure_private_dir(state_dir)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    // Made 0700 when new; an existing state directory is the user's to
+    // choose (the secrets below it have their own 0700 directories).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(CliError::io(format!("creating {}", state_dir.display())))?;
     let path = state_dir.join(outbox::FILE_NAME);
     Outbox::open(&path).map_err(|e| CliError::Failed(format!("the outbox {}: {e}", path.display())))
 }
