@@ -371,3 +371,48 @@ lan_test! {
         assert!(stderr.contains("rule: new_share_link_disables_the_old_one"), "{stderr}");
     }
 }
+
+lan_test! {
+    fn many_daemons_at_once_are_all_served_and_a_full_server_makes_them_wait() {
+        let dir = TempDir::new("cloud-many");
+        let (data, bundle, place) = setup(&dir);
+        // Room for 8 connections at a time: the other 56 wait in the
+        // listen backlog and are served as the first ones leave.
+        let child = Command::new(handoff_bin())
+            .args(["cloud", "--data", data.to_str().unwrap(), "serve", "--listen", "127.0.0.1:4433",
+                   "--max-connections", "8"])
+            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+            .spawn().unwrap();
+        let _cloud = common::ChildGuard(child);
+        common::wait_for_port(addr());
+        runtime().block_on(async {
+            let mut tasks = Vec::new();
+            for d in 0..64u64 {
+                let bundle = bundle.clone();
+                let place = place.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut conn = Conn::open(addr(), &bundle).await.unwrap();
+                    conn.hello().await;
+                    let events: Vec<RelayMessage> =
+                        (0..10).map(|i| share(&place, d * 100 + i)).collect();
+                    conn.send(&events).await;
+                    let mut applied = 0;
+                    for _ in 0..10 {
+                        match conn.recv().await {
+                            Some(RelayMessage::Ack(ack)) if ack.outcome == Outcome::Applied => applied += 1,
+                            other => panic!("daemon {d}: {other:?}"),
+                        }
+                    }
+                    applied
+                }));
+            }
+            let mut total = 0;
+            for t in tasks {
+                total += t.await.unwrap();
+            }
+            assert_eq!(total, 640);
+        });
+        let stats = handoff(&["cloud", "--data", data.to_str().unwrap(), "stats", "--json"]).json();
+        assert_eq!(stats["events"], 640);
+    }
+}
