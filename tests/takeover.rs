@@ -169,3 +169,28 @@ lan_test! {
         assert!(sim.state_dir.join("credentials").read_dir().map_or(true, |mut d| d.next().is_none()));
     }
 }
+
+lan_test! {
+    fn a_takeover_that_died_after_pairing_relays_that_claim_without_a_second_press() {
+        let dir = TempDir::new("takeover-died");
+        let sim = Sim::start(&["--count", "1", "--no-probe", "--auto-press", "0s"]);
+        let data = cloud_for(&sim, &dir, true);
+        let _cloud = Cloud::start(&data, addr());
+        // The outbox cannot be opened: the run dies right after pairing,
+        // with the credential stored and no claim queued.
+        let outbox = sim.state_dir.join("outbox.redb");
+        std::fs::create_dir_all(&outbox).unwrap();
+        let first = takeover(&sim, &[]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&first.stderr);
+        assert_eq!(first.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("Press the button"), "{stderr}");
+        assert!(stderr.contains("outbox"), "{stderr}");
+        std::fs::remove_dir(&outbox).unwrap();
+
+        let second = takeover(&sim, &[]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("Press the button"), "paired twice:\n{stderr}");
+        assert!(stderr.contains("no second button press"), "{stderr}");
+    }
+}

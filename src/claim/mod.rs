@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use device_uid::{ANONYMOUS_DEVICE_UID, device_uid_towards};
-pub use record::ClaimRecord;
+pub use record::{ClaimRecord, credential_files};
 pub use session::{MAIN_PORT, MainPortIdentity, PAIRING_PORT};
 pub use target::{Resolved, Target, discover};
 

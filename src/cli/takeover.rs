@@ -27,9 +27,9 @@ use super::claim::{Countdown, claimed_event};
 use super::relay::{CloudFlags, Relayed, relay, settle};
 use super::status::{ask, identify};
 use super::{CliError, parse_duration, shutdown_signal, write_atomically};
-use crate::claim::{ClaimOptions, DEFAULT_DISCOVERY_TIMEOUT, Target};
+use crate::claim::{ClaimOptions, ClaimOutcome, ClaimRecord, DEFAULT_DISCOVERY_TIMEOUT, Target};
 use crate::cloud::{AccessDuration, AccountId, PlaceId, Status};
-use crate::identity::{KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
+use crate::identity::{CredentialStore, KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
 use crate::processor::Serial;
 use crate::proto::{EventId, EventKind, Released, ShareAccess};
 
@@ -68,6 +68,10 @@ fn parse_access_duration(s: &str) -> Result<AccessDuration, String> {
 struct Progress {
     share_to: String,
     duration: String,
+    /// When the button step began (seconds since the epoch): a credential
+    /// written after it is this takeover's, even if the run died before
+    /// queueing the claim.
+    claim_started: Option<u64>,
     claimed: Option<EventId>,
     place: Option<String>,
     shared: Option<EventId>,
@@ -281,6 +285,24 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
             unreachable_event,
         )
         .await?
+    } else if let Some(outcome) = claimed_during_this_takeover(&state_dir, serial, &progress) {
+        step(
+            args.json,
+            &format!(
+                "claim: {} was paired during this takeover (the run stopped before queueing it); \
+                 relaying that claim, no second button press",
+                outcome.id
+            ),
+        );
+        once(
+            &state_dir,
+            &args.cloud,
+            &path,
+            &mut progress,
+            |p| &mut p.claimed,
+            || claimed_event(&outcome),
+        )
+        .await?
     } else {
         let identity_dir = args
             .pairing_identity
@@ -302,6 +324,8 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
             key_algorithm: KeyAlgorithm::Rsa2048,
             ..ClaimOptions::new(Target::Serial(serial), state_dir.clone())
         };
+        progress.claim_started = Some(crate::cloud::now().0);
+        save(&path, &progress)?;
         let mut countdown = Countdown::new();
         let outcome = tokio::select! {
             outcome = crate::claim::claim(&options, &identity, &mut countdown) => outcome,
@@ -425,6 +449,35 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The credential an interrupted run of this takeover stored (written after
+/// the button step began), as a claim outcome to relay.
+fn claimed_during_this_takeover(
+    state_dir: &Path,
+    serial: Serial,
+    progress: &Progress,
+) -> Option<ClaimOutcome> {
+    let started = progress.claim_started?;
+    let dir = CredentialStore::new(state_dir).dir(serial);
+    let record = ClaimRecord::load(&dir)?;
+    let written = std::fs::metadata(dir.join("cert.pem"))
+        .and_then(|m| m.modified())
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    (written >= started).then(|| ClaimOutcome {
+        id: record.id,
+        serial: record.serial,
+        mac: record.mac,
+        address: record.address,
+        product: record.product,
+        device_uid: record.device_uid,
+        files: crate::claim::credential_files(&dir),
+        credential_dir: dir,
+        exported: Vec::new(),
+    })
 }
 
 /// The claim step's event when an earlier run already queued it: never
