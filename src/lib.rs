@@ -7,12 +7,14 @@
 //! protocol, [`identity`] keeps keys and certificates and signs them as a
 //! processor does, [`tls`] configures rustls for both ports, [`sim`]
 //! simulates them, [`lan`] chooses interfaces and makes private test
-//! networks, [`cloud`] keeps the Place rules, [`cli`] is the command line.
+//! networks, [`cloud`] keeps the Place rules, [`daemon`] is the site
+//! service and its control socket, [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
 pub mod claim;
 pub mod cli;
 pub mod cloud;
+pub mod daemon;
 pub mod discovery;
 pub mod identity;
 pub mod lan;

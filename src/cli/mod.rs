@@ -2,8 +2,10 @@
 //! `--json` for scripts; one line per error, with a hint at the next step.
 
 mod claim;
+mod daemon;
 mod demo;
 mod discover;
+mod health;
 mod output;
 mod sim;
 
@@ -28,6 +30,8 @@ pub enum CliError {
     Lan(#[from] crate::lan::LanError),
     #[error(transparent)]
     Claim(#[from] crate::claim::ClaimError),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -58,6 +62,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", env = "HANDOFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Where the daemon's control socket (handoff.sock) lives [default:
+    /// $RUNTIME_DIRECTORY under systemd, else $XDG_RUNTIME_DIR/handoff,
+    /// else the state directory]
+    #[arg(long, global = true, value_name = "DIR", env = "HANDOFF_RUNTIME_DIR")]
+    pub runtime_dir: Option<PathBuf>,
+
     /// More log output on stderr (-v info, -vv debug); HANDOFF_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -77,6 +87,12 @@ pub enum Command {
     Release(claim::ReleaseArgs),
     /// Run simulated processors (on a private network only)
     Sim(sim::SimArgs),
+    /// Run the site service: continuous discovery and the control socket
+    /// the other commands use when it runs
+    Daemon(daemon::DaemonArgs),
+    /// How the daemon is doing: inventory size, last discovery event,
+    /// uptime; exits 1 when no daemon runs
+    Health(health::HealthArgs),
     /// Show the whole story on a private network, no hardware needed
     Demo(demo::DemoArgs),
 }
@@ -146,8 +162,18 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let socket = control_socket(&cli);
     match cli.command {
-        Command::Discover(args) => discover::run(args).await,
+        Command::Discover(args) => discover::run(args, socket.as_deref()).await,
+        Command::Daemon(args) => {
+            daemon::run(
+                args,
+                cli.state_dir.clone().or_else(default_state_dir),
+                cli.runtime_dir.clone(),
+            )
+            .await
+        }
+        Command::Health(args) => health::run(args, socket.as_deref()).await,
         Command::Sim(args) => {
             let state_dir = cli.state_dir.clone().or_else(default_state_dir);
             sim::run(args, state_dir).await
@@ -160,6 +186,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             claim::run_release(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
     }
+}
+
+/// Where the daemon's control socket is, as `--runtime-dir` and the
+/// environment say.
+fn control_socket(cli: &Cli) -> Option<PathBuf> {
+    let state_dir = cli.state_dir.clone().or_else(default_state_dir);
+    cli.runtime_dir
+        .clone()
+        .or_else(|| crate::daemon::default_runtime_dir(state_dir.as_deref()))
+        .map(|dir| crate::daemon::socket_path(&dir))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
