@@ -368,3 +368,78 @@ lan_test! {
         }
     }
 }
+
+/// The daemon's inventory size, asked through its socket.
+async fn inventory_len(socket: &Path) -> usize {
+    let mut client = handoff::daemon::connect(socket)
+        .await
+        .unwrap()
+        .expect("the daemon answers");
+    client.inventory().await.unwrap().len()
+}
+
+async fn wait_len(socket: &Path, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let len = inventory_len(socket).await;
+        if len == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "inventory never reached {n} (at {len})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+lan_test! {
+    fn a_reload_with_other_interfaces_takes_effect_and_keeps_the_inventory_meanwhile() {
+        use handoff::daemon::{DaemonSettings, shutdown_channel};
+        let sim = Sim::start(&["--count", "2", "--seed", "71", "--no-probe"]);
+        // A second interface with nobody on it, made after the simulator
+        // checked that its network is private.
+        for cmd in [
+            "ip link add hv0 type veth peer name hv1",
+            "ip link set hv0 up",
+            "ip link set hv1 up",
+        ] {
+            let ok = Command::new("sh").args(["-c", cmd]).status().unwrap().success();
+            assert!(ok, "{cmd}");
+        }
+        let dir = TempDir::new("reload");
+        let mut settings = DaemonSettings::new(dir.path("state"), dir.path("run"));
+        settings.interfaces = vec!["lo".into()];
+        settings.liveness = Duration::from_secs(6);
+        let socket = settings.socket_path();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (trigger, shutdown) = shutdown_channel();
+            let (reload, reloads) = tokio::sync::mpsc::channel(4);
+            let daemon = tokio::spawn(handoff::daemon::run(settings.clone(), shutdown, reloads));
+            while tokio::net::UnixStream::connect(&socket).await.is_err() {
+                assert!(!daemon.is_finished(), "{:?}", daemon.await);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            wait_len(&socket, 2, Duration::from_secs(15)).await;
+
+            // Away from the fleet: kept at first, gone after the liveness bound.
+            let away = DaemonSettings { interfaces: vec!["hv0".into()], ..settings.clone() };
+            reload.send(away).await.unwrap();
+            assert_eq!(inventory_len(&socket).await, 2);
+            wait_len(&socket, 0, Duration::from_secs(20)).await;
+
+            // A reload naming an interface that does not exist changes nothing.
+            let bad = DaemonSettings { interfaces: vec!["eth7".into()], ..settings.clone() };
+            reload.send(bad).await.unwrap();
+            // Back to the fleet: found again.
+            reload.send(settings.clone()).await.unwrap();
+            wait_len(&socket, 2, Duration::from_secs(15)).await;
+
+            trigger.fire();
+            daemon.await.unwrap().unwrap();
+        });
+        assert!(!socket.exists());
+        drop(sim);
+    }
+}

@@ -3,7 +3,7 @@
 //! one that decides added / changed / removed; this is its mirror, kept by
 //! applying those events, so clients read it without touching the browse.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
@@ -32,9 +32,36 @@ struct State {
     relay: Option<RelayHealth>,
 }
 
+/// Which facts differ, in the words discovery uses for a change.
+fn differences(a: &ProcessorInfo, b: &ProcessorInfo) -> Vec<&'static str> {
+    let status = |p: &ProcessorInfo| {
+        (
+            p.st_status.clone(),
+            p.nw_status.clone(),
+            p.fw_status.clone(),
+            p.claim_status.clone(),
+        )
+    };
+    [
+        ("addresses", a.addresses != b.addresses),
+        ("firmware", a.firmware != b.firmware),
+        ("status", status(a) != status(b)),
+        ("mac", a.mac != b.mac),
+        ("host", a.host != b.host),
+        (
+            "system_type",
+            (&a.systype, a.devclass) != (&b.systype, b.devclass),
+        ),
+        ("instance", a.instance != b.instance),
+    ]
+    .into_iter()
+    .filter_map(|(name, differs)| differs.then_some(name))
+    .collect()
+}
+
 /// The key discovery's inventory files a processor under (its serial, else
 /// its MAC, else its instance name), so the order is the same: by id.
-fn identity(p: &ProcessorInfo) -> Identity {
+pub(super) fn identity(p: &ProcessorInfo) -> Identity {
     Identity::of(p, &format!("{}.{}", p.instance, p.service_type))
 }
 
@@ -55,25 +82,64 @@ impl LiveInventory {
     }
 
     /// Applies one change discovery reported at `now`, and tells every
-    /// watcher. Returns the inventory size after it.
-    pub fn apply(&self, event: InventoryEvent, now: Instant) -> usize {
+    /// watcher. Returns the change as watchers saw it, if it was one.
+    ///
+    /// After a reload restarted the browse, discovery reports every
+    /// processor again as added: one already known becomes a change when
+    /// it differs and nothing when it does not, so watchers see no churn.
+    pub fn apply(&self, event: InventoryEvent, now: Instant) -> Option<Arc<InventoryEvent>> {
         let mut state = self.lock();
-        match &event {
-            InventoryEvent::Added(p) => {
-                state.processors.insert(identity(p), p.clone());
-            }
-            InventoryEvent::Changed { after, .. } => {
-                state.processors.insert(identity(after), (**after).clone());
+        let event = match event {
+            InventoryEvent::Added(p) => match state.processors.insert(identity(&p), p.clone()) {
+                None => InventoryEvent::Added(p),
+                Some(before) if before == p => return None,
+                Some(before) => InventoryEvent::Changed {
+                    changes: differences(&before, &p),
+                    before: Box::new(before),
+                    after: Box::new(p),
+                },
+            },
+            InventoryEvent::Changed {
+                before,
+                after,
+                changes,
+            } => {
+                state.processors.insert(identity(&after), (*after).clone());
+                InventoryEvent::Changed {
+                    before,
+                    after,
+                    changes,
+                }
             }
             InventoryEvent::Removed(p) => {
-                state.processors.remove(&identity(p));
+                state.processors.remove(&identity(&p))?;
+                InventoryEvent::Removed(p)
             }
-        }
+        };
         state.last_event = Some(now);
+        let event = Arc::new(event);
         // Sent under the lock, so that a subscriber's snapshot and its
         // first event never overlap or leave a gap. No receiver is fine.
-        let _ = self.events.send(Arc::new(event));
-        state.processors.len()
+        let _ = self.events.send(event.clone());
+        Some(event)
+    }
+
+    /// Who is known now.
+    pub fn identities(&self) -> BTreeSet<Identity> {
+        self.lock().processors.keys().cloned().collect()
+    }
+
+    /// Removes those of `stale` still known (a restarted browse did not
+    /// find them again), telling watchers; returns the removals.
+    pub fn expire(&self, stale: &BTreeSet<Identity>, now: Instant) -> Vec<Arc<InventoryEvent>> {
+        let mut gone = Vec::new();
+        for id in stale {
+            let Some(p) = self.lock().processors.get(id).cloned() else {
+                continue;
+            };
+            gone.extend(self.apply(InventoryEvent::Removed(p), now));
+        }
+        gone
     }
 
     /// The processors now, by id.
@@ -223,6 +289,47 @@ mod tests {
         live.apply(InventoryEvent::Removed(a.clone()), t0);
         assert_eq!(*rx.recv().await.unwrap(), InventoryEvent::Added(b));
         assert_eq!(*rx.recv().await.unwrap(), InventoryEvent::Removed(a));
+    }
+
+    #[test]
+    fn a_restarted_browse_adds_nothing_twice_and_expires_who_it_did_not_find() {
+        let t0 = Instant::now();
+        let live = LiveInventory::new(t0);
+        let ty = "_lutron._tcp.local.";
+        let a =
+            ProcessorInfo::from_record(&record("A", ty, Some(1), "02:00:00:00:00:01", "127.0.1.1"));
+        let b =
+            ProcessorInfo::from_record(&record("B", ty, Some(2), "02:00:00:00:00:02", "127.0.1.2"));
+        live.apply(InventoryEvent::Added(a.clone()), t0);
+        live.apply(InventoryEvent::Added(b.clone()), t0);
+        let before = live.identities();
+        let mut rx = live.subscribe().1;
+        // The new browse finds A unchanged and B at a new address.
+        assert_eq!(live.apply(InventoryEvent::Added(a.clone()), t0), None);
+        let moved =
+            ProcessorInfo::from_record(&record("B", ty, Some(2), "02:00:00:00:00:02", "127.0.2.2"));
+        let ev = live
+            .apply(InventoryEvent::Added(moved.clone()), t0)
+            .unwrap();
+        assert!(
+            matches!(&*ev, InventoryEvent::Changed { changes, after, .. } if changes == &vec!["addresses"] && **after == moved),
+            "{ev:?}"
+        );
+        assert_eq!(*rx.try_recv().unwrap(), *ev);
+        assert!(rx.try_recv().is_err(), "nothing for the unchanged one");
+        // Both were found again: nothing to expire.
+        let mut stale = before;
+        stale.remove(&identity(&a));
+        stale.remove(&identity(&moved));
+        assert!(live.expire(&stale, t0).is_empty());
+        let c =
+            ProcessorInfo::from_record(&record("C", ty, Some(3), "02:00:00:00:00:03", "127.0.1.3"));
+        live.apply(InventoryEvent::Added(c.clone()), t0);
+        let stale = BTreeSet::from([identity(&c)]);
+        let gone = live.expire(&stale, t0);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(*gone[0], InventoryEvent::Removed(c));
+        assert_eq!(live.snapshot(), vec![a, moved]);
     }
 
     #[test]

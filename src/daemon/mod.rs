@@ -27,6 +27,7 @@ pub mod server;
 pub mod shutdown;
 pub mod socket;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +43,8 @@ pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
 pub use socket::{default_runtime_dir, socket_path};
 
 use crate::discovery::{
-    DEFAULT_LIVENESS, Discovery, DiscoveryError, DiscoveryOptions, InventoryEvent, MIN_LIVENESS,
+    DEFAULT_LIVENESS, Discovery, DiscoveryError, DiscoveryOptions, Identity, InventoryEvent,
+    MIN_LIVENESS,
 };
 use crate::lan::LanError;
 
@@ -164,9 +166,11 @@ pub async fn run(
     // Fired by the caller's shutdown, or by a part that fails.
     let (trigger, tasks_shutdown) = shutdown_channel();
     let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
+    let (restart, restarts) = mpsc::channel(4);
     tasks.spawn(run_discovery(
         discovery,
         live.clone(),
+        restarts,
         tasks_shutdown.clone(),
     ));
     tasks.spawn({
@@ -199,7 +203,7 @@ pub async fn run(
                 tracing::info!("daemon stopping");
                 break Ok(());
             }
-            Some(new) = reloads.recv() => reload(&mut settings, new, &live),
+            Some(new) = reloads.recv() => reload(&mut settings, new, &live, &restart),
             Some(ended) = tasks.join_next() => {
                 break Err(match ended {
                     Ok(Err(e)) => e,
@@ -244,17 +248,43 @@ fn check(settings: &DaemonSettings) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Applies what can change live and says what waits for a restart. The
-/// inventory is kept either way.
-fn reload(current: &mut DaemonSettings, new: DaemonSettings, live: &LiveInventory) {
+/// Applies what can change live (interfaces and liveness restart the
+/// browse; the stop bound) and says what waits for a restart of the
+/// daemon. The inventory is kept either way.
+fn reload(
+    current: &mut DaemonSettings,
+    new: DaemonSettings,
+    live: &LiveInventory,
+    restart: &mpsc::Sender<DiscoveryOptions>,
+) {
     notify::reloading();
+    if let Err(e) = check(&new) {
+        tracing::error!(error = %e, "reload refused; keeping the running settings");
+        notify::ready(live.len());
+        return;
+    }
+    if new.interfaces != current.interfaces || new.liveness != current.liveness {
+        let chosen = crate::lan::interfaces()
+            .and_then(|all| crate::lan::choose_interfaces(&all, &new.interfaces));
+        match chosen {
+            Ok(interfaces) => {
+                let options = DiscoveryOptions {
+                    interfaces,
+                    liveness: Some(new.liveness),
+                };
+                if restart.try_send(options).is_ok() {
+                    current.interfaces = new.interfaces.clone();
+                    current.liveness = new.liveness;
+                }
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "reload: keeping the running interfaces and liveness"
+            ),
+        }
+    }
+    current.stop_within = new.stop_within;
     let mut later = Vec::new();
-    if new.interfaces != current.interfaces {
-        later.push("interfaces");
-    }
-    if new.liveness != current.liveness {
-        later.push("liveness");
-    }
     if new.state_dir != current.state_dir {
         later.push("state directory");
     }
@@ -264,7 +294,6 @@ fn reload(current: &mut DaemonSettings, new: DaemonSettings, live: &LiveInventor
     if new.max_connections != current.max_connections {
         later.push("max connections");
     }
-    current.stop_within = new.stop_within;
     if later.is_empty() {
         tracing::info!(
             processors = live.len(),
@@ -280,18 +309,66 @@ fn reload(current: &mut DaemonSettings, new: DaemonSettings, live: &LiveInventor
     notify::ready(live.len());
 }
 
+/// Until shutdown: discovery's events into the live inventory. New
+/// options (a reload that changed the interfaces or the liveness bound)
+/// restart the browse; the inventory is kept, and whoever the new browse
+/// has not found again within the liveness bound is removed.
 async fn run_discovery(
     mut discovery: Discovery,
     live: Arc<LiveInventory>,
+    mut restarts: mpsc::Receiver<DiscoveryOptions>,
     mut shutdown: Shutdown,
 ) -> Result<(), DaemonError> {
+    // After a restart: who is still to be found again, and until when.
+    let mut unconfirmed: Option<(Instant, BTreeSet<Identity>)> = None;
     loop {
+        let sweep_at = unconfirmed.as_ref().map(|(at, _)| *at);
         let event = tokio::select! {
             _ = shutdown.wait() => return Ok(()),
+            Some(options) = restarts.recv() => {
+                let liveness = options.liveness.unwrap_or(DEFAULT_LIVENESS);
+                match Discovery::start(options.clone()) {
+                    Ok(new) => {
+                        // The old browse stops when dropped, without
+                        // reporting anyone removed.
+                        discovery = new;
+                        unconfirmed = Some((Instant::now() + liveness, live.identities()));
+                        tracing::info!(
+                            interfaces = %options.interfaces.join(","),
+                            liveness_s = liveness.as_secs(),
+                            "reload: browsing with the new settings, inventory kept"
+                        );
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "reload: cannot browse with the new settings; keeping the old browse"
+                    ),
+                }
+                continue;
+            }
+            _ = sleep_until_opt(sweep_at) => {
+                if let Some((_, stale)) = unconfirmed.take() {
+                    for gone in live.expire(&stale, Instant::now()) {
+                        log_event(&gone);
+                    }
+                }
+                continue;
+            }
             event = discovery.next() => event?,
         };
-        log_event(&event);
-        live.apply(event, Instant::now());
+        if let Some((_, stale)) = unconfirmed.as_mut() {
+            stale.remove(&inventory::identity(event.processor()));
+        }
+        if let Some(applied) = live.apply(event, Instant::now()) {
+            log_event(&applied);
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
