@@ -202,8 +202,12 @@ lan_test! {
         let id = a.ids()[0].clone();
         let run = daemon.run_dir();
         let watch = common::Watch::start(&["--runtime-dir", run.to_str().unwrap()]);
+        let alone = common::Watch::start(&["--standalone", "--liveness", "6s"]);
         // Known before the watch began: reported as added first.
-        watch.wait_for(Duration::from_secs(10), "added", |e| common::is_event(e, "added", &id));
+        let through = watch.wait_for(Duration::from_secs(10), "added", |e| common::is_event(e, "added", &id));
+        let direct = alone.wait_for(Duration::from_secs(10), "added", |e| common::is_event(e, "added", &id));
+        // The same line, field for field, as a watch browsing itself.
+        assert_eq!(through, direct);
         a.stop();
         watch.wait_for(Duration::from_secs(15), "removed", |e| common::is_event(e, "removed", &id));
     }

@@ -165,27 +165,30 @@ pub async fn run(
     let live = Arc::new(LiveInventory::new(started));
     // Fired by the caller's shutdown, or by a part that fails.
     let (trigger, tasks_shutdown) = shutdown_channel();
-    let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
+    // Each task says which it is when it ends: before the shutdown, any
+    // end is a failure worth naming.
+    let mut tasks: JoinSet<(&'static str, Result<(), DaemonError>)> = JoinSet::new();
     let (restart, restarts) = mpsc::channel(4);
-    tasks.spawn(run_discovery(
-        discovery,
-        live.clone(),
-        restarts,
-        tasks_shutdown.clone(),
-    ));
+    tasks.spawn({
+        let (live, shutdown) = (live.clone(), tasks_shutdown.clone());
+        async move {
+            let ended = run_discovery(discovery, live, restarts, shutdown).await;
+            ("discovery", ended)
+        }
+    });
     tasks.spawn({
         let (live, shutdown) = (live.clone(), tasks_shutdown.clone());
         let max = settings.max_connections;
         async move {
             server::serve(listener, live, max, shutdown).await;
-            Ok(())
+            ("control socket", Ok(()))
         }
     });
     tasks.spawn({
         let (live, shutdown) = (live.clone(), tasks_shutdown);
         async move {
             notify::keep_systemd_informed(live, shutdown).await;
-            Ok(())
+            ("systemd notifier", Ok(()))
         }
     });
     notify::ready(live.len());
@@ -206,8 +209,9 @@ pub async fn run(
             Some(new) = reloads.recv() => reload(&mut settings, new, &live, &restart),
             Some(ended) = tasks.join_next() => {
                 break Err(match ended {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) | Err(_) => DaemonError::TaskEnded { task: "task tree" },
+                    Ok((_, Err(e))) => e,
+                    Ok((task, Ok(()))) => DaemonError::TaskEnded { task },
+                    Err(_) => DaemonError::TaskEnded { task: "a task (it panicked)" },
                 });
             }
         }
