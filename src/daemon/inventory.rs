@@ -158,6 +158,11 @@ impl LiveInventory {
         self.lock().processors.len()
     }
 
+    /// Clients watching now.
+    pub fn watchers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -228,3 +228,90 @@ async fn stream_watch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::client::ControlClient;
+    use crate::daemon::shutdown_channel;
+    use crate::discovery::InventoryEvent;
+    use crate::processor::{ProcessorInfo, Serial};
+    use crate::proto::control::Request;
+
+    fn processor(serial: u32) -> ProcessorInfo {
+        ProcessorInfo {
+            serial: Some(Serial(serial)),
+            host: Serial(serial).host_name(),
+            instance: format!("P{serial}"),
+            service_type: "_lutron._tcp.local.".into(),
+            ..ProcessorInfo::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_past_the_bound_are_told_busy_and_served_once_a_slot_frees() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let live = Arc::new(LiveInventory::new(Instant::now()));
+        let (trigger, shutdown) = shutdown_channel();
+        let server = tokio::spawn(serve(listener, live, 1, shutdown));
+
+        let first = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut first = ControlClient::new(first, &path);
+        first.health().await.unwrap();
+        let second = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let err = ControlClient::new(second, &path)
+            .health()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, crate::daemon::DaemonError::Refused { code, .. } if code == error_code::BUSY),
+            "{err}"
+        );
+        drop(first);
+        // The slot frees when the server sees the first client go.
+        let mut third = loop {
+            let s = tokio::net::UnixStream::connect(&path).await.unwrap();
+            let mut c = ControlClient::new(s, &path);
+            if c.health().await.is_ok() {
+                break c;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert_eq!(third.inventory().await.unwrap(), vec![]);
+        trigger.fire();
+        server.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_watcher_that_falls_behind_is_told_it_lagged() {
+        let live = Arc::new(LiveInventory::new(Instant::now()));
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (_trigger, shutdown) = shutdown_channel();
+        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        tokio::spawn(serve_connection(server, live.clone(), shutdown, slot));
+        let (r, w) = tokio::io::split(client);
+        let (mut reader, mut writer) = (FrameReader::new(r), FrameWriter::new(w));
+        writer
+            .write(&ControlMessage::Watch(Request { request: 3 }))
+            .await
+            .unwrap();
+        while live.watchers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // More changes than a watcher may fall behind, with the server
+        // never scheduled in between (one thread, no await).
+        let n = u32::try_from(super::super::inventory::WATCH_BACKLOG).unwrap() + 10;
+        for serial in 1..=n {
+            live.apply(InventoryEvent::Added(processor(serial)), Instant::now());
+        }
+        match reader.read::<ControlMessage>().await.unwrap() {
+            Some(ControlMessage::Error(e)) => {
+                assert_eq!((e.code.as_str(), e.request), (error_code::LAGGED, Some(3)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(reader.read::<ControlMessage>().await.unwrap().is_none());
+    }
+}
