@@ -24,7 +24,7 @@ use super::relay::RelayMessage;
 
 /// A protocol whose messages travel one per frame: each is one CBOR map
 /// whose `"k"` names its kind. [`RelayMessage`] and
-/// [`super::ControlMessage`] are the two; [`decode_as`] and
+/// [`super::control::ControlMessage`] are the two; [`decode_as`] and
 /// [`encode_message`] frame either.
 pub trait FrameMessage: Sized {
     /// The message as one CBOR map in deterministic key order.
