@@ -7,8 +7,9 @@
 //! protocol, [`identity`] keeps keys and certificates and signs them as a
 //! processor does, [`tls`] configures rustls for both ports, [`sim`]
 //! simulates them, [`lan`] chooses interfaces and makes private test
-//! networks, [`cloud`] keeps the Place rules, [`daemon`] is the site
-//! service and its control socket, [`cli`] is the command line.
+//! networks, [`cloud`] keeps the Place rules, [`outbox`] keeps the events to relay
+//! durably and [`relay`] delivers them, [`daemon`] is the site service and
+//! its control socket, [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
 pub mod claim;
@@ -19,7 +20,9 @@ pub mod discovery;
 pub mod identity;
 pub mod lan;
 pub mod leap;
+pub mod outbox;
 pub mod processor;
 pub mod proto;
+pub mod relay;
 pub mod sim;
 pub mod tls;

@@ -264,6 +264,22 @@ fn demo_runs_on_its_own_private_network() {
     ] {
         assert!(run.stdout.contains(product), "{}", run.stdout);
     }
+    // The whole story: one Place of each colour, then the takeover.
+    for expected in [
+        "YELLOW ra3",
+        "GREY   qsx",
+        "GREEN  caseta",
+        "done: pro@example.com has access to Place lake-house",
+        "pro@example.com          pro installer  30 days left",
+        "homeowner: none",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "missing '{expected}':\n{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
 }
 
 lan_test! {

@@ -12,14 +12,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::output::print_stdout;
+use super::relay::{CloudFlags, Relayed, describe, relay};
 use super::{CliError, parse_duration, shutdown_signal};
 use crate::claim::{
     ClaimOptions, ClaimOutcome, ClaimProgress, DEFAULT_DISCOVERY_TIMEOUT, Resolved, Target, human,
 };
 use crate::identity::{KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
-
-const RELAY_NOTE: &str = "relaying the claim event to the cloud comes with the relay issue; \
-                          it was not sent";
+use crate::proto::{Claimed, EventKind, Released};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 #[derive(Args, Debug)]
 pub struct ClaimArgs {
@@ -55,6 +56,8 @@ pub struct ClaimArgs {
     /// JSON on stdout: serial, id, mac, address and the credential's files
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -72,6 +75,8 @@ pub struct ReleaseArgs {
     /// JSON on stdout
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
 }
 
 fn parse_device_uid(s: &str) -> Result<String, String> {
@@ -130,11 +135,52 @@ pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<Ex
     };
     progress.stop();
     let outcome = outcome?;
-    report_claim(&outcome, args.json)?;
-    Ok(ExitCode::SUCCESS)
+    let relayed = relay_claim(&outcome, &options.state_dir, &args.cloud).await?;
+    report_claim(&outcome, &relayed, args.json)?;
+    Ok(exit_code(&relayed))
 }
 
-fn report_claim(outcome: &ClaimOutcome, json: bool) -> Result<(), CliError> {
+/// A refusal by the cloud is the vendor's rule speaking: exit code 3.
+fn exit_code(relayed: &Relayed) -> ExitCode {
+    match relayed {
+        Relayed::Refused { .. } => ExitCode::from(3),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// The Claimed event, with the certificate the processor signed as proof.
+pub(crate) fn claimed_event(outcome: &ClaimOutcome) -> Result<EventKind, CliError> {
+    let mac = outcome.mac.ok_or_else(|| {
+        CliError::Failed(
+            "the processor did not tell its MAC address, so the claim cannot be relayed".into(),
+        )
+    })?;
+    let cert = outcome.credential_dir.join("cert.pem");
+    let pem = std::fs::read(&cert).map_err(CliError::io(format!("reading {}", cert.display())))?;
+    let proof = CertificateDer::from_pem_slice(&pem)
+        .map_err(|e| CliError::Failed(format!("{} holds no certificate: {e}", cert.display())))?;
+    Ok(EventKind::Claimed(Claimed {
+        place: None,
+        serial: outcome.serial,
+        mac,
+        proof: proof.to_vec(),
+        at: crate::cloud::now(),
+    }))
+}
+
+async fn relay_claim(
+    outcome: &ClaimOutcome,
+    state_dir: &std::path::Path,
+    cloud: &CloudFlags,
+) -> Result<Relayed, CliError> {
+    let event = claimed_event(outcome)?;
+    let mut results = relay(state_dir, cloud, vec![event]).await?;
+    Ok(results.pop().map(|(_, r)| r).unwrap_or(Relayed::Queued {
+        reason: "not queued".into(),
+    }))
+}
+
+fn report_claim(outcome: &ClaimOutcome, relayed: &Relayed, json: bool) -> Result<(), CliError> {
     let text = if json {
         let value = json!({
             "id": outcome.id,
@@ -146,8 +192,7 @@ fn report_claim(outcome: &ClaimOutcome, json: bool) -> Result<(), CliError> {
             "credential_dir": outcome.credential_dir,
             "files": outcome.files,
             "exported": outcome.exported,
-            "relayed": false,
-            "relay": RELAY_NOTE,
+            "cloud": relayed.json(),
         });
         let mut s = serde_json::to_string_pretty(&value)
             .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
@@ -171,7 +216,8 @@ fn report_claim(outcome: &ClaimOutcome, json: bool) -> Result<(), CliError> {
                 dir.display()
             ));
         }
-        s.push_str(&format!("note: {RELAY_NOTE}\n"));
+        s.push_str(&describe("claim", relayed));
+        s.push('\n');
         s
     };
     print_stdout(&text).map_err(CliError::io("writing to stdout"))
@@ -183,40 +229,50 @@ pub async fn run_release(
 ) -> Result<ExitCode, CliError> {
     let state_dir = state_dir_or_fail(state_dir)?;
     let serial = crate::claim::release(&state_dir, &Target::parse(&args.processor))?;
-    let note =
-        "relaying the release event to the cloud comes with the relay issue; it was not sent";
+    let event = EventKind::Released(Released {
+        place: None,
+        serial: Some(serial),
+    });
+    let relayed = relay(&state_dir, &args.cloud, vec![event])
+        .await?
+        .pop()
+        .map(|(_, r)| r)
+        .unwrap_or(Relayed::Queued {
+            reason: "not queued".into(),
+        });
     let text = if args.json {
         format!(
             "{}\n",
-            json!({"id": serial.id(), "serial": serial, "released": true, "relayed": false, "relay": note})
+            json!({"id": serial.id(), "serial": serial, "released": true, "cloud": relayed.json()})
         )
     } else {
         format!(
-            "released {} (serial {}): its credential is forgotten\nnote: {note}\n",
+            "released {} (serial {}): its credential is forgotten\n{}\n",
             serial.id(),
-            serial.0
+            serial.0,
+            describe("release (Remove Home from Account)", &relayed)
         )
     };
     print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(&relayed))
 }
 
 /// The countdown on stderr: a live line on a terminal, a plain line every
 /// 30 s otherwise (logs, CI, a pipe).
-struct Countdown {
+pub(crate) struct Countdown {
     terminal: bool,
     ticker: Option<(JoinHandle<()>, Option<indicatif::ProgressBar>)>,
 }
 
 impl Countdown {
-    fn new() -> Countdown {
+    pub(crate) fn new() -> Countdown {
         Countdown {
             terminal: std::io::stderr().is_terminal(),
             ticker: None,
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some((task, bar)) = self.ticker.take() {
             task.abort();
             if let Some(bar) = bar {

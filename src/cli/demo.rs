@@ -1,20 +1,42 @@
 //! `handoff demo`: the story on a private network, no hardware needed.
 //!
-//! For now: a simulated site of three processors (RadioRA 3, HomeWorks QSX,
-//! Caséta), found by discovery, listed with their MAC addresses.
+//! One cloud and one simulated site of three processors (RadioRA 3,
+//! HomeWorks QSX, Caséta), each in its own Place: discovery lists them with
+//! their MAC addresses; the cloud says one is yellow (a homeowner exists),
+//! one grey (no remote services), one ready; the ready one is taken over
+//! with its (auto-pressed) button and shared to a pro account; the access
+//! list shows the result.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use clap::Args;
 use tokio::time::Instant;
 
 use super::CliError;
 use super::output::{print_stdout, processor_table};
+use super::relay::CloudFlags;
+use crate::cloud::authority::CloudAuthority;
+use crate::cloud::server::{RunningServer, ServerOptions as CloudServerOptions};
+use crate::cloud::{
+    AccessDuration, AccountId, CloudStore, Command, PlaceId, ProcessorRecord, ProjectKey,
+    Remaining, access_list, now,
+};
 use crate::discovery::{Discovery, DiscoveryOptions};
+use crate::identity::{
+    KeyAlgorithm, PairingAuthority, PrivateKey, SimProcessorIdentity, sign_client_csr,
+};
 use crate::lan::PRIVATE_LAN_ENV;
 use crate::processor::SystemType;
-use crate::sim::{Advertiser, FleetSpec, build_fleet};
+use crate::proto::Claimed;
+use crate::relay::link::{CloudLink, IDENTITY_DIR};
+use crate::sim::{Advertiser, FleetServers, FleetSpec, ServerOptions, build_fleet};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -34,6 +56,39 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         return reexec_in_private_lan().await;
     }
 
+    let scratch = std::env::temp_dir().join(format!("handoff-demo-{}", std::process::id()));
+    let result = story(&args, &all, &scratch).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// Three Places, one per processor: one already has a homeowner (yellow),
+/// one never had remote services (grey), one is ready for a takeover.
+const SITES: [(&str, &str); 3] = [
+    (
+        "maple-court",
+        "the homeowner claimed it last year with the Lutron app",
+    ),
+    (
+        "harbor-view",
+        "the project was made without remote services",
+    ),
+    (
+        "lake-house",
+        "remote services on, and the homeowner never claimed it",
+    ),
+];
+const INTEGRATOR: &str = "integrator@example.com";
+const PRO: &str = "pro@example.com";
+const CLOUD_ADDR: &str = "127.0.0.1:4433";
+
+async fn story(
+    args: &DemoArgs,
+    all: &[crate::lan::Interface],
+    scratch: &Path,
+) -> Result<ExitCode, CliError> {
+    let state = scratch.join("site");
+    let data = scratch.join("cloud");
     let spec = FleetSpec {
         count: 3,
         system_types: vec![
@@ -45,15 +100,92 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         ..FleetSpec::default()
     };
     let fleet = build_fleet(&spec).map_err(crate::sim::SimError::from)?;
-    let interfaces = crate::lan::choose_interfaces(&all, &[])?;
-    println!("A private network with one simulated site: three processors on 127.0.1.1–127.0.1.3.");
+    let interfaces = crate::lan::choose_interfaces(all, &[])?;
+    println!(
+        "A private network with one cloud (on {CLOUD_ADDR}) and one simulated site: three \
+         processors on 127.0.1.1–127.0.1.3, buttons pressed 1 s after a client waits."
+    );
+    let authority = PairingAuthority::load_or_create(&state).map_err(crate::sim::SimError::from)?;
+    authority
+        .export_pairing_identity(&state)
+        .map_err(crate::sim::SimError::from)?;
+    let servers = FleetServers::start(
+        &fleet,
+        &authority,
+        ServerOptions {
+            auto_press: Some(Duration::from_secs(1)),
+            button_window: None,
+            state_dir: Some(state.clone()),
+        },
+    )
+    .await
+    .map_err(crate::sim::SimError::from)?;
     let advertiser = Advertiser::start(&fleet, &interfaces, false)?;
+
+    // The cloud: each processor's Place, as its designer left it.
+    let store = Arc::new(CloudStore::open(&data)?);
+    for (p, (place, how)) in fleet.iter().zip(SITES) {
+        let identity =
+            SimProcessorIdentity::load_or_create(&state, p.serial, p.mac, &p.serial.host_name())
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+        let create = Command::CreatePlace {
+            place: PlaceId(place.into()),
+            by: AccountId::new("designer@example.com"),
+            key: ProjectKey(crate::cloud::store::fresh_secret()?),
+            remote_services: place != "harbor-view",
+        };
+        let record = ProcessorRecord {
+            place: PlaceId(place.into()),
+            serial: p.serial,
+            mac: p.mac.0,
+            ca_der: identity.ca.certificate_der().to_vec(),
+        };
+        store
+            .create_place(&create, Some(record), now())?
+            .map_err(|r| CliError::Failed(r.to_string()))?;
+        if place == "maple-court" {
+            // The homeowner's app paired with the button long ago.
+            let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256)?;
+            let pem = sign_client_csr(&key.csr_pem("Lutron app")?, &identity.ca)?;
+            let proof = CertificateDer::from_pem_slice(pem.as_bytes())
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let claim = Claimed {
+                place: None,
+                serial: p.serial,
+                mac: p.mac,
+                proof: proof.to_vec(),
+                at: now(),
+            };
+            store
+                .claim(&AccountId::new("homeowner@example.com"), &claim, now())?
+                .map_err(|r| CliError::Failed(r.to_string()))?;
+        }
+        println!(
+            "  Place {place}: {} {}, {how}",
+            p.system_type.product(None),
+            p.serial.id()
+        );
+    }
+    CloudAuthority::load_or_create(&data)
+        .and_then(|ca| {
+            ca.enroll(
+                "demo site",
+                &AccountId::new(INTEGRATOR),
+                &state.join(IDENTITY_DIR),
+            )
+        })
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let addr: SocketAddr = CLOUD_ADDR
+        .parse()
+        .map_err(|e| CliError::Failed(format!("{e}")))?;
+    let server =
+        RunningServer::start(&data, store.clone(), addr, CloudServerOptions::default()).await?;
+
     // A responder multicasts a record at most once a second (RFC 6762 §6),
     // so a query right after the site's announcements would be answered a
     // second late. Real sites have been up for days: let this one settle.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-
-    println!("Discovering processors over mDNS (_lutron._tcp)…");
+    println!("\n1. Discover the processors over mDNS (_lutron._tcp):");
     let started = Instant::now();
     let mut discovery = Discovery::start(DiscoveryOptions {
         interfaces,
@@ -78,16 +210,82 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         elapsed.as_secs_f64()
     );
     drop(discovery);
-    tokio::task::spawn_blocking(move || advertiser.stop(Duration::from_secs(1)))
-        .await
-        .map_err(|e| CliError::Failed(format!("stopping the simulator: {e}")))?;
     if found != fleet.len() {
         return Err(CliError::Failed(format!(
             "the demo found {found} of {} simulated processors",
             fleet.len()
         )));
     }
-    Ok(ExitCode::SUCCESS)
+
+    println!("\n2. Ask the cloud each Place's status, as {INTEGRATOR}:");
+    let link = CloudLink::new(CLOUD_ADDR, &state.join(IDENTITY_DIR)).map_err(CliError::Failed)?;
+    for p in &fleet {
+        let st =
+            super::status::ask(&link, Some(p.serial), Some(p.mac), Duration::from_secs(10)).await?;
+        println!(
+            "  {:<6} {} {} — {}",
+            st.status.to_string().to_uppercase(),
+            p.system_type.short_name(),
+            p.serial.id(),
+            st.guidance
+        );
+    }
+
+    let ready = &fleet[2];
+    println!(
+        "\n3. Take over {} {} for {PRO} (claim with the button, share, Remove Home from Account):",
+        ready.system_type.short_name(),
+        ready.serial.id()
+    );
+    let takeover = super::takeover::TakeoverArgs {
+        processor: ready.serial.id(),
+        share_to: PRO.into(),
+        duration: AccessDuration::ThirtyDays,
+        pairing_identity: None,
+        button_timeout: Duration::from_secs(30),
+        timeout: Duration::from_secs(5),
+        json: false,
+        cloud: CloudFlags {
+            cloud: Some(CLOUD_ADDR.into()),
+            cloud_identity: None,
+            cloud_wait: Duration::from_secs(10),
+        },
+    };
+    let code = super::takeover::run(takeover, Some(state.clone())).await?;
+
+    println!("\n4. Who has access to lake-house now (Manage Access, as {PRO}):");
+    if let Some(place) = store.place(&PlaceId("lake-house".into()))? {
+        match access_list(&place, &AccountId::new(PRO), now()) {
+            Ok(entries) => {
+                for e in entries {
+                    println!(
+                        "  {:<24} {:<14} {}",
+                        e.account.as_str(),
+                        match e.role {
+                            crate::cloud::Role::Homeowner => "homeowner",
+                            crate::cloud::Role::ProInstaller => "pro installer",
+                        },
+                        match e.remaining {
+                            Remaining::Unlimited => "unlimited".to_string(),
+                            Remaining::Seconds(s) => format!("{} days left", s.div_ceil(86_400)),
+                        }
+                    );
+                }
+                println!(
+                    "  homeowner: {} (the real homeowner can claim it with the button)",
+                    place.homeowner().map_or("none", |a| a.as_str())
+                );
+            }
+            Err(r) => println!("  refused: {r}"),
+        }
+    }
+
+    server.stop().await;
+    servers.stop().await;
+    tokio::task::spawn_blocking(move || advertiser.stop(Duration::from_secs(1)))
+        .await
+        .map_err(|e| CliError::Failed(format!("stopping the simulator: {e}")))?;
+    Ok(code)
 }
 
 /// Runs this same command again inside a fresh private network.

@@ -2,14 +2,19 @@
 //! `--json` for scripts; one line per error, with a hint at the next step.
 
 mod claim;
+mod cloud;
+mod config;
 mod daemon;
 mod demo;
 mod discover;
+mod docs;
 mod health;
 mod output;
+mod relay;
 mod sim;
+mod status;
+mod takeover;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,6 +35,8 @@ pub enum CliError {
     Lan(#[from] crate::lan::LanError),
     #[error(transparent)]
     Claim(#[from] crate::claim::ClaimError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
     #[error("{context}: {source}")]
@@ -72,6 +79,17 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Log lines as: auto (the journal under systemd, else human lines),
+    /// human, json (one object per line on stderr) or journald
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        env = "HANDOFF_LOG_FORMAT"
+    )]
+    pub log_format: Option<crate::daemon::logging::LogFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,8 +101,15 @@ pub enum Command {
     /// Claim a processor with its button: pair, check its identity, keep
     /// the credential
     Claim(claim::ClaimArgs),
-    /// Forget the credential of a claimed processor
+    /// Forget the credential of a claimed processor and relay Remove Home
+    /// from Account
     Release(claim::ReleaseArgs),
+    /// The cloud state of a processor's Place (green / yellow / grey) and
+    /// what to do; --relay shows the queue of events for the cloud
+    Status(status::StatusArgs),
+    /// Claim with the button, share the Place to a pro account, release
+    /// the home: or say why not and what to do instead
+    Takeover(takeover::TakeoverArgs),
     /// Run simulated processors (on a private network only)
     Sim(sim::SimArgs),
     /// Run the site service: continuous discovery and the control socket
@@ -95,6 +120,15 @@ pub enum Command {
     Health(health::HealthArgs),
     /// Show the whole story on a private network, no hardware needed
     Demo(demo::DemoArgs),
+    /// The reference cloud access layer: serve, enroll, and the Place
+    /// operations
+    Cloud(cloud::CloudArgs),
+    /// Check the site daemon's configuration file
+    Config(config::ConfigArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command with --dir
+    Man(docs::ManArgs),
 }
 
 /// Parses a duration such as `3s`, `500ms` or `2m`.
@@ -120,26 +154,15 @@ pub fn default_state_dir() -> Option<PathBuf> {
         .map(|home| PathBuf::from(home).join(".local/state/handoff"))
 }
 
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HANDOFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
-
 /// Runs the command line: parse, set up logging, run, and turn any error
 /// into one line on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    crate::daemon::logging::init(
+        cli.log_format,
+        crate::daemon::logging::LogFormat::Auto,
+        cli.verbose,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -185,6 +208,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Release(args) => {
             claim::run_release(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
+        Command::Status(args) => {
+            status::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Takeover(args) => {
+            takeover::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Cloud(args) => {
+            cloud::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Config(args) => config::run(args, cli.state_dir.clone()),
+        Command::Completions(args) => docs::run_completions(args),
+        Command::Man(args) => docs::run_man(args),
     }
 }
 

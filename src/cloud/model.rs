@@ -50,7 +50,7 @@ impl fmt::Display for AccountId {
 }
 
 /// A Place's identifier in the cloud.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub struct PlaceId(pub String);
 
 impl fmt::Display for PlaceId {
@@ -131,6 +131,23 @@ impl AccessDuration {
             AccessDuration::OneYear => Some(365 * DAY),
             AccessDuration::Unlimited => None,
         }
+    }
+
+    /// The short name on the wire and on the command line: `1d`, `7d`,
+    /// `30d`, `1y`, `unlimited`.
+    pub fn code(self) -> &'static str {
+        match self {
+            AccessDuration::OneDay => "1d",
+            AccessDuration::SevenDays => "7d",
+            AccessDuration::ThirtyDays => "30d",
+            AccessDuration::OneYear => "1y",
+            AccessDuration::Unlimited => "unlimited",
+        }
+    }
+
+    /// The duration [`Self::code`] names.
+    pub fn from_code(code: &str) -> Option<AccessDuration> {
+        AccessDuration::ALL.into_iter().find(|d| d.code() == code)
     }
 
     /// When access granted at `now` for this long ends (`None`: never).

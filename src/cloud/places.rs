@@ -17,6 +17,13 @@ pub struct Places {
 }
 
 impl Places {
+    /// The map of these Places, keyed by their ids.
+    pub fn from_places(places: impl IntoIterator<Item = Place>) -> Places {
+        Places {
+            places: places.into_iter().map(|p| (p.id.clone(), p)).collect(),
+        }
+    }
+
     pub fn get(&self, id: &PlaceId) -> Option<&Place> {
         self.places.get(id)
     }

@@ -60,6 +60,10 @@ pub enum Refusal {
     UnverifiedButtonPress,
     #[error("processor {serial} is not activated in this Place; {}", self.guidance())]
     UnknownProcessor { serial: Serial },
+    /// The claim's proof (the certificate the processor signed after the
+    /// press) did not check out against the processor CA the cloud knows.
+    #[error("the claim's proof of the button press was refused: {reason}; {}", self.guidance())]
+    BadClaimProof { reason: String },
 }
 
 impl Refusal {
@@ -85,6 +89,7 @@ impl Refusal {
             Refusal::NoHomeowner => "support_removes_a_homeowner",
             Refusal::UnverifiedButtonPress => "claim_needs_a_verified_button_press",
             Refusal::UnknownProcessor { .. } => "claim_needs_a_processor_of_the_place",
+            Refusal::BadClaimProof { .. } => "claim_proof_is_checked_against_the_processor_ca",
         }
     }
 
@@ -123,6 +128,9 @@ impl Refusal {
             }
             Refusal::UnknownProcessor { .. } => {
                 "claim with a processor that belongs to this system (transfer the project to it first)"
+            }
+            Refusal::BadClaimProof { .. } => {
+                "press the processor's button and claim again from the same LAN: only the certificate the processor signs after the press proves it"
             }
         }
     }

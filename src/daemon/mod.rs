@@ -19,9 +19,11 @@
 //! (their messages are reserved in `proto/control.cddl`).
 
 pub mod client;
+pub mod config;
 pub mod connection;
 pub mod inventory;
 pub mod lock;
+pub mod logging;
 pub mod notify;
 pub mod server;
 pub mod shutdown;

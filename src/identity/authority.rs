@@ -132,7 +132,36 @@ impl CertificateAuthority {
     /// # Errors
     /// [`IdentityError::Build`] if rcgen cannot build it.
     pub fn issue(&self, common_name: &str, key: PrivateKey) -> Result<TlsIdentity, IdentityError> {
-        let certificate_pem = self.issue_for(common_name, key.pair())?;
+        let certificate_pem = self.issue_for(common_name, Vec::new(), key.pair())?;
+        Ok(TlsIdentity {
+            key,
+            certificate_pem,
+        })
+    }
+
+    /// As [`Self::issue`], with the account's email as an rfc822Name
+    /// subject alternative name: the cloud's daemon identities, which name
+    /// the account a daemon acts for.
+    ///
+    /// # Errors
+    /// [`IdentityError::Build`] if the email is not ASCII or rcgen cannot
+    /// build the certificate.
+    pub fn issue_for_account(
+        &self,
+        common_name: &str,
+        email: &str,
+        key: PrivateKey,
+    ) -> Result<TlsIdentity, IdentityError> {
+        let email =
+            rcgen::string::Ia5String::try_from(email).map_err(|source| IdentityError::Build {
+                what: "account name",
+                source,
+            })?;
+        let certificate_pem = self.issue_for(
+            common_name,
+            vec![rcgen::SanType::Rfc822Name(email)],
+            key.pair(),
+        )?;
         Ok(TlsIdentity {
             key,
             certificate_pem,
@@ -142,6 +171,7 @@ impl CertificateAuthority {
     fn issue_for(
         &self,
         common_name: &str,
+        subject_alt_names: Vec<rcgen::SanType>,
         public_key: &impl rcgen::PublicKeyData,
     ) -> Result<String, IdentityError> {
         let build = |source| IdentityError::Build {
@@ -152,6 +182,7 @@ impl CertificateAuthority {
             Issuer::from_ca_cert_der(&self.certificate_der, self.key.pair()).map_err(build)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name_only(common_name);
+        params.subject_alt_names = subject_alt_names;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -204,7 +235,7 @@ pub fn sign_client_csr(csr_pem: &str, ca: &CertificateAuthority) -> Result<Strin
         .ok_or_else(|| refused("it has no readable common name (CN)"))?;
     let public_key = rcgen::SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
         .map_err(|_| refused("its key is not RSA, EC P-256/P-384 or Ed25519"))?;
-    ca.issue_for(common_name, &public_key)
+    ca.issue_for(common_name, Vec::new(), &public_key)
 }
 
 fn common_name_only(common_name: &str) -> DistinguishedName {

@@ -306,11 +306,15 @@ pub struct Claimed {
     pub at: Timestamp,
 }
 
-/// Remove Home from Account.
+/// Remove Home from Account. Names the Place, or the processor whose
+/// Place it is (a daemon that claimed offline may not know the Place id);
+/// at least one of the two.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Released {
-    #[serde(rename = "p")]
-    pub place: PlaceId,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<PlaceId>,
+    #[serde(rename = "sn", default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<Serial>,
 }
 
 /// Share the Place with a myLutron email for one of the fixed durations.

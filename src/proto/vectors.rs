@@ -60,7 +60,13 @@ pub(super) fn samples() -> Vec<(&'static str, RelayMessage)> {
         ),
         (
             "event-released",
-            event(2, EventKind::Released(Released { place: place() })),
+            event(
+                2,
+                EventKind::Released(Released {
+                    place: Some(place()),
+                    serial: None,
+                }),
+            ),
         ),
         (
             "event-share-access",

@@ -75,25 +75,13 @@ pub(super) mod duration_text {
 
     use crate::cloud::AccessDuration;
 
-    fn name(d: AccessDuration) -> &'static str {
-        match d {
-            AccessDuration::OneDay => "1d",
-            AccessDuration::SevenDays => "7d",
-            AccessDuration::ThirtyDays => "30d",
-            AccessDuration::OneYear => "1y",
-            AccessDuration::Unlimited => "unlimited",
-        }
-    }
-
     pub fn serialize<S: Serializer>(d: &AccessDuration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(name(*d))
+        s.serialize_str(d.code())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AccessDuration, D::Error> {
         let text = String::deserialize(d)?;
-        AccessDuration::ALL
-            .into_iter()
-            .find(|d| name(*d) == text)
+        AccessDuration::from_code(&text)
             .ok_or_else(|| D::Error::custom(format!("unknown duration \"{text}\"")))
     }
 }

@@ -130,6 +130,37 @@ pub fn main_server_config(
     server_config(server, processor_ca_pem, VERSIONS)
 }
 
+/// The relay runs on TLS 1.3 only.
+const RELAY_VERSIONS: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// The name a daemon gives the cloud in its handshake. The cloud is
+/// checked against its CA alone (see [`danger`]), so this is only the SNI.
+pub const CLOUD_SERVER_NAME: &str = "handoff-cloud";
+
+/// For `handoff cloud serve`: TLS 1.3, and every client must show a
+/// certificate from the cloud's CA (an enrolled daemon).
+///
+/// # Errors
+/// [`TlsError`] if a certificate or key is unusable.
+pub fn cloud_server_config(
+    server: &TlsIdentity,
+    cloud_ca_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config(server, cloud_ca_pem, RELAY_VERSIONS)
+}
+
+/// For the daemon's relay: TLS 1.3, presenting its enrolled identity, and
+/// trusting only the cloud CA of its bundle.
+///
+/// # Errors
+/// [`TlsError`] if the bundle's key, certificate or CA is unusable.
+pub fn cloud_client_config(
+    identity: &TlsIdentity,
+    cloud_ca_pem: &str,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config(identity, cloud_ca_pem, None, RELAY_VERSIONS)
+}
+
 fn client_config(
     identity: &TlsIdentity,
     anchor_pem: &str,

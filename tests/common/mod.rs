@@ -337,3 +337,43 @@ impl Drop for Watch {
 pub fn is_event(ev: &Value, kind: &str, id: &str) -> bool {
     ev["event"] == kind && ev["processor"]["id"] == id
 }
+
+/// A `handoff cloud serve` process on its data directory.
+pub struct Cloud {
+    child: Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Cloud {
+    pub fn start(data: &Path, addr: std::net::SocketAddr) -> Cloud {
+        let child = Command::new(handoff_bin())
+            .args(["cloud", "--data"])
+            .arg(data)
+            .args(["serve", "--listen", &addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start handoff cloud serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the cloud did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Cloud { child, addr }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,162 @@
+//! `handoff status PROCESSOR`: the Place's cloud state with the vendor's
+//! guidance, and the relay's backlog.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use serde_json::json;
+
+use super::relay::{CloudFlags, open_outbox};
+use super::{CliError, parse_duration};
+use crate::claim::Target;
+use crate::cloud::Status;
+use crate::processor::{Mac, Serial};
+use crate::proto::{PlaceStatus, StatusQuery};
+use crate::relay::link::CloudLink;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    pub processor: Option<String>,
+    /// Also (or only, without PROCESSOR) show the relay's queue: events not
+    /// yet acknowledged by the cloud and the age of the oldest
+    #[arg(long)]
+    pub relay: bool,
+    /// How long discovery looks for a processor named by address or host
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub cloud: CloudFlags,
+}
+
+/// The processor's serial and MAC as far as they are known before asking.
+pub(crate) async fn identify(
+    processor: &str,
+    timeout: Duration,
+) -> Result<(Option<Serial>, Option<Mac>), CliError> {
+    let target = Target::parse(processor);
+    Ok(match target {
+        Target::Serial(serial) => (Some(serial), None),
+        Target::Mac(mac) => (None, Some(mac)),
+        Target::Id(ref id) => match Serial::from_id(id) {
+            Some(serial) => (Some(serial), None),
+            None => {
+                let found = crate::claim::discover(&target, Vec::new(), timeout).await?;
+                (found.serial, found.mac)
+            }
+        },
+        _ => {
+            let found = crate::claim::discover(&target, Vec::new(), timeout).await?;
+            (found.serial, found.mac)
+        }
+    })
+}
+
+/// Asks the cloud about one processor.
+pub(crate) async fn ask(
+    link: &CloudLink,
+    serial: Option<Serial>,
+    mac: Option<Mac>,
+    limit: Duration,
+) -> Result<PlaceStatus, CliError> {
+    let query = match (serial, mac) {
+        (Some(serial), _) => StatusQuery::BySerial { query: 1, serial },
+        (None, Some(mac)) => StatusQuery::ByMac { query: 1, mac },
+        (None, None) => {
+            return Err(CliError::Failed(
+                "the processor advertises neither a serial nor a MAC address".into(),
+            ));
+        }
+    };
+    match link.status(query, limit).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(error)) => Err(CliError::Failed(format!(
+            "the cloud at {} does not know this processor: {}",
+            link.address, error.reason
+        ))),
+        Err(e) => Err(CliError::Failed(format!(
+            "cannot ask the cloud at {}: {e}",
+            link.address
+        ))),
+    }
+}
+
+pub async fn run(args: StatusArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    let state_dir = state_dir.ok_or_else(|| {
+        CliError::Failed("no state directory: set --state-dir, HOME or XDG_STATE_HOME".into())
+    })?;
+    if args.processor.is_none() && !args.relay {
+        return Err(CliError::Failed(
+            "name a PROCESSOR, or ask for the relay's queue with --relay".into(),
+        ));
+    }
+    let mut out = serde_json::Map::new();
+    let mut lines = Vec::new();
+    if args.relay {
+        let (backlog, oldest) = relay_backlog(&state_dir).await?;
+        out.insert(
+            "relay".into(),
+            json!({"backlog": backlog, "oldest_unsent_s": oldest.map(|d| d.as_secs())}),
+        );
+        lines.push(match oldest {
+            None => "relay: nothing waiting for the cloud".to_string(),
+            Some(age) => format!(
+                "relay: {backlog} event{} waiting for the cloud, the oldest for {}",
+                if backlog == 1 { "" } else { "s" },
+                humantime::format_duration(Duration::from_secs(age.as_secs()))
+            ),
+        });
+    }
+    if let Some(processor) = &args.processor {
+        let Some(link) = args.cloud.link(&state_dir)? else {
+            return Err(CliError::Failed(
+                "which cloud? pass --cloud ADDR (and --cloud-identity DIR if the bundle is not \
+                 in STATE_DIR/cloud-identity)"
+                    .into(),
+            ));
+        };
+        let (serial, mac) = identify(processor, args.timeout).await?;
+        let st = ask(&link, serial, mac, args.cloud.cloud_wait).await?;
+        out.insert(
+            "status".into(),
+            json!({
+                "status": st.status.to_string(), "guidance": st.guidance,
+                "serial": st.serial.0, "id": st.serial.id(), "mac": st.mac.to_string(),
+                "place": st.place.as_ref().map(|p| p.0.clone()), "account": link.account,
+            }),
+        );
+        let light = match st.status {
+            Status::Green => "GREEN",
+            Status::Yellow => "YELLOW",
+            Status::Grey => "GREY",
+        };
+        lines.push(format!(
+            "{light}: {}\nprocessor: serial {} (id {}), MAC {}{}",
+            st.guidance,
+            st.serial.0,
+            st.serial.id(),
+            st.mac,
+            st.place
+                .as_ref()
+                .map(|p| format!("; Place {p}"))
+                .unwrap_or_default()
+        ));
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Object(out));
+    } else {
+        println!("{}", lines.join("\n"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn relay_backlog(state_dir: &Path) -> Result<(usize, Option<Duration>), CliError> {
+    let outbox = open_outbox(state_dir)?;
+    let stats = outbox.stats(SystemTime::now());
+    outbox.close().await;
+    Ok((stats.backlog, stats.oldest_pending_age))
+}

@@ -1,0 +1,236 @@
+//! The cloud's own CA, and the identities it issues.
+//!
+//! `handoff cloud serve` and `handoff cloud enroll` share one CA, kept in
+//! `DATA/ca/` (0700; key 0600). It issues:
+//! - the server's certificate (made fresh at each start, never written);
+//! - one identity bundle per enrolled daemon: `key.pem`, `cert.pem`
+//!   (`CN=` the site name, an rfc822Name SAN = the account it acts for)
+//!   and `cloud-ca.pem`, the only anchor the daemon trusts for the cloud.
+//!
+//! The relay runs over TLS 1.3 with mutual authentication: a client whose
+//! certificate this CA did not issue is refused in the handshake, before a
+//! byte of the protocol. The daemon checks the cloud by its CA alone (no
+//! host name: the CA is private to this cloud and issues nothing else a
+//! client could be shown).
+
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+
+use super::model::AccountId;
+use crate::identity::files::{self, ensure_private_dir, read_private, write_private};
+use crate::identity::{
+    CertificateAuthority, IdentityError, KeyAlgorithm, PrivateKey, TlsIdentity,
+    check_signed_certificate,
+};
+
+const CA_DIR: &str = "ca";
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+const CA_NAME: &str = "handoff cloud access layer CA";
+const SERVER_NAME: &str = "handoff-cloud";
+
+/// Files of a daemon identity bundle.
+pub const BUNDLE_KEY: &str = "key.pem";
+pub const BUNDLE_CERT: &str = "cert.pem";
+pub const BUNDLE_CA: &str = "cloud-ca.pem";
+
+const HINT_CA: &str = "the cloud's CA is damaged: restore DATA/ca from a backup (a new CA means \
+                       every daemon must be enrolled again)";
+const HINT_BUNDLE: &str = "enroll again with `handoff cloud enroll --name SITE --account EMAIL` \
+                           and copy the bundle to the site box";
+
+/// The cloud's CA, loaded from or created in `DATA/ca/`.
+#[derive(Debug)]
+pub struct CloudAuthority {
+    ca: CertificateAuthority,
+}
+
+impl CloudAuthority {
+    /// # Errors
+    /// [`IdentityError`] when the directory cannot be made or a kept CA is
+    /// incomplete, damaged or open to others.
+    pub fn load_or_create(data_dir: &Path) -> Result<CloudAuthority, IdentityError> {
+        let dir = data_dir.join(CA_DIR);
+        if dir.join(CA_CERT).exists() {
+            files::check_private(&dir, files::DIR_MODE, HINT_CA)?;
+            let key = PrivateKey::from_pem(&read_private(&dir.join(CA_KEY), HINT_CA)?)
+                .map_err(|e| files::corrupt(dir.join(CA_KEY), e))?;
+            let cert_path = dir.join(CA_CERT);
+            let ca = CertificateAuthority::from_pem(&read_private(&cert_path, HINT_CA)?, key)
+                .map_err(|e| files::corrupt(cert_path, e))?;
+            return Ok(CloudAuthority { ca });
+        }
+        let ca = CertificateAuthority::pairing_authority(CA_NAME)?;
+        ensure_private_dir(&dir)?;
+        write_private(&dir, CA_KEY, ca.key().to_pem().as_bytes())?;
+        // Last: its presence says the key is there.
+        write_private(&dir, CA_CERT, ca.certificate_pem().as_bytes())?;
+        Ok(CloudAuthority { ca })
+    }
+
+    pub fn certificate_pem(&self) -> &str {
+        self.ca.certificate_pem()
+    }
+
+    /// A fresh certificate for the relay server.
+    ///
+    /// # Errors
+    /// [`IdentityError`] if a key cannot be made.
+    pub fn server_identity(&self) -> Result<TlsIdentity, IdentityError> {
+        self.ca
+            .issue(SERVER_NAME, PrivateKey::generate(KeyAlgorithm::EcdsaP256)?)
+    }
+
+    /// Issues a daemon identity for `site`, acting for `account`, and
+    /// writes the bundle into `out` (0700, files 0600, each atomically).
+    ///
+    /// # Errors
+    /// [`IdentityError`] when the name is unusable or a file cannot be
+    /// written.
+    pub fn enroll(
+        &self,
+        site: &str,
+        account: &AccountId,
+        out: &Path,
+    ) -> Result<DaemonIdentity, IdentityError> {
+        let identity = self.ca.issue_for_account(
+            site,
+            account.as_str(),
+            PrivateKey::generate(KeyAlgorithm::EcdsaP256)?,
+        )?;
+        ensure_private_dir(out)?;
+        write_private(out, BUNDLE_KEY, identity.key.to_pem().as_bytes())?;
+        write_private(out, BUNDLE_CA, self.ca.certificate_pem().as_bytes())?;
+        // Last: a bundle with a certificate is complete.
+        write_private(out, BUNDLE_CERT, identity.certificate_pem.as_bytes())?;
+        Ok(DaemonIdentity {
+            identity,
+            cloud_ca_pem: self.ca.certificate_pem().to_owned(),
+            site: site.to_owned(),
+            account: account.clone(),
+            dir: out.to_owned(),
+        })
+    }
+}
+
+/// A daemon's identity bundle, as `handoff cloud enroll` wrote it.
+#[derive(Debug)]
+pub struct DaemonIdentity {
+    pub identity: TlsIdentity,
+    pub cloud_ca_pem: String,
+    pub site: String,
+    pub account: AccountId,
+    pub dir: PathBuf,
+}
+
+impl DaemonIdentity {
+    /// Reads and checks a bundle: the certificate is for the key and
+    /// signed by the bundled cloud CA, and names a site and an account.
+    ///
+    /// # Errors
+    /// [`IdentityError`] naming the file and what to do.
+    pub fn load(dir: &Path) -> Result<DaemonIdentity, IdentityError> {
+        files::check_private(dir, files::DIR_MODE, HINT_BUNDLE)?;
+        let key_path = dir.join(BUNDLE_KEY);
+        let key = PrivateKey::from_pem(&read_private(&key_path, HINT_BUNDLE)?)
+            .map_err(|e| files::corrupt(key_path, e))?;
+        let cert_path = dir.join(BUNDLE_CERT);
+        let certificate_pem = read_private(&cert_path, HINT_BUNDLE)?;
+        let cloud_ca_pem = read_private(&dir.join(BUNDLE_CA), HINT_BUNDLE)?;
+        check_signed_certificate(&key, &certificate_pem, &cloud_ca_pem)
+            .map_err(|e| files::corrupt(cert_path.clone(), e))?;
+        let der = CertificateDer::from_pem_slice(certificate_pem.as_bytes()).map_err(|e| {
+            files::corrupt(
+                cert_path.clone(),
+                IdentityError::BadCertificate {
+                    what: "daemon certificate",
+                    reason: e.to_string(),
+                },
+            )
+        })?;
+        let (site, account) = names_of(&der).ok_or_else(|| {
+            files::corrupt(
+                cert_path,
+                IdentityError::BadCertificate {
+                    what: "daemon certificate",
+                    reason: "it names no site (CN) or no account (email)".into(),
+                },
+            )
+        })?;
+        Ok(DaemonIdentity {
+            identity: TlsIdentity {
+                key,
+                certificate_pem,
+            },
+            cloud_ca_pem,
+            site,
+            account,
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+/// The site name (CN) and account (rfc822Name SAN) a daemon certificate
+/// carries; what the server reads off a verified client certificate.
+pub fn names_of(der: &[u8]) -> Option<(String, AccountId)> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let site = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
+    let san = cert.subject_alternative_name().ok()??;
+    let email = san.value.general_names.iter().find_map(|n| match n {
+        GeneralName::RFC822Name(email) => Some(AccountId::new(email)),
+        _ => None,
+    })?;
+    Some((site, email))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_is_kept_and_enrolled_bundles_load_with_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = CloudAuthority::load_or_create(&data).unwrap();
+        let again = CloudAuthority::load_or_create(&data).unwrap();
+        assert_eq!(first.certificate_pem(), again.certificate_pem());
+        let out = dir.path().join("bundle");
+        first
+            .enroll("Lake House", &AccountId::new("Pro@Example.com"), &out)
+            .unwrap();
+        let bundle = DaemonIdentity::load(&out).unwrap();
+        assert_eq!(bundle.site, "Lake House");
+        assert_eq!(bundle.account.as_str(), "pro@example.com");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join(BUNDLE_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_bundle_from_another_cloud_does_not_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = CloudAuthority::load_or_create(&dir.path().join("a")).unwrap();
+        let theirs = CloudAuthority::load_or_create(&dir.path().join("b")).unwrap();
+        let out = dir.path().join("bundle");
+        theirs
+            .enroll("site", &AccountId::new("a@b.c"), &out)
+            .unwrap();
+        // Swap in our CA: the certificate no longer chains to it.
+        write_private(&out, BUNDLE_CA, ours.certificate_pem().as_bytes()).unwrap();
+        assert!(DaemonIdentity::load(&out).is_err());
+    }
+}

@@ -1,0 +1,452 @@
+//! `handoff cloud serve`: the relay protocol's server.
+//!
+//! TLS 1.3 with mutual authentication: a daemon shows the identity
+//! `handoff cloud enroll` issued, and the account its certificate names is
+//! who every event acts for. Then, per connection (proto/relay.cddl):
+//! hello → hello-ack; events and status queries in any order. Events that
+//! arrive together are applied in one store transaction (one fsync for
+//! the lot) and acknowledged in order, each only after that commit.
+//!
+//! Bad input closes that connection, never another: an oversized prefix,
+//! a frame that does not decode, anything before hello, or a peer that
+//! stalls the handshake gets an error frame (when the TLS session is up)
+//! and the connection ends. An unknown message kind gets an error frame
+//! and the connection goes on. Connections are bounded: past
+//! `max_connections` the server stops accepting until one ends, so a flood
+//! waits in the kernel's backlog instead of eating memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::authority::names_of;
+use super::model::AccountId;
+use super::store::{CloudStore, Reply};
+use super::{CloudError, now};
+use crate::proto::{
+    self, ErrorFrame, HelloAck, PROTOCOL_VERSION, ProtoError, RelayEvent, RelayMessage, error_code,
+};
+
+/// Limits of the server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// How long a TLS handshake and the hello may take.
+    pub handshake_timeout: Duration,
+    /// A connection with nothing to say for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most events applied in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            max_connections: 512,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` turns true; connections in flight
+/// finish their current batch and close.
+///
+/// # Errors
+/// [`CloudError::Io`] if accepting fails for good.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<CloudStore>,
+    tls: Arc<ServerConfig>,
+    options: ServerOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), CloudError> {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let options = Arc::new(options);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return Ok(()),
+            },
+            () = stopped(&mut shutdown) => return Ok(()),
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: wait a little rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut shutdown) => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let store = store.clone();
+        let options = options.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(reason) = connection(tcp, peer, acceptor, store, &options, shutdown).await {
+                tracing::info!(%peer, %reason, "relay connection closed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    store: Arc<CloudStore>,
+    options: &ServerOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let _ = tcp.set_nodelay(true);
+    let tls = tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp))
+        .await
+        .map_err(|_| "the TLS handshake took too long".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let account = {
+        let (_, session) = tls.get_ref();
+        let cert = session
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .ok_or("no client certificate")?;
+        let (site, account) =
+            names_of(cert.as_ref()).ok_or("the client certificate names no site or account")?;
+        tracing::info!(%peer, %site, %account, "daemon connected");
+        account
+    };
+    serve_stream(tls, store, account, options, shutdown).await
+}
+
+/// Serves one already-authenticated connection (any byte stream) for
+/// `account`: the protocol after the TLS handshake. The TLS server uses
+/// it per connection; benchmarks and tests use it over in-memory pipes.
+///
+/// # Errors
+/// Why the connection ended, for the log.
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    store: Arc<CloudStore>,
+    account: AccountId,
+    options: &ServerOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    Session {
+        stream,
+        buf: Vec::new(),
+        store,
+        account,
+        options,
+        shutdown,
+    }
+    .run()
+    .await
+}
+
+struct Session<'a, S> {
+    stream: S,
+    buf: Vec<u8>,
+    store: Arc<CloudStore>,
+    account: AccountId,
+    options: &'a ServerOptions,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What reading the next frame gave.
+enum Read {
+    Frame(Vec<u8>),
+    Closed,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    async fn run(mut self) -> Result<(), String> {
+        // Hello first.
+        let first = tokio::time::timeout(self.options.handshake_timeout, self.read_frame())
+            .await
+            .map_err(|_| "no hello in time".to_string())??;
+        let Read::Frame(frame) = first else {
+            return Ok(());
+        };
+        match self.decode_or_close(&frame).await? {
+            RelayMessage::Hello(hello) if hello.versions.contains(&PROTOCOL_VERSION) => {
+                self.send(&[RelayMessage::HelloAck(HelloAck {
+                    version: PROTOCOL_VERSION,
+                })])
+                .await?;
+            }
+            RelayMessage::Hello(hello) => {
+                return self
+                    .close_with(
+                        error_code::UNSUPPORTED_VERSION,
+                        format!(
+                            "this cloud speaks relay version {PROTOCOL_VERSION}, the daemon {:?}",
+                            hello.versions
+                        ),
+                    )
+                    .await;
+            }
+            other => {
+                return self
+                    .close_with(
+                        error_code::HELLO_FIRST,
+                        format!("\"{}\" before hello", other.kind()),
+                    )
+                    .await;
+            }
+        }
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(self.options.idle_timeout, self.read_frame()) => next,
+                () = stopped(&mut shutdown) => return Ok(()),
+            };
+            let frame = match next {
+                Err(_) => return Err("idle for too long".into()),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Read::Closed)) => return Ok(()),
+                Ok(Ok(Read::Frame(frame))) => frame,
+            };
+            let message = self.decode_or_close(&frame).await?;
+            // Gather the events already buffered behind this one, so that
+            // they share a transaction.
+            let mut events = Vec::new();
+            let mut after = None;
+            match message {
+                RelayMessage::Event(event) => events.push(event),
+                other => after = Some(other),
+            }
+            while after.is_none() && events.len() < self.options.max_batch {
+                match proto::check(&self.buf) {
+                    Ok(Some(len)) => {
+                        let frame: Vec<u8> = self.buf.drain(..len).collect();
+                        match self.decode_or_close(&frame).await? {
+                            RelayMessage::Event(event) => events.push(event),
+                            other => after = Some(other),
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.apply(events).await?;
+                        return self.refuse_frame(&e).await;
+                    }
+                }
+            }
+            self.apply(events).await?;
+            if let Some(message) = after {
+                self.answer(message).await?;
+            }
+        }
+    }
+
+    async fn apply(&mut self, events: Vec<RelayEvent>) -> Result<(), String> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let account = self.account.clone();
+        let batch = events.clone();
+        let result =
+            tokio::task::spawn_blocking(move || store.relay(&account, &batch, now())).await;
+        let replies: Vec<RelayMessage> = match result {
+            Ok(Ok(replies)) => replies
+                .into_iter()
+                .map(|reply| match reply {
+                    Reply::Ack(ack) => RelayMessage::Ack(ack),
+                    Reply::Error(e) => RelayMessage::Error(e),
+                })
+                .collect(),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot apply relayed events");
+                events
+                    .iter()
+                    .map(|event| {
+                        RelayMessage::Error(ErrorFrame {
+                            code: error_code::INTERNAL.into(),
+                            reason: format!("the cloud could not store the event: {e}"),
+                            id: Some(event.id.clone()),
+                            query: None,
+                        })
+                    })
+                    .collect()
+            }
+            Err(e) => return Err(format!("the store task failed: {e}")),
+        };
+        self.send(&replies).await
+    }
+
+    async fn answer(&mut self, message: RelayMessage) -> Result<(), String> {
+        let reply = match message {
+            RelayMessage::StatusQuery(query) => {
+                let store = self.store.clone();
+                let account = self.account.clone();
+                let result =
+                    tokio::task::spawn_blocking(move || store.status(&account, &query, now()))
+                        .await
+                        .map_err(|e| format!("the store task failed: {e}"))?;
+                match result {
+                    Ok(Ok(status)) => RelayMessage::PlaceStatus(status),
+                    Ok(Err(error)) => RelayMessage::Error(error),
+                    Err(e) => RelayMessage::Error(ErrorFrame {
+                        code: error_code::INTERNAL.into(),
+                        reason: format!("the cloud could not read its store: {e}"),
+                        id: None,
+                        query: None,
+                    }),
+                }
+            }
+            RelayMessage::Unknown { kind } => RelayMessage::Error(ErrorFrame {
+                code: error_code::UNKNOWN_KIND.into(),
+                reason: format!("this cloud does not know the message kind \"{kind}\""),
+                id: None,
+                query: None,
+            }),
+            other => RelayMessage::Error(ErrorFrame {
+                code: error_code::MALFORMED.into(),
+                reason: format!("a daemon does not send \"{}\" to the cloud", other.kind()),
+                id: None,
+                query: None,
+            }),
+        };
+        self.send(&[reply]).await
+    }
+
+    /// Reads until one whole frame is buffered.
+    async fn read_frame(&mut self) -> Result<Read, String> {
+        loop {
+            match proto::check(&self.buf) {
+                Ok(Some(len)) => return Ok(Read::Frame(self.buf.drain(..len).collect())),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = self.refuse_frame(&e).await;
+                    return Err(e.to_string());
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("read failed: {e}"))?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(Read::Closed)
+                } else {
+                    Err(format!(
+                        "the daemon closed the connection in the middle of a frame ({} bytes)",
+                        self.buf.len()
+                    ))
+                };
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn decode_or_close(&mut self, frame: &[u8]) -> Result<RelayMessage, String> {
+        match proto::decode(frame) {
+            Ok(message) => Ok(message),
+            Err(e) => {
+                self.refuse_frame(&e).await?;
+                Err(e.to_string())
+            }
+        }
+    }
+
+    async fn refuse_frame(&mut self, e: &ProtoError) -> Result<(), String> {
+        let frame = RelayMessage::Error(ErrorFrame::for_decode_error(e));
+        self.send(&[frame]).await?;
+        let _ = self.stream.shutdown().await;
+        Err(e.to_string())
+    }
+
+    async fn close_with(&mut self, code: &str, reason: String) -> Result<(), String> {
+        self.send(&[RelayMessage::Error(ErrorFrame {
+            code: code.into(),
+            reason: reason.clone(),
+            id: None,
+            query: None,
+        })])
+        .await?;
+        let _ = self.stream.shutdown().await;
+        Err(reason)
+    }
+
+    async fn send(&mut self, messages: &[RelayMessage]) -> Result<(), String> {
+        let mut out = Vec::new();
+        for message in messages {
+            out.extend(proto::encode(message).map_err(|e| e.to_string())?);
+        }
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| format!("write failed: {e}"))
+    }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// A running server on its own task: for tests, the demo and `cloud serve`.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), CloudError>>,
+}
+
+impl RunningServer {
+    /// Binds `listen` and serves `store` with a fresh certificate from the
+    /// cloud CA in `data_dir`.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the CA, the TLS configuration or the socket
+    /// fails.
+    pub async fn start(
+        data_dir: &std::path::Path,
+        store: Arc<CloudStore>,
+        listen: SocketAddr,
+        options: ServerOptions,
+    ) -> Result<RunningServer, CloudError> {
+        let authority = super::authority::CloudAuthority::load_or_create(data_dir)?;
+        let identity = authority.server_identity()?;
+        let tls = crate::tls::cloud_server_config(&identity, authority.certificate_pem())?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(CloudError::io(format!("listening on {listen}")))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(CloudError::io("reading the listening address"))?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, store, tls, options, stopped));
+        Ok(RunningServer {
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops accepting, lets connections finish their batch, and waits.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,431 @@
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::*;
+use crate::cloud::{AccessDuration, ProjectKey, Role};
+use crate::identity::{CertificateAuthority, KeyAlgorithm, PrivateKey, sign_client_csr};
+use crate::proto::{Claimed, EventId, NewShareLink, RedeemLink, Released, ShareAccess};
+
+const NOW: Timestamp = Timestamp(1_800_000_000);
+const SERIAL: Serial = Serial(0x0123_4567);
+const MAC: Mac = Mac([0x02, 0x4c, 0x01, 0x23, 0x45, 0x67]);
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: CloudStore,
+    ca: CertificateAuthority,
+    place: PlaceId,
+}
+
+fn owner() -> AccountId {
+    AccountId::new("designer@example.com")
+}
+
+fn site() -> AccountId {
+    AccountId::new("site-box@example.com")
+}
+
+/// A Place with remote services on and one processor activated.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CloudStore::open(&dir.path().join("data")).unwrap();
+    let ca = CertificateAuthority::processor_ca(MAC).unwrap();
+    let place = PlaceId("lake-house".into());
+    let key = ProjectKey("k".into());
+    store
+        .create_place(
+            &Command::CreatePlace {
+                place: place.clone(),
+                by: owner(),
+                key,
+                remote_services: true,
+            },
+            Some(ProcessorRecord {
+                place: place.clone(),
+                serial: SERIAL,
+                mac: MAC.0,
+                ca_der: ca.certificate_der().to_vec(),
+            }),
+            NOW,
+        )
+        .unwrap()
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        ca,
+        place,
+    }
+}
+
+fn proof(ca: &CertificateAuthority) -> Vec<u8> {
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let pem = sign_client_csr(&key.csr_pem("handoff").unwrap(), ca).unwrap();
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+fn event(seq: u64, kind: EventKind) -> RelayEvent {
+    RelayEvent {
+        id: EventId {
+            daemon: "d1".into(),
+            seq,
+        },
+        kind,
+    }
+}
+
+fn claimed(proof: Vec<u8>) -> EventKind {
+    EventKind::Claimed(Claimed {
+        place: None,
+        serial: SERIAL,
+        mac: MAC,
+        proof,
+        at: NOW,
+    })
+}
+
+fn outcome(reply: &Reply) -> &Outcome {
+    match reply {
+        Reply::Ack(ack) => &ack.outcome,
+        Reply::Error(e) => panic!("an error frame: {e:?}"),
+    }
+}
+
+fn rule(reply: &Reply) -> &str {
+    match outcome(reply) {
+        Outcome::Refused { rule, .. } => rule,
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn a_claim_with_the_processors_proof_makes_the_claimant_homeowner() {
+    let f = fixture();
+    let replies = f
+        .store
+        .relay(&site(), &[event(1, claimed(proof(&f.ca)))], NOW)
+        .unwrap();
+    assert_eq!(outcome(&replies[0]), &Outcome::Applied);
+    let place = f.store.place(&f.place).unwrap().unwrap();
+    assert_eq!(place.homeowner(), Some(&site()));
+}
+
+#[test]
+fn claim_proof_is_checked_against_the_processor_ca() {
+    let f = fixture();
+    let foreign = CertificateAuthority::processor_ca(Mac([2, 0x4c, 9, 9, 9, 9])).unwrap();
+    let replies = f
+        .store
+        .relay(&site(), &[event(1, claimed(proof(&foreign)))], NOW)
+        .unwrap();
+    assert_eq!(
+        rule(&replies[0]),
+        "claim_proof_is_checked_against_the_processor_ca"
+    );
+    let garbage = f
+        .store
+        .relay(&site(), &[event(2, claimed(b"garbage".to_vec()))], NOW)
+        .unwrap();
+    assert_eq!(
+        rule(&garbage[0]),
+        "claim_proof_is_checked_against_the_processor_ca"
+    );
+    let place = f.store.place(&f.place).unwrap().unwrap();
+    assert_eq!(place.homeowner(), None, "nothing applied");
+}
+
+#[test]
+fn a_claim_proof_is_spent_once() {
+    let f = fixture();
+    let proof = proof(&f.ca);
+    let first = f
+        .store
+        .relay(&site(), &[event(1, claimed(proof.clone()))], NOW)
+        .unwrap();
+    assert_eq!(outcome(&first[0]), &Outcome::Applied);
+    let released = f
+        .store
+        .relay(
+            &site(),
+            &[event(
+                2,
+                EventKind::Released(Released {
+                    place: Some(f.place.clone()),
+                    serial: None,
+                }),
+            )],
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(outcome(&released[0]), &Outcome::Applied);
+    // The same proof under a new event id, by another account.
+    let replay = f
+        .store
+        .relay(
+            &AccountId::new("thief@example.com"),
+            &[event(3, claimed(proof))],
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(
+        rule(&replay[0]),
+        "claim_proof_is_checked_against_the_processor_ca"
+    );
+}
+
+#[test]
+fn a_claim_with_the_wrong_mac_is_refused() {
+    let f = fixture();
+    let mut kind = claimed(proof(&f.ca));
+    if let EventKind::Claimed(c) = &mut kind {
+        c.mac = Mac([2, 0x4c, 0, 0, 0, 1]);
+    }
+    let replies = f.store.relay(&site(), &[event(1, kind)], NOW).unwrap();
+    assert_eq!(
+        rule(&replies[0]),
+        "claim_proof_is_checked_against_the_processor_ca"
+    );
+}
+
+#[test]
+fn duplicate_event_ids_are_acknowledged_with_the_original_result_and_applied_once() {
+    let f = fixture();
+    let share = |email: &str| {
+        EventKind::ShareAccess(ShareAccess {
+            place: f.place.clone(),
+            email: email.into(),
+            duration: AccessDuration::SevenDays,
+        })
+    };
+    let first = f
+        .store
+        .relay(&owner(), &[event(1, share("pro@example.com"))], NOW)
+        .unwrap();
+    assert_eq!(outcome(&first[0]), &Outcome::Applied);
+    // The same id, even with another body, is the same event: not applied.
+    let again = f
+        .store
+        .relay(
+            &owner(),
+            &[event(1, share("other@example.com"))],
+            Timestamp(NOW.0 + 86_400 * 60),
+        )
+        .unwrap();
+    assert_eq!(outcome(&again[0]), &Outcome::Duplicate);
+    let place = f.store.place(&f.place).unwrap().unwrap();
+    assert!(
+        place
+            .grants
+            .contains_key(&AccountId::new("pro@example.com"))
+    );
+    assert!(
+        !place
+            .grants
+            .contains_key(&AccountId::new("other@example.com"))
+    );
+    // A refused event stays refused with the same rule when sent again.
+    let refused = f
+        .store
+        .relay(
+            &AccountId::new("nobody@example.com"),
+            &[event(9, share("x@example.com"))],
+            NOW,
+        )
+        .unwrap();
+    let again = f
+        .store
+        .relay(
+            &AccountId::new("nobody@example.com"),
+            &[event(9, share("x@example.com"))],
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(rule(&refused[0]), rule(&again[0]));
+    assert_eq!(f.store.event_count().unwrap(), 2);
+}
+
+#[test]
+fn a_new_share_link_comes_back_in_the_ack_and_again_on_a_duplicate() {
+    let f = fixture();
+    let new = EventKind::NewShareLink(NewShareLink {
+        place: f.place.clone(),
+        duration: AccessDuration::OneDay,
+    });
+    let first = f
+        .store
+        .relay(&owner(), &[event(1, new.clone())], NOW)
+        .unwrap();
+    let Reply::Ack(ack) = &first[0] else { panic!() };
+    let link = ack.link.clone().expect("the link");
+    assert_eq!(link.secret.len(), 32);
+    let dup = f.store.relay(&owner(), &[event(1, new)], NOW).unwrap();
+    let Reply::Ack(dup) = &dup[0] else { panic!() };
+    assert_eq!(dup.outcome, Outcome::Duplicate);
+    assert_eq!(dup.link.as_ref(), Some(&link));
+    let redeem = f
+        .store
+        .relay(
+            &AccountId::new("pro@example.com"),
+            &[event(
+                2,
+                EventKind::RedeemLink(RedeemLink {
+                    place: f.place.clone(),
+                    link,
+                }),
+            )],
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(outcome(&redeem[0]), &Outcome::Applied);
+    let place = f.store.place(&f.place).unwrap().unwrap();
+    assert_eq!(
+        place.grants[&AccountId::new("pro@example.com")].role,
+        Role::ProInstaller
+    );
+}
+
+#[test]
+fn status_by_serial_or_mac_is_the_cloud_icon_and_unknown_processors_get_an_error() {
+    let f = fixture();
+    let by_serial = StatusQuery::BySerial {
+        query: 1,
+        serial: SERIAL,
+    };
+    let st = f.store.status(&site(), &by_serial, NOW).unwrap().unwrap();
+    assert_eq!((st.status, st.place.clone()), (Status::Green, None));
+    f.store
+        .relay(&owner(), &[event(1, claimed(proof(&f.ca)))], NOW)
+        .unwrap();
+    let st = f
+        .store
+        .status(&site(), &StatusQuery::ByMac { query: 2, mac: MAC }, NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.status, Status::Yellow);
+    assert_eq!(st.query, 2);
+    let st = f.store.status(&owner(), &by_serial, NOW).unwrap().unwrap();
+    assert_eq!(
+        (st.status, st.place),
+        (Status::Green, Some(f.place.clone()))
+    );
+    let unknown = StatusQuery::BySerial {
+        query: 3,
+        serial: Serial(7),
+    };
+    let err = f.store.status(&site(), &unknown, NOW).unwrap().unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.query),
+        (error_code::UNKNOWN_PROCESSOR, Some(3))
+    );
+}
+
+#[test]
+fn the_store_keeps_everything_across_a_reopen_and_a_second_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let store = CloudStore::open(&data).unwrap();
+        store
+            .execute(
+                &Command::CreatePlace {
+                    place: PlaceId("p".into()),
+                    by: owner(),
+                    key: ProjectKey("k".into()),
+                    remote_services: false,
+                },
+                NOW,
+            )
+            .unwrap()
+            .unwrap();
+    }
+    let store = CloudStore::open(&data).unwrap();
+    // The operator CLI opens the file while the server holds it.
+    let second = CloudStore::open(&data).unwrap();
+    assert!(store.place(&PlaceId("p".into())).unwrap().is_some());
+    second
+        .execute(
+            &Command::SetRemoteServices {
+                place: PlaceId("p".into()),
+                key: ProjectKey("k".into()),
+                enabled: true,
+            },
+            NOW,
+        )
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .place(&PlaceId("p".into()))
+            .unwrap()
+            .unwrap()
+            .remote_services
+    );
+}
+
+#[test]
+fn a_deleted_places_id_is_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CloudStore::open(&dir.path().join("data")).unwrap();
+    let create = Command::CreatePlace {
+        place: PlaceId("p".into()),
+        by: owner(),
+        key: ProjectKey("k".into()),
+        remote_services: true,
+    };
+    store.execute(&create, NOW).unwrap().unwrap();
+    store
+        .execute(
+            &Command::RevokeAccess {
+                place: PlaceId("p".into()),
+                by: owner(),
+                target: owner(),
+                force: true,
+            },
+            NOW,
+        )
+        .unwrap()
+        .unwrap();
+    assert!(store.place(&PlaceId("p".into())).unwrap().is_none());
+    let again = store.execute(&create, NOW).unwrap();
+    assert!(matches!(again, Err(Refusal::PlaceExists { .. })));
+}
+
+#[test]
+fn a_corrupt_record_is_reported_not_a_panic() {
+    let f = fixture();
+    {
+        let txn = f.store.db.begin_write().unwrap();
+        txn.open_table(PLACES)
+            .unwrap()
+            .insert("lake-house", &b"\xff\x00garbage"[..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = f.store.place(&f.place).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CloudError::Corrupt {
+                table: "places",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Other Places and operations are unaffected by one bad record.
+    let other = f
+        .store
+        .execute(
+            &Command::CreatePlace {
+                place: PlaceId("other".into()),
+                by: owner(),
+                key: ProjectKey("k".into()),
+                remote_services: true,
+            },
+            NOW,
+        )
+        .unwrap();
+    assert!(other.is_ok());
+}

@@ -1,0 +1,211 @@
+//! The daemon's side of the wire to the cloud: dial TCP, mutual TLS 1.3
+//! with the enrolled identity, and what the commands do with it — relay
+//! queued events now and wait a little for their answers, or ask the
+//! status of a processor's Place.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::frames::FrameReader;
+use super::{RelayConfig, RelayError, status_channel};
+use crate::cloud::authority::DaemonIdentity;
+use crate::outbox::Outbox;
+use crate::proto::{
+    self, Ack, ErrorFrame, EventId, Hello, PROTOCOL_VERSION, PlaceStatus, RelayMessage, StatusQuery,
+};
+
+/// Where the cloud is and who we are to it.
+#[derive(Clone)]
+pub struct CloudLink {
+    /// `host:port`.
+    pub address: String,
+    pub site: String,
+    pub account: String,
+    config: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for CloudLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudLink")
+            .field("address", &self.address)
+            .field("site", &self.site)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default place of the enrolled identity bundle under the state
+/// directory (the configuration's `[cloud] identity` default too).
+pub const IDENTITY_DIR: &str = "cloud-identity";
+
+impl CloudLink {
+    /// Reads the identity bundle in `identity_dir`.
+    ///
+    /// # Errors
+    /// A message naming the bundle and what to do.
+    pub fn new(address: &str, identity_dir: &Path) -> Result<CloudLink, String> {
+        let identity = DaemonIdentity::load(identity_dir).map_err(|e| {
+            format!(
+                "cannot use the cloud identity in {}: {e}",
+                identity_dir.display()
+            )
+        })?;
+        let config = crate::tls::cloud_client_config(&identity.identity, &identity.cloud_ca_pem)
+            .map_err(|e| format!("the cloud identity in {}: {e}", identity_dir.display()))?;
+        Ok(CloudLink {
+            address: address.to_owned(),
+            site: identity.site,
+            account: identity.account.as_str().to_owned(),
+            config,
+        })
+    }
+
+    /// From `--cloud` and `--cloud-identity` (default
+    /// `STATE_DIR/cloud-identity`): `None` when no cloud is configured.
+    ///
+    /// # Errors
+    /// As [`CloudLink::new`].
+    pub fn from_flags(
+        address: Option<&str>,
+        identity_dir: Option<&Path>,
+        state_dir: &Path,
+    ) -> Result<Option<CloudLink>, String> {
+        let Some(address) = address else {
+            return Ok(None);
+        };
+        let dir: PathBuf =
+            identity_dir.map_or_else(|| state_dir.join(IDENTITY_DIR), Path::to_owned);
+        CloudLink::new(address, &dir).map(Some)
+    }
+
+    /// A connection with the TLS handshake done.
+    ///
+    /// # Errors
+    /// The I/O or TLS failure.
+    pub async fn connect(&self) -> io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(&self.address).await?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(crate::tls::CLOUD_SERVER_NAME)
+            .map_err(|e| io::Error::other(e.to_string()))?
+            .to_owned();
+        TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await
+    }
+
+    /// A [`super::Connector`] for [`super::run`].
+    pub fn connector(
+        &self,
+    ) -> impl FnMut() -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = io::Result<TlsStream<TcpStream>>> + Send>,
+    > + Send
+    + 'static {
+        let link = self.clone();
+        move || {
+            let link = link.clone();
+            Box::pin(async move { link.connect().await })
+        }
+    }
+
+    /// Asks the cloud the Place status of one processor.
+    ///
+    /// # Errors
+    /// [`RelayError`] when the cloud cannot be reached or answers badly;
+    /// `Ok(Err(frame))` when it answers with an error (e.g. an unknown
+    /// processor).
+    pub async fn status(
+        &self,
+        query: StatusQuery,
+        limit: Duration,
+    ) -> Result<Result<PlaceStatus, ErrorFrame>, RelayError> {
+        tokio::time::timeout(limit, self.status_inner(query))
+            .await
+            .map_err(|_| RelayError::Timeout("asking the cloud"))?
+    }
+
+    async fn status_inner(
+        &self,
+        query: StatusQuery,
+    ) -> Result<Result<PlaceStatus, ErrorFrame>, RelayError> {
+        use tokio::io::AsyncWriteExt;
+        let stream = self
+            .connect()
+            .await
+            .map_err(|e| RelayError::Connect(e.to_string()))?;
+        let (read, mut write) = tokio::io::split(stream);
+        let mut frames = FrameReader::new(read);
+        let mut out = proto::encode(&RelayMessage::Hello(Hello {
+            versions: vec![PROTOCOL_VERSION],
+            software: Some(RelayConfig::default().software),
+        }))
+        .map_err(RelayError::Encode)?;
+        out.extend(proto::encode(&RelayMessage::StatusQuery(query)).map_err(RelayError::Encode)?);
+        write
+            .write_all(&out)
+            .await
+            .map_err(|e| RelayError::Io(e.to_string()))?;
+        match frames.read_frame().await? {
+            RelayMessage::HelloAck(_) => {}
+            RelayMessage::Error(e) => return Err(RelayError::Handshake(e.reason)),
+            other => {
+                return Err(RelayError::Unexpected {
+                    kind: other.kind().into(),
+                });
+            }
+        }
+        match frames.read_frame().await? {
+            RelayMessage::PlaceStatus(status) => Ok(Ok(status)),
+            RelayMessage::Error(e) => Ok(Err(e)),
+            other => Err(RelayError::Unexpected {
+                kind: other.kind().into(),
+            }),
+        }
+    }
+}
+
+/// Relays everything queued in `outbox` (oldest first) and waits up to
+/// `wait` for the answers to `ids`. An id without an answer in time stays
+/// queued: the daemon, or the next command, delivers it.
+///
+/// Returns each id's ack (if any) and the relay's last error (if the
+/// cloud could not be reached).
+pub async fn deliver_and_wait(
+    outbox: &Outbox,
+    link: &CloudLink,
+    ids: &[EventId],
+    wait: Duration,
+) -> (Vec<Option<Ack>>, Option<String>) {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (status, watch) = status_channel(outbox);
+    let task = tokio::spawn(super::run(
+        outbox.clone(),
+        link.connector(),
+        RelayConfig {
+            connect_timeout: wait.min(Duration::from_secs(10)),
+            ..RelayConfig::default()
+        },
+        shutdown,
+        status,
+    ));
+    let mut acks = Vec::with_capacity(ids.len());
+    let deadline = tokio::time::Instant::now() + wait;
+    for id in ids {
+        let ack = tokio::time::timeout_at(deadline, outbox.wait_outcome(id))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        acks.push(ack);
+    }
+    let _ = stop.send(true);
+    let _ = task.await;
+    let last_error = watch.borrow().last_error.clone();
+    (acks, last_error)
+}

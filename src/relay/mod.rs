@@ -1,0 +1,451 @@
+//! The relay client: delivers the [`Outbox`]'s events to the cloud access
+//! layer and records what the cloud said.
+//!
+//! [`run`] is one tokio task. It opens a connection with a [`Connector`]
+//! (any byte stream: TLS in production, `tokio::io::duplex` in tests),
+//! sends `hello`, expects `hello-ack`, then sends pending events in order,
+//! up to [`RelayConfig::max_in_flight`] unacknowledged at a time, and
+//! hands every ack to the outbox, which commits it before the event counts
+//! as delivered. When the connection fails, the peer closes it, sends a
+//! frame that does not decode, an error frame or anything but an ack, it
+//! reconnects after the outbox's capped, jittered backoff and sends again
+//! from the oldest unacknowledged event; the cloud applies an id once, so
+//! a redelivery is harmless. It never decides an event's fate by itself:
+//! only an ack settles one, or an `unknown-event` error naming the event
+//! (kept as a refusal with rule `unknown-event`, so that one event a cloud
+//! cannot read does not hold back every later one).
+//!
+//! Its state (connected, backlog, last error) is published on a
+//! [`watch`] channel; shutdown is a `watch::Receiver<bool>` turning true.
+//!
+//! A command (`handoff claim`, `release`) that queues an event and reports
+//! the cloud's answer, or "queued" when the cloud is out of reach:
+//!
+//! ```no_run
+//! # async fn example(
+//! #     state: &std::path::Path,
+//! #     kind: handoff::proto::EventKind,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use handoff::outbox::{self, Outbox};
+//! use handoff::relay::{self, RelayConfig};
+//!
+//! let outbox = Outbox::open(state.join(outbox::FILE_NAME))?;
+//! let id = outbox.append(kind).await?; // durable from here on
+//! let (stop, shutdown) = tokio::sync::watch::channel(false);
+//! let (status, _status) = relay::status_channel(&outbox);
+//! // In production: dial TCP and do the mutual-TLS handshake here.
+//! let connect = || tokio::net::TcpStream::connect("127.0.0.1:4443");
+//! let task = tokio::spawn(relay::run(
+//!     outbox.clone(), connect, RelayConfig::default(), shutdown, status,
+//! ));
+//! match tokio::time::timeout(Duration::from_secs(10), outbox.wait_outcome(&id)).await {
+//!     Ok(ack) => println!("the cloud answered: {:?}", ack?.outcome),
+//!     Err(_) => println!("queued, will be relayed"),
+//! }
+//! stop.send(true)?;
+//! task.await?;
+//! outbox.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod frames;
+pub mod link;
+#[cfg(test)]
+mod tests;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::outbox::{Outbox, OutboxError};
+use crate::proto::{
+    self, ErrorFrame, Hello, HelloAck, PROTOCOL_VERSION, ProtoError, RelayMessage, error_code,
+};
+use frames::FrameReader;
+
+/// Opens a connection to the cloud. Implemented for every
+/// `FnMut() -> impl Future<Output = io::Result<S>>`, so a closure that
+/// dials TCP and does the TLS handshake is a connector.
+pub trait Connector: Send {
+    /// The byte stream: a TLS stream, a Unix socket, a duplex pipe.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// A new connection, handshake done (TLS included), ready for `hello`.
+    fn connect(&mut self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+impl<F, Fut, S> Connector for F
+where
+    F: FnMut() -> Fut + Send,
+    Fut: Future<Output = io::Result<S>> + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = S;
+
+    fn connect(&mut self) -> impl Future<Output = io::Result<S>> + Send {
+        self()
+    }
+}
+
+/// How the relay behaves. The retry backoff is the outbox's
+/// ([`Outbox::open_with`]), because the pure core decides it.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Events sent and not yet acknowledged, at most. 1 is stop-and-wait.
+    pub max_in_flight: usize,
+    /// Limit for opening a connection and for the hello exchange.
+    pub connect_timeout: Duration,
+    /// With events in flight, a connection that brings no frame for this
+    /// long is given up and reopened.
+    pub ack_timeout: Duration,
+    /// Sent in `hello` for the cloud's logs.
+    pub software: String,
+    /// Seed of the backoff jitter; `None` seeds from the OS. Tests fix it.
+    pub jitter_seed: Option<u64>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> RelayConfig {
+        RelayConfig {
+            max_in_flight: 256,
+            connect_timeout: Duration::from_secs(10),
+            ack_timeout: Duration::from_secs(30),
+            software: concat!("handoff/", env!("CARGO_PKG_VERSION")).into(),
+            jitter_seed: None,
+        }
+    }
+}
+
+/// What the relay is doing, for `handoff status --relay` and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayStatus {
+    /// Whether a connection is up (hello answered).
+    pub connected: bool,
+    /// Events not yet acknowledged.
+    pub backlog: usize,
+    /// Of those, sent on this connection.
+    pub in_flight: usize,
+    /// How long ago the oldest unacknowledged event was appended.
+    pub oldest_pending_age: Option<Duration>,
+    /// Events settled by an ack since the relay started.
+    pub acknowledged: u64,
+    /// Why the last connection ended, if one did. Kept after reconnecting.
+    pub last_error: Option<String>,
+    /// While waiting to reconnect: how long the wait is.
+    pub retry_in: Option<Duration>,
+}
+
+/// A status channel that starts from `outbox`'s backlog, for [`run`]
+/// (a `RelayStatus::default()` would show an empty backlog until the relay
+/// task first runs).
+pub fn status_channel(
+    outbox: &Outbox,
+) -> (watch::Sender<RelayStatus>, watch::Receiver<RelayStatus>) {
+    let stats = outbox.stats(SystemTime::now());
+    watch::channel(RelayStatus {
+        backlog: stats.backlog,
+        oldest_pending_age: stats.oldest_pending_age,
+        ..RelayStatus::default()
+    })
+}
+
+/// Why a connection to the cloud ended. The relay retries after every
+/// one; they are reported, never returned.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    #[error("cannot connect to the cloud: {0}")]
+    Connect(String),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    #[error("the connection to the cloud failed: {0}")]
+    Io(String),
+    #[error("the cloud closed the connection")]
+    Closed,
+    #[error("the cloud sent a frame that cannot be read: {0}")]
+    Garbage(ProtoError),
+    #[error("the cloud sent a \"{kind}\" message where it should not")]
+    Unexpected { kind: String },
+    #[error("the cloud refused the handshake: {0}")]
+    Handshake(String),
+    #[error("the cloud reported an error ({code}): {reason}")]
+    Peer { code: String, reason: String },
+    #[error("cannot record what the cloud said: {0}")]
+    Outbox(OutboxError),
+    /// One of our own frames cannot be written: a bug.
+    #[error("cannot write a relay frame: {0}")]
+    Encode(ProtoError),
+}
+
+/// Delivers `outbox`'s events through connections from `connector` until
+/// `shutdown` turns true (or its sender is dropped), publishing its state
+/// on `status`. Returns with every unacknowledged event still pending in
+/// the outbox, for the next run.
+pub async fn run<C: Connector>(
+    outbox: Outbox,
+    mut connector: C,
+    config: RelayConfig,
+    mut shutdown: watch::Receiver<bool>,
+    status: watch::Sender<RelayStatus>,
+) {
+    let mut rng = config
+        .jitter_seed
+        .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+    let mut alarm = BacklogAlarm::default();
+    refresh(&outbox, &status, &mut alarm);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let err = tokio::select! {
+            err = session(&outbox, &mut connector, &config, &status, &mut alarm) => err,
+            () = stopped(&mut shutdown) => break,
+        };
+        let delay = outbox.with_core(|core| core.connection_lost(rng.f64()));
+        tracing::warn!(error = %err, retry_in = ?delay, "relay: connection to the cloud lost");
+        status.send_modify(|s| {
+            s.connected = false;
+            s.last_error = Some(err.to_string());
+            s.retry_in = Some(delay);
+        });
+        refresh(&outbox, &status, &mut alarm);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stopped(&mut shutdown) => break,
+        }
+        status.send_modify(|s| s.retry_in = None);
+    }
+    outbox.with_core(|core| core.disconnected());
+    status.send_modify(|s| {
+        s.connected = false;
+        s.retry_in = None;
+    });
+    refresh(&outbox, &status, &mut alarm);
+}
+
+/// Resolves once shutdown is asked for, or nobody can ask any more.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// One connection, from dialing to its failure.
+async fn session<C: Connector>(
+    outbox: &Outbox,
+    connector: &mut C,
+    config: &RelayConfig,
+    status: &watch::Sender<RelayStatus>,
+    alarm: &mut BacklogAlarm,
+) -> RelayError {
+    match deliver(outbox, connector, config, status, alarm).await {
+        Ok(never) => match never {},
+        Err(err) => err,
+    }
+}
+
+async fn deliver<C: Connector>(
+    outbox: &Outbox,
+    connector: &mut C,
+    config: &RelayConfig,
+    status: &watch::Sender<RelayStatus>,
+    alarm: &mut BacklogAlarm,
+) -> Result<Infallible, RelayError> {
+    let stream = tokio::time::timeout(config.connect_timeout, connector.connect())
+        .await
+        .map_err(|_| RelayError::Timeout("connecting to the cloud"))?
+        .map_err(|e| RelayError::Connect(e.to_string()))?;
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(rd);
+    handshake(&mut reader, &mut wr, config).await?;
+    outbox.with_core(|core| core.connected());
+    status.send_modify(|s| {
+        s.connected = true;
+        s.retry_in = None;
+    });
+    tracing::info!("relay: connected to the cloud");
+
+    let mut changes = outbox.changes();
+    let mut out = Vec::new();
+    let mut written = 0;
+    let mut needs_flush = false;
+    let mut last_heard = Instant::now();
+    loop {
+        if written == out.len() {
+            out.clear();
+            written = 0;
+            changes.borrow_and_update();
+            let (was_idle, batch) = outbox.with_core(|core| {
+                let idle = core.stats(SystemTime::now()).in_flight == 0;
+                (idle, core.take_batch(config.max_in_flight))
+            });
+            if !batch.is_empty() {
+                if was_idle {
+                    last_heard = Instant::now();
+                }
+                for event in batch {
+                    let frame =
+                        proto::encode(&RelayMessage::Event(event)).map_err(RelayError::Encode)?;
+                    out.extend_from_slice(&frame);
+                }
+                refresh(outbox, status, alarm);
+            }
+        }
+        let in_flight = outbox.with_core(|core| core.stats(SystemTime::now()).in_flight > 0);
+        let sending = written < out.len();
+        tokio::select! {
+            msg = reader.read_frame() => {
+                last_heard = Instant::now();
+                let mut acks = vec![expect_ack(msg?)?];
+                while let Some(more) = reader.try_frame()? {
+                    acks.push(expect_ack(more)?);
+                }
+                let settled = outbox.record_acks(acks).await.map_err(RelayError::Outbox)?;
+                status.send_modify(|s| s.acknowledged += settled as u64);
+                refresh(outbox, status, alarm);
+            }
+            r = write_or_flush(&mut wr, &out[written..]), if sending || needs_flush => {
+                match r.map_err(|e| RelayError::Io(e.to_string()))? {
+                    Some(0) => return Err(RelayError::Closed),
+                    Some(n) => {
+                        written += n;
+                        needs_flush = true;
+                    }
+                    None => needs_flush = false,
+                }
+            }
+            r = changes.changed(), if !sending && !needs_flush => {
+                r.map_err(|_| RelayError::Outbox(OutboxError::Closed))?;
+            }
+            () = tokio::time::sleep_until(last_heard + config.ack_timeout), if in_flight => {
+                return Err(RelayError::Timeout("waiting for acks from the cloud"));
+            }
+        }
+    }
+}
+
+/// Writes some of `pending` (`Some(bytes written)`), or flushes when it
+/// is empty (`None`). Cancel safe: one await, on a cancel-safe call.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    pending: &[u8],
+) -> io::Result<Option<usize>> {
+    if pending.is_empty() {
+        wr.flush().await.map(|()| None)
+    } else {
+        wr.write(pending).await.map(Some)
+    }
+}
+
+async fn handshake<R, W>(
+    reader: &mut FrameReader<R>,
+    wr: &mut W,
+    config: &RelayConfig,
+) -> Result<(), RelayError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let hello = proto::encode(&RelayMessage::Hello(Hello {
+        versions: vec![PROTOCOL_VERSION],
+        software: Some(config.software.clone()),
+    }))
+    .map_err(RelayError::Encode)?;
+    let exchange = async {
+        wr.write_all(&hello)
+            .await
+            .map_err(|e| RelayError::Io(e.to_string()))?;
+        wr.flush()
+            .await
+            .map_err(|e| RelayError::Io(e.to_string()))?;
+        reader.read_frame().await
+    };
+    let answer = tokio::time::timeout(config.connect_timeout, exchange)
+        .await
+        .map_err(|_| RelayError::Timeout("waiting for the cloud's hello-ack"))??;
+    match answer {
+        RelayMessage::HelloAck(HelloAck { version }) if version == PROTOCOL_VERSION => Ok(()),
+        RelayMessage::HelloAck(HelloAck { version }) => Err(RelayError::Handshake(format!(
+            "it chose protocol version {version}; this daemon speaks {PROTOCOL_VERSION}"
+        ))),
+        RelayMessage::Error(e) => Err(RelayError::Peer {
+            code: e.code,
+            reason: e.reason,
+        }),
+        other => Err(RelayError::Unexpected {
+            kind: other.kind().to_owned(),
+        }),
+    }
+}
+
+/// The ack a frame carries. An `unknown-event` error about one event
+/// counts as that event's refusal (rule `unknown-event`): the cloud will
+/// never apply it, and retrying it would hold back every later event.
+/// Any other error frame ends the connection.
+fn expect_ack(msg: RelayMessage) -> Result<proto::Ack, RelayError> {
+    match msg {
+        RelayMessage::Ack(ack) => Ok(ack),
+        RelayMessage::Error(ErrorFrame {
+            code,
+            reason,
+            id: Some(id),
+            ..
+        }) if code == error_code::UNKNOWN_EVENT => {
+            tracing::warn!(seq = id.seq, %reason, "relay: the cloud does not know this event kind");
+            Ok(proto::Ack {
+                id,
+                outcome: proto::Outcome::Refused {
+                    rule: code,
+                    guidance: reason,
+                },
+                link: None,
+            })
+        }
+        RelayMessage::Error(e) => Err(RelayError::Peer {
+            code: e.code,
+            reason: e.reason,
+        }),
+        other => Err(RelayError::Unexpected {
+            kind: other.kind().to_owned(),
+        }),
+    }
+}
+
+/// Logs when the backlog passes 100, 1 000, 10 000… events, and again
+/// when it has come back down.
+#[derive(Debug)]
+struct BacklogAlarm {
+    next: usize,
+}
+
+impl Default for BacklogAlarm {
+    fn default() -> BacklogAlarm {
+        BacklogAlarm { next: 100 }
+    }
+}
+
+fn refresh(outbox: &Outbox, status: &watch::Sender<RelayStatus>, alarm: &mut BacklogAlarm) {
+    let stats = outbox.stats(SystemTime::now());
+    if stats.backlog >= alarm.next {
+        tracing::warn!(backlog = stats.backlog, oldest = ?stats.oldest_pending_age,
+            "relay: the backlog of events to deliver is growing");
+        alarm.next = alarm.next.saturating_mul(10);
+    } else if alarm.next > 100 && stats.backlog < alarm.next / 100 {
+        tracing::info!(backlog = stats.backlog, "relay: the backlog has come down");
+        alarm.next /= 10;
+    }
+    status.send_if_modified(|s| {
+        let changed = s.backlog != stats.backlog
+            || s.in_flight != stats.in_flight
+            || s.oldest_pending_age != stats.oldest_pending_age;
+        s.backlog = stats.backlog;
+        s.in_flight = stats.in_flight;
+        s.oldest_pending_age = stats.oldest_pending_age;
+        changed
+    });
+}

@@ -1,0 +1,373 @@
+//! The reference cloud as a service: `handoff cloud serve` with enrolled
+//! daemons over mutual TLS, bad frames, and a kill -9 in the middle of a
+//! stream. Each test runs in its own private network (it listens and
+//! connects on loopback).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use handoff::cloud::AccessDuration;
+use handoff::cloud::authority::DaemonIdentity;
+use handoff::proto::{
+    self, EventId, EventKind, Hello, Outcome, RelayEvent, RelayMessage, ShareAccess, StatusQuery,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use common::{Cloud, TempDir, handoff, handoff_bin};
+
+const OWNER: &str = "designer@example.com";
+
+/// A data directory with a Place owned by OWNER and a daemon enrolled for
+/// OWNER; returns (data dir, bundle dir, place id).
+fn setup(dir: &TempDir) -> (PathBuf, PathBuf, String) {
+    let data = dir.path("cloud");
+    let bundle = dir.path("bundle");
+    let data_s = data.to_str().unwrap();
+    let run = handoff(&[
+        "cloud",
+        "--data",
+        data_s,
+        "place",
+        "create",
+        "--as",
+        OWNER,
+        "--remote-services",
+        "--project-file",
+        dir.path("project.json").to_str().unwrap(),
+        "--id",
+        "lake-house",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "lake-house");
+    let run = handoff(&[
+        "cloud",
+        "--data",
+        data_s,
+        "enroll",
+        "--name",
+        "site-1",
+        "--account",
+        OWNER,
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    (data, bundle, "lake-house".into())
+}
+
+struct Conn {
+    tls: TlsStream<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr, bundle: &Path) -> std::io::Result<Conn> {
+        let identity = DaemonIdentity::load(bundle).expect("bundle");
+        let config =
+            handoff::tls::cloud_client_config(&identity.identity, &identity.cloud_ca_pem).unwrap();
+        let tcp = TcpStream::connect(addr).await?;
+        let name = rustls::pki_types::ServerName::try_from(handoff::tls::CLOUD_SERVER_NAME)
+            .unwrap()
+            .to_owned();
+        let tls = TlsConnector::from(Arc::clone(&config))
+            .connect(name, tcp)
+            .await?;
+        Ok(Conn {
+            tls,
+            buf: Vec::new(),
+        })
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.tls.write_all(bytes).await.expect("write");
+        self.tls.flush().await.expect("flush");
+    }
+
+    async fn send(&mut self, messages: &[RelayMessage]) {
+        let mut out = Vec::new();
+        for m in messages {
+            out.extend(proto::encode(m).unwrap());
+        }
+        self.send_raw(&out).await;
+    }
+
+    /// The next message, or `None` at a clean end of stream (or an error
+    /// such as a refused handshake).
+    async fn recv(&mut self) -> Option<RelayMessage> {
+        loop {
+            if let Some(len) = proto::check(&self.buf).expect("the cloud sends sane frames") {
+                let frame: Vec<u8> = self.buf.drain(..len).collect();
+                return Some(proto::decode(&frame).expect("the cloud's frame decodes"));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.tls.read(&mut chunk))
+                .await
+                .expect("the cloud answers within 10 s");
+            match n {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    async fn hello(&mut self) {
+        self.send(&[RelayMessage::Hello(Hello {
+            versions: vec![1],
+            software: Some("cloud test".into()),
+        })])
+        .await;
+        match self.recv().await {
+            Some(RelayMessage::HelloAck(ack)) => assert_eq!(ack.version, 1),
+            other => panic!("expected hello-ack, got {other:?}"),
+        }
+    }
+}
+
+fn share(place: &str, seq: u64) -> RelayMessage {
+    RelayMessage::Event(RelayEvent {
+        id: EventId {
+            daemon: "site-1".into(),
+            seq,
+        },
+        kind: EventKind::ShareAccess(ShareAccess {
+            place: handoff::cloud::PlaceId(place.into()),
+            email: format!("pro{seq}@example.com"),
+            duration: AccessDuration::SevenDays,
+        }),
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn error_code(m: Option<RelayMessage>) -> String {
+    match m {
+        Some(RelayMessage::Error(e)) => e.code,
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+}
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:4433".parse().unwrap()
+}
+
+lan_test! {
+    fn a_client_without_an_identity_from_this_cloud_is_refused_in_the_handshake() {
+        let dir = TempDir::new("cloud-tls");
+        let (data, _bundle, _) = setup(&dir);
+        // A bundle from another cloud: a CA this one never trusted.
+        let foreign = dir.path("foreign-bundle");
+        let run = handoff(&[
+            "cloud", "--data", dir.path("other-cloud").to_str().unwrap(), "enroll",
+            "--name", "intruder", "--account", OWNER, "--out", foreign.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let cloud = Cloud::start(&data, addr());
+        runtime().block_on(async {
+            // The cloud's certificate does not chain to the foreign CA
+            // either, so the client gives up first, or the server refuses
+            // the client certificate; either way no protocol byte passes.
+            match Conn::open(cloud.addr, &foreign).await {
+                Err(_) => {}
+                Ok(mut conn) => {
+                    conn.send(&[RelayMessage::Hello(Hello { versions: vec![1], software: None })]).await;
+                    assert_eq!(conn.recv().await, None, "no hello-ack for a stranger");
+                }
+            }
+        });
+        // And nothing was stored for it.
+        let show = handoff(&["cloud", "--data", data.to_str().unwrap(), "place", "show", "lake-house", "--json"]);
+        assert_eq!(show.json()["access"].as_array().unwrap().len(), 1);
+    }
+}
+
+lan_test! {
+    fn bad_frames_close_only_their_own_connection_with_a_reason() {
+        let dir = TempDir::new("cloud-frames");
+        let (data, bundle, place) = setup(&dir);
+        let cloud = Cloud::start(&data, addr());
+        runtime().block_on(async {
+            let mut good = Conn::open(cloud.addr, &bundle).await.unwrap();
+            good.hello().await;
+
+            // Garbage inside a well-formed length prefix.
+            let mut garbage = Conn::open(cloud.addr, &bundle).await.unwrap();
+            garbage.hello().await;
+            garbage.send_raw(&[0, 0, 0, 5, 0xff, 0xfe, 0x00, 0x13, 0x37]).await;
+            assert_eq!(error_code(garbage.recv().await), "malformed");
+            assert_eq!(garbage.recv().await, None, "then the connection closes");
+
+            // A prefix announcing 4 GiB: refused before any body is read.
+            let mut huge = Conn::open(cloud.addr, &bundle).await.unwrap();
+            huge.hello().await;
+            huge.send_raw(&[0xff, 0xff, 0xff, 0xff, 0xa1]).await;
+            assert_eq!(error_code(huge.recv().await), "too-large");
+            assert_eq!(huge.recv().await, None);
+
+            // Anything before hello.
+            let mut rude = Conn::open(cloud.addr, &bundle).await.unwrap();
+            rude.send(&[share(&place, 99)]).await;
+            assert_eq!(error_code(rude.recv().await), "hello-first");
+            assert_eq!(rude.recv().await, None);
+
+            // A frame cut short by the peer going away harms no one.
+            let mut cut = Conn::open(cloud.addr, &bundle).await.unwrap();
+            cut.hello().await;
+            cut.send_raw(&[0, 0, 1, 0, 0xa1, 0x61]).await;
+            drop(cut);
+
+            // An unknown kind: an error frame, and the connection goes on.
+            let unknown = ciborium::Value::Map(vec![(
+                ciborium::Value::Text("k".into()),
+                ciborium::Value::Text("frobnicate".into()),
+            )]);
+            let mut body = Vec::new();
+            ciborium::into_writer(&unknown, &mut body).unwrap();
+            let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+            frame.extend(body);
+            good.send_raw(&frame).await;
+            assert_eq!(error_code(good.recv().await), "unknown-kind");
+
+            // The good connection still works: an event is applied.
+            good.send(&[share(&place, 1)]).await;
+            match good.recv().await {
+                Some(RelayMessage::Ack(ack)) => assert_eq!(ack.outcome, Outcome::Applied),
+                other => panic!("expected an ack, got {other:?}"),
+            }
+            // And a status query for a processor nobody registered.
+            good.send(&[RelayMessage::StatusQuery(StatusQuery::BySerial {
+                query: 7,
+                serial: handoff::processor::Serial(12345),
+            })])
+            .await;
+            match good.recv().await {
+                Some(RelayMessage::Error(e)) => {
+                    assert_eq!((e.code.as_str(), e.query), ("unknown-processor", Some(7)));
+                }
+                other => panic!("expected an error frame, got {other:?}"),
+            }
+        });
+    }
+}
+
+lan_test! {
+    fn the_cloud_keeps_every_acknowledged_event_across_kill_9() {
+        const EVENTS: u64 = 300;
+        let dir = TempDir::new("cloud-kill");
+        let (data, bundle, place) = setup(&dir);
+        let mut acked = std::collections::BTreeSet::new();
+        let rt = runtime();
+        for round in 0..4u64 {
+            let mut cloud = Cloud::start(&data, addr());
+            let kill_after = 20 + fastrand::u64(..60);
+            rt.block_on(async {
+                let mut conn = Conn::open(cloud.addr, &bundle).await.unwrap();
+                conn.hello().await;
+                // Pipeline everything not yet acknowledged, in batches.
+                let pending: Vec<u64> = (1..=EVENTS).filter(|s| !acked.contains(s)).collect();
+                for chunk in pending.chunks(16) {
+                    let batch: Vec<RelayMessage> = chunk.iter().map(|s| share(&place, *s)).collect();
+                    conn.send(&batch).await;
+                    for _ in chunk {
+                        match conn.recv().await {
+                            Some(RelayMessage::Ack(ack)) => {
+                                assert!(
+                                    matches!(ack.outcome, Outcome::Applied | Outcome::Duplicate),
+                                    "{ack:?}"
+                                );
+                                acked.insert(ack.id.seq);
+                            }
+                            other => panic!("round {round}: expected an ack, got {other:?}"),
+                        }
+                    }
+                    if round < 3 && acked.len() as u64 >= kill_after * (round + 1) {
+                        break;
+                    }
+                }
+            });
+            if round < 3 {
+                // Mid-stream, no goodbye, with more events in flight.
+                rt.block_on(async {
+                    if let Ok(mut conn) = Conn::open(cloud.addr, &bundle).await {
+                        conn.hello().await;
+                        let rest: Vec<RelayMessage> = (1..=EVENTS).map(|s| share(&place, s)).collect();
+                        conn.send(&rest).await;
+                    }
+                });
+                cloud.kill9();
+            }
+        }
+        assert_eq!(acked.len() as u64, EVENTS, "every event acknowledged in the end");
+        // Every acknowledged share is there, exactly once.
+        let show = handoff(&["cloud", "--data", data.to_str().unwrap(), "place", "show", &place, "--json"]);
+        assert_eq!(show.code, Some(0), "{}", show.stderr);
+        let access = show.json()["access"].as_array().unwrap().clone();
+        let pros: std::collections::BTreeSet<String> = access
+            .iter()
+            .map(|a| a["account"].as_str().unwrap().to_string())
+            .filter(|a| a.starts_with("pro"))
+            .collect();
+        assert_eq!(pros.len() as u64, EVENTS);
+        assert_eq!(access.len() as u64, EVENTS + 1, "the owner and one grant per event");
+        // Every id, sent again, is a duplicate: each was applied once, and
+        // the cloud remembers it across the kills.
+        let cloud = Cloud::start(&data, addr());
+        rt.block_on(async {
+            let mut conn = Conn::open(cloud.addr, &bundle).await.unwrap();
+            conn.hello().await;
+            let all: Vec<RelayMessage> = (1..=EVENTS).map(|s| share(&place, s)).collect();
+            conn.send(&all).await;
+            for _ in 1..=EVENTS {
+                match conn.recv().await {
+                    Some(RelayMessage::Ack(ack)) => {
+                        assert_eq!(ack.outcome, Outcome::Duplicate, "event {}", ack.id.seq);
+                    }
+                    other => panic!("expected an ack, got {other:?}"),
+                }
+            }
+        });
+    }
+}
+
+lan_test! {
+    fn the_readme_operator_walkthrough_runs() {
+        // The script the README shows: a Place created, shared, linked,
+        // claimed with the processor's proof and released.
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cloud-walkthrough.sh");
+        let bin_dir = Path::new(handoff_bin()).parent().unwrap();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let dir = TempDir::new("walkthrough");
+        let out = Command::new("bash")
+            .arg(script)
+            .current_dir(&dir.0)
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bash");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the walkthrough failed:\n{stdout}\n{stderr}");
+        for line in [
+            "shared Place lake-house with pro@example.com for 30 days",
+            "tech@example.com now has access to Place lake-house",
+            "home@example.com claimed Place lake-house as its homeowner",
+            "yellow: a homeowner account is established",
+            "Place lake-house has no homeowner now: it can be claimed again",
+        ] {
+            assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}\n{stderr}");
+        }
+        assert!(stderr.contains("rule: new_share_link_disables_the_old_one"), "{stderr}");
+    }
+}

@@ -1,0 +1,171 @@
+//! `handoff takeover` end to end on a private network: a simulated
+//! processor, the reference cloud, and the cloud going down in the middle.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Cloud, Sim, TempDir, handoff, handoff_bin};
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:4433".parse().unwrap()
+}
+
+/// A Place with remote services whose processor is the sim's first, and
+/// the site's identity bundle in STATE/cloud-identity.
+fn cloud_for(sim: &Sim, dir: &TempDir, remote_services: bool) -> std::path::PathBuf {
+    let data = dir.path("cloud");
+    let p = &sim.manifest[0];
+    let (id, serial, mac) = (
+        p["id"].as_str().unwrap(),
+        p["serial"].as_u64().unwrap().to_string(),
+        p["mac"].as_str().unwrap(),
+    );
+    let ca = sim
+        .state_dir
+        .join(format!("sim/processors/{id}/ca-cert.pem"));
+    let mut args = vec![
+        "cloud",
+        "--data",
+        data.to_str().unwrap(),
+        "place",
+        "create",
+        "--id",
+        "lake",
+        "--as",
+        "designer@example.com",
+        "--project-file",
+        dir.path("project.json").to_str().unwrap().to_owned().leak(),
+        "--serial",
+        serial.leak(),
+        "--mac",
+        mac,
+        "--processor-ca",
+        ca.to_str().unwrap().to_owned().leak(),
+    ];
+    if remote_services {
+        args.push("--remote-services");
+    }
+    let run = handoff(&args);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let bundle = sim.state_dir.join("cloud-identity");
+    let run = handoff(&[
+        "cloud",
+        "--data",
+        data.to_str().unwrap(),
+        "enroll",
+        "--name",
+        "site-1",
+        "--account",
+        "integrator@example.com",
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    data
+}
+
+fn takeover(sim: &Sim, extra: &[&str]) -> Command {
+    let mut c = Command::new(handoff_bin());
+    c.arg("--state-dir")
+        .arg(&sim.state_dir)
+        .args([
+            "takeover",
+            sim.manifest[0]["id"].as_str().unwrap(),
+            "--share-to",
+            "pro@example.com",
+        ])
+        .args([
+            "--cloud",
+            &addr().to_string(),
+            "--cloud-wait",
+            "3s",
+            "--button-timeout",
+            "20s",
+        ])
+        .args(extra)
+        .stdin(Stdio::null());
+    c
+}
+
+lan_test! {
+    fn takeover_survives_a_cloud_outage_and_never_claims_twice() {
+        let dir = TempDir::new("takeover");
+        let sim = Sim::start(&["--count", "1", "--no-probe"]);
+        let data = cloud_for(&sim, &dir, true);
+        let mut cloud = Cloud::start(&data, addr());
+
+        // First run: the cloud goes away while we wait for the button.
+        let mut first = takeover(&sim, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = first.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while !seen.iter().any(|l: &String| l.contains("Press the button")) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            seen.push(rx.recv_timeout(left).expect("takeover waits for the button"));
+        }
+        cloud.kill9();
+        let press = handoff(&["--state-dir", sim.state_dir.to_str().unwrap(), "sim", "press",
+            sim.manifest[0]["id"].as_str().unwrap()]);
+        assert_eq!(press.code, Some(0), "{}", press.stderr);
+        let status = first.wait().unwrap();
+        seen.extend(rx.try_iter());
+        assert_eq!(status.code(), Some(4), "interrupted, not failed: {seen:#?}");
+        assert!(seen.iter().any(|l| l.contains("queued")), "{seen:#?}");
+
+        // Second run, cloud back: continues without a button (none will be
+        // pressed: a second claim would time out) and finishes.
+        let _cloud = Cloud::start(&data, addr());
+        let out = takeover(&sim, &["--json"]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(!stderr.contains("Press the button"), "claimed twice:\n{stderr}");
+        let done: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(done["result"], "done");
+        assert_eq!(done["shared_with"], "pro@example.com");
+
+        // The cloud: the pro has access, no homeowner is left, and the site
+        // account's temporary access went with the home.
+        let show = handoff(&["cloud", "--data", data.to_str().unwrap(), "place", "show", "lake", "--json"]);
+        let place = show.json();
+        assert_eq!(place["homeowner"], serde_json::Value::Null);
+        let accounts: Vec<&str> = place["access"].as_array().unwrap().iter()
+            .map(|a| a["account"].as_str().unwrap()).collect();
+        assert_eq!(accounts, ["designer@example.com", "pro@example.com"]);
+
+        // And a third run says it is done rather than starting over.
+        let again = takeover(&sim, &[]).output().unwrap();
+        assert_ne!(again.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
+    }
+}
+
+lan_test! {
+    fn takeover_refuses_where_the_article_says_it_does_not_apply() {
+        let dir = TempDir::new("takeover-grey");
+        let sim = Sim::start(&["--count", "1", "--no-probe", "--auto-press", "0s"]);
+        let data = cloud_for(&sim, &dir, false);
+        let _cloud = Cloud::start(&data, addr());
+        let out = takeover(&sim, &[]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("remote services are off"), "{stderr}");
+        assert!(stderr.contains("factory-default the processor"), "{stderr}");
+        assert!(!stderr.contains("Press the button"), "no claim was tried: {stderr}");
+        assert!(sim.state_dir.join("credentials").read_dir().map_or(true, |mut d| d.next().is_none()));
+    }
+}
