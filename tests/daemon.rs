@@ -33,13 +33,20 @@ impl Daemon {
         self.run_dir().join("handoff.sock")
     }
 
+    /// `handoff daemon` with its own (empty unless written) configuration
+    /// file beside `state`, never the machine's.
     fn command(state: &Path, run: &Path) -> Command {
+        let config = state.with_extension("toml");
+        if !config.exists() {
+            std::fs::write(&config, "").unwrap();
+        }
         let mut c = Command::new(handoff_bin());
         c.arg("--state-dir")
             .arg(state)
             .arg("--runtime-dir")
             .arg(run)
-            .args(["daemon", "--liveness", "6s"])
+            .args(["daemon", "--liveness", "6s", "--config"])
+            .arg(config)
             .env("HANDOFF_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
@@ -444,6 +451,42 @@ lan_test! {
             daemon.await.unwrap().unwrap();
         });
         assert!(!socket.exists());
+        drop(sim);
+    }
+}
+
+lan_test! {
+    fn sighup_reads_the_configuration_again_and_a_new_interface_list_takes_effect() {
+        let sim = Sim::start(&["--count", "2", "--seed", "81", "--no-probe"]);
+        for cmd in [
+            "ip link add hv0 type veth peer name hv1",
+            "ip link set hv0 up",
+            "ip link set hv1 up",
+        ] {
+            let ok = Command::new("sh").args(["-c", cmd]).status().unwrap().success();
+            assert!(ok, "{cmd}");
+        }
+        let dir = TempDir::new("sighup");
+        let config = dir.path("state").with_extension("toml");
+        std::fs::write(&config, "interfaces = [\"lo\"]\n").unwrap();
+        let daemon = Daemon::start_with(dir, |_| {});
+        daemon.wait_inventory(2, Duration::from_secs(15));
+        let pid = nix::unistd::Pid::from_raw(daemon.child.as_ref().unwrap().id() as i32);
+        let hup = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+
+        // A refused file changes nothing, and the daemon keeps serving.
+        std::fs::write(&config, "interfaces = [\"lo\"]\nintrefaces = []\n").unwrap();
+        hup();
+        assert_eq!(daemon.health()["processors"], 2);
+
+        // Away from the fleet: the processors go once the liveness bound passes.
+        std::fs::write(&config, "interfaces = [\"hv0\"]\n").unwrap();
+        hup();
+        daemon.wait_inventory(0, Duration::from_secs(20));
+        std::fs::write(&config, "interfaces = [\"lo\"]\n").unwrap();
+        hup();
+        daemon.wait_inventory(2, Duration::from_secs(15));
+        assert!(daemon.terminate().success());
         drop(sim);
     }
 }

@@ -1,5 +1,8 @@
-//! `handoff daemon`: the site service. Signals become the daemon's
-//! injected shutdown (SIGTERM, SIGINT) and reload (SIGHUP).
+//! `handoff daemon`: the site service. Its settings come from the
+//! configuration file (`--config`, else `$CONFIGURATION_DIRECTORY` or
+//! `/etc/handoff/handoff.toml`), with the flags overriding; signals become
+//! the daemon's injected shutdown (SIGTERM, SIGINT) and reload (SIGHUP:
+//! the file is read again).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,18 +13,25 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::{CliError, parse_duration};
-use crate::daemon::{self, DaemonSettings, shutdown_channel};
+use crate::daemon::{self, DaemonSettings, config, shutdown_channel};
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
-    /// Browse only on this interface (repeatable) [default: every
-    /// multicast-capable interface but loopback and container bridges]
+    /// The configuration file [default: $CONFIGURATION_DIRECTORY/handoff.toml
+    /// under systemd, else /etc/handoff/handoff.toml; a missing default
+    /// file means all defaults]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Browse only on this interface (repeatable); overrides the
+    /// configuration's `interfaces`
     #[arg(long = "interface", value_name = "IF")]
     pub interfaces: Vec<String>,
 
-    /// Report a processor removed when it has not answered for this long
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub liveness: Duration,
+    /// Report a processor removed when it has not answered for this long;
+    /// overrides the configuration's `liveness` (default 30s)
+    #[arg(long, value_parser = parse_duration)]
+    pub liveness: Option<Duration>,
 
     /// Control clients served at once; more are told to try again
     #[arg(long, default_value_t = 64, value_name = "N")]
@@ -29,13 +39,29 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
-    fn settings(&self, state_dir: PathBuf, runtime_dir: PathBuf) -> DaemonSettings {
-        DaemonSettings {
-            interfaces: self.interfaces.clone(),
-            liveness: self.liveness,
+    /// The settings as the configuration file says now, the flags winning.
+    fn settings(
+        &self,
+        state_dir: Option<PathBuf>,
+        runtime_dir: Option<PathBuf>,
+    ) -> Result<DaemonSettings, CliError> {
+        let failed = |e: config::ConfigError| CliError::Failed(e.to_string());
+        let (file, source) = config::load(self.config.as_deref()).map_err(failed)?;
+        let effective = file.resolve(state_dir, &source).map_err(failed)?;
+        let runtime_dir = runtime_dir
+            .or_else(|| daemon::default_runtime_dir(Some(&effective.state_dir)))
+            .unwrap_or_else(|| effective.state_dir.clone());
+        let interfaces = if self.interfaces.is_empty() {
+            effective.interfaces
+        } else {
+            self.interfaces.clone()
+        };
+        Ok(DaemonSettings {
+            interfaces,
+            liveness: self.liveness.unwrap_or(effective.liveness),
             max_connections: self.max_connections,
-            ..DaemonSettings::new(state_dir, runtime_dir)
-        }
+            ..DaemonSettings::new(effective.state_dir, runtime_dir)
+        })
     }
 }
 
@@ -44,15 +70,7 @@ pub async fn run(
     state_dir: Option<PathBuf>,
     runtime_dir: Option<PathBuf>,
 ) -> Result<ExitCode, CliError> {
-    let state_dir = state_dir.ok_or_else(|| {
-        CliError::Failed(
-            "no state directory: give --state-dir (or set HOME or STATE_DIRECTORY)".into(),
-        )
-    })?;
-    let runtime_dir = runtime_dir
-        .or_else(|| daemon::default_runtime_dir(Some(&state_dir)))
-        .unwrap_or_else(|| state_dir.clone());
-    let settings = args.settings(state_dir.clone(), runtime_dir.clone());
+    let settings = args.settings(state_dir.clone(), runtime_dir.clone())?;
 
     let mut term =
         signal(SignalKind::terminate()).map_err(CliError::io("listening for SIGTERM"))?;
@@ -65,12 +83,16 @@ pub async fn run(
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading the settings");
-                    // The configuration file is re-read here once it is
-                    // wired; today the settings are the command line's.
-                    let _ = reload_tx.try_send(args.settings(state_dir.clone(), runtime_dir.clone()));
-                }
+                _ = hup.recv() => match args.settings(state_dir.clone(), runtime_dir.clone()) {
+                    Ok(new) => {
+                        tracing::info!("SIGHUP: configuration read again");
+                        let _ = reload_tx.try_send(new);
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: the configuration is refused; keeping the running settings"
+                    ),
+                },
             }
         }
         trigger.fire();

@@ -10,9 +10,9 @@
 //!  └─ systemd task     STATUS on inventory change, WATCHDOG=1
 //! ```
 //!
-//! The settings are a plain [`DaemonSettings`]: the command line fills
-//! them now, the TOML configuration will. A reload sends new settings on
-//! the `reloads` channel; the inventory is kept across it.
+//! The settings are a plain [`DaemonSettings`], filled by `handoff daemon`
+//! from the [`config`] file and its flags. A reload (SIGHUP) sends new
+//! settings on the `reloads` channel; the inventory is kept across it.
 //!
 //! Not here yet: the relay (its backlog has a slot in
 //! [`LiveInventory::set_relay_health`]) and claims through the socket
