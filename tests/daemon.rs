@@ -224,9 +224,13 @@ lan_test! {
     fn sigterm_stops_the_daemon_with_exit_zero_and_removes_its_socket() {
         let daemon = Daemon::start();
         let socket = daemon.socket();
+        let _sim = Sim::start(&["--seed", "91", "--no-probe"]);
+        daemon.wait_inventory(1, Duration::from_secs(15));
         // A watcher holds a connection open: the stop must not wait on it.
         let mut watcher = UnixStream::connect(&socket).unwrap();
         watcher.write_all(&encode(&ControlMessage::Watch(Request { request: 1 })).unwrap()).unwrap();
+        // Its first event: the watch is being served.
+        assert!(matches!(read_frame(&mut watcher), Some(ControlMessage::Event(_))));
         let status = daemon.terminate();
         assert!(status.success(), "{status}");
         assert!(!socket.exists());

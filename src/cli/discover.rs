@@ -1,7 +1,7 @@
 //! `handoff discover`.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -61,7 +61,7 @@ pub struct DiscoverArgs {
     pub standalone: bool,
 }
 
-pub async fn run(args: DiscoverArgs, socket: Option<&Path>) -> Result<ExitCode, CliError> {
+pub async fn run(args: DiscoverArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliError> {
     if args.liveness < MIN_LIVENESS {
         return Err(CliError::Failed(format!(
             "--liveness must be at least {}: each check gives processors a third of it to answer",
@@ -73,13 +73,12 @@ pub async fn run(args: DiscoverArgs, socket: Option<&Path>) -> Result<ExitCode, 
     }
     if !args.standalone
         && args.interfaces.is_empty()
-        && let Some(path) = socket
-        && let Some(client) = daemon_client(path).await
+        && let Some((client, path)) = daemon_client(sockets).await
     {
         return if args.watch {
             watch_daemon(client, args.json).await
         } else {
-            from_daemon(client, &args, path).await
+            from_daemon(client, &args, &path).await
         };
     }
     let all = crate::lan::interfaces()?;
@@ -130,12 +129,14 @@ pub async fn run(args: DiscoverArgs, socket: Option<&Path>) -> Result<ExitCode, 
     report(&processors, args.json, &none)
 }
 
-/// The daemon at `path`, when one answers there; a daemon that is there
-/// but unusable (e.g. permission denied) is worth a warning, not a failure:
-/// this process can browse by itself.
-async fn daemon_client(path: &Path) -> Option<ControlClient<tokio::net::UnixStream>> {
-    match daemon::connect(path).await {
-        Ok(client) => client,
+/// The first daemon that answers on one of `sockets`; a daemon that is
+/// there but unusable (e.g. permission denied) is worth a warning, not a
+/// failure: this process can browse by itself.
+async fn daemon_client(
+    sockets: &[PathBuf],
+) -> Option<(ControlClient<tokio::net::UnixStream>, PathBuf)> {
+    match daemon::connect_first(sockets).await {
+        Ok(found) => found,
         Err(e) => {
             eprintln!("warning: cannot use the daemon ({e}); browsing from this process");
             None

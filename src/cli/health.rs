@@ -1,6 +1,6 @@
 //! `handoff health`: how the daemon is doing, from its control socket.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -39,14 +39,12 @@ struct RelayJson {
     oldest_unsent_ms: Option<u64>,
 }
 
-pub async fn run(args: HealthArgs, socket: Option<&Path>) -> Result<ExitCode, CliError> {
-    let socket = socket.ok_or_else(|| {
-        CliError::Failed("no runtime directory to find the daemon in: give --runtime-dir".into())
-    })?;
-    let Some(mut client) = daemon::connect(socket).await? else {
+pub async fn run(args: HealthArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliError> {
+    let Some((mut client, _)) = daemon::connect_first(sockets).await? else {
+        let tried: Vec<String> = sockets.iter().map(|p| p.display().to_string()).collect();
         return Err(CliError::Failed(format!(
             "no handoff daemon is running (nothing answers on {}); start it with `handoff daemon` or `systemctl start handoff`",
-            socket.display()
+            tried.join(" or ")
         )));
     };
     let report = client.health().await?;

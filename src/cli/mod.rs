@@ -185,9 +185,9 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    let socket = control_socket(&cli);
+    let sockets = control_sockets(&cli);
     match cli.command {
-        Command::Discover(args) => discover::run(args, socket.as_deref()).await,
+        Command::Discover(args) => discover::run(args, &sockets).await,
         Command::Daemon(args) => {
             daemon::run(
                 args,
@@ -196,7 +196,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             )
             .await
         }
-        Command::Health(args) => health::run(args, socket.as_deref()).await,
+        Command::Health(args) => health::run(args, &sockets).await,
         Command::Sim(args) => {
             let state_dir = cli.state_dir.clone().or_else(default_state_dir);
             sim::run(args, state_dir).await
@@ -223,14 +223,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
-/// Where the daemon's control socket is, as `--runtime-dir` and the
-/// environment say.
-fn control_socket(cli: &Cli) -> Option<PathBuf> {
+/// Where to look for the daemon's control socket, in order, as
+/// `--runtime-dir` and the environment say.
+fn control_sockets(cli: &Cli) -> Vec<PathBuf> {
     let state_dir = cli.state_dir.clone().or_else(default_state_dir);
-    cli.runtime_dir
-        .clone()
-        .or_else(|| crate::daemon::default_runtime_dir(state_dir.as_deref()))
-        .map(|dir| crate::daemon::socket_path(&dir))
+    crate::daemon::client_socket_paths(cli.runtime_dir.as_deref(), state_dir.as_deref())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

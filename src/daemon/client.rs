@@ -49,6 +49,29 @@ pub async fn connect(path: &Path) -> Result<Option<ControlClient<UnixStream>>, D
     }
 }
 
+/// Connects to the first daemon that answers on one of `paths`, in order.
+///
+/// # Errors
+/// The first error [`connect`] met, when no daemon answered anywhere.
+pub async fn connect_first(
+    paths: &[PathBuf],
+) -> Result<Option<(ControlClient<UnixStream>, PathBuf)>, DaemonError> {
+    let mut first_error = None;
+    for path in paths {
+        match connect(path).await {
+            Ok(Some(client)) => return Ok(Some((client, path.clone()))),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
     pub fn new(stream: S, path: &Path) -> ControlClient<S> {
         let (r, w) = tokio::io::split(stream);

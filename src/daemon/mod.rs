@@ -38,11 +38,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-pub use client::{ControlClient, WatchStream, connect};
+pub use client::{ControlClient, WatchStream, connect, connect_first};
 pub use connection::FrameIoError;
 pub use inventory::LiveInventory;
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
-pub use socket::{default_runtime_dir, socket_path};
+pub use socket::{client_socket_paths, default_runtime_dir, socket_path};
 
 use crate::discovery::{
     DEFAULT_LIVENESS, Discovery, DiscoveryError, DiscoveryOptions, Identity, InventoryEvent,

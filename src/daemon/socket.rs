@@ -46,6 +46,28 @@ fn runtime_dir_from(
         .or_else(|| state_dir.map(Path::to_path_buf))
 }
 
+/// The runtime directory of the system unit (`RuntimeDirectory=handoff`),
+/// where a user's CLI looks for the daemon after its own runtime directory.
+pub const SYSTEM_RUNTIME_DIR: &str = "/run/handoff";
+
+/// Where a client looks for the daemon, in order: only `explicit` when
+/// given (`--runtime-dir`); else the default runtime directory, then the
+/// system unit's.
+pub fn client_socket_paths(explicit: Option<&Path>, state_dir: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![socket_path(dir)];
+    }
+    let mut paths: Vec<PathBuf> = default_runtime_dir(state_dir)
+        .map(|d| socket_path(&d))
+        .into_iter()
+        .collect();
+    let system = socket_path(Path::new(SYSTEM_RUNTIME_DIR));
+    if !paths.contains(&system) {
+        paths.push(system);
+    }
+    paths
+}
+
 /// The control socket in `runtime_dir`.
 pub fn socket_path(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join(SOCKET_NAME)
@@ -176,6 +198,21 @@ mod tests {
             Some(state.to_path_buf())
         );
         assert_eq!(runtime_dir_from(None, None, None), None);
+    }
+
+    #[test]
+    fn a_client_looks_where_it_is_told_or_in_its_own_then_the_system_runtime_dir() {
+        let mine = Path::new("/tmp/mine");
+        assert_eq!(
+            client_socket_paths(Some(mine), None),
+            vec![PathBuf::from("/tmp/mine/handoff.sock")]
+        );
+        let paths = client_socket_paths(None, Some(mine));
+        assert_eq!(
+            paths.last(),
+            Some(&PathBuf::from("/run/handoff/handoff.sock"))
+        );
+        assert!(paths.len() <= 2, "{paths:?}");
     }
 
     #[tokio::test]
