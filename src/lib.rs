@@ -8,7 +8,8 @@
 //! processor does, [`tls`] configures rustls for both ports, [`sim`]
 //! simulates them, [`lan`] chooses interfaces and makes private test
 //! networks, [`cloud`] keeps the Place rules, [`outbox`] keeps the events to relay
-//! durably and [`relay`] delivers them, [`cli`] is the command line.
+//! durably and [`relay`] delivers them, [`daemon`] is the site service and
+//! its control socket, [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
 pub mod claim;

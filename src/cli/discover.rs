@@ -1,6 +1,7 @@
 //! `handoff discover`.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::time::Instant;
 
 use super::output::{print_stdout, processor_line, processor_table};
 use super::{CliError, parse_duration, shutdown_signal};
+use crate::daemon::{self, ControlClient};
 use crate::discovery::{
     Discovery, DiscoveryOptions, Inventory, InventoryEvent, MIN_LIVENESS, query_host,
 };
@@ -52,9 +54,14 @@ pub struct DiscoverArgs {
     /// for this long
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub liveness: Duration,
+
+    /// Browse from this process even when a daemon runs (by default the
+    /// daemon's inventory is used; --interface and --host imply this)
+    #[arg(long)]
+    pub standalone: bool,
 }
 
-pub async fn run(args: DiscoverArgs) -> Result<ExitCode, CliError> {
+pub async fn run(args: DiscoverArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliError> {
     if args.liveness < MIN_LIVENESS {
         return Err(CliError::Failed(format!(
             "--liveness must be at least {}: each check gives processors a third of it to answer",
@@ -63,6 +70,16 @@ pub async fn run(args: DiscoverArgs) -> Result<ExitCode, CliError> {
     }
     if !args.hosts.is_empty() {
         return run_unicast(&args).await;
+    }
+    if !args.standalone
+        && args.interfaces.is_empty()
+        && let Some((client, path)) = daemon_client(sockets).await
+    {
+        return if args.watch {
+            watch_daemon(client, args.json).await
+        } else {
+            from_daemon(client, &args, &path).await
+        };
     }
     let all = crate::lan::interfaces()?;
     let interfaces = crate::lan::choose_interfaces(&all, &args.interfaces)?;
@@ -104,7 +121,93 @@ pub async fn run(args: DiscoverArgs) -> Result<ExitCode, CliError> {
         "discover finished"
     );
     let processors: Vec<&ProcessorInfo> = discovery.inventory().processors().collect();
-    report(&processors, args.json, &interfaces.join(", "), args.timeout)
+    let none = format!(
+        "no processors found on {} in {}",
+        interfaces.join(", "),
+        humantime::format_duration(args.timeout)
+    );
+    report(&processors, args.json, &none)
+}
+
+/// The first daemon that answers on one of `sockets`; a daemon that is
+/// there but unusable (e.g. permission denied) is worth a warning, not a
+/// failure: this process can browse by itself.
+async fn daemon_client(
+    sockets: &[PathBuf],
+) -> Option<(ControlClient<tokio::net::UnixStream>, PathBuf)> {
+    match daemon::connect_first(sockets).await {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("warning: cannot use the daemon ({e}); browsing from this process");
+            None
+        }
+    }
+}
+
+/// The daemon's inventory; with --expect, asked again until that many are
+/// known or --timeout passes.
+async fn from_daemon(
+    mut client: ControlClient<tokio::net::UnixStream>,
+    args: &DiscoverArgs,
+    path: &Path,
+) -> Result<ExitCode, CliError> {
+    let deadline = Instant::now() + args.timeout;
+    let processors = loop {
+        let processors = client.inventory().await?;
+        let enough = args.expect.is_none_or(|n| processors.len() >= n);
+        if enough || Instant::now() >= deadline {
+            break processors;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tracing::info!(found = processors.len(), socket = %path.display(), "discover answered by the daemon");
+    let refs: Vec<&ProcessorInfo> = processors.iter().collect();
+    let none = format!("the daemon at {} knows no processors", path.display());
+    report(&refs, args.json, &none)
+}
+
+async fn watch_daemon(
+    client: ControlClient<tokio::net::UnixStream>,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let mut stream = client.watch().await?;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            _ = &mut stop => return Ok(ExitCode::SUCCESS),
+            ev = stream.next() => ev?,
+        };
+        let Some(event) = event else {
+            return Err(CliError::Failed(
+                "the daemon stopped; the watch ends (run discover --watch again once it is back)"
+                    .into(),
+            ));
+        };
+        let kind = event.change.as_str();
+        let line = if json {
+            let line = WatchLineJson {
+                event: kind,
+                changes: &event.changes,
+                processor: event.processor.to_json(),
+            };
+            serde_json::to_string(&line)
+                .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?
+        } else {
+            watch_line_of(kind, &event.processor, &event.changes)
+        };
+        print_stdout(&format!("{line}\n")).map_err(CliError::io("writing to stdout"))?;
+    }
+}
+
+/// The shape of [`crate::discovery::InventoryEventJson`], for events that
+/// came through the daemon.
+#[derive(serde::Serialize)]
+struct WatchLineJson<'a> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    changes: &'a [String],
+    processor: crate::processor::ProcessorJson<'a>,
 }
 
 async fn run_unicast(args: &DiscoverArgs) -> Result<ExitCode, CliError> {
@@ -133,7 +236,12 @@ async fn run_unicast(args: &DiscoverArgs) -> Result<ExitCode, CliError> {
     }
     let processors: Vec<&ProcessorInfo> = inventory.processors().collect();
     let hosts: Vec<String> = args.hosts.iter().map(|h| h.to_string()).collect();
-    let code = report(&processors, args.json, &hosts.join(", "), args.timeout)?;
+    let none = format!(
+        "no processors found on {} in {}",
+        hosts.join(", "),
+        humantime::format_duration(args.timeout)
+    );
+    let code = report(&processors, args.json, &none)?;
     if failures > 0 {
         return Ok(ExitCode::FAILURE);
     }
@@ -157,12 +265,8 @@ where
     out
 }
 
-fn report(
-    processors: &[&ProcessorInfo],
-    json: bool,
-    searched: &str,
-    timeout: Duration,
-) -> Result<ExitCode, CliError> {
+/// Prints the processors; `none` is what stderr says when there are none.
+fn report(processors: &[&ProcessorInfo], json: bool, none: &str) -> Result<ExitCode, CliError> {
     for p in processors {
         for w in &p.warnings {
             eprintln!(
@@ -175,10 +279,7 @@ fn report(
         }
     }
     if processors.is_empty() {
-        eprintln!(
-            "no processors found on {searched} in {}",
-            humantime::format_duration(timeout)
-        );
+        eprintln!("{none}");
     }
     let text = if json {
         let items: Vec<_> = processors.iter().map(|p| p.to_json()).collect();
@@ -214,13 +315,21 @@ async fn watch(discovery: &mut Discovery, json: bool) -> Result<ExitCode, CliErr
 }
 
 fn watch_line(event: &InventoryEvent) -> String {
-    match event {
-        InventoryEvent::Changed { changes, after, .. } => format!(
-            "changed  {}  ({})",
-            processor_line(after),
-            changes.join(", ")
-        ),
-        other => format!("{:<7}  {}", other.kind(), processor_line(other.processor())),
+    let changes: &[&str] = match event {
+        InventoryEvent::Changed { changes, .. } => changes,
+        _ => &[],
+    };
+    watch_line_of(event.kind(), event.processor(), changes)
+}
+
+/// One `discover --watch` line, whether the event came from this process
+/// or from the daemon.
+fn watch_line_of(kind: &str, p: &ProcessorInfo, changes: &[impl AsRef<str>]) -> String {
+    if kind == "changed" {
+        let changes: Vec<&str> = changes.iter().map(AsRef::as_ref).collect();
+        format!("changed  {}  ({})", processor_line(p), changes.join(", "))
+    } else {
+        format!("{kind:<7}  {}", processor_line(p))
     }
 }
 

@@ -4,9 +4,11 @@
 mod claim;
 mod cloud;
 mod config;
+mod daemon;
 mod demo;
 mod discover;
 mod docs;
+mod health;
 mod output;
 mod relay;
 mod sim;
@@ -35,6 +37,8 @@ pub enum CliError {
     Claim(#[from] crate::claim::ClaimError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -64,6 +68,12 @@ pub struct Cli {
     /// systemd, else $XDG_STATE_HOME/handoff or ~/.local/state/handoff]
     #[arg(long, global = true, value_name = "DIR", env = "HANDOFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Where the daemon's control socket (handoff.sock) lives [default:
+    /// $RUNTIME_DIRECTORY under systemd, else $XDG_RUNTIME_DIR/handoff,
+    /// else the state directory]
+    #[arg(long, global = true, value_name = "DIR", env = "HANDOFF_RUNTIME_DIR")]
+    pub runtime_dir: Option<PathBuf>,
 
     /// More log output on stderr (-v info, -vv debug); HANDOFF_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -104,6 +114,12 @@ pub enum Command {
     Takeover(takeover::TakeoverArgs),
     /// Run simulated processors (on a private network only)
     Sim(sim::SimArgs),
+    /// Run the site service: continuous discovery and the control socket
+    /// the other commands use when it runs
+    Daemon(daemon::DaemonArgs),
+    /// How the daemon is doing: inventory size, last discovery event,
+    /// uptime; exits 1 when no daemon runs
+    Health(health::HealthArgs),
     /// Show the whole story on a private network, no hardware needed
     Demo(demo::DemoArgs),
     /// The reference cloud access layer: serve, enroll, and the Place
@@ -171,8 +187,18 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let sockets = control_sockets(&cli);
     match cli.command {
-        Command::Discover(args) => discover::run(args).await,
+        Command::Discover(args) => discover::run(args, &sockets).await,
+        Command::Daemon(args) => {
+            daemon::run(
+                args,
+                cli.state_dir.clone().or_else(default_state_dir),
+                cli.runtime_dir.clone(),
+            )
+            .await
+        }
+        Command::Health(args) => health::run(args, &sockets).await,
         Command::Sim(args) => {
             let state_dir = cli.state_dir.clone().or_else(default_state_dir);
             sim::run(args, state_dir).await
@@ -200,6 +226,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Completions(args) => docs::run_completions(args),
         Command::Man(args) => docs::run_man(args),
     }
+}
+
+/// Where to look for the daemon's control socket, in order, as
+/// `--runtime-dir` and the environment say.
+fn control_sockets(cli: &Cli) -> Vec<PathBuf> {
+    let state_dir = cli.state_dir.clone().or_else(default_state_dir);
+    crate::daemon::client_socket_paths(cli.runtime_dir.as_deref(), state_dir.as_deref())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,2 +1,399 @@
+//! The site daemon: one task tree under an injected shutdown (rathole's
+//! shape). Discovery runs continuously and feeds a [`LiveInventory`]; the
+//! control socket serves it to the CLI; systemd hears READY, STATUS and
+//! watchdog pings.
+//!
+//! ```text
+//! run(settings, shutdown, reloads)
+//!  ├─ discovery task   Discovery::next → LiveInventory::apply (+ broadcast)
+//!  ├─ control server   accept (bounded) → one task per connection
+//!  └─ systemd task     STATUS on inventory change, WATCHDOG=1
+//! ```
+//!
+//! The settings are a plain [`DaemonSettings`], filled by `handoff daemon`
+//! from the [`config`] file and its flags. A reload (SIGHUP) sends new
+//! settings on the `reloads` channel; the inventory is kept across it.
+//!
+//! Not here yet: the relay (its backlog has a slot in
+//! [`LiveInventory::set_relay_health`]) and claims through the socket
+//! (their messages are reserved in `proto/control.cddl`).
+
+pub mod client;
 pub mod config;
+pub mod connection;
+pub mod inventory;
+pub mod lock;
 pub mod logging;
+pub mod notify;
+pub mod server;
+pub mod shutdown;
+pub mod socket;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use client::{ControlClient, WatchStream, connect, connect_first};
+pub use connection::FrameIoError;
+pub use inventory::LiveInventory;
+pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
+pub use socket::{client_socket_paths, default_runtime_dir, socket_path};
+
+use crate::discovery::{
+    DEFAULT_LIVENESS, Discovery, DiscoveryError, DiscoveryOptions, Identity, InventoryEvent,
+    MIN_LIVENESS,
+};
+use crate::lan::LanError;
+
+/// What the daemon needs to run. Filled from the command line today and
+/// from the configuration file once it is wired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// Interface allow-list; empty: every multicast-capable interface but
+    /// loopback and container bridges (see [`crate::lan::choose_interfaces`]).
+    pub interfaces: Vec<String>,
+    /// A processor that stops answering is removed within this bound.
+    pub liveness: Duration,
+    /// Where the daemon keeps its state (and its lock).
+    pub state_dir: PathBuf,
+    /// Where the control socket is made.
+    pub runtime_dir: PathBuf,
+    /// Control clients served at once; more get an error frame "busy".
+    pub max_connections: usize,
+    /// How long a graceful stop may take before the remaining tasks are
+    /// aborted.
+    pub stop_within: Duration,
+}
+
+impl DaemonSettings {
+    /// Defaults for everything but the two directories.
+    pub fn new(state_dir: PathBuf, runtime_dir: PathBuf) -> DaemonSettings {
+        DaemonSettings {
+            interfaces: Vec::new(),
+            liveness: DEFAULT_LIVENESS,
+            state_dir,
+            runtime_dir,
+            max_connections: 64,
+            stop_within: Duration::from_secs(5),
+        }
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        socket_path(&self.runtime_dir)
+    }
+}
+
+/// Errors of the daemon and of its clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "another handoff daemon uses this state directory (it holds {}); stop it first",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "another handoff daemon answers on {}; stop it first, or give this one another --runtime-dir",
+        path.display()
+    )]
+    AlreadyRunning { path: PathBuf },
+    #[error("{} exists and is not a socket; move it away (handoff never deletes it)", path.display())]
+    NotASocket { path: PathBuf },
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error(transparent)]
+    Lan(#[from] LanError),
+    #[error("{0}")]
+    Setting(String),
+    #[error("the daemon's {task} stopped unexpectedly")]
+    TaskEnded { task: &'static str },
+    #[error("talking to the daemon at {}: {source}", path.display())]
+    Control {
+        path: PathBuf,
+        #[source]
+        source: FrameIoError,
+    },
+    #[error("the daemon refused: {reason} ({code})")]
+    Refused { code: String, reason: String },
+    #[error("the daemon sent an unexpected \"{kind}\" message")]
+    Unexpected { kind: String },
+    #[error("the daemon at {} closed the connection; is it stopping?", path.display())]
+    Closed { path: PathBuf },
+    #[error("the daemon at {} does not answer", path.display())]
+    NoAnswer { path: PathBuf },
+}
+
+impl DaemonError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+        let context = context.into();
+        move |source| DaemonError::Io { context, source }
+    }
+}
+
+/// Runs the daemon until `shutdown` fires (or a part of it fails), then
+/// stops within [`DaemonSettings::stop_within`] and removes its socket.
+///
+/// # Errors
+/// Before READY: the state directory is locked by another daemon, another
+/// daemon answers on the socket, no usable interface, mDNS cannot start.
+/// After: discovery stopped (the mDNS thread died).
+pub async fn run(
+    mut settings: DaemonSettings,
+    mut shutdown: Shutdown,
+    mut reloads: mpsc::Receiver<DaemonSettings>,
+) -> Result<(), DaemonError> {
+    let started = Instant::now();
+    check(&settings)?;
+    let lock = lock::lock_state_dir(&settings.state_dir)?;
+    let all = crate::lan::interfaces()?;
+    let interfaces = crate::lan::choose_interfaces(&all, &settings.interfaces)?;
+    let (listener, socket_file) = socket::bind(&settings.socket_path()).await?;
+    let discovery = Discovery::start(DiscoveryOptions {
+        interfaces: interfaces.clone(),
+        liveness: Some(settings.liveness),
+    })?;
+
+    let live = Arc::new(LiveInventory::new(started));
+    // Fired by the caller's shutdown, or by a part that fails.
+    let (trigger, tasks_shutdown) = shutdown_channel();
+    // Each task says which it is when it ends: before the shutdown, any
+    // end is a failure worth naming.
+    let mut tasks: JoinSet<(&'static str, Result<(), DaemonError>)> = JoinSet::new();
+    let (restart, restarts) = mpsc::channel(4);
+    tasks.spawn({
+        let (live, shutdown) = (live.clone(), tasks_shutdown.clone());
+        async move {
+            let ended = run_discovery(discovery, live, restarts, shutdown).await;
+            ("discovery", ended)
+        }
+    });
+    tasks.spawn({
+        let (live, shutdown) = (live.clone(), tasks_shutdown.clone());
+        let max = settings.max_connections;
+        async move {
+            server::serve(listener, live, max, shutdown).await;
+            ("control socket", Ok(()))
+        }
+    });
+    tasks.spawn({
+        let (live, shutdown) = (live.clone(), tasks_shutdown);
+        async move {
+            notify::keep_systemd_informed(live, shutdown).await;
+            ("systemd notifier", Ok(()))
+        }
+    });
+    notify::ready(live.len());
+    tracing::info!(
+        socket = %socket_file.path().display(),
+        interfaces = %interfaces.join(","),
+        liveness_s = settings.liveness.as_secs(),
+        lock = %lock.path.display(),
+        "daemon ready"
+    );
+
+    let outcome = loop {
+        tokio::select! {
+            _ = shutdown.wait() => {
+                tracing::info!("daemon stopping");
+                break Ok(());
+            }
+            Some(new) = reloads.recv() => reload(&mut settings, new, &live, &restart),
+            Some(ended) = tasks.join_next() => {
+                break Err(match ended {
+                    Ok((_, Err(e))) => e,
+                    Ok((task, Ok(()))) => DaemonError::TaskEnded { task },
+                    Err(_) => DaemonError::TaskEnded { task: "a task (it panicked)" },
+                });
+            }
+        }
+    };
+    notify::stopping();
+    trigger.fire();
+    let drained = tokio::time::timeout(settings.stop_within, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            within_ms = settings.stop_within.as_millis() as u64,
+            "daemon tasks did not stop in time; aborting them"
+        );
+        tasks.shutdown().await;
+    }
+    drop(socket_file);
+    drop(lock);
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, "daemon failed");
+    }
+    outcome
+}
+
+fn check(settings: &DaemonSettings) -> Result<(), DaemonError> {
+    if settings.liveness < MIN_LIVENESS {
+        return Err(DaemonError::Setting(format!(
+            "the liveness bound must be at least {}: each check gives processors a third of it to answer",
+            humantime::format_duration(MIN_LIVENESS)
+        )));
+    }
+    if settings.max_connections == 0 {
+        return Err(DaemonError::Setting(
+            "the daemon must serve at least one control connection".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies what can change live (interfaces and liveness restart the
+/// browse; the stop bound) and says what waits for a restart of the
+/// daemon. The inventory is kept either way.
+fn reload(
+    current: &mut DaemonSettings,
+    new: DaemonSettings,
+    live: &LiveInventory,
+    restart: &mpsc::Sender<DiscoveryOptions>,
+) {
+    notify::reloading();
+    if let Err(e) = check(&new) {
+        tracing::error!(error = %e, "reload refused; keeping the running settings");
+        notify::ready(live.len());
+        return;
+    }
+    if new.interfaces != current.interfaces || new.liveness != current.liveness {
+        let chosen = crate::lan::interfaces()
+            .and_then(|all| crate::lan::choose_interfaces(&all, &new.interfaces));
+        match chosen {
+            Ok(interfaces) => {
+                let options = DiscoveryOptions {
+                    interfaces,
+                    liveness: Some(new.liveness),
+                };
+                if restart.try_send(options).is_ok() {
+                    current.interfaces = new.interfaces.clone();
+                    current.liveness = new.liveness;
+                }
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "reload: keeping the running interfaces and liveness"
+            ),
+        }
+    }
+    current.stop_within = new.stop_within;
+    let mut later = Vec::new();
+    if new.state_dir != current.state_dir {
+        later.push("state directory");
+    }
+    if new.runtime_dir != current.runtime_dir {
+        later.push("runtime directory");
+    }
+    if new.max_connections != current.max_connections {
+        later.push("max connections");
+    }
+    if later.is_empty() {
+        tracing::info!(
+            processors = live.len(),
+            "reload: settings applied, inventory kept"
+        );
+    } else {
+        tracing::warn!(
+            processors = live.len(),
+            waiting = %later.join(", "),
+            "reload: these settings take effect at the next restart; inventory kept"
+        );
+    }
+    notify::ready(live.len());
+}
+
+/// Until shutdown: discovery's events into the live inventory. New
+/// options (a reload that changed the interfaces or the liveness bound)
+/// restart the browse; the inventory is kept, and whoever the new browse
+/// has not found again within the liveness bound is removed.
+async fn run_discovery(
+    mut discovery: Discovery,
+    live: Arc<LiveInventory>,
+    mut restarts: mpsc::Receiver<DiscoveryOptions>,
+    mut shutdown: Shutdown,
+) -> Result<(), DaemonError> {
+    // After a restart: who is still to be found again, and until when.
+    let mut unconfirmed: Option<(Instant, BTreeSet<Identity>)> = None;
+    loop {
+        let sweep_at = unconfirmed.as_ref().map(|(at, _)| *at);
+        let event = tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            Some(options) = restarts.recv() => {
+                let liveness = options.liveness.unwrap_or(DEFAULT_LIVENESS);
+                match Discovery::start(options.clone()) {
+                    Ok(new) => {
+                        // The old browse stops when dropped, without
+                        // reporting anyone removed.
+                        discovery = new;
+                        unconfirmed = Some((Instant::now() + liveness, live.identities()));
+                        tracing::info!(
+                            interfaces = %options.interfaces.join(","),
+                            liveness_s = liveness.as_secs(),
+                            "reload: browsing with the new settings, inventory kept"
+                        );
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "reload: cannot browse with the new settings; keeping the old browse"
+                    ),
+                }
+                continue;
+            }
+            _ = sleep_until_opt(sweep_at) => {
+                if let Some((_, stale)) = unconfirmed.take() {
+                    for gone in live.expire(&stale, Instant::now()) {
+                        log_event(&gone);
+                    }
+                }
+                continue;
+            }
+            event = discovery.next() => event?,
+        };
+        if let Some((_, stale)) = unconfirmed.as_mut() {
+            stale.remove(&inventory::identity(event.processor()));
+        }
+        if let Some(applied) = live.apply(event, Instant::now()) {
+            log_event(&applied);
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One line per inventory change, with the processor's id and MAC as
+/// fields.
+fn log_event(event: &InventoryEvent) {
+    let p = event.processor();
+    let id = p.id().unwrap_or_else(|| "-".into());
+    let mac = p.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+    let addresses: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
+    match event {
+        InventoryEvent::Added(_) => tracing::info!(
+            id = %id, mac = %mac, product = %p.product(), addresses = %addresses.join(","),
+            "processor added"
+        ),
+        InventoryEvent::Changed { changes, .. } => tracing::info!(
+            id = %id, mac = %mac, changes = %changes.join(","), addresses = %addresses.join(","),
+            "processor changed"
+        ),
+        InventoryEvent::Removed(_) => tracing::info!(id = %id, mac = %mac, "processor removed"),
+    }
+}

@@ -3,14 +3,14 @@
 
 use super::relay::error_code;
 
-/// Why a relay frame could not be read or written.
+/// Why a relay or control frame could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtoError {
     /// The length prefix announces more than the cap. Nothing after it can
     /// be trusted to start a frame: see [`ProtoError::is_fatal`].
     #[error(
-        "received a frame announcing {len} bytes, more than the {limit} a relay frame may hold; \
+        "received a frame announcing {len} bytes, more than the {limit} a frame may hold; \
          the stream cannot be read further"
     )]
     Oversized { len: u64, limit: usize },
@@ -30,7 +30,7 @@ pub enum ProtoError {
     #[error("received a \"{kind}\" message that does not fit the schema: {reason}")]
     Invalid { kind: String, reason: String },
     /// Our own message could not be written; a bug, never the peer's fault.
-    #[error("cannot send a relay frame: {reason}")]
+    #[error("cannot send a frame: {reason}")]
     Unencodable { reason: String },
 }
 

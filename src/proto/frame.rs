@@ -1,4 +1,5 @@
-//! The relay frame codec: a 4-byte big-endian length, then one CBOR map.
+//! The frame codec of the relay and control protocols: a 4-byte big-endian
+//! length, then one CBOR map.
 //!
 //! Pure, like mini-redis's `frame.rs`: [`check`] says whether a whole frame
 //! is buffered (and refuses an oversized one from its prefix alone, before
@@ -20,6 +21,34 @@ use ciborium::Value;
 
 use super::error::ProtoError;
 use super::relay::RelayMessage;
+
+/// A protocol whose messages travel one per frame: each is one CBOR map
+/// whose `"k"` names its kind. [`RelayMessage`] and
+/// [`super::control::ControlMessage`] are the two; [`decode_as`] and
+/// [`encode_message`] frame either.
+pub trait FrameMessage: Sized {
+    /// The message as one CBOR map in deterministic key order.
+    ///
+    /// # Errors
+    /// [`ProtoError::Unencodable`] for a message only ever decoded.
+    fn to_value(&self) -> Result<Value, ProtoError>;
+
+    /// The message a decoded map holds.
+    ///
+    /// # Errors
+    /// [`ProtoError::MissingKind`] or [`ProtoError::Invalid`].
+    fn from_map(map: &[(Value, Value)]) -> Result<Self, ProtoError>;
+}
+
+impl FrameMessage for RelayMessage {
+    fn to_value(&self) -> Result<Value, ProtoError> {
+        RelayMessage::to_value(self)
+    }
+
+    fn from_map(map: &[(Value, Value)]) -> Result<RelayMessage, ProtoError> {
+        RelayMessage::from_map(map)
+    }
+}
 
 /// The length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -52,6 +81,14 @@ pub fn check(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
 /// or [`ProtoError::Invalid`] (a known kind whose fields do not fit). An
 /// unknown kind is not an error: it is [`RelayMessage::Unknown`].
 pub fn decode(frame: &[u8]) -> Result<RelayMessage, ProtoError> {
+    decode_as(frame)
+}
+
+/// [`decode`] for any framed protocol.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_as<M: FrameMessage>(frame: &[u8]) -> Result<M, ProtoError> {
     let len = announced(frame)?.ok_or(ProtoError::Truncated {
         need: HEADER_LEN,
         have: frame.len(),
@@ -82,7 +119,7 @@ pub fn decode(frame: &[u8]) -> Result<RelayMessage, ProtoError> {
         });
     }
     match &item {
-        Value::Map(entries) => RelayMessage::from_map(entries),
+        Value::Map(entries) => M::from_map(entries),
         other => Err(ProtoError::NotAMap {
             found: value_kind(other),
         }),
@@ -95,6 +132,14 @@ pub fn decode(frame: &[u8]) -> Result<RelayMessage, ProtoError> {
 /// [`ProtoError::Unencodable`] for an `Unknown` message or event (they are
 /// only ever decoded), or when the item would exceed [`MAX_ITEM`].
 pub fn encode(msg: &RelayMessage) -> Result<Vec<u8>, ProtoError> {
+    encode_message(msg)
+}
+
+/// [`encode`] for any framed protocol.
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_message<M: FrameMessage>(msg: &M) -> Result<Vec<u8>, ProtoError> {
     let value = msg.to_value()?;
     let mut out = vec![0; HEADER_LEN];
     ciborium::into_writer(&value, &mut out).map_err(|e| ProtoError::Unencodable {

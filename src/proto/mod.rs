@@ -1,5 +1,6 @@
 //! The CBOR messages of the relay protocol (daemon → cloud access layer),
-//! mirroring `proto/relay.cddl`.
+//! mirroring `proto/relay.cddl`, and of the control protocol (CLI →
+//! daemon), mirroring `proto/control.cddl`.
 //!
 //! Two halves, in the manner of mini-redis's `frame.rs`:
 //! - [`relay`]: the messages as Rust types, and their mapping to and from
@@ -14,9 +15,12 @@
 //! map keys sorted by the bytes of their encoding), so a decoded vector
 //! re-encodes byte for byte; see [`frame`] for what that means for keys.
 //!
-//! Not here yet: `control.cddl` (the daemon's Unix socket), the redb store,
-//! the TLS server and the relay client.
+//! [`control`] holds the messages of `control.cddl` (the daemon's Unix
+//! socket), framed by the same codec.
+//!
+//! Not here yet: the redb store, the TLS server and the relay client.
 
+pub mod control;
 mod error;
 pub mod frame;
 pub mod relay;
@@ -27,7 +31,9 @@ mod vectors;
 mod wire;
 
 pub use error::ProtoError;
-pub use frame::{HEADER_LEN, MAX_ITEM, check, decode, encode};
+pub use frame::{
+    FrameMessage, HEADER_LEN, MAX_ITEM, check, decode, decode_as, encode, encode_message,
+};
 pub use relay::{
     Ack, Claimed, ErrorFrame, EventId, EventKind, Hello, HelloAck, IssuedLink, NewShareLink,
     Outcome, PROTOCOL_VERSION, PlaceStatus, RedeemLink, RelayEvent, RelayMessage, Released,

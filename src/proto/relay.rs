@@ -539,12 +539,12 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-fn text_entry(key: &str, value: &str) -> (Value, Value) {
+pub(super) fn text_entry(key: &str, value: &str) -> (Value, Value) {
     (Value::Text(key.into()), Value::Text(value.into()))
 }
 
 /// The text under `"k"`: exactly one, and text.
-fn kind_of(map: &[(Value, Value)]) -> Result<&str, ProtoError> {
+pub(super) fn kind_of(map: &[(Value, Value)]) -> Result<&str, ProtoError> {
     let mut kinds = map
         .iter()
         .filter(|(k, _)| matches!(k, Value::Text(t) if t == "k"));
@@ -554,12 +554,12 @@ fn kind_of(map: &[(Value, Value)]) -> Result<&str, ProtoError> {
     }
 }
 
-fn to_value<T: Serialize>(v: &T) -> Result<Value, ProtoError> {
+pub(super) fn to_value<T: Serialize>(v: &T) -> Result<Value, ProtoError> {
     Value::serialized(v)
         .map_err(|ciborium::value::Error::Custom(reason)| ProtoError::Unencodable { reason })
 }
 
-fn to_map<T: Serialize>(v: &T) -> Result<Vec<(Value, Value)>, ProtoError> {
+pub(super) fn to_map<T: Serialize>(v: &T) -> Result<Vec<(Value, Value)>, ProtoError> {
     match to_value(v)? {
         Value::Map(entries) => Ok(entries),
         _ => Err(ProtoError::Unencodable {
@@ -568,7 +568,7 @@ fn to_map<T: Serialize>(v: &T) -> Result<Vec<(Value, Value)>, ProtoError> {
     }
 }
 
-fn from_value<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
+pub(super) fn from_value<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
     // ciborium's Display of this error is its Debug; take the message.
     v.deserialized()
         .map_err(|ciborium::value::Error::Custom(reason)| reason)

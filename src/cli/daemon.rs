@@ -1,0 +1,104 @@
+//! `handoff daemon`: the site service. Its settings come from the
+//! configuration file (`--config`, else `$CONFIGURATION_DIRECTORY` or
+//! `/etc/handoff/handoff.toml`), with the flags overriding; signals become
+//! the daemon's injected shutdown (SIGTERM, SIGINT) and reload (SIGHUP:
+//! the file is read again).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::{CliError, parse_duration};
+use crate::daemon::{self, DaemonSettings, config, shutdown_channel};
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// The configuration file [default: $CONFIGURATION_DIRECTORY/handoff.toml
+    /// under systemd, else /etc/handoff/handoff.toml; a missing default
+    /// file means all defaults]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Browse only on this interface (repeatable); overrides the
+    /// configuration's `interfaces`
+    #[arg(long = "interface", value_name = "IF")]
+    pub interfaces: Vec<String>,
+
+    /// Report a processor removed when it has not answered for this long;
+    /// overrides the configuration's `liveness` (default 30s)
+    #[arg(long, value_parser = parse_duration)]
+    pub liveness: Option<Duration>,
+
+    /// Control clients served at once; more are told to try again
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_connections: usize,
+}
+
+impl DaemonArgs {
+    /// The settings as the configuration file says now, the flags winning.
+    fn settings(
+        &self,
+        state_dir: Option<PathBuf>,
+        runtime_dir: Option<PathBuf>,
+    ) -> Result<DaemonSettings, CliError> {
+        let failed = |e: config::ConfigError| CliError::Failed(e.to_string());
+        let (file, source) = config::load(self.config.as_deref()).map_err(failed)?;
+        let effective = file.resolve(state_dir, &source).map_err(failed)?;
+        let runtime_dir = runtime_dir
+            .or_else(|| daemon::default_runtime_dir(Some(&effective.state_dir)))
+            .unwrap_or_else(|| effective.state_dir.clone());
+        let interfaces = if self.interfaces.is_empty() {
+            effective.interfaces
+        } else {
+            self.interfaces.clone()
+        };
+        Ok(DaemonSettings {
+            interfaces,
+            liveness: self.liveness.unwrap_or(effective.liveness),
+            max_connections: self.max_connections,
+            ..DaemonSettings::new(effective.state_dir, runtime_dir)
+        })
+    }
+}
+
+pub async fn run(
+    args: DaemonArgs,
+    state_dir: Option<PathBuf>,
+    runtime_dir: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    let settings = args.settings(state_dir.clone(), runtime_dir.clone())?;
+
+    let mut term =
+        signal(SignalKind::terminate()).map_err(CliError::io("listening for SIGTERM"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(CliError::io("listening for SIGINT"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(CliError::io("listening for SIGHUP"))?;
+    let (trigger, shutdown) = shutdown_channel();
+    let (reload_tx, reloads) = mpsc::channel(4);
+    let signals = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => match args.settings(state_dir.clone(), runtime_dir.clone()) {
+                    Ok(new) => {
+                        tracing::info!("SIGHUP: configuration read again");
+                        let _ = reload_tx.try_send(new);
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: the configuration is refused; keeping the running settings"
+                    ),
+                },
+            }
+        }
+        trigger.fire();
+    });
+    let outcome = daemon::run(settings, shutdown, reloads).await;
+    signals.abort();
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,144 @@
+//! `handoff health`: how the daemon is doing, from its control socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::CliError;
+use super::output::print_stdout;
+use crate::daemon;
+use crate::proto::control::HealthReport;
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    /// JSON: one object (relay is null while the daemon runs no relay)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The JSON `health --json` prints.
+#[derive(Serialize)]
+struct HealthJson<'a> {
+    pid: u32,
+    software: &'a str,
+    uptime_ms: u64,
+    processors: u64,
+    /// null before the first discovery event.
+    last_event_ms: Option<u64>,
+    /// null while the daemon runs no relay: no backlog is known, and none
+    /// is made up.
+    relay: Option<RelayJson>,
+}
+
+#[derive(Serialize)]
+struct RelayJson {
+    backlog: u64,
+    oldest_unsent_ms: Option<u64>,
+}
+
+pub async fn run(args: HealthArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliError> {
+    let Some((mut client, _)) = daemon::connect_first(sockets).await? else {
+        let tried: Vec<String> = sockets.iter().map(|p| p.display().to_string()).collect();
+        return Err(CliError::Failed(format!(
+            "no handoff daemon is running (nothing answers on {}); start it with `handoff daemon` or `systemctl start handoff`",
+            tried.join(" or ")
+        )));
+    };
+    let report = client.health().await?;
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&json(&report))
+            .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
+        s.push('\n');
+        s
+    } else {
+        table(&report)
+    };
+    print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn json(h: &HealthReport) -> HealthJson<'_> {
+    HealthJson {
+        pid: h.pid,
+        software: &h.software,
+        uptime_ms: h.uptime_ms,
+        processors: h.processors,
+        last_event_ms: h.last_event_ms,
+        relay: h.relay.as_ref().map(|r| RelayJson {
+            backlog: r.backlog,
+            oldest_unsent_ms: r.oldest_unsent_ms,
+        }),
+    }
+}
+
+/// Milliseconds as a person reads them, to the second.
+fn human_ms(ms: u64) -> String {
+    humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+}
+
+fn table(h: &HealthReport) -> String {
+    let last = match h.last_event_ms {
+        Some(ms) => format!("{} ago", human_ms(ms)),
+        None => "none yet".into(),
+    };
+    let relay = match &h.relay {
+        None => "not running in this daemon (no backlog to report)".into(),
+        Some(r) => match r.oldest_unsent_ms {
+            Some(ms) => format!("{} unsent, oldest {} old", r.backlog, human_ms(ms)),
+            None => format!("{} unsent", r.backlog),
+        },
+    };
+    format!(
+        "daemon      running, pid {} ({}), up {}\nprocessors  {}\nlast event  {last}\nrelay       {relay}\n",
+        h.pid,
+        h.software,
+        human_ms(h.uptime_ms),
+        h.processors
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::control::RelayHealth;
+
+    fn report(relay: Option<RelayHealth>, last: Option<u64>) -> HealthReport {
+        HealthReport {
+            request: 1,
+            processors: 3,
+            uptime_ms: 125_400,
+            last_event_ms: last,
+            pid: 77,
+            software: "handoff 0.1.0".into(),
+            relay,
+        }
+    }
+
+    #[test]
+    fn the_table_says_what_is_not_known_instead_of_inventing_it() {
+        let t = table(&report(None, None));
+        assert!(t.contains("up 2m 5s"), "{t}");
+        assert!(t.contains("last event  none yet"), "{t}");
+        assert!(t.contains("relay       not running"), "{t}");
+        let t = table(&report(
+            Some(RelayHealth {
+                backlog: 2,
+                oldest_unsent_ms: Some(61_000),
+            }),
+            Some(4_000),
+        ));
+        assert!(t.contains("last event  4s ago"), "{t}");
+        assert!(t.contains("2 unsent, oldest 1m 1s old"), "{t}");
+    }
+
+    #[test]
+    fn json_has_null_for_the_relay_until_there_is_one() {
+        let v = serde_json::to_value(json(&report(None, None))).unwrap();
+        assert_eq!(v["relay"], serde_json::Value::Null);
+        assert_eq!(v["last_event_ms"], serde_json::Value::Null);
+        assert_eq!(v["processors"], 3);
+    }
+}

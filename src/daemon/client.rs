@@ -1,0 +1,221 @@
+//! The CLI's side of the control socket.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::net::UnixStream;
+
+use super::DaemonError;
+use super::connection::{FrameIoError, FrameReader, FrameWriter};
+use crate::processor::ProcessorInfo;
+use crate::proto::control::{ControlMessage, HealthReport, Request, WatchEvent};
+
+/// How long a client waits for the daemon to answer one frame.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to the daemon.
+pub struct ControlClient<S> {
+    reader: FrameReader<ReadHalf<S>>,
+    writer: FrameWriter<WriteHalf<S>>,
+    next_request: u64,
+    path: PathBuf,
+}
+
+/// Connects to the daemon at `path`; `None` when no daemon runs there (no
+/// socket file, or nobody listening on it).
+///
+/// # Errors
+/// [`DaemonError::Io`] for anything else (e.g. permission denied: the
+/// socket is there but this user may not use it).
+pub async fn connect(path: &Path) -> Result<Option<ControlClient<UnixStream>>, DaemonError> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, UnixStream::connect(path)).await {
+        Err(_) => Err(DaemonError::NoAnswer {
+            path: path.to_path_buf(),
+        }),
+        Ok(Ok(stream)) => Ok(Some(ControlClient::new(stream, path))),
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Ok(Err(e)) => Err(DaemonError::Io {
+            context: format!("connecting to the daemon at {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// Connects to the first daemon that answers on one of `paths`, in order.
+///
+/// # Errors
+/// The first error [`connect`] met, when no daemon answered anywhere.
+pub async fn connect_first(
+    paths: &[PathBuf],
+) -> Result<Option<(ControlClient<UnixStream>, PathBuf)>, DaemonError> {
+    let mut first_error = None;
+    for path in paths {
+        match connect(path).await {
+            Ok(Some(client)) => return Ok(Some((client, path.clone()))),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
+    pub fn new(stream: S, path: &Path) -> ControlClient<S> {
+        let (r, w) = tokio::io::split(stream);
+        ControlClient {
+            reader: FrameReader::new(r),
+            writer: FrameWriter::new(w),
+            next_request: 1,
+            path: path.to_path_buf(),
+        }
+    }
+
+    async fn request(&mut self, make: fn(Request) -> ControlMessage) -> Result<u64, DaemonError> {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.writer
+            .write(&make(Request { request }))
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(request)
+    }
+
+    fn failed(&self, e: FrameIoError) -> DaemonError {
+        DaemonError::Control {
+            path: self.path.clone(),
+            source: e,
+        }
+    }
+
+    /// The next answer to `request`; an error frame becomes
+    /// [`DaemonError::Refused`], the end of the stream `None`.
+    async fn answer(&mut self, request: u64) -> Result<Option<ControlMessage>, DaemonError> {
+        let read = tokio::time::timeout(ANSWER_TIMEOUT, self.reader.read::<ControlMessage>());
+        let msg = match read.await {
+            Err(_) => {
+                return Err(DaemonError::NoAnswer {
+                    path: self.path.clone(),
+                });
+            }
+            Ok(r) => r.map_err(|e| self.failed(e))?,
+        };
+        match msg {
+            None => Ok(None),
+            Some(ControlMessage::Error(e)) => Err(DaemonError::Refused {
+                code: e.code,
+                reason: e.reason,
+            }),
+            Some(m) if m.request() == Some(request) => Ok(Some(m)),
+            Some(m) => Err(DaemonError::Unexpected {
+                kind: m.kind().to_owned(),
+            }),
+        }
+    }
+
+    async fn closed(&self) -> DaemonError {
+        DaemonError::Closed {
+            path: self.path.clone(),
+        }
+    }
+
+    /// The daemon's inventory, by id.
+    ///
+    /// # Errors
+    /// As [`ControlClient::health`].
+    pub async fn inventory(&mut self) -> Result<Vec<ProcessorInfo>, DaemonError> {
+        let request = self.request(ControlMessage::Inventory).await?;
+        let mut all = Vec::new();
+        loop {
+            match self.answer(request).await? {
+                Some(ControlMessage::Processors(p)) => {
+                    all.extend(p.list);
+                    if !p.more {
+                        return Ok(all);
+                    }
+                }
+                Some(other) => {
+                    return Err(DaemonError::Unexpected {
+                        kind: other.kind().to_owned(),
+                    });
+                }
+                None => return Err(self.closed().await),
+            }
+        }
+    }
+
+    /// The daemon's health.
+    ///
+    /// # Errors
+    /// [`DaemonError::Refused`] (an error frame), [`DaemonError::Closed`],
+    /// [`DaemonError::NoAnswer`], [`DaemonError::Control`] (the stream
+    /// broke or carried garbage), [`DaemonError::Unexpected`].
+    pub async fn health(&mut self) -> Result<HealthReport, DaemonError> {
+        let request = self.request(ControlMessage::Health).await?;
+        match self.answer(request).await? {
+            Some(ControlMessage::HealthReport(h)) => Ok(h),
+            Some(other) => Err(DaemonError::Unexpected {
+                kind: other.kind().to_owned(),
+            }),
+            None => Err(self.closed().await),
+        }
+    }
+
+    /// Starts a watch: every processor the daemon knows as `added`, then
+    /// each change.
+    ///
+    /// # Errors
+    /// As [`ControlClient::health`].
+    pub async fn watch(mut self) -> Result<WatchStream<S>, DaemonError> {
+        let request = self.request(ControlMessage::Watch).await?;
+        Ok(WatchStream {
+            client: self,
+            request,
+        })
+    }
+}
+
+/// The events of a watch.
+pub struct WatchStream<S> {
+    client: ControlClient<S>,
+    request: u64,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WatchStream<S> {
+    /// The next change; waits as long as it takes. `None` when the daemon
+    /// ended the stream (it stopped).
+    ///
+    /// # Errors
+    /// As [`ControlClient::health`], e.g. `Refused` with code `lagged`.
+    pub async fn next(&mut self) -> Result<Option<WatchEvent>, DaemonError> {
+        let c = &mut self.client;
+        let msg = c
+            .reader
+            .read::<ControlMessage>()
+            .await
+            .map_err(|e| c.failed(e))?;
+        match msg {
+            None => Ok(None),
+            Some(ControlMessage::Event(ev)) if ev.request == self.request => Ok(Some(*ev)),
+            Some(ControlMessage::Error(e)) => Err(DaemonError::Refused {
+                code: e.code,
+                reason: e.reason,
+            }),
+            Some(other) => Err(DaemonError::Unexpected {
+                kind: other.kind().to_owned(),
+            }),
+        }
+    }
+}

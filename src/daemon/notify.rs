@@ -1,0 +1,69 @@
+//! systemd readiness, status and watchdog (`Type=notify`). Every call is a
+//! no-op when `NOTIFY_SOCKET` is not set, i.e. outside systemd.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+use super::inventory::LiveInventory;
+use super::shutdown::Shutdown;
+
+fn send(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+fn status_line(count: usize) -> String {
+    format!("{count} processors in the inventory")
+}
+
+/// READY=1, with the first status line.
+pub fn ready(count: usize) {
+    send(&[NotifyState::Ready, NotifyState::Status(&status_line(count))]);
+}
+
+/// STOPPING=1.
+pub fn stopping() {
+    send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+/// RELOADING=1 then READY=1 around a reload.
+pub fn reloading() {
+    send(&[NotifyState::Reloading]);
+}
+
+/// How often a STATUS line is refreshed at most.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// Until shutdown: a STATUS line whenever the inventory size changed (at
+/// most once a second), and WATCHDOG=1 at half of `WATCHDOG_USEC` when
+/// systemd asked for it.
+pub async fn keep_systemd_informed(live: Arc<LiveInventory>, mut shutdown: Shutdown) {
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    if let Some(every) = watchdog {
+        tracing::info!(
+            every_ms = every.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
+    }
+    let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut status = tokio::time::interval(STATUS_EVERY);
+    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shown = live.len();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = ping.tick(), if watchdog.is_some() => send(&[NotifyState::Watchdog]),
+            _ = status.tick() => {
+                let count = live.len();
+                if count != shown {
+                    shown = count;
+                    send(&[NotifyState::Status(&status_line(count))]);
+                }
+            }
+        }
+    }
+}

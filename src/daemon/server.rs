@@ -1,0 +1,317 @@
+//! The control socket server: accepts CLI connections, a bounded number at
+//! a time, and answers `inventory`, `watch` and `health` from the live
+//! inventory. A client that sends garbage gets an error frame and loses
+//! its own connection, nobody else's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UnixListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout};
+
+use super::connection::{FrameIoError, FrameReader, FrameWriter};
+use super::inventory::LiveInventory;
+use super::shutdown::Shutdown;
+use crate::proto::control::{
+    ControlError, ControlMessage, WatchEvent, error_code, processors_frames,
+};
+
+/// How long a connection may sit without sending a whole request before it
+/// is closed, so idle or trickling clients cannot hold every slot.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long one frame may take to reach a client that does not read.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `listener` until `shutdown`, then waits for its connections to
+/// end (each ends on the same shutdown).
+pub async fn serve(
+    listener: UnixListener,
+    live: Arc<LiveInventory>,
+    max_connections: usize,
+    mut shutdown: Shutdown,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut connections = JoinSet::new();
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            Some(_) = connections.join_next() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    backoff = Duration::from_millis(10);
+                    match slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            connections.spawn(serve_connection(stream, live.clone(), shutdown.clone(), slot));
+                        }
+                        Err(_) => {
+                            tracing::warn!(max_connections, "control socket: refusing a client, all slots taken");
+                            connections.spawn(refuse_busy(stream));
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "control socket: accept failed; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = shutdown.wait() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
+    let (_, w) = tokio::io::split(stream);
+    let mut writer = FrameWriter::new(w);
+    let busy = ControlMessage::Error(ControlError::new(
+        error_code::BUSY,
+        "the daemon serves as many clients as it allows; try again",
+        None,
+    ));
+    let _ = timeout(WRITE_TIMEOUT, writer.write(&busy)).await;
+}
+
+/// Serves one client until it closes, misbehaves, or the daemon stops.
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    live: Arc<LiveInventory>,
+    mut shutdown: Shutdown,
+    _slot: OwnedSemaphorePermit,
+) {
+    let (r, w) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(r);
+    let mut writer = FrameWriter::new(w);
+    loop {
+        let read = tokio::select! {
+            _ = shutdown.wait() => return,
+            read = timeout(IDLE_TIMEOUT, reader.read::<ControlMessage>()) => read,
+        };
+        let msg = match read {
+            Err(_idle) => {
+                tracing::debug!("control socket: closing an idle client");
+                return;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Ok(Some(msg))) => msg,
+            Ok(Err(FrameIoError::Io(e))) => {
+                tracing::debug!(error = %e, "control socket: client read failed");
+                return;
+            }
+            Ok(Err(FrameIoError::Frame(e))) => {
+                // Garbage or an oversized prefix: nothing after it can be
+                // trusted to start a frame. Say why, then close.
+                tracing::warn!(error = %e, "control socket: bad frame from a client; closing it");
+                let _ = send(
+                    &mut writer,
+                    &ControlMessage::Error(ControlError::for_decode_error(&e)),
+                )
+                .await;
+                writer.shutdown().await;
+                return;
+            }
+        };
+        let answered = match msg {
+            ControlMessage::Inventory(r) => answer_inventory(&mut writer, &live, r.request).await,
+            ControlMessage::Health(r) => {
+                let report = live.health(r.request, Instant::now());
+                send(&mut writer, &ControlMessage::HealthReport(report)).await
+            }
+            ControlMessage::Watch(r) => {
+                stream_watch(reader, writer, &live, r.request, shutdown).await;
+                return;
+            }
+            ControlMessage::Unknown { kind } => {
+                tracing::debug!(kind, "control socket: unserved kind");
+                send(
+                    &mut writer,
+                    &ControlMessage::Error(ControlError::for_unserved_kind(&kind)),
+                )
+                .await
+            }
+            answer => {
+                let why = format!("\"{}\" is an answer, not a request", answer.kind());
+                let err = ControlError::new(error_code::UNKNOWN_KIND, why, answer.request());
+                send(&mut writer, &ControlMessage::Error(err)).await
+            }
+        };
+        if answered.is_err() {
+            return;
+        }
+    }
+}
+
+async fn send<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    msg: &ControlMessage,
+) -> Result<(), ()> {
+    match timeout(WRITE_TIMEOUT, writer.write(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "control socket: write failed");
+            Err(())
+        }
+        Err(_) => {
+            tracing::debug!("control socket: client does not read; closing it");
+            Err(())
+        }
+    }
+}
+
+async fn answer_inventory<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    live: &LiveInventory,
+    request: u64,
+) -> Result<(), ()> {
+    let frames = match processors_frames(request, live.snapshot()) {
+        Ok(frames) => frames,
+        Err(e) => {
+            tracing::error!(error = %e, "control socket: cannot encode the inventory");
+            let err = ControlError::new(error_code::INTERNAL, e.to_string(), Some(request));
+            return send(writer, &ControlMessage::Error(err)).await;
+        }
+    };
+    for frame in &frames {
+        send(writer, frame).await?;
+    }
+    Ok(())
+}
+
+/// Every processor known now as `added`, then every change, until the
+/// client closes, falls behind, or the daemon stops.
+async fn stream_watch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut reader: FrameReader<R>,
+    mut writer: FrameWriter<W>,
+    live: &LiveInventory,
+    request: u64,
+    mut shutdown: Shutdown,
+) {
+    let (snapshot, mut changes) = live.subscribe();
+    for p in snapshot {
+        let ev = crate::discovery::InventoryEvent::Added(p);
+        let msg = ControlMessage::Event(Box::new(WatchEvent::of(request, &ev)));
+        if send(&mut writer, &msg).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            // A watch carries no further requests: the client closing (or
+            // sending anything) ends it.
+            _ = reader.read::<ControlMessage>() => return,
+            change = changes.recv() => match change {
+                Ok(ev) => {
+                    let msg = ControlMessage::Event(Box::new(WatchEvent::of(request, &ev)));
+                    if send(&mut writer, &msg).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "control socket: a watching client fell behind; closing it");
+                    let why = format!("this client fell {missed} changes behind; watch again");
+                    let err = ControlError::new(error_code::LAGGED, why, Some(request));
+                    let _ = send(&mut writer, &ControlMessage::Error(err)).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::client::ControlClient;
+    use crate::daemon::shutdown_channel;
+    use crate::discovery::InventoryEvent;
+    use crate::processor::{ProcessorInfo, Serial};
+    use crate::proto::control::Request;
+
+    fn processor(serial: u32) -> ProcessorInfo {
+        ProcessorInfo {
+            serial: Some(Serial(serial)),
+            host: Serial(serial).host_name(),
+            instance: format!("P{serial}"),
+            service_type: "_lutron._tcp.local.".into(),
+            ..ProcessorInfo::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_past_the_bound_are_told_busy_and_served_once_a_slot_frees() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let live = Arc::new(LiveInventory::new(Instant::now()));
+        let (trigger, shutdown) = shutdown_channel();
+        let server = tokio::spawn(serve(listener, live, 1, shutdown));
+
+        let first = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut first = ControlClient::new(first, &path);
+        first.health().await.unwrap();
+        let second = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let err = ControlClient::new(second, &path)
+            .health()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, crate::daemon::DaemonError::Refused { code, .. } if code == error_code::BUSY),
+            "{err}"
+        );
+        drop(first);
+        // The slot frees when the server sees the first client go.
+        let mut third = loop {
+            let s = tokio::net::UnixStream::connect(&path).await.unwrap();
+            let mut c = ControlClient::new(s, &path);
+            if c.health().await.is_ok() {
+                break c;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert_eq!(third.inventory().await.unwrap(), vec![]);
+        trigger.fire();
+        server.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_watcher_that_falls_behind_is_told_it_lagged() {
+        let live = Arc::new(LiveInventory::new(Instant::now()));
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (_trigger, shutdown) = shutdown_channel();
+        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        tokio::spawn(serve_connection(server, live.clone(), shutdown, slot));
+        let (r, w) = tokio::io::split(client);
+        let (mut reader, mut writer) = (FrameReader::new(r), FrameWriter::new(w));
+        writer
+            .write(&ControlMessage::Watch(Request { request: 3 }))
+            .await
+            .unwrap();
+        while live.watchers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // More changes than a watcher may fall behind, with the server
+        // never scheduled in between (one thread, no await).
+        let n = u32::try_from(super::super::inventory::WATCH_BACKLOG).unwrap() + 10;
+        for serial in 1..=n {
+            live.apply(InventoryEvent::Added(processor(serial)), Instant::now());
+        }
+        match reader.read::<ControlMessage>().await.unwrap() {
+            Some(ControlMessage::Error(e)) => {
+                assert_eq!((e.code.as_str(), e.request), (error_code::LAGGED, Some(3)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(reader.read::<ControlMessage>().await.unwrap().is_none());
+    }
+}

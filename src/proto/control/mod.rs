@@ -1,0 +1,427 @@
+//! The control messages (`proto/control.cddl`): the CLI asks the daemon
+//! over its Unix socket for the inventory, a stream of inventory changes,
+//! or its health.
+//!
+//! Framed exactly as the relay ([`super::frame`]: 4-byte length, one
+//! deterministic CBOR map of at most [`super::MAX_ITEM`] bytes); [`decode`]
+//! and [`encode`] are the frame codec's generic halves applied to
+//! [`ControlMessage`]. Pure: no I/O, no clock.
+//!
+//! A processor travels as the facts discovery read (serial, MAC, host,
+//! addresses, TXT values, warnings), not as `discover --json` prints them:
+//! the client rebuilds the same [`ProcessorInfo`] and prints it with the
+//! same code as a standalone discover, so both outputs are identical.
+
+mod processor;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod vectors;
+
+use ciborium::Value;
+use serde::{Deserialize, Serialize};
+
+use super::error::ProtoError;
+use super::frame::{FrameMessage, MAX_ITEM, canonical, decode_as, encode_message};
+use super::relay::{from_value, kind_of, text_entry, to_map};
+use crate::processor::ProcessorInfo;
+
+pub use processor::ProcessorWire;
+
+/// The codes of [`ControlError::code`]. A client must treat a code it does
+/// not know as a generic error and show the reason.
+pub mod error_code {
+    /// The frame was not CBOR, not a map, or did not fit the schema; the
+    /// connection closes after it.
+    pub const MALFORMED: &str = "malformed";
+    /// The length prefix was over the cap; the connection closes after it.
+    pub const TOO_LARGE: &str = "too-large";
+    /// A request kind the daemon does not know; the connection stays open.
+    pub const UNKNOWN_KIND: &str = "unknown-kind";
+    /// A kind the protocol reserves ([`super::RESERVED_KINDS`]) that this
+    /// daemon does not serve yet.
+    pub const NOT_IMPLEMENTED: &str = "not-implemented";
+    /// The daemon serves as many connections as it allows; try again.
+    pub const BUSY: &str = "busy";
+    /// A watch client fell too far behind; the connection closes.
+    pub const LAGGED: &str = "lagged";
+    /// The daemon failed; not the client's fault.
+    pub const INTERNAL: &str = "internal";
+}
+
+/// Kinds `control.cddl` documents for the claim work, not served yet: a
+/// daemon answers them with [`error_code::NOT_IMPLEMENTED`].
+pub const RESERVED_KINDS: [&str; 6] =
+    ["status", "claim", "release", "takeover", "progress", "done"];
+
+/// One control message, either direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlMessage {
+    /// Client → daemon: the processors known now.
+    Inventory(Request),
+    /// Client → daemon: every processor known now, then every change.
+    Watch(Request),
+    /// Client → daemon: how the daemon is doing.
+    Health(Request),
+    /// Daemon → client: part of the inventory (see [`Processors::more`]).
+    Processors(Processors),
+    /// Daemon → client, on a watch: one inventory change.
+    Event(Box<WatchEvent>),
+    /// Daemon → client: the answer to `Health`.
+    HealthReport(HealthReport),
+    /// Either way: why a frame was not acted on. Never a silent close.
+    Error(ControlError),
+    /// A kind this build does not know (or reserves, see
+    /// [`RESERVED_KINDS`]). Decoded, never encoded.
+    Unknown { kind: String },
+}
+
+/// A request's number, echoed by every answer to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    #[serde(rename = "r")]
+    pub request: u64,
+}
+
+/// Processors in inventory order, one frame's worth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Processors {
+    pub request: u64,
+    pub list: Vec<ProcessorInfo>,
+    /// Another `Processors` frame follows for the same request.
+    pub more: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProcessorsWire {
+    r: u64,
+    list: Vec<ProcessorWire>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    more: bool,
+}
+
+/// What happened to a processor, as `discover --watch` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Changed,
+    Removed,
+}
+
+impl Change {
+    /// The word `discover --watch` prints.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Changed => "changed",
+            Change::Removed => "removed",
+        }
+    }
+}
+
+/// One inventory change on a watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub request: u64,
+    pub change: Change,
+    /// For [`Change::Changed`]: which facts changed (`addresses`, …).
+    pub changes: Vec<String>,
+    /// As it is now; as it was, for a removal.
+    pub processor: ProcessorInfo,
+}
+
+impl WatchEvent {
+    /// The event for a change the inventory reported.
+    pub fn of(request: u64, event: &crate::discovery::InventoryEvent) -> WatchEvent {
+        use crate::discovery::InventoryEvent;
+        let (change, changes) = match event {
+            InventoryEvent::Added(_) => (Change::Added, Vec::new()),
+            InventoryEvent::Changed { changes, .. } => (
+                Change::Changed,
+                changes.iter().map(|c| (*c).to_owned()).collect(),
+            ),
+            InventoryEvent::Removed(_) => (Change::Removed, Vec::new()),
+        };
+        WatchEvent {
+            request,
+            change,
+            changes,
+            processor: event.processor().clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WatchEventWire {
+    r: u64,
+    ev: Change,
+    p: ProcessorWire,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    chg: Vec<String>,
+}
+
+/// How the daemon is doing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    #[serde(rename = "r")]
+    pub request: u64,
+    /// Processors in the inventory.
+    #[serde(rename = "n")]
+    pub processors: u64,
+    #[serde(rename = "up-ms")]
+    pub uptime_ms: u64,
+    /// Since the last discovery event; `None` before the first.
+    #[serde(rename = "last-ms", default, skip_serializing_if = "Option::is_none")]
+    pub last_event_ms: Option<u64>,
+    pub pid: u32,
+    #[serde(rename = "sw")]
+    pub software: String,
+    /// The relay's backlog; `None` while the daemon runs no relay (this
+    /// version never runs one: the outbox and relay are wired in later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayHealth>,
+}
+
+/// The outbox as the relay sees it, for `handoff health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayHealth {
+    /// Events in the outbox not yet acknowledged by the cloud.
+    pub backlog: u64,
+    /// Age of the oldest of them; `None` when the backlog is empty.
+    #[serde(rename = "oldest-ms", default, skip_serializing_if = "Option::is_none")]
+    pub oldest_unsent_ms: Option<u64>,
+}
+
+/// Why a frame was not acted on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlError {
+    /// One of [`error_code`], or a newer code.
+    pub code: String,
+    /// For people.
+    #[serde(rename = "why")]
+    pub reason: String,
+    /// The request it answers, when one was read.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<u64>,
+}
+
+impl ControlError {
+    pub fn new(code: &str, reason: impl Into<String>, request: Option<u64>) -> ControlError {
+        ControlError {
+            code: code.into(),
+            reason: reason.into(),
+            request,
+        }
+    }
+
+    /// The frame that answers a frame which could not be decoded.
+    pub fn for_decode_error(err: &ProtoError) -> ControlError {
+        let code = match err {
+            ProtoError::Oversized { .. } => error_code::TOO_LARGE,
+            ProtoError::Unencodable { .. } => error_code::INTERNAL,
+            _ => error_code::MALFORMED,
+        };
+        ControlError::new(code, err.to_string(), None)
+    }
+
+    /// The frame that answers a message of a kind the daemon does not serve.
+    pub fn for_unserved_kind(kind: &str) -> ControlError {
+        if RESERVED_KINDS.contains(&kind) {
+            ControlError::new(
+                error_code::NOT_IMPLEMENTED,
+                format!(
+                    "this daemon does not serve \"{kind}\" yet; run the command without the daemon"
+                ),
+                None,
+            )
+        } else {
+            ControlError::new(
+                error_code::UNKNOWN_KIND,
+                format!("unknown message kind \"{kind}\""),
+                None,
+            )
+        }
+    }
+}
+
+impl ControlMessage {
+    /// Every kind a vector must exist for, as the `"k"` values.
+    pub const KINDS: [&'static str; 7] = [
+        "inventory",
+        "watch",
+        "health",
+        "processors",
+        "event",
+        "health-report",
+        "error",
+    ];
+
+    /// The `"k"` of this message.
+    pub fn kind(&self) -> &str {
+        match self {
+            ControlMessage::Inventory(_) => "inventory",
+            ControlMessage::Watch(_) => "watch",
+            ControlMessage::Health(_) => "health",
+            ControlMessage::Processors(_) => "processors",
+            ControlMessage::Event(_) => "event",
+            ControlMessage::HealthReport(_) => "health-report",
+            ControlMessage::Error(_) => "error",
+            ControlMessage::Unknown { kind } => kind,
+        }
+    }
+
+    /// The request this message is or answers, if it names one.
+    pub fn request(&self) -> Option<u64> {
+        match self {
+            ControlMessage::Inventory(r) | ControlMessage::Watch(r) | ControlMessage::Health(r) => {
+                Some(r.request)
+            }
+            ControlMessage::Processors(m) => Some(m.request),
+            ControlMessage::Event(m) => Some(m.request),
+            ControlMessage::HealthReport(m) => Some(m.request),
+            ControlMessage::Error(m) => m.request,
+            ControlMessage::Unknown { .. } => None,
+        }
+    }
+}
+
+impl FrameMessage for ControlMessage {
+    fn to_value(&self) -> Result<Value, ProtoError> {
+        let mut map = match self {
+            ControlMessage::Inventory(m) | ControlMessage::Watch(m) | ControlMessage::Health(m) => {
+                to_map(m)?
+            }
+            ControlMessage::Processors(m) => to_map(&ProcessorsWire {
+                r: m.request,
+                list: m.list.iter().map(ProcessorWire::from).collect(),
+                more: m.more,
+            })?,
+            ControlMessage::Event(m) => to_map(&WatchEventWire {
+                r: m.request,
+                ev: m.change,
+                p: ProcessorWire::from(&m.processor),
+                chg: m.changes.clone(),
+            })?,
+            ControlMessage::HealthReport(m) => to_map(m)?,
+            ControlMessage::Error(m) => to_map(m)?,
+            ControlMessage::Unknown { kind } => {
+                return Err(ProtoError::Unencodable {
+                    reason: format!("\"{kind}\" is not a message kind this build can send"),
+                });
+            }
+        };
+        map.push(text_entry("k", self.kind()));
+        Ok(canonical(Value::Map(map)))
+    }
+
+    fn from_map(map: &[(Value, Value)]) -> Result<ControlMessage, ProtoError> {
+        let kind = kind_of(map)?;
+        let invalid = |reason: String| ProtoError::Invalid {
+            kind: kind.to_owned(),
+            reason,
+        };
+        let map = Value::Map(map.to_vec());
+        Ok(match kind {
+            "inventory" => ControlMessage::Inventory(from_value(&map).map_err(invalid)?),
+            "watch" => ControlMessage::Watch(from_value(&map).map_err(invalid)?),
+            "health" => ControlMessage::Health(from_value(&map).map_err(invalid)?),
+            "processors" => {
+                let wire: ProcessorsWire = from_value(&map).map_err(invalid)?;
+                let list = wire
+                    .list
+                    .into_iter()
+                    .map(ProcessorInfo::try_from)
+                    .collect::<Result<_, _>>()
+                    .map_err(invalid)?;
+                ControlMessage::Processors(Processors {
+                    request: wire.r,
+                    list,
+                    more: wire.more,
+                })
+            }
+            "event" => {
+                let wire: WatchEventWire = from_value(&map).map_err(invalid)?;
+                ControlMessage::Event(Box::new(WatchEvent {
+                    request: wire.r,
+                    change: wire.ev,
+                    changes: wire.chg,
+                    processor: ProcessorInfo::try_from(wire.p).map_err(invalid)?,
+                }))
+            }
+            "health-report" => ControlMessage::HealthReport(from_value(&map).map_err(invalid)?),
+            "error" => ControlMessage::Error(from_value(&map).map_err(invalid)?),
+            other => ControlMessage::Unknown {
+                kind: other.to_owned(),
+            },
+        })
+    }
+}
+
+/// Decodes one whole control frame, prefix included (see
+/// [`super::frame::check`] to delimit it).
+///
+/// # Errors
+/// As [`super::decode`]; an unknown kind is [`ControlMessage::Unknown`].
+pub fn decode(frame: &[u8]) -> Result<ControlMessage, ProtoError> {
+    decode_as(frame)
+}
+
+/// The frame for `msg`, prefix included.
+///
+/// # Errors
+/// [`ProtoError::Unencodable`] for `Unknown`, or over [`MAX_ITEM`].
+pub fn encode(msg: &ControlMessage) -> Result<Vec<u8>, ProtoError> {
+    encode_message(msg)
+}
+
+/// What one `Processors` frame may spend on its list: the cap, less room
+/// for the rest of the map (`k`, `r`, `more` and the headers take under
+/// 64 bytes).
+const LIST_BUDGET: usize = MAX_ITEM - 256;
+
+/// The inventory as `Processors` frames that each fit in a frame, in
+/// order; at least one (an empty inventory is one empty list).
+///
+/// # Errors
+/// [`ProtoError::Unencodable`] if a single processor would not fit in a
+/// frame (it cannot: its text fields are bounded far below that).
+pub fn processors_frames(
+    request: u64,
+    processors: impl IntoIterator<Item = ProcessorInfo>,
+) -> Result<Vec<ControlMessage>, ProtoError> {
+    let mut frames = Vec::new();
+    let mut list = Vec::new();
+    let mut used = 0;
+    for p in processors {
+        let size = processor::encoded_len(&p)?;
+        if size > LIST_BUDGET {
+            return Err(ProtoError::Unencodable {
+                reason: format!(
+                    "processor {} takes {size} bytes, more than a frame holds",
+                    p.id().unwrap_or_else(|| p.instance.clone())
+                ),
+            });
+        }
+        if used + size > LIST_BUDGET {
+            frames.push(ControlMessage::Processors(Processors {
+                request,
+                list: std::mem::take(&mut list),
+                more: true,
+            }));
+            used = 0;
+        }
+        used += size;
+        list.push(p);
+    }
+    frames.push(ControlMessage::Processors(Processors {
+        request,
+        list,
+        more: false,
+    }));
+    Ok(frames)
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}

@@ -1,0 +1,227 @@
+//! The vectors of `proto/vectors/control/`, checked as those of
+//! `proto/vectors/relay/` are (see `super::super::vectors`): one CBOR item
+//! per file with a `.diag` twin; every file decodes, re-encodes byte for
+//! byte and equals what handoff writes for its sample; every kind has one.
+//!
+//! `HANDOFF_WRITE_VECTORS=1 cargo test --lib proto::control::vectors`
+//! rewrites the `.cbor` files (and writes a `.diag` where none exists).
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::processor::{ServiceRecord, TxtEntry};
+
+/// A RadioRA 3 processor as the simulator advertises one.
+pub(super) fn ra3() -> ProcessorInfo {
+    ProcessorInfo::from_record(&ServiceRecord {
+        fullname: "Lutron Status._lutron._tcp.local.".into(),
+        service_type: "_lutron._tcp.local.".into(),
+        host: "Lutron-0236e6a7.local.".into(),
+        port: 22,
+        addresses: ["127.0.1.1".parse().unwrap()].into_iter().collect(),
+        txt: vec![
+            TxtEntry::new("MACADDR", b"a0:f6:fd:12:34:56"),
+            TxtEntry::new("CODEVER", b"22.08.15f000"),
+            TxtEntry::new("DEVCLASS", b"081B0101"),
+            TxtEntry::new("FW_STATUS", b"1:NoUpdate"),
+            TxtEntry::new("NW_STATUS", b"InternetWorking"),
+            TxtEntry::new("ST_STATUS", b"good"),
+            TxtEntry::new("SYSTYPE", b"RadioRa3Processor"),
+        ],
+    })
+}
+
+/// A Caséta bridge without SYSTYPE and with a broken MAC: warnings, and
+/// the product line from DEVCLASS.
+pub(super) fn odd_bridge() -> ProcessorInfo {
+    ProcessorInfo::from_record(&ServiceRecord {
+        fullname: "Lutron Status (2)._leap._tcp.local.".into(),
+        service_type: "_leap._tcp.local.".into(),
+        host: "Lutron-00a1b2c3.local.".into(),
+        port: 22,
+        addresses: ["127.0.1.2".parse().unwrap(), "fe80::1".parse().unwrap()]
+            .into_iter()
+            .collect(),
+        txt: vec![
+            TxtEntry::new("MACADDR", b"not-a-mac"),
+            TxtEntry::new("CODEVER", b"08.25.17f000"),
+            TxtEntry::new("DEVCLASS", b"08050100"),
+        ],
+    })
+}
+
+fn changed(mut p: ProcessorInfo) -> ProcessorInfo {
+    p.addresses = ["127.0.2.1".parse().unwrap()].into_iter().collect();
+    p.firmware = Some("22.09.01f000".into());
+    p
+}
+
+/// One message per vector file of `proto/vectors/control/`, by file stem.
+pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
+    vec![
+        (
+            "inventory",
+            ControlMessage::Inventory(Request { request: 1 }),
+        ),
+        ("watch", ControlMessage::Watch(Request { request: 2 })),
+        ("health", ControlMessage::Health(Request { request: 3 })),
+        (
+            "processors",
+            ControlMessage::Processors(Processors {
+                request: 1,
+                list: vec![odd_bridge(), ra3()],
+                more: false,
+            }),
+        ),
+        (
+            "processors-more",
+            ControlMessage::Processors(Processors {
+                request: 1,
+                list: vec![ra3()],
+                more: true,
+            }),
+        ),
+        (
+            "event-added",
+            ControlMessage::Event(Box::new(WatchEvent {
+                request: 2,
+                change: Change::Added,
+                changes: vec![],
+                processor: ra3(),
+            })),
+        ),
+        (
+            "event-changed",
+            ControlMessage::Event(Box::new(WatchEvent {
+                request: 2,
+                change: Change::Changed,
+                changes: vec!["addresses".into(), "firmware".into()],
+                processor: changed(ra3()),
+            })),
+        ),
+        (
+            "event-removed",
+            ControlMessage::Event(Box::new(WatchEvent {
+                request: 2,
+                change: Change::Removed,
+                changes: vec![],
+                processor: ra3(),
+            })),
+        ),
+        (
+            "health-report",
+            ControlMessage::HealthReport(HealthReport {
+                request: 3,
+                processors: 2,
+                uptime_ms: 86_400_000,
+                last_event_ms: Some(1_250),
+                pid: 4242,
+                software: "handoff 0.1.0".into(),
+                relay: None,
+            }),
+        ),
+        (
+            "health-report-relay",
+            ControlMessage::HealthReport(HealthReport {
+                request: 3,
+                processors: 0,
+                uptime_ms: 5_000,
+                last_event_ms: None,
+                pid: 4242,
+                software: "handoff 0.1.0".into(),
+                relay: Some(RelayHealth {
+                    backlog: 3,
+                    oldest_unsent_ms: Some(90_000),
+                }),
+            }),
+        ),
+        (
+            "error",
+            ControlMessage::Error(ControlError::new(
+                error_code::UNKNOWN_KIND,
+                "unknown message kind \"frobnicate\"",
+                None,
+            )),
+        ),
+    ]
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto/vectors/control")
+}
+
+fn framed(item: &[u8]) -> Vec<u8> {
+    let mut frame = u32::try_from(item.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(item);
+    frame
+}
+
+fn write_if_asked() {
+    if std::env::var_os("HANDOFF_WRITE_VECTORS").is_none() {
+        return;
+    }
+    std::fs::create_dir_all(dir()).unwrap();
+    for (stem, msg) in samples() {
+        let item = encode(&msg).unwrap()[crate::proto::HEADER_LEN..].to_vec();
+        std::fs::write(dir().join(format!("{stem}.cbor")), &item).unwrap();
+        let diag = dir().join(format!("{stem}.diag"));
+        if !diag.exists() {
+            let pretty = cbor_diag::parse_bytes(&item).unwrap().to_diag_pretty();
+            std::fs::write(diag, pretty + "\n").unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_sample_has_a_vector_that_it_encodes_to() {
+    write_if_asked();
+    for (stem, msg) in samples() {
+        let path = dir().join(format!("{stem}.cbor"));
+        let item = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (missing vector?)", path.display()));
+        assert_eq!(encode(&msg).unwrap(), framed(&item), "{stem}");
+    }
+}
+
+#[test]
+fn every_vector_decodes_and_re_encodes_byte_for_byte() {
+    let mut kinds = Vec::new();
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("cbor") {
+            continue;
+        }
+        count += 1;
+        let frame = framed(&std::fs::read(&path).unwrap());
+        let msg = decode(&frame).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(encode(&msg).unwrap(), frame, "{}", path.display());
+        kinds.push(msg.kind().to_owned());
+    }
+    assert_eq!(
+        count,
+        samples().len(),
+        "a vector without a sample, or the reverse"
+    );
+    for kind in ControlMessage::KINDS {
+        assert!(kinds.iter().any(|k| k == kind), "no vector for {kind}");
+    }
+}
+
+#[test]
+fn every_vector_has_a_diagnostic_twin_that_matches() {
+    for (stem, _) in samples() {
+        let item = std::fs::read(dir().join(format!("{stem}.cbor"))).unwrap();
+        let path = dir().join(format!("{stem}.diag"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (missing twin?)", path.display()));
+        let parsed =
+            cbor_diag::parse_diag(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            parsed.to_bytes(),
+            item,
+            "{} differs from its .cbor",
+            path.display()
+        );
+    }
+}

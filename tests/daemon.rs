@@ -1,0 +1,496 @@
+//! The site daemon and its control socket, each test on its own private
+//! network: `handoff daemon` and `handoff sim` run as real processes, and
+//! the CLI talks to the daemon through the socket.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Sim, TempDir, handoff, handoff_bin, identity_facts};
+use handoff::proto::control::{ControlMessage, Request, decode, encode, error_code};
+use serde_json::Value;
+
+/// A running `handoff daemon` with its own state and runtime directories.
+struct Daemon {
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl Daemon {
+    fn state(&self) -> PathBuf {
+        self.dir.path("state")
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path("run")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.run_dir().join("handoff.sock")
+    }
+
+    /// `handoff daemon` with its own (empty unless written) configuration
+    /// file beside `state`, never the machine's.
+    fn command(state: &Path, run: &Path) -> Command {
+        let config = state.with_extension("toml");
+        if !config.exists() {
+            std::fs::write(&config, "").unwrap();
+        }
+        let mut c = Command::new(handoff_bin());
+        c.arg("--state-dir")
+            .arg(state)
+            .arg("--runtime-dir")
+            .arg(run)
+            .args(["daemon", "--liveness", "6s", "--config"])
+            .arg(config)
+            .env("HANDOFF_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        c
+    }
+
+    /// Starts a daemon and waits until its socket answers.
+    fn start() -> Daemon {
+        Daemon::start_with(TempDir::new("daemon"), |_| {})
+    }
+
+    fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Command)) -> Daemon {
+        let mut command = Daemon::command(&dir.path("state"), &dir.path("run"));
+        command.stderr(Stdio::inherit());
+        tweak(&mut command);
+        let child = command.spawn().expect("spawn handoff daemon");
+        let mut daemon = Daemon {
+            child: Some(child),
+            dir,
+        };
+        daemon.wait_serving();
+        daemon
+    }
+
+    fn wait_serving(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if UnixStream::connect(self.socket()).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("handoff daemon exited early: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon's socket never answered"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `handoff ARGS…` pointed at this daemon.
+    fn cli(&self, args: &[&str]) -> common::Run {
+        let run = self.run_dir();
+        let mut all = vec!["--runtime-dir", run.to_str().unwrap()];
+        all.extend_from_slice(args);
+        handoff(&all)
+    }
+
+    fn health(&self) -> Value {
+        let run = self.cli(&["health", "--json"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run.json()
+    }
+
+    /// Waits until the daemon's inventory holds `n` processors.
+    fn wait_inventory(&self, n: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let h = self.health();
+            if h["processors"] == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "inventory never reached {n}: {h}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the exit status (a hang is a failure, not a wait
+    /// forever).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon did not stop after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn sorted_by_id(v: &Value) -> Vec<Value> {
+    let mut list = v.as_array().unwrap().clone();
+    list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    list
+}
+
+lan_test! {
+    fn discover_through_the_daemon_lists_the_simulated_fleet_as_standalone_does() {
+        let daemon = Daemon::start();
+        let sim = Sim::start(&["--count", "3", "--seed", "41", "--no-probe", "--system-type", "ra3,qsx,caseta"]);
+        daemon.wait_inventory(3, Duration::from_secs(15));
+
+        let through = daemon.cli(&["-v", "discover", "--json"]);
+        assert_eq!(through.code, Some(0), "{}", through.stderr);
+        assert!(through.stderr.contains("discover answered by the daemon"), "{}", through.stderr);
+        let found = through.json();
+        let facts: std::collections::BTreeSet<_> = found.as_array().unwrap().iter().map(identity_facts).collect();
+        let want: std::collections::BTreeSet<_> = sim.manifest.iter().map(identity_facts).collect();
+        assert_eq!(facts, want);
+
+        // The same JSON, field for field, as this process browsing itself.
+        let alone = daemon.cli(&["-v", "discover", "--json", "--standalone", "--expect", "3", "--timeout", "10s"]);
+        assert_eq!(alone.code, Some(0), "{}", alone.stderr);
+        assert!(!alone.stderr.contains("answered by the daemon"), "{}", alone.stderr);
+        assert_eq!(sorted_by_id(&found), sorted_by_id(&alone.json()));
+
+        // And the table for people.
+        let table = daemon.cli(&["discover"]);
+        assert_eq!(table.stdout.lines().count(), 4, "{}", table.stdout);
+        assert!(table.stdout.contains("HomeWorks QSX Processor"), "{}", table.stdout);
+    }
+}
+
+lan_test! {
+    fn a_stopped_processor_leaves_the_daemons_inventory_and_health_says_when() {
+        let daemon = Daemon::start();
+        let a = Sim::start(&["--seed", "51", "--no-probe", "--instance-name", "A"]);
+        let b = Sim::start(&["--seed", "52", "--no-probe", "--instance-name", "B", "--first-ip", "127.0.2.1"]);
+        daemon.wait_inventory(2, Duration::from_secs(15));
+        let before = daemon.health();
+        assert!(before["last_event_ms"].is_u64(), "{before}");
+        assert_eq!(before["relay"], Value::Null);
+
+        let gone = a.ids()[0].clone();
+        a.stop();
+        daemon.wait_inventory(1, Duration::from_secs(15));
+        let left = daemon.cli(&["discover", "--json"]).json();
+        let ids: Vec<&str> = left.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, vec![b.ids()[0].as_str()], "{gone} should be gone");
+    }
+}
+
+lan_test! {
+    fn discover_watch_streams_from_the_daemon() {
+        let daemon = Daemon::start();
+        let a = Sim::start(&["--seed", "61", "--no-probe"]);
+        daemon.wait_inventory(1, Duration::from_secs(15));
+        let id = a.ids()[0].clone();
+        let run = daemon.run_dir();
+        let watch = common::Watch::start(&["--runtime-dir", run.to_str().unwrap()]);
+        let alone = common::Watch::start(&["--standalone", "--liveness", "6s"]);
+        // Known before the watch began: reported as added first.
+        let through = watch.wait_for(Duration::from_secs(10), "added", |e| common::is_event(e, "added", &id));
+        let direct = alone.wait_for(Duration::from_secs(10), "added", |e| common::is_event(e, "added", &id));
+        // The same line, field for field, as a watch browsing itself.
+        assert_eq!(through, direct);
+        a.stop();
+        watch.wait_for(Duration::from_secs(15), "removed", |e| common::is_event(e, "removed", &id));
+    }
+}
+
+lan_test! {
+    fn sigterm_stops_the_daemon_with_exit_zero_and_removes_its_socket() {
+        let daemon = Daemon::start();
+        let socket = daemon.socket();
+        let _sim = Sim::start(&["--seed", "91", "--no-probe"]);
+        daemon.wait_inventory(1, Duration::from_secs(15));
+        // A watcher holds a connection open: the stop must not wait on it.
+        let mut watcher = UnixStream::connect(&socket).unwrap();
+        watcher.write_all(&encode(&ControlMessage::Watch(Request { request: 1 })).unwrap()).unwrap();
+        // Its first event: the watch is being served.
+        assert!(matches!(read_frame(&mut watcher), Some(ControlMessage::Event(_))));
+        let status = daemon.terminate();
+        assert!(status.success(), "{status}");
+        assert!(!socket.exists());
+        let mut rest = Vec::new();
+        watcher.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
+    }
+}
+
+lan_test! {
+    fn health_without_a_daemon_is_a_clear_error() {
+        let dir = TempDir::new("nodaemon");
+        let run = handoff(&["--runtime-dir", dir.0.to_str().unwrap(), "health"]);
+        assert_eq!(run.code, Some(1));
+        assert!(run.stderr.contains("no handoff daemon is running"), "{}", run.stderr);
+        assert_eq!(run.stdout, "");
+    }
+}
+
+lan_test! {
+    fn a_stale_socket_file_from_a_killed_daemon_is_replaced() {
+        let dir = TempDir::new("stale");
+        std::fs::create_dir_all(dir.path("run")).unwrap();
+        drop(UnixListener::bind(dir.path("run").join("handoff.sock")).unwrap());
+        assert!(dir.path("run").join("handoff.sock").exists());
+        let daemon = Daemon::start_with(dir, |_| {});
+        assert_eq!(daemon.health()["processors"], 0);
+    }
+}
+
+lan_test! {
+    fn a_second_daemon_refuses_to_start_while_the_first_runs() {
+        let first = Daemon::start();
+        // Same state directory: the lock says no.
+        let out = Daemon::command(&first.state(), &first.dir.path("run2")).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("another handoff daemon uses this state directory"), "{err}");
+        // Another state directory, same socket: the live socket says no.
+        let out = Daemon::command(&first.dir.path("state2"), &first.run_dir()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("another handoff daemon answers on"), "{err}");
+        // The first never noticed.
+        assert!(first.socket().exists());
+        assert_eq!(first.health()["processors"], 0);
+    }
+}
+
+/// Reads one frame from a blocking stream.
+fn read_frame(s: &mut UnixStream) -> Option<ControlMessage> {
+    let mut prefix = [0u8; 4];
+    s.read_exact(&mut prefix).ok()?;
+    let mut body = vec![0; u32::from_be_bytes(prefix) as usize];
+    s.read_exact(&mut body).unwrap();
+    let mut frame = prefix.to_vec();
+    frame.extend(body);
+    Some(decode(&frame).unwrap())
+}
+
+fn error_code_of(msg: Option<ControlMessage>) -> String {
+    match msg {
+        Some(ControlMessage::Error(e)) => e.code,
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+}
+
+fn at_eof(s: &mut UnixStream) -> bool {
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).is_ok() && rest.is_empty()
+}
+
+lan_test! {
+    fn bad_frames_get_an_error_frame_and_close_only_their_own_connection() {
+        let daemon = Daemon::start();
+        let socket = daemon.socket();
+        let mut bystander = UnixStream::connect(&socket).unwrap();
+        bystander.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+
+        let mut garbage = UnixStream::connect(&socket).unwrap();
+        garbage.write_all(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd]).unwrap();
+        assert_eq!(error_code_of(read_frame(&mut garbage)), error_code::MALFORMED);
+        assert!(at_eof(&mut garbage));
+
+        let mut oversized = UnixStream::connect(&socket).unwrap();
+        oversized.write_all(&[0x7f, 0xff, 0xff, 0xff]).unwrap();
+        assert_eq!(error_code_of(read_frame(&mut oversized)), error_code::TOO_LARGE);
+        assert!(at_eof(&mut oversized));
+
+        // An unknown or reserved kind is answered, and the connection stays.
+        let mut curious = UnixStream::connect(&socket).unwrap();
+        for (kind, code) in [("frobnicate", error_code::UNKNOWN_KIND), ("claim", error_code::NOT_IMPLEMENTED)] {
+            let mut item = Vec::new();
+            let map = ciborium::Value::Map(vec![
+                (ciborium::Value::Text("k".into()), ciborium::Value::Text(kind.into())),
+                (ciborium::Value::Text("r".into()), ciborium::Value::Integer(5.into())),
+            ]);
+            ciborium::into_writer(&map, &mut item).unwrap();
+            curious.write_all(&(item.len() as u32).to_be_bytes()).unwrap();
+            curious.write_all(&item).unwrap();
+            assert_eq!(error_code_of(read_frame(&mut curious)), code);
+        }
+        curious.write_all(&encode(&ControlMessage::Health(Request { request: 6 })).unwrap()).unwrap();
+        assert!(matches!(read_frame(&mut curious), Some(ControlMessage::HealthReport(h)) if h.request == 6));
+
+        // The connection opened before all that is served as usual.
+        bystander.write_all(&encode(&ControlMessage::Inventory(Request { request: 9 })).unwrap()).unwrap();
+        match read_frame(&mut bystander) {
+            Some(ControlMessage::Processors(p)) => assert_eq!((p.request, p.list.len(), p.more), (9, 0, false)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(daemon.health()["processors"], 0);
+    }
+}
+
+lan_test! {
+    fn systemd_hears_ready_once_the_socket_answers_then_watchdog_pings_and_stopping() {
+        let dir = TempDir::new("notify");
+        let notify_path = dir.path("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let socket = dir.path("run").join("handoff.sock");
+        let mut command = Daemon::command(&dir.path("state"), &dir.path("run"));
+        command
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "2000000")
+            .stderr(Stdio::inherit());
+        let child = command.spawn().unwrap();
+        let daemon = Daemon { child: Some(child), dir };
+
+        let recv = || {
+            let mut buf = [0u8; 512];
+            let n = notify.recv(&mut buf).expect("a notification");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        let first = recv();
+        assert!(first.contains("READY=1\n"), "{first}");
+        assert!(first.contains("STATUS=0 processors in the inventory"), "{first}");
+        // READY came after the socket was up.
+        assert!(UnixStream::connect(&socket).is_ok());
+        let mut seen = Vec::new();
+        while !seen.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
+            seen.push(recv());
+        }
+        let status = daemon.terminate();
+        assert!(status.success());
+        let mut last = String::new();
+        while !last.contains("STOPPING=1") {
+            last = recv();
+        }
+    }
+}
+
+/// The daemon's inventory size, asked through its socket.
+async fn inventory_len(socket: &Path) -> usize {
+    let mut client = handoff::daemon::connect(socket)
+        .await
+        .unwrap()
+        .expect("the daemon answers");
+    client.inventory().await.unwrap().len()
+}
+
+async fn wait_len(socket: &Path, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let len = inventory_len(socket).await;
+        if len == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "inventory never reached {n} (at {len})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+lan_test! {
+    fn a_reload_with_other_interfaces_takes_effect_and_keeps_the_inventory_meanwhile() {
+        use handoff::daemon::{DaemonSettings, shutdown_channel};
+        let sim = Sim::start(&["--count", "2", "--seed", "71", "--no-probe"]);
+        // A second interface with nobody on it, made after the simulator
+        // checked that its network is private.
+        for cmd in [
+            "ip link add hv0 type veth peer name hv1",
+            "ip link set hv0 up",
+            "ip link set hv1 up",
+        ] {
+            let ok = Command::new("sh").args(["-c", cmd]).status().unwrap().success();
+            assert!(ok, "{cmd}");
+        }
+        let dir = TempDir::new("reload");
+        let mut settings = DaemonSettings::new(dir.path("state"), dir.path("run"));
+        settings.interfaces = vec!["lo".into()];
+        settings.liveness = Duration::from_secs(6);
+        let socket = settings.socket_path();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (trigger, shutdown) = shutdown_channel();
+            let (reload, reloads) = tokio::sync::mpsc::channel(4);
+            let daemon = tokio::spawn(handoff::daemon::run(settings.clone(), shutdown, reloads));
+            while tokio::net::UnixStream::connect(&socket).await.is_err() {
+                assert!(!daemon.is_finished(), "{:?}", daemon.await);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            wait_len(&socket, 2, Duration::from_secs(15)).await;
+
+            // Away from the fleet: kept at first, gone after the liveness bound.
+            let away = DaemonSettings { interfaces: vec!["hv0".into()], ..settings.clone() };
+            reload.send(away).await.unwrap();
+            assert_eq!(inventory_len(&socket).await, 2);
+            wait_len(&socket, 0, Duration::from_secs(20)).await;
+
+            // A reload naming an interface that does not exist changes nothing.
+            let bad = DaemonSettings { interfaces: vec!["eth7".into()], ..settings.clone() };
+            reload.send(bad).await.unwrap();
+            // Back to the fleet: found again.
+            reload.send(settings.clone()).await.unwrap();
+            wait_len(&socket, 2, Duration::from_secs(15)).await;
+
+            trigger.fire();
+            daemon.await.unwrap().unwrap();
+        });
+        assert!(!socket.exists());
+        drop(sim);
+    }
+}
+
+lan_test! {
+    fn sighup_reads_the_configuration_again_and_a_new_interface_list_takes_effect() {
+        let sim = Sim::start(&["--count", "2", "--seed", "81", "--no-probe"]);
+        for cmd in [
+            "ip link add hv0 type veth peer name hv1",
+            "ip link set hv0 up",
+            "ip link set hv1 up",
+        ] {
+            let ok = Command::new("sh").args(["-c", cmd]).status().unwrap().success();
+            assert!(ok, "{cmd}");
+        }
+        let dir = TempDir::new("sighup");
+        let config = dir.path("state").with_extension("toml");
+        std::fs::write(&config, "interfaces = [\"lo\"]\n").unwrap();
+        let daemon = Daemon::start_with(dir, |_| {});
+        daemon.wait_inventory(2, Duration::from_secs(15));
+        let pid = nix::unistd::Pid::from_raw(daemon.child.as_ref().unwrap().id() as i32);
+        let hup = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+
+        // A refused file changes nothing, and the daemon keeps serving.
+        std::fs::write(&config, "interfaces = [\"lo\"]\nintrefaces = []\n").unwrap();
+        hup();
+        assert_eq!(daemon.health()["processors"], 2);
+
+        // Away from the fleet: the processors go once the liveness bound passes.
+        std::fs::write(&config, "interfaces = [\"hv0\"]\n").unwrap();
+        hup();
+        daemon.wait_inventory(0, Duration::from_secs(20));
+        std::fs::write(&config, "interfaces = [\"lo\"]\n").unwrap();
+        hup();
+        daemon.wait_inventory(2, Duration::from_secs(15));
+        assert!(daemon.terminate().success());
+        drop(sim);
+    }
+}
