@@ -36,6 +36,16 @@ pub struct DaemonArgs {
     /// Control clients served at once; more are told to try again
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_connections: usize,
+
+    /// Relay to this cloud (host:port); overrides the configuration's
+    /// `[cloud] address`
+    #[arg(long, value_name = "ADDR")]
+    pub cloud: Option<String>,
+
+    /// The enrolled identity bundle; overrides `[cloud] identity`
+    /// (default STATE_DIR/cloud-identity)
+    #[arg(long, value_name = "DIR")]
+    pub cloud_identity: Option<PathBuf>,
 }
 
 impl DaemonArgs {
@@ -56,10 +66,23 @@ impl DaemonArgs {
         } else {
             self.interfaces.clone()
         };
+        let cloud = match (&self.cloud, &effective.cloud.address) {
+            (Some(address), _) => Some(address.clone()),
+            (None, Some(address)) => Some(address.to_string()),
+            (None, None) => None,
+        }
+        .map(|address| {
+            let identity = self
+                .cloud_identity
+                .clone()
+                .unwrap_or_else(|| effective.cloud.identity.clone());
+            (address, identity)
+        });
         Ok(DaemonSettings {
             interfaces,
             liveness: self.liveness.unwrap_or(effective.liveness),
             max_connections: self.max_connections,
+            cloud,
             ..DaemonSettings::new(effective.state_dir, runtime_dir)
         })
     }

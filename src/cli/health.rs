@@ -17,6 +17,10 @@ pub struct HealthArgs {
     /// JSON: one object (relay is null while the daemon runs no relay)
     #[arg(long)]
     pub json: bool,
+    /// Exit 2 when the oldest event waiting for the cloud is older than this
+    /// (the relay is stuck)
+    #[arg(long, default_value = "10m", value_parser = super::parse_duration)]
+    pub stuck_after: Duration,
 }
 
 /// The JSON `health --json` prints.
@@ -57,6 +61,20 @@ pub async fn run(args: HealthArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliE
         table(&report)
     };
     print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
+    let stuck = report
+        .relay
+        .as_ref()
+        .and_then(|r| r.oldest_unsent_ms)
+        .filter(|ms| u128::from(*ms) > args.stuck_after.as_millis());
+    if let Some(ms) = stuck {
+        eprintln!(
+            "the relay is stuck: an event has waited {} for the cloud (more than {}); see the \
+             daemon's log for why (journalctl -u handoff)",
+            human_ms(ms),
+            humantime::format_duration(args.stuck_after)
+        );
+        return Ok(ExitCode::from(2));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -188,6 +188,7 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let sockets = control_sockets(&cli);
+    let _ = CONTROL_SOCKETS.set(sockets.clone());
     match cli.command {
         Command::Discover(args) => discover::run(args, &sockets).await,
         Command::Daemon(args) => {
@@ -230,6 +231,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 
 /// Where to look for the daemon's control socket, in order, as
 /// `--runtime-dir` and the environment say.
+/// Where the commands look for a running daemon, set once per run.
+pub(crate) static CONTROL_SOCKETS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
 fn control_sockets(cli: &Cli) -> Vec<PathBuf> {
     let state_dir = cli.state_dir.clone().or_else(default_state_dir);
     crate::daemon::client_socket_paths(cli.runtime_dir.as_deref(), state_dir.as_deref())

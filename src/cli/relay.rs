@@ -106,6 +106,10 @@ pub async fn relay(
     flags: &CloudFlags,
     kinds: Vec<EventKind>,
 ) -> Result<Vec<(EventId, Relayed)>, CliError> {
+    // A daemon that runs the relay owns the outbox: hand it the events.
+    if let Some(results) = through_daemon(&kinds, flags.cloud_wait).await? {
+        return Ok(results);
+    }
     let link = flags.link(state_dir)?;
     let outbox = open_outbox(state_dir)?;
     let mut ids = Vec::with_capacity(kinds.len());
@@ -151,6 +155,50 @@ pub async fn relay(
     };
     outbox.close().await;
     Ok(results)
+}
+
+/// The events handed to a running daemon's relay, or `None` when no
+/// daemon runs or it runs no relay (the command then uses the outbox).
+async fn through_daemon(
+    kinds: &[EventKind],
+    wait: Duration,
+) -> Result<Option<Vec<(EventId, Relayed)>>, CliError> {
+    let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+    let Some((mut client, path)) = crate::daemon::connect_first(&sockets)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let mut results = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        match client.queue(kind.clone(), wait).await {
+            Ok(q) => {
+                let relayed = match q.result.as_str() {
+                    "applied" => Relayed::Applied(q.link),
+                    "refused" => Relayed::Refused {
+                        rule: q.rule.unwrap_or_default(),
+                        guidance: q.why.unwrap_or_default(),
+                    },
+                    _ => Relayed::Queued {
+                        reason: format!(
+                            "handed to the daemon at {}, no answer from the cloud yet",
+                            path.display()
+                        ),
+                    },
+                };
+                results.push((q.id, relayed));
+            }
+            Err(crate::daemon::DaemonError::Refused { code, .. })
+                if code == crate::proto::control::error_code::NOT_IMPLEMENTED
+                    && results.is_empty() =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(CliError::Failed(e.to_string())),
+        }
+    }
+    Ok(Some(results))
 }
 
 /// One line for people about an event's fate.

@@ -93,6 +93,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         Ok(request)
     }
 
+    /// Hands `event` to the daemon's outbox and waits up to `wait` for the
+    /// cloud's answer (the daemon answers `queued` when none came).
+    ///
+    /// # Errors
+    /// [`DaemonError::Refused`] (e.g. `not-implemented`: the daemon runs no
+    /// relay), or the connection failing.
+    pub async fn queue(
+        &mut self,
+        event: crate::proto::EventKind,
+        wait: Duration,
+    ) -> Result<crate::proto::control::Queued, DaemonError> {
+        let request = self.next_request;
+        self.next_request += 1;
+        let msg = ControlMessage::Queue(Box::new(crate::proto::control::QueueRequest {
+            request,
+            event,
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        }));
+        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
+        let read =
+            tokio::time::timeout(wait + ANSWER_TIMEOUT, self.reader.read::<ControlMessage>());
+        match read.await {
+            Err(_) => Err(DaemonError::NoAnswer {
+                path: self.path.clone(),
+            }),
+            Ok(Err(e)) => Err(self.failed(e)),
+            Ok(Ok(None)) => Err(DaemonError::Closed {
+                path: self.path.clone(),
+            }),
+            Ok(Ok(Some(ControlMessage::Queued(q)))) if q.request == request => Ok(q),
+            Ok(Ok(Some(ControlMessage::Error(e)))) => Err(DaemonError::Refused {
+                code: e.code,
+                reason: e.reason,
+            }),
+            Ok(Ok(Some(other))) => Err(DaemonError::Unexpected {
+                kind: other.kind().into(),
+            }),
+        }
+    }
+
     fn failed(&self, e: FrameIoError) -> DaemonError {
         DaemonError::Control {
             path: self.path.clone(),

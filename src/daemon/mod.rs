@@ -14,9 +14,11 @@
 //! from the [`config`] file and its flags. A reload (SIGHUP) sends new
 //! settings on the `reloads` channel; the inventory is kept across it.
 //!
-//! Not here yet: the relay (its backlog has a slot in
-//! [`LiveInventory::set_relay_health`]) and claims through the socket
-//! (their messages are reserved in `proto/control.cddl`).
+//! With a cloud configured, the relay runs too and owns the outbox:
+//! commands hand their events over the socket (`queue`), and the backlog
+//! shows in `handoff health` and the STATUS line. Not here yet: claims
+//! performed by the daemon through the socket (their messages are reserved
+//! in `proto/control.cddl`).
 
 pub mod client;
 pub mod config;
@@ -68,6 +70,9 @@ pub struct DaemonSettings {
     /// How long a graceful stop may take before the remaining tasks are
     /// aborted.
     pub stop_within: Duration,
+    /// The cloud to relay to (`host:port`) and the identity bundle's
+    /// directory; `None`: no relay, the outbox is left to the commands.
+    pub cloud: Option<(String, PathBuf)>,
 }
 
 impl DaemonSettings {
@@ -80,6 +85,7 @@ impl DaemonSettings {
             runtime_dir,
             max_connections: 64,
             stop_within: Duration::from_secs(5),
+            cloud: None,
         }
     }
 
@@ -165,6 +171,19 @@ pub async fn run(
     })?;
 
     let live = Arc::new(LiveInventory::new(started));
+    // The relay owns the outbox while the daemon runs; commands hand their
+    // events over the control socket.
+    let relay = match &settings.cloud {
+        None => None,
+        Some((address, identity)) => {
+            let link = crate::relay::link::CloudLink::new(address, identity)
+                .map_err(DaemonError::Setting)?;
+            let path = settings.state_dir.join(crate::outbox::FILE_NAME);
+            let outbox = crate::outbox::Outbox::open(&path)
+                .map_err(|e| DaemonError::Setting(format!("the outbox {}: {e}", path.display())))?;
+            Some((link, outbox))
+        }
+    };
     // Fired by the caller's shutdown, or by a part that fails.
     let (trigger, tasks_shutdown) = shutdown_channel();
     // Each task says which it is when it ends: before the shutdown, any
@@ -178,11 +197,20 @@ pub async fn run(
             ("discovery", ended)
         }
     });
+    if let Some((link, outbox)) = &relay {
+        tasks.spawn(run_relay(
+            link.clone(),
+            outbox.clone(),
+            live.clone(),
+            tasks_shutdown.clone(),
+        ));
+    }
     tasks.spawn({
         let (live, shutdown) = (live.clone(), tasks_shutdown.clone());
         let max = settings.max_connections;
+        let outbox = relay.as_ref().map(|(_, outbox)| outbox.clone());
         async move {
-            server::serve(listener, live, max, shutdown).await;
+            server::serve(listener, live, outbox, max, shutdown).await;
             ("control socket", Ok(()))
         }
     });
@@ -230,6 +258,9 @@ pub async fn run(
             "daemon tasks did not stop in time; aborting them"
         );
         tasks.shutdown().await;
+    }
+    if let Some((_, outbox)) = relay {
+        outbox.close().await;
     }
     drop(socket_file);
     drop(lock);
@@ -369,6 +400,50 @@ async fn run_discovery(
             log_event(&applied);
         }
     }
+}
+
+/// The relay, until shutdown: the outbox to the cloud, its backlog into
+/// the live inventory's health (and so into `handoff health` and the
+/// systemd STATUS line).
+async fn run_relay(
+    link: crate::relay::link::CloudLink,
+    outbox: crate::outbox::Outbox,
+    live: Arc<LiveInventory>,
+    mut shutdown: Shutdown,
+) -> (&'static str, Result<(), DaemonError>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (status, mut watch) = crate::relay::status_channel(&outbox);
+    let publish = |s: &crate::relay::RelayStatus| {
+        live.set_relay_health(Some(crate::proto::control::RelayHealth {
+            backlog: s.backlog as u64,
+            oldest_unsent_ms: s
+                .oldest_pending_age
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }));
+    };
+    publish(&watch.borrow());
+    tracing::info!(cloud = %link.address, site = %link.site, account = %link.account, "relay started");
+    let relay = tokio::spawn(crate::relay::run(
+        outbox,
+        link.connector(),
+        crate::relay::RelayConfig::default(),
+        stopped,
+        status,
+    ));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                publish(&watch.borrow_and_update());
+            }
+        }
+    }
+    let _ = stop.send(true);
+    let _ = relay.await;
+    ("relay", Ok(()))
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

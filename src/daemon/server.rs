@@ -15,8 +15,10 @@ use tokio::time::{Instant, timeout};
 use super::connection::{FrameIoError, FrameReader, FrameWriter};
 use super::inventory::LiveInventory;
 use super::shutdown::Shutdown;
+use crate::outbox::Outbox;
+use crate::proto::Outcome;
 use crate::proto::control::{
-    ControlError, ControlMessage, WatchEvent, error_code, processors_frames,
+    ControlError, ControlMessage, QueueRequest, Queued, WatchEvent, error_code, processors_frames,
 };
 
 /// How long a connection may sit without sending a whole request before it
@@ -31,6 +33,7 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(
     listener: UnixListener,
     live: Arc<LiveInventory>,
+    outbox: Option<Outbox>,
     max_connections: usize,
     mut shutdown: Shutdown,
 ) {
@@ -46,7 +49,7 @@ pub async fn serve(
                     backoff = Duration::from_millis(10);
                     match slots.clone().try_acquire_owned() {
                         Ok(slot) => {
-                            connections.spawn(serve_connection(stream, live.clone(), shutdown.clone(), slot));
+                            connections.spawn(serve_connection(stream, live.clone(), outbox.clone(), shutdown.clone(), slot));
                         }
                         Err(_) => {
                             tracing::warn!(max_connections, "control socket: refusing a client, all slots taken");
@@ -85,6 +88,7 @@ async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     live: Arc<LiveInventory>,
+    outbox: Option<Outbox>,
     mut shutdown: Shutdown,
     _slot: OwnedSemaphorePermit,
 ) {
@@ -130,6 +134,23 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 stream_watch(reader, writer, &live, r.request, shutdown).await;
                 return;
             }
+            ControlMessage::Queue(q) => match &outbox {
+                Some(outbox) => {
+                    let answer = tokio::select! {
+                        _ = shutdown.wait() => return,
+                        answer = queue(outbox, *q) => answer,
+                    };
+                    send(&mut writer, &answer).await
+                }
+                None => {
+                    let err = ControlError::new(
+                        error_code::NOT_IMPLEMENTED,
+                        "this daemon runs no relay (no [cloud] address configured); use the outbox directly",
+                        Some(q.request),
+                    );
+                    send(&mut writer, &ControlMessage::Error(err)).await
+                }
+            },
             ControlMessage::Unknown { kind } => {
                 tracing::debug!(kind, "control socket: unserved kind");
                 send(
@@ -148,6 +169,42 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     }
+}
+
+/// Appends a command's event to the daemon's outbox (durable before any
+/// answer) and waits up to its `wait-ms` for the cloud.
+async fn queue(outbox: &Outbox, q: QueueRequest) -> ControlMessage {
+    let id = match outbox.append(q.event).await {
+        Ok(id) => id,
+        Err(e) => {
+            let err = ControlError::new(
+                error_code::INTERNAL,
+                format!("cannot queue the event: {e}"),
+                Some(q.request),
+            );
+            return ControlMessage::Error(err);
+        }
+    };
+    let wait = Duration::from_millis(q.wait_ms.min(600_000));
+    let ack = timeout(wait, outbox.wait_outcome(&id))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let (result, rule, why, link) = match ack {
+        None => ("queued", None, None, None),
+        Some(ack) => match ack.outcome {
+            Outcome::Applied | Outcome::Duplicate => ("applied", None, None, ack.link),
+            Outcome::Refused { rule, guidance } => ("refused", Some(rule), Some(guidance), None),
+        },
+    };
+    ControlMessage::Queued(Queued {
+        request: q.request,
+        id,
+        result: result.into(),
+        rule,
+        why,
+        link,
+    })
 }
 
 async fn send<W: AsyncWrite + Unpin>(
@@ -255,7 +312,7 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         let live = Arc::new(LiveInventory::new(Instant::now()));
         let (trigger, shutdown) = shutdown_channel();
-        let server = tokio::spawn(serve(listener, live, 1, shutdown));
+        let server = tokio::spawn(serve(listener, live, None, 1, shutdown));
 
         let first = tokio::net::UnixStream::connect(&path).await.unwrap();
         let mut first = ControlClient::new(first, &path);
@@ -290,7 +347,7 @@ mod tests {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (_trigger, shutdown) = shutdown_channel();
         let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        tokio::spawn(serve_connection(server, live.clone(), shutdown, slot));
+        tokio::spawn(serve_connection(server, live.clone(), None, shutdown, slot));
         let (r, w) = tokio::io::split(client);
         let (mut reader, mut writer) = (FrameReader::new(r), FrameWriter::new(w));
         writer

@@ -252,7 +252,7 @@ impl EventKind {
         }
     }
 
-    fn to_value(&self) -> Result<Vec<(Value, Value)>, ProtoError> {
+    pub(super) fn to_value(&self) -> Result<Vec<(Value, Value)>, ProtoError> {
         match self {
             EventKind::Claimed(e) => to_map(e),
             EventKind::Released(e) => to_map(e),
@@ -266,7 +266,7 @@ impl EventKind {
         }
     }
 
-    fn from_map(map: &[(Value, Value)]) -> Result<EventKind, ProtoError> {
+    pub(super) fn from_map(map: &[(Value, Value)]) -> Result<EventKind, ProtoError> {
         let kind = kind_of(map)?;
         let invalid = |reason: String| ProtoError::Invalid {
             kind: format!("event {kind}"),

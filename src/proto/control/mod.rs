@@ -69,6 +69,13 @@ pub enum ControlMessage {
     Event(Box<WatchEvent>),
     /// Daemon → client: the answer to `Health`.
     HealthReport(HealthReport),
+    /// Client → daemon: queue this event in the daemon's outbox (the
+    /// daemon owns it while it runs) and wait up to `wait-ms` for the
+    /// cloud's answer.
+    Queue(Box<QueueRequest>),
+    /// Daemon → client: the event is durable under `id`; what the cloud
+    /// said, if it answered in time.
+    Queued(Queued),
     /// Either way: why a frame was not acted on. Never a silent close.
     Error(ControlError),
     /// A kind this build does not know (or reserves, see
@@ -161,6 +168,43 @@ struct WatchEventWire {
     chg: Vec<String>,
 }
 
+/// An event for the cloud, handed to the daemon's outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueRequest {
+    pub request: u64,
+    pub event: crate::proto::EventKind,
+    /// How long the daemon waits for the cloud's answer before answering
+    /// `queued` without one.
+    pub wait_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct QueueWire {
+    r: u64,
+    #[serde(rename = "wait-ms")]
+    wait_ms: u64,
+}
+
+/// The daemon's answer to [`QueueRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    #[serde(rename = "r")]
+    pub request: u64,
+    /// The event's id in the outbox.
+    pub id: crate::proto::EventId,
+    /// `applied`, `refused`, or `queued` (no answer from the cloud yet).
+    #[serde(rename = "res")]
+    pub result: String,
+    /// For `refused`: the rule and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// For an applied `new-share-link`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::proto::IssuedLink>,
+}
+
 /// How the daemon is doing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReport {
@@ -247,13 +291,15 @@ impl ControlError {
 
 impl ControlMessage {
     /// Every kind a vector must exist for, as the `"k"` values.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 9] = [
         "inventory",
         "watch",
         "health",
         "processors",
         "event",
         "health-report",
+        "queue",
+        "queued",
         "error",
     ];
 
@@ -266,6 +312,8 @@ impl ControlMessage {
             ControlMessage::Processors(_) => "processors",
             ControlMessage::Event(_) => "event",
             ControlMessage::HealthReport(_) => "health-report",
+            ControlMessage::Queue(_) => "queue",
+            ControlMessage::Queued(_) => "queued",
             ControlMessage::Error(_) => "error",
             ControlMessage::Unknown { kind } => kind,
         }
@@ -280,6 +328,8 @@ impl ControlMessage {
             ControlMessage::Processors(m) => Some(m.request),
             ControlMessage::Event(m) => Some(m.request),
             ControlMessage::HealthReport(m) => Some(m.request),
+            ControlMessage::Queue(m) => Some(m.request),
+            ControlMessage::Queued(m) => Some(m.request),
             ControlMessage::Error(m) => m.request,
             ControlMessage::Unknown { .. } => None,
         }
@@ -304,6 +354,17 @@ impl FrameMessage for ControlMessage {
                 chg: m.changes.clone(),
             })?,
             ControlMessage::HealthReport(m) => to_map(m)?,
+            ControlMessage::Queue(m) => {
+                let mut ev = m.event.to_value()?;
+                ev.push(text_entry("k", m.event.kind()));
+                let mut map = to_map(&QueueWire {
+                    r: m.request,
+                    wait_ms: m.wait_ms,
+                })?;
+                map.push((Value::Text("ev".into()), Value::Map(ev)));
+                map
+            }
+            ControlMessage::Queued(m) => to_map(m)?,
             ControlMessage::Error(m) => to_map(m)?,
             ControlMessage::Unknown { kind } => {
                 return Err(ProtoError::Unencodable {
@@ -350,6 +411,30 @@ impl FrameMessage for ControlMessage {
                 }))
             }
             "health-report" => ControlMessage::HealthReport(from_value(&map).map_err(invalid)?),
+            "queue" => {
+                let wire: QueueWire = from_value(&map).map_err(invalid)?;
+                let Value::Map(entries) = &map else {
+                    return Err(invalid("not a map".into()));
+                };
+                let ev = entries
+                    .iter()
+                    .find_map(|(k, v)| match (k, v) {
+                        (Value::Text(k), Value::Map(ev)) if k == "ev" => Some(ev),
+                        _ => None,
+                    })
+                    .ok_or_else(|| invalid("\"ev\" is missing or not a map".into()))?;
+                let event = crate::proto::EventKind::from_map(ev)?;
+                if let crate::proto::EventKind::Unknown { kind } = &event {
+                    // Nothing could relay it: refuse it here, not later.
+                    return Err(invalid(format!("\"{kind}\" is not an event kind")));
+                }
+                ControlMessage::Queue(Box::new(QueueRequest {
+                    request: wire.r,
+                    event,
+                    wait_ms: wire.wait_ms,
+                }))
+            }
+            "queued" => ControlMessage::Queued(from_value(&map).map_err(invalid)?),
             "error" => ControlMessage::Error(from_value(&map).map_err(invalid)?),
             other => ControlMessage::Unknown {
                 kind: other.to_owned(),

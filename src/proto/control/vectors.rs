@@ -136,6 +136,31 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
             }),
         ),
         (
+            "queue",
+            ControlMessage::Queue(Box::new(QueueRequest {
+                request: 4,
+                event: crate::proto::EventKind::Released(crate::proto::Released {
+                    place: None,
+                    serial: Some(crate::processor::Serial(0x0236_e6a7)),
+                }),
+                wait_ms: 10_000,
+            })),
+        ),
+        (
+            "queued",
+            ControlMessage::Queued(Queued {
+                request: 4,
+                id: crate::proto::EventId {
+                    daemon: "d-7f3a".into(),
+                    seq: 12,
+                },
+                result: "refused".into(),
+                rule: Some("only_the_homeowner_releases_the_home".into()),
+                why: Some("only the homeowner can Remove Home from Account".into()),
+                link: None,
+            }),
+        ),
+        (
             "error",
             ControlMessage::Error(ControlError::new(
                 error_code::UNKNOWN_KIND,

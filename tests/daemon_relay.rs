@@ -1,0 +1,100 @@
+//! The daemon with a cloud: it runs the relay and owns the outbox, the
+//! CLI's claim and release hand their events to it, `health` shows the
+//! backlog, and an outage is ridden out.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::{ChildGuard, Cloud, Sim, TempDir, handoff};
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:4433".parse().unwrap()
+}
+
+fn health(run: &str) -> Option<Value> {
+    let r = handoff(&["--runtime-dir", run, "health", "--json"]);
+    (r.code == Some(0)).then(|| r.json())
+}
+
+lan_test! {
+    fn the_daemon_relays_what_the_cli_hands_it_and_rides_out_an_outage() {
+        let dir = TempDir::new("daemon-relay");
+        let sim = Sim::start(&["--count", "1", "--no-probe", "--auto-press", "0s"]);
+        let state = sim.state_dir.to_str().unwrap().to_owned();
+        let run = dir.path("run");
+        let run_s = run.to_str().unwrap().to_owned();
+        let p = &sim.manifest[0];
+        let (id, serial, mac) = (
+            p["id"].as_str().unwrap().to_owned(),
+            p["serial"].as_u64().unwrap().to_string(),
+            p["mac"].as_str().unwrap().to_owned(),
+        );
+        let data = dir.path("cloud");
+        let data_s = data.to_str().unwrap();
+        let ca = sim.state_dir.join(format!("sim/processors/{id}/ca-cert.pem"));
+        let r = handoff(&["cloud", "--data", data_s, "place", "create", "--id", "lake", "--as",
+            "designer@example.com", "--remote-services", "--project-file",
+            dir.path("p.json").to_str().unwrap(), "--serial", &serial, "--mac", &mac,
+            "--processor-ca", ca.to_str().unwrap()]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let r = handoff(&["cloud", "--data", data_s, "enroll", "--name", "site", "--account",
+            "integrator@example.com", "--out", &format!("{state}/cloud-identity")]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let mut cloud = Cloud::start(&data, addr());
+
+        let config = dir.path("handoff.toml");
+        std::fs::write(&config, "").unwrap();
+        let daemon = Command::new(common::handoff_bin())
+            .args(["--state-dir", &state, "--runtime-dir", &run_s, "daemon", "--liveness", "6s",
+                   "--cloud", &addr().to_string(), "--config"])
+            .arg(&config)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+            .spawn().unwrap();
+        let _daemon = ChildGuard(daemon);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let report = loop {
+            if let Some(h) = health(&run_s) { break h; }
+            assert!(Instant::now() < deadline, "the daemon did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(report["relay"]["backlog"], 0, "the relay runs: {report}");
+
+        // The claim's event goes through the daemon (which owns the outbox).
+        let claim = handoff(&["--state-dir", &state, "--runtime-dir", &run_s, "claim", &id, "--json"]);
+        assert_eq!(claim.code, Some(0), "{}", claim.stderr);
+        assert_eq!(claim.json()["cloud"]["result"], "applied", "{}", claim.stdout);
+        let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
+        assert_eq!(place["homeowner"], "integrator@example.com");
+
+        // The cloud goes away: the release is queued in the daemon's outbox.
+        cloud.kill9();
+        let release = handoff(&["--state-dir", &state, "--runtime-dir", &run_s, "release", &id,
+            "--json", "--cloud-wait", "1s"]);
+        assert_eq!(release.code, Some(0), "{}", release.stderr);
+        assert_eq!(release.json()["cloud"]["result"], "queued", "{}", release.stdout);
+        let h = health(&run_s).unwrap();
+        assert_eq!(h["relay"]["backlog"], 1, "{h}");
+        std::thread::sleep(Duration::from_millis(20));
+        let stuck = handoff(&["--runtime-dir", &run_s, "health", "--stuck-after", "10ms"]);
+        assert_eq!(stuck.code, Some(2), "{}\n{}", stuck.stdout, stuck.stderr);
+        assert!(stuck.stderr.contains("the relay is stuck"), "{}", stuck.stderr);
+
+        // The cloud is back: the daemon delivers it by itself.
+        let _cloud = Cloud::start(&data, addr());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while health(&run_s).unwrap()["relay"]["backlog"] != 0 {
+            assert!(Instant::now() < deadline, "the daemon never delivered the release");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
+        assert_eq!(place["homeowner"], Value::Null, "released once the cloud came back");
+        let stats = handoff(&["cloud", "--data", data_s, "stats", "--json"]).json();
+        assert_eq!(stats["events"], 2, "claim and release, each once");
+    }
+}
