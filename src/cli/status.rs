@@ -157,15 +157,14 @@ pub async fn run(args: StatusArgs, state_dir: Option<PathBuf>) -> Result<ExitCod
 async fn relay_backlog(state_dir: &Path) -> Result<(usize, Option<Duration>), CliError> {
     // A daemon running the relay owns the outbox: ask it.
     let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-    if let Ok(Some((mut client, _))) = crate::daemon::connect_first(&sockets).await {
-        if let Ok(report) = client.health().await {
-            if let Some(relay) = report.relay {
-                return Ok((
-                    usize::try_from(relay.backlog).unwrap_or(usize::MAX),
-                    relay.oldest_unsent_ms.map(Duration::from_millis),
-                ));
-            }
-        }
+    if let Ok(Some((mut client, _))) = crate::daemon::connect_first(&sockets).await
+        && let Ok(report) = client.health().await
+        && let Some(relay) = report.relay
+    {
+        return Ok((
+            usize::try_from(relay.backlog).unwrap_or(usize::MAX),
+            relay.oldest_unsent_ms.map(Duration::from_millis),
+        ));
     }
     let outbox = open_outbox(state_dir)?;
     let stats = outbox.stats(SystemTime::now());
