@@ -19,6 +19,15 @@ fn status_line(count: usize) -> String {
     format!("{count} processors in the inventory")
 }
 
+/// The STATUS line: the inventory, and the relay's backlog when it runs.
+fn full_status(live: &LiveInventory) -> String {
+    let mut line = status_line(live.len());
+    if let Some(relay) = live.health(0, tokio::time::Instant::now()).relay {
+        line.push_str(&format!("; {} events waiting for the cloud", relay.backlog));
+    }
+    line
+}
+
 /// READY=1, with the first status line.
 pub fn ready(count: usize) {
     send(&[NotifyState::Ready, NotifyState::Status(&status_line(count))]);
@@ -52,16 +61,16 @@ pub async fn keep_systemd_informed(live: Arc<LiveInventory>, mut shutdown: Shutd
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut status = tokio::time::interval(STATUS_EVERY);
     status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shown = live.len();
+    let mut shown = full_status(&live);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = ping.tick(), if watchdog.is_some() => send(&[NotifyState::Watchdog]),
             _ = status.tick() => {
-                let count = live.len();
-                if count != shown {
-                    shown = count;
-                    send(&[NotifyState::Status(&status_line(count))]);
+                let line = full_status(&live);
+                if line != shown {
+                    send(&[NotifyState::Status(&line)]);
+                    shown = line;
                 }
             }
         }
