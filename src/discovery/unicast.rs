@@ -96,6 +96,22 @@ impl Answers {
         }
     }
 
+    /// Takes in one response packet; false when it does not parse or
+    /// answers another query than `id` (any id when `None`).
+    fn absorb_packet(&mut self, bytes: &[u8], id: Option<u16>) -> bool {
+        let Ok(packet) = Packet::parse(bytes) else {
+            return false;
+        };
+        if id.is_some_and(|id| packet.id() != id) {
+            return false;
+        }
+        self.heard = true;
+        for rr in packet.answers.iter().chain(&packet.additional_records) {
+            self.absorb(rr);
+        }
+        true
+    }
+
     fn instances(&self) -> impl Iterator<Item = (&String, &String)> {
         self.ptr
             .iter()
@@ -163,6 +179,17 @@ impl Answers {
     }
 }
 
+/// The service records one response packet describes, read as
+/// [`query_host`] reads each packet but without a socket or query id (an
+/// instance with no address record is placed at `queried`); `None` when the
+/// packet does not parse. Public so that the parser can be fuzzed.
+pub fn read_response(packet: &[u8], queried: IpAddr) -> Option<Vec<ServiceRecord>> {
+    let mut answers = Answers::default();
+    answers
+        .absorb_packet(packet, None)
+        .then(|| answers.records(queried))
+}
+
 fn build_query(
     id: u16,
     questions: &[(String, TYPE)],
@@ -227,16 +254,9 @@ pub async fn query_host(
             // with several addresses (or a simulated fleet sharing one)
             // may answer from another; the random id ties answer to query.
             tracing::trace!(%host, %from, len, "unicast DNS-SD response");
-            let Ok(packet) = Packet::parse(&buf[..len]) else {
-                tracing::debug!(%host, len, "unparseable DNS response ignored");
+            if !answers.absorb_packet(&buf[..len], Some(id)) {
+                tracing::debug!(%host, len, "unparseable or unrelated DNS response ignored");
                 continue;
-            };
-            if packet.id() != id {
-                continue;
-            }
-            answers.heard = true;
-            for rr in packet.answers.iter().chain(&packet.additional_records) {
-                answers.absorb(rr);
             }
             settle_at.get_or_insert(Instant::now() + SETTLE);
         }
@@ -257,4 +277,66 @@ pub async fn query_host(
         )));
     }
     Ok(answers.records(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use simple_dns::rdata::{A, PTR, SRV, TXT};
+
+    use super::*;
+
+    fn rr<'a>(name: &'a str, rdata: RData<'a>) -> ResourceRecord<'a> {
+        ResourceRecord::new(Name::new_unchecked(name), CLASS::IN, 120, rdata)
+    }
+
+    #[test]
+    fn a_response_reads_into_records_and_garbage_into_none() {
+        let mut txt = TXT::new();
+        txt.add_string("MACADDR=90:70:65:12:34:56").unwrap();
+        txt.add_string("SERNUM=37152423").unwrap();
+        let mut packet = Packet::new_reply(7);
+        let instance = "Lutron Status._lutron._tcp.local";
+        packet.answers.push(rr(
+            "_lutron._tcp.local",
+            RData::PTR(PTR(Name::new_unchecked(instance))),
+        ));
+        packet.additional_records.push(rr(
+            instance,
+            RData::SRV(SRV {
+                priority: 0,
+                weight: 0,
+                port: 22,
+                target: Name::new_unchecked("Lutron-0236e6a7.local"),
+            }),
+        ));
+        packet
+            .additional_records
+            .push(rr(instance, RData::TXT(txt)));
+        packet.additional_records.push(rr(
+            "Lutron-0236e6a7.local",
+            RData::A(A {
+                address: u32::from(Ipv4Addr::new(10, 0, 0, 9)),
+            }),
+        ));
+        let bytes = packet.build_bytes_vec().unwrap();
+        let queried = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+
+        let records = read_response(&bytes, queried).unwrap();
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.instance(), "Lutron Status");
+        assert_eq!((r.host.as_str(), r.port), ("Lutron-0236e6a7.local.", 22));
+        assert_eq!(
+            r.addresses.iter().collect::<Vec<_>>(),
+            [&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9))]
+        );
+        assert_eq!(r.txt[0], TxtEntry::new("MACADDR", b"90:70:65:12:34:56"));
+
+        assert!(read_response(&bytes[..bytes.len() - 3], queried).is_none());
+        assert!(read_response(b"\x00\x07garbage", queried).is_none());
+        assert_eq!(
+            read_response(&Packet::new_reply(7).build_bytes_vec().unwrap(), queried),
+            Some(vec![])
+        );
+    }
 }
