@@ -24,7 +24,15 @@ fuzz_target!(|data: &[u8]| {
                     n >= proto::HEADER_LEN && n <= buf.len(),
                     "check claimed {n}"
                 );
-                frame(&buf[..n]);
+                let whole = &buf[..n];
+                assert!(
+                    !matches!(
+                        proto::decode(whole),
+                        Err(ProtoError::Truncated { .. } | ProtoError::Oversized { .. })
+                    ),
+                    "check and decode disagree on where a frame ends"
+                );
+                frame(whole);
                 buf = &buf[n..];
             }
             Ok(None) => break,
