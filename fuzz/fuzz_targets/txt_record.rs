@@ -8,7 +8,8 @@
 //! UTF-8 splits and joins back to itself; every text field kept from TXT
 //! is non-empty, at most `MAX_FIELD_LEN` bytes and free of control
 //! characters (bad fields become warnings, never values); the record
-//! prints as JSON.
+//! prints as JSON; for a DNS answer, the follow-up query `discover --host`
+//! would send for what it left out can be built (and parses).
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -25,10 +26,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if mode & 1 == 1 {
-        if let Some(records) = read_response(rest, QUERIED) {
-            for record in &records {
+        let response = read_response(rest, QUERIED).expect("the follow-up query can be built");
+        if let Some(response) = response {
+            for record in &response.records {
                 assert!(!record.addresses.is_empty(), "a record with no address");
                 interpret(record);
+            }
+            if let Some(query) = response.follow_up {
+                let query = simple_dns::Packet::parse(&query).expect("the follow-up parses");
+                assert!(!query.questions.is_empty(), "a follow-up asks something");
             }
         }
         return;
