@@ -70,8 +70,8 @@ def txt_input(host, instance, entries):
 
 RA3 = [b"MACADDR=90:70:65:12:34:56", b"CODEVER=21.10.12f000", b"DEVCLASS=08120101",
        b"FW_STATUS=1:NoUpdate", b"NW_STATUS=11:InternetWorking", b"ST_STATUS=good",
-       b"SYSTYPE=RadioRa3"]
-QSX = RA3[:-1] + [b"SYSTYPE=HWQSX", b"SERNUM=37152423", b"CLAIM_STATUS=Unclaimed"]
+       b"SYSTYPE=RadioRa3Processor"]
+QSX = RA3[:-1] + [b"SYSTYPE=HWQSProcessor", b"SERNUM=37152423", b"CLAIM_STATUS=Unclaimed"]
 write("txt_record", "ra3", txt_input(b"Lutron-0236e6a7.local.", b"Lutron Status._lutron._tcp.local.", RA3))
 write("txt_record", "qsx", txt_input(b"Lutron-0236e6a7.local.", b"Lutron Status._lutron._tcp.local.", QSX))
 write("txt_record", "odd", txt_input(b"lutron-XYZ.local", b"x", [b"macaddr", b"=v", b"SERNUM=99999999999", b"CODEVER=\x01\xff"]))
@@ -115,6 +115,8 @@ with tempfile.TemporaryDirectory() as tmp:
     }
     for kind, key in kinds.items():
         for variant, extra in [("plain", []), ("asks-ca", ["-reqexts", "ext"])]:
+            if (CORPUS / "sim_csr" / f"text-{kind}-{variant}").exists():
+                continue  # keys are random: keep the committed requests stable
             subj = "/CN=handoff fuzz" if variant == "plain" else "/CN=evil/O=x"
             pem = subprocess.run(
                 ["openssl", "req", "-new", "-nodes", "-config", str(conf), "-subj", subj,
@@ -139,3 +141,45 @@ for choice in (0, 1):
     write("sim_csr", f"signed-{alg}-asks-ca",
           bytes([2, choice, 0, len(cn)]) + cn + ext_req(basic_ca + key_usage))
 write("sim_csr", "signed-no-cn", bytes([2, 0, 0, len(no_cn)]) + no_cn + b"\xa0\x00")
+
+# Dictionaries (libFuzzer -dict=): without AddressSanitizer's memcmp hooks,
+# libFuzzer does not learn compared strings by itself, so give it the
+# protocol's words.
+DICT = ROOT / "fuzz" / "dict"
+DICT.mkdir(exist_ok=True)
+
+
+def dict_line(token):
+    esc = "".join(chr(b) if 0x20 <= b < 0x7F and b not in b'"\\' else f"\\x{b:02x}" for b in token)
+    return f'"{esc}"\n'
+
+
+leap_words = """Header Body CommuniqueType StatusCode Url ClientTag MessageBodyType ContentType
+RequestType Execute /pair CommandType CSR Parameters DisplayName DeviceUID Role Admin Status
+Permissions PhysicalAccess SigningResult Certificate RootCertificate Exception Message
+ReadRequest ReadResponse PingRequest PingResponse ExceptionResponse OnePingResponse
+CreateRequest UpdateRequest SubscribeRequest DeleteRequest LEAPVersion
+/server/1/status/ping /server/status/ping /device get-cert status;plurality=single
+signing-result;plurality=single exception;plurality=single""".split()
+leap = [f'"{w}"'.encode() for w in leap_words]
+leap += [b'"200 OK"', b'"401 Unauthorized"', b'"204 NoContent"', b'"400 BadRequest"', b"\r\n", b"null", b"1e999"]
+(DICT / "leap_line.dict").write_text("".join(dict_line(t) for t in leap))
+
+
+def cbor_text(s):
+    b = s.encode()
+    return (bytes([0x60 + len(b)]) if len(b) < 24 else bytes([0x78, len(b)])) + b
+
+
+relay_words = """k v sw id ev p sn mac proof at email dur link force r rule why q st code n s
+hello hello-ack event ack status-query status error claimed released share-access
+new-share-link redeem-link revoke-access applied duplicate refused green yellow grey
+1d 7d 30d 1y unlimited malformed too-large unknown-kind unknown-event
+unsupported-version hello-first unknown-processor internal""".split()
+relay = [cbor_text(w) for w in relay_words] + [b"\x46", b"\x1a", b"\x82", b"\xa1", b"\xf5"]
+(DICT / "relay_frame.dict").write_text("".join(dict_line(t) for t in relay))
+
+txt_words = """MACADDR= CODEVER= DEVCLASS= FW_STATUS= NW_STATUS= ST_STATUS= SYSTYPE= SERNUM=
+CLAIM_STATUS= RadioRa3Processor HWQSProcessor SmartBridge RA2Select Lutron- .local. _lutron _leap _tcp local""".split()
+txt = [w.encode() for w in txt_words] + [b"\x00\x0c\x00\x01", b"\x00\x21\x00\x01", b"\x00\x10\x00\x01", b"\xc0\x0c"]
+(DICT / "txt_record.dict").write_text("".join(dict_line(t) for t in txt))
