@@ -21,6 +21,8 @@ use handoff::identity::{CertificateAuthority, sign_client_csr};
 use handoff::processor::Mac;
 use libfuzzer_sys::fuzz_target;
 use rcgen::{KeyPair, PublicKeyData, SigningKey};
+use rustls_pki_types::CertificateSigningRequestDer;
+use rustls_pki_types::pem::PemObject;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -117,9 +119,12 @@ fn signed_request(input: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn check_issued(csr_pem: &str, issued: &str, ca: &CertificateAuthority) {
-    let csr_der = pem::parse(csr_pem).expect("a signed request was PEM");
+    // Read as the library reads it (rustls' PEM reader is more lenient
+    // than the pem crate's, about base64 padding for one).
+    let csr_der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .expect("a signed request was PEM");
     let (_, csr) =
-        X509CertificationRequest::from_der(csr_der.contents()).expect("a signed request parses");
+        X509CertificationRequest::from_der(csr_der.as_ref()).expect("a signed request parses");
     let cert_pem = pem::parse(issued).expect("the issued certificate is PEM");
     assert_eq!(cert_pem.tag(), "CERTIFICATE");
     let (rest, cert) = X509Certificate::from_der(cert_pem.contents()).expect("it parses");
