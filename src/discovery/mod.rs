@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use inventory::{Identity, Inventory, InventoryEvent, InventoryEventJson};
-pub use unicast::query_host;
+pub use unicast::{UnicastResponse, query_host, read_response};
 
 use crate::lan::LanError;
 use crate::processor::{ProcessorInfo, ServiceRecord, TxtEntry};

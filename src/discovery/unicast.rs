@@ -96,6 +96,22 @@ impl Answers {
         }
     }
 
+    /// Takes in one response packet; false when it does not parse or
+    /// answers another query than `id` (any id when `None`).
+    fn absorb_packet(&mut self, bytes: &[u8], id: Option<u16>) -> bool {
+        let Ok(packet) = Packet::parse(bytes) else {
+            return false;
+        };
+        if id.is_some_and(|id| packet.id() != id) {
+            return false;
+        }
+        self.heard = true;
+        for rr in packet.answers.iter().chain(&packet.additional_records) {
+            self.absorb(rr);
+        }
+        true
+    }
+
     fn instances(&self) -> impl Iterator<Item = (&String, &String)> {
         self.ptr
             .iter()
@@ -103,6 +119,10 @@ impl Answers {
     }
 
     /// The questions still open: SRV/TXT of each instance, A of each host.
+    /// A name that cannot be written back into a query is left out: names
+    /// are kept as text, and text made from odd label bytes (not UTF-8,
+    /// control characters, backslashes) need not read back as a name, or as
+    /// the same one. One such name must not sink the whole query.
     fn missing(&self) -> Vec<(String, TYPE)> {
         let mut out = Vec::new();
         for (_, inst) in self.instances() {
@@ -117,6 +137,7 @@ impl Answers {
                 out.push((inst.clone(), TYPE::TXT));
             }
         }
+        out.retain(|(name, _)| Name::new(name.trim_end_matches('.')).is_ok());
         out.sort_by(|a, b| (&a.0, u16::from(a.1)).cmp(&(&b.0, u16::from(b.1))));
         out.dedup();
         out
@@ -161,6 +182,50 @@ impl Answers {
             at_queried
         }
     }
+}
+
+/// What one response packet says, read as [`query_host`] reads each packet
+/// (see [`read_response`]).
+#[derive(Debug)]
+pub struct UnicastResponse {
+    /// The service records it describes; an instance with no address
+    /// record is placed at the queried address.
+    pub records: Vec<ServiceRecord>,
+    /// The query [`query_host`] would send next for what the packet left
+    /// out (SRV, TXT, A records), id 0; `None` when nothing is missing.
+    pub follow_up: Option<Vec<u8>>,
+}
+
+/// Reads one response packet without a socket or query id: public so
+/// that the parser can be fuzzed. `Ok(None)` when the packet does not
+/// parse.
+///
+/// # Errors
+/// [`DiscoveryError::Unicast`] when the follow-up query cannot be built
+/// (the same error would end [`query_host`]).
+pub fn read_response(
+    packet: &[u8],
+    queried: IpAddr,
+) -> Result<Option<UnicastResponse>, DiscoveryError> {
+    let mut answers = Answers::default();
+    if !answers.absorb_packet(packet, None) {
+        return Ok(None);
+    }
+    let missing = answers.missing();
+    let follow_up = if missing.is_empty() {
+        None
+    } else {
+        Some(
+            build_query(0, &missing).map_err(|e| DiscoveryError::Unicast {
+                host: queried.to_string(),
+                reason: format!("cannot build query: {e}"),
+            })?,
+        )
+    };
+    Ok(Some(UnicastResponse {
+        records: answers.records(queried),
+        follow_up,
+    }))
 }
 
 fn build_query(
@@ -227,16 +292,9 @@ pub async fn query_host(
             // with several addresses (or a simulated fleet sharing one)
             // may answer from another; the random id ties answer to query.
             tracing::trace!(%host, %from, len, "unicast DNS-SD response");
-            let Ok(packet) = Packet::parse(&buf[..len]) else {
-                tracing::debug!(%host, len, "unparseable DNS response ignored");
+            if !answers.absorb_packet(&buf[..len], Some(id)) {
+                tracing::debug!(%host, len, "unparseable or unrelated DNS response ignored");
                 continue;
-            };
-            if packet.id() != id {
-                continue;
-            }
-            answers.heard = true;
-            for rr in packet.answers.iter().chain(&packet.additional_records) {
-                answers.absorb(rr);
             }
             settle_at.get_or_insert(Instant::now() + SETTLE);
         }
@@ -257,4 +315,110 @@ pub async fn query_host(
         )));
     }
     Ok(answers.records(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use simple_dns::rdata::{A, PTR, SRV, TXT};
+
+    use super::*;
+
+    fn rr<'a>(name: &'a str, rdata: RData<'a>) -> ResourceRecord<'a> {
+        ResourceRecord::new(Name::new_unchecked(name), CLASS::IN, 120, rdata)
+    }
+
+    #[test]
+    fn a_response_reads_into_records_and_garbage_into_none() {
+        let mut txt = TXT::new();
+        txt.add_string("MACADDR=90:70:65:12:34:56").unwrap();
+        txt.add_string("SERNUM=37152423").unwrap();
+        let mut packet = Packet::new_reply(7);
+        let instance = "Lutron Status._lutron._tcp.local";
+        packet.answers.push(rr(
+            "_lutron._tcp.local",
+            RData::PTR(PTR(Name::new_unchecked(instance))),
+        ));
+        packet.additional_records.push(rr(
+            instance,
+            RData::SRV(SRV {
+                priority: 0,
+                weight: 0,
+                port: 22,
+                target: Name::new_unchecked("Lutron-0236e6a7.local"),
+            }),
+        ));
+        packet
+            .additional_records
+            .push(rr(instance, RData::TXT(txt)));
+        packet.additional_records.push(rr(
+            "Lutron-0236e6a7.local",
+            RData::A(A {
+                address: u32::from(Ipv4Addr::new(10, 0, 0, 9)),
+            }),
+        ));
+        let bytes = packet.build_bytes_vec().unwrap();
+        let queried = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+
+        let response = read_response(&bytes, queried).unwrap().unwrap();
+        assert_eq!(response.follow_up, None, "nothing left to ask");
+        let records = response.records;
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.instance(), "Lutron Status");
+        assert_eq!((r.host.as_str(), r.port), ("Lutron-0236e6a7.local.", 22));
+        assert_eq!(
+            r.addresses.iter().collect::<Vec<_>>(),
+            [&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9))]
+        );
+        assert_eq!(r.txt[0], TxtEntry::new("MACADDR", b"90:70:65:12:34:56"));
+
+        assert!(
+            read_response(&bytes[..bytes.len() - 3], queried)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            read_response(b"\x00\x07garbage", queried)
+                .unwrap()
+                .is_none()
+        );
+        let empty = Packet::new_reply(7).build_bytes_vec().unwrap();
+        let empty = read_response(&empty, queried).unwrap().unwrap();
+        assert!(empty.records.is_empty() && empty.follow_up.is_none());
+    }
+
+    /// Found by the txt_record fuzz target: a PTR naming an instance whose
+    /// label is not UTF-8 (it widens past 63 bytes as text) made the
+    /// follow-up query unbuildable, and `query_host` failed as a whole.
+    #[test]
+    fn an_instance_name_that_cannot_be_asked_for_does_not_sink_the_query() {
+        let mut bytes = vec![0, 7, 0x84, 0, 0, 0, 0, 2, 0, 0, 0, 0];
+        let service = b"\x07_lutron\x04_tcp\x05local\x00";
+        for label in [&[0xff_u8; 22][..], b"Lutron Status"] {
+            let mut target = vec![u8::try_from(label.len()).unwrap()];
+            target.extend_from_slice(label);
+            target.extend_from_slice(service);
+            bytes.extend_from_slice(service);
+            bytes.extend_from_slice(&[0, 12, 0, 1, 0, 0, 0, 120, 0]);
+            bytes.push(u8::try_from(target.len()).unwrap());
+            bytes.extend_from_slice(&target);
+        }
+        let mut answers = Answers::default();
+        assert!(answers.absorb_packet(&bytes, Some(7)));
+        assert_eq!(answers.instances().count(), 2);
+        let missing = answers.missing();
+        assert_eq!(
+            missing,
+            [
+                ("Lutron Status._lutron._tcp.local.".to_string(), TYPE::TXT),
+                ("Lutron Status._lutron._tcp.local.".to_string(), TYPE::SRV),
+            ]
+        );
+        assert!(build_query(8, &missing).is_ok());
+        let queried = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let response = read_response(&bytes, queried).unwrap().unwrap();
+        assert_eq!(response.records.len(), 2, "both instances are still shown");
+        let follow_up = Packet::parse(response.follow_up.as_deref().unwrap()).unwrap();
+        assert_eq!(follow_up.questions.len(), 2);
+    }
 }
