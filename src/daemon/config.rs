@@ -193,7 +193,7 @@ impl FromStr for CloudAddress {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("'{s}' is not host:port ({why})");
+        let bad = |why: &str| format!("'{}' is not host:port ({why})", s.escape_debug());
         let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
         let port: u16 = port
             .parse()
@@ -263,7 +263,8 @@ mod duration {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!(
-                "'{s}' is not a duration like \"30s\", \"10m\" or \"1h 30m\": {e}"
+                "'{}' is not a duration like \"30s\", \"10m\" or \"1h 30m\": {e}",
+                s.escape_debug()
             ))
         })
     }
@@ -286,7 +287,8 @@ fn interface_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
         }
         if names[..i].contains(name) {
             return Err(serde::de::Error::custom(format!(
-                "'{name}' is listed twice"
+                "'{}' is listed twice",
+                name.escape_debug()
             )));
         }
     }
@@ -300,7 +302,7 @@ fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::
     if !path.is_absolute() {
         return Err(serde::de::Error::custom(format!(
             "'{}' is not an absolute path",
-            path.display()
+            path.display().to_string().escape_debug()
         )));
     }
     Ok(Some(path))
@@ -581,6 +583,23 @@ fn key_at(text: &str, span: std::ops::Range<usize>, message: &str) -> Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_is_one_line_even_when_the_value_holds_a_newline() {
+        // Found by the `config` fuzz target: the value was echoed raw, so
+        // a crafted file could add lines to the log.
+        for text in [
+            "[cloud]\naddress = \"evil\\nhost:4433\"\n",
+            "liveness = \"3\\nfortnights\"\n",
+            "state_dir = \"rel\\native\"\n",
+        ] {
+            let Err(err) = Config::parse(text, Path::new("/etc/handoff/handoff.toml")) else {
+                panic!("accepted: {text:?}");
+            };
+            let message = err.to_string();
+            assert!(!message.contains('\n'), "{message:?}");
+        }
+    }
 
     const EXAMPLE: &str = include_str!("../../handoff.example.toml");
 
