@@ -63,6 +63,11 @@ pub struct Discovery {
     pending: VecDeque<InventoryEvent>,
     liveness: Option<Duration>,
     next_check: Option<Instant>,
+    /// Names still to ask in this liveness round, and when to ask the next
+    /// few (see [`Discovery::verify_some`]).
+    to_verify: VecDeque<String>,
+    verify_at: Option<Instant>,
+    verify_pace: Duration,
     /// When to re-read mdns-sd's view of every service (see [`Discovery::rebrowse`]).
     refresh_at: Option<Instant>,
 }
@@ -90,6 +95,9 @@ impl Discovery {
             pending: VecDeque::new(),
             liveness: options.liveness,
             next_check,
+            to_verify: VecDeque::new(),
+            verify_at: None,
+            verify_pace: Duration::ZERO,
             refresh_at: None,
         };
         discovery.browse()?;
@@ -125,12 +133,14 @@ impl Discovery {
                 return Ok(ev);
             }
             let (check, refresh) = (self.next_check, self.refresh_at);
+            let verify = self.verify_at;
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(ev) => self.apply(ev),
                     None => return Err(DiscoveryError::Stopped),
                 },
-                _ = sleep_until_opt(check) => self.verify_all().await?,
+                _ = sleep_until_opt(check) => self.start_round(),
+                _ = sleep_until_opt(verify) => self.verify_some()?,
                 _ = sleep_until_opt(refresh) => {
                     self.refresh_at = None;
                     self.browse()?;
@@ -170,31 +180,60 @@ impl Discovery {
         self.pending.extend(changes);
     }
 
-    /// Asks every known processor to confirm its records; those that do not
-    /// answer within a third of the liveness bound are flushed by mdns-sd,
-    /// which then reports them removed (RFC 6762 §10.4).
-    async fn verify_all(&mut self) -> Result<(), DiscoveryError> {
+    /// Starts a liveness round: every known processor will be asked to
+    /// confirm its records; those that do not answer within a third of the
+    /// liveness bound are flushed by mdns-sd, which then reports them
+    /// removed (RFC 6762 §10.4).
+    ///
+    /// The asks are spread over the first half of the round, a few at a
+    /// time, rather than sent at once: 500 queries in one burst bring 500
+    /// answers in one burst, more than mdns-sd's socket buffer holds
+    /// (processor-protocol.md §5), and a dropped answer is a processor
+    /// wrongly reported gone.
+    fn start_round(&mut self) {
         let Some(liveness) = self.liveness else {
             self.next_check = None;
+            return;
+        };
+        let every = check_every(liveness);
+        self.to_verify = self.inventory.instance_names().map(String::from).collect();
+        let batches = self.to_verify.len().div_ceil(VERIFY_BATCH).max(1);
+        self.verify_pace = (every / 2) / u32::try_from(batches).unwrap_or(u32::MAX);
+        self.verify_at = Some(Instant::now());
+        self.next_check = Some(Instant::now() + every);
+    }
+
+    /// Asks the next few names of the round.
+    fn verify_some(&mut self) -> Result<(), DiscoveryError> {
+        let Some(liveness) = self.liveness else {
+            self.verify_at = None;
             return Ok(());
         };
         let every = check_every(liveness);
-        let names: Vec<String> = self.inventory.instance_names().map(String::from).collect();
-        for name in names {
-            loop {
-                match self.daemon.verify(name.clone(), every) {
-                    // The daemon's command queue holds 100; let it drain.
-                    Err(mdns_sd::Error::Again) => {
-                        tokio::time::sleep(Duration::from_millis(5)).await
-                    }
-                    other => break other?,
+        for _ in 0..VERIFY_BATCH {
+            let Some(name) = self.to_verify.pop_front() else {
+                break;
+            };
+            match self.daemon.verify(name.clone(), every) {
+                // The daemon's command queue is full: try this one later.
+                Err(mdns_sd::Error::Again) => {
+                    self.to_verify.push_front(name);
+                    break;
                 }
+                other => other?,
             }
         }
-        self.next_check = Some(Instant::now() + every);
+        self.verify_at = if self.to_verify.is_empty() {
+            None
+        } else {
+            Some(Instant::now() + self.verify_pace.max(Duration::from_millis(5)))
+        };
         Ok(())
     }
 }
+
+/// Names asked together in a liveness round.
+const VERIFY_BATCH: usize = 10;
 
 impl Drop for Discovery {
     fn drop(&mut self) {
