@@ -135,3 +135,63 @@ impl Refusal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every rule a refusal names has a test named after it somewhere in
+    /// `src/cloud`: the rule table cannot name a test that does not exist.
+    #[test]
+    fn every_rule_a_refusal_names_has_a_test_of_that_name() {
+        let a = AccountId::new("a@example.com");
+        let every = [
+            Refusal::NoSuchPlace {
+                place: PlaceId("p".into()),
+            },
+            Refusal::PlaceExists {
+                place: PlaceId("p".into()),
+            },
+            Refusal::RemoteServicesDisabled {
+                place: PlaceId("p".into()),
+            },
+            Refusal::RemoteServicesCannotBeDisabled,
+            Refusal::WrongProjectKey,
+            Refusal::NoAccess { account: a.clone() },
+            Refusal::HomeownerEstablished,
+            Refusal::AlreadyHasHomeowner,
+            Refusal::ShareExceedsRemainingAccess {
+                by: a.clone(),
+                requested: AccessDuration::OneYear,
+                remaining: Remaining::Seconds(1),
+            },
+            Refusal::TargetIsHomeowner { target: a.clone() },
+            Refusal::LinkNotActive,
+            Refusal::NothingToRevoke { target: a.clone() },
+            Refusal::LastAccessWithoutProcessor,
+            Refusal::NotHomeowner { by: a },
+            Refusal::NoHomeowner,
+            Refusal::UnverifiedButtonPress,
+            Refusal::UnknownProcessor { serial: Serial(1) },
+            Refusal::BadClaimProof { reason: "r".into() },
+        ];
+        let mut sources = String::new();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cloud");
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    sources.push_str(&std::fs::read_to_string(path).unwrap());
+                }
+            }
+        }
+        for refusal in every {
+            let test = format!("fn {}()", refusal.rule());
+            assert!(sources.contains(&test), "no test named {}", refusal.rule());
+            assert!(!refusal.guidance().is_empty());
+        }
+    }
+}

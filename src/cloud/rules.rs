@@ -46,6 +46,8 @@
 //! | homeowner and pro installer are distinct roles | `homeowner_and_pro_installer_are_distinct_roles` |
 //! | a Place is created once | `a_place_is_created_once` |
 //! | operations need an existing Place | `place_operations_need_an_existing_place` |
+//! | the claim's proof is the processor's, checked against its registered CA (forged, foreign, expired, garbage, wrong MAC, reused) | `claim_proof_is_checked_against_the_processor_ca` (`cloud::store` tests), `forged_claim_proof_is_refused`, `claim_proof_from_another_processor_is_refused`, `expired_claim_proof_is_refused` (`cloud::proof` tests), `a_claim_proof_is_spent_once`, `a_claim_with_the_wrong_mac_is_refused` |
+//! | an event id is applied once, forever; a duplicate gets the original answer | `duplicate_event_ids_are_acknowledged_with_the_original_result_and_applied_once` |
 //!
 //! Choices where the article is silent, and why:
 //! - The duration list ([`AccessDuration`]) is handoff's: the article names
