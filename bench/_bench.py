@@ -129,6 +129,9 @@ def enter_private_lan(with_build=True, packages=(), want_avahi=False):
     the steps that need the outside world. Returns (inside) whether avahi
     is available."""
     if os.environ.get(INSIDE):
+        # SIGTERM unwinds like Ctrl-C, so that every `finally` stops what
+        # the harness started.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         return os.environ.get("HANDOFF_BENCH_AVAHI") == "1"
     if with_build:
         build()
