@@ -1,16 +1,29 @@
 //! Relay throughput: durable events acknowledged per second, end to end
-//! (outbox append with immediate durability → relay → in-process fake
-//! cloud over `tokio::io::duplex` → ack committed), for in-flight batch
-//! sizes 1, 64 and 1024, beside the disk's raw fsync rate measured in the
-//! same run (a small write then `fdatasync`, as redb does per commit).
+//! (outbox append with immediate durability → relay → cloud over
+//! `tokio::io::duplex` → ack committed), for in-flight batch sizes 1, 64
+//! and 1024, beside the disk's raw fsync rate measured in the same run (a
+//! small write then `fdatasync`, as redb does per commit).
+//!
+//! Two clouds, both measured by default:
+//! - `real`: the cloud access layer itself, `handoff::cloud::CloudStore`
+//!   (redb, one durable transaction per batch of frames it has read) behind
+//!   `handoff::cloud::server::serve_stream`, the protocol the TLS server
+//!   runs per connection. Fsync on both sides. The events are `released`
+//!   for Places the cloud does not know: each is refused by the rules and
+//!   its result stored under its id, so every event still costs the cloud a
+//!   lookup and a durable write (what a duplicate-proof cloud must do).
+//! - `fake`: an in-process stand-in that acks every event at once, with no
+//!   disk: the daemon side alone.
 //!
 //! ```text
-//! cargo run --release --example relay_bench -- [--dir DIR] [--runs N] [--json]
+//! cargo run --release --example relay_bench -- [--dir DIR] [--runs N]
+//!     [--cloud real|fake|both] [--json FILE|-]
 //! ```
 //!
 //! `--dir` chooses the disk (default: the current directory; a tmpfs such
-//! as /tmp makes fsync free and the numbers meaningless). A measurement,
-//! not a test: nothing is asserted about time.
+//! as /tmp makes fsync free and the numbers meaningless). `--json FILE`
+//! also writes the results as JSON (`-`: instead of the table, on stdout).
+//! A measurement, not a test: nothing is asserted about time.
 //!
 //! With batch size B, B tasks append concurrently (so appends share
 //! commits) and the relay keeps up to B events unacknowledged.
@@ -21,7 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use handoff::cloud::PlaceId;
+use handoff::cloud::server::{ServerOptions, serve_stream};
+use handoff::cloud::{AccountId, CloudStore, PlaceId};
 use handoff::outbox::{Backoff, Outbox};
 use handoff::proto::{self, Ack, EventKind, HelloAck, Outcome, RelayMessage, Released};
 use handoff::relay::{self, RelayConfig};
@@ -30,17 +44,34 @@ use tokio::sync::watch;
 
 const BATCHES: [usize; 3] = [1, 64, 1024];
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cloud {
+    Real,
+    Fake,
+}
+
+impl Cloud {
+    fn name(self) -> &'static str {
+        match self {
+            Cloud::Real => "real",
+            Cloud::Fake => "fake",
+        }
+    }
+}
+
 struct Args {
     dir: PathBuf,
     runs: usize,
-    json: bool,
+    clouds: Vec<Cloud>,
+    json: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
     let mut args = Args {
         dir: PathBuf::from("."),
-        runs: 3,
-        json: false,
+        runs: 5,
+        clouds: vec![Cloud::Real, Cloud::Fake],
+        json: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -53,7 +84,15 @@ fn args() -> Result<Args, String> {
                     .filter(|n| *n > 0)
                     .ok_or("--runs needs a positive number")?;
             }
-            "--json" => args.json = true,
+            "--cloud" => {
+                args.clouds = match it.next().as_deref() {
+                    Some("real") => vec![Cloud::Real],
+                    Some("fake") => vec![Cloud::Fake],
+                    Some("both") => vec![Cloud::Real, Cloud::Fake],
+                    _ => return Err("--cloud needs real, fake or both".into()),
+                };
+            }
+            "--json" => args.json = Some(it.next().ok_or("--json needs a file (or -)")?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -82,7 +121,11 @@ impl Samples {
     fn median(&self) -> f64 {
         let mut v = self.0.clone();
         v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
     }
     fn min(&self) -> f64 {
         self.0.iter().copied().fold(f64::INFINITY, f64::min)
@@ -90,48 +133,77 @@ impl Samples {
     fn max(&self) -> f64 {
         self.0.iter().copied().fold(0.0, f64::max)
     }
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"median": self.median(), "min": self.min(), "max": self.max(),
+            "samples": self.0})
+    }
+}
+
+struct Row {
+    cloud: Cloud,
+    batch: usize,
+    events: usize,
+    rates: Samples,
+    per_commit: Samples,
 }
 
 async fn bench(args: &Args) -> Result<(), String> {
     let mut fsyncs = Samples::default();
-    let mut relay: Vec<(usize, usize, Samples, Samples)> = Vec::new();
-    for &batch in &BATCHES {
-        relay.push((
-            batch,
-            events_for(batch),
-            Samples::default(),
-            Samples::default(),
-        ));
+    let mut rows: Vec<Row> = Vec::new();
+    for &cloud in &args.clouds {
+        for &batch in &BATCHES {
+            rows.push(Row {
+                cloud,
+                batch,
+                events: events_for(batch),
+                rates: Samples::default(),
+                per_commit: Samples::default(),
+            });
+        }
     }
     for _ in 0..args.runs {
         let dir = tempfile::tempdir_in(&args.dir).map_err(|e| e.to_string())?;
         fsyncs.0.push(fsync_rate(dir.path())?);
-        for (batch, events, rates, per_commit) in &mut relay {
-            let (rate, events_per_commit) = relay_rate(dir.path(), *batch, *events).await?;
-            rates.0.push(rate);
-            per_commit.0.push(events_per_commit);
+        for row in &mut rows {
+            let (rate, events_per_commit) =
+                relay_rate(dir.path(), row.cloud, row.batch, row.events).await?;
+            row.rates.0.push(rate);
+            row.per_commit.0.push(events_per_commit);
         }
     }
+    // The fake cloud's rate for the same batch: what the real one costs.
+    let fake_rate = |batch: usize| {
+        rows.iter()
+            .find(|r| r.cloud == Cloud::Fake && r.batch == batch)
+            .map(|r| r.rates.median())
+    };
 
-    if args.json {
-        let rows: Vec<_> = relay
+    if let Some(path) = &args.json {
+        let out_rows: Vec<_> = rows
             .iter()
-            .map(|(batch, events, rates, per_commit)| {
+            .map(|r| {
                 serde_json::json!({
-                    "batch": batch, "events": events,
-                    "events_per_s": {"median": rates.median(), "min": rates.min(), "max": rates.max()},
-                    "events_per_commit": per_commit.median(),
-                    "ratio_to_fsync": rates.median() / fsyncs.median(),
+                    "cloud": r.cloud.name(), "batch": r.batch, "events": r.events,
+                    "events_per_s": r.rates.json(),
+                    "daemon_events_per_commit": r.per_commit.median(),
+                    "ratio_to_fsync": r.rates.median() / fsyncs.median(),
+                    "ratio_to_fake": fake_rate(r.batch).map(|f| r.rates.median() / f),
                 })
             })
             .collect();
         let out = serde_json::json!({
-            "dir": args.dir, "runs": args.runs,
-            "fsync_per_s": {"median": fsyncs.median(), "min": fsyncs.min(), "max": fsyncs.max()},
-            "relay": rows,
+            "benchmark": "relay", "dir": args.dir, "runs": args.runs,
+            "fsync_per_s": fsyncs.json(),
+            "relay": out_rows,
         });
-        println!("{out}");
-        return Ok(());
+        if path == "-" {
+            println!("{out}");
+            return Ok(());
+        }
+        let tmp = format!("{path}.tmp");
+        std::fs::write(&tmp, format!("{out:#}\n")).map_err(|e| format!("{tmp}: {e}"))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{path}: {e}"))?;
+        eprintln!("wrote {path}");
     }
     println!(
         "disk: {} — {} run(s), median (min–max)",
@@ -145,19 +217,24 @@ async fn bench(args: &Args) -> Result<(), String> {
         fsyncs.max()
     );
     println!(
-        "{:>6} {:>7} {:>26} {:>14} {:>9}",
-        "batch", "events", "acked events/s", "events/commit", "× fsync"
+        "{:>5} {:>6} {:>7} {:>26} {:>14} {:>8} {:>7}",
+        "cloud", "batch", "events", "acked events/s", "daemon ev/txn", "× fsync", "× fake"
     );
-    for (batch, events, rates, per_commit) in &relay {
+    for r in &rows {
+        let vs_fake = fake_rate(r.batch)
+            .map(|f| format!("{:.2}", r.rates.median() / f))
+            .unwrap_or_else(|| "—".into());
         println!(
-            "{:>6} {:>7} {:>10.0} ({:>6.0}–{:>6.0}) {:>14.1} {:>9.2}",
-            batch,
-            events,
-            rates.median(),
-            rates.min(),
-            rates.max(),
-            per_commit.median(),
-            rates.median() / fsyncs.median()
+            "{:>5} {:>6} {:>7} {:>10.0} ({:>6.0}–{:>6.0}) {:>14.1} {:>8.2} {:>7}",
+            r.cloud.name(),
+            r.batch,
+            r.events,
+            r.rates.median(),
+            r.rates.min(),
+            r.rates.max(),
+            r.per_commit.median(),
+            r.rates.median() / fsyncs.median(),
+            vs_fake,
         );
     }
     Ok(())
@@ -190,22 +267,57 @@ fn fsync_rate(dir: &Path) -> Result<f64, String> {
     Ok(rate)
 }
 
-/// Events acknowledged per second, and events per write transaction.
-async fn relay_rate(dir: &Path, batch: usize, events: usize) -> Result<(f64, f64), String> {
-    let path = dir.join(format!("outbox-{batch}.redb"));
+/// Events acknowledged per second, and the daemon's events per write
+/// transaction.
+async fn relay_rate(
+    dir: &Path,
+    cloud: Cloud,
+    batch: usize,
+    events: usize,
+) -> Result<(f64, f64), String> {
+    let path = dir.join(format!("outbox-{}-{batch}.redb", cloud.name()));
     let _ = std::fs::remove_file(&path);
     let outbox = Outbox::open_with(&path, Backoff::default()).map_err(|e| e.to_string())?;
     let applied = Arc::new(AtomicU64::new(0));
-    let cloud_count = Arc::clone(&applied);
-    let connector = move || {
-        let count = Arc::clone(&cloud_count);
-        async move {
-            let (daemon, cloud) = tokio::io::duplex(256 * 1024);
-            tokio::spawn(fake_cloud(cloud, count));
-            Ok::<_, std::io::Error>(daemon)
+    let (stop, shutdown) = watch::channel(false);
+    let cloud_dir = dir.join(format!("cloud-{batch}"));
+    let _ = std::fs::remove_dir_all(&cloud_dir);
+    let store = match cloud {
+        Cloud::Real => Some(Arc::new(
+            CloudStore::open(&cloud_dir).map_err(|e| e.to_string())?,
+        )),
+        Cloud::Fake => None,
+    };
+    let connector = {
+        let store = store.clone();
+        let applied = Arc::clone(&applied);
+        let shutdown = shutdown.clone();
+        move || {
+            let store = store.clone();
+            let count = Arc::clone(&applied);
+            let shutdown = shutdown.clone();
+            async move {
+                let (daemon, cloud_end) = tokio::io::duplex(256 * 1024);
+                match store {
+                    Some(store) => {
+                        tokio::spawn(async move {
+                            let options = ServerOptions::default();
+                            let account = AccountId::new("bench@example.com");
+                            if let Err(e) =
+                                serve_stream(cloud_end, store, account, &options, shutdown).await
+                            {
+                                eprintln!("relay_bench: the cloud ended the connection: {e}");
+                            }
+                        });
+                    }
+                    None => {
+                        tokio::spawn(fake_cloud(cloud_end, count));
+                    }
+                }
+                Ok::<_, std::io::Error>(daemon)
+            }
         }
     };
-    let (stop, shutdown) = watch::channel(false);
     let (status_tx, mut status) = relay::status_channel(&outbox);
     let config = RelayConfig {
         max_in_flight: batch,
@@ -252,10 +364,17 @@ async fn relay_rate(dir: &Path, batch: usize, events: usize) -> Result<(f64, f64
     task.await.map_err(|e| e.to_string())?;
     outbox.close().await;
     let _ = std::fs::remove_file(&path);
-    if applied.load(Ordering::Relaxed) != total {
+    // What the cloud kept: every event exactly once.
+    let kept = match &store {
+        Some(store) => store.event_count().map_err(|e| e.to_string())?,
+        None => applied.load(Ordering::Relaxed),
+    };
+    drop(store);
+    let _ = std::fs::remove_dir_all(&cloud_dir);
+    if kept != total {
         return Err(format!(
-            "the fake cloud applied {} events, not {total}",
-            applied.load(Ordering::Relaxed)
+            "the {} cloud kept {kept} events, not {total}",
+            cloud.name()
         ));
     }
     // Every event costs an append and an ack; both share commits.
