@@ -221,6 +221,10 @@ async fn connect(
 ) -> io::Result<TlsStream<TcpStream>> {
     let attempt = async {
         let tcp = TcpStream::connect((ip, port)).await?;
+        // Small request/response frames, each its own write: without this,
+        // Nagle holds a frame until the previous one is acknowledged, and
+        // the peer's delayed ACK adds ~40 ms per round trip.
+        tcp.set_nodelay(true)?;
         TlsConnector::from(config)
             .connect(tls::processor_server_name(ip), tcp)
             .await

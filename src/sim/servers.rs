@@ -243,6 +243,8 @@ async fn accept_loop<F, Fut>(
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => {
                 backoff = Duration::from_millis(10);
+                // Frames are small and each its own write: no Nagle delay.
+                let _ = accepted.0.set_nodelay(true);
                 accepted
             }
             Err(e) => {
