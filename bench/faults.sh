@@ -39,7 +39,10 @@
 #             lands). At the end, after the liveness bound has passed, the
 #             inventory rebuilt from the watch's added/changed/removed
 #             lines must equal the union of the manifests of the fleets
-#             still running (ids and addresses).
+#             still running (ids and addresses), and no processor may
+#             have been reported removed while its fleet had been up for
+#             three liveness bounds (a false removal). Prints how long
+#             removals took after SIGTERM and after SIGKILL.
 #
 # --quick   Every part short, for trying the script (about 3 minutes):
 #           2,000 events, 10 kills, 5 s cut-offs, 10 s full-disk window,
@@ -297,7 +300,17 @@ part_churn() {
   local d=$tmp/churn t0 k i pid starts=0 terms=0 kills=0 running
   local -a pids
   mkdir -p "$d"
-  "$bin" discover --watch --json --liveness "${LIVENESS}s" >"$d/watch.jsonl" 2>"$d/watch.log" &
+  # The watch's lines, each prefixed with its arrival time (seconds since
+  # t0, the clock of the actions file), through a FIFO to a stamper.
+  t0=$(now)
+  mkfifo "$d/watch.fifo"
+  python3 -u -c '
+import sys, time
+t0 = float(sys.argv[1])
+for line in sys.stdin:
+    sys.stdout.write("%.2f %s" % (time.time() - t0, line))' "$t0" <"$d/watch.fifo" >"$d/watch.lines" &
+  local stamper=$!
+  "$bin" discover --watch --json --liveness "${LIVENESS}s" >"$d/watch.fifo" 2>"$d/watch.log" &
   local watch=$!
   start_fleet() {
     rm -f "$d/m$1.json"
@@ -312,7 +325,6 @@ part_churn() {
     pids[$1]=
     echo "$(elapsed "$t0") $2 $1" >>"$d/actions"
   }
-  t0=$(now)
   for k in $(seq 0 $((FLEETS - 1))); do pids[$k]=; [ $((RANDOM % 2)) = 0 ] && start_fleet "$k"; done
   while awk -v a="$t0" -v b="$(now)" -v l="$CHURN_S" 'BEGIN { exit !(b - a < l) }'; do
     sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.2 + r / 32768 * 2.8 }')"
@@ -335,20 +347,37 @@ part_churn() {
   local settle=$((3 * LIVENESS + 2))
   say "waiting ${settle} s (three liveness bounds) for the last removals"
   sleep "$settle"
-  kill -TERM "$watch"; wait "$watch" 2>/dev/null
+  kill -TERM "$watch"; wait "$watch" 2>/dev/null; wait "$stamper"
   local manifests=()
   for k in "${running[@]}"; do manifests+=("$d/m$k.json"); done
   local report
-  report=$(python3 - "$d/watch.jsonl" "$d/actions" "${manifests[@]}" <<'PY'
+  report=$(python3 - "$d/watch.lines" "$d/actions" "$LIVENESS" "${manifests[@]}" <<'PY'
 import json, sys
-watch, actions, manifests = sys.argv[1], sys.argv[2], sys.argv[3:]
-inv, counts = {}, {}
+watch, actions, liveness, manifests = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+# Fleet k owns 127.0.(10+k).0/24; its history: [(time, "start"|"TERM"|"KILL")].
+history = {}
+for line in open(actions):
+    t, what, k = line.split()
+    history.setdefault(int(k), []).append((float(t), what))
+def fleet(p):
+    return int(p["addresses"][0].split(".")[2]) - 10
+def last_action(k, t):
+    done = [a for a in history.get(k, []) if a[0] <= t]
+    return done[-1] if done else (None, None)
+inv, counts, false_removals, latency = {}, {}, [], {"TERM": [], "KILL": []}
 for line in open(watch):
-    e = json.loads(line)
+    t, rest = line.split(" ", 1)
+    t, e = float(t), json.loads(rest)
     counts[e["event"]] = counts.get(e["event"], 0) + 1
     p = e["processor"]
     if e["event"] == "removed":
         inv.pop(p["id"], None)
+        at, what = last_action(fleet(p), t)
+        if what in latency:
+            latency[what].append(t - at)
+        elif what == "start" and t - at > 3 * liveness + 2:
+            # Up and announced for three liveness bounds: should be there.
+            false_removals.append((t, p["id"], p["addresses"], at))
     else:
         inv[p["id"]] = p
 truth = {}
@@ -360,14 +389,20 @@ extra = sorted(set(inv) - set(truth))
 moved = sorted(i for i in set(truth) & set(inv)
                if sorted(truth[i]["addresses"]) != sorted(inv[i]["addresses"]))
 print("watch lines: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-print(f"inventory {len(inv)}, truth {len(truth)}, missing {len(missing)}, extra {len(extra)}, wrong addresses {len(moved)}")
+print(f"inventory {len(inv)}, truth {len(truth)}, missing {len(missing)}, extra {len(extra)}, wrong addresses {len(moved)}, false removals {len(false_removals)}")
+for what, name in (("TERM", "SIGTERM (goodbye)"), ("KILL", "SIGKILL (no goodbye)")):
+    v = sorted(latency[what])
+    if v:
+        print(f"removal after {name}: {len(v)} removals, median {v[len(v) // 2]:.1f} s, max {v[-1]:.1f} s")
+for t, i, addrs, at in false_removals:
+    print(f"false removal at {t:.1f} s: {i} {addrs}, its fleet running since {at:.1f} s")
 for i in missing:
     print(f"missing {i} {truth[i]['addresses']} ({truth[i]['instance']})")
 for i in extra:
     print(f"extra {i} {inv[i]['addresses']} ({inv[i]['instance']})")
 for i in moved:
     print(f"wrong addresses {i}: inventory {inv[i]['addresses']}, truth {truth[i]['addresses']}")
-sys.exit(1 if missing or extra or moved else 0)
+sys.exit(1 if missing or extra or moved or false_removals else 0)
 PY
   )
   local rc=$?
@@ -376,7 +411,7 @@ PY
   if [ $rc = 0 ]; then
     pass "inventory equals the truth ($(( ${#running[@]} * FLEET_SIZE )) processors) after $starts starts, $terms SIGTERM and $kills SIGKILL stops"
   else
-    fail "inventory differs from the truth: $(echo "$report" | sed -n 2p) (actions: $d/actions, lines: $d/watch.jsonl)"
+    fail "inventory differs from the truth: $(echo "$report" | sed -n 2p) (actions: $d/actions, lines: $d/watch.lines)"
   fi
 }
 
