@@ -40,8 +40,9 @@
 #             inventory rebuilt from the watch's added/changed/removed
 #             lines must equal the union of the manifests of the fleets
 #             still running (ids and addresses), and no processor may
-#             have been reported removed while its fleet had been up for
-#             three liveness bounds (a false removal). Prints how long
+#             have been reported removed while its fleet was running and
+#             had last stopped over three liveness bounds earlier (a false
+#             removal). Prints how long
 #             removals took after SIGTERM and after SIGKILL.
 #
 # --quick   Every part short, for trying the script (about 3 minutes):
@@ -372,11 +373,14 @@ for line in open(watch):
     p = e["processor"]
     if e["event"] == "removed":
         inv.pop(p["id"], None)
-        at, what = last_action(fleet(p), t)
+        k = fleet(p)
+        at, what = last_action(k, t)
+        stops = [a[0] for a in history.get(k, []) if a[0] <= t and a[1] != "start"]
         if what in latency:
             latency[what].append(t - at)
-        elif what == "start" and t - at > 3 * liveness + 2:
-            # Up and announced for three liveness bounds: should be there.
+        elif what == "start" and (not stops or t - stops[-1] > 3 * liveness + 2):
+            # Running, and its last stop (if any) three liveness bounds
+            # ago: not a late removal of the previous run, a false one.
             false_removals.append((t, p["id"], p["addresses"], at))
     else:
         inv[p["id"]] = p
