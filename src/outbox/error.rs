@@ -20,6 +20,13 @@ pub enum OutboxError {
     DiskFull { reason: String },
     #[error("cannot write the outbox: {reason}; the event was not queued")]
     Write { reason: String },
+    /// Recording the cloud's answers failed: the events stay queued and
+    /// are sent again (the cloud applies each id once).
+    #[error(
+        "cannot record what the cloud answered ({reason}); the events stay queued and will be \
+         sent again (the cloud applies each once)"
+    )]
+    RecordAcks { reason: String },
     #[error("cannot read the outbox: {reason}")]
     Read { reason: String },
     /// The event cannot become a relay frame (too large, or a kind this
@@ -40,6 +47,18 @@ impl OutboxError {
             OutboxError::DiskFull { reason }
         } else {
             OutboxError::Write { reason }
+        }
+    }
+
+    /// The same failure, as seen by whoever was recording acks.
+    pub(crate) fn for_acks(&self) -> OutboxError {
+        match self {
+            OutboxError::DiskFull { reason } | OutboxError::Write { reason } => {
+                OutboxError::RecordAcks {
+                    reason: reason.clone(),
+                }
+            }
+            other => other.clone(),
         }
     }
 

@@ -389,6 +389,20 @@ fn new_daemon_id() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
+/// Bytes of free disk that appends leave for recording acks.
+const HEADROOM: u64 = 256 * 1024;
+
+/// Free bytes (for an unprivileged writer) on the file system holding
+/// `path`, when the system says.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size()))
+}
+
 struct Writer {
     /// `None` after a failed commit: redb must reopen the file after an
     /// I/O error, which the next batch does.
@@ -490,6 +504,25 @@ impl Writer {
                 }
             }
         }
+        // Never let appends take the last of the disk: recording the
+        // cloud's acks needs room too (redb copies on write), and a queue
+        // that cannot record acks can never drain.
+        if !new_events.is_empty()
+            && let Some(free) = free_bytes(&self.path)
+            && free < HEADROOM
+        {
+            let reason = format!(
+                "{free} bytes free on the disk of {}, less than the {HEADROOM} kept for recording \
+                 the cloud's answers",
+                self.path.display()
+            );
+            for (_, _, reply) in new_events.drain(..) {
+                let _ = reply.send(Err(OutboxError::DiskFull {
+                    reason: reason.clone(),
+                }));
+            }
+            seq = lock(&self.core).next_seq();
+        }
         if new_events.is_empty() && settled.is_empty() {
             for (_, reply) in acks {
                 let _ = reply.send(Ok(0));
@@ -505,7 +538,7 @@ impl Writer {
                 let _ = reply.send(Err(err.clone()));
             }
             for (_, reply) in acks {
-                let _ = reply.send(Err(err.clone()));
+                let _ = reply.send(Err(err.for_acks()));
             }
             return;
         }
