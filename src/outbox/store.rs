@@ -400,7 +400,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
-    Some(u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size()))
+    Some(stat.blocks_available().saturating_mul(stat.fragment_size()))
 }
 
 struct Writer {
