@@ -3,8 +3,8 @@
 #
 #   bench/faults.sh [--quick] [--keep] [--seed N] [PART...]
 #
-# PART is any of: sigkill cutoff diskfull churn (default: all four, in that
-# order). Each part prints what it did, then one line
+# PART is any of: sigkill daemonkill cutoff diskfull churn (default: all
+# five, in that order). Each part prints what it did, then one line
 #   PASS <part>: <counts>      or      FAIL <part>: <what differed>
 # and the script exits 1 if any part failed (2 on a usage error).
 #
@@ -13,6 +13,11 @@
 #             times (10–400 ms after its start), restarted each time, and
 #             a last run left to finish. The cloud must hold exactly 10,000
 #             events and 10,001 grants (one per event, plus the owner's).
+#   daemonkill  The same with the site daemon as the relaying process
+#             (`handoff daemon --cloud`, as systemd runs it): SIGKILLed 100
+#             times 50–650 ms after its start, restarted each time; a last
+#             daemon runs until `handoff health` shows an empty backlog,
+#             then stops on SIGTERM. Same counts.
 #   cutoff    The relay delivering 10,000 events; once a fifth are at the
 #             cloud, the cloud is cut off for 60 s, twice: once frozen with
 #             SIGSTOP (the connection stays open and nothing answers: a
@@ -85,12 +90,12 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --keep) keep=1 ;;
     --seed) [ $# -ge 2 ] || usage; seed=$2; shift ;;
-    sigkill|cutoff|diskfull|churn) parts+=("$1") ;;
+    sigkill|daemonkill|cutoff|diskfull|churn) parts+=("$1") ;;
     *) echo "faults: unknown argument $1" >&2; usage ;;
   esac
   shift
 done
-[ ${#parts[@]} -gt 0 ] || parts=(sigkill cutoff diskfull churn)
+[ ${#parts[@]} -gt 0 ] || parts=(sigkill daemonkill cutoff diskfull churn)
 RANDOM=$seed
 
 if [ $quick = 1 ]; then
@@ -210,6 +215,55 @@ part_sigkill() {
     pass "$counts after $live kills mid-stream"
   else
     fail "$counts; last relay exit $wait_rc (logs: $d/relay.log)"
+  fi
+}
+
+# --------------------------------------------------- 1b. daemon SIGKILL
+# The same, with the site daemon as the relaying process (`handoff daemon
+# --cloud`, as systemd runs it): SIGKILLed at random points KILLS times,
+# restarted each time; then one last daemon runs until `handoff health`
+# shows an empty backlog. Every event must be at the cloud exactly once.
+part_daemonkill() {
+  local d=$tmp/daemonkill t0 live=0 early=0 i pid before left
+  mkdir -p "$d/run"
+  : >"$d/handoff.toml"
+  setup_cloud "$d" || { fail "cannot set up the cloud"; return; }
+  "$queue" "$d/state" lake "$EVENTS" >/dev/null || { fail "cannot queue $EVENTS events"; return; }
+  start_cloud "$d" || { fail "cloud did not start"; return; }
+  daemon() {
+    "$bin" --state-dir "$d/state" --runtime-dir "$d/run" daemon --config "$d/handoff.toml" \
+      --interface lo --liveness 30s --cloud "$CLOUD" >>"$d/daemon.log" 2>&1 &
+  }
+  t0=$(now)
+  for i in $(seq "$KILLS"); do
+    daemon
+    pid=$!
+    sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.050 + r / 32768 * 0.600 }')"
+    if kill -0 "$pid" 2>/dev/null; then live=$((live + 1)); else early=$((early + 1)); fi
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    [ $((i % (KILLS / 10 > 0 ? KILLS / 10 : 1))) = 0 ] &&
+      say "$i kills; events at the cloud: $(cloud_events "$d")"
+  done
+  before=$(cloud_events "$d")
+  say "$live daemons SIGKILLed while running, $early had exited before their kill; $before/$EVENTS events at the cloud before the last run ($(elapsed "$t0") s)"
+  t0=$(now)
+  daemon
+  pid=$!
+  left=unknown
+  for _ in $(seq 1200); do
+    left=$("$bin" --runtime-dir "$d/run" health --json 2>/dev/null | jq -r '.relay.backlog // "unknown"')
+    [ "$left" = 0 ] && break
+    sleep 0.5
+  done
+  say "last daemon: backlog $left after $(elapsed "$t0") s"
+  kill -TERM "$pid" 2>/dev/null
+  wait_for "$pid" 30
+  stop_cloud
+  if check_counts "$d" "$EVENTS" && [ "$left" = 0 ] && [ "$wait_rc" = 0 ]; then
+    pass "$counts after $live daemon kills mid-stream; the last daemon stopped cleanly"
+  else
+    fail "$counts; backlog $left; last daemon exit $wait_rc (log: $d/daemon.log)"
   fi
 }
 
