@@ -97,16 +97,7 @@ fn state_dir_or_fail(state_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
 
 pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
     let state_dir = state_dir_or_fail(state_dir)?;
-    let identity_dir = args
-        .pairing_identity
-        .clone()
-        .unwrap_or_else(|| state_dir.join(PAIRING_IDENTITY_DIR));
-    let identity = PairingIdentity::load(&identity_dir).map_err(|e| {
-        CliError::Failed(format!(
-            "cannot use the pairing identity in {}: {e}",
-            identity_dir.display()
-        ))
-    })?;
+    let identity = load_pairing_identity(args.pairing_identity.as_deref(), &state_dir)?;
     let options = ClaimOptions {
         address: args.address,
         interfaces: args.interfaces.clone(),
@@ -138,6 +129,20 @@ pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<Ex
     let relayed = relay_claim(&outcome, &options.state_dir, &args.cloud).await?;
     report_claim(&outcome, &relayed, args.json)?;
     Ok(exit_code(&relayed))
+}
+
+/// The pairing identity in `dir` (default `STATE_DIR/pairing-identity`).
+pub(crate) fn load_pairing_identity(
+    dir: Option<&std::path::Path>,
+    state_dir: &std::path::Path,
+) -> Result<PairingIdentity, CliError> {
+    let dir = dir.map_or_else(|| state_dir.join(PAIRING_IDENTITY_DIR), ToOwned::to_owned);
+    PairingIdentity::load(&dir).map_err(|e| {
+        CliError::Failed(format!(
+            "cannot use the pairing identity in {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// A refusal by the cloud is the vendor's rule speaking: exit code 3.

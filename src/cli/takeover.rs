@@ -23,13 +23,13 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::claim::{Countdown, claimed_event};
+use super::claim::{Countdown, claimed_event, load_pairing_identity};
 use super::relay::{CloudFlags, Relayed, relay, settle};
 use super::status::{ask, identify};
 use super::{CliError, parse_duration, shutdown_signal, write_atomically};
 use crate::claim::{ClaimOptions, ClaimOutcome, ClaimRecord, DEFAULT_DISCOVERY_TIMEOUT, Target};
 use crate::cloud::{AccessDuration, AccountId, PlaceId, Status};
-use crate::identity::{CredentialStore, KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
+use crate::identity::{CredentialStore, KeyAlgorithm};
 use crate::processor::Serial;
 use crate::proto::{EventId, EventKind, Released, ShareAccess};
 
@@ -304,16 +304,7 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
         )
         .await?
     } else {
-        let identity_dir = args
-            .pairing_identity
-            .clone()
-            .unwrap_or_else(|| state_dir.join(PAIRING_IDENTITY_DIR));
-        let identity = PairingIdentity::load(&identity_dir).map_err(|e| {
-            CliError::Failed(format!(
-                "cannot use the pairing identity in {}: {e}",
-                identity_dir.display()
-            ))
-        })?;
+        let identity = load_pairing_identity(args.pairing_identity.as_deref(), &state_dir)?;
         let options = ClaimOptions {
             discovery_timeout: if args.timeout.is_zero() {
                 DEFAULT_DISCOVERY_TIMEOUT

@@ -515,60 +515,26 @@ fn relay_in(
             )?
             .map(|_| ()),
         },
-        EventKind::ShareAccess(e) => apply_in(
-            txn,
-            &Command::ShareAccess {
-                place: e.place.clone(),
-                by: account.clone(),
-                email: AccountId::new(&e.email),
-                duration: e.duration,
-            },
-            now,
-        )?
-        .map(|_| ()),
-        EventKind::NewShareLink(e) => {
-            let secret = fresh_secret()?;
-            apply_in(
-                txn,
-                &Command::NewShareLink {
-                    place: e.place.clone(),
-                    by: account.clone(),
-                    secret: LinkSecret(secret.clone()),
-                    duration: e.duration,
-                },
-                now,
-            )?
-            .map(|events| {
-                link = events.iter().find_map(|ev| match ev {
-                    Event::ShareLinkCreated { number, .. } => Some((*number, secret.clone())),
-                    _ => None,
-                });
-            })
+        EventKind::ShareAccess(_)
+        | EventKind::NewShareLink(_)
+        | EventKind::RedeemLink(_)
+        | EventKind::RevokeAccess(_) => {
+            let secret = match &event.kind {
+                EventKind::NewShareLink(_) => Some(fresh_secret()?),
+                _ => None,
+            };
+            match place_command(account, &event.kind, secret.clone()) {
+                None => Ok(()),
+                Some(cmd) => apply_in(txn, &cmd, now)?.map(|events| {
+                    link = events.iter().find_map(|ev| match (ev, &secret) {
+                        (Event::ShareLinkCreated { number, .. }, Some(secret)) => {
+                            Some((*number, secret.clone()))
+                        }
+                        _ => None,
+                    });
+                }),
+            }
         }
-        EventKind::RedeemLink(e) => apply_in(
-            txn,
-            &Command::RedeemLink {
-                place: e.place.clone(),
-                by: account.clone(),
-                link: ShareLink {
-                    number: e.link.number,
-                    secret: LinkSecret(e.link.secret.clone()),
-                },
-            },
-            now,
-        )?
-        .map(|_| ()),
-        EventKind::RevokeAccess(e) => apply_in(
-            txn,
-            &Command::RevokeAccess {
-                place: e.place.clone(),
-                by: account.clone(),
-                target: AccountId::new(&e.email),
-                force: e.force,
-            },
-            now,
-        )?
-        .map(|_| ()),
     };
     let stored = match &result {
         Ok(()) => StoredResult::Applied { link: link.clone() },
@@ -594,6 +560,41 @@ fn relay_in(
             link: None,
         },
     }))
+}
+
+/// The rules' command for a Place operation a daemon relays on its
+/// account's behalf (`secret`: the new share link's, chosen by the cloud).
+fn place_command(account: &AccountId, kind: &EventKind, secret: Option<String>) -> Option<Command> {
+    let by = account.clone();
+    Some(match kind {
+        EventKind::ShareAccess(e) => Command::ShareAccess {
+            place: e.place.clone(),
+            by,
+            email: AccountId::new(&e.email),
+            duration: e.duration,
+        },
+        EventKind::NewShareLink(e) => Command::NewShareLink {
+            place: e.place.clone(),
+            by,
+            secret: LinkSecret(secret?),
+            duration: e.duration,
+        },
+        EventKind::RedeemLink(e) => Command::RedeemLink {
+            place: e.place.clone(),
+            by,
+            link: ShareLink {
+                number: e.link.number,
+                secret: LinkSecret(e.link.secret.clone()),
+            },
+        },
+        EventKind::RevokeAccess(e) => Command::RevokeAccess {
+            place: e.place.clone(),
+            by,
+            target: AccountId::new(&e.email),
+            force: e.force,
+        },
+        _ => return None,
+    })
 }
 
 /// The Place a Released event names, directly or by its processor.
