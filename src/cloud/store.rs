@@ -79,6 +79,29 @@ enum StoredResult {
     Refused { rule: String, why: String },
 }
 
+impl StoredResult {
+    /// The ack for `id`: a refusal as stored, an applied event as
+    /// `applied` (the first time) or `duplicate` (every time after), with
+    /// its link.
+    fn ack(self, id: &crate::proto::EventId, applied: Outcome) -> Ack {
+        match self {
+            StoredResult::Applied { link } => Ack {
+                id: id.clone(),
+                outcome: applied,
+                link: link.map(|(number, secret)| IssuedLink { number, secret }),
+            },
+            StoredResult::Refused { rule, why } => Ack {
+                id: id.clone(),
+                outcome: Outcome::Refused {
+                    rule,
+                    guidance: why,
+                },
+                link: None,
+            },
+        }
+    }
+}
+
 /// The store over one redb file.
 #[derive(Debug)]
 pub struct CloudStore {
@@ -474,21 +497,7 @@ fn relay_in(
         if let Some(stored) = events.get(key)? {
             let stored: StoredResult =
                 decode("events", &format!("{:?}", event.id), stored.value())?;
-            return Ok(Reply::Ack(match stored {
-                StoredResult::Applied { link } => Ack {
-                    id: event.id.clone(),
-                    outcome: Outcome::Duplicate,
-                    link: link.map(|(number, secret)| IssuedLink { number, secret }),
-                },
-                StoredResult::Refused { rule, why } => Ack {
-                    id: event.id.clone(),
-                    outcome: Outcome::Refused {
-                        rule,
-                        guidance: why,
-                    },
-                    link: None,
-                },
-            }));
+            return Ok(Reply::Ack(stored.ack(&event.id, Outcome::Duplicate)));
         }
     }
     let mut link = None;
@@ -545,21 +554,7 @@ fn relay_in(
     };
     let bytes = encode(&stored)?;
     txn.open_table(EVENTS)?.insert(key, bytes.as_slice())?;
-    Ok(Reply::Ack(match stored {
-        StoredResult::Applied { link } => Ack {
-            id: event.id.clone(),
-            outcome: Outcome::Applied,
-            link: link.map(|(number, secret)| IssuedLink { number, secret }),
-        },
-        StoredResult::Refused { rule, why } => Ack {
-            id: event.id.clone(),
-            outcome: Outcome::Refused {
-                rule,
-                guidance: why,
-            },
-            link: None,
-        },
-    }))
+    Ok(Reply::Ack(stored.ack(&event.id, Outcome::Applied)))
 }
 
 /// The rules' command for a Place operation a daemon relays on its
