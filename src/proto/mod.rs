@@ -27,6 +27,8 @@ pub mod relay;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod vector_files;
+#[cfg(test)]
 mod vectors;
 mod wire;
 

@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use super::vector_files::{check_diag_twins, check_samples_have_vectors, decode_every_vector};
 use super::*;
 use crate::cloud::{AccessDuration, PlaceId, Refusal, Status, Timestamp};
 use crate::processor::{Mac, Serial};
@@ -181,89 +182,31 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto/vectors/relay")
 }
 
-fn framed(item: &[u8]) -> Vec<u8> {
-    let mut frame = u32::try_from(item.len()).unwrap().to_be_bytes().to_vec();
-    frame.extend_from_slice(item);
-    frame
-}
-
-fn write_if_asked() {
-    if std::env::var_os("HANDOFF_WRITE_VECTORS").is_none() {
-        return;
-    }
-    std::fs::create_dir_all(dir()).unwrap();
-    for (stem, msg) in samples() {
-        let item = encode(&msg).unwrap()[HEADER_LEN..].to_vec();
-        std::fs::write(dir().join(format!("{stem}.cbor")), &item).unwrap();
-        let diag = dir().join(format!("{stem}.diag"));
-        if !diag.exists() {
-            let pretty = cbor_diag::parse_bytes(&item).unwrap().to_diag_pretty();
-            std::fs::write(diag, pretty + "\n").unwrap();
-        }
-    }
-}
-
 #[test]
 fn every_sample_has_a_vector_that_it_encodes_to() {
-    write_if_asked();
-    for (stem, msg) in samples() {
-        let path = dir().join(format!("{stem}.cbor"));
-        let item = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (missing vector?)", path.display()));
-        assert_eq!(encode(&msg).unwrap(), framed(&item), "{stem}");
-    }
+    check_samples_have_vectors(&dir(), &samples());
 }
 
 #[test]
 fn every_vector_decodes_and_re_encodes_byte_for_byte() {
-    let mut kinds = Vec::new();
-    let mut events = Vec::new();
-    let mut count = 0;
-    for entry in std::fs::read_dir(dir()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("cbor") {
-            continue;
-        }
-        count += 1;
-        let item = std::fs::read(&path).unwrap();
-        let frame = framed(&item);
-        let msg = decode(&frame).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(encode(&msg).unwrap(), frame, "{}", path.display());
-        if let RelayMessage::Event(e) = &msg {
-            events.push(e.kind.kind().to_owned());
-        }
-        kinds.push(msg.kind().to_owned());
-    }
-    assert_eq!(
-        count,
-        samples().len(),
-        "a vector without a sample, or the reverse"
-    );
+    let decoded: Vec<(PathBuf, RelayMessage)> = decode_every_vector(&dir(), samples().len());
+    let kinds: Vec<&str> = decoded.iter().map(|(_, m)| m.kind()).collect();
+    let events: Vec<&str> = decoded
+        .iter()
+        .filter_map(|(_, m)| match m {
+            RelayMessage::Event(e) => Some(e.kind.kind()),
+            _ => None,
+        })
+        .collect();
     for kind in RelayMessage::KINDS {
-        assert!(kinds.iter().any(|k| k == kind), "no vector for {kind}");
+        assert!(kinds.contains(&kind), "no vector for {kind}");
     }
     for kind in EventKind::KINDS {
-        assert!(
-            events.iter().any(|k| k == kind),
-            "no vector for event {kind}"
-        );
+        assert!(events.contains(&kind), "no vector for event {kind}");
     }
 }
 
 #[test]
 fn every_vector_has_a_diagnostic_twin_that_matches() {
-    for (stem, _) in samples() {
-        let item = std::fs::read(dir().join(format!("{stem}.cbor"))).unwrap();
-        let path = dir().join(format!("{stem}.diag"));
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (missing twin?)", path.display()));
-        let parsed =
-            cbor_diag::parse_diag(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(
-            parsed.to_bytes(),
-            item,
-            "{} differs from its .cbor",
-            path.display()
-        );
-    }
+    check_diag_twins(&dir(), samples().iter().map(|(stem, _)| *stem));
 }
