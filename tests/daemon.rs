@@ -322,7 +322,7 @@ lan_test! {
 
         // An unknown or reserved kind is answered, and the connection stays.
         let mut curious = UnixStream::connect(&socket).unwrap();
-        for (kind, code) in [("frobnicate", error_code::UNKNOWN_KIND), ("claim", error_code::NOT_IMPLEMENTED)] {
+        for (kind, code) in [("frobnicate", error_code::UNKNOWN_KIND), ("takeover", error_code::NOT_IMPLEMENTED)] {
             let mut item = Vec::new();
             let map = ciborium::Value::Map(vec![
                 (ciborium::Value::Text("k".into()), ciborium::Value::Text(kind.into())),

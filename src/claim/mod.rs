@@ -236,6 +236,21 @@ pub async fn claim(
         }
     };
     progress.resolved(&resolved);
+    claim_resolved(resolved, options, pairing_identity, progress).await
+}
+
+/// Claims a processor already found (steps 2 to 4; the daemon finds it
+/// in its live inventory). `options.target`, `address`, `interfaces` and
+/// `discovery_timeout` are not used.
+///
+/// # Errors
+/// As [`claim`].
+pub async fn claim_resolved(
+    resolved: Resolved,
+    options: &ClaimOptions,
+    pairing_identity: &PairingIdentity,
+    progress: &mut dyn ClaimProgress,
+) -> Result<ClaimOutcome, ClaimError> {
     let store = CredentialStore::new(&options.state_dir);
     if let Some(serial) = resolved.serial {
         refuse_if_claimed(&store, serial)?;
@@ -323,6 +338,33 @@ pub async fn claim(
         credential_dir,
         exported,
     })
+}
+
+impl ClaimOutcome {
+    /// The `claimed` event for the cloud, with the certificate the
+    /// processor signed after its button press as the proof.
+    ///
+    /// # Errors
+    /// The processor told no MAC address, or the stored certificate cannot
+    /// be read.
+    pub fn event(&self) -> Result<crate::proto::EventKind, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mac = self.mac.ok_or_else(|| {
+            "the processor did not tell its MAC address, so the claim cannot be relayed".to_owned()
+        })?;
+        let cert = self.credential_dir.join("cert.pem");
+        let pem = std::fs::read(&cert).map_err(|e| format!("reading {}: {e}", cert.display()))?;
+        let proof = CertificateDer::from_pem_slice(&pem)
+            .map_err(|e| format!("{} holds no certificate: {e}", cert.display()))?;
+        Ok(crate::proto::EventKind::Claimed(crate::proto::Claimed {
+            place: None,
+            serial: self.serial,
+            mac,
+            proof: proof.to_vec(),
+            at: crate::cloud::now(),
+        }))
+    }
 }
 
 fn refuse_if_claimed(store: &CredentialStore, serial: Serial) -> Result<(), ClaimError> {

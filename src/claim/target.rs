@@ -144,7 +144,8 @@ impl Resolved {
         }
     }
 
-    fn from_discovery(p: &ProcessorInfo) -> Option<Resolved> {
+    /// What discovery said of `p`; `None` when it advertises no address.
+    pub fn from_discovery(p: &ProcessorInfo) -> Option<Resolved> {
         // IPv4 first: processors are set up on IPv4 and the simulator
         // listens there; a link-local IPv6 address needs a scope.
         let address = p

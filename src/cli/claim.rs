@@ -17,10 +17,11 @@ use super::{CliError, parse_duration, shutdown_signal};
 use crate::claim::{
     ClaimOptions, ClaimOutcome, ClaimProgress, DEFAULT_DISCOVERY_TIMEOUT, Resolved, Target, human,
 };
+use crate::daemon::DaemonError;
 use crate::identity::{KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
-use crate::proto::{Claimed, EventKind, Released};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+use crate::leap::pairing::DEFAULT_BUTTON_WINDOW;
+use crate::proto::control::{ClaimRequest, Progress, error_code, step};
+use crate::proto::{EventKind, Released};
 
 #[derive(Args, Debug)]
 pub struct ClaimArgs {
@@ -33,13 +34,21 @@ pub struct ClaimArgs {
     /// client-cert.pem, authority-ca.pem) [default: STATE_DIR/pairing-identity]
     #[arg(long, value_name = "DIR", env = "HANDOFF_PAIRING_IDENTITY")]
     pub pairing_identity: Option<PathBuf>,
-    /// How long to wait for the button press
-    #[arg(long, default_value = "180s", value_parser = parse_duration)]
-    pub button_timeout: Duration,
+    /// How long to wait for the button press [default: 180s; through the
+    /// daemon, its `button_timeout`]
+    #[arg(long, value_parser = parse_duration)]
+    pub button_timeout: Option<Duration>,
     /// Also write the credential where pylutron-caseta and Home Assistant
-    /// read it (caseta.key…, lutron_caseta-<address>-key.pem…)
+    /// read it (caseta.key…, lutron_caseta-<address>-key.pem…); claims from
+    /// this process, not through the daemon
     #[arg(long, value_name = "DIR")]
     pub export_dir: Option<PathBuf>,
+    /// Claim from this process even when a daemon runs. Without it, a
+    /// running daemon performs the claim (its pairing identity, its state
+    /// directory, its relay; the countdown shows here) unless
+    /// --pairing-identity or --export-dir is given
+    #[arg(long)]
+    pub standalone: bool,
     /// The key to generate
     #[arg(long, value_enum, default_value_t = KeyKind::Rsa)]
     pub key: KeyKind,
@@ -72,6 +81,10 @@ pub enum KeyKind {
 pub struct ReleaseArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
     pub processor: String,
+    /// Forget this process's credential even when a daemon runs (without
+    /// it, the daemon's credential is released first)
+    #[arg(long)]
+    pub standalone: bool,
     /// JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -96,6 +109,11 @@ fn state_dir_or_fail(state_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
 }
 
 pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    if !(args.standalone || args.pairing_identity.is_some() || args.export_dir.is_some())
+        && let Some(code) = claim_through_daemon(&args).await?
+    {
+        return Ok(code);
+    }
     let state_dir = state_dir_or_fail(state_dir)?;
     let identity = load_pairing_identity(args.pairing_identity.as_deref(), &state_dir)?;
     let options = ClaimOptions {
@@ -106,7 +124,7 @@ pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<Ex
         } else {
             args.timeout
         },
-        button_timeout: args.button_timeout,
+        button_timeout: args.button_timeout.unwrap_or(DEFAULT_BUTTON_WINDOW),
         key_algorithm: match args.key {
             KeyKind::Rsa => KeyAlgorithm::Rsa2048,
             KeyKind::Ec => KeyAlgorithm::EcdsaP256,
@@ -129,6 +147,130 @@ pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<Ex
     let relayed = relay_claim(&outcome, &options.state_dir, &args.cloud).await?;
     report_claim(&outcome, &relayed, args.json)?;
     Ok(exit_code(&relayed))
+}
+
+/// What became of a claim handed to a running daemon.
+pub(crate) enum DaemonClaim {
+    /// No daemon runs, or it does not perform claims: claim here.
+    NoDaemon,
+    /// Ctrl-C before the daemon stored anything.
+    Cancelled,
+    Done {
+        outcome: Box<ClaimOutcome>,
+        /// The `claimed` event in the daemon's outbox.
+        id: crate::proto::EventId,
+        relayed: Relayed,
+    },
+}
+
+/// Hands the claim to the first running daemon that answers, showing its
+/// countdown here.
+///
+/// # Errors
+/// The daemon could not claim (its message), or the socket failed.
+pub(crate) async fn claim_with_daemon(req: ClaimRequest) -> Result<DaemonClaim, CliError> {
+    let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+    let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? else {
+        return Ok(DaemonClaim::NoDaemon);
+    };
+    eprintln!("the daemon at {} performs the claim", path.display());
+    let mut countdown = Countdown::new();
+    let result = client
+        .claim(req, |p| countdown.show(p), shutdown_signal())
+        .await;
+    countdown.stop();
+    let done = match result {
+        Ok(done) => done,
+        Err(DaemonError::Refused { code, .. })
+            if code == error_code::NOT_IMPLEMENTED || code == error_code::UNKNOWN_KIND =>
+        {
+            tracing::info!("the daemon does not perform claims; claiming from this process");
+            return Ok(DaemonClaim::NoDaemon);
+        }
+        Err(DaemonError::Refused { code, .. }) if code == error_code::CANCELLED => {
+            return Ok(DaemonClaim::Cancelled);
+        }
+        Err(DaemonError::Refused { reason, .. }) => return Err(CliError::Failed(reason)),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(claimed) = done.claimed else {
+        return Err(CliError::Failed(
+            "the daemon ended the claim without naming the processor".into(),
+        ));
+    };
+    let outcome = ClaimOutcome {
+        id: claimed.id,
+        serial: claimed.serial,
+        mac: claimed.mac,
+        address: claimed.address.parse().map_err(|_| {
+            CliError::Failed(format!(
+                "the daemon sent '{}' as the processor's address",
+                claimed.address
+            ))
+        })?,
+        product: claimed.product,
+        device_uid: claimed.device_uid,
+        credential_dir: claimed.dir.into(),
+        files: claimed.files.into_iter().map(PathBuf::from).collect(),
+        exported: Vec::new(),
+    };
+    Ok(DaemonClaim::Done {
+        outcome: Box::new(outcome),
+        relayed: Relayed::from_daemon(&done.cloud, &path),
+        id: done.cloud.id,
+    })
+}
+
+/// What a claim asks of the daemon.
+pub(crate) fn claim_request(
+    processor: &str,
+    address: Option<IpAddr>,
+    button: Option<Duration>,
+    key: KeyKind,
+    device_uid: Option<String>,
+    cloud_wait: Duration,
+) -> ClaimRequest {
+    ClaimRequest {
+        request: 0,
+        processor: processor.to_owned(),
+        address: address.map(|a| a.to_string()),
+        button_s: button.map(|d| d.as_secs().max(1)),
+        key: Some(
+            match key {
+                KeyKind::Rsa => "rsa",
+                KeyKind::Ec => "ec",
+            }
+            .into(),
+        ),
+        device_uid,
+        wait_ms: u64::try_from(cloud_wait.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// The first running daemon that answers performs the claim; `None` when
+/// none runs (or it is too old to claim), and the command claims itself.
+async fn claim_through_daemon(args: &ClaimArgs) -> Result<Option<ExitCode>, CliError> {
+    let req = claim_request(
+        &args.processor,
+        args.address,
+        args.button_timeout,
+        args.key,
+        args.device_uid.clone(),
+        args.cloud.cloud_wait,
+    );
+    match claim_with_daemon(req).await? {
+        DaemonClaim::NoDaemon => Ok(None),
+        DaemonClaim::Cancelled => {
+            eprintln!("cancelled: nothing was stored");
+            Ok(Some(ExitCode::from(130)))
+        }
+        DaemonClaim::Done {
+            outcome, relayed, ..
+        } => {
+            report_claim(&outcome, &relayed, args.json)?;
+            Ok(Some(exit_code(&relayed)))
+        }
+    }
 }
 
 /// The pairing identity in `dir` (default `STATE_DIR/pairing-identity`).
@@ -155,22 +297,7 @@ fn exit_code(relayed: &Relayed) -> ExitCode {
 
 /// The Claimed event, with the certificate the processor signed as proof.
 pub(crate) fn claimed_event(outcome: &ClaimOutcome) -> Result<EventKind, CliError> {
-    let mac = outcome.mac.ok_or_else(|| {
-        CliError::Failed(
-            "the processor did not tell its MAC address, so the claim cannot be relayed".into(),
-        )
-    })?;
-    let cert = outcome.credential_dir.join("cert.pem");
-    let pem = std::fs::read(&cert).map_err(CliError::io(format!("reading {}", cert.display())))?;
-    let proof = CertificateDer::from_pem_slice(&pem)
-        .map_err(|e| CliError::Failed(format!("{} holds no certificate: {e}", cert.display())))?;
-    Ok(EventKind::Claimed(Claimed {
-        place: None,
-        serial: outcome.serial,
-        mac,
-        proof: proof.to_vec(),
-        at: crate::cloud::now(),
-    }))
+    outcome.event().map_err(CliError::Failed)
 }
 
 async fn relay_claim(
@@ -232,8 +359,41 @@ pub async fn run_release(
     args: ReleaseArgs,
     state_dir: Option<PathBuf>,
 ) -> Result<ExitCode, CliError> {
+    let mut daemon_said = None;
+    if !args.standalone {
+        let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+        if let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? {
+            match client.release(&args.processor, args.cloud.cloud_wait).await {
+                Ok(done) => {
+                    let serial = done.released.map(|r| r.serial).ok_or_else(|| {
+                        CliError::Failed("the daemon released without naming the processor".into())
+                    })?;
+                    let relayed = Relayed::from_daemon(&done.cloud, &path);
+                    return report_release(serial, &relayed, args.json, Some(&path));
+                }
+                // The credential may be this process's own (claimed with
+                // --standalone); an older daemon does not release.
+                Err(DaemonError::Refused { code, reason })
+                    if code == error_code::FAILED
+                        || code == error_code::NOT_IMPLEMENTED
+                        || code == error_code::UNKNOWN_KIND =>
+                {
+                    daemon_said = Some(format!("the daemon at {}: {reason}", path.display()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     let state_dir = state_dir_or_fail(state_dir)?;
-    let serial = crate::claim::release(&state_dir, &Target::parse(&args.processor))?;
+    let serial = match crate::claim::release(&state_dir, &Target::parse(&args.processor)) {
+        Ok(serial) => serial,
+        Err(e) => {
+            return Err(match daemon_said {
+                Some(daemon) => CliError::Failed(format!("{daemon}; and here: {e}")),
+                None => e.into(),
+            });
+        }
+    };
     let event = EventKind::Released(Released {
         place: None,
         serial: Some(serial),
@@ -245,21 +405,36 @@ pub async fn run_release(
         .unwrap_or(Relayed::Queued {
             reason: "not queued".into(),
         });
-    let text = if args.json {
+    report_release(serial, &relayed, args.json, None)
+}
+
+fn report_release(
+    serial: crate::processor::Serial,
+    relayed: &Relayed,
+    json: bool,
+    daemon: Option<&std::path::Path>,
+) -> Result<ExitCode, CliError> {
+    let text = if json {
         format!(
             "{}\n",
-            json!({"id": serial.id(), "serial": serial, "released": true, "cloud": relayed.json()})
+            json!({"id": serial.id(), "serial": serial, "released": true, "cloud": relayed.json(),
+                   "daemon": daemon})
         )
     } else {
         format!(
-            "released {} (serial {}): its credential is forgotten\n{}\n",
+            "released {} (serial {}): {} credential is forgotten\n{}\n",
             serial.id(),
             serial.0,
-            describe("release (Remove Home from Account)", &relayed)
+            if daemon.is_some() {
+                "the daemon's"
+            } else {
+                "its"
+            },
+            describe("release (Remove Home from Account)", relayed)
         )
     };
     print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
-    Ok(exit_code(&relayed))
+    Ok(exit_code(relayed))
 }
 
 /// The countdown on stderr: a live line on a terminal, a plain line every
@@ -293,9 +468,38 @@ impl ClaimProgress for Countdown {
     }
 
     fn waiting_for_button(&mut self, processor: &Resolved, window: Duration) {
+        self.countdown(processor.describe(), window);
+    }
+
+    fn button_pressed(&mut self) {
+        self.stop();
+        eprintln!("button pressed; the processor is signing our certificate");
+    }
+
+    fn verifying(&mut self) {
+        eprintln!("checking the processor's identity on its main port");
+    }
+}
+
+impl Countdown {
+    /// A step of a claim the daemon performs.
+    pub(crate) fn show(&mut self, p: &Progress) {
+        match p.step.as_str() {
+            step::FOUND => tracing::info!(processor = p.what.as_deref().unwrap_or("?"), "claiming"),
+            step::BUTTON => self.countdown(
+                p.what.clone().unwrap_or_else(|| "the processor".into()),
+                Duration::from_millis(p.left_ms.unwrap_or(0)),
+            ),
+            step::PRESSED => self.button_pressed(),
+            step::VERIFYING => self.verifying(),
+            step::RELAYING => {}
+            other => eprintln!("{}", p.what.as_deref().unwrap_or(other)),
+        }
+    }
+
+    fn countdown(&mut self, what: String, window: Duration) {
         self.stop();
         let deadline = Instant::now() + window;
-        let what = processor.describe();
         let line = move || {
             let left = deadline.saturating_duration_since(Instant::now());
             format!(
@@ -324,14 +528,5 @@ impl ClaimProgress for Countdown {
             });
             self.ticker = Some((task, None));
         }
-    }
-
-    fn button_pressed(&mut self) {
-        self.stop();
-        eprintln!("button pressed; the processor is signing our certificate");
-    }
-
-    fn verifying(&mut self) {
-        eprintln!("checking the processor's identity on its main port");
     }
 }

@@ -83,6 +83,10 @@ impl DaemonArgs {
             liveness: self.liveness.unwrap_or(effective.liveness),
             max_connections: self.max_connections,
             cloud,
+            claim: daemon::work::ClaimSettings {
+                pairing_identity: effective.pairing_identity,
+                button_timeout: effective.button_timeout,
+            },
             ..DaemonSettings::new(effective.state_dir, runtime_dir)
         })
     }

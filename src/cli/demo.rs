@@ -242,6 +242,7 @@ async fn story(
         share_to: PRO.into(),
         duration: AccessDuration::ThirtyDays,
         pairing_identity: None,
+        standalone: true,
         button_timeout: Duration::from_secs(30),
         timeout: Duration::from_secs(5),
         json: false,

@@ -160,11 +160,15 @@ pub fn default_state_dir() -> Option<PathBuf> {
 /// into one line on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::daemon::logging::init(
-        cli.log_format,
-        crate::daemon::logging::LogFormat::Auto,
-        cli.verbose,
-    );
+    // The daemon's configuration may choose the log format; a file that
+    // cannot be read is reported by the daemon itself, once logging runs.
+    let configured = match &cli.command {
+        Command::Daemon(args) => crate::daemon::config::load(args.config.as_deref())
+            .map(|(config, _)| config.log_format)
+            .unwrap_or_default(),
+        _ => crate::daemon::logging::LogFormat::Auto,
+    };
+    crate::daemon::logging::init(cli.log_format, configured, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -188,7 +192,11 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let sockets = control_sockets(&cli);
-    let _ = CONTROL_SOCKETS.set(sockets.clone());
+    // The demo is self-contained: a daemon running on this machine (its
+    // socket is reachable from any network namespace) must not take part.
+    if !matches!(cli.command, Command::Demo(_)) {
+        let _ = CONTROL_SOCKETS.set(sockets.clone());
+    }
     match cli.command {
         Command::Discover(args) => discover::run(args, &sockets).await,
         Command::Daemon(args) => {

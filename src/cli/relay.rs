@@ -72,6 +72,29 @@ impl Relayed {
     }
 }
 
+impl Relayed {
+    /// What a daemon said of an event it queued.
+    pub fn from_daemon(cloud: &crate::proto::control::CloudResult, daemon: &Path) -> Relayed {
+        match cloud.result.as_str() {
+            "applied" => Relayed::Applied(cloud.link.clone()),
+            "refused" => Relayed::Refused {
+                rule: cloud.rule.clone().unwrap_or_default(),
+                guidance: cloud.why.clone().unwrap_or_default(),
+            },
+            _ => Relayed::Queued {
+                reason: format!(
+                    "handed to the daemon at {}: {}",
+                    daemon.display(),
+                    cloud
+                        .why
+                        .as_deref()
+                        .unwrap_or("no answer from the cloud yet")
+                ),
+            },
+        }
+    }
+}
+
 fn from_ack(ack: Ack) -> Relayed {
     match ack.outcome {
         Outcome::Applied | Outcome::Duplicate => Relayed::Applied(ack.link),
@@ -174,20 +197,8 @@ async fn through_daemon(
     for kind in kinds {
         match client.queue(kind.clone(), wait).await {
             Ok(q) => {
-                let relayed = match q.result.as_str() {
-                    "applied" => Relayed::Applied(q.link),
-                    "refused" => Relayed::Refused {
-                        rule: q.rule.unwrap_or_default(),
-                        guidance: q.why.unwrap_or_default(),
-                    },
-                    _ => Relayed::Queued {
-                        reason: format!(
-                            "handed to the daemon at {}, no answer from the cloud yet",
-                            path.display()
-                        ),
-                    },
-                };
-                results.push((q.id, relayed));
+                let relayed = Relayed::from_daemon(&q.cloud, &path);
+                results.push((q.cloud.id, relayed));
             }
             Err(crate::daemon::DaemonError::Refused { code, .. })
                 if code == crate::proto::control::error_code::NOT_IMPLEMENTED
@@ -222,6 +233,19 @@ pub async fn settle(
     flags: &CloudFlags,
     id: &EventId,
 ) -> Result<Relayed, CliError> {
+    // A relaying daemon owns the outbox: ask it. An event it never held
+    // was queued by a command while no daemon ran: it is in this outbox.
+    let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+    if let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? {
+        match client.outcome(id.clone(), flags.cloud_wait).await {
+            Ok(q) => return Ok(Relayed::from_daemon(&q.cloud, &path)),
+            Err(crate::daemon::DaemonError::Refused { code, .. })
+                if code == crate::proto::control::error_code::NOT_IMPLEMENTED
+                    || code == crate::proto::control::error_code::UNKNOWN_EVENT
+                    || code == crate::proto::control::error_code::UNKNOWN_KIND => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let link = flags.link(state_dir)?;
     let outbox = open_outbox(state_dir)?;
     let known = outbox.outcome(id).await;

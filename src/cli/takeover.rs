@@ -23,7 +23,10 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::claim::{Countdown, claimed_event, load_pairing_identity};
+use super::claim::{
+    Countdown, DaemonClaim, KeyKind, claim_request, claim_with_daemon, claimed_event,
+    load_pairing_identity,
+};
 use super::relay::{CloudFlags, Relayed, relay, settle};
 use super::status::{ask, identify};
 use super::{CliError, parse_duration, shutdown_signal, write_atomically};
@@ -43,9 +46,14 @@ pub struct TakeoverArgs {
     /// For how long: 1d, 7d, 30d, 1y or unlimited
     #[arg(long = "for", default_value = "7d", value_parser = parse_access_duration)]
     pub duration: AccessDuration,
-    /// The pairing identity [default: STATE_DIR/pairing-identity]
+    /// The pairing identity [default: STATE_DIR/pairing-identity]; claims
+    /// from this process, not through the daemon
     #[arg(long, value_name = "DIR", env = "HANDOFF_PAIRING_IDENTITY")]
     pub pairing_identity: Option<PathBuf>,
+    /// Claim from this process even when a daemon runs (without it, a
+    /// running daemon performs the button step and relays the events)
+    #[arg(long)]
+    pub standalone: bool,
     /// How long to wait for the button press
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     pub button_timeout: Duration,
@@ -249,6 +257,18 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
             (Status::Grey, _) => {
                 return Ok(refuse("not taking over: remote services are off"));
             }
+            (Status::Green, Some(place)) if progress.claim_started.is_some() => {
+                // An earlier run's claim (performed by the daemon, which
+                // relayed it after that run stopped) already landed.
+                step(
+                    args.json,
+                    &format!(
+                        "claim: an earlier run's claim gave {} Place {place}",
+                        link.account
+                    ),
+                );
+                progress.place = Some(place.0.clone());
+            }
             (Status::Green, Some(place)) => {
                 if args.json {
                     println!(
@@ -271,7 +291,9 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
     }
 
     // 2. Claim with the button, unless an earlier run did.
-    let claim_relayed = if progress.claimed.is_some() {
+    let claim_relayed = if progress.claimed.is_none() && progress.place.is_some() {
+        Relayed::Applied(None)
+    } else if progress.claimed.is_some() {
         step(
             args.json,
             "claim: done before, checking the cloud recorded it",
@@ -303,6 +325,14 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
             || claimed_event(&outcome),
         )
         .await?
+    } else if let Some(relayed) = claim_through_daemon(&args, serial, &path, &mut progress).await? {
+        match relayed {
+            Some(relayed) => relayed,
+            None => {
+                eprintln!("cancelled before the claim: nothing changed");
+                return Ok(ExitCode::from(130));
+            }
+        }
     } else {
         let identity = load_pairing_identity(args.pairing_identity.as_deref(), &state_dir)?;
         let options = ClaimOptions {
@@ -440,6 +470,52 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The button step performed by a running daemon (unless this process is
+/// to claim itself): `None` when no daemon claims, `Some(None)` when the
+/// claim was cancelled, else what the cloud said of the claim.
+async fn claim_through_daemon(
+    args: &TakeoverArgs,
+    serial: Serial,
+    path: &Path,
+    progress: &mut Progress,
+) -> Result<Option<Option<Relayed>>, CliError> {
+    if args.standalone || args.pairing_identity.is_some() {
+        return Ok(None);
+    }
+    let req = claim_request(
+        &serial.0.to_string(),
+        None,
+        Some(args.button_timeout),
+        KeyKind::Rsa,
+        None,
+        args.cloud.cloud_wait,
+    );
+    progress.claim_started = Some(crate::cloud::now().0);
+    save(path, progress)?;
+    match claim_with_daemon(req).await? {
+        DaemonClaim::NoDaemon => Ok(None),
+        DaemonClaim::Cancelled => Ok(Some(None)),
+        DaemonClaim::Done {
+            outcome,
+            id,
+            relayed,
+        } => {
+            step(
+                args.json,
+                &format!(
+                    "claimed {} (serial {}) with its button; the daemon keeps the credential in {}",
+                    outcome.id,
+                    serial.0,
+                    outcome.credential_dir.display()
+                ),
+            );
+            progress.claimed = Some(id);
+            save(path, progress)?;
+            Ok(Some(Some(relayed)))
+        }
+    }
 }
 
 /// The credential an interrupted run of this takeover stored (written after

@@ -9,7 +9,10 @@ use tokio::net::UnixStream;
 use super::DaemonError;
 use super::connection::{FrameIoError, FrameReader, FrameWriter};
 use crate::processor::ProcessorInfo;
-use crate::proto::control::{ControlMessage, HealthReport, Request, WatchEvent};
+use crate::proto::control::{
+    ClaimRequest, ControlMessage, Done, HealthReport, OutcomeRequest, Progress, Queued,
+    ReleaseRequest, Request, WatchEvent,
+};
 
 /// How long a client waits for the daemon to answer one frame.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,13 +87,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
     }
 
     async fn request(&mut self, make: fn(Request) -> ControlMessage) -> Result<u64, DaemonError> {
-        let request = self.next_request;
-        self.next_request += 1;
+        let request = self.take_request();
         self.writer
             .write(&make(Request { request }))
             .await
             .map_err(|e| self.failed(e))?;
         Ok(request)
+    }
+
+    fn take_request(&mut self) -> u64 {
+        let request = self.next_request;
+        self.next_request += 1;
+        request
     }
 
     /// Hands `event` to the daemon's outbox and waits up to `wait` for the
@@ -103,33 +111,127 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         &mut self,
         event: crate::proto::EventKind,
         wait: Duration,
-    ) -> Result<crate::proto::control::Queued, DaemonError> {
-        let request = self.next_request;
-        self.next_request += 1;
+    ) -> Result<Queued, DaemonError> {
+        let request = self.take_request();
         let msg = ControlMessage::Queue(Box::new(crate::proto::control::QueueRequest {
             request,
             event,
-            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            wait_ms: millis(wait),
         }));
+        self.queued_answer(msg, request, wait).await
+    }
+
+    /// What became of an event queued earlier, waiting up to `wait` for the
+    /// cloud's answer.
+    ///
+    /// # Errors
+    /// As [`ControlClient::queue`]; `unknown-event` when the daemon's
+    /// outbox never held it.
+    pub async fn outcome(
+        &mut self,
+        id: crate::proto::EventId,
+        wait: Duration,
+    ) -> Result<Queued, DaemonError> {
+        let request = self.take_request();
+        let msg = ControlMessage::Outcome(OutcomeRequest {
+            request,
+            id,
+            wait_ms: millis(wait),
+        });
+        self.queued_answer(msg, request, wait).await
+    }
+
+    async fn queued_answer(
+        &mut self,
+        msg: ControlMessage,
+        request: u64,
+        wait: Duration,
+    ) -> Result<Queued, DaemonError> {
         self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
-        let read =
-            tokio::time::timeout(wait + ANSWER_TIMEOUT, self.reader.read::<ControlMessage>());
-        match read.await {
-            Err(_) => Err(DaemonError::NoAnswer {
-                path: self.path.clone(),
-            }),
-            Ok(Err(e)) => Err(self.failed(e)),
-            Ok(Ok(None)) => Err(DaemonError::Closed {
-                path: self.path.clone(),
-            }),
-            Ok(Ok(Some(ControlMessage::Queued(q)))) if q.request == request => Ok(q),
-            Ok(Ok(Some(ControlMessage::Error(e)))) => Err(DaemonError::Refused {
-                code: e.code,
-                reason: e.reason,
-            }),
-            Ok(Ok(Some(other))) => Err(DaemonError::Unexpected {
+        match self.answer_within(request, wait + ANSWER_TIMEOUT).await? {
+            Some(ControlMessage::Queued(q)) => Ok(q),
+            Some(other) => Err(DaemonError::Unexpected {
                 kind: other.kind().into(),
             }),
+            None => Err(self.closed().await),
+        }
+    }
+
+    /// Asks the daemon to forget a processor's credential and queue the
+    /// release, waiting up to `wait` for the cloud.
+    ///
+    /// # Errors
+    /// [`DaemonError::Refused`] with code `failed` (nothing of that name is
+    /// claimed by the daemon), or the connection failing.
+    pub async fn release(&mut self, processor: &str, wait: Duration) -> Result<Done, DaemonError> {
+        let request = self.take_request();
+        let msg = ControlMessage::Release(ReleaseRequest {
+            request,
+            processor: processor.to_owned(),
+            wait_ms: millis(wait),
+        });
+        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
+        match self.answer_within(request, wait + ANSWER_TIMEOUT).await? {
+            Some(ControlMessage::Done(done)) => Ok(*done),
+            Some(other) => Err(DaemonError::Unexpected {
+                kind: other.kind().into(),
+            }),
+            None => Err(self.closed().await),
+        }
+    }
+
+    /// Asks the daemon to claim a processor; `on_progress` hears every
+    /// step (the button countdown). When `cancel` resolves, the client
+    /// half-closes its side, which cancels the claim, and waits for the
+    /// daemon's last word: `cancelled` when nothing was stored, or `done`
+    /// when the claim had already been stored.
+    ///
+    /// # Errors
+    /// [`DaemonError::Refused`] (`failed`, `busy`, `cancelled`, …), or the
+    /// connection failing.
+    pub async fn claim(
+        &mut self,
+        mut req: ClaimRequest,
+        mut on_progress: impl FnMut(&Progress),
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<Done, DaemonError> {
+        req.request = self.take_request();
+        let request = req.request;
+        // Long enough for the daemon to find the processor, wait out the
+        // button window and hear from the cloud; a daemon that says
+        // nothing for longer has hung.
+        let patience = Duration::from_secs(req.button_s.unwrap_or(600))
+            + Duration::from_millis(req.wait_ms)
+            + Duration::from_secs(30);
+        self.writer
+            .write(&ControlMessage::Claim(Box::new(req)))
+            .await
+            .map_err(|e| self.failed(e))?;
+        tokio::pin!(cancel);
+        let mut cancelled = false;
+        loop {
+            let answer = if cancelled {
+                self.answer_within(request, ANSWER_TIMEOUT).await?
+            } else {
+                tokio::select! {
+                    answer = self.answer_within(request, patience) => answer?,
+                    () = &mut cancel => {
+                        cancelled = true;
+                        self.writer.shutdown().await;
+                        continue;
+                    }
+                }
+            };
+            match answer {
+                Some(ControlMessage::Progress(p)) => on_progress(&p),
+                Some(ControlMessage::Done(done)) => return Ok(*done),
+                Some(other) => {
+                    return Err(DaemonError::Unexpected {
+                        kind: other.kind().into(),
+                    });
+                }
+                None => return Err(self.closed().await),
+            }
         }
     }
 
@@ -143,7 +245,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
     /// The next answer to `request`; an error frame becomes
     /// [`DaemonError::Refused`], the end of the stream `None`.
     async fn answer(&mut self, request: u64) -> Result<Option<ControlMessage>, DaemonError> {
-        let read = tokio::time::timeout(ANSWER_TIMEOUT, self.reader.read::<ControlMessage>());
+        self.answer_within(request, ANSWER_TIMEOUT).await
+    }
+
+    async fn answer_within(
+        &mut self,
+        request: u64,
+        limit: Duration,
+    ) -> Result<Option<ControlMessage>, DaemonError> {
+        let read = tokio::time::timeout(limit, self.reader.read::<ControlMessage>());
         let msg = match read.await {
             Err(_) => {
                 return Err(DaemonError::NoAnswer {
@@ -225,6 +335,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
             request,
         })
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The events of a watch.

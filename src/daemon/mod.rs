@@ -16,9 +16,9 @@
 //!
 //! With a cloud configured, the relay runs too and owns the outbox:
 //! commands hand their events over the socket (`queue`), and the backlog
-//! shows in `handoff health` and the STATUS line. Not here yet: claims
-//! performed by the daemon through the socket (their messages are reserved
-//! in `proto/control.cddl`).
+//! shows in `handoff health` and the STATUS line. Claims and releases are
+//! performed by the daemon on request ([`work`]): the processor comes from
+//! the live inventory, the button countdown is streamed to the client.
 
 pub mod client;
 pub mod config;
@@ -30,6 +30,7 @@ pub mod notify;
 pub mod server;
 pub mod shutdown;
 pub mod socket;
+pub mod work;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -73,11 +74,14 @@ pub struct DaemonSettings {
     /// The cloud to relay to (`host:port`) and the identity bundle's
     /// directory; `None`: no relay, the outbox is left to the commands.
     pub cloud: Option<(String, PathBuf)>,
+    /// What claims performed for clients use.
+    pub claim: work::ClaimSettings,
 }
 
 impl DaemonSettings {
     /// Defaults for everything but the two directories.
     pub fn new(state_dir: PathBuf, runtime_dir: PathBuf) -> DaemonSettings {
+        let pairing_identity = state_dir.join(crate::identity::PAIRING_IDENTITY_DIR);
         DaemonSettings {
             interfaces: Vec::new(),
             liveness: DEFAULT_LIVENESS,
@@ -86,6 +90,10 @@ impl DaemonSettings {
             max_connections: 64,
             stop_within: Duration::from_secs(5),
             cloud: None,
+            claim: work::ClaimSettings {
+                pairing_identity,
+                button_timeout: crate::leap::pairing::DEFAULT_BUTTON_WINDOW,
+            },
         }
     }
 
@@ -205,12 +213,18 @@ pub async fn run(
             tasks_shutdown.clone(),
         ));
     }
+    let work = Arc::new(work::Work::new(
+        settings.state_dir.clone(),
+        settings.claim.clone(),
+        live.clone(),
+        relay.as_ref().map(|(_, outbox)| outbox.clone()),
+    ));
     tasks.spawn({
         let (live, shutdown) = (live.clone(), tasks_shutdown.clone());
         let max = settings.max_connections;
-        let outbox = relay.as_ref().map(|(_, outbox)| outbox.clone());
+        let work = work.clone();
         async move {
-            server::serve(listener, live, outbox, max, shutdown).await;
+            server::serve(listener, live, work, max, shutdown).await;
             ("control socket", Ok(()))
         }
     });
@@ -236,7 +250,7 @@ pub async fn run(
                 tracing::info!("daemon stopping");
                 break Ok(());
             }
-            Some(new) = reloads.recv() => reload(&mut settings, new, &live, &restart),
+            Some(new) = reloads.recv() => reload(&mut settings, new, &live, &work, &restart),
             Some(ended) = tasks.join_next() => {
                 break Err(match ended {
                     Ok((_, Err(e))) => e,
@@ -292,6 +306,7 @@ fn reload(
     current: &mut DaemonSettings,
     new: DaemonSettings,
     live: &LiveInventory,
+    work: &work::Work,
     restart: &mpsc::Sender<DiscoveryOptions>,
 ) {
     notify::reloading();
@@ -321,6 +336,10 @@ fn reload(
         }
     }
     current.stop_within = new.stop_within;
+    if new.claim != current.claim {
+        work.set_claim_settings(new.claim.clone());
+        current.claim = new.claim.clone();
+    }
     let mut later = Vec::new();
     if new.state_dir != current.state_dir {
         later.push("state directory");

@@ -14,11 +14,10 @@ use tokio::time::{Instant, timeout};
 
 use super::connection::{FrameIoError, FrameReader, FrameWriter};
 use super::inventory::LiveInventory;
-use super::shutdown::Shutdown;
-use crate::outbox::Outbox;
-use crate::proto::Outcome;
+use super::shutdown::{Shutdown, shutdown_channel};
+use super::work::Work;
 use crate::proto::control::{
-    ControlError, ControlMessage, QueueRequest, Queued, WatchEvent, error_code, processors_frames,
+    ClaimRequest, ControlError, ControlMessage, Queued, WatchEvent, error_code, processors_frames,
 };
 
 /// How long a connection may sit without sending a whole request before it
@@ -33,7 +32,7 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(
     listener: UnixListener,
     live: Arc<LiveInventory>,
-    outbox: Option<Outbox>,
+    work: Arc<Work>,
     max_connections: usize,
     mut shutdown: Shutdown,
 ) {
@@ -49,7 +48,7 @@ pub async fn serve(
                     backoff = Duration::from_millis(10);
                     match slots.clone().try_acquire_owned() {
                         Ok(slot) => {
-                            connections.spawn(serve_connection(stream, live.clone(), outbox.clone(), shutdown.clone(), slot));
+                            connections.spawn(serve_connection(stream, live.clone(), work.clone(), shutdown.clone(), slot));
                         }
                         Err(_) => {
                             tracing::warn!(max_connections, "control socket: refusing a client, all slots taken");
@@ -88,7 +87,7 @@ async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     live: Arc<LiveInventory>,
-    outbox: Option<Outbox>,
+    work: Arc<Work>,
     mut shutdown: Shutdown,
     _slot: OwnedSemaphorePermit,
 ) {
@@ -134,23 +133,54 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 stream_watch(reader, writer, &live, r.request, shutdown).await;
                 return;
             }
-            ControlMessage::Queue(q) => match &outbox {
-                Some(outbox) => {
-                    let answer = tokio::select! {
-                        _ = shutdown.wait() => return,
-                        answer = queue(outbox, *q) => answer,
-                    };
-                    send(&mut writer, &answer).await
-                }
-                None => {
-                    let err = ControlError::new(
+            ControlMessage::Queue(q) => {
+                let answer = if work.relay_outbox().is_none() {
+                    ControlMessage::Error(ControlError::new(
                         error_code::NOT_IMPLEMENTED,
                         "this daemon runs no relay (no [cloud] address configured); use the outbox directly",
                         Some(q.request),
-                    );
-                    send(&mut writer, &ControlMessage::Error(err)).await
+                    ))
+                } else {
+                    let wait = Duration::from_millis(q.wait_ms);
+                    tokio::select! {
+                        _ = shutdown.wait() => return,
+                        queued = work.queue(q.event, wait) => match queued {
+                            Ok(cloud) => ControlMessage::Queued(Queued { request: q.request, cloud }),
+                            Err(why) => ControlMessage::Error(ControlError::new(
+                                error_code::INTERNAL, why, Some(q.request),
+                            )),
+                        },
+                    }
+                };
+                send(&mut writer, &answer).await
+            }
+            ControlMessage::Outcome(o) => {
+                let request = o.request;
+                let answer = tokio::select! {
+                    _ = shutdown.wait() => return,
+                    answer = work.outcome(o) => match answer {
+                        Ok(cloud) => ControlMessage::Queued(Queued { request, cloud }),
+                        Err(e) => ControlMessage::Error(e),
+                    },
+                };
+                send(&mut writer, &answer).await
+            }
+            ControlMessage::Release(req) => {
+                let answer = tokio::select! {
+                    _ = shutdown.wait() => return,
+                    answer = work.release(req) => match answer {
+                        Ok(done) => ControlMessage::Done(Box::new(done)),
+                        Err(e) => ControlMessage::Error(e),
+                    },
+                };
+                send(&mut writer, &answer).await
+            }
+            ControlMessage::Claim(req) => {
+                if !serve_claim(&mut reader, &mut writer, &work, *req, shutdown.clone()).await {
+                    return;
                 }
-            },
+                Ok(())
+            }
             ControlMessage::Unknown { kind } => {
                 tracing::debug!(kind, "control socket: unserved kind");
                 send(
@@ -171,40 +201,72 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Appends a command's event to the daemon's outbox (durable before any
-/// answer) and waits up to its `wait-ms` for the cloud.
-async fn queue(outbox: &Outbox, q: QueueRequest) -> ControlMessage {
-    let id = match outbox.append(q.event).await {
-        Ok(id) => id,
-        Err(e) => {
-            let err = ControlError::new(
-                error_code::INTERNAL,
-                format!("cannot queue the event: {e}"),
-                Some(q.request),
-            );
-            return ControlMessage::Error(err);
+/// Runs a claim for this client, streaming its progress, and answers
+/// `done` or an error. Anything the client sends meanwhile, or its going
+/// away, cancels the claim, as does the daemon stopping. Returns whether
+/// the connection may carry another request.
+async fn serve_claim<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: &mut FrameReader<R>,
+    writer: &mut FrameWriter<W>,
+    work: &Arc<Work>,
+    req: ClaimRequest,
+    mut shutdown: Shutdown,
+) -> bool {
+    let request = req.request;
+    let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let (cancel, cancelled) = shutdown_channel();
+    let mut task = tokio::spawn({
+        let work = work.clone();
+        async move { work.claim(req, tx, cancelled).await }
+    });
+    let mut cancelling = false;
+    let mut client_gone = false;
+    let ended = loop {
+        tokio::select! {
+            biased;
+            Some(step) = progress.recv() => {
+                if !client_gone && send(writer, &ControlMessage::Progress(step)).await.is_err() {
+                    client_gone = true;
+                    cancelling = true;
+                    cancel.fire();
+                }
+            }
+            ended = &mut task => break ended,
+            _ = reader.read::<ControlMessage>(), if !cancelling => {
+                tracing::info!(request, "control socket: the client cancelled its claim");
+                cancelling = true;
+                cancel.fire();
+            }
+            () = shutdown.wait(), if !cancelling => {
+                cancelling = true;
+                cancel.fire();
+            }
         }
     };
-    let wait = Duration::from_millis(q.wait_ms.min(600_000));
-    let ack = timeout(wait, outbox.wait_outcome(&id))
-        .await
-        .ok()
-        .and_then(Result::ok);
-    let (result, rule, why, link) = match ack {
-        None => ("queued", None, None, None),
-        Some(ack) => match ack.outcome {
-            Outcome::Applied | Outcome::Duplicate => ("applied", None, None, ack.link),
-            Outcome::Refused { rule, guidance } => ("refused", Some(rule), Some(guidance), None),
-        },
+    if client_gone {
+        return false;
+    }
+    while let Ok(step) = progress.try_recv() {
+        if send(writer, &ControlMessage::Progress(step)).await.is_err() {
+            return false;
+        }
+    }
+    let answer = match ended {
+        Ok(Ok(done)) => ControlMessage::Done(Box::new(done)),
+        Ok(Err(e)) => ControlMessage::Error(e),
+        Err(e) => {
+            tracing::error!(error = %e, "control socket: a claim task failed");
+            ControlMessage::Error(ControlError::new(
+                error_code::INTERNAL,
+                "the daemon's claim task failed; see its log",
+                Some(request),
+            ))
+        }
     };
-    ControlMessage::Queued(Queued {
-        request: q.request,
-        id,
-        result: result.into(),
-        rule,
-        why,
-        link,
-    })
+    if let ControlMessage::Error(e) = &answer {
+        tracing::warn!(request, code = %e.code, why = %e.reason, "control socket: claim not done");
+    }
+    send(writer, &answer).await.is_ok() && !cancelling
 }
 
 async fn send<W: AsyncWrite + Unpin>(
@@ -295,6 +357,14 @@ mod tests {
     use crate::processor::{ProcessorInfo, Serial};
     use crate::proto::control::Request;
 
+    fn test_work(dir: &std::path::Path, live: &Arc<LiveInventory>) -> Arc<Work> {
+        let settings = super::super::work::ClaimSettings {
+            pairing_identity: dir.join("pairing-identity"),
+            button_timeout: Duration::from_secs(180),
+        };
+        Arc::new(Work::new(dir.to_owned(), settings, live.clone(), None))
+    }
+
     fn processor(serial: u32) -> ProcessorInfo {
         ProcessorInfo {
             serial: Some(Serial(serial)),
@@ -312,7 +382,8 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         let live = Arc::new(LiveInventory::new(Instant::now()));
         let (trigger, shutdown) = shutdown_channel();
-        let server = tokio::spawn(serve(listener, live, None, 1, shutdown));
+        let work = test_work(dir.path(), &live);
+        let server = tokio::spawn(serve(listener, live, work, 1, shutdown));
 
         let first = tokio::net::UnixStream::connect(&path).await.unwrap();
         let mut first = ControlClient::new(first, &path);
@@ -347,7 +418,9 @@ mod tests {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (_trigger, shutdown) = shutdown_channel();
         let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        tokio::spawn(serve_connection(server, live.clone(), None, shutdown, slot));
+        let dir = tempfile::tempdir().unwrap();
+        let work = test_work(dir.path(), &live);
+        tokio::spawn(serve_connection(server, live.clone(), work, shutdown, slot));
         let (r, w) = tokio::io::split(client);
         let (mut reader, mut writer) = (FrameReader::new(r), FrameWriter::new(w));
         writer

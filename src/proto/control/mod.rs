@@ -17,6 +17,7 @@ mod processor;
 mod tests;
 #[cfg(test)]
 mod vectors;
+mod work;
 
 use ciborium::Value;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,10 @@ use super::relay::{from_value, kind_of, text_entry, to_map};
 use crate::processor::ProcessorInfo;
 
 pub use processor::ProcessorWire;
+pub use work::{
+    ClaimRequest, ClaimedProcessor, CloudResult, Done, OutcomeRequest, Progress, ReleaseRequest,
+    ReleasedProcessor, step,
+};
 
 /// The codes of [`ControlError::code`]. A client must treat a code it does
 /// not know as a generic error and show the reason.
@@ -47,12 +52,19 @@ pub mod error_code {
     pub const LAGGED: &str = "lagged";
     /// The daemon failed; not the client's fault.
     pub const INTERNAL: &str = "internal";
+    /// The work asked for (a claim, a release) could not be done; `why`
+    /// says what happened and what to do. Nothing was stored.
+    pub const FAILED: &str = "failed";
+    /// The client went away or the daemon is stopping: the work was
+    /// abandoned before anything was stored.
+    pub const CANCELLED: &str = "cancelled";
+    /// `outcome` named an event the daemon's outbox does not hold.
+    pub const UNKNOWN_EVENT: &str = "unknown-event";
 }
 
-/// Kinds `control.cddl` documents for the claim work, not served yet: a
-/// daemon answers them with [`error_code::NOT_IMPLEMENTED`].
-pub const RESERVED_KINDS: [&str; 6] =
-    ["status", "claim", "release", "takeover", "progress", "done"];
+/// Kinds `control.cddl` documents, not served yet: a daemon answers them
+/// with [`error_code::NOT_IMPLEMENTED`].
+pub const RESERVED_KINDS: [&str; 2] = ["status", "takeover"];
 
 /// One control message, either direction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +88,16 @@ pub enum ControlMessage {
     /// Daemon → client: the event is durable under `id`; what the cloud
     /// said, if it answered in time.
     Queued(Queued),
+    /// Client → daemon: what became of an event queued earlier.
+    Outcome(OutcomeRequest),
+    /// Client → daemon: claim a processor with its button.
+    Claim(Box<ClaimRequest>),
+    /// Client → daemon: forget a processor's credential, queue `released`.
+    Release(ReleaseRequest),
+    /// Daemon → client, during a claim: the step it is at.
+    Progress(Progress),
+    /// Daemon → client: a claim or release finished.
+    Done(Box<Done>),
     /// Either way: why a frame was not acted on. Never a silent close.
     Error(ControlError),
     /// A kind this build does not know (or reserves, see
@@ -185,24 +207,11 @@ struct QueueWire {
     wait_ms: u64,
 }
 
-/// The daemon's answer to [`QueueRequest`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The daemon's answer to [`QueueRequest`] and [`OutcomeRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Queued {
-    #[serde(rename = "r")]
     pub request: u64,
-    /// The event's id in the outbox.
-    pub id: crate::proto::EventId,
-    /// `applied`, `refused`, or `queued` (no answer from the cloud yet).
-    #[serde(rename = "res")]
-    pub result: String,
-    /// For `refused`: the rule and what to do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
-    /// For an applied `new-share-link`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<crate::proto::IssuedLink>,
+    pub cloud: CloudResult,
 }
 
 /// How the daemon is doing.
@@ -291,7 +300,7 @@ impl ControlError {
 
 impl ControlMessage {
     /// Every kind a vector must exist for, as the `"k"` values.
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 14] = [
         "inventory",
         "watch",
         "health",
@@ -300,6 +309,11 @@ impl ControlMessage {
         "health-report",
         "queue",
         "queued",
+        "outcome",
+        "claim",
+        "release",
+        "progress",
+        "done",
         "error",
     ];
 
@@ -314,6 +328,11 @@ impl ControlMessage {
             ControlMessage::HealthReport(_) => "health-report",
             ControlMessage::Queue(_) => "queue",
             ControlMessage::Queued(_) => "queued",
+            ControlMessage::Outcome(_) => "outcome",
+            ControlMessage::Claim(_) => "claim",
+            ControlMessage::Release(_) => "release",
+            ControlMessage::Progress(_) => "progress",
+            ControlMessage::Done(_) => "done",
             ControlMessage::Error(_) => "error",
             ControlMessage::Unknown { kind } => kind,
         }
@@ -330,6 +349,11 @@ impl ControlMessage {
             ControlMessage::HealthReport(m) => Some(m.request),
             ControlMessage::Queue(m) => Some(m.request),
             ControlMessage::Queued(m) => Some(m.request),
+            ControlMessage::Outcome(m) => Some(m.request),
+            ControlMessage::Claim(m) => Some(m.request),
+            ControlMessage::Release(m) => Some(m.request),
+            ControlMessage::Progress(m) => Some(m.request),
+            ControlMessage::Done(m) => Some(m.request),
             ControlMessage::Error(m) => m.request,
             ControlMessage::Unknown { .. } => None,
         }
@@ -364,7 +388,16 @@ impl FrameMessage for ControlMessage {
                 map.push((Value::Text("ev".into()), Value::Map(ev)));
                 map
             }
-            ControlMessage::Queued(m) => to_map(m)?,
+            ControlMessage::Queued(m) => {
+                let mut map = to_map(&m.cloud)?;
+                map.extend(to_map(&Request { request: m.request })?);
+                map
+            }
+            ControlMessage::Outcome(m) => to_map(m)?,
+            ControlMessage::Claim(m) => to_map(m)?,
+            ControlMessage::Release(m) => to_map(m)?,
+            ControlMessage::Progress(m) => to_map(m)?,
+            ControlMessage::Done(m) => to_map(m)?,
             ControlMessage::Error(m) => to_map(m)?,
             ControlMessage::Unknown { kind } => {
                 return Err(ProtoError::Unencodable {
@@ -434,7 +467,16 @@ impl FrameMessage for ControlMessage {
                     wait_ms: wire.wait_ms,
                 }))
             }
-            "queued" => ControlMessage::Queued(from_value(&map).map_err(invalid)?),
+            "queued" => {
+                let Request { request } = from_value(&map).map_err(invalid)?;
+                let cloud = from_value(&map).map_err(invalid)?;
+                ControlMessage::Queued(Queued { request, cloud })
+            }
+            "outcome" => ControlMessage::Outcome(from_value(&map).map_err(invalid)?),
+            "claim" => ControlMessage::Claim(Box::new(from_value(&map).map_err(invalid)?)),
+            "release" => ControlMessage::Release(from_value(&map).map_err(invalid)?),
+            "progress" => ControlMessage::Progress(from_value(&map).map_err(invalid)?),
+            "done" => ControlMessage::Done(Box::new(from_value(&map).map_err(invalid)?)),
             "error" => ControlMessage::Error(from_value(&map).map_err(invalid)?),
             other => ControlMessage::Unknown {
                 kind: other.to_owned(),

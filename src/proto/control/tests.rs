@@ -42,7 +42,7 @@ fn a_processor_comes_back_as_discovery_read_it() {
 
 #[test]
 fn unknown_and_reserved_kinds_decode_so_they_can_be_answered() {
-    for kind in ["frobnicate", "claim", "takeover"] {
+    for kind in ["frobnicate", "status", "takeover"] {
         let frame = frame_of(&map(vec![
             ("k", Value::Text(kind.into())),
             ("r", Value::Integer(9.into())),
@@ -201,4 +201,64 @@ fn random_bytes_never_panic_the_decoder() {
             }
         }
     }
+}
+
+#[test]
+fn a_claim_without_a_processor_is_malformed_and_optional_fields_default() {
+    let frame = frame_of(&map(vec![
+        ("k", Value::Text("claim".into())),
+        ("r", Value::Integer(9.into())),
+    ]));
+    assert!(
+        matches!(decode(&frame), Err(ProtoError::Invalid { .. })),
+        "{:?}",
+        decode(&frame)
+    );
+    let frame = frame_of(&map(vec![
+        ("k", Value::Text("claim".into())),
+        ("r", Value::Integer(9.into())),
+        ("proc", Value::Text("0236e6a7".into())),
+    ]));
+    match decode(&frame) {
+        Ok(ControlMessage::Claim(c)) => {
+            assert_eq!(c.processor, "0236e6a7");
+            assert_eq!((c.button_s, c.wait_ms, c.key), (None, 0, None));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_done_with_a_mac_of_the_wrong_length_is_refused() {
+    let cloud = Value::Map(vec![
+        (
+            Value::Text("id".into()),
+            Value::Array(vec![Value::Text("d".into()), Value::Integer(1.into())]),
+        ),
+        (Value::Text("res".into()), Value::Text("queued".into())),
+    ]);
+    let claimed = Value::Map(vec![
+        (Value::Text("id".into()), Value::Text("0236e6a7".into())),
+        (Value::Text("sn".into()), Value::Integer(37152423.into())),
+        (Value::Text("mac".into()), Value::Bytes(vec![1, 2, 3])),
+        (Value::Text("addr".into()), Value::Text("127.0.1.1".into())),
+        (Value::Text("product".into()), Value::Text("p".into())),
+        (
+            Value::Text("uid".into()),
+            Value::Text("000000000000".into()),
+        ),
+        (Value::Text("dir".into()), Value::Text("/d".into())),
+        (Value::Text("files".into()), Value::Array(vec![])),
+    ]);
+    let frame = frame_of(&map(vec![
+        ("k", Value::Text("done".into())),
+        ("r", Value::Integer(6.into())),
+        ("claimed", claimed),
+        ("cloud", cloud),
+    ]));
+    assert!(
+        matches!(decode(&frame), Err(ProtoError::Invalid { .. })),
+        "{:?}",
+        decode(&frame)
+    );
 }

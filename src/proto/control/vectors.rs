@@ -153,15 +153,113 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
             "queued",
             ControlMessage::Queued(Queued {
                 request: 4,
-                id: crate::proto::EventId {
-                    daemon: "d-7f3a".into(),
-                    seq: 12,
+                cloud: CloudResult {
+                    id: event_id(),
+                    result: "refused".into(),
+                    rule: Some("only_the_homeowner_releases_the_home".into()),
+                    why: Some("only the homeowner can Remove Home from Account".into()),
+                    link: None,
                 },
-                result: "refused".into(),
-                rule: Some("only_the_homeowner_releases_the_home".into()),
-                why: Some("only the homeowner can Remove Home from Account".into()),
-                link: None,
             }),
+        ),
+        (
+            "outcome",
+            ControlMessage::Outcome(OutcomeRequest {
+                request: 5,
+                id: event_id(),
+                wait_ms: 10_000,
+            }),
+        ),
+        (
+            "claim",
+            ControlMessage::Claim(Box::new(ClaimRequest {
+                request: 6,
+                processor: "0236e6a7".into(),
+                address: None,
+                button_s: Some(180),
+                key: Some("ec".into()),
+                device_uid: None,
+                wait_ms: 10_000,
+            })),
+        ),
+        (
+            "release",
+            ControlMessage::Release(ReleaseRequest {
+                request: 7,
+                processor: "a0:f6:fd:12:34:56".into(),
+                wait_ms: 10_000,
+            }),
+        ),
+        (
+            "progress-button",
+            ControlMessage::Progress(Progress {
+                request: 6,
+                step: step::BUTTON.into(),
+                left_ms: Some(180_000),
+                what: Some(
+                    "RadioRA 3 Processor 0236e6a7 (MAC a0:f6:fd:12:34:56) at 127.0.1.1".into(),
+                ),
+            }),
+        ),
+        (
+            "progress-pressed",
+            ControlMessage::Progress(Progress {
+                request: 6,
+                step: step::PRESSED.into(),
+                left_ms: None,
+                what: None,
+            }),
+        ),
+        (
+            "done-claimed",
+            ControlMessage::Done(Box::new(Done {
+                request: 6,
+                claimed: Some(ClaimedProcessor {
+                    id: "0236e6a7".into(),
+                    serial: crate::processor::Serial(0x0236_e6a7),
+                    mac: Some(crate::processor::Mac([0xa0, 0xf6, 0xfd, 0x12, 0x34, 0x56])),
+                    address: "127.0.1.1".into(),
+                    product: "RadioRA 3 Processor".into(),
+                    device_uid: "024c02000001".into(),
+                    dir: "/var/lib/handoff/credentials/37152423".into(),
+                    files: vec![
+                        "/var/lib/handoff/credentials/37152423/key.pem".into(),
+                        "/var/lib/handoff/credentials/37152423/cert.pem".into(),
+                    ],
+                }),
+                released: None,
+                cloud: CloudResult {
+                    id: crate::proto::EventId {
+                        daemon: "d-7f3a".into(),
+                        seq: 13,
+                    },
+                    result: "applied".into(),
+                    rule: None,
+                    why: None,
+                    link: None,
+                },
+            })),
+        ),
+        (
+            "done-released",
+            ControlMessage::Done(Box::new(Done {
+                request: 7,
+                claimed: None,
+                released: Some(ReleasedProcessor {
+                    id: "0236e6a7".into(),
+                    serial: crate::processor::Serial(0x0236_e6a7),
+                }),
+                cloud: CloudResult {
+                    id: crate::proto::EventId {
+                        daemon: "d-7f3a".into(),
+                        seq: 14,
+                    },
+                    result: "queued".into(),
+                    rule: None,
+                    why: Some("no answer from cloud.example:4433 in time".into()),
+                    link: None,
+                },
+            })),
         ),
         (
             "error",
@@ -172,6 +270,13 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
             )),
         ),
     ]
+}
+
+fn event_id() -> crate::proto::EventId {
+    crate::proto::EventId {
+        daemon: "d-7f3a".into(),
+        seq: 12,
+    }
 }
 
 fn dir() -> PathBuf {

@@ -1,0 +1,470 @@
+//! Work the daemon performs for a command over the control socket: claims
+//! (the button countdown streamed back), releases, and queueing events for
+//! the cloud.
+//!
+//! A claim finds its processor in the live inventory (no second browse),
+//! pairs with the daemon's own pairing identity and keeps the credential in
+//! the daemon's state directory; then the `claimed` event is queued in the
+//! outbox. Cancelling (the client went away, the daemon stops) drops the
+//! claim at its next await: the credential is written after the last one,
+//! so a cancelled claim stored nothing, and a stored one always has its
+//! event queued.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use super::inventory::LiveInventory;
+use super::shutdown::Shutdown;
+use crate::claim::{
+    ClaimError, ClaimOptions, ClaimOutcome, ClaimProgress, DEFAULT_DISCOVERY_TIMEOUT, Resolved,
+    Target,
+};
+use crate::discovery::InventoryEvent;
+use crate::identity::{KeyAlgorithm, PairingIdentity};
+use crate::outbox::Outbox;
+use crate::proto::control::{
+    ClaimRequest, ClaimedProcessor, CloudResult, ControlError, Done, OutcomeRequest, Progress,
+    ReleaseRequest, ReleasedProcessor, error_code, step,
+};
+use crate::proto::{EventId, EventKind, Outcome, Released};
+
+/// The longest a client may ask the daemon to wait for the cloud.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// What a claim performed by the daemon uses; changed by a reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimSettings {
+    /// The identity presented on processors' pairing port.
+    pub pairing_identity: PathBuf,
+    /// The button window when the request names none.
+    pub button_timeout: Duration,
+}
+
+/// The daemon's side of claims, releases and queued events.
+pub struct Work {
+    state_dir: PathBuf,
+    settings: Mutex<ClaimSettings>,
+    live: Arc<LiveInventory>,
+    /// The relay's outbox, while the daemon relays; else events are
+    /// appended to the outbox file and left for `handoff relay`.
+    outbox: Option<Outbox>,
+    /// Processors (by address) being paired now: one claim at a time each,
+    /// as a processor pairs one client at a time.
+    pairing: Mutex<HashSet<IpAddr>>,
+}
+
+impl Work {
+    pub fn new(
+        state_dir: PathBuf,
+        settings: ClaimSettings,
+        live: Arc<LiveInventory>,
+        outbox: Option<Outbox>,
+    ) -> Work {
+        Work {
+            state_dir,
+            settings: Mutex::new(settings),
+            live,
+            outbox,
+            pairing: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The outbox the relay owns, if the daemon relays.
+    pub fn relay_outbox(&self) -> Option<&Outbox> {
+        self.outbox.as_ref()
+    }
+
+    pub fn set_claim_settings(&self, settings: ClaimSettings) {
+        *lock(&self.settings) = settings;
+    }
+
+    fn claim_settings(&self) -> ClaimSettings {
+        lock(&self.settings).clone()
+    }
+
+    /// Claims the processor `req` names; `progress` hears each step.
+    /// `cancel` abandons the claim up to the moment it stores the
+    /// credential; after that the claim completes and is queued.
+    ///
+    /// # Errors
+    /// An error frame: `failed` (with the claim's own message), `busy`
+    /// (the processor is being claimed already), `cancelled`.
+    pub async fn claim(
+        &self,
+        req: ClaimRequest,
+        progress: mpsc::UnboundedSender<Progress>,
+        mut cancel: Shutdown,
+    ) -> Result<Done, ControlError> {
+        let r = req.request;
+        let failed = |why: String| ControlError::new(error_code::FAILED, why, Some(r));
+        let target = Target::parse(&req.processor);
+        let address = match &req.address {
+            None => None,
+            Some(a) => Some(
+                a.parse::<IpAddr>()
+                    .map_err(|_| failed(format!("'{a}' is not an IP address")))?,
+            ),
+        };
+        let key_algorithm = match req.key.as_deref() {
+            None | Some("rsa") => KeyAlgorithm::Rsa2048,
+            Some("ec") => KeyAlgorithm::EcdsaP256,
+            Some(other) => return Err(failed(format!("unknown key kind '{other}' (rsa or ec)"))),
+        };
+        if let Some(uid) = &req.device_uid
+            && !(uid.len() == 12 && uid.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(failed(format!("DeviceUID '{uid}' is not 12 hex digits")));
+        }
+        let settings = self.claim_settings();
+        let identity = PairingIdentity::load(&settings.pairing_identity).map_err(|e| {
+            failed(format!(
+                "the daemon cannot use its pairing identity in {}: {e}",
+                settings.pairing_identity.display()
+            ))
+        })?;
+        let options = ClaimOptions {
+            button_timeout: req
+                .button_s
+                .map_or(settings.button_timeout, Duration::from_secs),
+            key_algorithm,
+            device_uid: req.device_uid.as_ref().map(|u| u.to_ascii_lowercase()),
+            ..ClaimOptions::new(target.clone(), self.state_dir.clone())
+        };
+        let mut streamed = Streamed {
+            request: r,
+            tx: progress.clone(),
+        };
+        let claiming = async {
+            let resolved = match address {
+                Some(address) => Resolved::from_address(address, &target),
+                None => self
+                    .find(&target)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?,
+            };
+            streamed.resolved(&resolved);
+            let _pairing = self.start_pairing(resolved.address, r)?;
+            crate::claim::claim_resolved(resolved, &options, &identity, &mut streamed)
+                .await
+                .map_err(|e| failed(e.to_string()))
+        };
+        let outcome = tokio::select! {
+            outcome = claiming => outcome?,
+            () = cancel.wait() => {
+                return Err(ControlError::new(
+                    error_code::CANCELLED,
+                    "the claim was cancelled before anything was stored",
+                    Some(r),
+                ));
+            }
+        };
+        tracing::info!(
+            id = %outcome.id,
+            mac = %outcome.mac.map_or_else(|| "-".into(), |m| m.to_string()),
+            address = %outcome.address,
+            "processor claimed for a control client"
+        );
+        let _ = progress.send(Progress {
+            request: r,
+            step: step::RELAYING.into(),
+            left_ms: None,
+            what: None,
+        });
+        let event = outcome.event().map_err(|e| stored_but(&outcome, &e, r))?;
+        let cloud = self
+            .queue(event, Duration::from_millis(req.wait_ms))
+            .await
+            .map_err(|e| stored_but(&outcome, &e, r))?;
+        Ok(Done {
+            request: r,
+            claimed: Some(claimed_processor(&outcome)),
+            released: None,
+            cloud,
+        })
+    }
+
+    /// Forgets the credential of the processor `req` names and queues
+    /// `released` (Remove Home from Account).
+    ///
+    /// # Errors
+    /// `failed`: nothing of that name is claimed here, or the store failed.
+    pub async fn release(&self, req: ReleaseRequest) -> Result<Done, ControlError> {
+        let r = req.request;
+        let serial = crate::claim::release(&self.state_dir, &Target::parse(&req.processor))
+            .map_err(|e| ControlError::new(error_code::FAILED, e.to_string(), Some(r)))?;
+        tracing::info!(id = %serial.id(), "processor released for a control client");
+        let event = EventKind::Released(Released {
+            place: None,
+            serial: Some(serial),
+        });
+        let cloud = self
+            .queue(event, Duration::from_millis(req.wait_ms))
+            .await
+            .map_err(|e| {
+                ControlError::new(
+                    error_code::FAILED,
+                    format!(
+                        "the credential of {} is forgotten, but the release could not be queued \
+                         for the cloud: {e}",
+                        serial.id()
+                    ),
+                    Some(r),
+                )
+            })?;
+        Ok(Done {
+            request: r,
+            claimed: None,
+            released: Some(ReleasedProcessor {
+                id: serial.id(),
+                serial,
+            }),
+            cloud,
+        })
+    }
+
+    /// Appends `event` to the outbox (durable before this returns) and
+    /// waits up to `wait` for the cloud, when the daemon relays.
+    ///
+    /// # Errors
+    /// The outbox cannot be written (the disk is full, …).
+    pub async fn queue(&self, event: EventKind, wait: Duration) -> Result<CloudResult, String> {
+        let Some(outbox) = &self.outbox else {
+            let id = self.append_for_later(event).await?;
+            return Ok(CloudResult {
+                id,
+                result: "queued".into(),
+                rule: None,
+                why: Some(
+                    "this daemon relays to no cloud ([cloud] address); `handoff relay --cloud \
+                     ADDR` delivers it"
+                        .into(),
+                ),
+                link: None,
+            });
+        };
+        let id = outbox
+            .append(event)
+            .await
+            .map_err(|e| format!("cannot queue the event: {e}"))?;
+        Ok(wait_for_cloud(outbox, id, wait).await)
+    }
+
+    /// Without a relay the daemon does not hold the outbox: open, append,
+    /// close, so that `handoff relay` can deliver it.
+    async fn append_for_later(&self, event: EventKind) -> Result<EventId, String> {
+        let path = self.state_dir.join(crate::outbox::FILE_NAME);
+        let outbox =
+            Outbox::open(&path).map_err(|e| format!("the outbox {}: {e}", path.display()))?;
+        let appended = outbox.append(event).await;
+        outbox.close().await;
+        appended.map_err(|e| format!("cannot queue the event: {e}"))
+    }
+
+    /// What became of an event queued earlier.
+    ///
+    /// # Errors
+    /// `not-implemented` when the daemon does not relay (the command reads
+    /// the outbox itself), `unknown-event` for an id the outbox never held.
+    pub async fn outcome(&self, req: OutcomeRequest) -> Result<CloudResult, ControlError> {
+        let r = req.request;
+        let Some(outbox) = &self.outbox else {
+            return Err(ControlError::new(
+                error_code::NOT_IMPLEMENTED,
+                "this daemon runs no relay; read the outbox directly",
+                Some(r),
+            ));
+        };
+        match outbox.outcome(&req.id).await {
+            Ok(Some(_)) => {}
+            Ok(None) if outbox.is_pending(&req.id) => {}
+            Ok(None) => {
+                return Err(ControlError::new(
+                    error_code::UNKNOWN_EVENT,
+                    format!(
+                        "the daemon's outbox holds no event ({}, {})",
+                        req.id.daemon, req.id.seq
+                    ),
+                    Some(r),
+                ));
+            }
+            Err(e) => {
+                return Err(ControlError::new(
+                    error_code::INTERNAL,
+                    format!("cannot read the outbox: {e}"),
+                    Some(r),
+                ));
+            }
+        }
+        Ok(wait_for_cloud(outbox, req.id, Duration::from_millis(req.wait_ms)).await)
+    }
+
+    /// The processor `target` names in the live inventory, waiting up to
+    /// [`DEFAULT_DISCOVERY_TIMEOUT`] for it to appear.
+    async fn find(&self, target: &Target) -> Result<Resolved, ClaimError> {
+        let (known, mut changes) = self.live.subscribe();
+        let found = |p: &crate::processor::ProcessorInfo| {
+            Resolved::from_discovery(p).ok_or_else(|| ClaimError::NoAddress {
+                target: target.to_string(),
+            })
+        };
+        if let Some(p) = known.iter().find(|p| target.matches(p)) {
+            return found(p);
+        }
+        let deadline = Instant::now() + DEFAULT_DISCOVERY_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Ok(Ok(event)) => {
+                    if !matches!(*event, InventoryEvent::Removed(_))
+                        && target.matches(event.processor())
+                    {
+                        return found(event.processor());
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    if let Some(p) = self.live.snapshot().iter().find(|p| target.matches(p)) {
+                        return found(p);
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => {
+                    return Err(ClaimError::NotFound {
+                        target: target.to_string(),
+                        searched: "the daemon's inventory".into(),
+                        waited: DEFAULT_DISCOVERY_TIMEOUT,
+                    });
+                }
+            }
+        }
+    }
+
+    fn start_pairing(
+        &self,
+        address: IpAddr,
+        request: u64,
+    ) -> Result<PairingSlot<'_>, ControlError> {
+        if !lock(&self.pairing).insert(address) {
+            return Err(ControlError::new(
+                error_code::BUSY,
+                format!(
+                    "the daemon is already claiming the processor at {address}; wait for that \
+                     claim to end"
+                ),
+                Some(request),
+            ));
+        }
+        Ok(PairingSlot {
+            pairing: &self.pairing,
+            address,
+        })
+    }
+}
+
+/// Marks a processor as being paired until dropped.
+struct PairingSlot<'a> {
+    pairing: &'a Mutex<HashSet<IpAddr>>,
+    address: IpAddr,
+}
+
+impl Drop for PairingSlot<'_> {
+    fn drop(&mut self) {
+        lock(self.pairing).remove(&self.address);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits up to `wait` for the cloud's answer to `id`.
+async fn wait_for_cloud(outbox: &Outbox, id: EventId, wait: Duration) -> CloudResult {
+    let ack = tokio::time::timeout(wait.min(MAX_WAIT), outbox.wait_outcome(&id))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let (result, rule, why, link) = match ack {
+        None => (
+            "queued",
+            None,
+            Some("no answer from the cloud yet".into()),
+            None,
+        ),
+        Some(ack) => match ack.outcome {
+            Outcome::Applied | Outcome::Duplicate => ("applied", None, None, ack.link),
+            Outcome::Refused { rule, guidance } => ("refused", Some(rule), Some(guidance), None),
+        },
+    };
+    CloudResult {
+        id,
+        result: result.into(),
+        rule,
+        why,
+        link,
+    }
+}
+
+fn stored_but(outcome: &ClaimOutcome, e: &str, request: u64) -> ControlError {
+    ControlError::new(
+        error_code::FAILED,
+        format!(
+            "{} is claimed and its credential stored in {}, but the claim could not be queued \
+             for the cloud: {e}",
+            outcome.id,
+            outcome.credential_dir.display()
+        ),
+        Some(request),
+    )
+}
+
+fn claimed_processor(outcome: &ClaimOutcome) -> ClaimedProcessor {
+    let text = |p: &Path| p.display().to_string();
+    ClaimedProcessor {
+        id: outcome.id.clone(),
+        serial: outcome.serial,
+        mac: outcome.mac,
+        address: outcome.address.to_string(),
+        product: outcome.product.clone(),
+        device_uid: outcome.device_uid.clone(),
+        dir: text(&outcome.credential_dir),
+        files: outcome.files.iter().map(|f| text(f)).collect(),
+    }
+}
+
+/// A claim's steps as `progress` frames.
+struct Streamed {
+    request: u64,
+    tx: mpsc::UnboundedSender<Progress>,
+}
+
+impl Streamed {
+    fn send(&self, step: &str, left: Option<Duration>, what: Option<String>) {
+        let _ = self.tx.send(Progress {
+            request: self.request,
+            step: step.into(),
+            left_ms: left.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            what,
+        });
+    }
+}
+
+impl ClaimProgress for Streamed {
+    fn resolved(&mut self, processor: &Resolved) {
+        self.send(step::FOUND, None, Some(processor.describe()));
+    }
+
+    fn waiting_for_button(&mut self, processor: &Resolved, window: Duration) {
+        self.send(step::BUTTON, Some(window), Some(processor.describe()));
+    }
+
+    fn button_pressed(&mut self) {
+        self.send(step::PRESSED, None, None);
+    }
+
+    fn verifying(&mut self) {
+        self.send(step::VERIFYING, None, None);
+    }
+}

@@ -1,0 +1,151 @@
+//! The control messages for work the daemon performs for a command: a
+//! claim (with its button countdown streamed back as `progress`), a
+//! release, and the fate of an event queued earlier (`outcome`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::processor::{Mac, Serial};
+use crate::proto::{EventId, IssuedLink};
+
+/// What the cloud said about an event the daemon queued, as `queued` and
+/// `done` carry it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudResult {
+    /// The event's id in the daemon's outbox.
+    pub id: EventId,
+    /// `applied`, `refused`, or `queued` (no answer from the cloud yet).
+    #[serde(rename = "res")]
+    pub result: String,
+    /// For `refused`: the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// For `refused`: what to do; for `queued`: why there is no answer yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// For an applied `new-share-link`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<IssuedLink>,
+}
+
+/// Client → daemon: claim a processor with its button. The daemon finds
+/// it in its inventory (or at `addr`), pairs with its own pairing
+/// identity, keeps the credential in its state directory and queues the
+/// `claimed` event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    #[serde(rename = "r")]
+    pub request: u64,
+    /// PROCESSOR as the CLI takes it: serial, id, MAC, host or address.
+    #[serde(rename = "proc")]
+    pub processor: String,
+    /// Pair with this address instead of looking the processor up.
+    #[serde(rename = "addr", default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The button window in seconds; absent: the daemon's `button_timeout`.
+    #[serde(rename = "button-s", default, skip_serializing_if = "Option::is_none")]
+    pub button_s: Option<u64>,
+    /// `rsa` (default) or `ec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The CSR's DeviceUID, 12 hex digits; absent: the MAC of the daemon's
+    /// interface towards the processor.
+    #[serde(rename = "uid", default, skip_serializing_if = "Option::is_none")]
+    pub device_uid: Option<String>,
+    /// How long to wait for the cloud's answer once the claim is queued.
+    #[serde(rename = "wait-ms", default)]
+    pub wait_ms: u64,
+}
+
+/// Client → daemon: forget a processor's credential and queue `released`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    #[serde(rename = "r")]
+    pub request: u64,
+    #[serde(rename = "proc")]
+    pub processor: String,
+    #[serde(rename = "wait-ms", default)]
+    pub wait_ms: u64,
+}
+
+/// Client → daemon: what became of an event queued earlier; answered with
+/// `queued` once the cloud has answered or `wait-ms` passed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRequest {
+    #[serde(rename = "r")]
+    pub request: u64,
+    pub id: EventId,
+    #[serde(rename = "wait-ms", default)]
+    pub wait_ms: u64,
+}
+
+/// The steps of a claim, as `progress` names them.
+pub mod step {
+    /// The processor was found; `what` describes it.
+    pub const FOUND: &str = "found";
+    /// The pairing port is open and the button window runs: `left-ms`.
+    pub const BUTTON: &str = "button";
+    /// The button was pressed; the processor signs the certificate.
+    pub const PRESSED: &str = "pressed";
+    /// Checking the processor's identity on its main port.
+    pub const VERIFYING: &str = "verifying";
+    /// The credential is stored; the event goes to the cloud.
+    pub const RELAYING: &str = "relaying";
+}
+
+/// Daemon → client, during a claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    #[serde(rename = "r")]
+    pub request: u64,
+    /// One of [`step`], or a newer step (a client shows `what`).
+    pub step: String,
+    /// For [`step::BUTTON`]: how long the window stays open.
+    #[serde(rename = "left-ms", default, skip_serializing_if = "Option::is_none")]
+    pub left_ms: Option<u64>,
+    /// For people: the processor, e.g. "RadioRA 3 Processor 0236e6a7 (MAC …) at 127.0.1.1".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub what: Option<String>,
+}
+
+/// A processor the daemon claimed, and where it keeps the credential.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedProcessor {
+    pub id: String,
+    #[serde(rename = "sn")]
+    pub serial: Serial,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::proto::wire::opt_mac"
+    )]
+    pub mac: Option<Mac>,
+    #[serde(rename = "addr")]
+    pub address: String,
+    pub product: String,
+    #[serde(rename = "uid")]
+    pub device_uid: String,
+    /// The credential's directory on the daemon's machine.
+    pub dir: String,
+    pub files: Vec<String>,
+}
+
+/// A processor whose credential the daemon forgot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedProcessor {
+    pub id: String,
+    #[serde(rename = "sn")]
+    pub serial: Serial,
+}
+
+/// Daemon → client: the end of a claim or release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    #[serde(rename = "r")]
+    pub request: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<ClaimedProcessor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<ReleasedProcessor>,
+    /// The event's fate at the cloud.
+    pub cloud: CloudResult,
+}

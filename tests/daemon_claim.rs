@@ -1,0 +1,282 @@
+//! Claims performed by the daemon for the CLI: the processor comes from
+//! the daemon's inventory, the daemon pairs with its own identity and keeps
+//! the credential in its own state directory, the countdown shows in the
+//! CLI's terminal, and the claim's event goes to the cloud through the
+//! daemon's relay. Each test on its own private network.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::{ChildGuard, Cloud, Sim, TempDir, handoff, handoff_bin};
+
+/// `handoff daemon` with its own state directory; its configuration names
+/// the simulator's pairing identity (as an integrator's names the one the
+/// vendor issued them).
+struct Daemon {
+    _child: ChildGuard,
+    state: PathBuf,
+    run: String,
+}
+
+impl Daemon {
+    fn start(dir: &TempDir, pairing_identity: &Path, extra: &[&str]) -> Daemon {
+        let state = dir.path("daemon-state");
+        let run = dir.path("run").to_str().unwrap().to_owned();
+        let config = dir.path("handoff.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "pairing_identity = \"{}\"\nbutton_timeout = \"30s\"\n",
+                pairing_identity.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(handoff_bin())
+            .arg("--state-dir")
+            .arg(&state)
+            .args([
+                "--runtime-dir",
+                &run,
+                "daemon",
+                "--liveness",
+                "6s",
+                "--config",
+            ])
+            .arg(&config)
+            .args(extra)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let daemon = Daemon {
+            _child: ChildGuard(child),
+            state,
+            run,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let h = daemon.cli(&["health", "--json"]);
+            if h.code == Some(0) && h.json()["processors"].as_u64() > Some(0) {
+                return daemon;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never found the simulator"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `handoff ARGS…` pointed at this daemon, with a state directory of
+    /// its own that holds nothing.
+    fn cli(&self, args: &[&str]) -> common::Run {
+        let mut all = vec![
+            "--runtime-dir",
+            &self.run,
+            "--state-dir",
+            "/nonexistent/cli-state",
+        ];
+        all.extend_from_slice(args);
+        handoff(&all)
+    }
+
+    /// `handoff claim PROCESSOR ARGS…` started, its stderr lines on a
+    /// channel.
+    fn spawn_claim(&self, processor: &str, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+        let mut child = Command::new(handoff_bin())
+            .args([
+                "--runtime-dir",
+                &self.run,
+                "--state-dir",
+                "/nonexistent/cli-state",
+            ])
+            .args(["claim", processor])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, rx)
+    }
+
+    fn credential(&self, serial: &str) -> PathBuf {
+        self.state.join("credentials").join(serial)
+    }
+}
+
+/// Waits for a line containing `text`; every line seen is returned.
+fn wait_line(lines: &mpsc::Receiver<String>, text: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(text);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no line with {text:?}; saw {seen:#?}"),
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "the CLI did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn rest(lines: &mpsc::Receiver<String>) -> String {
+    lines.try_iter().collect::<Vec<_>>().join("\n")
+}
+
+lan_test! {
+    fn the_daemon_performs_the_claim_streams_the_countdown_and_relays_it() {
+        let dir = TempDir::new("daemon-claim");
+        let sim = Sim::start(&["--count", "1", "--no-probe", "--auto-press", "1s"]);
+        let p = &sim.manifest[0];
+        let (id, serial, mac) = (
+            p["id"].as_str().unwrap().to_owned(),
+            p["serial"].as_u64().unwrap().to_string(),
+            p["mac"].as_str().unwrap().to_owned(),
+        );
+        // The cloud holds the Place, with this processor's CA.
+        let data = dir.path("cloud");
+        let data_s = data.to_str().unwrap();
+        let ca = sim.state_dir.join(format!("sim/processors/{id}/ca-cert.pem"));
+        let r = handoff(&["cloud", "--data", data_s, "place", "create", "--id", "lake", "--as",
+            "designer@example.com", "--remote-services", "--project-file",
+            dir.path("p.json").to_str().unwrap(), "--serial", &serial, "--mac", &mac,
+            "--processor-ca", ca.to_str().unwrap()]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let identity = dir.path("daemon-state/cloud-identity");
+        let r = handoff(&["cloud", "--data", data_s, "enroll", "--name", "site", "--account",
+            "integrator@example.com", "--out", identity.to_str().unwrap()]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let addr: SocketAddr = "127.0.0.1:4433".parse().unwrap();
+        let _cloud = Cloud::start(&data, addr);
+        let daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"),
+            &["--cloud", &addr.to_string()]);
+
+        // Named by MAC: the daemon finds it in its inventory.
+        let (mut claim, lines) = daemon.spawn_claim(&mac, &["--json"]);
+        let seen = wait_line(&lines, "button pressed");
+        let countdown = seen.iter().find(|l| l.starts_with("Press the button on")).unwrap_or_else(|| {
+            panic!("no countdown before the press: {seen:#?}")
+        });
+        // The window is the daemon's configured button_timeout.
+        assert!(countdown.contains(&id) && countdown.contains("30 s left"), "{countdown}");
+        assert!(seen.iter().any(|l| l.starts_with("the daemon at ")), "{seen:#?}");
+        assert_eq!(wait_exit(&mut claim), 0, "{}", rest(&lines));
+        let mut out = String::new();
+        std::io::Read::read_to_string(claim.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let told: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!((told["id"].as_str(), told["mac"].as_str()), (Some(id.as_str()), Some(mac.as_str())), "{told}");
+        assert_eq!(told["cloud"]["result"], "applied", "{told}");
+        assert_eq!(told["credential_dir"].as_str().map(PathBuf::from), Some(daemon.credential(&serial)), "{told}");
+
+        // The daemon keeps the credential; the cloud has the claim.
+        let credential = daemon.credential(&serial);
+        for file in ["key.pem", "cert.pem", "processor-ca.pem", "server-identity.pem"] {
+            assert!(credential.join(file).is_file(), "{} missing", credential.join(file).display());
+        }
+        let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
+        assert_eq!(place["homeowner"], "integrator@example.com", "{place}");
+
+        // A second claim of a claimed processor: the daemon's refusal, as
+        // the CLI's own would be.
+        let again = daemon.cli(&["claim", &id]);
+        assert_eq!(again.code, Some(1));
+        assert!(again.stderr.contains("is already claimed"), "{}", again.stderr);
+
+        // Released through the daemon: its credential goes, the cloud hears.
+        let release = daemon.cli(&["release", &id, "--json"]);
+        assert_eq!(release.code, Some(0), "{}", release.stderr);
+        let r = release.json();
+        assert_eq!((r["released"].clone(), r["cloud"]["result"].clone()),
+            (Value::Bool(true), Value::from("applied")), "{r}");
+        assert!(!credential.exists());
+        let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
+        assert_eq!(place["homeowner"], Value::Null, "{place}");
+        let stats = handoff(&["cloud", "--data", data_s, "stats", "--json"]).json();
+        assert_eq!(stats["events"], 2, "claim and release, each once");
+
+        // Nothing of a claim the daemon does not hold is released.
+        let none = daemon.cli(&["release", &id]);
+        assert_eq!(none.code, Some(1));
+        assert!(none.stderr.contains("nothing to release"), "{}", none.stderr);
+    }
+}
+
+lan_test! {
+    fn a_cancelled_claim_stores_nothing_and_a_press_that_never_comes_is_a_clear_error() {
+        let dir = TempDir::new("daemon-claim-cancel");
+        // Nobody presses this processor's button.
+        let sim = Sim::start(&["--count", "1", "--no-probe"]);
+        let (id, serial) = (
+            sim.manifest[0]["id"].as_str().unwrap().to_owned(),
+            sim.manifest[0]["serial"].as_u64().unwrap().to_string(),
+        );
+        let daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"), &[]);
+
+        // Ctrl-C while the countdown runs: the daemon drops the pairing.
+        let (mut claim, lines) = daemon.spawn_claim(&id, &[]);
+        wait_line(&lines, "Press the button on");
+        // While it waits, a second claim of the same processor is told so.
+        let busy = daemon.cli(&["claim", &id]);
+        assert_eq!(busy.code, Some(1));
+        assert!(busy.stderr.contains("already claiming"), "{}", busy.stderr);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(claim.id() as i32),
+            nix::sys::signal::Signal::SIGINT).unwrap();
+        assert_eq!(wait_exit(&mut claim), 130);
+        let said = rest(&lines);
+        assert!(said.contains("cancelled: nothing was stored"), "{said}");
+        assert!(!daemon.credential(&serial).exists());
+        // The daemon is free to claim it again at once (the slot is gone).
+        let (mut claim, lines) = daemon.spawn_claim(&id, &["--button-timeout", "2s"]);
+        wait_line(&lines, "Press the button on");
+        assert_eq!(wait_exit(&mut claim), 1);
+        let said = rest(&lines);
+        assert!(said.contains("nobody pressed the button") && said.contains("within 2 s"), "{said}");
+        assert!(!daemon.credential(&serial).exists());
+
+        // The processor vanishes while the daemon waits for its button.
+        let (mut claim, lines) = daemon.spawn_claim(&id, &[]);
+        wait_line(&lines, "Press the button on");
+        sim.kill();
+        assert_eq!(wait_exit(&mut claim), 1);
+        let said = rest(&lines);
+        assert!(said.contains("went away during the claim"), "{said}");
+        assert!(!daemon.credential(&serial).exists());
+        // Through all of it the daemon kept serving.
+        assert_eq!(daemon.cli(&["health"]).code, Some(0));
+        // Nothing was queued for the cloud either.
+        assert!(!daemon.state.join("outbox.redb").exists());
+    }
+}
