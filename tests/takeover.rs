@@ -78,14 +78,12 @@ fn takeover(sim: &Sim, extra: &[&str]) -> Command {
             "--share-to",
             "pro@example.com",
         ])
-        .args([
-            "--cloud",
-            &addr().to_string(),
-            "--cloud-wait",
-            "3s",
-            "--button-timeout",
-            "20s",
-        ])
+        .args(["--cloud", &addr().to_string(), "--button-timeout", "20s"])
+        .args(if extra.contains(&"--cloud-wait") {
+            &[][..]
+        } else {
+            &["--cloud-wait", "3s"][..]
+        })
         .args(extra)
         .stdin(Stdio::null());
     c
@@ -192,5 +190,87 @@ lan_test! {
         assert_eq!(second.status.code(), Some(0), "{stderr}");
         assert!(!stderr.contains("Press the button"), "paired twice:\n{stderr}");
         assert!(stderr.contains("no second button press"), "{stderr}");
+    }
+}
+
+lan_test! {
+    fn a_takeover_through_the_daemon_claims_there_and_resumes_through_it() {
+        let dir = TempDir::new("takeover-daemon");
+        let sim = Sim::start(&["--count", "1", "--no-probe"]);
+        let data = cloud_for(&sim, &dir, true);
+        let mut cloud = Cloud::start(&data, addr());
+        let (id, serial) = (
+            sim.manifest[0]["id"].as_str().unwrap().to_owned(),
+            sim.manifest[0]["serial"].as_u64().unwrap().to_string(),
+        );
+        // The site box: a relaying daemon with its own state directory.
+        let daemon_state = dir.path("daemon-state");
+        let run = dir.path("run").to_str().unwrap().to_owned();
+        let config = dir.path("handoff.toml");
+        std::fs::write(&config, format!("pairing_identity = \"{}\"\n",
+            sim.state_dir.join("pairing-identity").display())).unwrap();
+        let daemon = Command::new(handoff_bin())
+            .arg("--state-dir").arg(&daemon_state)
+            .args(["--runtime-dir", &run, "daemon", "--liveness", "6s", "--cloud", &addr().to_string(),
+                   "--cloud-identity", sim.state_dir.join("cloud-identity").to_str().unwrap(), "--config"])
+            .arg(&config)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit())
+            .spawn().unwrap();
+        let _daemon = common::ChildGuard(daemon);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let h = handoff(&["--runtime-dir", &run, "health", "--json"]);
+            if h.code == Some(0) && h.json()["processors"] == 1 { break; }
+            assert!(Instant::now() < deadline, "the daemon never found the processor");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        // First run: the daemon waits for the button; the cloud goes away.
+        let mut first = takeover(&sim, &["--runtime-dir", &run])
+            .stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = first.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while !seen.iter().any(|l: &String| l.contains("Press the button")) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            seen.push(rx.recv_timeout(left).expect("the daemon waits for the button"));
+        }
+        assert!(seen.iter().any(|l| l.starts_with("the daemon at ")), "{seen:#?}");
+        cloud.kill9();
+        let press = handoff(&["--state-dir", sim.state_dir.to_str().unwrap(), "sim", "press", &id]);
+        assert_eq!(press.code, Some(0), "{}", press.stderr);
+        let status = first.wait().unwrap();
+        seen.extend(rx.try_iter());
+        assert_eq!(status.code(), Some(4), "interrupted, not failed: {seen:#?}");
+        // The credential is the daemon's, not this command's.
+        assert!(daemon_state.join("credentials").join(&serial).join("cert.pem").is_file());
+        assert!(!sim.state_dir.join("credentials").join(&serial).exists());
+
+        // Second run, cloud back: the recorded claim is settled through the
+        // daemon's outbox (which it holds), no second press, and the rest
+        // goes through the daemon too.
+        let _cloud = Cloud::start(&data, addr());
+        let out = takeover(&sim, &["--runtime-dir", &run, "--cloud-wait", "90s", "--json"])
+            .output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(!stderr.contains("Press the button"), "claimed twice:\n{stderr}");
+        let place = handoff(&["cloud", "--data", data.to_str().unwrap(), "place", "show", "lake", "--json"]).json();
+        assert_eq!(place["homeowner"], serde_json::Value::Null);
+        let accounts: Vec<&str> = place["access"].as_array().unwrap().iter()
+            .map(|a| a["account"].as_str().unwrap()).collect();
+        assert_eq!(accounts, ["designer@example.com", "pro@example.com"]);
+        let stats = handoff(&["cloud", "--data", data.to_str().unwrap(), "stats", "--json"]).json();
+        assert_eq!(stats["events"], 3, "claim, share, release: each once");
+        // Nothing stayed behind in an outbox of the command's own.
+        assert!(!sim.state_dir.join("outbox.redb").exists());
     }
 }
