@@ -431,7 +431,7 @@ lan_test! {
         rt.block_on(async {
             let (trigger, shutdown) = shutdown_channel();
             let (reload, reloads) = tokio::sync::mpsc::channel(4);
-            let daemon = tokio::spawn(handoff::daemon::run(settings.clone(), shutdown, reloads));
+            let daemon = tokio::spawn(handoff::daemon::run(settings.clone(), shutdown, reloads, None));
             while tokio::net::UnixStream::connect(&socket).await.is_err() {
                 assert!(!daemon.is_finished(), "{:?}", daemon.await);
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -440,15 +440,15 @@ lan_test! {
 
             // Away from the fleet: kept at first, gone after the liveness bound.
             let away = DaemonSettings { interfaces: vec!["hv0".into()], ..settings.clone() };
-            reload.send(away).await.unwrap();
+            reload.send(away.into()).await.unwrap();
             assert_eq!(inventory_len(&socket).await, 2);
             wait_len(&socket, 0, Duration::from_secs(20)).await;
 
             // A reload naming an interface that does not exist changes nothing.
             let bad = DaemonSettings { interfaces: vec!["eth7".into()], ..settings.clone() };
-            reload.send(bad).await.unwrap();
+            reload.send(bad.into()).await.unwrap();
             // Back to the fleet: found again.
-            reload.send(settings.clone()).await.unwrap();
+            reload.send(settings.clone().into()).await.unwrap();
             wait_len(&socket, 2, Duration::from_secs(15)).await;
 
             trigger.fire();
@@ -491,6 +491,49 @@ lan_test! {
         hup();
         daemon.wait_inventory(2, Duration::from_secs(15));
         assert!(daemon.terminate().success());
+        drop(sim);
+    }
+}
+
+lan_test! {
+    fn handoff_reload_returns_once_the_daemon_applied_the_file_and_fails_on_a_refused_one() {
+        let sim = Sim::start(&["--count", "1", "--seed", "82", "--no-probe"]);
+        let dir = TempDir::new("reload-cmd");
+        let config = dir.path("state").with_extension("toml");
+        std::fs::write(&config, "interfaces = [\"lo\"]\n").unwrap();
+        let daemon = Daemon::start_with(dir, |_| {});
+        daemon.wait_inventory(1, Duration::from_secs(15));
+
+        // A refused file: exit 1 with the key and line; the daemon keeps going.
+        std::fs::write(&config, "interfaces = [\"lo\"]\nliveness = \"30s\"\nbuton_timeout = \"1m\"\n").unwrap();
+        let refused = daemon.cli(&["reload"]);
+        assert_eq!(refused.code, Some(1), "{}", refused.stdout);
+        assert!(refused.stderr.contains("kept its running settings"), "{}", refused.stderr);
+        assert!(refused.stderr.contains("buton_timeout") && refused.stderr.contains(":3:"), "{}", refused.stderr);
+        // A value the daemon itself refuses (below the liveness minimum).
+        std::fs::write(&config, "interfaces = [\"lo\"]\nliveness = \"1s\"\n").unwrap();
+        let refused = daemon.cli(&["reload", "--json"]);
+        assert_eq!(refused.code, Some(1));
+        assert_eq!(refused.json()["reloaded"], false, "{}", refused.stdout);
+        assert_eq!(daemon.health()["processors"], 1);
+
+        // An accepted one: applied by the time the command returns; what
+        // needs a restart is named.
+        std::fs::write(&config, "interfaces = [\"lo\"]\nbutton_timeout = \"1m\"\n").unwrap();
+        let applied = daemon.cli(&["reload", "--json"]);
+        assert_eq!(applied.code, Some(0), "{}", applied.stderr);
+        assert_eq!(applied.json(), serde_json::json!({"reloaded": true, "later": []}));
+        std::fs::write(&config, "interfaces = [\"lo\"]\n[cloud]\naddress = \"127.0.0.1:4433\"\n").unwrap();
+        let later = daemon.cli(&["reload"]);
+        assert_eq!(later.code, Some(0), "{}", later.stderr);
+        assert!(later.stdout.contains("next restart: cloud"), "{}", later.stdout);
+        assert_eq!(daemon.health()["processors"], 1, "inventory kept throughout");
+        assert!(daemon.terminate().success());
+
+        // Nobody to reload.
+        let none = handoff(&["--runtime-dir", "/nonexistent/run", "reload"]);
+        assert_eq!(none.code, Some(1));
+        assert!(none.stderr.contains("no handoff daemon answers"), "{}", none.stderr);
         drop(sim);
     }
 }

@@ -105,27 +105,78 @@ pub async fn run(
     let mut hup = signal(SignalKind::hangup()).map_err(CliError::io("listening for SIGHUP"))?;
     let (trigger, shutdown) = shutdown_channel();
     let (reload_tx, reloads) = mpsc::channel(4);
+    let (reread, mut asks) = mpsc::channel::<daemon::ReloadReply>(4);
     let signals = tokio::spawn(async move {
         loop {
-            tokio::select! {
+            // SIGHUP (systemd 252's ExecReload before `handoff reload`, or
+            // kill -HUP) and a control client's `reload` both read the
+            // file again; only the client waits to hear how it went.
+            let reply = tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => match args.settings(state_dir.clone(), runtime_dir.clone()) {
-                    Ok(new) => {
-                        tracing::info!("SIGHUP: configuration read again");
-                        let _ = reload_tx.try_send(new);
-                    }
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        "SIGHUP: the configuration is refused; keeping the running settings"
-                    ),
-                },
+                _ = hup.recv() => None,
+                Some(reply) = asks.recv() => Some(reply),
+            };
+            let settings = args
+                .settings(state_dir.clone(), runtime_dir.clone())
+                .map_err(|e| format!("the configuration is refused: {e}"));
+            match &settings {
+                Ok(_) => tracing::info!("reload: configuration read again"),
+                Err(e) => tracing::error!(error = %e, "reload: keeping the running settings"),
             }
+            let _ = reload_tx.send(daemon::Reload { settings, reply }).await;
         }
         trigger.fire();
     });
-    let outcome = daemon::run(settings, shutdown, reloads).await;
+    let outcome = daemon::run(settings, shutdown, reloads, Some(reread)).await;
     signals.abort();
     outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct ReloadArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `handoff reload`: the running daemon reads its configuration again and
+/// applies it; returns once it has (systemd's ExecReload), non-zero when
+/// the file was refused (the daemon keeps its running settings).
+pub async fn run_reload(args: ReloadArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliError> {
+    let Some((mut client, path)) = daemon::connect_first(sockets).await? else {
+        return Err(CliError::Failed(format!(
+            "no handoff daemon answers (looked for {}); nothing to reload",
+            sockets
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let later = match client.reload().await {
+        Ok(later) => later,
+        Err(daemon::DaemonError::Refused { reason, .. }) => {
+            if args.json {
+                println!("{}", serde_json::json!({"reloaded": false, "why": reason}));
+            }
+            return Err(CliError::Failed(format!(
+                "the daemon at {} kept its running settings: {reason}",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        println!("{}", serde_json::json!({"reloaded": true, "later": later}));
+    } else if later.is_empty() {
+        println!("the daemon at {} applied its configuration", path.display());
+    } else {
+        println!(
+            "the daemon at {} applied its configuration; these take effect at its next restart: {}",
+            path.display(),
+            later.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

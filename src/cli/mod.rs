@@ -120,6 +120,9 @@ pub enum Command {
     /// How the daemon is doing: inventory size, last discovery event,
     /// uptime; exits 1 when no daemon runs
     Health(health::HealthArgs),
+    /// Make the running daemon read its configuration again; returns once
+    /// it applied it (exit 1 with the reason when the file is refused)
+    Reload(daemon::ReloadArgs),
     /// Show the whole story on a private network, no hardware needed
     Demo(demo::DemoArgs),
     /// The reference cloud access layer: serve, enroll, and the Place
@@ -208,6 +211,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .await
         }
         Command::Health(args) => health::run(args, &sockets).await,
+        Command::Reload(args) => daemon::run_reload(args, &sockets).await,
         Command::Sim(args) => {
             let state_dir = cli.state_dir.clone().or_else(default_state_dir);
             sim::run(args, state_dir).await

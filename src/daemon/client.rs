@@ -306,6 +306,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         }
     }
 
+    /// Asks the daemon to read its configuration again; the settings that
+    /// wait for its restart.
+    ///
+    /// # Errors
+    /// [`DaemonError::Refused`] with code `failed` and the refusal, or the
+    /// connection failing.
+    pub async fn reload(&mut self) -> Result<Vec<String>, DaemonError> {
+        let request = self.request(ControlMessage::Reload).await?;
+        match self.answer(request).await? {
+            Some(ControlMessage::Reloaded(r)) => Ok(r.later),
+            Some(other) => Err(DaemonError::Unexpected {
+                kind: other.kind().to_owned(),
+            }),
+            None => Err(self.closed().await),
+        }
+    }
+
     /// The daemon's health.
     ///
     /// # Errors

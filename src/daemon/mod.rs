@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -102,6 +102,31 @@ impl DaemonSettings {
     }
 }
 
+/// How a reload went: the settings that wait for a restart of the
+/// daemon (empty: all applied), or why the new settings were refused (the
+/// running ones are kept).
+pub type ReloadResult = Result<Vec<String>, String>;
+
+/// Who waits to hear how a reload went.
+pub type ReloadReply = oneshot::Sender<ReloadResult>;
+
+/// New settings for a running daemon: read again from the configuration
+/// (SIGHUP, `handoff reload`), or refused while reading.
+#[derive(Debug)]
+pub struct Reload {
+    pub settings: Result<DaemonSettings, String>,
+    pub reply: Option<ReloadReply>,
+}
+
+impl From<DaemonSettings> for Reload {
+    fn from(settings: DaemonSettings) -> Reload {
+        Reload {
+            settings: Ok(settings),
+            reply: None,
+        }
+    }
+}
+
 /// Errors of the daemon and of its clients.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -157,6 +182,9 @@ impl DaemonError {
 
 /// Runs the daemon until `shutdown` fires (or a part of it fails), then
 /// stops within [`DaemonSettings::stop_within`] and removes its socket.
+/// `reloads` brings new settings; `reread`, when given, is where a control
+/// client's `reload` asks for the configuration to be read again (whoever
+/// holds the other end reads it and answers on `reloads`).
 ///
 /// # Errors
 /// Before READY: the state directory is locked by another daemon, another
@@ -165,7 +193,8 @@ impl DaemonError {
 pub async fn run(
     mut settings: DaemonSettings,
     mut shutdown: Shutdown,
-    mut reloads: mpsc::Receiver<DaemonSettings>,
+    mut reloads: mpsc::Receiver<Reload>,
+    reread: Option<mpsc::Sender<ReloadReply>>,
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
     check(&settings)?;
@@ -218,6 +247,7 @@ pub async fn run(
         settings.claim.clone(),
         live.clone(),
         relay.as_ref().map(|(_, outbox)| outbox.clone()),
+        reread,
     ));
     tasks.spawn({
         let (live, shutdown) = (live.clone(), tasks_shutdown.clone());
@@ -250,7 +280,18 @@ pub async fn run(
                 tracing::info!("daemon stopping");
                 break Ok(());
             }
-            Some(new) = reloads.recv() => reload(&mut settings, new, &live, &work, &restart),
+            Some(new) = reloads.recv() => {
+                let result = match new.settings {
+                    Ok(settings_now) => reload(&mut settings, settings_now, &live, &work, &restart),
+                    Err(why) => {
+                        tracing::error!(error = %why, "reload refused; keeping the running settings");
+                        Err(why)
+                    }
+                };
+                if let Some(reply) = new.reply {
+                    let _ = reply.send(result);
+                }
+            }
             Some(ended) = tasks.join_next() => {
                 break Err(match ended {
                     Ok((_, Err(e))) => e,
@@ -308,12 +349,12 @@ fn reload(
     live: &LiveInventory,
     work: &work::Work,
     restart: &mpsc::Sender<DiscoveryOptions>,
-) {
+) -> ReloadResult {
     notify::reloading();
     if let Err(e) = check(&new) {
         tracing::error!(error = %e, "reload refused; keeping the running settings");
         notify::ready(live.len());
-        return;
+        return Err(e.to_string());
     }
     if new.interfaces != current.interfaces || new.liveness != current.liveness {
         let chosen = crate::lan::interfaces()
@@ -329,10 +370,14 @@ fn reload(
                     current.liveness = new.liveness;
                 }
             }
-            Err(e) => tracing::error!(
-                error = %e,
-                "reload: keeping the running interfaces and liveness"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "reload refused: keeping the running interfaces and liveness"
+                );
+                notify::ready(live.len());
+                return Err(e.to_string());
+            }
         }
     }
     current.stop_within = new.stop_within;
@@ -350,6 +395,9 @@ fn reload(
     if new.max_connections != current.max_connections {
         later.push("max connections");
     }
+    if new.cloud != current.cloud {
+        later.push("cloud");
+    }
     if later.is_empty() {
         tracing::info!(
             processors = live.len(),
@@ -363,6 +411,7 @@ fn reload(
         );
     }
     notify::ready(live.len());
+    Ok(later.into_iter().map(str::to_owned).collect())
 }
 
 /// Until shutdown: discovery's events into the live inventory. New

@@ -17,7 +17,8 @@ use super::inventory::LiveInventory;
 use super::shutdown::{Shutdown, shutdown_channel};
 use super::work::Work;
 use crate::proto::control::{
-    ClaimRequest, ControlError, ControlMessage, Queued, WatchEvent, error_code, processors_frames,
+    ClaimRequest, ControlError, ControlMessage, Queued, Reloaded, WatchEvent, error_code,
+    processors_frames,
 };
 
 /// How long a connection may sit without sending a whole request before it
@@ -160,6 +161,16 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     _ = shutdown.wait() => return,
                     answer = work.outcome(o) => match answer {
                         Ok(cloud) => ControlMessage::Queued(Queued { request, cloud }),
+                        Err(e) => ControlMessage::Error(e),
+                    },
+                };
+                send(&mut writer, &answer).await
+            }
+            ControlMessage::Reload(r) => {
+                let answer = tokio::select! {
+                    _ = shutdown.wait() => return,
+                    answer = work.reload(r.request) => match answer {
+                        Ok(later) => ControlMessage::Reloaded(Reloaded { request: r.request, later }),
                         Err(e) => ControlMessage::Error(e),
                     },
                 };
@@ -362,7 +373,13 @@ mod tests {
             pairing_identity: dir.join("pairing-identity"),
             button_timeout: Duration::from_secs(180),
         };
-        Arc::new(Work::new(dir.to_owned(), settings, live.clone(), None))
+        Arc::new(Work::new(
+            dir.to_owned(),
+            settings,
+            live.clone(),
+            None,
+            None,
+        ))
     }
 
     fn processor(serial: u32) -> ProcessorInfo {

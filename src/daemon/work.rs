@@ -57,6 +57,8 @@ pub struct Work {
     /// Processors (by address) being paired now: one claim at a time each,
     /// as a processor pairs one client at a time.
     pairing: Mutex<HashSet<IpAddr>>,
+    /// Where a `reload` asks for the configuration to be read again.
+    reread: Option<mpsc::Sender<super::ReloadReply>>,
 }
 
 impl Work {
@@ -65,6 +67,7 @@ impl Work {
         settings: ClaimSettings,
         live: Arc<LiveInventory>,
         outbox: Option<Outbox>,
+        reread: Option<mpsc::Sender<super::ReloadReply>>,
     ) -> Work {
         Work {
             state_dir,
@@ -72,7 +75,38 @@ impl Work {
             live,
             outbox,
             pairing: Mutex::new(HashSet::new()),
+            reread,
         }
+    }
+
+    /// Reads the configuration again and applies it, as SIGHUP does, and
+    /// says how it went.
+    ///
+    /// # Errors
+    /// `failed` with the refusal (the running settings are kept);
+    /// `not-implemented` when nobody can read the configuration again (a
+    /// daemon run from a library caller).
+    pub async fn reload(&self, request: u64) -> Result<Vec<String>, ControlError> {
+        let Some(reread) = &self.reread else {
+            return Err(ControlError::new(
+                error_code::NOT_IMPLEMENTED,
+                "this daemon has no configuration file to read again",
+                Some(request),
+            ));
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || {
+            ControlError::new(
+                error_code::INTERNAL,
+                "the daemon is stopping; nothing was reloaded",
+                Some(request),
+            )
+        };
+        reread.send(reply).await.map_err(|_| gone())?;
+        answer
+            .await
+            .map_err(|_| gone())?
+            .map_err(|why| ControlError::new(error_code::FAILED, why, Some(request)))
     }
 
     /// The outbox the relay owns, if the daemon relays.

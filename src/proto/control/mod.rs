@@ -98,6 +98,10 @@ pub enum ControlMessage {
     Progress(Progress),
     /// Daemon → client: a claim or release finished.
     Done(Box<Done>),
+    /// Client → daemon: read the configuration again and apply it.
+    Reload(Request),
+    /// Daemon → client: the configuration was applied.
+    Reloaded(Reloaded),
     /// Either way: why a frame was not acted on. Never a silent close.
     Error(ControlError),
     /// A kind this build does not know (or reserves, see
@@ -214,6 +218,16 @@ pub struct Queued {
     pub cloud: CloudResult,
 }
 
+/// The daemon read its configuration again and applied it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloaded {
+    #[serde(rename = "r")]
+    pub request: u64,
+    /// Settings that take effect only when the daemon restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later: Vec<String>,
+}
+
 /// How the daemon is doing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReport {
@@ -300,7 +314,7 @@ impl ControlError {
 
 impl ControlMessage {
     /// Every kind a vector must exist for, as the `"k"` values.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 16] = [
         "inventory",
         "watch",
         "health",
@@ -314,6 +328,8 @@ impl ControlMessage {
         "release",
         "progress",
         "done",
+        "reload",
+        "reloaded",
         "error",
     ];
 
@@ -333,6 +349,8 @@ impl ControlMessage {
             ControlMessage::Release(_) => "release",
             ControlMessage::Progress(_) => "progress",
             ControlMessage::Done(_) => "done",
+            ControlMessage::Reload(_) => "reload",
+            ControlMessage::Reloaded(_) => "reloaded",
             ControlMessage::Error(_) => "error",
             ControlMessage::Unknown { kind } => kind,
         }
@@ -341,9 +359,11 @@ impl ControlMessage {
     /// The request this message is or answers, if it names one.
     pub fn request(&self) -> Option<u64> {
         match self {
-            ControlMessage::Inventory(r) | ControlMessage::Watch(r) | ControlMessage::Health(r) => {
-                Some(r.request)
-            }
+            ControlMessage::Inventory(r)
+            | ControlMessage::Watch(r)
+            | ControlMessage::Health(r)
+            | ControlMessage::Reload(r) => Some(r.request),
+            ControlMessage::Reloaded(m) => Some(m.request),
             ControlMessage::Processors(m) => Some(m.request),
             ControlMessage::Event(m) => Some(m.request),
             ControlMessage::HealthReport(m) => Some(m.request),
@@ -363,9 +383,11 @@ impl ControlMessage {
 impl FrameMessage for ControlMessage {
     fn to_value(&self) -> Result<Value, ProtoError> {
         let mut map = match self {
-            ControlMessage::Inventory(m) | ControlMessage::Watch(m) | ControlMessage::Health(m) => {
-                to_map(m)?
-            }
+            ControlMessage::Inventory(m)
+            | ControlMessage::Watch(m)
+            | ControlMessage::Health(m)
+            | ControlMessage::Reload(m) => to_map(m)?,
+            ControlMessage::Reloaded(m) => to_map(m)?,
             ControlMessage::Processors(m) => to_map(&ProcessorsWire {
                 r: m.request,
                 list: m.list.iter().map(ProcessorWire::from).collect(),
@@ -477,6 +499,8 @@ impl FrameMessage for ControlMessage {
             "release" => ControlMessage::Release(from_value(&map).map_err(invalid)?),
             "progress" => ControlMessage::Progress(from_value(&map).map_err(invalid)?),
             "done" => ControlMessage::Done(Box::new(from_value(&map).map_err(invalid)?)),
+            "reload" => ControlMessage::Reload(from_value(&map).map_err(invalid)?),
+            "reloaded" => ControlMessage::Reloaded(from_value(&map).map_err(invalid)?),
             "error" => ControlMessage::Error(from_value(&map).map_err(invalid)?),
             other => ControlMessage::Unknown {
                 kind: other.to_owned(),

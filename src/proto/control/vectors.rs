@@ -261,6 +261,14 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                 },
             })),
         ),
+        ("reload", ControlMessage::Reload(Request { request: 8 })),
+        (
+            "reloaded",
+            ControlMessage::Reloaded(Reloaded {
+                request: 8,
+                later: vec!["state directory".into()],
+            }),
+        ),
         (
             "error",
             ControlMessage::Error(ControlError::new(
