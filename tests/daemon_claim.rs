@@ -184,6 +184,16 @@ lan_test! {
         let daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"),
             &["--cloud", &addr.to_string()]);
 
+        // The Place's state, asked by the daemon as its account; the
+        // processor named by address is found in the daemon's inventory.
+        let address = p["addresses"][0].as_str().unwrap().to_owned();
+        let status = daemon.cli(&["status", &address, "--json"]);
+        assert_eq!(status.code, Some(0), "{}", status.stderr);
+        let st = status.json()["status"].clone();
+        assert_eq!((st["status"].as_str(), st["account"].as_str(), st["id"].as_str()),
+            (Some("green"), Some("integrator@example.com"), Some(id.as_str())), "{st}");
+        assert_eq!(st["place"], Value::Null, "no access before the claim: {st}");
+
         // Named by MAC: the daemon finds it in its inventory.
         let (mut claim, lines) = daemon.spawn_claim(&mac, &["--json"]);
         let seen = wait_line(&lines, "button pressed");
@@ -208,6 +218,8 @@ lan_test! {
         }
         let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
         assert_eq!(place["homeowner"], "integrator@example.com", "{place}");
+        let st = daemon.cli(&["status", &id, "--json"]).json()["status"].clone();
+        assert_eq!(st["place"], "lake", "the daemon's account has the Place now: {st}");
 
         // A second claim of a claimed processor: the daemon's refusal, as
         // the CLI's own would be.

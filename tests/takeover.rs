@@ -226,8 +226,21 @@ lan_test! {
             std::thread::sleep(Duration::from_millis(100));
         }
 
+        // Without --cloud: the daemon asks the cloud too, as its account
+        // (on a site box the bundle is the daemon's, unreadable by users).
+        let through_daemon = |extra: &[&str]| {
+            let mut c = Command::new(handoff_bin());
+            c.arg("--state-dir").arg(&sim.state_dir)
+                .args(["--runtime-dir", &run, "takeover", &id, "--share-to", "pro@example.com",
+                       "--button-timeout", "20s"])
+                .args(extra)
+                .env_remove("HANDOFF_CLOUD")
+                .stdin(Stdio::null());
+            c
+        };
+
         // First run: the daemon waits for the button; the cloud goes away.
-        let mut first = takeover(&sim, &["--runtime-dir", &run])
+        let mut first = through_daemon(&["--cloud-wait", "3s"])
             .stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = first.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -243,6 +256,7 @@ lan_test! {
             seen.push(rx.recv_timeout(left).expect("the daemon waits for the button"));
         }
         assert!(seen.iter().any(|l| l.starts_with("the daemon at ")), "{seen:#?}");
+        assert!(seen.iter().any(|l| l.contains("so integrator@example.com can claim it")), "{seen:#?}");
         cloud.kill9();
         let press = handoff(&["--state-dir", sim.state_dir.to_str().unwrap(), "sim", "press", &id]);
         assert_eq!(press.code, Some(0), "{}", press.stderr);
@@ -257,8 +271,7 @@ lan_test! {
         // daemon's outbox (which it holds), no second press, and the rest
         // goes through the daemon too.
         let _cloud = Cloud::start(&data, addr());
-        let out = takeover(&sim, &["--runtime-dir", &run, "--cloud-wait", "90s", "--json"])
-            .output().unwrap();
+        let out = through_daemon(&["--cloud-wait", "90s", "--json"]).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");

@@ -33,27 +33,106 @@ pub struct StatusArgs {
     pub cloud: CloudFlags,
 }
 
-/// The processor's serial and MAC as far as they are known before asking.
+/// The processor's serial and MAC as far as they are known before asking:
+/// from what was typed, else from a running daemon's inventory, else from
+/// a short discovery.
 pub(crate) async fn identify(
     processor: &str,
     timeout: Duration,
 ) -> Result<(Option<Serial>, Option<Mac>), CliError> {
     let target = Target::parse(processor);
-    Ok(match target {
-        Target::Serial(serial) => (Some(serial), None),
-        Target::Mac(mac) => (None, Some(mac)),
-        Target::Id(ref id) => match Serial::from_id(id) {
-            Some(serial) => (Some(serial), None),
-            None => {
-                let found = crate::claim::discover(&target, Vec::new(), timeout).await?;
-                (found.serial, found.mac)
-            }
-        },
-        _ => {
-            let found = crate::claim::discover(&target, Vec::new(), timeout).await?;
-            (found.serial, found.mac)
+    match target {
+        Target::Serial(serial) => return Ok((Some(serial), None)),
+        Target::Mac(mac) => return Ok((None, Some(mac))),
+        Target::Id(ref id) if Serial::from_id(id).is_some() => {
+            return Ok((Serial::from_id(id), None));
         }
-    })
+        _ => {}
+    }
+    let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+    if let Ok(Some((mut client, _))) = crate::daemon::connect_first(&sockets).await
+        && let Ok(known) = client.inventory().await
+        && let Some(p) = known.iter().find(|p| target.matches(p))
+    {
+        return Ok((p.serial, p.mac));
+    }
+    let found = crate::claim::discover(&target, Vec::new(), timeout).await?;
+    Ok((found.serial, found.mac))
+}
+
+/// Who asks the cloud: this command, with its own identity (`--cloud`), or
+/// a running daemon that relays, as its enrolled account (the bundle on a
+/// site box is the daemon's, not readable by the integrators using it).
+pub(crate) enum Asker {
+    Direct(CloudLink),
+    Daemon,
+}
+
+impl Asker {
+    /// `--cloud` (or `HANDOFF_CLOUD`) wins; without it, a daemon that relays.
+    ///
+    /// # Errors
+    /// A bundle that cannot be used.
+    pub(crate) async fn choose(
+        flags: &CloudFlags,
+        state_dir: &Path,
+    ) -> Result<Option<Asker>, CliError> {
+        if flags.cloud.is_none() {
+            let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+            if let Ok(Some((mut client, _))) = crate::daemon::connect_first(&sockets).await
+                && let Ok(report) = client.health().await
+                && report.relay.is_some()
+            {
+                return Ok(Some(Asker::Daemon));
+            }
+        }
+        Ok(flags.link(state_dir)?.map(Asker::Direct))
+    }
+
+    /// The cloud's answer about one processor, and the account that asked.
+    ///
+    /// # Errors
+    /// The cloud does not know it, cannot be reached, or the daemon failed.
+    pub(crate) async fn ask(
+        &self,
+        serial: Option<Serial>,
+        mac: Option<Mac>,
+        limit: Duration,
+    ) -> Result<(PlaceStatus, String), CliError> {
+        match self {
+            Asker::Direct(link) => Ok((ask(link, serial, mac, limit).await?, link.account.clone())),
+            Asker::Daemon => {
+                let named = match (serial, mac) {
+                    (Some(serial), _) => serial.0.to_string(),
+                    (None, Some(mac)) => mac.to_string(),
+                    (None, None) => {
+                        return Err(CliError::Failed(
+                            "the processor advertises neither a serial nor a MAC address".into(),
+                        ));
+                    }
+                };
+                let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+                let Some((mut client, _)) = crate::daemon::connect_first(&sockets).await? else {
+                    return Err(CliError::Failed(
+                        "the daemon stopped; pass --cloud ADDR to ask the cloud directly".into(),
+                    ));
+                };
+                let report = client.status(&named, limit).await.map_err(|e| match e {
+                    crate::daemon::DaemonError::Refused { reason, .. } => CliError::Failed(reason),
+                    other => other.into(),
+                })?;
+                let status = PlaceStatus {
+                    query: 1,
+                    status: report.status,
+                    guidance: report.guidance,
+                    serial: report.serial,
+                    mac: report.mac,
+                    place: report.place,
+                };
+                Ok((status, report.account))
+            }
+        }
+    }
 }
 
 /// Asks the cloud about one processor.
@@ -112,21 +191,21 @@ pub async fn run(args: StatusArgs, state_dir: Option<PathBuf>) -> Result<ExitCod
         });
     }
     if let Some(processor) = &args.processor {
-        let Some(link) = args.cloud.link(&state_dir)? else {
+        let Some(asker) = Asker::choose(&args.cloud, &state_dir).await? else {
             return Err(CliError::Failed(
                 "which cloud? pass --cloud ADDR (and --cloud-identity DIR if the bundle is not \
-                 in STATE_DIR/cloud-identity)"
+                 in STATE_DIR/cloud-identity), or run it where a daemon relays to one"
                     .into(),
             ));
         };
         let (serial, mac) = identify(processor, args.timeout).await?;
-        let st = ask(&link, serial, mac, args.cloud.cloud_wait).await?;
+        let (st, account) = asker.ask(serial, mac, args.cloud.cloud_wait).await?;
         out.insert(
             "status".into(),
             json!({
                 "status": st.status.to_string(), "guidance": st.guidance,
                 "serial": st.serial.0, "id": st.serial.id(), "mac": st.mac.to_string(),
-                "place": st.place.as_ref().map(|p| p.0.clone()), "account": link.account,
+                "place": st.place.as_ref().map(|p| p.0.clone()), "account": account,
             }),
         );
         let light = match st.status {

@@ -28,7 +28,7 @@ use super::claim::{
     load_pairing_identity,
 };
 use super::relay::{CloudFlags, Relayed, relay, settle};
-use super::status::{ask, identify};
+use super::status::{Asker, identify};
 use super::{CliError, parse_duration, shutdown_signal, write_atomically};
 use crate::claim::{ClaimOptions, ClaimOutcome, ClaimRecord, DEFAULT_DISCOVERY_TIMEOUT, Target};
 use crate::cloud::{AccessDuration, AccountId, PlaceId, Status};
@@ -181,10 +181,18 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
     let state_dir = state_dir.ok_or_else(|| {
         CliError::Failed("no state directory: set --state-dir, HOME or XDG_STATE_HOME".into())
     })?;
-    let Some(link) = args.cloud.link(&state_dir)? else {
+    let Some(asker) = Asker::choose(&args.cloud, &state_dir).await? else {
         return Err(CliError::Failed(
-            "a takeover needs the cloud: pass --cloud ADDR (and --cloud-identity DIR)".into(),
+            "a takeover needs the cloud: pass --cloud ADDR (and --cloud-identity DIR), or run it \
+             where a daemon relays to one"
+                .into(),
         ));
+    };
+    // The account acting, as the cloud names it in every answer.
+    // (A resumed run through a daemon may not ask before it reports.)
+    let mut account = match &asker {
+        Asker::Direct(link) => link.account.clone(),
+        Asker::Daemon => "the site's account".to_owned(),
     };
     if !args.share_to.contains('@') {
         return Err(CliError::Failed(format!(
@@ -231,7 +239,8 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
 
     // 1. Does the method apply?
     if progress.claimed.is_none() {
-        let st = ask(&link, Some(serial), mac, args.cloud.cloud_wait).await?;
+        let (st, acting) = asker.ask(Some(serial), mac, args.cloud.cloud_wait).await?;
+        account = acting;
         let refuse = |what: &str| {
             if args.json {
                 println!(
@@ -264,7 +273,7 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
                     args.json,
                     &format!(
                         "claim: an earlier run's claim gave {} Place {place}",
-                        link.account
+                        account
                     ),
                 );
                 progress.place = Some(place.0.clone());
@@ -273,18 +282,18 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
                 if args.json {
                     println!(
                         "{}",
-                        json!({"result": "nothing-to-do", "place": place.0, "account": link.account})
+                        json!({"result": "nothing-to-do", "place": place.0, "account": account})
                     );
                 }
                 eprintln!(
                     "nothing to do: {} already has access to Place {place}",
-                    link.account
+                    account
                 );
                 return Ok(ExitCode::SUCCESS);
             }
             (Status::Green, None) => step(
                 args.json,
-                &format!("green: no homeowner yet, so {} can claim it", link.account),
+                &format!("green: no homeowner yet, so {} can claim it", account),
             ),
         }
         save(&path, &progress)?;
@@ -380,21 +389,19 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
     }
     step(
         args.json,
-        &format!(
-            "the cloud recorded {} as the temporary homeowner",
-            link.account
-        ),
+        &format!("the cloud recorded {} as the temporary homeowner", account),
     );
 
     // 3. Share the Place with the pro account.
     let place = match progress.place.clone() {
         Some(place) => place,
         None => {
-            let st = ask(&link, Some(serial), mac, args.cloud.cloud_wait).await?;
+            let (st, acting) = asker.ask(Some(serial), mac, args.cloud.cloud_wait).await?;
+            account = acting;
             let place = st.place.ok_or_else(|| {
                 CliError::Failed(format!(
                     "the cloud does not show {} the Place after the claim ({}); run again",
-                    link.account, st.status
+                    account, st.status
                 ))
             })?;
             progress.place = Some(place.0.clone());
@@ -466,7 +473,7 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
             "done: {share_to} has access to Place {place} {}; the home was removed from {}'s \
              account, so the homeowner can claim the system with its button",
             until.map_or_else(|| "with no end".to_string(), |u| format!("until {u}")),
-            link.account
+            account
         );
     }
     Ok(ExitCode::SUCCESS)

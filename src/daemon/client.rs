@@ -306,6 +306,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         }
     }
 
+    /// Asks the cloud, through the daemon's link, about a processor.
+    ///
+    /// # Errors
+    /// [`DaemonError::Refused`]: `not-implemented` (the daemon relays to no
+    /// cloud), `failed` (the cloud does not know it, cannot be reached);
+    /// or the connection failing.
+    pub async fn status(
+        &mut self,
+        processor: &str,
+        wait: Duration,
+    ) -> Result<crate::proto::control::StatusReport, DaemonError> {
+        let request = self.take_request();
+        let msg = ControlMessage::Status(crate::proto::control::StatusRequest {
+            request,
+            processor: processor.to_owned(),
+            wait_ms: millis(wait),
+        });
+        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
+        match self.answer_within(request, wait + ANSWER_TIMEOUT).await? {
+            Some(ControlMessage::StatusReport(report)) => Ok(*report),
+            Some(other) => Err(DaemonError::Unexpected {
+                kind: other.kind().into(),
+            }),
+            None => Err(self.closed().await),
+        }
+    }
+
     /// Asks the daemon to read its configuration again; the settings that
     /// wait for its restart.
     ///

@@ -246,7 +246,7 @@ pub async fn run(
         settings.state_dir.clone(),
         settings.claim.clone(),
         live.clone(),
-        relay.as_ref().map(|(_, outbox)| outbox.clone()),
+        relay.clone(),
         reread,
     ));
     tasks.spawn({

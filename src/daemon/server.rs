@@ -166,6 +166,16 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 };
                 send(&mut writer, &answer).await
             }
+            ControlMessage::Status(req) => {
+                let answer = tokio::select! {
+                    _ = shutdown.wait() => return,
+                    answer = work.status(req) => match answer {
+                        Ok(report) => ControlMessage::StatusReport(Box::new(report)),
+                        Err(e) => ControlMessage::Error(e),
+                    },
+                };
+                send(&mut writer, &answer).await
+            }
             ControlMessage::Reload(r) => {
                 let answer = tokio::select! {
                     _ = shutdown.wait() => return,

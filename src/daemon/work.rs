@@ -28,11 +28,13 @@ use crate::claim::{
 use crate::discovery::InventoryEvent;
 use crate::identity::{KeyAlgorithm, PairingIdentity};
 use crate::outbox::Outbox;
+use crate::processor::Serial;
 use crate::proto::control::{
     ClaimRequest, ClaimedProcessor, CloudResult, ControlError, Done, OutcomeRequest, Progress,
-    ReleaseRequest, ReleasedProcessor, error_code, step,
+    ReleaseRequest, ReleasedProcessor, StatusReport, StatusRequest, error_code, step,
 };
-use crate::proto::{EventId, EventKind, Outcome, Released};
+use crate::proto::{EventId, EventKind, Outcome, Released, StatusQuery};
+use crate::relay::link::CloudLink;
 
 /// The longest a client may ask the daemon to wait for the cloud.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -59,6 +61,9 @@ pub struct Work {
     pairing: Mutex<HashSet<IpAddr>>,
     /// Where a `reload` asks for the configuration to be read again.
     reread: Option<mpsc::Sender<super::ReloadReply>>,
+    /// The daemon's link to the cloud, while it relays: `status` asks
+    /// through it.
+    link: Option<CloudLink>,
 }
 
 impl Work {
@@ -66,9 +71,10 @@ impl Work {
         state_dir: PathBuf,
         settings: ClaimSettings,
         live: Arc<LiveInventory>,
-        outbox: Option<Outbox>,
+        relay: Option<(CloudLink, Outbox)>,
         reread: Option<mpsc::Sender<super::ReloadReply>>,
     ) -> Work {
+        let (link, outbox) = relay.unzip();
         Work {
             state_dir,
             settings: Mutex::new(settings),
@@ -76,6 +82,71 @@ impl Work {
             outbox,
             pairing: Mutex::new(HashSet::new()),
             reread,
+            link,
+        }
+    }
+
+    /// Asks the cloud, as the daemon's account, about the processor `req`
+    /// names.
+    ///
+    /// # Errors
+    /// `not-implemented` when the daemon relays to no cloud (the command
+    /// asks with its own `--cloud`); `failed` when the processor cannot be
+    /// named to the cloud, the cloud does not know it or cannot be reached.
+    pub async fn status(&self, req: StatusRequest) -> Result<StatusReport, ControlError> {
+        let r = req.request;
+        let failed = |why: String| ControlError::new(error_code::FAILED, why, Some(r));
+        let Some(link) = &self.link else {
+            return Err(ControlError::new(
+                error_code::NOT_IMPLEMENTED,
+                "this daemon relays to no cloud ([cloud] address); pass --cloud ADDR",
+                Some(r),
+            ));
+        };
+        let target = Target::parse(&req.processor);
+        let (serial, mac) = match &target {
+            Target::Serial(serial) => (Some(*serial), None),
+            Target::Mac(mac) => (None, Some(*mac)),
+            Target::Id(id) if Serial::from_id(id).is_some() => (Serial::from_id(id), None),
+            _ => {
+                let found = self
+                    .find(&target)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                (found.serial, found.mac)
+            }
+        };
+        let query = match (serial, mac) {
+            (Some(serial), _) => StatusQuery::BySerial { query: 1, serial },
+            (None, Some(mac)) => StatusQuery::ByMac { query: 1, mac },
+            (None, None) => {
+                return Err(failed(
+                    "the processor advertises neither a serial nor a MAC address".into(),
+                ));
+            }
+        };
+        let limit = match req.wait_ms {
+            0 => Duration::from_secs(10),
+            ms => Duration::from_millis(ms).min(MAX_WAIT),
+        };
+        match link.status(query, limit).await {
+            Ok(Ok(st)) => Ok(StatusReport {
+                request: r,
+                status: st.status,
+                guidance: st.guidance,
+                serial: st.serial,
+                mac: st.mac,
+                place: st.place,
+                account: link.account.clone(),
+            }),
+            Ok(Err(frame)) => Err(failed(format!(
+                "the cloud at {} does not know this processor: {}",
+                link.address, frame.reason
+            ))),
+            Err(e) => Err(failed(format!(
+                "cannot ask the cloud at {}: {e}",
+                link.address
+            ))),
         }
     }
 

@@ -30,7 +30,7 @@ use crate::processor::ProcessorInfo;
 pub use processor::ProcessorWire;
 pub use work::{
     ClaimRequest, ClaimedProcessor, CloudResult, Done, OutcomeRequest, Progress, ReleaseRequest,
-    ReleasedProcessor, step,
+    ReleasedProcessor, StatusReport, StatusRequest, step,
 };
 
 /// The codes of [`ControlError::code`]. A client must treat a code it does
@@ -64,7 +64,7 @@ pub mod error_code {
 
 /// Kinds `control.cddl` documents, not served yet: a daemon answers them
 /// with [`error_code::NOT_IMPLEMENTED`].
-pub const RESERVED_KINDS: [&str; 2] = ["status", "takeover"];
+pub const RESERVED_KINDS: [&str; 1] = ["takeover"];
 
 /// One control message, either direction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +100,10 @@ pub enum ControlMessage {
     Done(Box<Done>),
     /// Client → daemon: read the configuration again and apply it.
     Reload(Request),
+    /// Client → daemon: the Place's cloud state for a processor.
+    Status(StatusRequest),
+    /// Daemon → client: the answer to `Status`.
+    StatusReport(Box<StatusReport>),
     /// Daemon → client: the configuration was applied.
     Reloaded(Reloaded),
     /// Either way: why a frame was not acted on. Never a silent close.
@@ -314,7 +318,7 @@ impl ControlError {
 
 impl ControlMessage {
     /// Every kind a vector must exist for, as the `"k"` values.
-    pub const KINDS: [&'static str; 16] = [
+    pub const KINDS: [&'static str; 18] = [
         "inventory",
         "watch",
         "health",
@@ -330,6 +334,8 @@ impl ControlMessage {
         "done",
         "reload",
         "reloaded",
+        "status",
+        "status-report",
         "error",
     ];
 
@@ -351,6 +357,8 @@ impl ControlMessage {
             ControlMessage::Done(_) => "done",
             ControlMessage::Reload(_) => "reload",
             ControlMessage::Reloaded(_) => "reloaded",
+            ControlMessage::Status(_) => "status",
+            ControlMessage::StatusReport(_) => "status-report",
             ControlMessage::Error(_) => "error",
             ControlMessage::Unknown { kind } => kind,
         }
@@ -364,6 +372,8 @@ impl ControlMessage {
             | ControlMessage::Health(r)
             | ControlMessage::Reload(r) => Some(r.request),
             ControlMessage::Reloaded(m) => Some(m.request),
+            ControlMessage::Status(m) => Some(m.request),
+            ControlMessage::StatusReport(m) => Some(m.request),
             ControlMessage::Processors(m) => Some(m.request),
             ControlMessage::Event(m) => Some(m.request),
             ControlMessage::HealthReport(m) => Some(m.request),
@@ -388,6 +398,8 @@ impl FrameMessage for ControlMessage {
             | ControlMessage::Health(m)
             | ControlMessage::Reload(m) => to_map(m)?,
             ControlMessage::Reloaded(m) => to_map(m)?,
+            ControlMessage::Status(m) => to_map(m)?,
+            ControlMessage::StatusReport(m) => to_map(m)?,
             ControlMessage::Processors(m) => to_map(&ProcessorsWire {
                 r: m.request,
                 list: m.list.iter().map(ProcessorWire::from).collect(),
@@ -501,6 +513,10 @@ impl FrameMessage for ControlMessage {
             "done" => ControlMessage::Done(Box::new(from_value(&map).map_err(invalid)?)),
             "reload" => ControlMessage::Reload(from_value(&map).map_err(invalid)?),
             "reloaded" => ControlMessage::Reloaded(from_value(&map).map_err(invalid)?),
+            "status" => ControlMessage::Status(from_value(&map).map_err(invalid)?),
+            "status-report" => {
+                ControlMessage::StatusReport(Box::new(from_value(&map).map_err(invalid)?))
+            }
             "error" => ControlMessage::Error(from_value(&map).map_err(invalid)?),
             other => ControlMessage::Unknown {
                 kind: other.to_owned(),

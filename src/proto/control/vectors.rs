@@ -270,6 +270,26 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
             }),
         ),
         (
+            "status",
+            ControlMessage::Status(StatusRequest {
+                request: 9,
+                processor: "127.0.1.1".into(),
+                wait_ms: 10_000,
+            }),
+        ),
+        (
+            "status-report",
+            ControlMessage::StatusReport(Box::new(StatusReport {
+                request: 9,
+                status: crate::cloud::Status::Green,
+                guidance: "the Place is ready: claim it with the button".into(),
+                serial: crate::processor::Serial(0x0236_e6a7),
+                mac: crate::processor::Mac([0xa0, 0xf6, 0xfd, 0x12, 0x34, 0x56]),
+                place: Some(crate::cloud::PlaceId("lake-house".into())),
+                account: "integrator@example.com".into(),
+            })),
+        ),
+        (
             "error",
             ControlMessage::Error(ControlError::new(
                 error_code::UNKNOWN_KIND,

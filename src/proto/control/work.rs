@@ -149,3 +149,39 @@ pub struct Done {
     /// The event's fate at the cloud.
     pub cloud: CloudResult,
 }
+
+/// Client → daemon: the Place's cloud state for a processor, asked by the
+/// daemon over its own link to the cloud (its enrolled account).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRequest {
+    #[serde(rename = "r")]
+    pub request: u64,
+    /// PROCESSOR as the CLI takes it; one named by address or host name is
+    /// looked up in the daemon's inventory.
+    #[serde(rename = "proc")]
+    pub processor: String,
+    /// How long the daemon may take to ask the cloud.
+    #[serde(rename = "wait-ms", default)]
+    pub wait_ms: u64,
+}
+
+/// Daemon → client: what the cloud said, as relay.cddl's place-status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    #[serde(rename = "r")]
+    pub request: u64,
+    #[serde(rename = "st", with = "crate::proto::wire::status_text")]
+    pub status: crate::cloud::Status,
+    #[serde(rename = "why")]
+    pub guidance: String,
+    #[serde(rename = "sn")]
+    pub serial: Serial,
+    #[serde(with = "crate::proto::wire::mac_bytes")]
+    pub mac: Mac,
+    /// The Place, when the daemon's account may know it.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<crate::cloud::PlaceId>,
+    /// The account the daemon acts for (its enrolled identity).
+    #[serde(rename = "acct")]
+    pub account: String,
+}
