@@ -537,3 +537,46 @@ lan_test! {
         drop(sim);
     }
 }
+
+lan_test! {
+    fn the_configurations_log_format_is_the_daemons_and_the_flag_wins() {
+        let dir = TempDir::new("log-format");
+        let config = dir.path("state").with_extension("toml");
+        std::fs::write(&config, "log_format = \"json\"\ninterfaces = [\"lo\"]\n").unwrap();
+        let mut daemon = Daemon::start_with(dir, |c| {
+            c.stderr(Stdio::piped()).env_remove("JOURNAL_STREAM");
+        });
+        let mut stderr = daemon.child.as_mut().unwrap().stderr.take().unwrap();
+        assert!(daemon.terminate().success());
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.iter().any(|l| l.contains("daemon ready")), "{text}");
+        for line in &lines {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(v["fields"]["message"].is_string() || v["message"].is_string(), "{line}");
+        }
+
+        // --log-format on the command line overrides the file.
+        let dir = TempDir::new("log-format-flag");
+        let config = dir.path("state").with_extension("toml");
+        std::fs::write(&config, "log_format = \"json\"\ninterfaces = [\"lo\"]\n").unwrap();
+        let mut daemon = Daemon::start_with(dir, |c| {
+            c.stderr(Stdio::piped()).env_remove("JOURNAL_STREAM");
+            // Global flags go before the subcommand's: rebuild the command.
+            let args: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_owned()).collect();
+            let mut fresh = Command::new(handoff_bin());
+            fresh.args(["--log-format", "human"]).args(args)
+                .env("HANDOFF_LOG", "info").env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC")
+                .env_remove("JOURNAL_STREAM")
+                .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+            *c = fresh;
+        });
+        let mut stderr = daemon.child.as_mut().unwrap().stderr.take().unwrap();
+        assert!(daemon.terminate().success());
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        let ready = text.lines().find(|l| l.contains("daemon ready")).unwrap_or_else(|| panic!("{text}"));
+        assert!(serde_json::from_str::<Value>(ready).is_err() && ready.contains(" INFO "), "{ready}");
+    }
+}
