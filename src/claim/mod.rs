@@ -25,6 +25,7 @@
 mod device_uid;
 mod record;
 mod session;
+pub mod takeover;
 mod target;
 
 use std::net::IpAddr;

@@ -150,15 +150,13 @@ pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<Ex
 }
 
 /// What became of a claim handed to a running daemon.
-pub(crate) enum DaemonClaim {
+enum DaemonClaim {
     /// No daemon runs, or it does not perform claims: claim here.
     NoDaemon,
     /// Ctrl-C before the daemon stored anything.
     Cancelled,
     Done {
         outcome: Box<ClaimOutcome>,
-        /// The `claimed` event in the daemon's outbox.
-        id: crate::proto::EventId,
         relayed: Relayed,
     },
 }
@@ -168,7 +166,7 @@ pub(crate) enum DaemonClaim {
 ///
 /// # Errors
 /// The daemon could not claim (its message), or the socket failed.
-pub(crate) async fn claim_with_daemon(req: ClaimRequest) -> Result<DaemonClaim, CliError> {
+async fn claim_with_daemon(req: ClaimRequest) -> Result<DaemonClaim, CliError> {
     let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
     let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? else {
         return Ok(DaemonClaim::NoDaemon);
@@ -214,15 +212,17 @@ pub(crate) async fn claim_with_daemon(req: ClaimRequest) -> Result<DaemonClaim, 
         files: claimed.files.into_iter().map(PathBuf::from).collect(),
         exported: Vec::new(),
     };
+    let cloud = done.cloud.ok_or_else(|| {
+        CliError::Failed("the daemon ended the claim without the cloud's answer".into())
+    })?;
     Ok(DaemonClaim::Done {
         outcome: Box::new(outcome),
-        relayed: Relayed::from_daemon(&done.cloud, &path),
-        id: done.cloud.id,
+        relayed: Relayed::from_daemon(&cloud, &path),
     })
 }
 
 /// What a claim asks of the daemon.
-pub(crate) fn claim_request(
+fn claim_request(
     processor: &str,
     address: Option<IpAddr>,
     button: Option<Duration>,
@@ -264,9 +264,7 @@ async fn claim_through_daemon(args: &ClaimArgs) -> Result<Option<ExitCode>, CliE
             eprintln!("cancelled: nothing was stored");
             Ok(Some(ExitCode::from(130)))
         }
-        DaemonClaim::Done {
-            outcome, relayed, ..
-        } => {
+        DaemonClaim::Done { outcome, relayed } => {
             report_claim(&outcome, &relayed, args.json)?;
             Ok(Some(exit_code(&relayed)))
         }
@@ -368,7 +366,10 @@ pub async fn run_release(
                     let serial = done.released.map(|r| r.serial).ok_or_else(|| {
                         CliError::Failed("the daemon released without naming the processor".into())
                     })?;
-                    let relayed = Relayed::from_daemon(&done.cloud, &path);
+                    let cloud = done.cloud.ok_or_else(|| {
+                        CliError::Failed("the daemon released without the cloud's answer".into())
+                    })?;
+                    let relayed = Relayed::from_daemon(&cloud, &path);
                     return report_release(serial, &relayed, args.json, Some(&path));
                 }
                 // The credential may be this process's own (claimed with

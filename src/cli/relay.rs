@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::{CliError, parse_duration};
 use crate::outbox::{self, Outbox};
-use crate::proto::{Ack, EventId, EventKind, IssuedLink, Outcome};
+use crate::proto::{Ack, EventId, EventKind};
 use crate::relay::link::{CloudLink, deliver_and_wait};
 
 #[derive(Args, Debug, Clone)]
@@ -44,62 +44,10 @@ impl CloudFlags {
     }
 }
 
-/// What became of one event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Relayed {
-    Applied(Option<IssuedLink>),
-    Refused {
-        rule: String,
-        guidance: String,
-    },
-    /// Durable in the outbox, not answered yet.
-    Queued {
-        reason: String,
-    },
-}
-
-impl Relayed {
-    pub fn json(&self) -> serde_json::Value {
-        match self {
-            Relayed::Applied(link) => {
-                serde_json::json!({"result": "applied", "link": link.as_ref().map(|l| format!("{}:{}", l.number, l.secret))})
-            }
-            Relayed::Refused { rule, guidance } => {
-                serde_json::json!({"result": "refused", "rule": rule, "why": guidance})
-            }
-            Relayed::Queued { reason } => serde_json::json!({"result": "queued", "why": reason}),
-        }
-    }
-}
-
-impl Relayed {
-    /// What a daemon said of an event it queued.
-    pub fn from_daemon(cloud: &crate::proto::control::CloudResult, daemon: &Path) -> Relayed {
-        match cloud.result.as_str() {
-            "applied" => Relayed::Applied(cloud.link.clone()),
-            "refused" => Relayed::Refused {
-                rule: cloud.rule.clone().unwrap_or_default(),
-                guidance: cloud.why.clone().unwrap_or_default(),
-            },
-            _ => Relayed::Queued {
-                reason: format!(
-                    "handed to the daemon at {}: {}",
-                    daemon.display(),
-                    cloud
-                        .why
-                        .as_deref()
-                        .unwrap_or("no answer from the cloud yet")
-                ),
-            },
-        }
-    }
-}
+pub use crate::relay::Relayed;
 
 fn from_ack(ack: Ack) -> Relayed {
-    match ack.outcome {
-        Outcome::Applied | Outcome::Duplicate => Relayed::Applied(ack.link),
-        Outcome::Refused { rule, guidance } => Relayed::Refused { rule, guidance },
-    }
+    Relayed::from_ack(ack)
 }
 
 /// Opens the outbox under `state_dir`.

@@ -1,40 +1,34 @@
 //! `handoff takeover PROCESSOR --share-to EMAIL [--for 7d]`: the vendor
-//! article's last resort, in one safe step.
+//! article's last resort, in one safe step (the procedure is
+//! [`crate::claim::takeover`]).
 //!
-//! 1. Ask the cloud the processor's status, and refuse where the article
-//!    says the method does not apply: yellow (a homeowner exists: ask for
-//!    Remote Assistance), grey (no remote services: find the project file
-//!    or factory-default), or green with access already (nothing to do).
-//! 2. Claim with the button (countdown) and relay Claimed with the proof.
-//! 3. Share the Place with the pro account for the chosen duration.
-//! 4. Remove Home from Account, so the real homeowner can claim later.
-//!
-//! Every step is recorded in `STATE_DIR/takeover/<serial>.json` (written
-//! atomically) before and after it runs, and every event is durable in the
-//! outbox before it is sent. Running the command again after an
-//! interruption (Ctrl-C, a cloud outage, a kill) continues where it
-//! stopped and never claims twice.
+//! While a daemon that relays answers, the daemon performs the takeover
+//! (`takeover` on the control socket): its pairing identity, its outbox
+//! and link to the cloud, the record in its state directory; the steps and
+//! the button countdown show here. Otherwise, or with `--standalone` or
+//! `--pairing-identity`, this command performs it, its record in
+//! `STATE_DIR/takeover/<serial>.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::watch;
 
-use super::claim::{
-    Countdown, DaemonClaim, KeyKind, claim_request, claim_with_daemon, claimed_event,
-    load_pairing_identity,
-};
+use super::claim::{Countdown, load_pairing_identity};
 use super::relay::{CloudFlags, Relayed, relay, settle};
 use super::status::{Asker, identify};
-use super::{CliError, parse_duration, shutdown_signal, write_atomically};
-use crate::claim::{ClaimOptions, ClaimOutcome, ClaimRecord, DEFAULT_DISCOVERY_TIMEOUT, Target};
-use crate::cloud::{AccessDuration, AccountId, PlaceId, Status};
-use crate::identity::{CredentialStore, KeyAlgorithm};
-use crate::processor::Serial;
-use crate::proto::{EventId, EventKind, Released, ShareAccess};
+use super::{CliError, parse_duration, shutdown_signal};
+use crate::claim::takeover::{ButtonStep, TakeoverBackend, TakeoverEnd, TakeoverPlan, takeover};
+use crate::claim::{ClaimOptions, DEFAULT_DISCOVERY_TIMEOUT, Target};
+use crate::cloud::{AccessDuration, AccountId, Status};
+use crate::daemon::DaemonError;
+use crate::identity::KeyAlgorithm;
+use crate::processor::{Mac, Serial};
+use crate::proto::control::{TakeoverRequest, error_code, step};
+use crate::proto::{EventId, EventKind, PlaceStatus};
 
 #[derive(Args, Debug)]
 pub struct TakeoverArgs {
@@ -46,12 +40,12 @@ pub struct TakeoverArgs {
     /// For how long: 1d, 7d, 30d, 1y or unlimited
     #[arg(long = "for", default_value = "7d", value_parser = parse_access_duration)]
     pub duration: AccessDuration,
-    /// The pairing identity [default: STATE_DIR/pairing-identity]; claims
-    /// from this process, not through the daemon
+    /// The pairing identity [default: STATE_DIR/pairing-identity]; takes
+    /// over from this process, not through the daemon
     #[arg(long, value_name = "DIR", env = "HANDOFF_PAIRING_IDENTITY")]
     pub pairing_identity: Option<PathBuf>,
-    /// Claim from this process even when a daemon runs (without it, a
-    /// running daemon performs the button step and relays the events)
+    /// Take over from this process even when a daemon runs (without it, a
+    /// running daemon that relays performs every step)
     #[arg(long)]
     pub standalone: bool,
     /// How long to wait for the button press
@@ -71,113 +65,18 @@ fn parse_access_duration(s: &str) -> Result<AccessDuration, String> {
         .ok_or_else(|| format!("'{s}' is not one of 1d, 7d, 30d, 1y, unlimited"))
 }
 
-/// Where an interrupted takeover stands.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Progress {
-    share_to: String,
-    duration: String,
-    /// When the button step began (seconds since the epoch): a credential
-    /// written after it is this takeover's, even if the run died before
-    /// queueing the claim.
-    claim_started: Option<u64>,
-    claimed: Option<EventId>,
-    place: Option<String>,
-    shared: Option<EventId>,
-    released: Option<EventId>,
-    done: bool,
-}
-
-fn progress_path(state_dir: &Path, serial: Serial) -> PathBuf {
-    state_dir
-        .join("takeover")
-        .join(format!("{}.json", serial.0))
-}
-
-fn load(path: &Path) -> Result<Option<Progress>, CliError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            CliError::Failed(format!(
-                "{} is damaged ({e}); remove it to start the takeover over",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CliError::Io {
-            context: format!("reading {}", path.display()),
-            source: e,
-        }),
-    }
-}
-
-fn save(path: &Path, progress: &Progress) -> Result<(), CliError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(CliError::io(format!("creating {}", dir.display())))?;
-    }
-    let text = serde_json::to_vec_pretty(progress)
-        .map_err(|e| CliError::Failed(format!("cannot encode the takeover's progress: {e}")))?;
-    write_atomically(path, &text).map_err(CliError::io(format!("writing {}", path.display())))
-}
-
-fn step(json: bool, text: &str) {
-    if !json {
-        eprintln!("{text}");
-    }
-}
-
-/// The end of a step that the cloud did not settle: say why and stop.
-fn stopped(what: &str, relayed: &Relayed, json: bool) -> ExitCode {
-    match relayed {
-        Relayed::Refused { rule, guidance } => {
-            if json {
-                println!(
-                    "{}",
-                    json!({"result": "refused", "step": what, "rule": rule, "why": guidance})
-                );
-            }
-            eprintln!("refused at the {what}: {guidance}\n  (rule: {rule})");
-            ExitCode::from(3)
-        }
-        Relayed::Queued { reason } => {
-            if json {
-                println!(
-                    "{}",
-                    json!({"result": "interrupted", "step": what, "why": reason})
-                );
-            }
-            eprintln!(
-                "the {what} is queued but the cloud has not answered ({reason}); run the same \
-                 command again to continue: nothing will be claimed twice"
-            );
-            ExitCode::from(4)
-        }
-        Relayed::Applied(_) => ExitCode::SUCCESS,
-    }
-}
-
-/// Relays `kind` once: appends it (recording its id in `slot`) unless an
-/// earlier run did, then waits for its answer.
-async fn once(
-    state_dir: &Path,
-    flags: &CloudFlags,
-    path: &Path,
-    progress: &mut Progress,
-    slot: fn(&mut Progress) -> &mut Option<EventId>,
-    kind: impl FnOnce() -> Result<EventKind, CliError>,
-) -> Result<Relayed, CliError> {
-    if let Some(id) = slot(progress).clone() {
-        return settle(state_dir, flags, &id).await;
-    }
-    let mut results = relay(state_dir, flags, vec![kind()?]).await?;
-    let (id, relayed) = results
-        .pop()
-        .ok_or_else(|| CliError::Failed("the event was not queued".into()))?;
-    *slot(progress) = Some(id);
-    save(path, progress)?;
-    Ok(relayed)
-}
-
 pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    if !args.share_to.contains('@') {
+        return Err(CliError::Failed(format!(
+            "'{}' is not an email address (the pro's myLutron account)",
+            args.share_to
+        )));
+    }
+    if !(args.standalone || args.pairing_identity.is_some())
+        && let Some(code) = through_daemon(&args).await?
+    {
+        return Ok(code);
+    }
     let state_dir = state_dir.ok_or_else(|| {
         CliError::Failed("no state directory: set --state-dir, HOME or XDG_STATE_HOME".into())
     })?;
@@ -188,376 +87,269 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
                 .into(),
         ));
     };
-    // The account acting, as the cloud names it in every answer.
-    // (A resumed run through a daemon may not ask before it reports.)
-    let mut account = match &asker {
-        Asker::Direct(link) => link.account.clone(),
-        Asker::Daemon => "the site's account".to_owned(),
-    };
-    if !args.share_to.contains('@') {
-        return Err(CliError::Failed(format!(
-            "'{}' is not an email address (the pro's myLutron account)",
-            args.share_to
-        )));
-    }
     let (serial, mac) = identify(&args.processor, args.timeout).await?;
     let Some(serial) = serial else {
         return Err(CliError::Failed(
             "the processor does not advertise its serial number".into(),
         ));
     };
-    let path = progress_path(&state_dir, serial);
-    let mut progress = match load(&path)? {
-        Some(p) if p.done => {
-            return Err(CliError::Failed(format!(
-                "a takeover of {serial} already finished (see {}); remove that file to take it \
-                 over again",
-                path.display()
-            )));
-        }
-        Some(p) => {
-            step(
-                args.json,
-                &format!("continuing the takeover recorded in {}", path.display()),
-            );
-            p
-        }
-        None => Progress {
-            share_to: AccountId::new(&args.share_to).as_str().to_owned(),
-            duration: args.duration.code().to_owned(),
-            ..Progress::default()
-        },
+    let plan = TakeoverPlan {
+        serial,
+        mac,
+        share_to: AccountId::new(&args.share_to).as_str().to_owned(),
+        duration: args.duration,
     };
-    if progress.share_to != AccountId::new(&args.share_to).as_str() {
-        return Err(CliError::Failed(format!(
-            "an unfinished takeover of {serial} shares to {}; finish it with that address, or \
-             remove {}",
-            progress.share_to,
-            path.display()
-        )));
-    }
+    // Ctrl-C is heard between steps and during the button wait; a step
+    // already talking to the cloud finishes (its event is durable first).
+    let (interrupt, interrupted) = watch::channel(false);
+    let listener = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = interrupt.send(true);
+    });
+    let mut backend = CliTakeover {
+        state_dir: state_dir.clone(),
+        args: &args,
+        asker,
+        interrupted,
+    };
+    let end = takeover(&state_dir, &plan, &mut backend).await;
+    listener.abort();
+    Ok(report(&end.map_err(CliError::Failed)?, args.json))
+}
 
-    // 1. Does the method apply?
-    if progress.claimed.is_none() {
-        let (st, acting) = asker.ask(Some(serial), mac, args.cloud.cloud_wait).await?;
-        account = acting;
-        let refuse = |what: &str| {
-            if args.json {
+/// Hands the takeover to a running daemon that relays; `None` when none
+/// does (or it is too old to take over), and this command does it.
+async fn through_daemon(args: &TakeoverArgs) -> Result<Option<ExitCode>, CliError> {
+    let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+    let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? else {
+        return Ok(None);
+    };
+    if client.health().await?.relay.is_none() {
+        tracing::info!("the daemon relays to no cloud; taking over from this process");
+        return Ok(None);
+    }
+    let req = TakeoverRequest {
+        request: 0,
+        processor: args.processor.clone(),
+        share_to: args.share_to.clone(),
+        duration: Some(args.duration),
+        button_s: Some(args.button_timeout.as_secs().max(1)),
+        wait_ms: u64::try_from(args.cloud.cloud_wait.as_millis()).unwrap_or(u64::MAX),
+    };
+    if !args.json {
+        eprintln!("the daemon at {} performs the takeover", path.display());
+    }
+    let mut countdown = Countdown::new();
+    let json = args.json;
+    let shown = |p: &crate::proto::control::Progress| {
+        if p.step == step::TAKEOVER {
+            countdown.stop();
+            if !json {
+                eprintln!("{}", p.what.as_deref().unwrap_or_default());
+            }
+        } else {
+            countdown.show(p);
+        }
+    };
+    let result = client.takeover(req, shown, shutdown_signal()).await;
+    countdown.stop();
+    let done = match result {
+        Ok(done) => done,
+        Err(DaemonError::Refused { code, .. })
+            if code == error_code::NOT_IMPLEMENTED || code == error_code::UNKNOWN_KIND =>
+        {
+            tracing::info!("the daemon does not take over; taking over from this process");
+            return Ok(None);
+        }
+        Err(DaemonError::Refused { code, .. }) if code == error_code::CANCELLED => {
+            return Ok(Some(report(&TakeoverEnd::Cancelled, args.json)));
+        }
+        Err(DaemonError::Refused { reason, .. }) => return Err(CliError::Failed(reason)),
+        Err(e) => return Err(e.into()),
+    };
+    let end = done
+        .takeover
+        .ok_or_else(|| CliError::Failed("the daemon ended the takeover without a result".into()))
+        .and_then(|w| TakeoverEnd::from_wire(w).map_err(CliError::Failed))?;
+    Ok(Some(report(&end, args.json)))
+}
+
+/// The takeover's end for people (stderr, the last line on stdout) or
+/// scripts (`--json`), and its exit code: 3 when the vendor's rules say
+/// no, 4 when the cloud has not answered yet (run again), 130 cancelled.
+fn report(end: &TakeoverEnd, json: bool) -> ExitCode {
+    match end {
+        TakeoverEnd::NotApplicable {
+            status,
+            guidance,
+            serial,
+            mac,
+        } => {
+            if json {
                 println!(
                     "{}",
-                    json!({"result": "refused", "status": st.status.to_string(), "why": st.guidance})
+                    json!({"result": "refused", "status": status.to_string(), "why": guidance})
                 );
             }
-            eprintln!("{what}\n{}: {}", st.status, st.guidance);
+            let headline = match status {
+                Status::Yellow => "not taking over: this system already has a homeowner",
+                _ => "not taking over: remote services are off",
+            };
+            eprintln!("{headline}\n{status}: {guidance}");
             eprintln!(
-                "processor: serial {} (id {}), MAC {}",
-                st.serial.0,
-                st.serial.id(),
-                st.mac
+                "processor: serial {} (id {}), MAC {mac}",
+                serial.0,
+                serial.id()
             );
             ExitCode::from(3)
-        };
-        match (st.status, &st.place) {
-            (Status::Yellow, _) => {
-                return Ok(refuse(
-                    "not taking over: this system already has a homeowner",
-                ));
-            }
-            (Status::Grey, _) => {
-                return Ok(refuse("not taking over: remote services are off"));
-            }
-            (Status::Green, Some(place)) if progress.claim_started.is_some() => {
-                // An earlier run's claim (performed by the daemon, which
-                // relayed it after that run stopped) already landed.
-                step(
-                    args.json,
-                    &format!(
-                        "claim: an earlier run's claim gave {} Place {place}",
-                        account
-                    ),
-                );
-                progress.place = Some(place.0.clone());
-            }
-            (Status::Green, Some(place)) => {
-                if args.json {
-                    println!(
-                        "{}",
-                        json!({"result": "nothing-to-do", "place": place.0, "account": account})
-                    );
-                }
-                eprintln!(
-                    "nothing to do: {} already has access to Place {place}",
-                    account
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            (Status::Green, None) => step(
-                args.json,
-                &format!("green: no homeowner yet, so {} can claim it", account),
-            ),
         }
-        save(&path, &progress)?;
+        TakeoverEnd::NothingToDo { place, account } => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"result": "nothing-to-do", "place": place, "account": account})
+                );
+            }
+            eprintln!("nothing to do: {account} already has access to Place {place}");
+            ExitCode::SUCCESS
+        }
+        TakeoverEnd::Refused {
+            step,
+            rule,
+            guidance,
+        } => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"result": "refused", "step": step, "rule": rule, "why": guidance})
+                );
+            }
+            eprintln!("refused at the {step}: {guidance}\n  (rule: {rule})");
+            ExitCode::from(3)
+        }
+        TakeoverEnd::Interrupted { step, reason } => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"result": "interrupted", "step": step, "why": reason})
+                );
+            }
+            eprintln!(
+                "the {step} is queued but the cloud has not answered ({reason}); run the same \
+                 command again to continue: nothing will be claimed twice"
+            );
+            ExitCode::from(4)
+        }
+        TakeoverEnd::Cancelled => {
+            if json {
+                println!("{}", json!({"result": "cancelled"}));
+            }
+            eprintln!("cancelled before the claim: nothing changed");
+            ExitCode::from(130)
+        }
+        TakeoverEnd::Done {
+            place,
+            serial,
+            share_to,
+            duration,
+            until,
+            account,
+        } => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"result": "done", "place": place, "serial": serial.0,
+                           "shared_with": share_to, "for": duration.code(), "until": until})
+                );
+            } else {
+                println!(
+                    "done: {share_to} has access to Place {place} {}; the home was removed from \
+                     {account}'s account, so the homeowner can claim the system with its button",
+                    until
+                        .as_ref()
+                        .map_or_else(|| "with no end".to_string(), |u| format!("until {u}"))
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The procedure's backend in this process: its outbox (or a relaying
+/// daemon's), its `--cloud` (or the daemon's), its pairing identity.
+struct CliTakeover<'a> {
+    state_dir: PathBuf,
+    args: &'a TakeoverArgs,
+    asker: Asker,
+    interrupted: watch::Receiver<bool>,
+}
+
+impl TakeoverBackend for CliTakeover<'_> {
+    async fn status(
+        &mut self,
+        serial: Serial,
+        mac: Option<Mac>,
+    ) -> Result<(PlaceStatus, String), String> {
+        self.asker
+            .ask(Some(serial), mac, self.args.cloud.cloud_wait)
+            .await
+            .map_err(|e| e.to_string())
     }
 
-    // 2. Claim with the button, unless an earlier run did.
-    let claim_relayed = if progress.claimed.is_none() && progress.place.is_some() {
-        Relayed::Applied(None)
-    } else if progress.claimed.is_some() {
-        step(
-            args.json,
-            "claim: done before, checking the cloud recorded it",
-        );
-        once(
-            &state_dir,
-            &args.cloud,
-            &path,
-            &mut progress,
-            |p| &mut p.claimed,
-            unreachable_event,
-        )
-        .await?
-    } else if let Some(outcome) = claimed_during_this_takeover(&state_dir, serial, &progress) {
-        step(
-            args.json,
-            &format!(
-                "claim: {} was paired during this takeover (the run stopped before queueing it); \
-                 relaying that claim, no second button press",
-                outcome.id
-            ),
-        );
-        once(
-            &state_dir,
-            &args.cloud,
-            &path,
-            &mut progress,
-            |p| &mut p.claimed,
-            || claimed_event(&outcome),
-        )
-        .await?
-    } else if let Some(relayed) = claim_through_daemon(&args, serial, &path, &mut progress).await? {
-        match relayed {
-            Some(relayed) => relayed,
-            None => {
-                eprintln!("cancelled before the claim: nothing changed");
-                return Ok(ExitCode::from(130));
-            }
-        }
-    } else {
-        let identity = load_pairing_identity(args.pairing_identity.as_deref(), &state_dir)?;
+    async fn relay(&mut self, event: EventKind) -> Result<(EventId, Relayed), String> {
+        relay(&self.state_dir, &self.args.cloud, vec![event])
+            .await
+            .map_err(|e| e.to_string())?
+            .pop()
+            .ok_or_else(|| "the event was not queued".to_owned())
+    }
+
+    async fn settle(&mut self, id: &EventId) -> Result<Relayed, String> {
+        settle(&self.state_dir, &self.args.cloud, id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn claim(&mut self, serial: Serial) -> Result<ButtonStep, String> {
+        let identity =
+            load_pairing_identity(self.args.pairing_identity.as_deref(), &self.state_dir)
+                .map_err(|e| e.to_string())?;
         let options = ClaimOptions {
-            discovery_timeout: if args.timeout.is_zero() {
+            discovery_timeout: if self.args.timeout.is_zero() {
                 DEFAULT_DISCOVERY_TIMEOUT
             } else {
-                args.timeout
+                self.args.timeout
             },
-            button_timeout: args.button_timeout,
+            button_timeout: self.args.button_timeout,
             key_algorithm: KeyAlgorithm::Rsa2048,
-            ..ClaimOptions::new(Target::Serial(serial), state_dir.clone())
+            ..ClaimOptions::new(Target::Serial(serial), self.state_dir.clone())
         };
-        progress.claim_started = Some(crate::cloud::now().0);
-        save(&path, &progress)?;
         let mut countdown = Countdown::new();
+        let mut interrupted = self.interrupted.clone();
         let outcome = tokio::select! {
             outcome = crate::claim::claim(&options, &identity, &mut countdown) => outcome,
-            () = shutdown_signal() => {
+            _ = interrupted.wait_for(|i| *i) => {
                 countdown.stop();
-                eprintln!("cancelled before the claim: nothing changed");
-                return Ok(ExitCode::from(130));
+                return Ok(ButtonStep::Cancelled);
             }
         };
         countdown.stop();
-        let outcome = outcome?;
-        step(
-            args.json,
-            &format!(
-                "claimed {} (serial {}) with its button",
-                outcome.id, serial.0
-            ),
-        );
-        once(
-            &state_dir,
-            &args.cloud,
-            &path,
-            &mut progress,
-            |p| &mut p.claimed,
-            || claimed_event(&outcome),
-        )
-        .await?
-    };
-    if !matches!(claim_relayed, Relayed::Applied(_)) {
-        return Ok(stopped("claim", &claim_relayed, args.json));
+        Ok(ButtonStep::Stored(Box::new(
+            outcome.map_err(|e| e.to_string())?,
+        )))
     }
-    step(
-        args.json,
-        &format!("the cloud recorded {} as the temporary homeowner", account),
-    );
 
-    // 3. Share the Place with the pro account.
-    let place = match progress.place.clone() {
-        Some(place) => place,
-        None => {
-            let (st, acting) = asker.ask(Some(serial), mac, args.cloud.cloud_wait).await?;
-            account = acting;
-            let place = st.place.ok_or_else(|| {
-                CliError::Failed(format!(
-                    "the cloud does not show {} the Place after the claim ({}); run again",
-                    account, st.status
-                ))
-            })?;
-            progress.place = Some(place.0.clone());
-            save(&path, &progress)?;
-            place.0
-        }
-    };
-    let duration = AccessDuration::from_code(&progress.duration).unwrap_or(args.duration);
-    let share_to = progress.share_to.clone();
-    let shared = once(
-        &state_dir,
-        &args.cloud,
-        &path,
-        &mut progress,
-        |p| &mut p.shared,
-        || {
-            Ok(EventKind::ShareAccess(ShareAccess {
-                place: PlaceId(place.clone()),
-                email: share_to.clone(),
-                duration,
-            }))
-        },
-    )
-    .await?;
-    if !matches!(shared, Relayed::Applied(_)) {
-        return Ok(stopped("share", &shared, args.json));
+    fn credentials_dir(&self) -> &Path {
+        &self.state_dir
     }
-    step(
-        args.json,
-        &format!("shared Place {place} with {share_to} for {duration}"),
-    );
 
-    // 4. Remove Home from Account.
-    let released = once(
-        &state_dir,
-        &args.cloud,
-        &path,
-        &mut progress,
-        |p| &mut p.released,
-        || {
-            Ok(EventKind::Released(Released {
-                place: Some(PlaceId(place.clone())),
-                serial: Some(serial),
-            }))
-        },
-    )
-    .await?;
-    if !matches!(released, Relayed::Applied(_)) {
-        return Ok(stopped(
-            "release (Remove Home from Account)",
-            &released,
-            args.json,
-        ));
+    fn cancelled(&self) -> bool {
+        *self.interrupted.borrow()
     }
-    progress.done = true;
-    save(&path, &progress)?;
-    let until = duration.seconds().map(|s| {
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(s))
-            .to_string()
-    });
-    if args.json {
-        println!(
-            "{}",
-            json!({"result": "done", "place": place, "serial": serial.0, "shared_with": share_to,
-                   "for": duration.code(), "until": until})
-        );
-    } else {
-        println!(
-            "done: {share_to} has access to Place {place} {}; the home was removed from {}'s \
-             account, so the homeowner can claim the system with its button",
-            until.map_or_else(|| "with no end".to_string(), |u| format!("until {u}")),
-            account
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
 
-/// The button step performed by a running daemon (unless this process is
-/// to claim itself): `None` when no daemon claims, `Some(None)` when the
-/// claim was cancelled, else what the cloud said of the claim.
-async fn claim_through_daemon(
-    args: &TakeoverArgs,
-    serial: Serial,
-    path: &Path,
-    progress: &mut Progress,
-) -> Result<Option<Option<Relayed>>, CliError> {
-    if args.standalone || args.pairing_identity.is_some() {
-        return Ok(None);
-    }
-    let req = claim_request(
-        &serial.0.to_string(),
-        None,
-        Some(args.button_timeout),
-        KeyKind::Rsa,
-        None,
-        args.cloud.cloud_wait,
-    );
-    progress.claim_started = Some(crate::cloud::now().0);
-    save(path, progress)?;
-    match claim_with_daemon(req).await? {
-        DaemonClaim::NoDaemon => Ok(None),
-        DaemonClaim::Cancelled => Ok(Some(None)),
-        DaemonClaim::Done {
-            outcome,
-            id,
-            relayed,
-        } => {
-            step(
-                args.json,
-                &format!(
-                    "claimed {} (serial {}) with its button; the daemon keeps the credential in {}",
-                    outcome.id,
-                    serial.0,
-                    outcome.credential_dir.display()
-                ),
-            );
-            progress.claimed = Some(id);
-            save(path, progress)?;
-            Ok(Some(Some(relayed)))
+    fn step(&mut self, text: &str) {
+        if !self.args.json {
+            eprintln!("{text}");
         }
     }
-}
-
-/// The credential an interrupted run of this takeover stored (written after
-/// the button step began), as a claim outcome to relay.
-fn claimed_during_this_takeover(
-    state_dir: &Path,
-    serial: Serial,
-    progress: &Progress,
-) -> Option<ClaimOutcome> {
-    let started = progress.claim_started?;
-    let dir = CredentialStore::new(state_dir).dir(serial);
-    let record = ClaimRecord::load(&dir)?;
-    let written = std::fs::metadata(dir.join("cert.pem"))
-        .and_then(|m| m.modified())
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    (written >= started).then(|| ClaimOutcome {
-        id: record.id,
-        serial: record.serial,
-        mac: record.mac,
-        address: record.address,
-        product: record.product,
-        device_uid: record.device_uid,
-        files: crate::claim::credential_files(&dir),
-        credential_dir: dir,
-        exported: Vec::new(),
-    })
-}
-
-/// The claim step's event when an earlier run already queued it: never
-/// built again (the recorded id is settled instead).
-fn unreachable_event() -> Result<EventKind, CliError> {
-    Err(CliError::Failed(
-        "the recorded claim event is missing from the outbox".into(),
-    ))
 }

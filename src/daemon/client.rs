@@ -11,7 +11,7 @@ use super::connection::{FrameIoError, FrameReader, FrameWriter};
 use crate::processor::ProcessorInfo;
 use crate::proto::control::{
     ClaimRequest, ControlMessage, Done, HealthReport, OutcomeRequest, Progress, Queued,
-    ReleaseRequest, Request, WatchEvent,
+    ReleaseRequest, Request, TakeoverRequest, WatchEvent,
 };
 
 /// How long a client waits for the daemon to answer one frame.
@@ -192,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
     pub async fn claim(
         &mut self,
         mut req: ClaimRequest,
-        mut on_progress: impl FnMut(&Progress),
+        on_progress: impl FnMut(&Progress),
         cancel: impl std::future::Future<Output = ()>,
     ) -> Result<Done, DaemonError> {
         req.request = self.take_request();
@@ -203,15 +203,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         let patience = Duration::from_secs(req.button_s.unwrap_or(600))
             + Duration::from_millis(req.wait_ms)
             + Duration::from_secs(30);
-        self.writer
-            .write(&ControlMessage::Claim(Box::new(req)))
+        let msg = ControlMessage::Claim(Box::new(req));
+        self.perform(msg, request, patience, on_progress, cancel)
             .await
-            .map_err(|e| self.failed(e))?;
+    }
+
+    /// Asks the daemon to take a processor over, as [`ControlClient::claim`]
+    /// does a claim: every step and the countdown to `on_progress`, `cancel`
+    /// stops it between steps (or in the button wait).
+    ///
+    /// # Errors
+    /// As [`ControlClient::claim`].
+    pub async fn takeover(
+        &mut self,
+        mut req: TakeoverRequest,
+        on_progress: impl FnMut(&Progress),
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<Done, DaemonError> {
+        req.request = self.take_request();
+        let request = req.request;
+        // The longest silence: the button window, or one step's wait for
+        // the cloud (status, claim, share, release each wait at most that).
+        let patience = Duration::from_secs(req.button_s.unwrap_or(600))
+            + 2 * Duration::from_millis(req.wait_ms)
+            + Duration::from_secs(30);
+        let msg = ControlMessage::Takeover(Box::new(req));
+        self.perform(msg, request, patience, on_progress, cancel)
+            .await
+    }
+
+    /// Sends a request answered by `progress` frames and one `done`.
+    async fn perform(
+        &mut self,
+        msg: ControlMessage,
+        request: u64,
+        patience: Duration,
+        mut on_progress: impl FnMut(&Progress),
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<Done, DaemonError> {
+        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
         tokio::pin!(cancel);
         let mut cancelled = false;
         loop {
             let answer = if cancelled {
-                self.answer_within(request, ANSWER_TIMEOUT).await?
+                self.answer_within(request, patience).await?
             } else {
                 tokio::select! {
                     answer = self.answer_within(request, patience) => answer?,

@@ -17,7 +17,7 @@ use super::inventory::LiveInventory;
 use super::shutdown::{Shutdown, shutdown_channel};
 use super::work::Work;
 use crate::proto::control::{
-    ClaimRequest, ControlError, ControlMessage, Queued, Reloaded, WatchEvent, error_code,
+    ControlError, ControlMessage, Done, Progress, Queued, Reloaded, WatchEvent, error_code,
     processors_frames,
 };
 
@@ -197,7 +197,27 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 send(&mut writer, &answer).await
             }
             ControlMessage::Claim(req) => {
-                if !serve_claim(&mut reader, &mut writer, &work, *req, shutdown.clone()).await {
+                let (work, request) = (work.clone(), req.request);
+                let claim =
+                    move |tx, cancelled| async move { work.claim(*req, tx, cancelled).await };
+                if !serve_work(&mut reader, &mut writer, request, shutdown.clone(), claim).await {
+                    return;
+                }
+                Ok(())
+            }
+            ControlMessage::Takeover(req) => {
+                let (work, request) = (work.clone(), req.request);
+                let takeover =
+                    move |tx, cancelled| async move { work.takeover(*req, tx, cancelled).await };
+                if !serve_work(
+                    &mut reader,
+                    &mut writer,
+                    request,
+                    shutdown.clone(),
+                    takeover,
+                )
+                .await
+                {
                     return;
                 }
                 Ok(())
@@ -222,24 +242,26 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Runs a claim for this client, streaming its progress, and answers
-/// `done` or an error. Anything the client sends meanwhile, or its going
-/// away, cancels the claim, as does the daemon stopping. Returns whether
-/// the connection may carry another request.
-async fn serve_claim<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+/// Runs a claim or takeover for this client, streaming its progress, and
+/// answers `done` or an error. Anything the client sends meanwhile, or its
+/// going away, cancels the work, as does the daemon stopping. Returns
+/// whether the connection may carry another request.
+async fn serve_work<R, W, F, Fut>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
-    work: &Arc<Work>,
-    req: ClaimRequest,
+    request: u64,
     mut shutdown: Shutdown,
-) -> bool {
-    let request = req.request;
+    start: F,
+) -> bool
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<Progress>, Shutdown) -> Fut,
+    Fut: std::future::Future<Output = Result<Done, ControlError>> + Send + 'static,
+{
     let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
     let (cancel, cancelled) = shutdown_channel();
-    let mut task = tokio::spawn({
-        let work = work.clone();
-        async move { work.claim(req, tx, cancelled).await }
-    });
+    let mut task = tokio::spawn(start(tx, cancelled));
     let mut cancelling = false;
     let mut client_gone = false;
     let ended = loop {
@@ -254,7 +276,7 @@ async fn serve_claim<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
             ended = &mut task => break ended,
             _ = reader.read::<ControlMessage>(), if !cancelling => {
-                tracing::info!(request, "control socket: the client cancelled its claim");
+                tracing::info!(request, "control socket: the client cancelled its work");
                 cancelling = true;
                 cancel.fire();
             }
@@ -276,16 +298,16 @@ async fn serve_claim<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         Ok(Ok(done)) => ControlMessage::Done(Box::new(done)),
         Ok(Err(e)) => ControlMessage::Error(e),
         Err(e) => {
-            tracing::error!(error = %e, "control socket: a claim task failed");
+            tracing::error!(error = %e, "control socket: a claim or takeover task failed");
             ControlMessage::Error(ControlError::new(
                 error_code::INTERNAL,
-                "the daemon's claim task failed; see its log",
+                "the daemon's task failed; see its log",
                 Some(request),
             ))
         }
     };
     if let ControlMessage::Error(e) = &answer {
-        tracing::warn!(request, code = %e.code, why = %e.reason, "control socket: claim not done");
+        tracing::warn!(request, code = %e.code, why = %e.reason, "control socket: work not done");
     }
     send(writer, &answer).await.is_ok() && !cancelling
 }

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::inventory::LiveInventory;
 use super::shutdown::Shutdown;
+use crate::claim::takeover::{ButtonStep, TakeoverBackend, TakeoverPlan};
 use crate::claim::{
     ClaimError, ClaimOptions, ClaimOutcome, ClaimProgress, DEFAULT_DISCOVERY_TIMEOUT, Resolved,
     Target,
@@ -31,9 +32,11 @@ use crate::outbox::Outbox;
 use crate::processor::Serial;
 use crate::proto::control::{
     ClaimRequest, ClaimedProcessor, CloudResult, ControlError, Done, OutcomeRequest, Progress,
-    ReleaseRequest, ReleasedProcessor, StatusReport, StatusRequest, error_code, step,
+    ReleaseRequest, ReleasedProcessor, StatusReport, StatusRequest, TakeoverRequest, error_code,
+    step,
 };
-use crate::proto::{EventId, EventKind, Outcome, Released, StatusQuery};
+use crate::proto::{EventId, EventKind, Outcome, PlaceStatus, Released, StatusQuery};
+use crate::relay::Relayed;
 use crate::relay::link::CloudLink;
 
 /// The longest a client may ask the daemon to wait for the cloud.
@@ -59,6 +62,8 @@ pub struct Work {
     /// Processors (by address) being paired now: one claim at a time each,
     /// as a processor pairs one client at a time.
     pairing: Mutex<HashSet<IpAddr>>,
+    /// Processors being taken over now: one takeover at a time each.
+    taking_over: Mutex<HashSet<Serial>>,
     /// Where a `reload` asks for the configuration to be read again.
     reread: Option<mpsc::Sender<super::ReloadReply>>,
     /// The daemon's link to the cloud, while it relays: `status` asks
@@ -81,6 +86,7 @@ impl Work {
             live,
             outbox,
             pairing: Mutex::new(HashSet::new()),
+            taking_over: Mutex::new(HashSet::new()),
             reread,
             link,
         }
@@ -204,8 +210,27 @@ impl Work {
         &self,
         req: ClaimRequest,
         progress: mpsc::UnboundedSender<Progress>,
-        mut cancel: Shutdown,
+        cancel: Shutdown,
     ) -> Result<Done, ControlError> {
+        let r = req.request;
+        let (outcome, cloud) = self.claim_and_queue(req, progress, cancel).await?;
+        Ok(Done {
+            request: r,
+            claimed: Some(claimed_processor(&outcome)),
+            released: None,
+            takeover: None,
+            cloud: Some(cloud),
+        })
+    }
+
+    /// A claim, then its event queued: what [`Work::claim`] answers, and
+    /// the takeover's button step.
+    async fn claim_and_queue(
+        &self,
+        req: ClaimRequest,
+        progress: mpsc::UnboundedSender<Progress>,
+        mut cancel: Shutdown,
+    ) -> Result<(ClaimOutcome, CloudResult), ControlError> {
         let r = req.request;
         let failed = |why: String| ControlError::new(error_code::FAILED, why, Some(r));
         let target = Target::parse(&req.processor);
@@ -286,11 +311,94 @@ impl Work {
             .queue(event, Duration::from_millis(req.wait_ms))
             .await
             .map_err(|e| stored_but(&outcome, &e, r))?;
+        Ok((outcome, cloud))
+    }
+
+    /// Runs (or continues) a takeover, its record in the daemon's state
+    /// directory; `progress` hears each step, the button countdown
+    /// included. `cancel` stops it between steps, or during the button
+    /// wait before anything is stored.
+    ///
+    /// # Errors
+    /// `failed` with the reason (no relay, an unknown processor, a failed
+    /// button step, a takeover already finished…); `busy` when this
+    /// processor is being taken over already.
+    pub async fn takeover(
+        &self,
+        req: TakeoverRequest,
+        progress: mpsc::UnboundedSender<Progress>,
+        cancel: Shutdown,
+    ) -> Result<Done, ControlError> {
+        let r = req.request;
+        let failed = |why: String| ControlError::new(error_code::FAILED, why, Some(r));
+        if self.link.is_none() {
+            return Err(failed(
+                "a takeover needs the cloud, and this daemon relays to none ([cloud] address)"
+                    .into(),
+            ));
+        }
+        if !req.share_to.contains('@') {
+            return Err(failed(format!(
+                "'{}' is not an email address (the pro's myLutron account)",
+                req.share_to
+            )));
+        }
+        let target = Target::parse(&req.processor);
+        let (serial, mac) = match &target {
+            Target::Serial(serial) => (Some(*serial), None),
+            Target::Id(id) if Serial::from_id(id).is_some() => (Serial::from_id(id), None),
+            _ => {
+                let found = self
+                    .find(&target)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                (found.serial, found.mac)
+            }
+        };
+        let serial = serial
+            .ok_or_else(|| failed("the processor does not advertise its serial number".into()))?;
+        let _slot = Slot::take(&self.taking_over, serial).ok_or_else(|| {
+            ControlError::new(
+                error_code::BUSY,
+                format!(
+                    "the daemon is already taking over {}; wait for it to end",
+                    serial.id()
+                ),
+                Some(r),
+            )
+        })?;
+        let plan = TakeoverPlan {
+            serial,
+            mac,
+            share_to: crate::cloud::AccountId::new(&req.share_to)
+                .as_str()
+                .to_owned(),
+            duration: req
+                .duration
+                .unwrap_or(crate::cloud::AccessDuration::SevenDays),
+        };
+        let mut backend = DaemonTakeover {
+            work: self,
+            request: r,
+            progress,
+            cancel,
+            wait: match req.wait_ms {
+                0 => Duration::from_secs(10),
+                ms => Duration::from_millis(ms).min(MAX_WAIT),
+            },
+            button_s: req.button_s,
+        };
+        let end = crate::claim::takeover::takeover(&self.state_dir, &plan, &mut backend)
+            .await
+            .map_err(failed)?;
+        let end = end.to_wire();
+        tracing::info!(id = %serial.id(), result = %end.result, "takeover for a control client");
         Ok(Done {
             request: r,
-            claimed: Some(claimed_processor(&outcome)),
+            claimed: None,
             released: None,
-            cloud,
+            takeover: Some(end),
+            cloud: None,
         })
     }
 
@@ -329,7 +437,8 @@ impl Work {
                 id: serial.id(),
                 serial,
             }),
-            cloud,
+            takeover: None,
+            cloud: Some(cloud),
         })
     }
 
@@ -451,33 +560,138 @@ impl Work {
         &self,
         address: IpAddr,
         request: u64,
-    ) -> Result<PairingSlot<'_>, ControlError> {
-        if !lock(&self.pairing).insert(address) {
-            return Err(ControlError::new(
+    ) -> Result<Slot<'_, IpAddr>, ControlError> {
+        Slot::take(&self.pairing, address).ok_or_else(|| {
+            ControlError::new(
                 error_code::BUSY,
                 format!(
                     "the daemon is already claiming the processor at {address}; wait for that \
                      claim to end"
                 ),
                 Some(request),
-            ));
-        }
-        Ok(PairingSlot {
-            pairing: &self.pairing,
-            address,
+            )
         })
     }
 }
 
-/// Marks a processor as being paired until dropped.
-struct PairingSlot<'a> {
-    pairing: &'a Mutex<HashSet<IpAddr>>,
-    address: IpAddr,
+/// Marks a processor as being worked on (paired, taken over) until
+/// dropped.
+struct Slot<'a, K: Eq + std::hash::Hash> {
+    busy: &'a Mutex<HashSet<K>>,
+    key: K,
 }
 
-impl Drop for PairingSlot<'_> {
+impl<'a, K: Eq + std::hash::Hash + Clone> Slot<'a, K> {
+    /// `None` when `key` is being worked on already.
+    fn take(busy: &'a Mutex<HashSet<K>>, key: K) -> Option<Slot<'a, K>> {
+        lock(busy).insert(key.clone()).then_some(Slot { busy, key })
+    }
+}
+
+impl<K: Eq + std::hash::Hash> Drop for Slot<'_, K> {
     fn drop(&mut self) {
-        lock(self.pairing).remove(&self.address);
+        lock(self.busy).remove(&self.key);
+    }
+}
+
+/// The takeover procedure's backend inside the daemon: its own status,
+/// outbox, outcomes and claims.
+struct DaemonTakeover<'a> {
+    work: &'a Work,
+    request: u64,
+    progress: mpsc::UnboundedSender<Progress>,
+    cancel: Shutdown,
+    /// How long each step waits for the cloud.
+    wait: Duration,
+    button_s: Option<u64>,
+}
+
+impl DaemonTakeover<'_> {
+    fn wait_ms(&self) -> u64 {
+        u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl TakeoverBackend for DaemonTakeover<'_> {
+    async fn status(
+        &mut self,
+        serial: Serial,
+        _mac: Option<crate::processor::Mac>,
+    ) -> Result<(PlaceStatus, String), String> {
+        let req = StatusRequest {
+            request: self.request,
+            processor: serial.0.to_string(),
+            wait_ms: self.wait_ms(),
+        };
+        let report = self.work.status(req).await.map_err(|e| e.reason)?;
+        let status = PlaceStatus {
+            query: 1,
+            status: report.status,
+            guidance: report.guidance,
+            serial: report.serial,
+            mac: report.mac,
+            place: report.place,
+        };
+        Ok((status, report.account))
+    }
+
+    async fn relay(&mut self, event: EventKind) -> Result<(EventId, Relayed), String> {
+        let cloud = self.work.queue(event, self.wait).await?;
+        Ok((cloud.id.clone(), Relayed::from_cloud(&cloud)))
+    }
+
+    async fn settle(&mut self, id: &EventId) -> Result<Relayed, String> {
+        let req = OutcomeRequest {
+            request: self.request,
+            id: id.clone(),
+            wait_ms: self.wait_ms(),
+        };
+        match self.work.outcome(req).await {
+            Ok(cloud) => Ok(Relayed::from_cloud(&cloud)),
+            Err(e) => Err(e.reason),
+        }
+    }
+
+    async fn claim(&mut self, serial: Serial) -> Result<ButtonStep, String> {
+        let req = ClaimRequest {
+            request: self.request,
+            processor: serial.0.to_string(),
+            address: None,
+            button_s: self.button_s,
+            key: None,
+            device_uid: None,
+            wait_ms: self.wait_ms(),
+        };
+        match self
+            .work
+            .claim_and_queue(req, self.progress.clone(), self.cancel.clone())
+            .await
+        {
+            Ok((outcome, cloud)) => Ok(ButtonStep::Queued {
+                outcome: Box::new(outcome),
+                relayed: Relayed::from_cloud(&cloud),
+                id: cloud.id,
+            }),
+            Err(e) if e.code == error_code::CANCELLED => Ok(ButtonStep::Cancelled),
+            Err(e) => Err(e.reason),
+        }
+    }
+
+    fn credentials_dir(&self) -> &Path {
+        &self.work.state_dir
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.fired()
+    }
+
+    fn step(&mut self, text: &str) {
+        let _ = self.progress.send(Progress {
+            request: self.request,
+            step: step::TAKEOVER.into(),
+            left_ms: None,
+            what: Some(text.to_owned()),
+        });
     }
 }
 

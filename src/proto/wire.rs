@@ -106,3 +106,44 @@ pub(super) mod status_text {
         }
     }
 }
+
+/// An optional duration, as [`duration_text`] (with `default` and
+/// `skip_serializing_if`).
+pub(super) mod opt_access_duration {
+    use serde::de::Deserializer;
+    use serde::ser::Serializer;
+
+    use crate::cloud::AccessDuration;
+
+    pub fn serialize<S: Serializer>(d: &Option<AccessDuration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration_text::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<AccessDuration>, D::Error> {
+        super::duration_text::deserialize(d).map(Some)
+    }
+}
+
+/// An optional status, as [`status_text`].
+pub(super) mod opt_status_text {
+    use serde::de::Deserializer;
+    use serde::ser::Serializer;
+
+    use crate::cloud::Status;
+
+    pub fn serialize<S: Serializer>(st: &Option<Status>, s: S) -> Result<S::Ok, S::Error> {
+        match st {
+            Some(st) => super::status_text::serialize(st, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Status>, D::Error> {
+        super::status_text::deserialize(d).map(Some)
+    }
+}

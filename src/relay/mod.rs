@@ -50,6 +50,80 @@
 //! # }
 //! ```
 
+/// What became of one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Relayed {
+    Applied(Option<crate::proto::IssuedLink>),
+    Refused {
+        rule: String,
+        guidance: String,
+    },
+    /// Durable in the outbox, not answered yet.
+    Queued {
+        reason: String,
+    },
+}
+
+impl Relayed {
+    pub fn json(&self) -> serde_json::Value {
+        match self {
+            Relayed::Applied(link) => {
+                serde_json::json!({"result": "applied", "link": link.as_ref().map(|l| format!("{}:{}", l.number, l.secret))})
+            }
+            Relayed::Refused { rule, guidance } => {
+                serde_json::json!({"result": "refused", "rule": rule, "why": guidance})
+            }
+            Relayed::Queued { reason } => serde_json::json!({"result": "queued", "why": reason}),
+        }
+    }
+}
+
+impl Relayed {
+    /// What the cloud said of an event in a daemon's outbox.
+    pub fn from_cloud(cloud: &crate::proto::control::CloudResult) -> Relayed {
+        match cloud.result.as_str() {
+            "applied" => Relayed::Applied(cloud.link.clone()),
+            "refused" => Relayed::Refused {
+                rule: cloud.rule.clone().unwrap_or_default(),
+                guidance: cloud.why.clone().unwrap_or_default(),
+            },
+            _ => Relayed::Queued {
+                reason: cloud
+                    .why
+                    .clone()
+                    .unwrap_or_else(|| "no answer from the cloud yet".into()),
+            },
+        }
+    }
+
+    /// What a daemon said of an event it queued, for a command.
+    pub fn from_daemon(
+        cloud: &crate::proto::control::CloudResult,
+        daemon: &std::path::Path,
+    ) -> Relayed {
+        match Relayed::from_cloud(cloud) {
+            Relayed::Queued { reason } => Relayed::Queued {
+                reason: format!("handed to the daemon at {}: {reason}", daemon.display()),
+            },
+            other => other,
+        }
+    }
+}
+
+impl Relayed {
+    /// What the cloud's acknowledgement says.
+    pub fn from_ack(ack: crate::proto::Ack) -> Relayed {
+        match ack.outcome {
+            crate::proto::Outcome::Applied | crate::proto::Outcome::Duplicate => {
+                Relayed::Applied(ack.link)
+            }
+            crate::proto::Outcome::Refused { rule, guidance } => {
+                Relayed::Refused { rule, guidance }
+            }
+        }
+    }
+}
+
 mod frames;
 pub mod link;
 #[cfg(test)]

@@ -30,7 +30,7 @@ use crate::processor::ProcessorInfo;
 pub use processor::ProcessorWire;
 pub use work::{
     ClaimRequest, ClaimedProcessor, CloudResult, Done, OutcomeRequest, Progress, ReleaseRequest,
-    ReleasedProcessor, StatusReport, StatusRequest, step,
+    ReleasedProcessor, StatusReport, StatusRequest, TakeoverRequest, TakeoverResult, step,
 };
 
 /// The codes of [`ControlError::code`]. A client must treat a code it does
@@ -43,8 +43,8 @@ pub mod error_code {
     pub const TOO_LARGE: &str = "too-large";
     /// A request kind the daemon does not know; the connection stays open.
     pub const UNKNOWN_KIND: &str = "unknown-kind";
-    /// A kind the protocol reserves ([`super::RESERVED_KINDS`]) that this
-    /// daemon does not serve yet.
+    /// A request this daemon cannot serve as configured (e.g. `queue`
+    /// without a relay): the command does the work itself.
     pub const NOT_IMPLEMENTED: &str = "not-implemented";
     /// The daemon serves as many connections as it allows; try again.
     pub const BUSY: &str = "busy";
@@ -61,10 +61,6 @@ pub mod error_code {
     /// `outcome` named an event the daemon's outbox does not hold.
     pub const UNKNOWN_EVENT: &str = "unknown-event";
 }
-
-/// Kinds `control.cddl` documents, not served yet: a daemon answers them
-/// with [`error_code::NOT_IMPLEMENTED`].
-pub const RESERVED_KINDS: [&str; 1] = ["takeover"];
 
 /// One control message, either direction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,12 +100,13 @@ pub enum ControlMessage {
     Status(StatusRequest),
     /// Daemon → client: the answer to `Status`.
     StatusReport(Box<StatusReport>),
+    /// Client → daemon: take a processor over.
+    Takeover(Box<TakeoverRequest>),
     /// Daemon → client: the configuration was applied.
     Reloaded(Reloaded),
     /// Either way: why a frame was not acted on. Never a silent close.
     Error(ControlError),
-    /// A kind this build does not know (or reserves, see
-    /// [`RESERVED_KINDS`]). Decoded, never encoded.
+    /// A kind this build does not know. Decoded, never encoded.
     Unknown { kind: String },
 }
 
@@ -298,27 +295,17 @@ impl ControlError {
 
     /// The frame that answers a message of a kind the daemon does not serve.
     pub fn for_unserved_kind(kind: &str) -> ControlError {
-        if RESERVED_KINDS.contains(&kind) {
-            ControlError::new(
-                error_code::NOT_IMPLEMENTED,
-                format!(
-                    "this daemon does not serve \"{kind}\" yet; run the command without the daemon"
-                ),
-                None,
-            )
-        } else {
-            ControlError::new(
-                error_code::UNKNOWN_KIND,
-                format!("unknown message kind \"{kind}\""),
-                None,
-            )
-        }
+        ControlError::new(
+            error_code::UNKNOWN_KIND,
+            format!("unknown message kind \"{kind}\""),
+            None,
+        )
     }
 }
 
 impl ControlMessage {
     /// Every kind a vector must exist for, as the `"k"` values.
-    pub const KINDS: [&'static str; 18] = [
+    pub const KINDS: [&'static str; 19] = [
         "inventory",
         "watch",
         "health",
@@ -336,6 +323,7 @@ impl ControlMessage {
         "reloaded",
         "status",
         "status-report",
+        "takeover",
         "error",
     ];
 
@@ -359,6 +347,7 @@ impl ControlMessage {
             ControlMessage::Reloaded(_) => "reloaded",
             ControlMessage::Status(_) => "status",
             ControlMessage::StatusReport(_) => "status-report",
+            ControlMessage::Takeover(_) => "takeover",
             ControlMessage::Error(_) => "error",
             ControlMessage::Unknown { kind } => kind,
         }
@@ -374,6 +363,7 @@ impl ControlMessage {
             ControlMessage::Reloaded(m) => Some(m.request),
             ControlMessage::Status(m) => Some(m.request),
             ControlMessage::StatusReport(m) => Some(m.request),
+            ControlMessage::Takeover(m) => Some(m.request),
             ControlMessage::Processors(m) => Some(m.request),
             ControlMessage::Event(m) => Some(m.request),
             ControlMessage::HealthReport(m) => Some(m.request),
@@ -400,6 +390,7 @@ impl FrameMessage for ControlMessage {
             ControlMessage::Reloaded(m) => to_map(m)?,
             ControlMessage::Status(m) => to_map(m)?,
             ControlMessage::StatusReport(m) => to_map(m)?,
+            ControlMessage::Takeover(m) => to_map(m)?,
             ControlMessage::Processors(m) => to_map(&ProcessorsWire {
                 r: m.request,
                 list: m.list.iter().map(ProcessorWire::from).collect(),
@@ -514,6 +505,7 @@ impl FrameMessage for ControlMessage {
             "reload" => ControlMessage::Reload(from_value(&map).map_err(invalid)?),
             "reloaded" => ControlMessage::Reloaded(from_value(&map).map_err(invalid)?),
             "status" => ControlMessage::Status(from_value(&map).map_err(invalid)?),
+            "takeover" => ControlMessage::Takeover(Box::new(from_value(&map).map_err(invalid)?)),
             "status-report" => {
                 ControlMessage::StatusReport(Box::new(from_value(&map).map_err(invalid)?))
             }

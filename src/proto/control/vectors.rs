@@ -228,7 +228,8 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                     ],
                 }),
                 released: None,
-                cloud: CloudResult {
+                takeover: None,
+                cloud: Some(CloudResult {
                     id: crate::proto::EventId {
                         daemon: "d-7f3a".into(),
                         seq: 13,
@@ -237,7 +238,7 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                     rule: None,
                     why: None,
                     link: None,
-                },
+                }),
             })),
         ),
         (
@@ -249,7 +250,8 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                     id: "0236e6a7".into(),
                     serial: crate::processor::Serial(0x0236_e6a7),
                 }),
-                cloud: CloudResult {
+                takeover: None,
+                cloud: Some(CloudResult {
                     id: crate::proto::EventId {
                         daemon: "d-7f3a".into(),
                         seq: 14,
@@ -258,7 +260,7 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                     rule: None,
                     why: Some("no answer from cloud.example:4433 in time".into()),
                     link: None,
-                },
+                }),
             })),
         ),
         ("reload", ControlMessage::Reload(Request { request: 8 })),
@@ -287,6 +289,62 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                 mac: crate::processor::Mac([0xa0, 0xf6, 0xfd, 0x12, 0x34, 0x56]),
                 place: Some(crate::cloud::PlaceId("lake-house".into())),
                 account: "integrator@example.com".into(),
+            })),
+        ),
+        (
+            "takeover",
+            ControlMessage::Takeover(Box::new(TakeoverRequest {
+                request: 10,
+                processor: "0236e6a7".into(),
+                share_to: "pro@example.com".into(),
+                duration: Some(crate::cloud::AccessDuration::ThirtyDays),
+                button_s: Some(180),
+                wait_ms: 10_000,
+            })),
+        ),
+        (
+            "progress-takeover",
+            ControlMessage::Progress(Progress {
+                request: 10,
+                step: step::TAKEOVER.into(),
+                left_ms: None,
+                what: Some("green: no homeowner yet, so integrator@example.com can claim it".into()),
+            }),
+        ),
+        (
+            "done-takeover",
+            ControlMessage::Done(Box::new(Done {
+                request: 10,
+                claimed: None,
+                released: None,
+                takeover: Some(TakeoverResult {
+                    result: "done".into(),
+                    place: Some("lake-house".into()),
+                    serial: Some(crate::processor::Serial(0x0236_e6a7)),
+                    share_to: Some("pro@example.com".into()),
+                    duration: Some(crate::cloud::AccessDuration::ThirtyDays),
+                    until: Some("2026-12-23T17:00:00Z".into()),
+                    account: Some("integrator@example.com".into()),
+                    ..TakeoverResult::default()
+                }),
+                cloud: None,
+            })),
+        ),
+        (
+            "done-takeover-not-applicable",
+            ControlMessage::Done(Box::new(Done {
+                request: 10,
+                claimed: None,
+                released: None,
+                takeover: Some(TakeoverResult {
+                    result: "not-applicable".into(),
+                    status: Some(crate::cloud::Status::Yellow),
+                    why: Some("a homeowner account is established: ask the homeowner for Remote Assistance from Installer".into()),
+                    serial: Some(crate::processor::Serial(0x0236_e6a7)),
+                    mac: Some(crate::processor::Mac([0xa0, 0xf6, 0xfd, 0x12, 0x34, 0x56])),
+                    ..TakeoverResult::default()
+                }),
+                cloud: None,
             })),
         ),
         (

@@ -90,6 +90,8 @@ pub mod step {
     pub const VERIFYING: &str = "verifying";
     /// The credential is stored; the event goes to the cloud.
     pub const RELAYING: &str = "relaying";
+    /// A takeover's step, told in `what`.
+    pub const TAKEOVER: &str = "takeover";
 }
 
 /// Daemon → client, during a claim.
@@ -146,8 +148,12 @@ pub struct Done {
     pub claimed: Option<ClaimedProcessor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released: Option<ReleasedProcessor>,
-    /// The event's fate at the cloud.
-    pub cloud: CloudResult,
+    /// How a takeover ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover: Option<TakeoverResult>,
+    /// The event's fate at the cloud (claim, release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudResult>,
 }
 
 /// Client → daemon: the Place's cloud state for a processor, asked by the
@@ -184,4 +190,81 @@ pub struct StatusReport {
     /// The account the daemon acts for (its enrolled identity).
     #[serde(rename = "acct")]
     pub account: String,
+}
+
+/// Client → daemon: take a processor over (claim with the button, share
+/// the Place to a pro account, Remove Home from Account), the daemon doing
+/// every step and keeping the takeover's record in its state directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverRequest {
+    #[serde(rename = "r")]
+    pub request: u64,
+    #[serde(rename = "proc")]
+    pub processor: String,
+    #[serde(rename = "share-to")]
+    pub share_to: String,
+    /// `1d`, `7d`, `30d`, `1y` or `unlimited`; absent: `7d`.
+    #[serde(
+        rename = "for",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::proto::wire::opt_access_duration"
+    )]
+    pub duration: Option<crate::cloud::AccessDuration>,
+    #[serde(rename = "button-s", default, skip_serializing_if = "Option::is_none")]
+    pub button_s: Option<u64>,
+    /// How long each step waits for the cloud before the takeover stops
+    /// (queued; run it again to continue).
+    #[serde(rename = "wait-ms", default)]
+    pub wait_ms: u64,
+}
+
+/// How a takeover the daemon ran ended (`done`'s `takeover`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverResult {
+    /// `done`, `refused`, `interrupted`, `nothing-to-do`, `not-applicable`
+    /// or `cancelled`.
+    #[serde(rename = "res")]
+    pub result: String,
+    /// For `refused` and `interrupted`: the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The guidance (`refused`, `not-applicable`) or the reason
+    /// (`interrupted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    /// For `not-applicable`.
+    #[serde(
+        rename = "st",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::proto::wire::opt_status_text"
+    )]
+    pub status: Option<crate::cloud::Status>,
+    #[serde(rename = "sn", default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<Serial>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::proto::wire::opt_mac"
+    )]
+    pub mac: Option<Mac>,
+    #[serde(rename = "acct", default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(rename = "share-to", default, skip_serializing_if = "Option::is_none")]
+    pub share_to: Option<String>,
+    #[serde(
+        rename = "for",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::proto::wire::opt_access_duration"
+    )]
+    pub duration: Option<crate::cloud::AccessDuration>,
+    /// RFC 3339; absent for unlimited access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
