@@ -584,7 +584,10 @@ struct Slot<'a, K: Eq + std::hash::Hash> {
 impl<'a, K: Eq + std::hash::Hash + Clone> Slot<'a, K> {
     /// `None` when `key` is being worked on already.
     fn take(busy: &'a Mutex<HashSet<K>>, key: K) -> Option<Slot<'a, K>> {
-        lock(busy).insert(key.clone()).then_some(Slot { busy, key })
+        // Not `then_some`: it would build (and drop) a slot for a key taken
+        // by someone else, freeing theirs, while this lock is still held.
+        let inserted = lock(busy).insert(key.clone());
+        inserted.then(|| Slot { busy, key })
     }
 }
 
@@ -785,5 +788,26 @@ impl ClaimProgress for Streamed {
 
     fn verifying(&mut self) {
         self.send(step::VERIFYING, None, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_taken_once_and_freed_when_dropped() {
+        let busy = Mutex::new(HashSet::new());
+        let first = Slot::take(&busy, 7).expect("free");
+        assert!(Slot::take(&busy, 7).is_none(), "taken");
+        assert!(
+            lock(&busy).contains(&7),
+            "a refused take leaves the holder's slot"
+        );
+        let other = Slot::take(&busy, 8).expect("another key is free");
+        drop(first);
+        assert!(Slot::take(&busy, 7).is_some(), "freed");
+        drop(other);
+        assert!(lock(&busy).is_empty());
     }
 }
