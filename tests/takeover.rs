@@ -239,6 +239,33 @@ lan_test! {
             c
         };
 
+        // A run cancelled (Ctrl-C) while the daemon waits for the button:
+        // nothing claimed, nothing sent.
+        let mut cancelled = through_daemon(&[]).stdout(Stdio::piped()).stderr(Stdio::piped())
+            .spawn().unwrap();
+        let stderr = cancelled.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while !seen.iter().any(|l: &String| l.contains("Press the button")) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            seen.push(rx.recv_timeout(left).expect("the daemon waits for the button"));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(cancelled.id() as i32),
+            nix::sys::signal::Signal::SIGINT).unwrap();
+        let status = cancelled.wait().unwrap();
+        seen.extend(rx.try_iter());
+        assert_eq!(status.code(), Some(130), "{seen:#?}");
+        assert!(seen.iter().any(|l| l.contains("cancelled before the claim: nothing changed")), "{seen:#?}");
+        assert!(!daemon_state.join("credentials").join(&serial).exists());
+        let stats = handoff(&["cloud", "--data", data.to_str().unwrap(), "stats", "--json"]).json();
+        assert_eq!(stats["events"], 0, "nothing relayed");
+
         // First run: the daemon waits for the button; the cloud goes away.
         let mut first = through_daemon(&["--cloud-wait", "3s"])
             .stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -255,7 +282,7 @@ lan_test! {
             let left = deadline.saturating_duration_since(Instant::now());
             seen.push(rx.recv_timeout(left).expect("the daemon waits for the button"));
         }
-        assert!(seen.iter().any(|l| l.starts_with("the daemon at ")), "{seen:#?}");
+        assert!(seen.iter().any(|l| l.starts_with("the daemon at ") && l.ends_with("performs the takeover")), "{seen:#?}");
         assert!(seen.iter().any(|l| l.contains("so integrator@example.com can claim it")), "{seen:#?}");
         cloud.kill9();
         let press = handoff(&["--state-dir", sim.state_dir.to_str().unwrap(), "sim", "press", &id]);
@@ -263,9 +290,12 @@ lan_test! {
         let status = first.wait().unwrap();
         seen.extend(rx.try_iter());
         assert_eq!(status.code(), Some(4), "interrupted, not failed: {seen:#?}");
-        // The credential is the daemon's, not this command's.
+        // The credential and the takeover's record are the daemon's, not
+        // this command's.
         assert!(daemon_state.join("credentials").join(&serial).join("cert.pem").is_file());
         assert!(!sim.state_dir.join("credentials").join(&serial).exists());
+        assert!(daemon_state.join("takeover").join(format!("{serial}.json")).is_file());
+        assert!(!sim.state_dir.join("takeover").exists());
 
         // Second run, cloud back: the recorded claim is settled through the
         // daemon's outbox (which it holds), no second press, and the rest
@@ -285,5 +315,9 @@ lan_test! {
         assert_eq!(stats["events"], 3, "claim, share, release: each once");
         // Nothing stayed behind in an outbox of the command's own.
         assert!(!sim.state_dir.join("outbox.redb").exists());
+        // A third run: the daemon's record says it finished.
+        let again = through_daemon(&[]).output().unwrap();
+        assert_eq!(again.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
     }
 }
