@@ -120,9 +120,9 @@ pub async fn run(
             let settings = args
                 .settings(state_dir.clone(), runtime_dir.clone())
                 .map_err(|e| format!("the configuration is refused: {e}"));
-            match &settings {
-                Ok(_) => tracing::info!("reload: configuration read again"),
-                Err(e) => tracing::error!(error = %e, "reload: keeping the running settings"),
+            // A refusal is logged once, by the daemon, with its reason.
+            if settings.is_ok() {
+                tracing::info!("reload: configuration read again");
             }
             let _ = reload_tx.send(daemon::Reload { settings, reply }).await;
         }

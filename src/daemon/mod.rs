@@ -265,7 +265,12 @@ pub async fn run(
             ("systemd notifier", Ok(()))
         }
     });
-    notify::ready(live.len());
+    if let Some((_, outbox)) = &relay {
+        // On the first STATUS line already, not once the relay reports.
+        let stats = outbox.stats(std::time::SystemTime::now());
+        publish_backlog(&live, stats.backlog, stats.oldest_pending_age);
+    }
+    notify::ready(&live);
     tracing::info!(
         socket = %socket_file.path().display(),
         interfaces = %interfaces.join(","),
@@ -284,7 +289,7 @@ pub async fn run(
                 let result = match new.settings {
                     Ok(settings_now) => reload(&mut settings, settings_now, &live, &work, &restart),
                     Err(why) => {
-                        tracing::error!(error = %why, "reload refused; keeping the running settings");
+                        tracing::error!(error = %why, "reload refused; keeping the running settings: {why}");
                         Err(why)
                     }
                 };
@@ -352,8 +357,8 @@ fn reload(
 ) -> ReloadResult {
     notify::reloading();
     if let Err(e) = check(&new) {
-        tracing::error!(error = %e, "reload refused; keeping the running settings");
-        notify::ready(live.len());
+        tracing::error!(error = %e, "reload refused; keeping the running settings: {e}");
+        notify::ready(&live);
         return Err(e.to_string());
     }
     if new.interfaces != current.interfaces || new.liveness != current.liveness {
@@ -375,7 +380,7 @@ fn reload(
                     error = %e,
                     "reload refused: keeping the running interfaces and liveness"
                 );
-                notify::ready(live.len());
+                notify::ready(&live);
                 return Err(e.to_string());
             }
         }
@@ -410,7 +415,7 @@ fn reload(
             "reload: these settings take effect at the next restart; inventory kept"
         );
     }
-    notify::ready(live.len());
+    notify::ready(&live);
     Ok(later.into_iter().map(str::to_owned).collect())
 }
 
@@ -481,14 +486,8 @@ async fn run_relay(
 ) -> (&'static str, Result<(), DaemonError>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (status, mut watch) = crate::relay::status_channel(&outbox);
-    let publish = |s: &crate::relay::RelayStatus| {
-        live.set_relay_health(Some(crate::proto::control::RelayHealth {
-            backlog: s.backlog as u64,
-            oldest_unsent_ms: s
-                .oldest_pending_age
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        }));
-    };
+    let publish =
+        |s: &crate::relay::RelayStatus| publish_backlog(&live, s.backlog, s.oldest_pending_age);
     publish(&watch.borrow());
     tracing::info!(cloud = %link.address, site = %link.site, account = %link.account, "relay started");
     let relay = tokio::spawn(crate::relay::run(
@@ -512,6 +511,15 @@ async fn run_relay(
     let _ = stop.send(true);
     let _ = relay.await;
     ("relay", Ok(()))
+}
+
+/// The relay's backlog into the live inventory's health (and so into
+/// `handoff health` and the STATUS line).
+fn publish_backlog(live: &LiveInventory, backlog: usize, oldest: Option<Duration>) {
+    live.set_relay_health(Some(crate::proto::control::RelayHealth {
+        backlog: backlog as u64,
+        oldest_unsent_ms: oldest.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    }));
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -28,9 +28,10 @@ fn full_status(live: &LiveInventory) -> String {
     line
 }
 
-/// READY=1, with the first status line.
-pub fn ready(count: usize) {
-    send(&[NotifyState::Ready, NotifyState::Status(&status_line(count))]);
+/// READY=1, with the whole status line (after a reload too: the backlog
+/// stays on it).
+pub fn ready(live: &LiveInventory) {
+    send(&[NotifyState::Ready, NotifyState::Status(&full_status(live))]);
 }
 
 /// STOPPING=1.
