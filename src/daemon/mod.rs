@@ -358,7 +358,7 @@ fn reload(
     notify::reloading();
     if let Err(e) = check(&new) {
         tracing::error!(error = %e, "reload refused; keeping the running settings: {e}");
-        notify::ready(&live);
+        notify::ready(live);
         return Err(e.to_string());
     }
     if new.interfaces != current.interfaces || new.liveness != current.liveness {
@@ -380,7 +380,7 @@ fn reload(
                     error = %e,
                     "reload refused: keeping the running interfaces and liveness"
                 );
-                notify::ready(&live);
+                notify::ready(live);
                 return Err(e.to_string());
             }
         }
@@ -415,7 +415,7 @@ fn reload(
             "reload: these settings take effect at the next restart; inventory kept"
         );
     }
-    notify::ready(&live);
+    notify::ready(live);
     Ok(later.into_iter().map(str::to_owned).collect())
 }
 
