@@ -67,6 +67,18 @@ impl Target {
 
     /// The serial this names for sure, to check the processor against
     /// when there is no discovery (`--address`).
+    /// What the name itself says: the serial (a serial, or an 8-hex id)
+    /// or the MAC; `None` for a name that must be looked up (an address, a
+    /// host name, an id that is not hex).
+    pub fn typed_facts(&self) -> Option<(Option<Serial>, Option<Mac>)> {
+        match self {
+            Target::Serial(serial) => Some((Some(*serial), None)),
+            Target::Id(id) => Serial::from_id(id).map(|serial| (Some(serial), None)),
+            Target::Mac(mac) => Some((None, Some(*mac))),
+            _ => None,
+        }
+    }
+
     fn expected_serial(&self) -> Option<Serial> {
         match self {
             Target::Serial(serial) => Some(*serial),

@@ -41,13 +41,8 @@ pub(crate) async fn identify(
     timeout: Duration,
 ) -> Result<(Option<Serial>, Option<Mac>), CliError> {
     let target = Target::parse(processor);
-    match target {
-        Target::Serial(serial) => return Ok((Some(serial), None)),
-        Target::Mac(mac) => return Ok((None, Some(mac))),
-        Target::Id(ref id) if Serial::from_id(id).is_some() => {
-            return Ok((Serial::from_id(id), None));
-        }
-        _ => {}
+    if let Some(facts) = target.typed_facts() {
+        return Ok(facts);
     }
     let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
     if let Ok(Some((mut client, _))) = crate::daemon::connect_first(&sockets).await
@@ -121,15 +116,7 @@ impl Asker {
                     crate::daemon::DaemonError::Refused { reason, .. } => CliError::Failed(reason),
                     other => other.into(),
                 })?;
-                let status = PlaceStatus {
-                    query: 1,
-                    status: report.status,
-                    guidance: report.guidance,
-                    serial: report.serial,
-                    mac: report.mac,
-                    place: report.place,
-                };
-                Ok((status, report.account))
+                Ok(report.into_place_status())
             }
         }
     }

@@ -141,20 +141,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         self.queued_answer(msg, request, wait).await
     }
 
+    /// Sends `msg` and waits up to `limit` for its one answer, which `pick`
+    /// takes apart (`None`: an answer of another kind).
+    async fn one_answer<T>(
+        &mut self,
+        msg: ControlMessage,
+        request: u64,
+        limit: Duration,
+        pick: impl FnOnce(ControlMessage) -> Option<T>,
+    ) -> Result<T, DaemonError> {
+        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
+        match self.answer_within(request, limit).await? {
+            Some(answer) => {
+                let kind = answer.kind().to_owned();
+                pick(answer).ok_or(DaemonError::Unexpected { kind })
+            }
+            None => Err(self.closed().await),
+        }
+    }
+
     async fn queued_answer(
         &mut self,
         msg: ControlMessage,
         request: u64,
         wait: Duration,
     ) -> Result<Queued, DaemonError> {
-        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
-        match self.answer_within(request, wait + ANSWER_TIMEOUT).await? {
-            Some(ControlMessage::Queued(q)) => Ok(q),
-            Some(other) => Err(DaemonError::Unexpected {
-                kind: other.kind().into(),
-            }),
-            None => Err(self.closed().await),
-        }
+        self.one_answer(msg, request, wait + ANSWER_TIMEOUT, |m| match m {
+            ControlMessage::Queued(q) => Some(q),
+            _ => None,
+        })
+        .await
     }
 
     /// Asks the daemon to forget a processor's credential and queue the
@@ -170,14 +186,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
             processor: processor.to_owned(),
             wait_ms: millis(wait),
         });
-        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
-        match self.answer_within(request, wait + ANSWER_TIMEOUT).await? {
-            Some(ControlMessage::Done(done)) => Ok(*done),
-            Some(other) => Err(DaemonError::Unexpected {
-                kind: other.kind().into(),
-            }),
-            None => Err(self.closed().await),
-        }
+        self.one_answer(msg, request, wait + ANSWER_TIMEOUT, |m| match m {
+            ControlMessage::Done(done) => Some(*done),
+            _ => None,
+        })
+        .await
     }
 
     /// Asks the daemon to claim a processor; `on_progress` hears every
@@ -358,14 +371,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
             processor: processor.to_owned(),
             wait_ms: millis(wait),
         });
-        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
-        match self.answer_within(request, wait + ANSWER_TIMEOUT).await? {
-            Some(ControlMessage::StatusReport(report)) => Ok(*report),
-            Some(other) => Err(DaemonError::Unexpected {
-                kind: other.kind().into(),
-            }),
-            None => Err(self.closed().await),
-        }
+        self.one_answer(msg, request, wait + ANSWER_TIMEOUT, |m| match m {
+            ControlMessage::StatusReport(report) => Some(*report),
+            _ => None,
+        })
+        .await
     }
 
     /// Asks the daemon to read its configuration again; the settings that
@@ -375,14 +385,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
     /// [`DaemonError::Refused`] with code `failed` and the refusal, or the
     /// connection failing.
     pub async fn reload(&mut self) -> Result<Vec<String>, DaemonError> {
-        let request = self.request(ControlMessage::Reload).await?;
-        match self.answer(request).await? {
-            Some(ControlMessage::Reloaded(r)) => Ok(r.later),
-            Some(other) => Err(DaemonError::Unexpected {
-                kind: other.kind().to_owned(),
-            }),
-            None => Err(self.closed().await),
-        }
+        let request = self.take_request();
+        let msg = ControlMessage::Reload(Request { request });
+        self.one_answer(msg, request, ANSWER_TIMEOUT, |m| match m {
+            ControlMessage::Reloaded(r) => Some(r.later),
+            _ => None,
+        })
+        .await
     }
 
     /// The daemon's health.
@@ -392,14 +401,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
     /// [`DaemonError::NoAnswer`], [`DaemonError::Control`] (the stream
     /// broke or carried garbage), [`DaemonError::Unexpected`].
     pub async fn health(&mut self) -> Result<HealthReport, DaemonError> {
-        let request = self.request(ControlMessage::Health).await?;
-        match self.answer(request).await? {
-            Some(ControlMessage::HealthReport(h)) => Ok(h),
-            Some(other) => Err(DaemonError::Unexpected {
-                kind: other.kind().to_owned(),
-            }),
-            None => Err(self.closed().await),
-        }
+        let request = self.take_request();
+        let msg = ControlMessage::Health(Request { request });
+        self.one_answer(msg, request, ANSWER_TIMEOUT, |m| match m {
+            ControlMessage::HealthReport(h) => Some(h),
+            _ => None,
+        })
+        .await
     }
 
     /// Starts a watch: every processor the daemon knows as `added`, then

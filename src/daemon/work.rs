@@ -109,19 +109,10 @@ impl Work {
                 Some(r),
             ));
         };
-        let target = Target::parse(&req.processor);
-        let (serial, mac) = match &target {
-            Target::Serial(serial) => (Some(*serial), None),
-            Target::Mac(mac) => (None, Some(*mac)),
-            Target::Id(id) if Serial::from_id(id).is_some() => (Serial::from_id(id), None),
-            _ => {
-                let found = self
-                    .find(&target)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-                (found.serial, found.mac)
-            }
-        };
+        let (serial, mac) = self
+            .identify(&Target::parse(&req.processor), false)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let query = match (serial, mac) {
             (Some(serial), _) => StatusQuery::BySerial { query: 1, serial },
             (None, Some(mac)) => StatusQuery::ByMac { query: 1, mac },
@@ -343,18 +334,10 @@ impl Work {
                 req.share_to
             )));
         }
-        let target = Target::parse(&req.processor);
-        let (serial, mac) = match &target {
-            Target::Serial(serial) => (Some(*serial), None),
-            Target::Id(id) if Serial::from_id(id).is_some() => (Serial::from_id(id), None),
-            _ => {
-                let found = self
-                    .find(&target)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-                (found.serial, found.mac)
-            }
-        };
+        let (serial, mac) = self
+            .identify(&Target::parse(&req.processor), true)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let serial = serial
             .ok_or_else(|| failed("the processor does not advertise its serial number".into()))?;
         let _slot = Slot::take(&self.taking_over, serial).ok_or_else(|| {
@@ -518,6 +501,23 @@ impl Work {
         Ok(wait_for_cloud(outbox, req.id, Duration::from_millis(req.wait_ms)).await)
     }
 
+    /// The serial and MAC of the processor `target` names: from the name
+    /// itself, else (or, with `need_serial`, when the name gives no serial)
+    /// from the live inventory.
+    async fn identify(
+        &self,
+        target: &Target,
+        need_serial: bool,
+    ) -> Result<(Option<Serial>, Option<crate::processor::Mac>), ClaimError> {
+        match target.typed_facts() {
+            Some((serial, mac)) if serial.is_some() || !need_serial => Ok((serial, mac)),
+            _ => {
+                let found = self.find(target).await?;
+                Ok((found.serial, found.mac))
+            }
+        }
+    }
+
     /// The processor `target` names in the live inventory, waiting up to
     /// [`DEFAULT_DISCOVERY_TIMEOUT`] for it to appear.
     async fn find(&self, target: &Target) -> Result<Resolved, ClaimError> {
@@ -627,15 +627,7 @@ impl TakeoverBackend for DaemonTakeover<'_> {
             wait_ms: self.wait_ms(),
         };
         let report = self.work.status(req).await.map_err(|e| e.reason)?;
-        let status = PlaceStatus {
-            query: 1,
-            status: report.status,
-            guidance: report.guidance,
-            serial: report.serial,
-            mac: report.mac,
-            place: report.place,
-        };
-        Ok((status, report.account))
+        Ok(report.into_place_status())
     }
 
     async fn relay(&mut self, event: EventKind) -> Result<(EventId, Relayed), String> {

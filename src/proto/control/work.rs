@@ -192,6 +192,21 @@ pub struct StatusReport {
     pub account: String,
 }
 
+impl StatusReport {
+    /// The cloud's answer as the relay carries it, and the account asking.
+    pub fn into_place_status(self) -> (crate::proto::PlaceStatus, String) {
+        let status = crate::proto::PlaceStatus {
+            query: 1,
+            status: self.status,
+            guidance: self.guidance,
+            serial: self.serial,
+            mac: self.mac,
+            place: self.place,
+        };
+        (status, self.account)
+    }
+}
+
 /// Client → daemon: take a processor over (claim with the button, share
 /// the Place to a pro account, Remove Home from Account), the daemon doing
 /// every step and keeping the takeover's record in its state directory.
