@@ -292,3 +292,37 @@ lan_test! {
         assert!(!daemon.state.join("outbox.redb").exists());
     }
 }
+
+lan_test! {
+    fn sigterm_while_the_daemon_waits_for_a_button_cancels_the_claim_and_stops_cleanly() {
+        let dir = TempDir::new("daemon-claim-term");
+        let sim = Sim::start(&["--count", "1", "--no-probe"]);
+        let (id, serial) = (
+            sim.manifest[0]["id"].as_str().unwrap().to_owned(),
+            sim.manifest[0]["serial"].as_u64().unwrap().to_string(),
+        );
+        let mut daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"), &[]);
+        let (mut claim, lines) = daemon.spawn_claim(&id, &[]);
+        wait_line(&lines, "Press the button on");
+        let child = &mut daemon._child.0;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM).unwrap();
+        // Stops (within its 5 s bound; 30 s here only to catch a hang) long
+        // before the 30 s button window would have closed.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop during a claim");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{status}");
+        // The client was told: the claim is cancelled, nothing stored.
+        assert_eq!(wait_exit(&mut claim), 130);
+        let said = rest(&lines);
+        assert!(said.contains("cancelled: nothing was stored"), "{said}");
+        assert!(!daemon.credential(&serial).exists());
+        assert!(!Path::new(&daemon.run).join("handoff.sock").exists(), "socket removed");
+    }
+}

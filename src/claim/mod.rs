@@ -439,12 +439,12 @@ pub async fn verify_claimed(
 
 /// Forgets the credential of the processor `target` names: by serial or
 /// id directly, by MAC, address or host through the stored claim records.
-/// Returns the serial forgotten.
+/// Returns the serial forgotten, and the MAC its claim record held.
 ///
 /// # Errors
 /// [`ClaimError::NotClaimed`] if no stored credential matches;
 /// [`ClaimError::Identity`] if the store cannot be read or changed.
-pub fn release(state_dir: &Path, target: &Target) -> Result<Serial, ClaimError> {
+pub fn release(state_dir: &Path, target: &Target) -> Result<(Serial, Option<Mac>), ClaimError> {
     let store = CredentialStore::new(state_dir);
     let serials = store.serials()?;
     let found = serials.into_iter().find(|serial| match target {
@@ -458,6 +458,7 @@ pub fn release(state_dir: &Path, target: &Target) -> Result<Serial, ClaimError> 
             dir: state_dir.join("credentials"),
         });
     };
+    let mac = ClaimRecord::load(&store.dir(serial)).and_then(|r| r.mac);
     store.remove(serial)?;
-    Ok(serial)
+    Ok((serial, mac))
 }

@@ -387,7 +387,7 @@ pub async fn run_release(
     }
     let state_dir = state_dir_or_fail(state_dir)?;
     let serial = match crate::claim::release(&state_dir, &Target::parse(&args.processor)) {
-        Ok(serial) => serial,
+        Ok((serial, _)) => serial,
         Err(e) => {
             return Err(match daemon_said {
                 Some(daemon) => CliError::Failed(format!("{daemon}; and here: {e}")),

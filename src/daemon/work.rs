@@ -375,7 +375,12 @@ impl Work {
             .await
             .map_err(failed)?;
         let end = end.to_wire();
-        tracing::info!(id = %serial.id(), result = %end.result, "takeover for a control client");
+        tracing::info!(
+            id = %serial.id(),
+            mac = %mac.or(end.mac).map_or_else(|| "-".into(), |m| m.to_string()),
+            result = %end.result,
+            "takeover for a control client"
+        );
         Ok(Done {
             request: r,
             claimed: None,
@@ -392,9 +397,13 @@ impl Work {
     /// `failed`: nothing of that name is claimed here, or the store failed.
     pub async fn release(&self, req: ReleaseRequest) -> Result<Done, ControlError> {
         let r = req.request;
-        let serial = crate::claim::release(&self.state_dir, &Target::parse(&req.processor))
+        let (serial, mac) = crate::claim::release(&self.state_dir, &Target::parse(&req.processor))
             .map_err(|e| ControlError::new(error_code::FAILED, e.to_string(), Some(r)))?;
-        tracing::info!(id = %serial.id(), "processor released for a control client");
+        tracing::info!(
+            id = %serial.id(),
+            mac = %mac.map_or_else(|| "-".into(), |m| m.to_string()),
+            "processor released for a control client"
+        );
         let event = EventKind::Released(Released {
             place: None,
             serial: Some(serial),
