@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{ChildGuard, Cloud, Sim, TempDir, handoff, handoff_bin};
+use common::{ChildGuard, Cloud, Sim, TempDir, handoff, handoff_bin, wait_line};
 
 /// `handoff daemon` with its own state directory; its configuration names
 /// the simulator's pairing identity (as an integrator's names the one the
@@ -107,37 +106,12 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = common::stderr_lines(&mut child);
         (child, rx)
     }
 
     fn credential(&self, serial: &str) -> PathBuf {
         self.state.join("credentials").join(serial)
-    }
-}
-
-/// Waits for a line containing `text`; every line seen is returned.
-fn wait_line(lines: &mpsc::Receiver<String>, text: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                let found = line.contains(text);
-                seen.push(line);
-                if found {
-                    return seen;
-                }
-            }
-            Err(_) => panic!("no line with {text:?}; saw {seen:#?}"),
-        }
     }
 }
 
@@ -167,18 +141,8 @@ lan_test! {
             p["mac"].as_str().unwrap().to_owned(),
         );
         // The cloud holds the Place, with this processor's CA.
-        let data = dir.path("cloud");
+        let data = common::lake_place(&sim, &dir, true, &dir.path("daemon-state/cloud-identity"));
         let data_s = data.to_str().unwrap();
-        let ca = sim.state_dir.join(format!("sim/processors/{id}/ca-cert.pem"));
-        let r = handoff(&["cloud", "--data", data_s, "place", "create", "--id", "lake", "--as",
-            "designer@example.com", "--remote-services", "--project-file",
-            dir.path("p.json").to_str().unwrap(), "--serial", &serial, "--mac", &mac,
-            "--processor-ca", ca.to_str().unwrap()]);
-        assert_eq!(r.code, Some(0), "{}", r.stderr);
-        let identity = dir.path("daemon-state/cloud-identity");
-        let r = handoff(&["cloud", "--data", data_s, "enroll", "--name", "site", "--account",
-            "integrator@example.com", "--out", identity.to_str().unwrap()]);
-        assert_eq!(r.code, Some(0), "{}", r.stderr);
         let addr: SocketAddr = "127.0.0.1:4433".parse().unwrap();
         let _cloud = Cloud::start(&data, addr);
         let daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"),

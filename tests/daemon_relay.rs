@@ -29,22 +29,9 @@ lan_test! {
         let run = dir.path("run");
         let run_s = run.to_str().unwrap().to_owned();
         let p = &sim.manifest[0];
-        let (id, serial, mac) = (
-            p["id"].as_str().unwrap().to_owned(),
-            p["serial"].as_u64().unwrap().to_string(),
-            p["mac"].as_str().unwrap().to_owned(),
-        );
-        let data = dir.path("cloud");
+        let id = p["id"].as_str().unwrap().to_owned();
+        let data = common::lake_place(&sim, &dir, true, &sim.state_dir.join("cloud-identity"));
         let data_s = data.to_str().unwrap();
-        let ca = sim.state_dir.join(format!("sim/processors/{id}/ca-cert.pem"));
-        let r = handoff(&["cloud", "--data", data_s, "place", "create", "--id", "lake", "--as",
-            "designer@example.com", "--remote-services", "--project-file",
-            dir.path("p.json").to_str().unwrap(), "--serial", &serial, "--mac", &mac,
-            "--processor-ca", ca.to_str().unwrap()]);
-        assert_eq!(r.code, Some(0), "{}", r.stderr);
-        let r = handoff(&["cloud", "--data", data_s, "enroll", "--name", "site", "--account",
-            "integrator@example.com", "--out", &format!("{state}/cloud-identity")]);
-        assert_eq!(r.code, Some(0), "{}", r.stderr);
         let mut cloud = Cloud::start(&data, addr());
 
         let config = dir.path("handoff.toml");

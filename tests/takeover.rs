@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,55 +16,12 @@ fn addr() -> SocketAddr {
 /// A Place with remote services whose processor is the sim's first, and
 /// the site's identity bundle in STATE/cloud-identity.
 fn cloud_for(sim: &Sim, dir: &TempDir, remote_services: bool) -> std::path::PathBuf {
-    let data = dir.path("cloud");
-    let p = &sim.manifest[0];
-    let (id, serial, mac) = (
-        p["id"].as_str().unwrap(),
-        p["serial"].as_u64().unwrap().to_string(),
-        p["mac"].as_str().unwrap(),
-    );
-    let ca = sim
-        .state_dir
-        .join(format!("sim/processors/{id}/ca-cert.pem"));
-    let mut args = vec![
-        "cloud",
-        "--data",
-        data.to_str().unwrap(),
-        "place",
-        "create",
-        "--id",
-        "lake",
-        "--as",
-        "designer@example.com",
-        "--project-file",
-        dir.path("project.json").to_str().unwrap().to_owned().leak(),
-        "--serial",
-        serial.leak(),
-        "--mac",
-        mac,
-        "--processor-ca",
-        ca.to_str().unwrap().to_owned().leak(),
-    ];
-    if remote_services {
-        args.push("--remote-services");
-    }
-    let run = handoff(&args);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let bundle = sim.state_dir.join("cloud-identity");
-    let run = handoff(&[
-        "cloud",
-        "--data",
-        data.to_str().unwrap(),
-        "enroll",
-        "--name",
-        "site-1",
-        "--account",
-        "integrator@example.com",
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    data
+    common::lake_place(
+        sim,
+        dir,
+        remote_services,
+        &sim.state_dir.join("cloud-identity"),
+    )
 }
 
 fn takeover(sim: &Sim, extra: &[&str]) -> Command {
@@ -102,19 +58,8 @@ lan_test! {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = first.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = Vec::new();
-        while !seen.iter().any(|l: &String| l.contains("Press the button")) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            seen.push(rx.recv_timeout(left).expect("takeover waits for the button"));
-        }
+        let rx = common::stderr_lines(&mut first);
+        let mut seen = common::wait_line(&rx, "Press the button");
         cloud.kill9();
         let press = handoff(&["--state-dir", sim.state_dir.to_str().unwrap(), "sim", "press",
             sim.manifest[0]["id"].as_str().unwrap()]);
@@ -243,19 +188,8 @@ lan_test! {
         // nothing claimed, nothing sent.
         let mut cancelled = through_daemon(&[]).stdout(Stdio::piped()).stderr(Stdio::piped())
             .spawn().unwrap();
-        let stderr = cancelled.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = Vec::new();
-        while !seen.iter().any(|l: &String| l.contains("Press the button")) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            seen.push(rx.recv_timeout(left).expect("the daemon waits for the button"));
-        }
+        let rx = common::stderr_lines(&mut cancelled);
+        let mut seen = common::wait_line(&rx, "Press the button");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(cancelled.id() as i32),
             nix::sys::signal::Signal::SIGINT).unwrap();
         let status = cancelled.wait().unwrap();
@@ -269,19 +203,8 @@ lan_test! {
         // First run: the daemon waits for the button; the cloud goes away.
         let mut first = through_daemon(&["--cloud-wait", "3s"])
             .stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = first.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = Vec::new();
-        while !seen.iter().any(|l: &String| l.contains("Press the button")) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            seen.push(rx.recv_timeout(left).expect("the daemon waits for the button"));
-        }
+        let rx = common::stderr_lines(&mut first);
+        let mut seen = common::wait_line(&rx, "Press the button");
         assert!(seen.iter().any(|l| l.starts_with("the daemon at ") && l.ends_with("performs the takeover")), "{seen:#?}");
         assert!(seen.iter().any(|l| l.contains("so integrator@example.com can claim it")), "{seen:#?}");
         cloud.kill9();

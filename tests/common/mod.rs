@@ -396,3 +396,94 @@ pub fn wait_for_port(addr: std::net::SocketAddr) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The lines `child` writes on its (piped) stderr, as they come.
+pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (up to 20 s) for a line containing `text`; every line seen so
+/// far is returned, that one last.
+pub fn wait_line(lines: &mpsc::Receiver<String>, text: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(text);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no line with {text:?}; saw {seen:#?}"),
+        }
+    }
+}
+
+/// A cloud data directory (`DIR/cloud`) holding Place `lake` for the
+/// simulator's first processor, with that processor's CA, created by
+/// designer@example.com (remote services on or off), and a site identity
+/// bundle for integrator@example.com enrolled into `bundle`.
+pub fn lake_place(sim: &Sim, dir: &TempDir, remote_services: bool, bundle: &Path) -> PathBuf {
+    let data = dir.path("cloud");
+    let data_s = data.to_str().unwrap();
+    let p = &sim.manifest[0];
+    let (id, serial, mac) = (
+        p["id"].as_str().unwrap(),
+        p["serial"].as_u64().unwrap().to_string(),
+        p["mac"].as_str().unwrap(),
+    );
+    let ca = sim
+        .state_dir
+        .join(format!("sim/processors/{id}/ca-cert.pem"));
+    let project = dir.path("project.json");
+    let mut args = vec![
+        "cloud",
+        "--data",
+        data_s,
+        "place",
+        "create",
+        "--id",
+        "lake",
+        "--as",
+        "designer@example.com",
+        "--project-file",
+        project.to_str().unwrap(),
+        "--serial",
+        &serial,
+        "--mac",
+        mac,
+        "--processor-ca",
+        ca.to_str().unwrap(),
+    ];
+    if remote_services {
+        args.push("--remote-services");
+    }
+    let run = handoff(&args);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = handoff(&[
+        "cloud",
+        "--data",
+        data_s,
+        "enroll",
+        "--name",
+        "site-1",
+        "--account",
+        "integrator@example.com",
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    data
+}
