@@ -290,3 +290,19 @@ lan_test! {
         assert!(!Path::new(&daemon.run).join("handoff.sock").exists(), "socket removed");
     }
 }
+
+lan_test! {
+    fn a_daemon_without_its_pairing_identity_says_where_to_put_it_and_stores_nothing() {
+        let dir = TempDir::new("daemon-claim-noid");
+        let sim = Sim::start(&["--count", "1", "--no-probe", "--auto-press", "0s"]);
+        let id = sim.manifest[0]["id"].as_str().unwrap().to_owned();
+        let missing = dir.path("no-such-identity");
+        let daemon = Daemon::start(&dir, &missing, &[]);
+        let claim = daemon.cli(&["claim", &id]);
+        assert_eq!(claim.code, Some(1), "{}", claim.stdout);
+        assert!(claim.stderr.contains("cannot use its pairing identity")
+            && claim.stderr.contains(missing.to_str().unwrap())
+            && claim.stderr.contains("--standalone"), "{}", claim.stderr);
+        assert!(!daemon.state.join("credentials").exists());
+    }
+}

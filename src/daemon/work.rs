@@ -245,7 +245,9 @@ impl Work {
         let settings = self.claim_settings();
         let identity = PairingIdentity::load(&settings.pairing_identity).map_err(|e| {
             failed(format!(
-                "the daemon cannot use its pairing identity in {}: {e}",
+                "the daemon cannot use its pairing identity in {}: {e} — install the pairing \
+                 identity there (`pairing_identity` in its configuration), or claim from the \
+                 command with --standalone --pairing-identity DIR",
                 settings.pairing_identity.display()
             ))
         })?;
