@@ -521,10 +521,13 @@ impl Countdown {
             });
             self.ticker = Some((task, Some(bar)));
         } else {
+            // The first line now, not from the task: a press that comes at
+            // once would stop the task before it ever ran.
+            eprintln!("{}", line());
             let task = tokio::spawn(async move {
                 loop {
-                    eprintln!("{}", line());
                     tokio::time::sleep(Duration::from_secs(30)).await;
+                    eprintln!("{}", line());
                 }
             });
             self.ticker = Some((task, None));
