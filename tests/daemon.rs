@@ -582,3 +582,30 @@ lan_test! {
         assert!(serde_json::from_str::<Value>(ready).is_err() && ready.contains(" INFO "), "{ready}");
     }
 }
+
+lan_test! {
+    fn the_journal_says_which_user_asked_the_daemon_to_act() {
+        let dir = TempDir::new("peer-uid");
+        let config = dir.path("state").with_extension("toml");
+        std::fs::write(&config, "log_format = \"json\"\ninterfaces = [\"lo\"]\n").unwrap();
+        let mut daemon = Daemon::start_with(dir, |c| {
+            c.stderr(Stdio::piped()).env_remove("JOURNAL_STREAM");
+        });
+        assert_eq!(daemon.cli(&["reload"]).code, Some(0));
+        // Reading changes nothing and is not logged as work.
+        assert_eq!(daemon.cli(&["health"]).code, Some(0));
+        let mut stderr = daemon.child.as_mut().unwrap().stderr.take().unwrap();
+        assert!(daemon.terminate().success());
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        let asked: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "control socket: work asked")
+            .collect();
+        assert_eq!(asked.len(), 1, "{text}");
+        let uid = nix::unistd::getuid().as_raw().to_string();
+        assert_eq!(asked[0]["peer_uid"], Value::from(uid), "{}", asked[0]);
+        assert_eq!(asked[0]["request"], "reload", "{}", asked[0]);
+    }
+}

@@ -49,7 +49,10 @@ pub async fn serve(
                     backoff = Duration::from_millis(10);
                     match slots.clone().try_acquire_owned() {
                         Ok(slot) => {
-                            connections.spawn(serve_connection(stream, live.clone(), work.clone(), shutdown.clone(), slot));
+                            // Who asks, for the log of what the daemon does for them.
+                            let peer = stream.peer_cred().ok().map(|c| c.uid());
+                            let (live, work, shutdown) = (live.clone(), work.clone(), shutdown.clone());
+                            connections.spawn(serve_connection(stream, peer, live, work, shutdown, slot));
                         }
                         Err(_) => {
                             tracing::warn!(max_connections, "control socket: refusing a client, all slots taken");
@@ -87,6 +90,7 @@ async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
 /// Serves one client until it closes, misbehaves, or the daemon stops.
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
+    peer_uid: Option<u32>,
     live: Arc<LiveInventory>,
     work: Arc<Work>,
     mut shutdown: Shutdown,
@@ -124,6 +128,15 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         };
+        if let Some(what) = acts_on(&msg) {
+            // Anyone who may open the socket may ask this; the journal says who did.
+            tracing::info!(
+                peer_uid = peer_uid.map_or_else(|| "-".into(), |u| u.to_string()),
+                request = msg.kind(),
+                processor = what,
+                "control socket: work asked"
+            );
+        }
         let answered = match msg {
             ControlMessage::Inventory(r) => answer_inventory(&mut writer, &live, r.request).await,
             ControlMessage::Health(r) => {
@@ -239,6 +252,19 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         if answered.is_err() {
             return;
         }
+    }
+}
+
+/// The processor a request acts on (claim, release, takeover), or `"-"`
+/// for one that changes the daemon (reload); `None` for requests that
+/// only read.
+fn acts_on(msg: &ControlMessage) -> Option<&str> {
+    match msg {
+        ControlMessage::Claim(c) => Some(&c.processor),
+        ControlMessage::Release(r) => Some(&r.processor),
+        ControlMessage::Takeover(t) => Some(&t.processor),
+        ControlMessage::Reload(_) => Some("-"),
+        _ => None,
     }
 }
 
@@ -469,7 +495,14 @@ mod tests {
         let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let work = test_work(dir.path(), &live);
-        tokio::spawn(serve_connection(server, live.clone(), work, shutdown, slot));
+        tokio::spawn(serve_connection(
+            server,
+            None,
+            live.clone(),
+            work,
+            shutdown,
+            slot,
+        ));
         let (r, w) = tokio::io::split(client);
         let (mut reader, mut writer) = (FrameReader::new(r), FrameWriter::new(w));
         writer
