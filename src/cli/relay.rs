@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::{CliError, parse_duration};
 use crate::outbox::{self, Outbox};
-use crate::proto::{Ack, EventId, EventKind};
+use crate::proto::{EventId, EventKind};
 use crate::relay::link::{CloudLink, deliver_and_wait};
 
 #[derive(Args, Debug, Clone)]
@@ -45,10 +45,6 @@ impl CloudFlags {
 }
 
 pub use crate::relay::Relayed;
-
-fn from_ack(ack: Ack) -> Relayed {
-    Relayed::from_ack(ack)
-}
 
 /// Opens the outbox under `state_dir`.
 ///
@@ -117,7 +113,7 @@ pub async fn relay(
                                 format!("no answer from {} in time", link.address)
                             }),
                         },
-                        from_ack,
+                        Relayed::from_ack,
                     );
                     (id, relayed)
                 })
@@ -198,7 +194,7 @@ pub async fn settle(
     let outbox = open_outbox(state_dir)?;
     let known = outbox.outcome(id).await;
     let relayed = match (known, &link) {
-        (Ok(Some(ack)), _) => from_ack(ack),
+        (Ok(Some(ack)), _) => Relayed::from_ack(ack),
         (_, None) => Relayed::Queued {
             reason: "no cloud configured (--cloud ADDR)".into(),
         },
@@ -206,7 +202,7 @@ pub async fn settle(
             let (mut acks, last_error) =
                 deliver_and_wait(&outbox, link, std::slice::from_ref(id), flags.cloud_wait).await;
             match acks.pop().flatten() {
-                Some(ack) => from_ack(ack),
+                Some(ack) => Relayed::from_ack(ack),
                 None => Relayed::Queued {
                     reason: last_error
                         .unwrap_or_else(|| format!("no answer from {} in time", link.address)),
