@@ -202,6 +202,23 @@ async fn once<B: TakeoverBackend>(
     Ok(relayed)
 }
 
+/// Relays the `claimed` event of a credential this takeover stored.
+async fn relay_claim<B: TakeoverBackend>(
+    backend: &mut B,
+    path: &Path,
+    record: &mut Record,
+    outcome: &ClaimOutcome,
+) -> Result<Relayed, String> {
+    once(
+        backend,
+        path,
+        record,
+        |r| &mut r.claimed,
+        || outcome.event(),
+    )
+    .await
+}
+
 /// The end of a step the cloud did not apply.
 fn stopped(step: &str, relayed: Relayed) -> Option<TakeoverEnd> {
     match relayed {
@@ -321,14 +338,7 @@ pub async fn takeover<B: TakeoverBackend>(
              relaying that claim, no second button press",
             outcome.id
         ));
-        once(
-            backend,
-            &path,
-            &mut record,
-            |r| &mut r.claimed,
-            || outcome.event(),
-        )
-        .await?
+        relay_claim(backend, &path, &mut record, &outcome).await?
     } else {
         if backend.cancelled() {
             return Ok(TakeoverEnd::Cancelled);
@@ -342,14 +352,7 @@ pub async fn takeover<B: TakeoverBackend>(
                     "claimed {} (serial {}) with its button",
                     outcome.id, serial.0
                 ));
-                once(
-                    backend,
-                    &path,
-                    &mut record,
-                    |r| &mut r.claimed,
-                    || outcome.event(),
-                )
-                .await?
+                relay_claim(backend, &path, &mut record, &outcome).await?
             }
             ButtonStep::Queued {
                 outcome,
