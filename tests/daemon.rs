@@ -410,20 +410,29 @@ async fn wait_len(socket: &Path, n: usize, limit: Duration) {
     }
 }
 
+/// A second interface, `hv0`, with nobody on it (a veth pair inside the
+/// test's own namespace), made after the simulator checked that its
+/// network is private.
+fn spare_interface() {
+    for cmd in [
+        "ip link add hv0 type veth peer name hv1",
+        "ip link set hv0 up",
+        "ip link set hv1 up",
+    ] {
+        let ok = Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{cmd}");
+    }
+}
+
 lan_test! {
     fn a_reload_with_other_interfaces_takes_effect_and_keeps_the_inventory_meanwhile() {
         use handoff::daemon::{DaemonSettings, shutdown_channel};
         let sim = Sim::start(&["--count", "2", "--seed", "71", "--no-probe"]);
-        // A second interface with nobody on it, made after the simulator
-        // checked that its network is private.
-        for cmd in [
-            "ip link add hv0 type veth peer name hv1",
-            "ip link set hv0 up",
-            "ip link set hv1 up",
-        ] {
-            let ok = Command::new("sh").args(["-c", cmd]).status().unwrap().success();
-            assert!(ok, "{cmd}");
-        }
+        spare_interface();
         let dir = TempDir::new("reload");
         let mut settings = DaemonSettings::new(dir.path("state"), dir.path("run"));
         settings.interfaces = vec!["lo".into()];
@@ -464,14 +473,7 @@ lan_test! {
 lan_test! {
     fn sighup_reads_the_configuration_again_and_a_new_interface_list_takes_effect() {
         let sim = Sim::start(&["--count", "2", "--seed", "81", "--no-probe"]);
-        for cmd in [
-            "ip link add hv0 type veth peer name hv1",
-            "ip link set hv0 up",
-            "ip link set hv1 up",
-        ] {
-            let ok = Command::new("sh").args(["-c", cmd]).status().unwrap().success();
-            assert!(ok, "{cmd}");
-        }
+        spare_interface();
         let dir = TempDir::new("sighup");
         let config = dir.path("state").with_extension("toml");
         std::fs::write(&config, "interfaces = [\"lo\"]\n").unwrap();
