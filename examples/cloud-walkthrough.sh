@@ -24,8 +24,9 @@ handoff cloud share lake-house --as designer@example.com --to pro@example.com --
 LINK=$(handoff cloud link new lake-house --as designer@example.com --for 7d)
 handoff cloud link redeem lake-house "$LINK" --as tech@example.com
 
-# On site: the button handshake; the processor signs our certificate.
-handoff --state-dir site claim "$ID"
+# On site: the button handshake (pairing: the cloud is not told); the
+# processor signs our certificate.
+handoff --state-dir site pair "$ID"
 # That certificate is the proof: the homeowner's claim.
 handoff cloud claim --as home@example.com --serial "$SERIAL" --mac "$MAC" \
   --proof "site/credentials/$SERIAL/cert.pem"

@@ -1,5 +1,6 @@
-//! `handoff claim` and `handoff release` against `handoff sim`, each test on
-//! its own private network.
+//! `handoff pair` and `handoff unpair` against `handoff sim`, each test on
+//! its own private network (the homeowner claim in the cloud is
+//! `tests/pair_claim.rs`).
 
 mod common;
 
@@ -27,11 +28,11 @@ fn identity_dir(sim: &Sim) -> PathBuf {
     sim.state_dir.join(PAIRING_IDENTITY_DIR)
 }
 
-/// `handoff --state-dir STATE claim ARGS… --pairing-identity (sim's)`.
+/// `handoff --state-dir STATE pair ARGS… --pairing-identity (sim's)`.
 fn claim(state: &Path, sim: &Sim, args: &[&str]) -> Run {
     let state = state.to_str().unwrap();
     let identity = identity_dir(sim);
-    let mut all = vec!["--state-dir", state, "claim"];
+    let mut all = vec!["--state-dir", state, "pair"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--pairing-identity", identity.to_str().unwrap()]);
     handoff(&all)
@@ -109,9 +110,9 @@ lan_test! {
         assert_eq!(out["serial"], p["serial"]);
         assert_eq!(out["mac"], p["mac"]);
         assert_eq!(out["address"], p["addresses"][0]);
-        // No --cloud: the claim event waits in the outbox.
-        assert_eq!(out["cloud"]["result"], "queued");
-        assert!(out["cloud"]["why"].as_str().unwrap().contains("--cloud"));
+        // Pairing never touches the cloud: nothing is queued for it.
+        assert_eq!(out.get("cloud"), None, "{out}");
+        assert!(!state.0.join("outbox.redb").exists(), "pairing queued an event");
         // Loopback has no MAC: the anonymous DeviceUID goes out.
         assert_eq!(out["device_uid"], "000000000000");
 
@@ -136,30 +137,31 @@ lan_test! {
 }
 
 lan_test! {
-    fn a_second_claim_is_refused_until_release_and_then_works_again() {
+    fn a_second_pairing_is_refused_until_unpair_and_then_works_again() {
         let sim = Sim::start(&["--count", "1", "--auto-press", "200ms", "--no-probe"]);
         let p = &sim.manifest[0];
         let id = p["id"].as_str().unwrap();
         let state = TempDir::new("claim-twice");
         let first = claim(&state.0, &sim, &[id, "--key", "ec"]);
         assert_eq!(first.code, Some(0), "{}", first.stderr);
-        assert!(first.stdout.contains(&format!("claimed RadioRA 3 Processor {id}")), "{}", first.stdout);
+        assert!(first.stdout.contains(&format!("paired with RadioRA 3 Processor {id}")), "{}", first.stdout);
+        assert!(first.stdout.contains("the cloud was not told"), "{}", first.stdout);
 
         let again = claim(&state.0, &sim, &[id, "--key", "ec"]);
         assert_eq!(again.code, Some(1));
-        assert!(again.stderr.contains("already claimed"), "{}", again.stderr);
-        assert!(again.stderr.contains(&format!("handoff release {id}")), "{}", again.stderr);
+        assert!(again.stderr.contains("already paired"), "{}", again.stderr);
+        assert!(again.stderr.contains(&format!("handoff unpair {id}")), "{}", again.stderr);
 
-        // Released by MAC: found through the claim record.
+        // Unpaired by MAC: found through the claim record.
         let state_arg = state.0.to_str().unwrap();
         let mac = p["mac"].as_str().unwrap();
-        let released = handoff(&["--state-dir", state_arg, "release", mac, "--json"]);
-        assert_eq!(released.code, Some(0), "{}", released.stderr);
-        assert_eq!(released.json()["id"], p["id"]);
+        let unpaired = handoff(&["--state-dir", state_arg, "unpair", mac, "--json"]);
+        assert_eq!(unpaired.code, Some(0), "{}", unpaired.stderr);
+        assert_eq!(unpaired.json()["id"], p["id"]);
         assert_nothing_stored(&state.0);
-        let twice = handoff(&["--state-dir", state_arg, "release", id]);
+        let twice = handoff(&["--state-dir", state_arg, "unpair", id]);
         assert_eq!(twice.code, Some(1));
-        assert!(twice.stderr.contains("nothing to release"), "{}", twice.stderr);
+        assert!(twice.stderr.contains("not paired here"), "{}", twice.stderr);
 
         let after = claim(&state.0, &sim, &[id, "--key", "ec"]);
         assert_eq!(after.code, Some(0), "{}", after.stderr);
@@ -230,7 +232,7 @@ lan_test! {
         // Another simulator's identity: its authority did not sign the
         // processor's certificate, so we refuse the processor.
         let run = handoff(&[
-            "--state-dir", state_arg, "claim", id, "--key", "ec",
+            "--state-dir", state_arg, "pair", id, "--key", "ec",
             "--pairing-identity", other_dir.to_str().unwrap(),
         ]);
         assert_eq!(run.code, Some(1), "{}", run.stderr);
@@ -267,7 +269,7 @@ lan_test! {
         let state = TempDir::new("claim-vanish");
         let identity = identity_dir(&sim);
         let mut child = Command::new(handoff_bin())
-            .args(["--state-dir", state.0.to_str().unwrap(), "claim"])
+            .args(["--state-dir", state.0.to_str().unwrap(), "pair"])
             .arg(p["id"].as_str().unwrap())
             .args(["--key", "ec", "--button-timeout", "60s", "--pairing-identity"])
             .arg(&identity)
@@ -400,7 +402,7 @@ lan_test! {
         let p = sim.manifest[0].clone();
         let state = TempDir::new("claim-cancel");
         let mut child = Command::new(handoff_bin())
-            .args(["--state-dir", state.0.to_str().unwrap(), "claim"])
+            .args(["--state-dir", state.0.to_str().unwrap(), "pair"])
             .arg(p["id"].as_str().unwrap())
             .args(["--key", "ec", "--pairing-identity"])
             .arg(identity_dir(&sim))

@@ -89,9 +89,19 @@ impl Daemon {
         handoff(&all)
     }
 
-    /// `handoff claim PROCESSOR ARGS…` started, its stderr lines on a
-    /// channel.
+    /// `handoff claim PROCESSOR ARGS…` (a homeowner claim) started, its
+    /// stderr lines on a channel.
     fn spawn_claim(&self, processor: &str, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+        self.spawn("claim", processor, args)
+    }
+
+    /// `handoff pair PROCESSOR ARGS…` started, its stderr lines on a
+    /// channel.
+    fn spawn_pair(&self, processor: &str, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+        self.spawn("pair", processor, args)
+    }
+
+    fn spawn(&self, verb: &str, processor: &str, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
         let mut child = Command::new(handoff_bin())
             .args([
                 "--runtime-dir",
@@ -99,7 +109,7 @@ impl Daemon {
                 "--state-dir",
                 "/nonexistent/cli-state",
             ])
-            .args(["claim", processor])
+            .args([verb, processor])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -157,10 +167,19 @@ lan_test! {
         assert_eq!((st["status"].as_str(), st["account"].as_str(), st["id"].as_str()),
             (Some("green"), Some("integrator@example.com"), Some(id.as_str())), "{st}");
         assert_eq!(st["place"], Value::Null, "no access before the claim: {st}");
+        // Green, but the status says what holds for this account: no access.
+        assert_eq!(st["access"], false, "{st}");
+        assert!(st["guidance"].as_str().unwrap().contains("no access yet"), "{st}");
+        assert!(!status.stdout.contains("you have access"), "{}", status.stdout);
 
         // Named by MAC: the daemon finds it in its inventory.
         let (mut claim, lines) = daemon.spawn_claim(&mac, &["--json"]);
         let seen = wait_line(&lines, "button pressed");
+        // Before the button: which account becomes homeowner, on which cloud.
+        let said = seen.iter().position(|l| l.starts_with("homeowner claim: integrator@example.com \
+            becomes the homeowner") && l.contains("on the cloud at 127.0.0.1:4433"));
+        let pressed = seen.iter().position(|l| l.starts_with("Press the button on"));
+        assert!(said.is_some() && said < pressed, "{seen:#?}");
         let countdown = seen.iter().find(|l| l.starts_with("Press the button on")).unwrap_or_else(|| {
             panic!("no countdown before the press: {seen:#?}")
         });
@@ -173,6 +192,8 @@ lan_test! {
         let told: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         assert_eq!((told["id"].as_str(), told["mac"].as_str()), (Some(id.as_str()), Some(mac.as_str())), "{told}");
         assert_eq!(told["cloud"]["result"], "applied", "{told}");
+        assert_eq!(told["cloud"]["cloud"], "127.0.0.1:4433", "{told}");
+        assert_eq!(told["cloud"]["account"], "integrator@example.com", "{told}");
         assert_eq!(told["credential_dir"].as_str().map(PathBuf::from), Some(daemon.credential(&serial)), "{told}");
 
         // The daemon keeps the credential; the cloud has the claim.
@@ -189,7 +210,7 @@ lan_test! {
         // the CLI's own would be.
         let again = daemon.cli(&["claim", &id]);
         assert_eq!(again.code, Some(1));
-        assert!(again.stderr.contains("is already claimed"), "{}", again.stderr);
+        assert!(again.stderr.contains("is already paired"), "{}", again.stderr);
 
         // Released through the daemon: its credential goes, the cloud hears.
         let release = daemon.cli(&["release", &id, "--json"]);
@@ -206,7 +227,7 @@ lan_test! {
         // Nothing of a claim the daemon does not hold is released.
         let none = daemon.cli(&["release", &id]);
         assert_eq!(none.code, Some(1));
-        assert!(none.stderr.contains("nothing to release"), "{}", none.stderr);
+        assert!(none.stderr.contains("not paired here"), "{}", none.stderr);
     }
 }
 
@@ -222,12 +243,19 @@ lan_test! {
         let daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"), &[]);
 
         // Ctrl-C while the countdown runs: the daemon drops the pairing.
-        let (mut claim, lines) = daemon.spawn_claim(&id, &[]);
+        let (mut claim, lines) = daemon.spawn_pair(&id, &[]);
         wait_line(&lines, "Press the button on");
         // While it waits, a second claim of the same processor is told so.
-        let busy = daemon.cli(&["claim", &id]);
+        let busy = daemon.cli(&["pair", &id]);
         assert_eq!(busy.code, Some(1));
         assert!(busy.stderr.contains("already claiming"), "{}", busy.stderr);
+        // A homeowner claim through a daemon that relays to no cloud is
+        // refused before anything happens, instead of being queued for
+        // whoever relays next.
+        let homeowner = daemon.cli(&["claim", &id]);
+        assert_eq!(homeowner.code, Some(1), "{}", homeowner.stderr);
+        assert!(homeowner.stderr.contains("relays to no cloud"), "{}", homeowner.stderr);
+        assert!(homeowner.stderr.contains("handoff pair"), "{}", homeowner.stderr);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(claim.id() as i32),
             nix::sys::signal::Signal::SIGINT).unwrap();
         assert_eq!(wait_exit(&mut claim), 130);
@@ -235,7 +263,7 @@ lan_test! {
         assert!(said.contains("cancelled: nothing was stored"), "{said}");
         assert!(!daemon.credential(&serial).exists());
         // The daemon is free to claim it again at once (the slot is gone).
-        let (mut claim, lines) = daemon.spawn_claim(&id, &["--button-timeout", "2s"]);
+        let (mut claim, lines) = daemon.spawn_pair(&id, &["--button-timeout", "2s"]);
         wait_line(&lines, "Press the button on");
         assert_eq!(wait_exit(&mut claim), 1);
         let said = rest(&lines);
@@ -243,7 +271,7 @@ lan_test! {
         assert!(!daemon.credential(&serial).exists());
 
         // The processor vanishes while the daemon waits for its button.
-        let (mut claim, lines) = daemon.spawn_claim(&id, &[]);
+        let (mut claim, lines) = daemon.spawn_pair(&id, &[]);
         wait_line(&lines, "Press the button on");
         sim.kill();
         assert_eq!(wait_exit(&mut claim), 1);
@@ -266,7 +294,7 @@ lan_test! {
             sim.manifest[0]["serial"].as_u64().unwrap().to_string(),
         );
         let mut daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"), &[]);
-        let (mut claim, lines) = daemon.spawn_claim(&id, &[]);
+        let (mut claim, lines) = daemon.spawn_pair(&id, &[]);
         wait_line(&lines, "Press the button on");
         let child = &mut daemon._child.0;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32),
@@ -298,7 +326,7 @@ lan_test! {
         let id = sim.manifest[0]["id"].as_str().unwrap().to_owned();
         let missing = dir.path("no-such-identity");
         let daemon = Daemon::start(&dir, &missing, &[]);
-        let claim = daemon.cli(&["claim", &id]);
+        let claim = daemon.cli(&["pair", &id]);
         assert_eq!(claim.code, Some(1), "{}", claim.stdout);
         assert!(claim.stderr.contains("cannot use its pairing identity")
             && claim.stderr.contains(missing.to_str().unwrap())

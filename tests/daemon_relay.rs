@@ -59,12 +59,19 @@ lan_test! {
         let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
         assert_eq!(place["homeowner"], "integrator@example.com");
 
-        // The cloud goes away: the release is queued in the daemon's outbox.
+        // The cloud goes away: the release is queued in the daemon's outbox,
+        // and the credential kept until the cloud applies it (exit 4: not
+        // answered yet).
         cloud.kill9();
         let release = handoff(&["--state-dir", &state, "--runtime-dir", &run_s, "release", &id,
             "--json", "--cloud-wait", "1s"]);
-        assert_eq!(release.code, Some(0), "{}", release.stderr);
-        assert_eq!(release.json()["cloud"]["result"], "queued", "{}", release.stdout);
+        assert_eq!(release.code, Some(4), "{}", release.stderr);
+        let r = release.json();
+        assert_eq!(r["cloud"]["result"], "queued", "{}", release.stdout);
+        assert_eq!((r["forgotten"].clone(), r["cloud"]["cloud"].clone()),
+            (Value::Bool(false), Value::from(addr().to_string())), "{r}");
+        let credential = sim.state_dir.join("credentials").join(p["serial"].to_string());
+        assert!(credential.join("cert.pem").exists(), "kept while the release is unanswered");
         let h = health(&run_s).unwrap();
         assert_eq!(h["relay"]["backlog"], 1, "{h}");
         std::thread::sleep(Duration::from_millis(20));
@@ -81,6 +88,11 @@ lan_test! {
         }
         let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
         assert_eq!(place["homeowner"], Value::Null, "released once the cloud came back");
+        // Then the credential is forgotten on purpose, the cloud not told.
+        let unpair = handoff(&["--state-dir", &state, "--runtime-dir", &run_s, "unpair", &id]);
+        assert_eq!(unpair.code, Some(0), "{}", unpair.stderr);
+        assert!(unpair.stdout.contains("the cloud was not told"), "{}", unpair.stdout);
+        assert!(!credential.exists());
         let stats = handoff(&["cloud", "--data", data_s, "stats", "--json"]).json();
         assert_eq!(stats["events"], 2, "claim and release, each once");
     }

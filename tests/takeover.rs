@@ -199,6 +199,10 @@ lan_test! {
         assert!(!daemon_state.join("credentials").join(&serial).exists());
         let stats = handoff(&["cloud", "--data", data.to_str().unwrap(), "stats", "--json"]).json();
         assert_eq!(stats["events"], 0, "nothing relayed");
+        // Nothing changed, so nothing is left to resume: no record that
+        // would refuse a takeover to another pro account.
+        let record = daemon_state.join("takeover").join(format!("{serial}.json"));
+        assert!(!record.exists(), "a cancelled takeover left {}", record.display());
 
         // First run: the daemon waits for the button; the cloud goes away.
         let mut first = through_daemon(&["--cloud-wait", "3s"])

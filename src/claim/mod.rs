@@ -71,8 +71,8 @@ pub enum ClaimError {
     #[error("the processor with {target} advertises no address — give it with --address IP")]
     NoAddress { target: String },
     #[error(
-        "processor {id} is already claimed (credential in {}) — run `handoff release {id}` \
-         first if you mean to claim it again",
+        "processor {id} is already paired (credential in {}) — run `handoff unpair {id}` \
+         first if you mean to pair with it again",
         .dir.display()
     )]
     AlreadyClaimed { id: String, dir: PathBuf },
@@ -134,12 +134,12 @@ pub enum ClaimError {
     },
     #[error(
         "{processor} now shows a different key on its main port than when it was claimed — \
-         it was not trusted. If the processor was replaced or reset, run `handoff release` \
-         and claim it again; if not, another device may be answering at its address"
+         it was not trusted. If the processor was replaced or reset, run `handoff unpair` \
+         and pair with it again; if not, another device may be answering at its address"
     )]
     IdentityChanged { processor: String },
     #[error(
-        "no credential for {target} in {} — nothing to release (claimed with another \
+        "no credential for {target} in {} — it is not paired here (paired with another \
          --state-dir?)",
         .dir.display()
     )]
@@ -437,14 +437,14 @@ pub async fn verify_claimed(
     Ok(seen)
 }
 
-/// Forgets the credential of the processor `target` names: by serial or
-/// id directly, by MAC, address or host through the stored claim records.
-/// Returns the serial forgotten, and the MAC its claim record held.
+/// The paired processor `target` names: by serial or id directly, by MAC,
+/// address or host through the stored claim records. Returns its serial
+/// and the MAC its claim record holds.
 ///
 /// # Errors
 /// [`ClaimError::NotClaimed`] if no stored credential matches;
-/// [`ClaimError::Identity`] if the store cannot be read or changed.
-pub fn release(state_dir: &Path, target: &Target) -> Result<(Serial, Option<Mac>), ClaimError> {
+/// [`ClaimError::Identity`] if the store cannot be read.
+pub fn paired(state_dir: &Path, target: &Target) -> Result<(Serial, Option<Mac>), ClaimError> {
     let store = CredentialStore::new(state_dir);
     let serials = store.serials()?;
     let found = serials.into_iter().find(|serial| match target {
@@ -459,6 +459,42 @@ pub fn release(state_dir: &Path, target: &Target) -> Result<(Serial, Option<Mac>
         });
     };
     let mac = ClaimRecord::load(&store.dir(serial)).and_then(|r| r.mac);
-    store.remove(serial)?;
+    Ok((serial, mac))
+}
+
+/// Forgets the credential kept for `serial` (the cloud is not told).
+///
+/// # Errors
+/// The credential store cannot be changed.
+pub fn forget(state_dir: &Path, serial: Serial) -> Result<(), ClaimError> {
+    CredentialStore::new(state_dir).remove(serial)?;
+    Ok(())
+}
+
+/// After Remove Home from Account was handed to the cloud: forgets the
+/// credential only when the cloud applied the release, so that a refusal
+/// (or no answer yet) leaves both sides as they were. Returns whether the
+/// credential was forgotten.
+///
+/// # Errors
+/// The credential store cannot be changed.
+pub fn settle_release(
+    state_dir: &Path,
+    serial: Serial,
+    relayed: &crate::relay::Relayed,
+) -> Result<bool, ClaimError> {
+    match relayed {
+        crate::relay::Relayed::Applied(_) => forget(state_dir, serial).map(|()| true),
+        _ => Ok(false),
+    }
+}
+
+/// [`paired`], then [`forget`]: unpairing, with no word to the cloud.
+///
+/// # Errors
+/// As those two.
+pub fn unpair(state_dir: &Path, target: &Target) -> Result<(Serial, Option<Mac>), ClaimError> {
+    let (serial, mac) = paired(state_dir, target)?;
+    forget(state_dir, serial)?;
     Ok((serial, mac))
 }

@@ -341,12 +341,28 @@ pub async fn takeover<B: TakeoverBackend>(
         relay_claim(backend, &path, &mut record, &outcome).await?
     } else {
         if backend.cancelled() {
+            discard_if_untouched(&path, &record)?;
             return Ok(TakeoverEnd::Cancelled);
         }
         record.claim_started = Some(crate::cloud::now().0);
         save(&path, &record)?;
-        match backend.claim(serial).await? {
-            ButtonStep::Cancelled => return Ok(TakeoverEnd::Cancelled),
+        let step = match backend.claim(serial).await {
+            Ok(step) => step,
+            Err(e) => {
+                // Nothing stored (the button step stores last): nothing to
+                // resume, so no record to block another takeover.
+                if claimed_during(backend.credentials_dir(), serial, record.claim_started).is_none()
+                {
+                    discard_if_untouched(&path, &record)?;
+                }
+                return Err(e);
+            }
+        };
+        match step {
+            ButtonStep::Cancelled => {
+                discard_if_untouched(&path, &record)?;
+                return Ok(TakeoverEnd::Cancelled);
+            }
             ButtonStep::Stored(outcome) => {
                 backend.step(&format!(
                     "claimed {} (serial {}) with its button",
@@ -455,6 +471,25 @@ pub async fn takeover<B: TakeoverBackend>(
         until,
         account,
     })
+}
+
+/// Removes the record of a run that changed nothing (no event queued, no
+/// Place learnt): a cancelled or failed button step leaves nothing to
+/// resume, and a stale record would refuse a takeover to another account.
+fn discard_if_untouched(path: &Path, record: &Record) -> Result<(), String> {
+    let untouched = record.claimed.is_none()
+        && record.place.is_none()
+        && record.shared.is_none()
+        && record.released.is_none()
+        && !record.done;
+    if !untouched {
+        return Ok(());
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {}: {e}", path.display())),
+    }
 }
 
 fn interrupted_by_caller(step: &str) -> TakeoverEnd {

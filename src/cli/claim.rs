@@ -1,8 +1,16 @@
-//! `handoff claim` and `handoff release`.
+//! `handoff pair`, `claim`, `release` and `unpair`.
+//!
+//! Two acts that must never be confused: *pairing* (the button handshake,
+//! a stored credential, an export for Home Assistant) is between the
+//! integrator and the processor, and never touches the cloud. A *homeowner
+//! claim* (the vendor's "claim the system") makes a cloud account the
+//! Place's homeowner: `claim` says which account, on which cloud, before
+//! the button, and refuses when no cloud is known. `release` (Remove Home
+//! from Account) is its inverse and `unpair` that of `pair`.
 
 use std::io::IsTerminal;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,13 +28,13 @@ use crate::claim::{
 use crate::daemon::DaemonError;
 use crate::identity::{KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
 use crate::leap::pairing::DEFAULT_BUTTON_WINDOW;
-use crate::proto::control::{ClaimRequest, Progress, error_code, step};
+use crate::proto::control::{ClaimRequest, Done, Progress, error_code, step};
 use crate::proto::{EventKind, Released};
 
+/// How to reach the processor and pair with it: shared by `pair` and
+/// `claim`.
 #[derive(Args, Debug)]
-pub struct ClaimArgs {
-    /// The processor: serial, 8-hex id, MAC address, host name or IP address
-    pub processor: String,
+pub struct PairingFlags {
     /// Pair with this address directly instead of discovering the processor
     #[arg(long, value_name = "IP")]
     pub address: Option<IpAddr>,
@@ -38,15 +46,10 @@ pub struct ClaimArgs {
     /// daemon, its `button_timeout`]
     #[arg(long, value_parser = parse_duration)]
     pub button_timeout: Option<Duration>,
-    /// Also write the credential where pylutron-caseta and Home Assistant
-    /// read it (caseta.key…, lutron_caseta-<address>-key.pem…); claims from
-    /// this process, not through the daemon
-    #[arg(long, value_name = "DIR")]
-    pub export_dir: Option<PathBuf>,
-    /// Claim from this process even when a daemon runs. Without it, a
-    /// running daemon performs the claim (its pairing identity, its state
-    /// directory, its relay; the countdown shows here) unless
-    /// --pairing-identity or --export-dir is given
+    /// Pair from this process even when a daemon runs. Without it, a
+    /// running daemon performs the pairing (its pairing identity, its state
+    /// directory; the countdown shows here) unless --pairing-identity (or,
+    /// for pair, --export-dir) is given
     #[arg(long)]
     pub standalone: bool,
     /// The key to generate
@@ -62,11 +65,40 @@ pub struct ClaimArgs {
     /// Browse only on this interface (repeatable)
     #[arg(long = "interface", value_name = "IF")]
     pub interfaces: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PairArgs {
+    /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    pub processor: String,
+    #[command(flatten)]
+    pub pairing: PairingFlags,
+    /// Also write the credential where pylutron-caseta and Home Assistant
+    /// read it (caseta.key…, lutron_caseta-<address>-key.pem…); pairs from
+    /// this process, not through the daemon
+    #[arg(long, value_name = "DIR")]
+    pub export_dir: Option<PathBuf>,
     /// JSON on stdout: serial, id, mac, address and the credential's files
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ClaimArgs {
+    /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    pub processor: String,
+    #[command(flatten)]
+    pub pairing: PairingFlags,
+    /// JSON on stdout: the pairing's facts, and the cloud's answer under
+    /// "cloud" (with the cloud's address and the account)
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub cloud: CloudFlags,
+    /// Not for claim: `handoff pair --export-dir DIR` pairs Home Assistant
+    /// without making anyone homeowner
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub export_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -81,15 +113,29 @@ pub enum KeyKind {
 pub struct ReleaseArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
     pub processor: String,
-    /// Forget this process's credential even when a daemon runs (without
-    /// it, the daemon's credential is released first)
+    /// Release this process's credential with its own --cloud even when a
+    /// daemon runs (without it, the daemon's credential and cloud are used)
     #[arg(long)]
     pub standalone: bool,
-    /// JSON on stdout
+    /// JSON on stdout: id, serial, whether the credential was forgotten,
+    /// and the cloud's answer
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub cloud: CloudFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct UnpairArgs {
+    /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    pub processor: String,
+    /// Forget this process's credential even when a daemon runs (without
+    /// it, the daemon's credential is forgotten first)
+    #[arg(long)]
+    pub standalone: bool,
+    /// JSON on stdout: id, serial
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_device_uid(s: &str) -> Result<String, String> {
@@ -108,30 +154,209 @@ fn state_dir_or_fail(state_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
     })
 }
 
-pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
-    if !(args.standalone || args.pairing_identity.is_some() || args.export_dir.is_some())
-        && let Some(code) = claim_through_daemon(&args).await?
-    {
-        return Ok(code);
+/// Where a homeowner claim goes: which cloud, as which account, and who
+/// sends it. Decided before the button is pressed.
+enum ClaimRoute {
+    /// This process, over its own link (`--cloud`).
+    Direct(crate::relay::link::CloudLink),
+    /// A running daemon that relays: its account, its cloud.
+    Daemon {
+        socket: PathBuf,
+        cloud: String,
+        account: String,
+    },
+}
+
+impl ClaimRoute {
+    fn cloud(&self) -> &str {
+        match self {
+            ClaimRoute::Direct(link) => &link.address,
+            ClaimRoute::Daemon { cloud, .. } => cloud,
+        }
+    }
+
+    fn account(&self) -> &str {
+        match self {
+            ClaimRoute::Direct(link) => &link.account,
+            ClaimRoute::Daemon { account, .. } => account,
+        }
+    }
+}
+
+const NO_CLOUD: &str = "a homeowner claim needs a cloud, and none is known: pass --cloud ADDR \
+                        (with --cloud-identity DIR, the account that becomes homeowner), or run \
+                        it where a daemon relays to one. Nothing was done. To pair without \
+                        claiming (Home Assistant, an inspection): handoff pair PROCESSOR";
+
+/// `--cloud` (or `--standalone`, `--pairing-identity`) means this process
+/// and its flags; otherwise a running daemon that relays. Never a cloud
+/// nobody named.
+async fn claim_route(args: &ClaimArgs, state_dir: &Path) -> Result<ClaimRoute, CliError> {
+    let explicit = args.cloud.cloud.is_some()
+        || args.pairing.standalone
+        || args.pairing.pairing_identity.is_some();
+    if !explicit {
+        let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+        if let Some((mut client, socket)) = crate::daemon::connect_first(&sockets).await? {
+            let health = client.health().await?;
+            match health.relay {
+                Some(crate::proto::control::RelayHealth {
+                    cloud: Some(cloud),
+                    account: Some(account),
+                    ..
+                }) => {
+                    return Ok(ClaimRoute::Daemon {
+                        socket,
+                        cloud,
+                        account,
+                    });
+                }
+                Some(_) => {
+                    return Err(CliError::Failed(format!(
+                        "the daemon at {} does not say which cloud it relays to (an older \
+                         version?): pass --standalone --cloud ADDR",
+                        socket.display()
+                    )));
+                }
+                None => {
+                    return Err(CliError::Failed(format!(
+                        "the daemon at {} relays to no cloud. {NO_CLOUD}",
+                        socket.display()
+                    )));
+                }
+            }
+        }
+    }
+    match args.cloud.link(state_dir)? {
+        Some(link) => Ok(ClaimRoute::Direct(link)),
+        None => Err(CliError::Failed(NO_CLOUD.into())),
+    }
+}
+
+/// `handoff pair`: the button handshake and the credential; the cloud is
+/// never told.
+pub async fn run_pair(args: PairArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    let p = &args.pairing;
+    if !(p.standalone || p.pairing_identity.is_some() || args.export_dir.is_some()) {
+        let req = claim_request(&args.processor, p, Duration::ZERO, false);
+        match pair_with_daemon(req).await? {
+            DaemonPairing::NoDaemon => {}
+            DaemonPairing::Cancelled => {
+                eprintln!("cancelled: nothing was stored");
+                return Ok(ExitCode::from(130));
+            }
+            DaemonPairing::Done { outcome, done } => {
+                if done.cloud.is_some() {
+                    // A daemon older than `pair` claims as it pairs: say so.
+                    return Err(CliError::Failed(format!(
+                        "the daemon paired with {} but also sent a homeowner claim to its cloud \
+                         (it is older than this command): check `handoff status {}`",
+                        outcome.id, outcome.id
+                    )));
+                }
+                report_pairing(&outcome, None, args.json)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
     }
     let state_dir = state_dir_or_fail(state_dir)?;
-    let identity = load_pairing_identity(args.pairing_identity.as_deref(), &state_dir)?;
+    let Some(outcome) = pair_here(&args.processor, p, args.export_dir.clone(), &state_dir).await?
+    else {
+        return Ok(ExitCode::from(130));
+    };
+    report_pairing(&outcome, None, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `handoff claim`: pairing, then the homeowner claim in the cloud, as an
+/// account and on a cloud named before the button.
+pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    if let Some(dir) = &args.export_dir {
+        return Err(CliError::Usage(format!(
+            "--export-dir pairs without claiming: `handoff pair {} --export-dir {}`. `claim` \
+             makes a cloud account the Place's homeowner",
+            args.processor,
+            dir.display()
+        )));
+    }
+    let state_dir = state_dir_or_fail(state_dir)?;
+    let route = claim_route(&args, &state_dir).await?;
+    eprintln!(
+        "homeowner claim: {} becomes the homeowner of the Place that holds processor {}, on \
+         the cloud at {}",
+        route.account(),
+        args.processor,
+        route.cloud()
+    );
+    let (outcome, relayed) = match &route {
+        ClaimRoute::Daemon { socket, .. } => {
+            let req = claim_request(&args.processor, &args.pairing, args.cloud.cloud_wait, true);
+            match pair_with_daemon(req).await? {
+                DaemonPairing::NoDaemon => {
+                    return Err(CliError::Failed(format!(
+                        "the daemon at {} stopped before the claim; nothing was done",
+                        socket.display()
+                    )));
+                }
+                DaemonPairing::Cancelled => {
+                    eprintln!("cancelled: nothing was stored, the cloud was not told");
+                    return Ok(ExitCode::from(130));
+                }
+                DaemonPairing::Done { outcome, done } => {
+                    let cloud = done.cloud.ok_or_else(|| {
+                        CliError::Failed(format!(
+                            "the daemon paired with {} but did not claim it in the cloud (it is \
+                             older than this command); nothing was sent to {}",
+                            outcome.id,
+                            route.cloud()
+                        ))
+                    })?;
+                    (outcome, Relayed::from_daemon(&cloud, socket))
+                }
+            }
+        }
+        ClaimRoute::Direct(_) => {
+            let Some(outcome) = pair_here(&args.processor, &args.pairing, None, &state_dir).await?
+            else {
+                return Ok(ExitCode::from(130));
+            };
+            let event = claimed_event(&outcome)?;
+            let relayed = relay(&state_dir, &args.cloud, vec![event])
+                .await?
+                .pop()
+                .map(|(_, r)| r)
+                .ok_or_else(|| CliError::Failed("the claim event was not queued".into()))?;
+            (Box::new(outcome), relayed)
+        }
+    };
+    report_pairing(&outcome, Some((&route, &relayed)), args.json)?;
+    Ok(exit_code(&relayed))
+}
+
+/// Pairs from this process; `None` when Ctrl-C came first (nothing stored).
+async fn pair_here(
+    processor: &str,
+    p: &PairingFlags,
+    export_dir: Option<PathBuf>,
+    state_dir: &Path,
+) -> Result<Option<ClaimOutcome>, CliError> {
+    let identity = load_pairing_identity(p.pairing_identity.as_deref(), state_dir)?;
     let options = ClaimOptions {
-        address: args.address,
-        interfaces: args.interfaces.clone(),
-        discovery_timeout: if args.timeout.is_zero() {
+        address: p.address,
+        interfaces: p.interfaces.clone(),
+        discovery_timeout: if p.timeout.is_zero() {
             DEFAULT_DISCOVERY_TIMEOUT
         } else {
-            args.timeout
+            p.timeout
         },
-        button_timeout: args.button_timeout.unwrap_or(DEFAULT_BUTTON_WINDOW),
-        key_algorithm: match args.key {
+        button_timeout: p.button_timeout.unwrap_or(DEFAULT_BUTTON_WINDOW),
+        key_algorithm: match p.key {
             KeyKind::Rsa => KeyAlgorithm::Rsa2048,
             KeyKind::Ec => KeyAlgorithm::EcdsaP256,
         },
-        device_uid: args.device_uid.clone(),
-        export_dir: args.export_dir.clone(),
-        ..ClaimOptions::new(Target::parse(&args.processor), state_dir)
+        device_uid: p.device_uid.clone(),
+        export_dir,
+        ..ClaimOptions::new(Target::parse(processor), state_dir.to_owned())
     };
     let mut progress = Countdown::new();
     let outcome = tokio::select! {
@@ -139,39 +364,36 @@ pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<Ex
         () = shutdown_signal() => {
             progress.stop();
             eprintln!("cancelled: nothing was stored");
-            return Ok(ExitCode::from(130));
+            return Ok(None);
         }
     };
     progress.stop();
-    let outcome = outcome?;
-    let relayed = relay_claim(&outcome, &options.state_dir, &args.cloud).await?;
-    report_claim(&outcome, &relayed, args.json)?;
-    Ok(exit_code(&relayed))
+    Ok(Some(outcome?))
 }
 
-/// What became of a claim handed to a running daemon.
-enum DaemonClaim {
-    /// No daemon runs, or it does not perform claims: claim here.
+/// What became of a pairing handed to a running daemon.
+enum DaemonPairing {
+    /// No daemon runs, or it does not pair: pair here.
     NoDaemon,
     /// Ctrl-C before the daemon stored anything.
     Cancelled,
     Done {
         outcome: Box<ClaimOutcome>,
-        relayed: Relayed,
+        done: Box<Done>,
     },
 }
 
-/// Hands the claim to the first running daemon that answers, showing its
-/// countdown here.
+/// Hands the pairing (and, with `req.homeowner`, the claim) to the first
+/// running daemon that answers, showing its countdown here.
 ///
 /// # Errors
-/// The daemon could not claim (its message), or the socket failed.
-async fn claim_with_daemon(req: ClaimRequest) -> Result<DaemonClaim, CliError> {
+/// The daemon could not pair (its message), or the socket failed.
+async fn pair_with_daemon(req: ClaimRequest) -> Result<DaemonPairing, CliError> {
     let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
     let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? else {
-        return Ok(DaemonClaim::NoDaemon);
+        return Ok(DaemonPairing::NoDaemon);
     };
-    eprintln!("the daemon at {} performs the claim", path.display());
+    eprintln!("the daemon at {} performs the pairing", path.display());
     let mut countdown = Countdown::new();
     let result = client
         .claim(req, |p| countdown.show(p), shutdown_signal())
@@ -182,18 +404,18 @@ async fn claim_with_daemon(req: ClaimRequest) -> Result<DaemonClaim, CliError> {
         Err(DaemonError::Refused { code, .. })
             if code == error_code::NOT_IMPLEMENTED || code == error_code::UNKNOWN_KIND =>
         {
-            tracing::info!("the daemon does not perform claims; claiming from this process");
-            return Ok(DaemonClaim::NoDaemon);
+            tracing::info!("the daemon does not pair; pairing from this process");
+            return Ok(DaemonPairing::NoDaemon);
         }
         Err(DaemonError::Refused { code, .. }) if code == error_code::CANCELLED => {
-            return Ok(DaemonClaim::Cancelled);
+            return Ok(DaemonPairing::Cancelled);
         }
         Err(DaemonError::Refused { reason, .. }) => return Err(CliError::Failed(reason)),
         Err(e) => return Err(e.into()),
     };
-    let Some(claimed) = done.claimed else {
+    let Some(claimed) = done.claimed.clone() else {
         return Err(CliError::Failed(
-            "the daemon ended the claim without naming the processor".into(),
+            "the daemon ended the pairing without naming the processor".into(),
         ));
     };
     let outcome = ClaimOutcome {
@@ -212,62 +434,34 @@ async fn claim_with_daemon(req: ClaimRequest) -> Result<DaemonClaim, CliError> {
         files: claimed.files.into_iter().map(PathBuf::from).collect(),
         exported: Vec::new(),
     };
-    let cloud = done.cloud.ok_or_else(|| {
-        CliError::Failed("the daemon ended the claim without the cloud's answer".into())
-    })?;
-    Ok(DaemonClaim::Done {
+    Ok(DaemonPairing::Done {
         outcome: Box::new(outcome),
-        relayed: Relayed::from_daemon(&cloud, &path),
+        done: Box::new(done),
     })
 }
 
-/// What a claim asks of the daemon.
+/// What a pairing asks of the daemon.
 fn claim_request(
     processor: &str,
-    address: Option<IpAddr>,
-    button: Option<Duration>,
-    key: KeyKind,
-    device_uid: Option<String>,
+    p: &PairingFlags,
     cloud_wait: Duration,
+    homeowner: bool,
 ) -> ClaimRequest {
     ClaimRequest {
         request: 0,
         processor: processor.to_owned(),
-        address: address.map(|a| a.to_string()),
-        button_s: button.map(|d| d.as_secs().max(1)),
+        address: p.address.map(|a| a.to_string()),
+        button_s: p.button_timeout.map(|d| d.as_secs().max(1)),
         key: Some(
-            match key {
+            match p.key {
                 KeyKind::Rsa => "rsa",
                 KeyKind::Ec => "ec",
             }
             .into(),
         ),
-        device_uid,
+        device_uid: p.device_uid.clone(),
         wait_ms: u64::try_from(cloud_wait.as_millis()).unwrap_or(u64::MAX),
-    }
-}
-
-/// The first running daemon that answers performs the claim; `None` when
-/// none runs (or it is too old to claim), and the command claims itself.
-async fn claim_through_daemon(args: &ClaimArgs) -> Result<Option<ExitCode>, CliError> {
-    let req = claim_request(
-        &args.processor,
-        args.address,
-        args.button_timeout,
-        args.key,
-        args.device_uid.clone(),
-        args.cloud.cloud_wait,
-    );
-    match claim_with_daemon(req).await? {
-        DaemonClaim::NoDaemon => Ok(None),
-        DaemonClaim::Cancelled => {
-            eprintln!("cancelled: nothing was stored");
-            Ok(Some(ExitCode::from(130)))
-        }
-        DaemonClaim::Done { outcome, relayed } => {
-            report_claim(&outcome, &relayed, args.json)?;
-            Ok(Some(exit_code(&relayed)))
-        }
+        homeowner,
     }
 }
 
@@ -285,11 +479,13 @@ pub(crate) fn load_pairing_identity(
     })
 }
 
-/// A refusal by the cloud is the vendor's rule speaking: exit code 3.
+/// A refusal by the cloud is the vendor's rule speaking: exit code 3; no
+/// answer yet (the event waits in an outbox): 4.
 fn exit_code(relayed: &Relayed) -> ExitCode {
     match relayed {
         Relayed::Refused { .. } => ExitCode::from(3),
-        _ => ExitCode::SUCCESS,
+        Relayed::Queued { .. } => ExitCode::from(4),
+        Relayed::Applied(_) => ExitCode::SUCCESS,
     }
 }
 
@@ -298,21 +494,15 @@ pub(crate) fn claimed_event(outcome: &ClaimOutcome) -> Result<EventKind, CliErro
     outcome.event().map_err(CliError::Failed)
 }
 
-async fn relay_claim(
+/// A pairing's report; with `claim`, also what the cloud did with the
+/// homeowner claim.
+fn report_pairing(
     outcome: &ClaimOutcome,
-    state_dir: &std::path::Path,
-    cloud: &CloudFlags,
-) -> Result<Relayed, CliError> {
-    let event = claimed_event(outcome)?;
-    let mut results = relay(state_dir, cloud, vec![event]).await?;
-    Ok(results.pop().map(|(_, r)| r).unwrap_or(Relayed::Queued {
-        reason: "not queued".into(),
-    }))
-}
-
-fn report_claim(outcome: &ClaimOutcome, relayed: &Relayed, json: bool) -> Result<(), CliError> {
+    claim: Option<(&ClaimRoute, &Relayed)>,
+    json: bool,
+) -> Result<(), CliError> {
     let text = if json {
-        let value = json!({
+        let mut value = json!({
             "id": outcome.id,
             "serial": outcome.serial,
             "mac": outcome.mac,
@@ -322,8 +512,13 @@ fn report_claim(outcome: &ClaimOutcome, relayed: &Relayed, json: bool) -> Result
             "credential_dir": outcome.credential_dir,
             "files": outcome.files,
             "exported": outcome.exported,
-            "cloud": relayed.json(),
         });
+        if let Some((route, relayed)) = claim {
+            let mut cloud = relayed.json();
+            cloud["cloud"] = json!(route.cloud());
+            cloud["account"] = json!(route.account());
+            value["cloud"] = cloud;
+        }
         let mut s = serde_json::to_string_pretty(&value)
             .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
         s.push('\n');
@@ -333,7 +528,7 @@ fn report_claim(outcome: &ClaimOutcome, relayed: &Relayed, json: bool) -> Result
             .mac
             .map_or_else(|| "MAC unknown".to_owned(), |m| format!("MAC {m}"));
         let mut s = format!(
-            "claimed {} {} (serial {}, {mac}) at {}\ncredential: {}\n",
+            "paired with {} {} (serial {}, {mac}) at {}\ncredential: {}\n",
             outcome.product,
             outcome.id,
             outcome.serial.0,
@@ -346,33 +541,60 @@ fn report_claim(outcome: &ClaimOutcome, relayed: &Relayed, json: bool) -> Result
                 dir.display()
             ));
         }
-        s.push_str(&describe("claim", relayed));
-        s.push('\n');
+        match claim {
+            None => s.push_str(
+                "the cloud was not told: nobody became homeowner (to claim the system as \
+                 homeowner in the cloud: handoff claim)\n",
+            ),
+            Some((route, relayed)) => {
+                s.push_str(&describe("homeowner claim", relayed, route.cloud()));
+                if matches!(relayed, Relayed::Applied(_)) {
+                    s.push_str(&format!("; {} is the Place's homeowner", route.account()));
+                }
+                s.push('\n');
+            }
+        }
         s
     };
     print_stdout(&text).map_err(CliError::io("writing to stdout"))
 }
 
+/// What the processor keeps after a release or an unpairing: no public
+/// LEAP call revokes a paired client.
+const STILL_TRUSTED: &str = "the processor itself still trusts that credential until it is \
+                             factory-reset: no LEAP call revokes a paired client";
+
+/// `handoff release`: Remove Home from Account in the cloud; the credential
+/// is forgotten only once the cloud applied it.
 pub async fn run_release(
     args: ReleaseArgs,
     state_dir: Option<PathBuf>,
 ) -> Result<ExitCode, CliError> {
     let mut daemon_said = None;
-    if !args.standalone {
+    if !args.standalone && args.cloud.cloud.is_none() {
         let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
         if let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? {
-            match client.release(&args.processor, args.cloud.cloud_wait).await {
+            let cloud = client
+                .health()
+                .await?
+                .relay
+                .and_then(|r| r.cloud)
+                .unwrap_or_else(|| "the daemon's cloud".into());
+            match client
+                .release(&args.processor, args.cloud.cloud_wait, false)
+                .await
+            {
                 Ok(done) => {
                     let serial = done.released.map(|r| r.serial).ok_or_else(|| {
                         CliError::Failed("the daemon released without naming the processor".into())
                     })?;
-                    let cloud = done.cloud.ok_or_else(|| {
+                    let result = done.cloud.ok_or_else(|| {
                         CliError::Failed("the daemon released without the cloud's answer".into())
                     })?;
-                    let relayed = Relayed::from_daemon(&cloud, &path);
-                    return report_release(serial, &relayed, args.json, Some(&path));
+                    let relayed = Relayed::from_daemon(&result, &path);
+                    return report_release(serial, &relayed, &cloud, args.json, Some(&path));
                 }
-                // The credential may be this process's own (claimed with
+                // The credential may be this process's own (paired with
                 // --standalone); an older daemon does not release.
                 Err(DaemonError::Refused { code, reason })
                     if code == error_code::FAILED
@@ -386,14 +608,19 @@ pub async fn run_release(
         }
     }
     let state_dir = state_dir_or_fail(state_dir)?;
-    let serial = match crate::claim::release(&state_dir, &Target::parse(&args.processor)) {
-        Ok((serial, _)) => serial,
-        Err(e) => {
-            return Err(match daemon_said {
-                Some(daemon) => CliError::Failed(format!("{daemon}; and here: {e}")),
-                None => e.into(),
-            });
-        }
+    let with_daemon = |e: String| match &daemon_said {
+        Some(daemon) => CliError::Failed(format!("{daemon}; and here: {e}")),
+        None => CliError::Failed(e),
+    };
+    let (serial, _) = crate::claim::paired(&state_dir, &Target::parse(&args.processor))
+        .map_err(|e| with_daemon(e.to_string()))?;
+    let Some(link) = args.cloud.link(&state_dir)? else {
+        return Err(with_daemon(
+            "Remove Home from Account needs the cloud: pass --cloud ADDR (with --cloud-identity \
+             DIR, the homeowner's account). Nothing changed. To forget the credential only: \
+             handoff unpair PROCESSOR"
+                .into(),
+        ));
     };
     let event = EventKind::Released(Released {
         place: None,
@@ -403,27 +630,111 @@ pub async fn run_release(
         .await?
         .pop()
         .map(|(_, r)| r)
-        .unwrap_or(Relayed::Queued {
-            reason: "not queued".into(),
-        });
-    report_release(serial, &relayed, args.json, None)
+        .ok_or_else(|| CliError::Failed("the release was not queued".into()))?;
+    crate::claim::settle_release(&state_dir, serial, &relayed)?;
+    report_release(serial, &relayed, &link.address, args.json, None)
 }
 
 fn report_release(
     serial: crate::processor::Serial,
     relayed: &Relayed,
+    cloud: &str,
     json: bool,
-    daemon: Option<&std::path::Path>,
+    daemon: Option<&Path>,
 ) -> Result<ExitCode, CliError> {
+    let forgotten = matches!(relayed, Relayed::Applied(_));
     let text = if json {
+        let mut result = relayed.json();
+        result["cloud"] = json!(cloud);
         format!(
             "{}\n",
-            json!({"id": serial.id(), "serial": serial, "released": true, "cloud": relayed.json(),
-                   "daemon": daemon})
+            json!({"id": serial.id(), "serial": serial, "released": forgotten,
+                   "forgotten": forgotten, "cloud": result, "daemon": daemon})
+        )
+    } else {
+        let whose = if daemon.is_some() {
+            "the daemon's"
+        } else {
+            "its"
+        };
+        let local = match relayed {
+            Relayed::Applied(_) => format!("{whose} credential is forgotten ({STILL_TRUSTED})"),
+            Relayed::Refused { .. } => {
+                format!("nothing changed: {whose} credential is kept")
+            }
+            Relayed::Queued { .. } => format!(
+                "{whose} credential is kept until the cloud applies the release: once `handoff \
+                 status {}` shows it, `handoff unpair {}` forgets it",
+                serial.id(),
+                serial.id()
+            ),
+        };
+        format!(
+            "{} (serial {}): {}\n{local}\n",
+            serial.id(),
+            serial.0,
+            describe("release (Remove Home from Account)", relayed, cloud),
+        )
+    };
+    print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
+    Ok(exit_code(relayed))
+}
+
+/// `handoff unpair`: forgets a credential; the cloud is never told.
+pub async fn run_unpair(
+    args: UnpairArgs,
+    state_dir: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    let mut daemon_said = None;
+    let mut serial = None;
+    if !args.standalone {
+        let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+        if let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? {
+            match client.release(&args.processor, Duration::ZERO, true).await {
+                Ok(done) => {
+                    serial = Some((
+                        done.released.map(|r| r.serial).ok_or_else(|| {
+                            CliError::Failed(
+                                "the daemon unpaired without naming the processor".into(),
+                            )
+                        })?,
+                        Some(path),
+                    ));
+                }
+                Err(DaemonError::Refused { code, reason })
+                    if code == error_code::FAILED
+                        || code == error_code::NOT_IMPLEMENTED
+                        || code == error_code::UNKNOWN_KIND =>
+                {
+                    daemon_said = Some(format!("the daemon at {}: {reason}", path.display()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let (serial, daemon) = match serial {
+        Some(found) => found,
+        None => {
+            let state_dir = state_dir_or_fail(state_dir)?;
+            match crate::claim::unpair(&state_dir, &Target::parse(&args.processor)) {
+                Ok((serial, _)) => (serial, None),
+                Err(e) => {
+                    return Err(match daemon_said {
+                        Some(daemon) => CliError::Failed(format!("{daemon}; and here: {e}")),
+                        None => e.into(),
+                    });
+                }
+            }
+        }
+    };
+    let text = if args.json {
+        format!(
+            "{}\n",
+            json!({"id": serial.id(), "serial": serial, "forgotten": true, "daemon": daemon})
         )
     } else {
         format!(
-            "released {} (serial {}): {} credential is forgotten\n{}\n",
+            "unpaired {} (serial {}): {} credential is forgotten; the cloud was not told\n({STILL_TRUSTED})\n",
             serial.id(),
             serial.0,
             if daemon.is_some() {
@@ -431,11 +742,10 @@ fn report_release(
             } else {
                 "its"
             },
-            describe("release (Remove Home from Account)", relayed)
         )
     };
     print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
-    Ok(exit_code(relayed))
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The countdown on stderr: a live line on a terminal, a plain line every

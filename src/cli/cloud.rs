@@ -580,7 +580,7 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
                 Err(error) => Err(CliError::Failed(error.reason)),
                 Ok(st) => Ok(print(
                     status.actor.json,
-                    json!({"status": st.status.to_string(), "guidance": st.guidance, "serial": st.serial.0,
+                    json!({"status": st.status.to_string(), "guidance": st.guidance, "access": st.access, "serial": st.serial.0,
                            "id": st.serial.id(), "mac": st.mac.to_string(), "place": st.place.as_ref().map(|p| p.0.clone())}),
                     || {
                         format!(

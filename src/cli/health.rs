@@ -145,6 +145,8 @@ mod tests {
             Some(RelayHealth {
                 backlog: 2,
                 oldest_unsent_ms: Some(61_000),
+                cloud: None,
+                account: None,
             }),
             Some(4_000),
         ));

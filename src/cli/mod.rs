@@ -47,6 +47,9 @@ pub enum CliError {
     },
     #[error("{0}")]
     Failed(String),
+    /// A command line that cannot mean anything: exit code 2, as clap's.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
@@ -98,12 +101,16 @@ pub struct Cli {
 pub enum Command {
     /// List the processors on the LAN: id, product, addresses, MAC, firmware
     Discover(discover::DiscoverArgs),
-    /// Claim a processor with its button: pair, check its identity, keep
-    /// the credential
+    /// Pair with a processor by its button: check its identity, keep the
+    /// credential (and export it); the cloud is never told
+    Pair(claim::PairArgs),
+    /// Claim the system as homeowner in the cloud: pair with the button,
+    /// then make the cloud account the Place's homeowner
     Claim(claim::ClaimArgs),
-    /// Forget the credential of a claimed processor and relay Remove Home
-    /// from Account
+    /// Remove Home from Account in the cloud, then forget the credential
     Release(claim::ReleaseArgs),
+    /// Forget the credential of a paired processor; the cloud is never told
+    Unpair(claim::UnpairArgs),
     /// The cloud state of a processor's Place (green / yellow / grey) and
     /// what to do; --relay shows the queue of events for the cloud
     Status(status::StatusArgs),
@@ -185,6 +192,10 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(CliError::Usage(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -217,8 +228,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             sim::run(args, state_dir).await
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Pair(args) => {
+            claim::run_pair(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
         Command::Claim(args) => {
             claim::run_claim(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Unpair(args) => {
+            claim::run_unpair(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
         Command::Release(args) => {
             claim::run_release(args, cli.state_dir.clone().or_else(default_state_dir)).await

@@ -73,8 +73,11 @@ pub async fn relay(
     flags: &CloudFlags,
     kinds: Vec<EventKind>,
 ) -> Result<Vec<(EventId, Relayed)>, CliError> {
-    // A daemon that runs the relay owns the outbox: hand it the events.
-    if let Some(results) = through_daemon(&kinds, flags.cloud_wait).await? {
+    // A daemon that runs the relay owns the outbox: hand it the events,
+    // unless the command named its own cloud (then that cloud it is).
+    if flags.cloud.is_none()
+        && let Some(results) = through_daemon(&kinds, flags.cloud_wait).await?
+    {
         return Ok(results);
     }
     let link = flags.link(state_dir)?;
@@ -156,14 +159,17 @@ async fn through_daemon(
     Ok(Some(results))
 }
 
-/// One line for people about an event's fate.
-pub fn describe(what: &str, relayed: &Relayed) -> String {
+/// One line for people about an event's fate at the cloud `cloud`
+/// (host:port): every report names the cloud it speaks for.
+pub fn describe(what: &str, relayed: &Relayed, cloud: &str) -> String {
     match relayed {
-        Relayed::Applied(_) => format!("the cloud recorded the {what}"),
+        Relayed::Applied(_) => format!("the cloud at {cloud} recorded the {what}"),
         Relayed::Refused { rule, guidance } => {
-            format!("the cloud refused the {what}: {guidance}\n  (rule: {rule})")
+            format!("the cloud at {cloud} refused the {what}: {guidance}\n  (rule: {rule})")
         }
-        Relayed::Queued { reason } => format!("{what} queued, will be relayed ({reason})"),
+        Relayed::Queued { reason } => {
+            format!("the {what} is queued for the cloud at {cloud}, not answered yet ({reason})")
+        }
     }
 }
 
@@ -244,9 +250,10 @@ pub async fn run(
         ));
     };
     let outbox = open_outbox(&state_dir)?;
+    // What was waiting, to say afterwards what the cloud did with each.
+    let waiting: Vec<_> = outbox.pending().into_iter().map(|e| e.id).collect();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let (status, mut watch) = crate::relay::status_channel(&outbox);
-    let before = watch.borrow().backlog;
     let task = tokio::spawn(crate::relay::run(
         outbox.clone(),
         link.connector(),
@@ -261,29 +268,61 @@ pub async fn run(
     let _ = stop.send(true);
     let _ = task.await;
     let last = watch.borrow().clone();
+    let mut applied = 0usize;
+    let mut refused = Vec::new();
+    for id in &waiting {
+        if let Ok(Some(ack)) = outbox.outcome(id).await {
+            match Relayed::from_ack(ack) {
+                Relayed::Refused { rule, guidance } => refused.push((id.clone(), rule, guidance)),
+                _ => applied += 1,
+            }
+        }
+    }
     outbox.close().await;
+    let cloud = &link.address;
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"delivered": before.saturating_sub(last.backlog), "backlog": last.backlog,
-                               "last_error": last.last_error})
-        );
-    } else if emptied {
-        println!(
-            "relayed {before} queued event{}; nothing is waiting",
-            if before == 1 { "" } else { "s" }
+            serde_json::json!({
+                "cloud": cloud,
+                "delivered": applied + refused.len(),
+                "applied": applied,
+                "refused": refused.iter().map(|(id, rule, why)| serde_json::json!(
+                    {"id": [id.daemon, id.seq], "rule": rule, "why": why})).collect::<Vec<_>>(),
+                "backlog": last.backlog,
+                "last_error": last.last_error,
+            })
         );
     } else {
-        eprintln!(
-            "{} event{} still queued ({}); they stay in the outbox for the next run",
-            last.backlog,
-            if last.backlog == 1 { "" } else { "s" },
-            last.last_error.as_deref().unwrap_or("no answer in time")
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        println!(
+            "the cloud at {cloud} applied {applied} queued event{} and refused {}",
+            plural(applied),
+            refused.len()
         );
+        for (id, rule, why) in &refused {
+            println!(
+                "  refused event ({}, {}): {why}\n    (rule: {rule})",
+                id.daemon, id.seq
+            );
+        }
+        if emptied {
+            println!("nothing is waiting");
+        } else {
+            eprintln!(
+                "{} event{} still queued ({}); they stay in the outbox for the next run",
+                last.backlog,
+                plural(last.backlog),
+                last.last_error.as_deref().unwrap_or("no answer in time")
+            );
+        }
     }
-    Ok(if emptied {
+    // Every event was delivered, but the vendor's rules refused some: 3.
+    Ok(if !emptied {
+        std::process::ExitCode::from(4)
+    } else if refused.is_empty() {
         std::process::ExitCode::SUCCESS
     } else {
-        std::process::ExitCode::from(4)
+        std::process::ExitCode::from(3)
     })
 }

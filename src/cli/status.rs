@@ -1,6 +1,7 @@
 //! `handoff status PROCESSOR`: the Place's cloud state with the vendor's
 //! guidance, and the relay's backlog.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -63,7 +64,39 @@ pub(crate) enum Asker {
     Daemon,
 }
 
+/// GREEN, YELLOW or GREY, in the designer's colour on a terminal (unless
+/// NO_COLOR is set).
+pub(crate) fn light(status: Status, terminal: bool) -> String {
+    let (word, colour) = match status {
+        Status::Green => ("GREEN", "32"),
+        Status::Yellow => ("YELLOW", "33"),
+        Status::Grey => ("GREY", "90"),
+    };
+    if terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+        format!("\x1b[1;{colour}m{word}\x1b[0m")
+    } else {
+        word.to_owned()
+    }
+}
+
 impl Asker {
+    /// The cloud asked (host:port), for messages: every answer names it.
+    pub(crate) async fn cloud(&self) -> String {
+        match self {
+            Asker::Direct(link) => link.address.clone(),
+            Asker::Daemon => {
+                let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+                if let Ok(Some((mut client, _))) = crate::daemon::connect_first(&sockets).await
+                    && let Ok(report) = client.health().await
+                    && let Some(cloud) = report.relay.and_then(|r| r.cloud)
+                {
+                    return cloud;
+                }
+                "the daemon's cloud".into()
+            }
+        }
+    }
+
     /// `--cloud` (or `HANDOFF_CLOUD`) wins; without it, a daemon that relays.
     ///
     /// # Errors
@@ -187,21 +220,19 @@ pub async fn run(args: StatusArgs, state_dir: Option<PathBuf>) -> Result<ExitCod
         };
         let (serial, mac) = identify(processor, args.timeout).await?;
         let (st, account) = asker.ask(serial, mac, args.cloud.cloud_wait).await?;
+        let cloud = asker.cloud().await;
         out.insert(
             "status".into(),
             json!({
                 "status": st.status.to_string(), "guidance": st.guidance,
+                "access": st.access, "cloud": cloud,
                 "serial": st.serial.0, "id": st.serial.id(), "mac": st.mac.to_string(),
                 "place": st.place.as_ref().map(|p| p.0.clone()), "account": account,
             }),
         );
-        let light = match st.status {
-            Status::Green => "GREEN",
-            Status::Yellow => "YELLOW",
-            Status::Grey => "GREY",
-        };
         lines.push(format!(
-            "{light}: {}\nprocessor: serial {} (id {}), MAC {}{}",
+            "{}: {} ({account}, cloud at {cloud})\nprocessor: serial {} (id {}), MAC {}{}",
+            light(st.status, std::io::stdout().is_terminal()),
             st.guidance,
             st.serial.0,
             st.serial.id(),

@@ -13,7 +13,7 @@
 
 pub mod authority;
 mod model;
-mod places;
+pub mod places;
 pub mod proof;
 mod refusal;
 pub mod rules;
@@ -26,7 +26,9 @@ pub use model::{
     AccessDuration, AccountId, ActiveLink, Grant, GrantSource, LinkSecret, Place, PlaceId,
     ProjectKey, Remaining, Role, ShareLink, Status, Timestamp,
 };
-pub use places::{AccessEntry, PlaceAccess, Places, access_list, places_for, status_for};
+pub use places::{
+    AccessEntry, PlaceAccess, Places, access_list, guidance_for, places_for, status_for,
+};
 pub use refusal::Refusal;
 pub use rules::{Command, Event, apply};
 pub use store::{CloudStore, ProcessorRecord};

@@ -289,8 +289,11 @@ impl Status {
     /// What the integrator should do, in the vendor's words.
     pub fn guidance(self) -> &'static str {
         match self {
+            // Without the account, green cannot say more: see
+            // `places::guidance_for`, which the cloud answers with.
             Status::Green => {
-                "you have access to this Place (or opening its project file grants it)"
+                "you have access, or no homeowner is established and opening the project file \
+                 or a claim with the button gives it"
             }
             Status::Yellow => super::refusal::ASK_HOMEOWNER,
             Status::Grey => super::refusal::NO_REMOTE_SERVICES,

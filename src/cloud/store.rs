@@ -278,21 +278,23 @@ impl CloudStore {
             }));
         };
         let place = self.place(&record.place)?;
-        let (status, may_know) = match &place {
+        let (status, guidance, may_know) = match &place {
             Some(p) => (
                 status_for(p, account, now),
+                super::places::guidance_for(p, account, now),
                 p.access(account, now).is_some(),
             ),
             // A Place deleted by a forced last revoke: nobody reaches it.
-            None => (Status::Grey, false),
+            None => (Status::Grey, Status::Grey.guidance(), false),
         };
         Ok(Ok(PlaceStatus {
             query: q,
             status,
-            guidance: status.guidance().into(),
+            guidance: guidance.into(),
             serial: record.serial,
             mac: record.mac(),
             place: may_know.then(|| record.place.clone()),
+            access: Some(may_know),
         }))
     }
 

@@ -173,18 +173,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         .await
     }
 
-    /// Asks the daemon to forget a processor's credential and queue the
-    /// release, waiting up to `wait` for the cloud.
+    /// Asks the daemon for Remove Home from Account (the credential is
+    /// forgotten once the cloud applied it), waiting up to `wait` for the
+    /// cloud; with `unpair`, only to forget the credential.
     ///
     /// # Errors
     /// [`DaemonError::Refused`] with code `failed` (nothing of that name is
-    /// claimed by the daemon), or the connection failing.
-    pub async fn release(&mut self, processor: &str, wait: Duration) -> Result<Done, DaemonError> {
+    /// paired with the daemon, or it relays to no cloud), or the connection
+    /// failing.
+    pub async fn release(
+        &mut self,
+        processor: &str,
+        wait: Duration,
+        unpair: bool,
+    ) -> Result<Done, DaemonError> {
         let request = self.take_request();
         let msg = ControlMessage::Release(ReleaseRequest {
             request,
             processor: processor.to_owned(),
             wait_ms: millis(wait),
+            unpair,
         });
         self.one_answer(msg, request, wait + ANSWER_TIMEOUT, |m| match m {
             ControlMessage::Done(done) => Some(*done),

@@ -265,10 +265,10 @@ pub async fn run(
             ("systemd notifier", Ok(()))
         }
     });
-    if let Some((_, outbox)) = &relay {
+    if let Some((link, outbox)) = &relay {
         // On the first STATUS line already, not once the relay reports.
         let stats = outbox.stats(std::time::SystemTime::now());
-        publish_backlog(&live, stats.backlog, stats.oldest_pending_age);
+        publish_backlog(&live, link, stats.backlog, stats.oldest_pending_age);
     }
     notify::ready(&live);
     tracing::info!(
@@ -486,8 +486,9 @@ async fn run_relay(
 ) -> (&'static str, Result<(), DaemonError>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (status, mut watch) = crate::relay::status_channel(&outbox);
-    let publish =
-        |s: &crate::relay::RelayStatus| publish_backlog(&live, s.backlog, s.oldest_pending_age);
+    let publish = |s: &crate::relay::RelayStatus| {
+        publish_backlog(&live, &link, s.backlog, s.oldest_pending_age);
+    };
     publish(&watch.borrow());
     tracing::info!(cloud = %link.address, site = %link.site, account = %link.account, "relay started");
     let relay = tokio::spawn(crate::relay::run(
@@ -515,10 +516,17 @@ async fn run_relay(
 
 /// The relay's backlog into the live inventory's health (and so into
 /// `handoff health` and the STATUS line).
-fn publish_backlog(live: &LiveInventory, backlog: usize, oldest: Option<Duration>) {
+fn publish_backlog(
+    live: &LiveInventory,
+    link: &crate::relay::link::CloudLink,
+    backlog: usize,
+    oldest: Option<Duration>,
+) {
     live.set_relay_health(Some(crate::proto::control::RelayHealth {
         backlog: backlog as u64,
         oldest_unsent_ms: oldest.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        cloud: Some(link.address.clone()),
+        account: Some(link.account.clone()),
     }));
 }
 

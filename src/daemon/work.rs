@@ -135,6 +135,7 @@ impl Work {
                 mac: st.mac,
                 place: st.place,
                 account: link.account.clone(),
+                access: st.access,
             }),
             Ok(Err(frame)) => Err(failed(format!(
                 "the cloud at {} does not know this processor: {}",
@@ -190,12 +191,15 @@ impl Work {
         lock(&self.settings).clone()
     }
 
-    /// Claims the processor `req` names; `progress` hears each step.
-    /// `cancel` abandons the claim up to the moment it stores the
-    /// credential; after that the claim completes and is queued.
+    /// Pairs with the processor `req` names; `progress` hears each step.
+    /// With `req.homeowner` the `claimed` event is queued too (the
+    /// daemon's account becomes the Place's homeowner); without it the
+    /// cloud is never told. `cancel` abandons the pairing up to the moment
+    /// it stores the credential; after that it completes.
     ///
     /// # Errors
-    /// An error frame: `failed` (with the claim's own message), `busy`
+    /// An error frame: `failed` (with the claim's own message, or a
+    /// homeowner claim asked of a daemon that relays to no cloud), `busy`
     /// (the processor is being claimed already), `cancelled`.
     pub async fn claim(
         &self,
@@ -204,6 +208,24 @@ impl Work {
         cancel: Shutdown,
     ) -> Result<Done, ControlError> {
         let r = req.request;
+        if !req.homeowner {
+            let outcome = self.pair(&req, &progress, cancel).await?;
+            return Ok(Done {
+                request: r,
+                claimed: Some(claimed_processor(&outcome)),
+                released: None,
+                takeover: None,
+                cloud: None,
+            });
+        }
+        if self.link.is_none() {
+            return Err(ControlError::new(
+                error_code::FAILED,
+                "a homeowner claim needs the cloud, and this daemon relays to none ([cloud] \
+                 address): nothing was done. To pair only: handoff pair PROCESSOR",
+                Some(r),
+            ));
+        }
         let (outcome, cloud) = self.claim_and_queue(req, progress, cancel).await?;
         Ok(Done {
             request: r,
@@ -214,14 +236,14 @@ impl Work {
         })
     }
 
-    /// A claim, then its event queued: what [`Work::claim`] answers, and
-    /// the takeover's button step.
-    async fn claim_and_queue(
+    /// The button handshake and the stored credential: what `pair` and
+    /// every claim start with.
+    async fn pair(
         &self,
-        req: ClaimRequest,
-        progress: mpsc::UnboundedSender<Progress>,
+        req: &ClaimRequest,
+        progress: &mpsc::UnboundedSender<Progress>,
         mut cancel: Shutdown,
-    ) -> Result<(ClaimOutcome, CloudResult), ControlError> {
+    ) -> Result<ClaimOutcome, ControlError> {
         let r = req.request;
         let failed = |why: String| ControlError::new(error_code::FAILED, why, Some(r));
         let target = Target::parse(&req.processor);
@@ -246,7 +268,8 @@ impl Work {
         let identity = PairingIdentity::load(&settings.pairing_identity).map_err(|e| {
             failed(format!(
                 "the daemon cannot use its pairing identity in {}: {e} — install the pairing \
-                 identity there (`pairing_identity` in its configuration), or claim from the \
+                 identity there (`pairing_identity` in its configuration, `handoff pairing-identity \
+                 install`), or pair from the \
                  command with --standalone --pairing-identity DIR",
                 settings.pairing_identity.display()
             ))
@@ -291,8 +314,21 @@ impl Work {
             id = %outcome.id,
             mac = %outcome.mac.map_or_else(|| "-".into(), |m| m.to_string()),
             address = %outcome.address,
-            "processor claimed for a control client"
+            "processor paired for a control client"
         );
+        Ok(outcome)
+    }
+
+    /// A pairing, then its `claimed` event queued: a homeowner claim, and
+    /// the takeover's button step.
+    async fn claim_and_queue(
+        &self,
+        req: ClaimRequest,
+        progress: mpsc::UnboundedSender<Progress>,
+        cancel: Shutdown,
+    ) -> Result<(ClaimOutcome, CloudResult), ControlError> {
+        let r = req.request;
+        let outcome = self.pair(&req, &progress, cancel).await?;
         let _ = progress.send(Progress {
             request: r,
             step: step::RELAYING.into(),
@@ -392,20 +428,45 @@ impl Work {
         })
     }
 
-    /// Forgets the credential of the processor `req` names and queues
-    /// `released` (Remove Home from Account).
+    /// Remove Home from Account for the processor `req` names: queues
+    /// `released` and forgets the credential only once the cloud applied
+    /// it (a refusal, or no answer in time, keeps it: both or neither).
+    /// With `req.unpair`, only forgets the credential; the cloud is never
+    /// told.
     ///
     /// # Errors
-    /// `failed`: nothing of that name is claimed here, or the store failed.
+    /// `failed`: nothing of that name is paired here, a release asked of a
+    /// daemon that relays to no cloud, or the store failed.
     pub async fn release(&self, req: ReleaseRequest) -> Result<Done, ControlError> {
         let r = req.request;
-        let (serial, mac) = crate::claim::release(&self.state_dir, &Target::parse(&req.processor))
-            .map_err(|e| ControlError::new(error_code::FAILED, e.to_string(), Some(r)))?;
-        tracing::info!(
-            id = %serial.id(),
-            mac = %mac.map_or_else(|| "-".into(), |m| m.to_string()),
-            "processor released for a control client"
-        );
+        let failed = |why: String| ControlError::new(error_code::FAILED, why, Some(r));
+        let target = Target::parse(&req.processor);
+        let (serial, mac) =
+            crate::claim::paired(&self.state_dir, &target).map_err(|e| failed(e.to_string()))?;
+        let released = Some(ReleasedProcessor {
+            id: serial.id(),
+            serial,
+        });
+        let mac = mac.map_or_else(|| "-".into(), |m| m.to_string());
+        if req.unpair {
+            crate::claim::forget(&self.state_dir, serial).map_err(|e| failed(e.to_string()))?;
+            tracing::info!(id = %serial.id(), mac = %mac, "processor unpaired for a control client");
+            return Ok(Done {
+                request: r,
+                claimed: None,
+                released,
+                takeover: None,
+                cloud: None,
+            });
+        }
+        if self.link.is_none() {
+            return Err(failed(
+                "Remove Home from Account needs the cloud, and this daemon relays to none \
+                 ([cloud] address): nothing changed. To forget the credential only: handoff \
+                 unpair PROCESSOR"
+                    .into(),
+            ));
+        }
         let event = EventKind::Released(Released {
             place: None,
             serial: Some(serial),
@@ -414,23 +475,24 @@ impl Work {
             .queue(event, Duration::from_millis(req.wait_ms))
             .await
             .map_err(|e| {
-                ControlError::new(
-                    error_code::FAILED,
-                    format!(
-                        "the credential of {} is forgotten, but the release could not be queued \
-                         for the cloud: {e}",
-                        serial.id()
-                    ),
-                    Some(r),
-                )
+                failed(format!(
+                    "nothing changed: the release could not be queued: {e}"
+                ))
             })?;
+        let forgotten =
+            crate::claim::settle_release(&self.state_dir, serial, &Relayed::from_cloud(&cloud))
+                .map_err(|e| failed(e.to_string()))?;
+        tracing::info!(
+            id = %serial.id(),
+            mac = %mac,
+            cloud = %cloud.result,
+            forgotten,
+            "release for a control client"
+        );
         Ok(Done {
             request: r,
             claimed: None,
-            released: Some(ReleasedProcessor {
-                id: serial.id(),
-                serial,
-            }),
+            released,
             takeover: None,
             cloud: Some(cloud),
         })
@@ -667,6 +729,7 @@ impl TakeoverBackend for DaemonTakeover<'_> {
             key: None,
             device_uid: None,
             wait_ms: self.wait_ms(),
+            homeowner: true,
         };
         match self
             .work

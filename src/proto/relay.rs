@@ -505,6 +505,10 @@ pub struct PlaceStatus {
     /// The Place, when the asking account may know it. Optional.
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub place: Option<PlaceId>,
+    /// Whether the asking account has access now: green alone does not say
+    /// (no homeowner yet is green for everyone). Absent from older clouds.
+    #[serde(rename = "acc", default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<bool>,
 }
 
 /// Why a frame was not acted on. Never a silent close.

@@ -164,6 +164,19 @@ pub(super) fn samples() -> Vec<(&'static str, RelayMessage)> {
                 serial: Serial(37152423),
                 mac: MAC,
                 place: None,
+                access: None,
+            }),
+        ),
+        (
+            "status-green-no-access",
+            RelayMessage::PlaceStatus(PlaceStatus {
+                query: 9,
+                status: Status::Green,
+                guidance: crate::cloud::places::NO_HOMEOWNER_YET.into(),
+                serial: Serial(37152423),
+                mac: MAC,
+                place: None,
+                access: Some(false),
             }),
         ),
         (

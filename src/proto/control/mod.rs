@@ -259,6 +259,13 @@ pub struct RelayHealth {
     /// Age of the oldest of them; `None` when the backlog is empty.
     #[serde(rename = "oldest-ms", default, skip_serializing_if = "Option::is_none")]
     pub oldest_unsent_ms: Option<u64>,
+    /// The cloud it relays to (host:port), so a command can say where a
+    /// homeowner claim goes before it acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
+    /// The account its identity acts for in that cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// Why a frame was not acted on.

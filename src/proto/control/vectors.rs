@@ -135,6 +135,25 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                 relay: Some(RelayHealth {
                     backlog: 3,
                     oldest_unsent_ms: Some(90_000),
+                    cloud: None,
+                    account: None,
+                }),
+            }),
+        ),
+        (
+            "health-report-relay-cloud",
+            ControlMessage::HealthReport(HealthReport {
+                request: 3,
+                processors: 2,
+                uptime_ms: 5_000,
+                last_event_ms: Some(400),
+                pid: 4242,
+                software: "handoff 0.1.0".into(),
+                relay: Some(RelayHealth {
+                    backlog: 0,
+                    oldest_unsent_ms: None,
+                    cloud: Some("cloud.example.net:4433".into()),
+                    account: Some("site-box@integrator.example".into()),
                 }),
             }),
         ),
@@ -180,6 +199,20 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                 key: Some("ec".into()),
                 device_uid: None,
                 wait_ms: 10_000,
+                homeowner: false,
+            })),
+        ),
+        (
+            "claim-homeowner",
+            ControlMessage::Claim(Box::new(ClaimRequest {
+                request: 6,
+                processor: "0236e6a7".into(),
+                address: Some("127.0.1.1".into()),
+                button_s: None,
+                key: None,
+                device_uid: None,
+                wait_ms: 10_000,
+                homeowner: true,
             })),
         ),
         (
@@ -188,6 +221,16 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                 request: 7,
                 processor: "a0:f6:fd:12:34:56".into(),
                 wait_ms: 10_000,
+                unpair: false,
+            }),
+        ),
+        (
+            "release-unpair",
+            ControlMessage::Release(ReleaseRequest {
+                request: 7,
+                processor: "0236e6a7".into(),
+                wait_ms: 0,
+                unpair: true,
             }),
         ),
         (
@@ -289,6 +332,7 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                 mac: crate::processor::Mac([0xa0, 0xf6, 0xfd, 0x12, 0x34, 0x56]),
                 place: Some(crate::cloud::PlaceId("lake-house".into())),
                 account: "integrator@example.com".into(),
+                access: None,
             })),
         ),
         (

@@ -27,10 +27,12 @@ pub struct CloudResult {
     pub link: Option<IssuedLink>,
 }
 
-/// Client → daemon: claim a processor with its button. The daemon finds
+/// Client → daemon: pair with a processor by its button. The daemon finds
 /// it in its inventory (or at `addr`), pairs with its own pairing
-/// identity, keeps the credential in its state directory and queues the
-/// `claimed` event.
+/// identity and keeps the credential in its state directory. Only with
+/// `homeowner` does it also queue the `claimed` event, which makes its
+/// cloud account the Place's homeowner: pairing alone never touches the
+/// cloud.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRequest {
     #[serde(rename = "r")]
@@ -54,9 +56,15 @@ pub struct ClaimRequest {
     /// How long to wait for the cloud's answer once the claim is queued.
     #[serde(rename = "wait-ms", default)]
     pub wait_ms: u64,
+    /// Also claim the system in the cloud as the daemon's account (the
+    /// vendor's homeowner claim). Absent: pair only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub homeowner: bool,
 }
 
-/// Client → daemon: forget a processor's credential and queue `released`.
+/// Client → daemon: Remove Home from Account (queue `released`, and
+/// forget the credential once the cloud applied it), or with `unpair`
+/// only forget the credential, never telling the cloud.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseRequest {
     #[serde(rename = "r")]
@@ -65,6 +73,8 @@ pub struct ReleaseRequest {
     pub processor: String,
     #[serde(rename = "wait-ms", default)]
     pub wait_ms: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpair: bool,
 }
 
 /// Client → daemon: what became of an event queued earlier; answered with
@@ -190,6 +200,9 @@ pub struct StatusReport {
     /// The account the daemon acts for (its enrolled identity).
     #[serde(rename = "acct")]
     pub account: String,
+    /// Whether that account has access now (relay.cddl's `acc`).
+    #[serde(rename = "acc", default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<bool>,
 }
 
 impl StatusReport {
@@ -202,6 +215,7 @@ impl StatusReport {
             serial: self.serial,
             mac: self.mac,
             place: self.place,
+            access: self.access,
         };
         (status, self.account)
     }
