@@ -89,6 +89,10 @@ pub trait TakeoverBackend: Send {
     /// Where credentials are kept (to find one an interrupted run stored).
     fn credentials_dir(&self) -> &Path;
 
+    /// The cloud the events go to (host:port), for messages: every report
+    /// of a cloud's answer names it.
+    fn cloud(&self) -> String;
+
     /// Whether the caller gave up: checked between steps.
     fn cancelled(&self) -> bool {
         false
@@ -391,7 +395,8 @@ pub async fn takeover<B: TakeoverBackend>(
         return Ok(end);
     }
     backend.step(&format!(
-        "the cloud recorded {account} as the temporary homeowner"
+        "the cloud at {} recorded {account} as the temporary homeowner",
+        backend.cloud()
     ));
     if backend.cancelled() {
         return Ok(interrupted_by_caller("share"));

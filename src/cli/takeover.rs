@@ -343,6 +343,13 @@ impl TakeoverBackend for CliTakeover<'_> {
         &self.state_dir
     }
 
+    fn cloud(&self) -> String {
+        match &self.asker {
+            super::status::Asker::Direct(link) => link.address.clone(),
+            super::status::Asker::Daemon => "the daemon's cloud".into(),
+        }
+    }
+
     fn cancelled(&self) -> bool {
         *self.interrupted.borrow()
     }

@@ -750,6 +750,13 @@ impl TakeoverBackend for DaemonTakeover<'_> {
         &self.work.state_dir
     }
 
+    fn cloud(&self) -> String {
+        self.work
+            .link
+            .as_ref()
+            .map_or_else(|| "no cloud".into(), |l| l.address.clone())
+    }
+
     fn cancelled(&self) -> bool {
         self.cancel.fired()
     }
