@@ -363,7 +363,7 @@ impl ClaimOutcome {
             serial: self.serial,
             mac,
             proof: proof.to_vec(),
-            at: crate::cloud::now(),
+            at: crate::place::now(),
         }))
     }
 }

@@ -27,8 +27,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{ClaimOutcome, ClaimRecord, credential_files};
-use crate::cloud::{AccessDuration, PlaceId, Status};
 use crate::identity::CredentialStore;
+use crate::place::{AccessDuration, PlaceId, Status};
 use crate::processor::{Mac, Serial};
 use crate::proto::control::TakeoverResult;
 use crate::proto::{EventId, EventKind, PlaceStatus, Released, ShareAccess};
@@ -348,7 +348,7 @@ pub async fn takeover<B: TakeoverBackend>(
             discard_if_untouched(&path, &record)?;
             return Ok(TakeoverEnd::Cancelled);
         }
-        record.claim_started = Some(crate::cloud::now().0);
+        record.claim_started = Some(crate::place::now().0);
         save(&path, &record)?;
         let step = match backend.claim(serial).await {
             Ok(step) => step,

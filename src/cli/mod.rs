@@ -149,22 +149,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{s}' is not a duration like 3s or 500ms: {e}"))
 }
 
-/// The default state directory (see `--state-dir`).
-pub fn default_state_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
-        // systemd may pass several, colon-separated; the first is ours.
-        let first = dir.to_string_lossy().split(':').next().map(PathBuf::from);
-        if first.as_ref().is_some_and(|p| !p.as_os_str().is_empty()) {
-            return first;
-        }
-    }
-    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(xdg).join("handoff"));
-    }
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(|home| PathBuf::from(home).join(".local/state/handoff"))
-}
+pub use crate::dirs::default_state_dir;
 
 /// Runs the command line: parse, set up logging, run, and turn any error
 /// into one line on stderr and a non-zero exit code.

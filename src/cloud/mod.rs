@@ -81,13 +81,4 @@ impl CloudError {
     }
 }
 
-/// Now, as the rules count time. Only the service and the CLI read the
-/// clock; the rules get it passed in.
-pub fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    )
-}
+pub use crate::place::now;

@@ -109,14 +109,6 @@ pub fn places_for(places: &Places, account: &AccountId, now: Timestamp) -> Vec<P
         .collect()
 }
 
-/// Green for an account with access.
-pub const HAS_ACCESS: &str = "you have access to this Place";
-
-/// Green for an account without access: nobody is homeowner yet.
-pub const NO_HOMEOWNER_YET: &str = "you have no access yet, and no homeowner is established: \
-    opening the original project file (Browse Local) or claiming the system with the \
-    processor's button gives you access";
-
 /// What holds for `account` at `place`, and what to do: the sentence that
 /// goes with [`status_for`]. Green alone does not say whether the account
 /// has access (no homeowner yet is green for everyone), so the sentence
@@ -125,8 +117,8 @@ pub fn guidance_for(place: &Place, account: &AccountId, now: Timestamp) -> &'sta
     match status_for(place, account, now) {
         Status::Grey => super::refusal::NO_REMOTE_SERVICES,
         Status::Yellow => super::refusal::ASK_HOMEOWNER,
-        Status::Green if place.access(account, now).is_some() => HAS_ACCESS,
-        Status::Green => NO_HOMEOWNER_YET,
+        Status::Green if place.access(account, now).is_some() => crate::place::HAS_ACCESS,
+        Status::Green => crate::place::NO_HOMEOWNER_YET,
     }
 }
 

@@ -6,13 +6,8 @@
 //! CLI prints as the one line after the error.
 
 use super::model::{AccessDuration, AccountId, PlaceId, Remaining};
+pub(crate) use crate::place::{ASK_HOMEOWNER, NO_REMOTE_SERVICES};
 use crate::processor::Serial;
-
-/// Yellow: somebody else owns the system.
-pub(crate) const ASK_HOMEOWNER: &str = "a homeowner account is established: ask the homeowner for Remote Assistance from Installer (Lutron app: Settings > Help > Remote Assistance from Installer); if they cannot be reached, email SystemSupport@Lutron.com a photo of the processor's MAC address label";
-
-/// Grey: the project is not in the cloud.
-pub(crate) const NO_REMOTE_SERVICES: &str = "remote services are disabled, so the app shows a Remote Access Code instead of the Share menu: locate the original project file and enable remote services (Tools > Project Settings, then Transfer), or factory-default the processor and remake the project file";
 
 const ASK_FOR_SHARE: &str = "ask the homeowner or a pro who has access to share the Place with your myLutron email, or open the original project file";
 

@@ -118,7 +118,7 @@ pub struct Config {
     /// `lan::choose_interfaces`.
     #[serde(deserialize_with = "interface_names")]
     pub interfaces: Vec<String>,
-    /// `None` = `cli::default_state_dir()`.
+    /// `None` = `dirs::default_state_dir()`.
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "absolute_path"
@@ -372,7 +372,7 @@ impl Config {
     ) -> Result<EffectiveConfig, ConfigError> {
         let state_dir = state_dir_flag
             .or_else(|| self.state_dir.clone())
-            .or_else(crate::cli::default_state_dir)
+            .or_else(crate::dirs::default_state_dir)
             .ok_or_else(|| ConfigError::Invalid {
                 path: source.path().to_path_buf(),
                 line: 0,

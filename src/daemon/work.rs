@@ -391,12 +391,12 @@ impl Work {
         let plan = TakeoverPlan {
             serial,
             mac,
-            share_to: crate::cloud::AccountId::new(&req.share_to)
+            share_to: crate::place::AccountId::new(&req.share_to)
                 .as_str()
                 .to_owned(),
             duration: req
                 .duration
-                .unwrap_or(crate::cloud::AccessDuration::SevenDays),
+                .unwrap_or(crate::place::AccessDuration::SevenDays),
         };
         let mut backend = DaemonTakeover {
             work: self,

@@ -25,6 +25,7 @@
 
 mod authority;
 mod check;
+pub mod daemon;
 pub mod files;
 mod keys;
 mod simulator;

@@ -13,7 +13,7 @@ const DAEMON: &str = "d1";
 
 fn kind(n: u64) -> EventKind {
     EventKind::Released(Released {
-        place: Some(crate::cloud::PlaceId(format!("place-{}", n % 3))),
+        place: Some(crate::place::PlaceId(format!("place-{}", n % 3))),
         serial: None,
     })
 }

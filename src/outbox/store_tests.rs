@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use super::{Outbox, OutboxError};
-use crate::cloud::PlaceId;
+use crate::place::PlaceId;
 use crate::processor::{Mac, Serial};
 use crate::proto::{Ack, Claimed, EventId, EventKind, Outcome, Released};
 
@@ -233,7 +233,7 @@ async fn an_oversized_event_is_refused_and_the_next_one_is_queued() {
         serial: Serial(1),
         mac: Mac([0; 6]),
         proof: vec![0; 70 * 1024],
-        at: crate::cloud::Timestamp(0),
+        at: crate::place::Timestamp(0),
     });
     let err = outbox.append(huge).await.unwrap_err();
     assert!(matches!(err, OutboxError::Unencodable { .. }), "{err}");
@@ -406,7 +406,7 @@ async fn disk_full_body(dir: PathBuf) {
             serial: Serial(n),
             mac: Mac([0; 6]),
             proof: proof.clone(),
-            at: crate::cloud::Timestamp(0),
+            at: crate::place::Timestamp(0),
         })
     };
     let mut queued = Vec::new();

@@ -10,7 +10,7 @@
 //! Field types are the cloud's own where they exist ([`PlaceId`],
 //! [`Serial`], [`Mac`], [`AccessDuration`], [`Status`], [`Timestamp`]).
 //! Emails stay as sent: the cloud normalises them with
-//! [`crate::cloud::AccountId::new`] when it applies an event, and a decoder
+//! [`crate::place::AccountId::new`] when it applies an event, and a decoder
 //! that rewrote them could not re-encode a frame byte for byte.
 
 use ciborium::Value;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ProtoError;
 use super::frame::canonical;
-use crate::cloud::{AccessDuration, PlaceId, Status, Timestamp};
+use crate::place::{AccessDuration, PlaceId, Status, Timestamp};
 use crate::processor::{Mac, Serial};
 
 /// The one version this build speaks. `Hello` lists every version the
@@ -380,8 +380,8 @@ pub enum Outcome {
     Applied,
     /// This id was applied before; nothing changed this time.
     Duplicate,
-    /// The Place rules refused: [`crate::cloud::Refusal::rule`] and
-    /// [`crate::cloud::Refusal::guidance`].
+    /// The Place rules refused: the cloud's `Refusal::rule` and
+    /// `Refusal::guidance`.
     Refused {
         rule: String,
         guidance: String,

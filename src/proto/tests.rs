@@ -399,9 +399,9 @@ fn keys_are_written_in_deterministic_order() {
 #[test]
 fn a_refusal_travels_with_its_rule_and_guidance() {
     let refusal = Refusal::ShareExceedsRemainingAccess {
-        by: crate::cloud::AccountId::new("a@b.c"),
+        by: crate::place::AccountId::new("a@b.c"),
         requested: AccessDuration::OneYear,
-        remaining: crate::cloud::Remaining::Seconds(5),
+        remaining: crate::place::Remaining::Seconds(5),
     };
     let ack = RelayMessage::Ack(Ack {
         id: id(3),

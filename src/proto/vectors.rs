@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use super::vector_files::{check_diag_twins, check_samples_have_vectors, decode_every_vector};
 use super::*;
-use crate::cloud::{AccessDuration, PlaceId, Refusal, Status, Timestamp};
+use crate::place::{AccessDuration, PlaceId, Status, Timestamp};
 use crate::processor::{Mac, Serial};
 
 pub(super) const MAC: Mac = Mac([0xa0, 0xf6, 0xfd, 0x12, 0x34, 0x56]);
@@ -34,7 +34,6 @@ pub(super) fn event(seq: u64, kind: EventKind) -> RelayMessage {
 
 /// One message per vector file of `proto/vectors/relay/`, by file stem.
 pub(super) fn samples() -> Vec<(&'static str, RelayMessage)> {
-    let refusal = Refusal::AlreadyHasHomeowner;
     vec![
         (
             "hello",
@@ -138,8 +137,10 @@ pub(super) fn samples() -> Vec<(&'static str, RelayMessage)> {
             RelayMessage::Ack(Ack {
                 id: id(1),
                 outcome: Outcome::Refused {
-                    rule: refusal.rule().into(),
-                    guidance: refusal.guidance().into(),
+                    // The cloud's Refusal::AlreadyHasHomeowner, as it
+                    // writes it (proto stays independent of the cloud).
+                    rule: "second_claim_refused_with_remote_assistance_guidance".into(),
+                    guidance: crate::place::ASK_HOMEOWNER.into(),
                 },
                 link: None,
             }),
@@ -172,7 +173,7 @@ pub(super) fn samples() -> Vec<(&'static str, RelayMessage)> {
             RelayMessage::PlaceStatus(PlaceStatus {
                 query: 9,
                 status: Status::Green,
-                guidance: crate::cloud::places::NO_HOMEOWNER_YET.into(),
+                guidance: crate::place::NO_HOMEOWNER_YET.into(),
                 serial: Serial(37152423),
                 mac: MAC,
                 place: None,

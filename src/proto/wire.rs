@@ -73,7 +73,7 @@ pub(super) mod duration_text {
     use serde::de::{Deserialize, Deserializer, Error};
     use serde::ser::Serializer;
 
-    use crate::cloud::AccessDuration;
+    use crate::place::AccessDuration;
 
     pub fn serialize<S: Serializer>(d: &AccessDuration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(d.code())
@@ -91,7 +91,7 @@ pub(super) mod status_text {
     use serde::de::{Deserialize, Deserializer, Error};
     use serde::ser::Serializer;
 
-    use crate::cloud::Status;
+    use crate::place::Status;
 
     pub fn serialize<S: Serializer>(st: &Status, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(st)
@@ -113,7 +113,7 @@ pub(super) mod opt_access_duration {
     use serde::de::Deserializer;
     use serde::ser::Serializer;
 
-    use crate::cloud::AccessDuration;
+    use crate::place::AccessDuration;
 
     pub fn serialize<S: Serializer>(d: &Option<AccessDuration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
@@ -134,7 +134,7 @@ pub(super) mod opt_status_text {
     use serde::de::Deserializer;
     use serde::ser::Serializer;
 
-    use crate::cloud::Status;
+    use crate::place::Status;
 
     pub fn serialize<S: Serializer>(st: &Option<Status>, s: S) -> Result<S::Ok, S::Error> {
         match st {

@@ -16,7 +16,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::frames::FrameReader;
 use super::{RelayConfig, RelayError, status_channel};
-use crate::cloud::authority::DaemonIdentity;
+use crate::identity::daemon::DaemonIdentity;
 use crate::outbox::Outbox;
 use crate::proto::{
     self, Ack, ErrorFrame, EventId, Hello, PROTOCOL_VERSION, PlaceStatus, RelayMessage, StatusQuery,

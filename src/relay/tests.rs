@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 use super::frames::FrameReader;
 use super::{Connector, RelayConfig, RelayStatus, run, status_channel};
-use crate::cloud::PlaceId;
 use crate::outbox::{Backoff, Outbox};
+use crate::place::PlaceId;
 use crate::proto::{
     self, Ack, ErrorFrame, EventId, EventKind, HelloAck, Outcome, RelayMessage, Released,
 };

@@ -187,7 +187,7 @@ pub struct StatusReport {
     #[serde(rename = "r")]
     pub request: u64,
     #[serde(rename = "st", with = "crate::proto::wire::status_text")]
-    pub status: crate::cloud::Status,
+    pub status: crate::place::Status,
     #[serde(rename = "why")]
     pub guidance: String,
     #[serde(rename = "sn")]
@@ -196,7 +196,7 @@ pub struct StatusReport {
     pub mac: Mac,
     /// The Place, when the daemon's account may know it.
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
-    pub place: Option<crate::cloud::PlaceId>,
+    pub place: Option<crate::place::PlaceId>,
     /// The account the daemon acts for (its enrolled identity).
     #[serde(rename = "acct")]
     pub account: String,
@@ -239,7 +239,7 @@ pub struct TakeoverRequest {
         skip_serializing_if = "Option::is_none",
         with = "crate::proto::wire::opt_access_duration"
     )]
-    pub duration: Option<crate::cloud::AccessDuration>,
+    pub duration: Option<crate::place::AccessDuration>,
     #[serde(rename = "button-s", default, skip_serializing_if = "Option::is_none")]
     pub button_s: Option<u64>,
     /// How long each step waits for the cloud before the takeover stops
@@ -273,7 +273,7 @@ pub struct TakeoverResult {
         skip_serializing_if = "Option::is_none",
         with = "crate::proto::wire::opt_status_text"
     )]
-    pub status: Option<crate::cloud::Status>,
+    pub status: Option<crate::place::Status>,
     #[serde(rename = "sn", default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<Serial>,
     #[serde(
@@ -292,7 +292,7 @@ pub struct TakeoverResult {
         skip_serializing_if = "Option::is_none",
         with = "crate::proto::wire::opt_access_duration"
     )]
-    pub duration: Option<crate::cloud::AccessDuration>,
+    pub duration: Option<crate::place::AccessDuration>,
     /// RFC 3339; absent for unlimited access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
