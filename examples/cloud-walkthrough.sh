@@ -25,7 +25,7 @@ LINK=$(handoff cloud link new lake-house --as designer@example.com --for 7d)
 handoff cloud link redeem lake-house "$LINK" --as tech@example.com
 
 # On site: the button handshake; the processor signs our certificate.
-handoff --state-dir site claim "$ID"
+handoff --state-dir site claim "$ID" --pairing-identity site/sim/pairing-identity
 # That certificate is the proof: the homeowner's claim.
 handoff cloud claim --as home@example.com --serial "$SERIAL" --mac "$MAC" \
   --proof "site/credentials/$SERIAL/cert.pem"

@@ -78,8 +78,11 @@ pub enum SimAction {
     },
 }
 
-/// Runs the fleet, or `action` on the running one. `state_dir` keeps the fleet's pairing authority, and
-/// receives `pairing-identity/`, what a client needs to pair with it.
+/// Runs the fleet, or `action` on the running one. `state_dir/sim/` keeps
+/// the fleet's pairing authority, its processors' CAs and its control
+/// socket, and receives `sim/pairing-identity/`, what a client needs to pair
+/// with it. Nothing else in `state_dir` is touched: `state_dir/pairing-identity`
+/// is a real, installed identity's place.
 pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
     if let Some(SimAction::Press { processor }) = &args.action {
         return press(state_dir, processor).await;
@@ -89,8 +92,8 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     }
     let Some(state_dir) = state_dir else {
         return Err(CliError::Failed(
-            "no state directory: pass --state-dir DIR (the simulator keeps its pairing \
-             authority there and writes DIR/pairing-identity for clients)"
+            "no state directory: pass --state-dir DIR (the simulator keeps its files in \
+             DIR/sim and writes DIR/sim/pairing-identity for clients)"
                 .into(),
         ));
     };
@@ -161,7 +164,8 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     );
     eprintln!(
         "handoff sim: pairing on port 8083, LEAP on 8081 of each address; pairing identity \
-         in {}; {}",
+         for clients in {} (claim with --pairing-identity {}); {}",
+        identity_dir.display(),
         identity_dir.display(),
         match args.auto_press {
             Some(delay) => format!("buttons press themselves {delay:?} after a client waits"),
