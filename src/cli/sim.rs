@@ -188,7 +188,11 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     servers.stop().await;
     let stopping = tokio::task::spawn_blocking(move || advertiser.stop(Duration::from_secs(2)));
     let _ = stopping.await;
-    eprintln!("handoff sim: said goodbye for {} processors", fleet.len());
+    eprintln!(
+        "handoff sim: said goodbye for {} processor{}",
+        fleet.len(),
+        if fleet.len() == 1 { "" } else { "s" }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -28,6 +28,7 @@
 mod authority;
 mod check;
 pub mod files;
+pub mod install;
 mod keys;
 mod simulator;
 mod store;
@@ -106,6 +107,14 @@ pub enum IdentityError {
         .path.display()
     )]
     NotSimulators { path: PathBuf },
+    #[error("{reason}; nothing was installed")]
+    NotAnIdentity { reason: String },
+    #[error(
+        "{} already holds a different pairing identity; pass --force to replace it (the \
+         old one is then kept beside it as {}.bak-<time>)",
+        .path.display(), .path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    )]
+    IdentityExists { path: PathBuf },
 }
 
 impl IdentityError {
