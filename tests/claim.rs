@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use common::{Run, Sim, TempDir, handoff, handoff_bin};
 use handoff::claim::{ClaimError, ClaimOptions, Silent, Target};
 use handoff::identity::{
-    CredentialStore, KeyAlgorithm, PairingAuthority, PairingIdentity,
-    PrivateKey,
+    CredentialStore, KeyAlgorithm, PairingAuthority, PairingIdentity, PrivateKey,
 };
 use handoff::leap::{Communique, Connection, StatusCode};
 use handoff::processor::Serial;

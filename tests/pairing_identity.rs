@@ -50,7 +50,12 @@ fn copy(from: &Path, tag: &str) -> TempDir {
 }
 
 fn install(state: &Path, args: &[&str]) -> Run {
-    let mut all = vec!["--state-dir", state.to_str().unwrap(), "pairing-identity", "install"];
+    let mut all = vec![
+        "--state-dir",
+        state.to_str().unwrap(),
+        "pairing-identity",
+        "install",
+    ];
     all.extend_from_slice(args);
     handoff(&all)
 }
@@ -94,7 +99,10 @@ fn assert_no_key(run: &Run, key_file: &Path) {
     let out = format!("{}{}", run.stdout, run.stderr);
     assert!(!out.contains("PRIVATE KEY"), "{out}");
     let key = std::fs::read_to_string(key_file).unwrap();
-    for line in key.lines().filter(|l| !l.starts_with("-----") && l.len() > 16) {
+    for line in key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+    {
         assert!(!out.contains(line), "key material printed");
     }
 }
@@ -109,13 +117,26 @@ fn the_simulators_files_are_installed_private_and_read_back() {
     let dir = state.0.join("pairing-identity");
     assert_eq!(report["result"], "installed");
     assert_eq!(report["dir"], dir.to_str().unwrap());
-    assert_eq!(report["certificate"]["subject"], "CN=handoff simulated pairing client");
-    assert_eq!(report["certificate"]["issuer"], "CN=handoff simulated pairing authority");
+    assert_eq!(
+        report["certificate"]["subject"],
+        "CN=handoff simulated pairing client"
+    );
+    assert_eq!(
+        report["certificate"]["issuer"],
+        "CN=handoff simulated pairing authority"
+    );
     assert_eq!(report["certificate"]["expired"], false);
     assert_no_key(&run, &from.join("client-key.pem"));
 
-    assert_eq!(listing(&state.0), ["pairing-identity"], "no staging left behind");
-    assert_eq!(listing(&dir), ["authority-ca.pem", "client-cert.pem", "client-key.pem"]);
+    assert_eq!(
+        listing(&state.0),
+        ["pairing-identity"],
+        "no staging left behind"
+    );
+    assert_eq!(
+        listing(&dir),
+        ["authority-ca.pem", "client-cert.pem", "client-key.pem"]
+    );
     assert_eq!(mode(&dir), 0o700);
     for name in NAMES {
         assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
@@ -127,13 +148,23 @@ fn the_simulators_files_are_installed_private_and_read_back() {
     let shown = show(&state.0);
     assert_eq!(shown["dir"], dir.to_str().unwrap());
     assert_eq!(shown["certificate"], report["certificate"]);
-    assert_eq!(shown["authorities"][0]["subject"], "CN=handoff simulated pairing authority");
+    assert_eq!(
+        shown["authorities"][0]["subject"],
+        "CN=handoff simulated pairing authority"
+    );
     let fp = shown["certificate"]["sha256"].as_str().unwrap();
     assert_eq!(fp.len(), 32 * 3 - 1, "{fp}");
     let (_other, other_from) = sim_identity("pi-sim-other");
     let other_state = TempDir::new("pi-state-other");
-    assert_eq!(install(&other_state.0, &[other_from.to_str().unwrap()]).code, Some(0));
-    assert_ne!(show(&other_state.0)["certificate"]["sha256"], fp, "another certificate");
+    assert_eq!(
+        install(&other_state.0, &[other_from.to_str().unwrap()]).code,
+        Some(0)
+    );
+    assert_ne!(
+        show(&other_state.0)["certificate"]["sha256"],
+        fp,
+        "another certificate"
+    );
 
     // The same files again: nothing to do.
     let again = install(&state.0, &[from.to_str().unwrap(), "--json"]);
@@ -151,18 +182,34 @@ fn a_key_that_is_not_the_certificates_is_refused_and_nothing_written() {
     let state = TempDir::new("pi-mismatch-state");
     let run = install(&state.0, &[bad.0.to_str().unwrap()]);
     assert_eq!(run.code, Some(1), "{}", run.stdout);
-    assert!(run.stderr.contains("do not belong together"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("do not belong together"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("client-key.pem"), "{}", run.stderr);
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
     assert_no_key(&run, &bad.0.join("client-key.pem"));
-    assert!(listing(&state.0).is_empty(), "nothing written: {:?}", listing(&state.0));
+    assert!(
+        listing(&state.0).is_empty(),
+        "nothing written: {:?}",
+        listing(&state.0)
+    );
 
     // A certificate the CA did not issue: refused too.
     let bad = copy(&from, "pi-mismatch-ca");
-    std::fs::copy(other.join("authority-ca.pem"), bad.0.join("authority-ca.pem")).unwrap();
+    std::fs::copy(
+        other.join("authority-ca.pem"),
+        bad.0.join("authority-ca.pem"),
+    )
+    .unwrap();
     let run = install(&state.0, &[bad.0.to_str().unwrap()]);
     assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("was not issued by the CA in"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("was not issued by the CA in"),
+        "{}",
+        run.stderr
+    );
     assert!(listing(&state.0).is_empty());
 }
 
@@ -203,7 +250,10 @@ fn an_installed_identity_is_replaced_only_with_force_and_kept() {
     let run = install(&state.0, &[second.to_str().unwrap()]);
     assert_eq!(run.code, Some(1), "{}", run.stdout);
     assert!(run.stderr.contains("--force"), "{}", run.stderr);
-    assert!(same_files(&first, &dir), "the installed identity is untouched");
+    assert!(
+        same_files(&first, &dir),
+        "the installed identity is untouched"
+    );
     assert_eq!(listing(&state.0), ["pairing-identity"]);
 
     let run = install(&state.0, &[second.to_str().unwrap(), "--force", "--json"]);
@@ -249,7 +299,11 @@ fn an_expired_certificate_is_refused() {
     let state = TempDir::new("pi-expired-state");
     let run = install(&state.0, &[dir.0.to_str().unwrap()]);
     assert_eq!(run.code, Some(1), "{}", run.stdout);
-    assert!(run.stderr.contains("client-cert.pem expired on"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("client-cert.pem expired on"),
+        "{}",
+        run.stderr
+    );
     assert!(listing(&state.0).is_empty());
 }
 
@@ -259,14 +313,30 @@ fn the_identity_pylutron_caseta_carries_is_installed_from_its_package() {
     let state = TempDir::new("pi-pylutron");
     let run = install(
         &state.0,
-        &["--from-pylutron-caseta", "--python", python.to_str().unwrap(), "--json"],
+        &[
+            "--from-pylutron-caseta",
+            "--python",
+            python.to_str().unwrap(),
+            "--json",
+        ],
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let report = run.json();
     let dir = state.0.join("pairing-identity");
     assert_eq!(report["result"], "installed");
-    assert!(report["source"].as_str().unwrap().starts_with("pylutron-caseta 0.30.1 in "), "{report}");
-    assert!(report["certificate"]["subject"].as_str().unwrap().contains("CN=Caseta Application"));
+    assert!(
+        report["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("pylutron-caseta 0.30.1 in "),
+        "{report}"
+    );
+    assert!(
+        report["certificate"]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("CN=Caseta Application")
+    );
     assert_eq!(report["certificate"]["sha256"], PYLUTRON_CERT_SHA256);
     assert_no_key(&run, &dir.join("client-key.pem"));
     assert_eq!(mode(&dir), 0o700);
@@ -285,7 +355,10 @@ fn the_identity_pylutron_caseta_carries_is_installed_from_its_package() {
         .map(|a| a["subject"].as_str().unwrap())
         .collect();
     assert_eq!(subjects.len(), 2, "{subjects:?}");
-    assert!(subjects[0].contains("Caseta Local Access Protocol Cert Authority"), "{subjects:?}");
+    assert!(
+        subjects[0].contains("Caseta Local Access Protocol Cert Authority"),
+        "{subjects:?}"
+    );
     assert!(subjects[1].contains("CN=lutron-root"), "{subjects:?}");
 }
 
@@ -298,14 +371,32 @@ fn a_python_without_pylutron_caseta_is_named_and_nothing_written() {
     std::fs::write(&python, "#!/bin/sh\nexec python3 -I -S \"$@\"\n").unwrap();
     std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
     let state = TempDir::new("pi-nopylutron");
-    let run = install(&state.0, &["--from-pylutron-caseta", "--python", python.to_str().unwrap()]);
+    let run = install(
+        &state.0,
+        &[
+            "--from-pylutron-caseta",
+            "--python",
+            python.to_str().unwrap(),
+        ],
+    );
     assert_eq!(run.code, Some(1), "{}", run.stdout);
-    assert!(run.stderr.contains("has no pylutron-caseta package"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has no pylutron-caseta package"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
     assert!(listing(&state.0).is_empty());
 
     let missing = bin.0.join("no-such-python");
-    let run = install(&state.0, &["--from-pylutron-caseta", "--python", missing.to_str().unwrap()]);
+    let run = install(
+        &state.0,
+        &[
+            "--from-pylutron-caseta",
+            "--python",
+            missing.to_str().unwrap(),
+        ],
+    );
     assert_eq!(run.code, Some(1), "{}", run.stdout);
     assert!(run.stderr.contains("not found"), "{}", run.stderr);
     assert!(listing(&state.0).is_empty());

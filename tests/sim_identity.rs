@@ -37,7 +37,9 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn install_identity(state: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let elsewhere = TempDir::new("issued");
     let issued = PairingAuthority::load_or_create(&elsewhere.0).expect("authority");
-    let from = issued.export_pairing_identity(&elsewhere.0).expect("export");
+    let from = issued
+        .export_pairing_identity(&elsewhere.0)
+        .expect("export");
     let to = state.join(PAIRING_IDENTITY_DIR);
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use common::{Sim, TempDir};
 use handoff::identity::{
-    Credential, KeyAlgorithm, PairingAuthority, PairingIdentity, PrivateKey,
-    TlsIdentity,
+    Credential, KeyAlgorithm, PairingAuthority, PairingIdentity, PrivateKey, TlsIdentity,
 };
 use handoff::leap::message::{CsrParameters, PairingFrame, StatusCode};
 use handoff::leap::pairing::PairingClientConfig;

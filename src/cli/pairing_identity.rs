@@ -73,7 +73,10 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-pub async fn run(args: PairingIdentityArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+pub async fn run(
+    args: PairingIdentityArgs,
+    state_dir: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
     match args.action {
         PairingIdentityAction::Install(args) => {
             let target = target_dir(args.to.clone(), state_dir)?;
@@ -359,7 +362,9 @@ fn python_pem(source: &str, name: &str) -> Option<String> {
         .0
         + prefix.len();
     let rest = &source[start..];
-    let quote = ["\"\"\"", "'''"].into_iter().find(|q| rest.starts_with(q))?;
+    let quote = ["\"\"\"", "'''"]
+        .into_iter()
+        .find(|q| rest.starts_with(q))?;
     let body = &rest[quote.len()..];
     let text = body[..body.find(quote)?].trim();
     text.starts_with("-----BEGIN ").then(|| format!("{text}\n"))

@@ -117,10 +117,10 @@ impl IdentityPems {
         let refuse = |reason: String| IdentityError::NotAnIdentity { reason };
         let key = PrivateKey::from_pem(&self.key)
             .map_err(|e| refuse(format!("{key_src} is not a usable private key: {e}")))?;
-        let facts = certificate_facts(&self.certificate)
-            .map_err(|e| refuse(format!("{cert_src}: {e}")))?;
-        let ca = certificate_facts(&self.authority_ca)
-            .map_err(|e| refuse(format!("{ca_src}: {e}")))?;
+        let facts =
+            certificate_facts(&self.certificate).map_err(|e| refuse(format!("{cert_src}: {e}")))?;
+        let ca =
+            certificate_facts(&self.authority_ca).map_err(|e| refuse(format!("{ca_src}: {e}")))?;
         match check_signed_certificate(&key, &self.certificate, &self.authority_ca) {
             Ok(()) => {}
             Err(IdentityError::KeyMismatch) => {
@@ -216,11 +216,10 @@ pub fn all_certificate_facts(pem: &str) -> Result<Vec<CertificateFacts>, Identit
 }
 
 fn facts_of_der(der: &[u8]) -> Result<CertificateFacts, IdentityError> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| IdentityError::BadCertificate {
-            what: "certificate",
-            reason: e.to_string(),
-        })?;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| IdentityError::BadCertificate {
+        what: "certificate",
+        reason: e.to_string(),
+    })?;
     let validity = cert.validity();
     Ok(CertificateFacts {
         subject: cert.subject().to_string(),

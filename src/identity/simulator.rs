@@ -93,9 +93,9 @@ pub fn sim_dir(state_dir: &Path) -> Result<PathBuf, IdentityError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(IdentityError::io(&dir, e)),
     };
-    let ours = entries.iter().all(|name| {
-        LEGACY_ENTRIES.iter().any(|l| name == *l) && dir.join(name).is_dir()
-    });
+    let ours = entries
+        .iter()
+        .all(|name| LEGACY_ENTRIES.iter().any(|l| name == *l) && dir.join(name).is_dir());
     if !ours {
         return Err(IdentityError::NotSimulators { path: dir });
     }

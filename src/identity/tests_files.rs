@@ -265,6 +265,9 @@ fn the_simulator_adopts_its_own_earlier_directory_and_refuses_a_foreign_one() {
     fs::write(foreign.path().join("sim/key.pem"), "not ours").unwrap();
     let err = PairingAuthority::load_or_create(foreign.path()).expect_err("foreign");
     assert!(matches!(err, IdentityError::NotSimulators { .. }), "{err}");
-    assert_eq!(names(&foreign.path().join("sim")), ["key.pem", "pairing-authority"]);
+    assert_eq!(
+        names(&foreign.path().join("sim")),
+        ["key.pem", "pairing-authority"]
+    );
     assert!(names(&foreign.path().join("sim/pairing-authority")).is_empty());
 }
