@@ -171,6 +171,15 @@ fn the_simulators_files_are_installed_private_and_read_back() {
     assert_eq!(again.code, Some(0), "{}", again.stderr);
     assert_eq!(again.json()["result"], "unchanged");
     assert_eq!(listing(&state.0), ["pairing-identity"]);
+
+    // The same files opened to others: rewritten private, no --force.
+    let key = dir.join("client-key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let again = install(&state.0, &[from.to_str().unwrap(), "--json"]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(again.json()["result"], "replaced");
+    assert_eq!(mode(&key), 0o600);
+    PairingIdentity::load(&dir).expect("usable again");
 }
 
 #[test]

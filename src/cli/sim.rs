@@ -107,6 +107,8 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         instance_name: args.instance_name.clone(),
     };
     let fleet = build_fleet(&spec).map_err(SimError::from)?;
+    // Before anything is written: a `sim/` that is not ours is refused.
+    crate::identity::sim_dir(&state_dir)?;
     let authority = PairingAuthority::load_or_create(&state_dir).map_err(SimError::from)?;
     let identity_dir = authority
         .export_pairing_identity(&state_dir)

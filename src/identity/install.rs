@@ -28,6 +28,7 @@ use super::authority::first_certificate;
 use super::check::check_signed_certificate;
 use super::files::{DIR_MODE, write_private};
 use super::keys::PrivateKey;
+use super::simulator::PairingIdentity;
 
 /// The installed names, in the order key, certificate, CA.
 pub const INSTALLED_NAMES: [&str; 3] = ["client-key.pem", "client-cert.pem", "authority-ca.pem"];
@@ -316,11 +317,12 @@ pub fn install(
                 .iter()
                 .map(|n| fs::read(target.join(n)).ok())
                 .collect();
-            if existing
+            let same = existing
                 .iter()
                 .zip(contents)
-                .all(|(have, want)| have.as_deref() == Some(want))
-            {
+                .all(|(have, want)| have.as_deref() == Some(want));
+            // The same files, usable as they are (modes included).
+            if same && PairingIdentity::load(target).is_ok() {
                 return Ok(Installed::Unchanged);
             }
             let empty = fs::read_dir(target)
@@ -328,7 +330,9 @@ pub fn install(
                 .next()
                 .is_none();
             if !empty {
-                if !force {
+                // The same content with wrong modes loses nothing when
+                // rewritten: no --force needed.
+                if !force && !same {
                     return Err(IdentityError::IdentityExists {
                         path: target.to_owned(),
                     });
