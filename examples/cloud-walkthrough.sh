@@ -26,7 +26,7 @@ handoff cloud link redeem lake-house "$LINK" --as tech@example.com
 
 # On site: the button handshake (pairing: the cloud is not told); the
 # processor signs our certificate.
-handoff --state-dir site pair "$ID"
+handoff --state-dir site pair "$ID" --pairing-identity site/sim/pairing-identity
 # That certificate is the proof: the homeowner's claim.
 handoff cloud claim --as home@example.com --serial "$SERIAL" --mac "$MAC" \
   --proof "site/credentials/$SERIAL/cert.pem"

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use common::{Run, Sim, TempDir, handoff, handoff_bin};
 use handoff::claim::{ClaimError, ClaimOptions, Silent, Target};
 use handoff::identity::{
-    CredentialStore, KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingAuthority, PairingIdentity,
-    PrivateKey,
+    CredentialStore, KeyAlgorithm, PairingAuthority, PairingIdentity, PrivateKey,
 };
 use handoff::leap::{Communique, Connection, StatusCode};
 use handoff::processor::Serial;
@@ -25,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 fn identity_dir(sim: &Sim) -> PathBuf {
-    sim.state_dir.join(PAIRING_IDENTITY_DIR)
+    common::sim_identity_dir(&sim.state_dir)
 }
 
 /// `handoff --state-dir STATE pair ARGS… --pairing-identity (sim's)`.

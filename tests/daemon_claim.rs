@@ -155,7 +155,7 @@ lan_test! {
         let data_s = data.to_str().unwrap();
         let addr: SocketAddr = "127.0.0.1:4433".parse().unwrap();
         let _cloud = Cloud::start(&data, addr);
-        let daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"),
+        let daemon = Daemon::start(&dir, &common::sim_identity_dir(&sim.state_dir),
             &["--cloud", &addr.to_string()]);
 
         // The Place's state, asked by the daemon as its account; the
@@ -240,7 +240,7 @@ lan_test! {
             sim.manifest[0]["id"].as_str().unwrap().to_owned(),
             sim.manifest[0]["serial"].as_u64().unwrap().to_string(),
         );
-        let daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"), &[]);
+        let daemon = Daemon::start(&dir, &common::sim_identity_dir(&sim.state_dir), &[]);
 
         // Ctrl-C while the countdown runs: the daemon drops the pairing.
         let (mut claim, lines) = daemon.spawn_pair(&id, &[]);
@@ -293,7 +293,7 @@ lan_test! {
             sim.manifest[0]["id"].as_str().unwrap().to_owned(),
             sim.manifest[0]["serial"].as_u64().unwrap().to_string(),
         );
-        let mut daemon = Daemon::start(&dir, &sim.state_dir.join("pairing-identity"), &[]);
+        let mut daemon = Daemon::start(&dir, &common::sim_identity_dir(&sim.state_dir), &[]);
         let (mut claim, lines) = daemon.spawn_pair(&id, &[]);
         wait_line(&lines, "Press the button on");
         let child = &mut daemon._child.0;

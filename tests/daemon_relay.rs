@@ -35,7 +35,8 @@ lan_test! {
         let mut cloud = Cloud::start(&data, addr());
 
         let config = dir.path("handoff.toml");
-        std::fs::write(&config, "").unwrap();
+        let identity = common::sim_identity_dir(&sim.state_dir);
+        std::fs::write(&config, format!("pairing_identity = \"{}\"\n", identity.display())).unwrap();
         let daemon = Command::new(common::handoff_bin())
             .args(["--state-dir", &state, "--runtime-dir", &run_s, "daemon", "--liveness", "6s",
                    "--cloud", &addr().to_string(), "--config"])

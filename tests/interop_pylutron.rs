@@ -48,7 +48,7 @@ fn pylutron_pair(python: &Path, sim: &Sim) -> Value {
                 .join("pylutron_pair.py"),
         )
         .arg(&host)
-        .arg(sim.state_dir.join(handoff::identity::PAIRING_IDENTITY_DIR))
+        .arg(common::sim_identity_dir(&sim.state_dir))
         .arg(&out_dir.0)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())

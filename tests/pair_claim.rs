@@ -20,7 +20,7 @@ fn addr() -> SocketAddr {
 }
 
 fn identity(sim: &Sim) -> PathBuf {
-    sim.state_dir.join(handoff::identity::PAIRING_IDENTITY_DIR)
+    common::sim_identity_dir(&sim.state_dir)
 }
 
 /// `handoff --state-dir STATE VERB ARGS…` (with the sim's pairing

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use common::{Sim, TempDir};
 use handoff::identity::{
-    Credential, KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingAuthority, PairingIdentity, PrivateKey,
-    TlsIdentity,
+    Credential, KeyAlgorithm, PairingAuthority, PairingIdentity, PrivateKey, TlsIdentity,
 };
 use handoff::leap::message::{CsrParameters, PairingFrame, StatusCode};
 use handoff::leap::pairing::PairingClientConfig;
@@ -42,7 +41,7 @@ fn address(p: &Value) -> IpAddr {
 }
 
 fn pairing_identity(state_dir: &Path) -> PairingIdentity {
-    PairingIdentity::load(&state_dir.join(PAIRING_IDENTITY_DIR)).expect("exported identity")
+    PairingIdentity::load(&common::sim_identity_dir(state_dir)).expect("exported identity")
 }
 
 async fn tls_connect(

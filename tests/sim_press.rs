@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Sim, TempDir, handoff, handoff_bin};
-use handoff::identity::{PAIRING_IDENTITY_DIR, PairingIdentity};
+use handoff::identity::PairingIdentity;
 use handoff::leap::Connection;
 use handoff::leap::message::PairingFrame;
 use handoff::sim::CONTROL_SOCKET;
@@ -39,7 +39,7 @@ fn address(p: &Value) -> IpAddr {
 /// A client connected to a processor's pairing port, waiting for the press.
 async fn waiting_client(state_dir: &Path, ip: IpAddr) -> Connection<TlsStream<TcpStream>> {
     let identity =
-        PairingIdentity::load(&state_dir.join(PAIRING_IDENTITY_DIR)).expect("exported identity");
+        PairingIdentity::load(&common::sim_identity_dir(state_dir)).expect("exported identity");
     let config = tls::pairing_client_config(&identity).unwrap();
     let tcp = TcpStream::connect((ip, PAIRING_PORT))
         .await

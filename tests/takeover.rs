@@ -35,6 +35,8 @@ fn takeover(sim: &Sim, extra: &[&str]) -> Command {
             "pro@example.com",
         ])
         .args(["--cloud", &addr().to_string(), "--button-timeout", "20s"])
+        .arg("--pairing-identity")
+        .arg(common::sim_identity_dir(&sim.state_dir))
         .args(if extra.contains(&"--cloud-wait") {
             &[][..]
         } else {
@@ -153,7 +155,7 @@ lan_test! {
         let run = dir.path("run").to_str().unwrap().to_owned();
         let config = dir.path("handoff.toml");
         std::fs::write(&config, format!("pairing_identity = \"{}\"\n",
-            sim.state_dir.join("pairing-identity").display())).unwrap();
+            common::sim_identity_dir(&sim.state_dir).display())).unwrap();
         let daemon = Command::new(handoff_bin())
             .arg("--state-dir").arg(&daemon_state)
             .args(["--runtime-dir", &run, "daemon", "--liveness", "6s", "--cloud", &addr().to_string(),

@@ -106,7 +106,7 @@ async fn story(
          processors on 127.0.1.1–127.0.1.3, buttons pressed 1 s after a client waits."
     );
     let authority = PairingAuthority::load_or_create(&state).map_err(crate::sim::SimError::from)?;
-    authority
+    let sim_identity = authority
         .export_pairing_identity(&state)
         .map_err(crate::sim::SimError::from)?;
     let servers = FleetServers::start(
@@ -241,7 +241,7 @@ async fn story(
         processor: ready.serial.id(),
         share_to: PRO.into(),
         duration: AccessDuration::ThirtyDays,
-        pairing_identity: None,
+        pairing_identity: Some(sim_identity),
         standalone: true,
         button_timeout: Duration::from_secs(30),
         timeout: Duration::from_secs(5),

@@ -10,6 +10,7 @@ mod discover;
 mod docs;
 mod health;
 mod output;
+mod pairing_identity;
 mod relay;
 mod sim;
 mod status;
@@ -121,6 +122,9 @@ pub enum Command {
     Takeover(takeover::TakeoverArgs),
     /// Run simulated processors (on a private network only)
     Sim(sim::SimArgs),
+    /// Install the pairing identity you were issued (what `claim` presents
+    /// on a processor's pairing port), or show the installed one
+    PairingIdentity(pairing_identity::PairingIdentityArgs),
     /// Run the site service: continuous discovery and the control socket
     /// the other commands use when it runs
     Daemon(daemon::DaemonArgs),
@@ -215,6 +219,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Demo(args) => demo::run(args).await,
         Command::Pair(args) => {
             claim::run_pair(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::PairingIdentity(args) => {
+            pairing_identity::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
         Command::Claim(args) => {
             claim::run_claim(args, cli.state_dir.clone().or_else(default_state_dir)).await

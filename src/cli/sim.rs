@@ -78,8 +78,11 @@ pub enum SimAction {
     },
 }
 
-/// Runs the fleet, or `action` on the running one. `state_dir` keeps the fleet's pairing authority, and
-/// receives `pairing-identity/`, what a client needs to pair with it.
+/// Runs the fleet, or `action` on the running one. `state_dir/sim/` keeps
+/// the fleet's pairing authority, its processors' CAs and its control
+/// socket, and receives `sim/pairing-identity/`, what a client needs to pair
+/// with it. Nothing else in `state_dir` is touched: `state_dir/pairing-identity`
+/// is a real, installed identity's place.
 pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
     if let Some(SimAction::Press { processor }) = &args.action {
         return press(state_dir, processor).await;
@@ -89,8 +92,8 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     }
     let Some(state_dir) = state_dir else {
         return Err(CliError::Failed(
-            "no state directory: pass --state-dir DIR (the simulator keeps its pairing \
-             authority there and writes DIR/pairing-identity for clients)"
+            "no state directory: pass --state-dir DIR (the simulator keeps its files in \
+             DIR/sim and writes DIR/sim/pairing-identity for clients)"
                 .into(),
         ));
     };
@@ -104,6 +107,8 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         instance_name: args.instance_name.clone(),
     };
     let fleet = build_fleet(&spec).map_err(SimError::from)?;
+    // Before anything is written: a `sim/` that is not ours is refused.
+    crate::identity::sim_dir(&state_dir)?;
     let authority = PairingAuthority::load_or_create(&state_dir).map_err(SimError::from)?;
     let identity_dir = authority
         .export_pairing_identity(&state_dir)
@@ -161,7 +166,8 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     );
     eprintln!(
         "handoff sim: pairing on port 8083, LEAP on 8081 of each address; pairing identity \
-         in {}; {}",
+         for clients in {} (claim with --pairing-identity {}); {}",
+        identity_dir.display(),
         identity_dir.display(),
         match args.auto_press {
             Some(delay) => format!("buttons press themselves {delay:?} after a client waits"),
@@ -184,7 +190,11 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     servers.stop().await;
     let stopping = tokio::task::spawn_blocking(move || advertiser.stop(Duration::from_secs(2)));
     let _ = stopping.await;
-    eprintln!("handoff sim: said goodbye for {} processors", fleet.len());
+    eprintln!(
+        "handoff sim: said goodbye for {} processor{}",
+        fleet.len(),
+        if fleet.len() == 1 { "" } else { "s" }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,7 +12,9 @@
 //! - what stays on disk: [`CredentialStore`] (one directory per processor
 //!   serial, with exports in the layouts pylutron-caseta and Home Assistant
 //!   read) and the simulator's persistent [`PairingAuthority`], which hands
-//!   clients a [`PairingIdentity`] in `DIR/pairing-identity/`.
+//!   clients a [`PairingIdentity`] in `DIR/sim/pairing-identity/`;
+//! - an issued pairing identity a user installs ([`install`]) in
+//!   `DIR/pairing-identity/`, where `claim` and the daemon look for it.
 //!
 //! Private keys never appear in `Debug` output or logs: [`PrivateKey`]'s
 //! `Debug` names only its algorithm, and its PEM comes out as a
@@ -27,6 +29,7 @@ mod authority;
 mod check;
 pub mod daemon;
 pub mod files;
+pub mod install;
 mod keys;
 mod simulator;
 mod store;
@@ -42,7 +45,8 @@ pub use authority::{CertificateAuthority, sign_client_csr};
 pub use check::check_signed_certificate;
 pub use keys::{KeyAlgorithm, PrivateKey, PrivateKeyPem, TlsIdentity};
 pub use simulator::{
-    PAIRING_IDENTITY_DIR, PairingAuthority, PairingIdentity, SimProcessorIdentity,
+    PAIRING_IDENTITY_DIR, PairingAuthority, PairingIdentity, SIM_DIR, SIM_PAIRING_IDENTITY_DIR,
+    SimProcessorIdentity, sim_dir,
 };
 pub use store::{Credential, CredentialStore, ServerIdentity};
 
@@ -98,6 +102,20 @@ pub enum IdentityError {
     },
     #[error("{} is damaged: {reason}", .path.display())]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "{} holds files the simulator did not make (it has no .handoff-sim marker); \
+         refusing to touch it: use another --state-dir, or move it away",
+        .path.display()
+    )]
+    NotSimulators { path: PathBuf },
+    #[error("{reason}; nothing was installed")]
+    NotAnIdentity { reason: String },
+    #[error(
+        "{} already holds a different pairing identity; pass --force to replace it (the \
+         old one is then kept beside it as {}.bak-<time>)",
+        .path.display(), .path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    )]
+    IdentityExists { path: PathBuf },
 }
 
 impl IdentityError {

@@ -5,7 +5,7 @@
 //! handoff never ships that key (DESIGN.md). The simulator makes its own
 //! authority once, keeps it under `<state-dir>/sim/pairing-authority/`, and
 //! exports what a client needs to talk to it into
-//! `<state-dir>/pairing-identity/`:
+//! `<state-dir>/sim/pairing-identity/`:
 //!
 //! | file | what |
 //! | --- | --- |
@@ -13,9 +13,16 @@
 //! | `client-cert.pem` | its certificate, issued by the authority |
 //! | `authority-ca.pem` | the authority's certificate, to verify the processor |
 //!
-//! `handoff sim --state-dir DIR` writes it; `handoff claim
-//! --pairing-identity DIR/pairing-identity` reads it with
+//! `handoff sim --state-dir DIR` writes it; `handoff pair
+//! --pairing-identity DIR/sim/pairing-identity` reads it with
 //! [`PairingIdentity::load`].
+//!
+//! Everything the simulator keeps is under `<state-dir>/sim/`, a directory
+//! it marks as its own ([`sim_dir`]): `<state-dir>/pairing-identity/` is
+//! where a real, installed identity lives (what `pair`, `claim` and the daemon read
+//! by default), and the simulator sharing a state directory with a real
+//! site must never replace it. Nor does it write into a `sim/` it did not
+//! make.
 
 use std::path::{Path, PathBuf};
 
@@ -25,8 +32,23 @@ use super::check::check_signed_certificate;
 use super::files::{self, ensure_private_dir, read_private, write_private};
 use super::keys::{KeyAlgorithm, PrivateKey, TlsIdentity};
 
-/// Name of the exported directory under the state directory.
+/// Where a real pairing identity is installed, under the state directory:
+/// what `pair`, `claim` and the daemon read when told nothing else.
 pub const PAIRING_IDENTITY_DIR: &str = "pairing-identity";
+
+/// The simulator's own directory under the state directory.
+pub const SIM_DIR: &str = "sim";
+
+/// Where the simulator exports its pairing identity, under the state
+/// directory.
+pub const SIM_PAIRING_IDENTITY_DIR: &str = "sim/pairing-identity";
+
+/// The file that says a `sim/` directory is the simulator's.
+const SIM_MARKER: &str = ".handoff-sim";
+const SIM_MARKER_TEXT: &str = "This directory is handoff's simulator's (`handoff sim`): it \
+                               may replace anything in it.\n";
+/// What a `sim/` made before the marker existed holds.
+const LEGACY_ENTRIES: [&str; 2] = ["pairing-authority", "processors"];
 
 const AUTHORITY_DIR: &str = "sim/pairing-authority";
 const AUTHORITY_KEY: &str = "authority-key.pem";
@@ -42,7 +64,45 @@ const HINT_STATE: &str = "remove the directory and start the simulator again to 
                           authority (clients must then use the new pairing identity)";
 const HINT_PROCESSOR: &str = "remove the directory and start the simulator again: the \
                               processor gets a new CA, as after a factory reset (clients must claim it again)";
-const HINT_EXPORT: &str = "run `handoff sim --state-dir DIR` once; it writes DIR/pairing-identity";
+const HINT_EXPORT: &str = "install the pairing identity you were issued with `handoff \
+                           pairing-identity install DIR` (or `--from-pylutron-caseta`); for the \
+                           simulator, pass `--pairing-identity STATE_DIR/sim/pairing-identity`";
+
+/// The simulator's directory under `state_dir`, made (0700, with its
+/// marker) if there is none. Called before the simulator writes anything.
+///
+/// A `sim/` made by an earlier handoff, before the marker, holds only the
+/// simulator's `pairing-authority/` and `processors/`: it is adopted.
+///
+/// # Errors
+/// [`IdentityError::NotSimulators`] if `sim/` holds anything else and no
+/// marker (nothing is written then); [`IdentityError::Permissions`] if it
+/// is open to others; [`IdentityError::Io`].
+pub fn sim_dir(state_dir: &Path) -> Result<PathBuf, IdentityError> {
+    let dir = state_dir.join(SIM_DIR);
+    let marker = dir.join(SIM_MARKER);
+    if marker.exists() {
+        ensure_private_dir(&dir)?;
+        return Ok(dir);
+    }
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| IdentityError::io(&dir, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(IdentityError::io(&dir, e)),
+    };
+    let ours = entries
+        .iter()
+        .all(|name| LEGACY_ENTRIES.iter().any(|l| name == *l) && dir.join(name).is_dir());
+    if !ours {
+        return Err(IdentityError::NotSimulators { path: dir });
+    }
+    ensure_private_dir(&dir)?;
+    write_private(&dir, SIM_MARKER, SIM_MARKER_TEXT.as_bytes())?;
+    Ok(dir)
+}
 
 /// The simulator's pairing authority, with the client identity it issued.
 #[derive(Debug)]
@@ -61,6 +121,7 @@ impl PairingAuthority {
     /// [`IdentityError::Permissions`] if a kept authority is incomplete,
     /// damaged or open to others; [`IdentityError::Io`].
     pub fn load_or_create(state_dir: &Path) -> Result<Self, IdentityError> {
+        sim_dir(state_dir)?;
         let dir = state_dir.join(AUTHORITY_DIR);
         if dir.join(AUTHORITY_CERT).exists() {
             return Self::load(&dir);
@@ -114,13 +175,15 @@ impl PairingAuthority {
             .issue(common_name, PrivateKey::generate(KeyAlgorithm::EcdsaP256)?)
     }
 
-    /// Writes `<state_dir>/pairing-identity/` (see the module docs) and
-    /// returns its path.
+    /// Writes `<state_dir>/sim/pairing-identity/` (see the module docs)
+    /// and returns its path.
     ///
     /// # Errors
+    /// [`IdentityError::NotSimulators`] (see [`sim_dir`]),
     /// [`IdentityError::Io`] or [`IdentityError::Permissions`].
     pub fn export_pairing_identity(&self, state_dir: &Path) -> Result<PathBuf, IdentityError> {
-        let dir = state_dir.join(PAIRING_IDENTITY_DIR);
+        sim_dir(state_dir)?;
+        let dir = state_dir.join(SIM_PAIRING_IDENTITY_DIR);
         ensure_private_dir(&dir)?;
         write_private(&dir, CLIENT_KEY, self.client.key.to_pem().as_bytes())?;
         write_private(&dir, CLIENT_CERT, self.client.certificate_pem.as_bytes())?;
@@ -196,6 +259,7 @@ impl SimProcessorIdentity {
         mac: crate::processor::Mac,
         host_name: &str,
     ) -> Result<Self, IdentityError> {
+        sim_dir(state_dir)?;
         let dir = state_dir.join(PROCESSORS_DIR).join(serial.id());
         if dir.join(PROCESSOR_CA_CERT).exists() {
             return Self::load(&dir);

@@ -220,7 +220,7 @@ fn the_exported_pairing_identity_is_what_a_client_reads() {
     let dir = authority
         .export_pairing_identity(state.path())
         .expect("export");
-    assert_eq!(dir, state.path().join(PAIRING_IDENTITY_DIR));
+    assert_eq!(dir, state.path().join(SIM_PAIRING_IDENTITY_DIR));
     assert_eq!(
         names(&dir),
         ["authority-ca.pem", "client-cert.pem", "client-key.pem"]
@@ -240,5 +240,34 @@ fn the_exported_pairing_identity_is_what_a_client_reads() {
 
     let other = tempfile::tempdir().expect("temp dir");
     let err = PairingIdentity::load(other.path()).expect_err("nothing there");
-    assert!(err.to_string().contains("handoff sim --state-dir"), "{err}");
+    assert!(
+        err.to_string().contains("handoff pairing-identity install"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_simulator_adopts_its_own_earlier_directory_and_refuses_a_foreign_one() {
+    // What an earlier handoff left: sim/pairing-authority and
+    // sim/processors, no marker.
+    let state = tempfile::tempdir().expect("temp dir");
+    let first = PairingAuthority::load_or_create(state.path()).expect("create");
+    fs::remove_file(state.path().join("sim/.handoff-sim")).expect("marker");
+    let again = PairingAuthority::load_or_create(state.path()).expect("adopted");
+    assert_eq!(
+        first.authority().certificate_pem(),
+        again.authority().certificate_pem()
+    );
+    assert!(state.path().join("sim/.handoff-sim").is_file());
+
+    let foreign = tempfile::tempdir().expect("temp dir");
+    fs::create_dir_all(foreign.path().join("sim/pairing-authority")).unwrap();
+    fs::write(foreign.path().join("sim/key.pem"), "not ours").unwrap();
+    let err = PairingAuthority::load_or_create(foreign.path()).expect_err("foreign");
+    assert!(matches!(err, IdentityError::NotSimulators { .. }), "{err}");
+    assert_eq!(
+        names(&foreign.path().join("sim")),
+        ["key.pem", "pairing-authority"]
+    );
+    assert!(names(&foreign.path().join("sim/pairing-authority")).is_empty());
 }

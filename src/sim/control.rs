@@ -21,8 +21,9 @@ use tokio::task::JoinSet;
 use super::{PairingPort, SimProcessor};
 use crate::processor::{Mac, Serial};
 
-/// The socket's name in the state directory.
-pub const CONTROL_SOCKET: &str = "sim.sock";
+/// The socket's path under the state directory: in the simulator's own
+/// `sim/`, with the rest of its files.
+pub const CONTROL_SOCKET: &str = "sim/sim.sock";
 
 /// How long a client may take to send its request, and the simulator to
 /// answer it.
@@ -177,8 +178,9 @@ pub struct ControlSocket {
 }
 
 impl ControlSocket {
-    /// Listens on `state_dir/sim.sock`, replacing a stale socket left by a
-    /// simulator that died.
+    /// Listens on `state_dir/sim/sim.sock`, replacing a stale socket left
+    /// by a simulator that died. `state_dir/sim/` must be the simulator's
+    /// ([`crate::identity::sim_dir`]).
     ///
     /// # Errors
     /// [`ControlError::AlreadyRunning`] if another simulator answers there;

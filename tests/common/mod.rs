@@ -487,3 +487,10 @@ pub fn lake_place(sim: &Sim, dir: &TempDir, remote_services: bool, bundle: &Path
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     data
 }
+
+/// Where `handoff sim --state-dir STATE` exports the pairing identity that
+/// clients use with it: under its own `sim/`, never `STATE/pairing-identity`
+/// (where an installed, real one lives).
+pub fn sim_identity_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join(handoff::identity::SIM_PAIRING_IDENTITY_DIR)
+}
