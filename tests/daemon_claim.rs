@@ -136,8 +136,10 @@ fn wait_exit(child: &mut Child) -> i32 {
     }
 }
 
+/// What the (exited) CLI wrote after the lines already read, to its EOF:
+/// lines still in the reader thread would be lost to `try_iter`.
 fn rest(lines: &mpsc::Receiver<String>) -> String {
-    lines.try_iter().collect::<Vec<_>>().join("\n")
+    lines.iter().collect::<Vec<_>>().join("\n")
 }
 
 lan_test! {

@@ -67,7 +67,7 @@ lan_test! {
             sim.manifest[0]["id"].as_str().unwrap()]);
         assert_eq!(press.code, Some(0), "{}", press.stderr);
         let status = first.wait().unwrap();
-        seen.extend(rx.try_iter());
+        seen.extend(rx.iter()); // to EOF: the child has exited
         assert_eq!(status.code(), Some(4), "interrupted, not failed: {seen:#?}");
         assert!(seen.iter().any(|l| l.contains("queued")), "{seen:#?}");
 
@@ -195,7 +195,7 @@ lan_test! {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(cancelled.id() as i32),
             nix::sys::signal::Signal::SIGINT).unwrap();
         let status = cancelled.wait().unwrap();
-        seen.extend(rx.try_iter());
+        seen.extend(rx.iter()); // to EOF: the child has exited
         assert_eq!(status.code(), Some(130), "{seen:#?}");
         assert!(seen.iter().any(|l| l.contains("cancelled before the claim: nothing changed")), "{seen:#?}");
         assert!(!daemon_state.join("credentials").join(&serial).exists());
@@ -217,7 +217,7 @@ lan_test! {
         let press = handoff(&["--state-dir", sim.state_dir.to_str().unwrap(), "sim", "press", &id]);
         assert_eq!(press.code, Some(0), "{}", press.stderr);
         let status = first.wait().unwrap();
-        seen.extend(rx.try_iter());
+        seen.extend(rx.iter()); // to EOF: the child has exited
         assert_eq!(status.code(), Some(4), "interrupted, not failed: {seen:#?}");
         // The credential and the takeover's record are the daemon's, not
         // this command's.
