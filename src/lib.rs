@@ -27,4 +27,5 @@ pub mod processor;
 pub mod proto;
 pub mod relay;
 pub mod sim;
+pub mod site;
 pub mod tls;

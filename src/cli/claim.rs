@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::output::print_stdout;
-use super::relay::{CloudFlags, Relayed, describe, relay};
+use super::relay::{CloudFlags, Relayed, describe};
 use super::{CliError, parse_duration, shutdown_signal};
 use crate::claim::{
     ClaimOptions, ClaimOutcome, ClaimProgress, DEFAULT_DISCOVERY_TIMEOUT, Resolved, Target, human,
@@ -30,6 +30,7 @@ use crate::identity::{KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
 use crate::leap::pairing::DEFAULT_BUTTON_WINDOW;
 use crate::proto::control::{ClaimRequest, Done, Progress, error_code, step};
 use crate::proto::{EventKind, Released};
+use crate::site::SiteClient;
 
 /// How to reach the processor and pair with it: shared by `pair` and
 /// `claim`.
@@ -154,83 +155,41 @@ fn state_dir_or_fail(state_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
     })
 }
 
-/// Where a homeowner claim goes: which cloud, as which account, and who
-/// sends it. Decided before the button is pressed.
-enum ClaimRoute {
-    /// This process, over its own link (`--cloud`).
-    Direct(crate::relay::link::CloudLink),
-    /// A running daemon that relays: its account, its cloud.
-    Daemon {
-        socket: PathBuf,
-        cloud: String,
-        account: String,
-    },
-}
-
-impl ClaimRoute {
-    fn cloud(&self) -> &str {
-        match self {
-            ClaimRoute::Direct(link) => &link.address,
-            ClaimRoute::Daemon { cloud, .. } => cloud,
-        }
-    }
-
-    fn account(&self) -> &str {
-        match self {
-            ClaimRoute::Direct(link) => &link.account,
-            ClaimRoute::Daemon { account, .. } => account,
-        }
-    }
-}
-
 const NO_CLOUD: &str = "a homeowner claim needs a cloud, and none is known: pass --cloud ADDR \
                         (with --cloud-identity DIR, the account that becomes homeowner), or run \
                         it where a daemon relays to one. Nothing was done. To pair without \
                         claiming (Home Assistant, an inspection): handoff pair PROCESSOR";
 
-/// `--cloud` (or `--standalone`, `--pairing-identity`) means this process
-/// and its flags; otherwise a running daemon that relays. Never a cloud
-/// nobody named.
-async fn claim_route(args: &ClaimArgs, state_dir: &Path) -> Result<ClaimRoute, CliError> {
+/// Where a homeowner claim goes, decided before the button: `--cloud` (or
+/// `--standalone`, `--pairing-identity`) means this process and its flags;
+/// otherwise the site client's choice, a running daemon that relays. Never
+/// a cloud nobody named.
+async fn claim_route(args: &ClaimArgs, state_dir: &Path) -> Result<SiteClient, CliError> {
     let explicit = args.cloud.cloud.is_some()
         || args.pairing.standalone
         || args.pairing.pairing_identity.is_some();
-    if !explicit {
-        let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-        if let Some((mut client, socket)) = crate::daemon::connect_first(&sockets).await? {
-            let health = client.health().await?;
-            match health.relay {
-                Some(crate::proto::control::RelayHealth {
-                    cloud: Some(cloud),
-                    account: Some(account),
-                    ..
-                }) => {
-                    return Ok(ClaimRoute::Daemon {
-                        socket,
-                        cloud,
-                        account,
-                    });
-                }
-                Some(_) => {
-                    return Err(CliError::Failed(format!(
-                        "the daemon at {} does not say which cloud it relays to (an older \
-                         version?): pass --standalone --cloud ADDR",
-                        socket.display()
-                    )));
-                }
-                None => {
+    let site = if explicit {
+        args.cloud.link(state_dir)?.map(|link| SiteClient::Direct {
+            link,
+            state_dir: state_dir.to_owned(),
+        })
+    } else {
+        match args.cloud.site(state_dir).await? {
+            Some(site) => Some(site),
+            None => {
+                // A daemon runs, but relays to no cloud: say which.
+                let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+                if let Some((_, socket)) = crate::daemon::connect_first(&sockets).await? {
                     return Err(CliError::Failed(format!(
                         "the daemon at {} relays to no cloud. {NO_CLOUD}",
                         socket.display()
                     )));
                 }
+                None
             }
         }
-    }
-    match args.cloud.link(state_dir)? {
-        Some(link) => Ok(ClaimRoute::Direct(link)),
-        None => Err(CliError::Failed(NO_CLOUD.into())),
-    }
+    };
+    site.ok_or_else(|| CliError::Failed(NO_CLOUD.into()))
 }
 
 /// `handoff pair`: the button handshake and the credential; the cloud is
@@ -289,7 +248,7 @@ pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<Ex
         route.cloud()
     );
     let (outcome, relayed) = match &route {
-        ClaimRoute::Daemon { socket, .. } => {
+        SiteClient::Daemon { socket, .. } => {
             let req = claim_request(&args.processor, &args.pairing, args.cloud.cloud_wait, true);
             match pair_with_daemon(req).await? {
                 DaemonPairing::NoDaemon => {
@@ -315,13 +274,14 @@ pub async fn run_claim(args: ClaimArgs, state_dir: Option<PathBuf>) -> Result<Ex
                 }
             }
         }
-        ClaimRoute::Direct(_) => {
+        SiteClient::Direct { .. } => {
             let Some(outcome) = pair_here(&args.processor, &args.pairing, None, &state_dir).await?
             else {
                 return Ok(ExitCode::from(130));
             };
             let event = claimed_event(&outcome)?;
-            let relayed = relay(&state_dir, &args.cloud, vec![event])
+            let relayed = route
+                .send(vec![event], args.cloud.cloud_wait)
                 .await?
                 .pop()
                 .map(|(_, r)| r)
@@ -498,7 +458,7 @@ pub(crate) fn claimed_event(outcome: &ClaimOutcome) -> Result<EventKind, CliErro
 /// homeowner claim.
 fn report_pairing(
     outcome: &ClaimOutcome,
-    claim: Option<(&ClaimRoute, &Relayed)>,
+    claim: Option<(&SiteClient, &Relayed)>,
     json: bool,
 ) -> Result<(), CliError> {
     let text = if json {
@@ -626,13 +586,19 @@ pub async fn run_release(
         place: None,
         serial: Some(serial),
     });
-    let relayed = relay(&state_dir, &args.cloud, vec![event])
+    let cloud = link.address.clone();
+    let site = SiteClient::Direct {
+        link,
+        state_dir: state_dir.clone(),
+    };
+    let relayed = site
+        .send(vec![event], args.cloud.cloud_wait)
         .await?
         .pop()
         .map(|(_, r)| r)
         .ok_or_else(|| CliError::Failed("the release was not queued".into()))?;
     crate::claim::settle_release(&state_dir, serial, &relayed)?;
-    report_release(serial, &relayed, &link.address, args.json, None)
+    report_release(serial, &relayed, &cloud, args.json, None)
 }
 
 fn report_release(

@@ -220,8 +220,10 @@ async fn story(
     println!("\n2. Ask the cloud each Place's status, as {INTEGRATOR}:");
     let link = CloudLink::new(CLOUD_ADDR, &state.join(IDENTITY_DIR)).map_err(CliError::Failed)?;
     for p in &fleet {
-        let st =
-            super::status::ask(&link, Some(p.serial), Some(p.mac), Duration::from_secs(10)).await?;
+        let st = link
+            .place_status(Some(p.serial), Some(p.mac), Duration::from_secs(10))
+            .await
+            .map_err(CliError::Failed)?;
         println!(
             "  {:<6} {} {} — {}",
             st.status.to_string().to_uppercase(),

@@ -40,6 +40,8 @@ pub enum CliError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    #[error(transparent)]
+    Site(#[from] crate::site::SiteError),
     #[error("{context}: {source}")]
     Io {
         context: String,

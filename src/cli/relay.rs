@@ -1,18 +1,16 @@
-//! What the commands share to reach the cloud: `--cloud ADDR` and
-//! `--cloud-identity DIR`, the outbox under the state directory, and the
-//! report of what became of each event.
+//! What the commands share to reach the cloud: the flags (`--cloud ADDR`,
+//! `--cloud-identity DIR`, `--cloud-wait`), the one line that reports an
+//! event's fate, and `handoff relay`. Which way an event goes is the site
+//! client's policy ([`crate::site`]), not decided here.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::os::unix::fs::DirBuilderExt;
-
 use clap::Args;
 
 use super::{CliError, parse_duration};
-use crate::outbox::{self, Outbox};
-use crate::proto::{EventId, EventKind};
-use crate::relay::link::{CloudLink, deliver_and_wait};
+use crate::relay::link::CloudLink;
+use crate::site::SiteClient;
 
 #[derive(Args, Debug, Clone)]
 pub struct CloudFlags {
@@ -42,122 +40,19 @@ impl CloudFlags {
         )
         .map_err(CliError::Failed)
     }
+
+    /// How this command reaches the cloud: its `--cloud`, else a daemon
+    /// that relays; `None` when neither.
+    ///
+    /// # Errors
+    /// A bundle that cannot be used, a daemon that cannot be asked.
+    pub async fn site(&self, state_dir: &Path) -> Result<Option<SiteClient>, CliError> {
+        let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+        Ok(SiteClient::choose(self.link(state_dir)?, state_dir, &sockets).await?)
+    }
 }
 
 pub use crate::relay::Relayed;
-
-/// Opens the outbox under `state_dir`.
-///
-/// # Errors
-/// [`CliError`] naming the file.
-pub fn open_outbox(state_dir: &Path) -> Result<Outbox, CliError> {
-    // Made 0700 when new; an existing state directory is the user's to
-    // choose (the secrets below it have their own 0700 directories).
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(state_dir)
-        .map_err(CliError::io(format!("creating {}", state_dir.display())))?;
-    let path = state_dir.join(outbox::FILE_NAME);
-    Outbox::open(&path).map_err(|e| CliError::Failed(format!("the outbox {}: {e}", path.display())))
-}
-
-/// Appends `kinds` to the outbox (durable before this returns anything),
-/// then relays everything queued and waits for these events' answers.
-///
-/// # Errors
-/// [`CliError`] when the outbox cannot be written (nothing was queued) or
-/// the cloud identity is unusable.
-pub async fn relay(
-    state_dir: &Path,
-    flags: &CloudFlags,
-    kinds: Vec<EventKind>,
-) -> Result<Vec<(EventId, Relayed)>, CliError> {
-    // A daemon that runs the relay owns the outbox: hand it the events,
-    // unless the command named its own cloud (then that cloud it is).
-    if flags.cloud.is_none()
-        && let Some(results) = through_daemon(&kinds, flags.cloud_wait).await?
-    {
-        return Ok(results);
-    }
-    let link = flags.link(state_dir)?;
-    let outbox = open_outbox(state_dir)?;
-    let mut ids = Vec::with_capacity(kinds.len());
-    for kind in kinds {
-        match outbox.append(kind).await {
-            Ok(id) => ids.push(id),
-            Err(e) => {
-                outbox.close().await;
-                return Err(CliError::Failed(format!("cannot queue the event: {e}")));
-            }
-        }
-    }
-    let results = match &link {
-        None => ids
-            .iter()
-            .map(|id| {
-                (
-                    id.clone(),
-                    Relayed::Queued {
-                        reason: "no cloud configured (--cloud ADDR)".into(),
-                    },
-                )
-            })
-            .collect(),
-        Some(link) => {
-            let (acks, last_error) = deliver_and_wait(&outbox, link, &ids, flags.cloud_wait).await;
-            ids.iter()
-                .cloned()
-                .zip(acks)
-                .map(|(id, ack)| {
-                    let relayed = ack.map_or_else(
-                        || Relayed::Queued {
-                            reason: last_error.clone().unwrap_or_else(|| {
-                                format!("no answer from {} in time", link.address)
-                            }),
-                        },
-                        Relayed::from_ack,
-                    );
-                    (id, relayed)
-                })
-                .collect()
-        }
-    };
-    outbox.close().await;
-    Ok(results)
-}
-
-/// The events handed to a running daemon's relay, or `None` when no
-/// daemon runs or it runs no relay (the command then uses the outbox).
-async fn through_daemon(
-    kinds: &[EventKind],
-    wait: Duration,
-) -> Result<Option<Vec<(EventId, Relayed)>>, CliError> {
-    let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-    let Some((mut client, path)) = crate::daemon::connect_first(&sockets)
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?
-    else {
-        return Ok(None);
-    };
-    let mut results = Vec::with_capacity(kinds.len());
-    for kind in kinds {
-        match client.queue(kind.clone(), wait).await {
-            Ok(q) => {
-                let relayed = Relayed::from_daemon(&q.cloud, &path);
-                results.push((q.cloud.id, relayed));
-            }
-            Err(crate::daemon::DaemonError::Refused { code, .. })
-                if code == crate::proto::control::error_code::NOT_IMPLEMENTED
-                    && results.is_empty() =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(CliError::Failed(e.to_string())),
-        }
-    }
-    Ok(Some(results))
-}
 
 /// One line for people about an event's fate at the cloud `cloud`
 /// (host:port): every report names the cloud it speaks for.
@@ -171,53 +66,6 @@ pub fn describe(what: &str, relayed: &Relayed, cloud: &str) -> String {
             format!("the {what} is queued for the cloud at {cloud}, not answered yet ({reason})")
         }
     }
-}
-
-/// What became of an event queued earlier (by an interrupted takeover):
-/// its recorded answer, or a new try at delivering it.
-///
-/// # Errors
-/// As [`relay`].
-pub async fn settle(
-    state_dir: &Path,
-    flags: &CloudFlags,
-    id: &EventId,
-) -> Result<Relayed, CliError> {
-    // A relaying daemon owns the outbox: ask it. An event it never held
-    // was queued by a command while no daemon ran: it is in this outbox.
-    let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-    if let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? {
-        match client.outcome(id.clone(), flags.cloud_wait).await {
-            Ok(q) => return Ok(Relayed::from_daemon(&q.cloud, &path)),
-            Err(crate::daemon::DaemonError::Refused { code, .. })
-                if code == crate::proto::control::error_code::NOT_IMPLEMENTED
-                    || code == crate::proto::control::error_code::UNKNOWN_EVENT
-                    || code == crate::proto::control::error_code::UNKNOWN_KIND => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let link = flags.link(state_dir)?;
-    let outbox = open_outbox(state_dir)?;
-    let known = outbox.outcome(id).await;
-    let relayed = match (known, &link) {
-        (Ok(Some(ack)), _) => Relayed::from_ack(ack),
-        (_, None) => Relayed::Queued {
-            reason: "no cloud configured (--cloud ADDR)".into(),
-        },
-        (_, Some(link)) => {
-            let (mut acks, last_error) =
-                deliver_and_wait(&outbox, link, std::slice::from_ref(id), flags.cloud_wait).await;
-            match acks.pop().flatten() {
-                Some(ack) => Relayed::from_ack(ack),
-                None => Relayed::Queued {
-                    reason: last_error
-                        .unwrap_or_else(|| format!("no answer from {} in time", link.address)),
-                },
-            }
-        }
-    };
-    outbox.close().await;
-    Ok(relayed)
 }
 
 #[derive(Args, Debug)]
@@ -249,7 +97,7 @@ pub async fn run(
             "which cloud? pass --cloud ADDR (and --cloud-identity DIR)".into(),
         ));
     };
-    let outbox = open_outbox(&state_dir)?;
+    let outbox = crate::site::open_outbox(&state_dir)?;
     // What was waiting, to say afterwards what the cloud did with each.
     let waiting: Vec<_> = outbox.pending().into_iter().map(|e| e.id).collect();
     let (stop, shutdown) = tokio::sync::watch::channel(false);

@@ -4,18 +4,16 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
 
-use super::relay::{CloudFlags, open_outbox};
+use super::relay::CloudFlags;
 use super::{CliError, parse_duration};
 use crate::claim::Target;
 use crate::cloud::Status;
 use crate::processor::{Mac, Serial};
-use crate::proto::{PlaceStatus, StatusQuery};
-use crate::relay::link::CloudLink;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -56,14 +54,6 @@ pub(crate) async fn identify(
     Ok((found.serial, found.mac))
 }
 
-/// Who asks the cloud: this command, with its own identity (`--cloud`), or
-/// a running daemon that relays, as its enrolled account (the bundle on a
-/// site box is the daemon's, not readable by the integrators using it).
-pub(crate) enum Asker {
-    Direct(CloudLink),
-    Daemon,
-}
-
 /// GREEN, YELLOW or GREY, in the designer's colour on a terminal (unless
 /// NO_COLOR is set).
 pub(crate) fn light(status: Status, terminal: bool) -> String {
@@ -76,111 +66,6 @@ pub(crate) fn light(status: Status, terminal: bool) -> String {
         format!("\x1b[1;{colour}m{word}\x1b[0m")
     } else {
         word.to_owned()
-    }
-}
-
-impl Asker {
-    /// The cloud asked (host:port), for messages: every answer names it.
-    pub(crate) async fn cloud(&self) -> String {
-        match self {
-            Asker::Direct(link) => link.address.clone(),
-            Asker::Daemon => {
-                let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-                if let Ok(Some((mut client, _))) = crate::daemon::connect_first(&sockets).await
-                    && let Ok(report) = client.health().await
-                    && let Some(cloud) = report.relay.and_then(|r| r.cloud)
-                {
-                    return cloud;
-                }
-                "the daemon's cloud".into()
-            }
-        }
-    }
-
-    /// `--cloud` (or `HANDOFF_CLOUD`) wins; without it, a daemon that relays.
-    ///
-    /// # Errors
-    /// A bundle that cannot be used.
-    pub(crate) async fn choose(
-        flags: &CloudFlags,
-        state_dir: &Path,
-    ) -> Result<Option<Asker>, CliError> {
-        if flags.cloud.is_none() {
-            let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-            if let Ok(Some((mut client, _))) = crate::daemon::connect_first(&sockets).await
-                && let Ok(report) = client.health().await
-                && report.relay.is_some()
-            {
-                return Ok(Some(Asker::Daemon));
-            }
-        }
-        Ok(flags.link(state_dir)?.map(Asker::Direct))
-    }
-
-    /// The cloud's answer about one processor, and the account that asked.
-    ///
-    /// # Errors
-    /// The cloud does not know it, cannot be reached, or the daemon failed.
-    pub(crate) async fn ask(
-        &self,
-        serial: Option<Serial>,
-        mac: Option<Mac>,
-        limit: Duration,
-    ) -> Result<(PlaceStatus, String), CliError> {
-        match self {
-            Asker::Direct(link) => Ok((ask(link, serial, mac, limit).await?, link.account.clone())),
-            Asker::Daemon => {
-                let named = match (serial, mac) {
-                    (Some(serial), _) => serial.0.to_string(),
-                    (None, Some(mac)) => mac.to_string(),
-                    (None, None) => {
-                        return Err(CliError::Failed(
-                            "the processor advertises neither a serial nor a MAC address".into(),
-                        ));
-                    }
-                };
-                let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-                let Some((mut client, _)) = crate::daemon::connect_first(&sockets).await? else {
-                    return Err(CliError::Failed(
-                        "the daemon stopped; pass --cloud ADDR to ask the cloud directly".into(),
-                    ));
-                };
-                let report = client.status(&named, limit).await.map_err(|e| match e {
-                    crate::daemon::DaemonError::Refused { reason, .. } => CliError::Failed(reason),
-                    other => other.into(),
-                })?;
-                Ok(report.into_place_status())
-            }
-        }
-    }
-}
-
-/// Asks the cloud about one processor.
-pub(crate) async fn ask(
-    link: &CloudLink,
-    serial: Option<Serial>,
-    mac: Option<Mac>,
-    limit: Duration,
-) -> Result<PlaceStatus, CliError> {
-    let query = match (serial, mac) {
-        (Some(serial), _) => StatusQuery::BySerial { query: 1, serial },
-        (None, Some(mac)) => StatusQuery::ByMac { query: 1, mac },
-        (None, None) => {
-            return Err(CliError::Failed(
-                "the processor advertises neither a serial nor a MAC address".into(),
-            ));
-        }
-    };
-    match link.status(query, limit).await {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(error)) => Err(CliError::Failed(format!(
-            "the cloud at {} does not know this processor: {}",
-            link.address, error.reason
-        ))),
-        Err(e) => Err(CliError::Failed(format!(
-            "cannot ask the cloud at {}: {e}",
-            link.address
-        ))),
     }
 }
 
@@ -211,7 +96,7 @@ pub async fn run(args: StatusArgs, state_dir: Option<PathBuf>) -> Result<ExitCod
         });
     }
     if let Some(processor) = &args.processor {
-        let Some(asker) = Asker::choose(&args.cloud, &state_dir).await? else {
+        let Some(site) = args.cloud.site(&state_dir).await? else {
             return Err(CliError::Failed(
                 "which cloud? pass --cloud ADDR (and --cloud-identity DIR if the bundle is not \
                  in STATE_DIR/cloud-identity), or run it where a daemon relays to one"
@@ -219,8 +104,8 @@ pub async fn run(args: StatusArgs, state_dir: Option<PathBuf>) -> Result<ExitCod
             ));
         };
         let (serial, mac) = identify(processor, args.timeout).await?;
-        let (st, account) = asker.ask(serial, mac, args.cloud.cloud_wait).await?;
-        let cloud = asker.cloud().await;
+        let st = site.status(serial, mac, args.cloud.cloud_wait).await?;
+        let (cloud, account) = (site.cloud(), site.account());
         out.insert(
             "status".into(),
             json!({
@@ -252,19 +137,6 @@ pub async fn run(args: StatusArgs, state_dir: Option<PathBuf>) -> Result<ExitCod
 }
 
 async fn relay_backlog(state_dir: &Path) -> Result<(usize, Option<Duration>), CliError> {
-    // A daemon running the relay owns the outbox: ask it.
     let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-    if let Ok(Some((mut client, _))) = crate::daemon::connect_first(&sockets).await
-        && let Ok(report) = client.health().await
-        && let Some(relay) = report.relay
-    {
-        return Ok((
-            usize::try_from(relay.backlog).unwrap_or(usize::MAX),
-            relay.oldest_unsent_ms.map(Duration::from_millis),
-        ));
-    }
-    let outbox = open_outbox(state_dir)?;
-    let stats = outbox.stats(SystemTime::now());
-    outbox.close().await;
-    Ok((stats.backlog, stats.oldest_pending_age))
+    Ok(crate::site::backlog(state_dir, &sockets).await?)
 }

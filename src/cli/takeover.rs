@@ -18,8 +18,8 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::claim::{Countdown, load_pairing_identity};
-use super::relay::{CloudFlags, Relayed, relay, settle};
-use super::status::{Asker, identify};
+use super::relay::{CloudFlags, Relayed};
+use super::status::identify;
 use super::{CliError, parse_duration, shutdown_signal};
 use crate::claim::takeover::{ButtonStep, TakeoverBackend, TakeoverEnd, TakeoverPlan, takeover};
 use crate::claim::{ClaimOptions, DEFAULT_DISCOVERY_TIMEOUT, Target};
@@ -80,7 +80,7 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
     let state_dir = state_dir.ok_or_else(|| {
         CliError::Failed("no state directory: set --state-dir, HOME or XDG_STATE_HOME".into())
     })?;
-    let Some(asker) = Asker::choose(&args.cloud, &state_dir).await? else {
+    let Some(site) = args.cloud.site(&state_dir).await? else {
         return Err(CliError::Failed(
             "a takeover needs the cloud: pass --cloud ADDR (and --cloud-identity DIR), or run it \
              where a daemon relays to one"
@@ -109,7 +109,7 @@ pub async fn run(args: TakeoverArgs, state_dir: Option<PathBuf>) -> Result<ExitC
     let mut backend = CliTakeover {
         state_dir: state_dir.clone(),
         args: &args,
-        asker,
+        site,
         interrupted,
     };
     let end = takeover(&state_dir, &plan, &mut backend).await;
@@ -280,7 +280,7 @@ fn report(end: &TakeoverEnd, json: bool) -> ExitCode {
 struct CliTakeover<'a> {
     state_dir: PathBuf,
     args: &'a TakeoverArgs,
-    asker: Asker,
+    site: crate::site::SiteClient,
     interrupted: watch::Receiver<bool>,
 }
 
@@ -290,14 +290,17 @@ impl TakeoverBackend for CliTakeover<'_> {
         serial: Serial,
         mac: Option<Mac>,
     ) -> Result<(PlaceStatus, String), String> {
-        self.asker
-            .ask(Some(serial), mac, self.args.cloud.cloud_wait)
+        let st = self
+            .site
+            .status(Some(serial), mac, self.args.cloud.cloud_wait)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok((st, self.site.account().to_owned()))
     }
 
     async fn relay(&mut self, event: EventKind) -> Result<(EventId, Relayed), String> {
-        relay(&self.state_dir, &self.args.cloud, vec![event])
+        self.site
+            .send(vec![event], self.args.cloud.cloud_wait)
             .await
             .map_err(|e| e.to_string())?
             .pop()
@@ -305,7 +308,8 @@ impl TakeoverBackend for CliTakeover<'_> {
     }
 
     async fn settle(&mut self, id: &EventId) -> Result<Relayed, String> {
-        settle(&self.state_dir, &self.args.cloud, id)
+        self.site
+            .settle(id, self.args.cloud.cloud_wait)
             .await
             .map_err(|e| e.to_string())
     }
@@ -344,10 +348,7 @@ impl TakeoverBackend for CliTakeover<'_> {
     }
 
     fn cloud(&self) -> String {
-        match &self.asker {
-            super::status::Asker::Direct(link) => link.address.clone(),
-            super::status::Asker::Daemon => "the daemon's cloud".into(),
-        }
+        self.site.cloud().to_owned()
     }
 
     fn cancelled(&self) -> bool {

@@ -35,7 +35,7 @@ use crate::proto::control::{
     ReleaseRequest, ReleasedProcessor, StatusReport, StatusRequest, TakeoverRequest, error_code,
     step,
 };
-use crate::proto::{EventId, EventKind, Outcome, PlaceStatus, Released, StatusQuery};
+use crate::proto::{EventId, EventKind, Outcome, PlaceStatus, Released};
 use crate::relay::Relayed;
 use crate::relay::link::CloudLink;
 
@@ -113,39 +113,24 @@ impl Work {
             .identify(&Target::parse(&req.processor), false)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let query = match (serial, mac) {
-            (Some(serial), _) => StatusQuery::BySerial { query: 1, serial },
-            (None, Some(mac)) => StatusQuery::ByMac { query: 1, mac },
-            (None, None) => {
-                return Err(failed(
-                    "the processor advertises neither a serial nor a MAC address".into(),
-                ));
-            }
-        };
         let limit = match req.wait_ms {
             0 => Duration::from_secs(10),
             ms => Duration::from_millis(ms).min(MAX_WAIT),
         };
-        match link.status(query, limit).await {
-            Ok(Ok(st)) => Ok(StatusReport {
-                request: r,
-                status: st.status,
-                guidance: st.guidance,
-                serial: st.serial,
-                mac: st.mac,
-                place: st.place,
-                account: link.account.clone(),
-                access: st.access,
-            }),
-            Ok(Err(frame)) => Err(failed(format!(
-                "the cloud at {} does not know this processor: {}",
-                link.address, frame.reason
-            ))),
-            Err(e) => Err(failed(format!(
-                "cannot ask the cloud at {}: {e}",
-                link.address
-            ))),
-        }
+        let st = link
+            .place_status(serial, mac, limit)
+            .await
+            .map_err(failed)?;
+        Ok(StatusReport {
+            request: r,
+            status: st.status,
+            guidance: st.guidance,
+            serial: st.serial,
+            mac: st.mac,
+            place: st.place,
+            account: link.account.clone(),
+            access: st.access,
+        })
     }
 
     /// Reads the configuration again and applies it, as SIGHUP does, and

@@ -115,6 +115,33 @@ impl CloudLink {
         }
     }
 
+    /// The Place status of the processor `serial` (else `mac`) names, as
+    /// this link's account sees it; errors are sentences naming the cloud.
+    ///
+    /// # Errors
+    /// Neither is known, the cloud does not know the processor, or it
+    /// cannot be reached.
+    pub async fn place_status(
+        &self,
+        serial: Option<crate::processor::Serial>,
+        mac: Option<crate::processor::Mac>,
+        limit: Duration,
+    ) -> Result<PlaceStatus, String> {
+        let query = match (serial, mac) {
+            (Some(serial), _) => StatusQuery::BySerial { query: 1, serial },
+            (None, Some(mac)) => StatusQuery::ByMac { query: 1, mac },
+            (None, None) => return Err(NEITHER_SERIAL_NOR_MAC.into()),
+        };
+        match self.status(query, limit).await {
+            Ok(Ok(status)) => Ok(status),
+            Ok(Err(error)) => Err(format!(
+                "the cloud at {} does not know this processor: {}",
+                self.address, error.reason
+            )),
+            Err(e) => Err(format!("cannot ask the cloud at {}: {e}", self.address)),
+        }
+    }
+
     /// Asks the cloud the Place status of one processor.
     ///
     /// # Errors
@@ -170,6 +197,10 @@ impl CloudLink {
         }
     }
 }
+
+/// A processor the cloud cannot be asked about.
+pub const NEITHER_SERIAL_NOR_MAC: &str =
+    "the processor advertises neither a serial nor a MAC address";
 
 /// Relays everything queued in `outbox` (oldest first) and waits up to
 /// `wait` for the answers to `ids`. An id without an answer in time stays
