@@ -175,11 +175,30 @@ impl Resolved {
     }
 }
 
-/// Browses until `target` is found or `timeout` passes.
+/// Finds the processor `target` names, the one way every command does
+/// (claim, status, takeover): on the interfaces `allow` lists, or when it
+/// is empty on those discovery chooses by default
+/// ([`crate::lan::choose_interfaces`]; on a private test network, its
+/// loopback). Browsing on no interface at all would find nothing and say
+/// nothing useful, which is what `status` by address once did.
 ///
 /// # Errors
-/// [`ClaimError::NotFound`], [`ClaimError::NoAddress`], or a discovery
-/// failure.
+/// As [`discover`], and [`ClaimError::Lan`] when no interface fits.
+pub async fn resolve(
+    target: &Target,
+    allow: &[String],
+    timeout: Duration,
+) -> Result<Resolved, ClaimError> {
+    let all = crate::lan::interfaces()?;
+    let interfaces = crate::lan::choose_interfaces(&all, allow)?;
+    discover(target, interfaces, timeout).await
+}
+
+/// Browses on `interfaces` until `target` is found or `timeout` passes.
+/// Use [`resolve`], which chooses the interfaces.
+///
+/// # Errors
+/// [`ClaimError::NotFound`], [`ClaimError::NoAddress`], or a discovery failure.
 pub async fn discover(
     target: &Target,
     interfaces: Vec<String>,
@@ -205,9 +224,14 @@ pub async fn discover(
                 event?;
             }
             Err(_elapsed) => {
+                let searched = if interfaces.is_empty() {
+                    "no interface".to_owned()
+                } else {
+                    interfaces.join(", ")
+                };
                 return Err(ClaimError::NotFound {
                     target: target.to_string(),
-                    searched: interfaces.join(", "),
+                    searched,
                     waited: timeout,
                 });
             }

@@ -51,7 +51,7 @@ pub(crate) async fn identify(
     {
         return Ok((p.serial, p.mac));
     }
-    let found = crate::claim::discover(&target, Vec::new(), timeout).await?;
+    let found = crate::claim::resolve(&target, &[], timeout).await?;
     Ok((found.serial, found.mac))
 }
 
