@@ -68,6 +68,18 @@ pub enum ClaimError {
         searched: String,
         waited: Duration,
     },
+    /// Not found, but a processor that answered has an id, serial or MAC
+    /// one or two keystrokes away: most likely a typo.
+    #[error(
+        "no processor with {target} answered on {searched} within {} — did you mean {near}?",
+        humantime::format_duration(*.waited)
+    )]
+    NotFoundNear {
+        target: String,
+        searched: String,
+        waited: Duration,
+        near: String,
+    },
     #[error("the processor with {target} advertises no address — give it with --address IP")]
     NoAddress { target: String },
     #[error(

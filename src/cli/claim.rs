@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::output::print_stdout;
 use super::relay::{CloudFlags, Relayed, describe, relay};
-use super::{CliError, parse_duration, shutdown_signal};
+use super::{CliError, parse_timeout, shutdown_signal};
 use crate::claim::{
     ClaimOptions, ClaimOutcome, ClaimProgress, DEFAULT_DISCOVERY_TIMEOUT, Resolved, Target, human,
 };
@@ -26,6 +26,7 @@ use crate::proto::{EventKind, Released};
 #[derive(Args, Debug)]
 pub struct ClaimArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    #[arg(value_parser = super::parse_processor)]
     pub processor: String,
     /// Pair with this address directly instead of discovering the processor
     #[arg(long, value_name = "IP")]
@@ -36,7 +37,7 @@ pub struct ClaimArgs {
     pub pairing_identity: Option<PathBuf>,
     /// How long to wait for the button press [default: 180s; through the
     /// daemon, its `button_timeout`]
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_timeout)]
     pub button_timeout: Option<Duration>,
     /// Also write the credential where pylutron-caseta and Home Assistant
     /// read it (caseta.key…, lutron_caseta-<address>-key.pem…); claims from
@@ -57,7 +58,7 @@ pub struct ClaimArgs {
     #[arg(long, value_name = "HEX12", value_parser = parse_device_uid)]
     pub device_uid: Option<String>,
     /// How long discovery looks for the processor
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// Browse only on this interface (repeatable)
     #[arg(long = "interface", value_name = "IF")]
@@ -80,6 +81,7 @@ pub enum KeyKind {
 #[derive(Args, Debug)]
 pub struct ReleaseArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    #[arg(value_parser = super::parse_processor)]
     pub processor: String,
     /// Forget this process's credential even when a daemon runs (without
     /// it, the daemon's credential is released first)

@@ -50,6 +50,16 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The exit code for this error: 2 (the usage code, as clap's own)
+    /// when the argument itself is most likely wrong: a processor name one
+    /// typo from a processor that answered. Otherwise 1.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Claim(crate::claim::ClaimError::NotFoundNear { .. }) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
         let context = context.into();
         move |source| CliError::Io { context, source }
@@ -142,6 +152,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{s}' is not a duration like 3s or 500ms: {e}"))
 }
 
+/// Parses a timeout: a duration that is not zero. Waiting zero seconds for
+/// discovery or a button press can only fail, after the user's walk to
+/// the processor; better said at once, as a usage error.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "'{s}' waits for nothing; give a time to wait, like 5s or 2m"
+        ));
+    }
+    Ok(d)
+}
+
+/// Checks a `PROCESSOR` argument: an empty one would name no processor
+/// (and be looked for as a host named "").
+pub fn parse_processor(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "empty; name the processor by serial, 8-hex id, MAC address, host name or IP \
+             address (`handoff discover` lists them)"
+                .into(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
 /// The default state directory (see `--state-dir`).
 pub fn default_state_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
@@ -187,7 +223,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }
@@ -275,6 +311,53 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_zero_timeout_or_an_empty_processor_is_a_usage_error() {
+        assert_eq!(parse_timeout("2s"), Ok(Duration::from_secs(2)));
+        for zero in ["0", "0s", "0ms"] {
+            let err = parse_timeout(zero).unwrap_err();
+            assert!(err.contains("waits for nothing"), "{zero}: {err}");
+        }
+        assert!(parse_timeout("soon").is_err());
+        assert_eq!(parse_processor("0236e6a7").as_deref(), Ok("0236e6a7"));
+        assert!(parse_processor("").is_err());
+        assert!(parse_processor("  ").is_err());
+        for args in [
+            &["handoff", "claim", "x", "--timeout", "0"][..],
+            &["handoff", "claim", "x", "--button-timeout", "0s"],
+            &["handoff", "status", "x", "--timeout", "0s"],
+            &[
+                "handoff",
+                "takeover",
+                "x",
+                "--share-to",
+                "a@b",
+                "--timeout",
+                "0",
+            ],
+            &[
+                "handoff",
+                "takeover",
+                "x",
+                "--share-to",
+                "a@b",
+                "--button-timeout",
+                "0",
+            ],
+            &["handoff", "claim", ""],
+            &["handoff", "release", " "],
+            &["handoff", "status", ""],
+            &["handoff", "takeover", "", "--share-to", "a@b"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::relay::{CloudFlags, open_outbox};
-use super::{CliError, parse_duration};
+use super::{CliError, parse_timeout};
 use crate::claim::Target;
 use crate::cloud::Status;
 use crate::processor::{Mac, Serial};
@@ -19,13 +19,14 @@ use crate::relay::link::CloudLink;
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    #[arg(value_parser = super::parse_processor)]
     pub processor: Option<String>,
     /// Also (or only, without PROCESSOR) show the relay's queue: events not
     /// yet acknowledged by the cloud and the age of the oldest
     #[arg(long)]
     pub relay: bool,
     /// How long discovery looks for a processor named by address or host
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
     #[arg(long)]
     pub json: bool,
