@@ -124,3 +124,27 @@ lan_test! {
         assert!(!dir.path("state").join("credentials").exists());
     }
 }
+
+#[test]
+fn health_json_without_a_daemon_says_so_on_stdout() {
+    let dir = TempDir::new("health");
+    let run = run_in(&dir, &["health", "--json"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let v = run.json();
+    assert_eq!(v["running"], false, "{v}");
+    let socket = dir.path("handoff.sock").display().to_string();
+    assert!(
+        v["sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| *s == socket.as_str()),
+        "{v}"
+    );
+    assert!(v["reason"].as_str().unwrap().contains(&socket), "{v}");
+    assert!(
+        run.stderr.contains("no handoff daemon is running"),
+        "{}",
+        run.stderr
+    );
+}
