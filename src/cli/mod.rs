@@ -207,7 +207,8 @@ pub fn main() -> ExitCode {
             .unwrap_or_default(),
         _ => crate::daemon::logging::LogFormat::Auto,
     };
-    crate::daemon::logging::init(cli.log_format, configured, cli.verbose);
+    let sink = crate::daemon::logging::init(cli.log_format, configured, cli.verbose);
+    let _ = LOG_SINK.set(sink);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -281,6 +282,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 /// `--runtime-dir` and the environment say.
 /// Where the commands look for a running daemon, set once per run.
 pub(crate) static CONTROL_SOCKETS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
+/// Where this run's log lines go, as [`crate::daemon::logging::init`]
+/// chose; set once in [`main`].
+pub(crate) static LOG_SINK: std::sync::OnceLock<crate::daemon::logging::Sink> =
+    std::sync::OnceLock::new();
 
 fn control_sockets(cli: &Cli) -> Vec<PathBuf> {
     let state_dir = cli.state_dir.clone().or_else(default_state_dir);
