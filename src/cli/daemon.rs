@@ -187,6 +187,8 @@ fn startup_line(settings: &DaemonSettings, pid: u32) -> String {
 
 #[derive(Args, Debug)]
 pub struct ReloadArgs {
+    /// JSON on stdout: {"reloaded": true, "later": [settings applied at the
+    /// next restart]} or {"reloaded": false, "why"}
     #[arg(long)]
     pub json: bool,
 }

@@ -9,6 +9,7 @@ mod demo;
 mod discover;
 mod docs;
 mod health;
+mod manual;
 mod output;
 mod relay;
 mod sim;

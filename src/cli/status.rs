@@ -28,6 +28,8 @@ pub struct StatusArgs {
     /// How long discovery looks for a processor named by address or host
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// JSON on stdout: {"status": {status, guidance, serial, id, mac, place,
+    /// account}} and with --relay {"relay": {backlog, oldest_unsent_s}}
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -55,6 +55,8 @@ pub struct TakeoverArgs {
     /// How long discovery looks for the processor
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// JSON on stdout: one object whose "result" says how it ended (done,
+    /// refused, interrupted, cancelled, nothing-to-do…) with its details
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
