@@ -92,6 +92,12 @@ pub fn sections(page: &str) -> Sections {
                     "Claim one with its button, then check its cloud state:",
                     "handoff claim 0236e6a7\nhandoff status 0236e6a7 --cloud cloud.example.com:4433",
                 ),
+                (
+                    "Try everything against simulated processors, in a private network that \
+                     vanishes with the command:",
+                    "handoff lan -- sh -c 'handoff sim --count 3 & sim=$!; sleep 1; \
+                     handoff discover; kill $sim'",
+                ),
             ],
             exit: &[
                 (
@@ -265,6 +271,19 @@ pub fn sections(page: &str) -> Sections {
         },
         "handoff-release" => Sections {
             files: &[CREDENTIALS, OUTBOX],
+            ..Sections::default()
+        },
+        "handoff-lan" => Sections {
+            examples: &[(
+                "Three simulated processors and a discovery, in a network that vanishes \
+                 afterwards:",
+                "handoff lan -- sh -c 'handoff sim --count 3 & sim=$!; sleep 1; \
+                 handoff discover; kill $sim'",
+            )],
+            exit: &[(
+                "",
+                "CMD's own exit code; 1 when the network cannot be made.",
+            )],
             ..Sections::default()
         },
         _ => Sections::default(),

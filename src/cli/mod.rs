@@ -9,6 +9,7 @@ mod demo;
 mod discover;
 mod docs;
 mod health;
+mod lan;
 mod manual;
 mod output;
 mod relay;
@@ -136,6 +137,9 @@ pub enum Command {
     Reload(daemon::ReloadArgs),
     /// Show the whole story on a private network, no hardware needed
     Demo(demo::DemoArgs),
+    /// Run a command in a fresh private network (a namespace whose only
+    /// interface is a multicast loopback), for the simulator and tries
+    Lan(lan::LanArgs),
     /// The reference cloud access layer: serve, enroll, and the Place
     /// operations
     Cloud(cloud::CloudArgs),
@@ -255,6 +259,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             sim::run(args, state_dir).await
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Lan(args) => lan::run(args),
         Command::Claim(args) => {
             claim::run_claim(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
