@@ -16,9 +16,10 @@ pub struct Mac(pub [u8; 6]);
 
 /// Why a string is not a MAC address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// The message names the common forms only: it travels in discovery
+// warnings, whose wire vectors (proto/vectors/control) pin its text.
 #[error(
-    "'{input}' is not a MAC address (expected aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF, aabbccddeeff \
-     or aabb.ccdd.eeff)"
+    "'{input}' is not a MAC address (expected aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or aabbccddeeff)"
 )]
 pub struct MacParseError {
     input: String,
