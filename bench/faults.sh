@@ -59,7 +59,7 @@
 #           printed at the start, to replay a run's choices.
 #
 # Everything runs inside a private network namespace (only a loopback, with
-# multicast, as /work/shared/bin/lan makes it) and a private mount namespace
+# multicast, as `handoff lan` makes it) and a private mount namespace
 # (for the tmpfs); nothing touches a real interface. Run it as root or as a
 # user allowed unprivileged user namespaces. Needs: cargo, unshare
 # (util-linux), ip (iproute2), jq, python3. Not run in CI: the default

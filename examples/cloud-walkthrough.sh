@@ -5,9 +5,10 @@
 #
 # Run it inside a private network (the simulated processor advertises over
 # mDNS), from an empty directory, with `handoff` on PATH:
-#   ../shared/bin/lan bash examples/cloud-walkthrough.sh
+#   handoff lan -- bash examples/cloud-walkthrough.sh
 set -euo pipefail
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+# The simulator stops (and says its goodbyes) before the script returns.
+trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT
 export HANDOFF_CLOUD_DATA=$PWD/cloud
 
 # One simulated RadioRA 3 processor whose button presses itself after 1 s.

@@ -145,7 +145,7 @@ pub const PRIVATE_LAN_ENV: &str = "HANDOFF_PRIVATE_LAN";
 
 /// What a fresh namespace needs before mDNS works on its loopback: link up,
 /// an Ethernet-sized MTU (65536 hides packet-size bugs), multicast on, and
-/// the multicast range routed to it. The same steps as `shared/bin/lan`.
+/// the multicast range routed to it. `handoff lan CMD…` runs a command there.
 const SETUP: &str = "set -e
 ip link set lo up
 ip link set lo mtu 1500

@@ -35,7 +35,7 @@ use std::time::Duration;
 pub use device_uid::{ANONYMOUS_DEVICE_UID, device_uid_towards};
 pub use record::{ClaimRecord, credential_files};
 pub use session::{MAIN_PORT, MainPortIdentity, PAIRING_PORT};
-pub use target::{Resolved, Target, discover};
+pub use target::{Resolved, Target, discover, resolve};
 
 use crate::identity::{
     Credential, CredentialStore, IdentityError, KeyAlgorithm, PairingIdentity, PrivateKey,
@@ -67,6 +67,18 @@ pub enum ClaimError {
         target: String,
         searched: String,
         waited: Duration,
+    },
+    /// Not found, but a processor that answered has an id, serial or MAC
+    /// one or two keystrokes away: most likely a typo.
+    #[error(
+        "no processor with {target} answered on {searched} within {} — did you mean {near}?",
+        humantime::format_duration(*.waited)
+    )]
+    NotFoundNear {
+        target: String,
+        searched: String,
+        waited: Duration,
+        near: String,
     },
     #[error("the processor with {target} advertises no address — give it with --address IP")]
     NoAddress { target: String },
@@ -231,9 +243,12 @@ pub async fn claim(
     let resolved = match options.address {
         Some(address) => Resolved::from_address(address, &options.target),
         None => {
-            let all = crate::lan::interfaces()?;
-            let interfaces = crate::lan::choose_interfaces(&all, &options.interfaces)?;
-            discover(&options.target, interfaces, options.discovery_timeout).await?
+            resolve(
+                &options.target,
+                &options.interfaces,
+                options.discovery_timeout,
+            )
+            .await?
         }
     };
     progress.resolved(&resolved);

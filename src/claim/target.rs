@@ -79,6 +79,60 @@ impl Target {
         }
     }
 
+    /// The processors among `known` whose id, serial or MAC is one or two
+    /// keystrokes from what was typed, in the form that was close (closest
+    /// first, each once), for a "did you mean" hint: ids and MACs are
+    /// copied by hand from labels. Addresses get no hint: a neighbour's
+    /// address is another processor, not a typo.
+    pub fn nearest<'a>(&self, known: impl IntoIterator<Item = &'a ProcessorInfo>) -> Vec<String> {
+        let typed = self.typed_forms();
+        let mut found: Vec<(usize, String)> = Vec::new();
+        for p in known {
+            let forms = [
+                p.id(),
+                p.serial.map(|s| s.0.to_string()),
+                p.mac.map(|m| m.bare_hex()),
+            ];
+            let best = forms
+                .iter()
+                .enumerate()
+                .filter_map(|(i, form)| Some((i, form.as_ref()?)))
+                .flat_map(|(i, form)| typed.iter().map(move |t| (edit_distance(t, form), i)))
+                .filter(|(d, _)| (1..=2).contains(d))
+                .min();
+            if let Some((distance, i)) = best {
+                let shown = match i {
+                    2 => p.mac.map(|m| m.to_string()),
+                    _ => forms[i].clone(),
+                };
+                if let Some(shown) = shown
+                    && !found.iter().any(|(_, s)| *s == shown)
+                {
+                    found.push((distance, shown));
+                }
+            }
+        }
+        found.sort();
+        found.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// What was typed, in the lowercase forms [`Target::nearest`] compares.
+    fn typed_forms(&self) -> Vec<String> {
+        match self {
+            Target::Serial(serial) => vec![serial.0.to_string(), format!("{:08}", serial.0)],
+            Target::Id(id) => vec![id.clone()],
+            Target::Mac(mac) => vec![mac.bare_hex()],
+            Target::Address(_) => Vec::new(),
+            Target::HostName(name) => {
+                let bare = name.trim_end_matches('.').to_ascii_lowercase();
+                let bare = bare.strip_suffix(".local").unwrap_or(&bare);
+                let bare = bare.strip_prefix("lutron-").unwrap_or(bare).to_owned();
+                let digits: String = bare.chars().filter(|c| !":-.".contains(*c)).collect();
+                vec![bare, digits]
+            }
+        }
+    }
+
     fn expected_serial(&self) -> Option<Serial> {
         match self {
             Target::Serial(serial) => Some(*serial),
@@ -98,6 +152,24 @@ impl fmt::Display for Target {
             Target::HostName(h) => write!(f, "host {h}"),
         }
     }
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions (ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// `Lutron-0236e6a7.local.`, `lutron-0236e6a7.local` and `Lutron-0236e6a7`
@@ -175,11 +247,32 @@ impl Resolved {
     }
 }
 
-/// Browses until `target` is found or `timeout` passes.
+/// Finds the processor `target` names, the one way every command does
+/// (claim, status, takeover): on the interfaces `allow` lists, or when it
+/// is empty on those discovery chooses by default
+/// ([`crate::lan::choose_interfaces`]; on a private test network, its
+/// loopback). Browsing on no interface at all would find nothing and say
+/// nothing useful, which is what `status` by address once did.
 ///
 /// # Errors
-/// [`ClaimError::NotFound`], [`ClaimError::NoAddress`], or a discovery
-/// failure.
+/// As [`discover`], and [`ClaimError::Lan`] when no interface fits.
+pub async fn resolve(
+    target: &Target,
+    allow: &[String],
+    timeout: Duration,
+) -> Result<Resolved, ClaimError> {
+    let all = crate::lan::interfaces()?;
+    let interfaces = crate::lan::choose_interfaces(&all, allow)?;
+    discover(target, interfaces, timeout).await
+}
+
+/// Browses on `interfaces` until `target` is found or `timeout` passes.
+/// Use [`resolve`], which chooses the interfaces.
+///
+/// # Errors
+/// [`ClaimError::NotFound`] (or [`ClaimError::NotFoundNear`] when a
+/// processor that answered has a nearly equal id, serial or MAC),
+/// [`ClaimError::NoAddress`], or a discovery failure.
 pub async fn discover(
     target: &Target,
     interfaces: Vec<String>,
@@ -205,10 +298,25 @@ pub async fn discover(
                 event?;
             }
             Err(_elapsed) => {
-                return Err(ClaimError::NotFound {
-                    target: target.to_string(),
-                    searched: interfaces.join(", "),
-                    waited: timeout,
+                let searched = if interfaces.is_empty() {
+                    "no interface".to_owned()
+                } else {
+                    interfaces.join(", ")
+                };
+                let near = target.nearest(discovery.inventory().processors());
+                return Err(if near.is_empty() {
+                    ClaimError::NotFound {
+                        target: target.to_string(),
+                        searched,
+                        waited: timeout,
+                    }
+                } else {
+                    ClaimError::NotFoundNear {
+                        target: target.to_string(),
+                        searched,
+                        waited: timeout,
+                        near: near.join(" or "),
+                    }
                 });
             }
         }
@@ -260,6 +368,38 @@ mod tests {
         ] {
             assert!(!Target::parse(other).matches(&p), "{other}");
         }
+    }
+
+    #[test]
+    fn a_typo_in_an_id_serial_or_mac_suggests_the_processor_meant() {
+        let p = processor();
+        let mut other = processor();
+        other.serial = Some(Serial(0x00f7_469e));
+        other.mac = "02:4c:00:f7:46:9e".parse().ok();
+        let known = [p, other];
+        let hint = |typed: &str| Target::parse(typed).nearest(&known);
+        // One digit wrong, one swapped pair, one missing, one extra.
+        assert_eq!(hint("00f7469f"), ["00f7469e"]);
+        assert_eq!(hint("0236e67a"), ["0236e6a7"]);
+        assert_eq!(hint("0236e6a"), ["0236e6a7"]);
+        assert_eq!(hint("37152433"), ["37152423"]);
+        assert_eq!(hint("02:4c:00:f7:46:9f"), ["02:4c:00:f7:46:9e"]);
+        assert_eq!(hint("024c.00f7.469f"), ["02:4c:00:f7:46:9e"]);
+        assert_eq!(hint("lutron-00f7469f"), ["00f7469e"]);
+        // Too far from every known one, or an address: no guess.
+        assert!(hint("12345678").is_empty());
+        assert!(hint("deadbeef").is_empty());
+        assert!(hint("127.0.1.2").is_empty());
+        assert!(hint("02:4c:00:00:00:00").is_empty());
+    }
+
+    #[test]
+    fn edit_distance_counts_keystrokes() {
+        assert_eq!(edit_distance("00f7469e", "00f7469e"), 0);
+        assert_eq!(edit_distance("00f7469e", "00f7469f"), 1);
+        assert_eq!(edit_distance("00f7469e", "00f746e9"), 2);
+        assert_eq!(edit_distance("00f7469e", "0f7469e"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

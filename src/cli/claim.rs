@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::output::print_stdout;
 use super::relay::{CloudFlags, Relayed, describe};
-use super::{CliError, parse_duration, shutdown_signal};
+use super::{CliError, parse_timeout, shutdown_signal};
 use crate::claim::{
     ClaimOptions, ClaimOutcome, ClaimProgress, DEFAULT_DISCOVERY_TIMEOUT, Resolved, Target, human,
 };
@@ -45,7 +45,7 @@ pub struct PairingFlags {
     pub pairing_identity: Option<PathBuf>,
     /// How long to wait for the button press [default: 180s; through the
     /// daemon, its `button_timeout`]
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_timeout)]
     pub button_timeout: Option<Duration>,
     /// Pair from this process even when a daemon runs. Without it, a
     /// running daemon performs the pairing (its pairing identity, its state
@@ -61,7 +61,7 @@ pub struct PairingFlags {
     #[arg(long, value_name = "HEX12", value_parser = parse_device_uid)]
     pub device_uid: Option<String>,
     /// How long discovery looks for the processor
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// Browse only on this interface (repeatable)
     #[arg(long = "interface", value_name = "IF")]
@@ -71,6 +71,7 @@ pub struct PairingFlags {
 #[derive(Args, Debug)]
 pub struct PairArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    #[arg(value_parser = super::parse_processor)]
     pub processor: String,
     #[command(flatten)]
     pub pairing: PairingFlags,
@@ -87,6 +88,7 @@ pub struct PairArgs {
 #[derive(Args, Debug)]
 pub struct ClaimArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    #[arg(value_parser = super::parse_processor)]
     pub processor: String,
     #[command(flatten)]
     pub pairing: PairingFlags,
@@ -113,6 +115,7 @@ pub enum KeyKind {
 #[derive(Args, Debug)]
 pub struct ReleaseArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    #[arg(value_parser = super::parse_processor)]
     pub processor: String,
     /// Release this process's credential with its own --cloud even when a
     /// daemon runs (without it, the daemon's credential and cloud are used)
@@ -129,6 +132,7 @@ pub struct ReleaseArgs {
 #[derive(Args, Debug)]
 pub struct UnpairArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    #[arg(value_parser = super::parse_processor)]
     pub processor: String,
     /// Forget this process's credential even when a daemon runs (without
     /// it, the daemon's credential is forgotten first)

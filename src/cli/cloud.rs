@@ -67,6 +67,7 @@ pub enum CloudCommand {
     Release(ReleaseArgs),
     /// Counts: Places, processors, enrolled daemons, relayed events
     Stats {
+        /// JSON on stdout: the counts as one object
         #[arg(long)]
         json: bool,
     },
@@ -93,6 +94,7 @@ pub struct EnrollArgs {
     /// Where to write the bundle [default: DATA/daemons/NAME]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// JSON on stdout: the bundle written and the account it acts for
     #[arg(long)]
     pub json: bool,
 }
@@ -103,6 +105,8 @@ pub struct Actor {
     /// The account acting (its myLutron email)
     #[arg(long = "as", value_name = "EMAIL")]
     pub account: String,
+    /// JSON on stdout: the result as one object (a refusal has "result":
+    /// "refused", the rule and the guidance)
     #[arg(long)]
     pub json: bool,
 }
@@ -144,6 +148,7 @@ pub enum PlaceCommand {
         project_file: PathBuf,
         #[command(flatten)]
         processor: ProcessorFlags,
+        /// JSON on stdout: the result as one object
         #[arg(long)]
         json: bool,
     },
@@ -157,6 +162,7 @@ pub enum PlaceCommand {
     /// Everything the cloud holds about one Place (operator view)
     Show {
         place: String,
+        /// JSON on stdout: the Place as the cloud holds it
         #[arg(long)]
         json: bool,
     },
@@ -164,6 +170,7 @@ pub enum PlaceCommand {
     List {
         #[arg(long = "as", value_name = "EMAIL")]
         account: Option<String>,
+        /// JSON on stdout: an array of Places
         #[arg(long)]
         json: bool,
     },
@@ -228,6 +235,7 @@ pub enum RemoteServicesCommand {
     Enable {
         #[arg(long, value_name = "FILE")]
         project_file: PathBuf,
+        /// JSON on stdout: the result as one object
         #[arg(long)]
         json: bool,
     },

@@ -128,14 +128,67 @@ pub async fn run(
         }
         trigger.fire();
     });
+    // Someone who started it in a terminal sees it is up, and how to use
+    // and stop it; under systemd or with JSON logs the log says it all.
+    let greeter = matches!(
+        super::LOG_SINK.get(),
+        Some(crate::daemon::logging::Sink::Human { ansi: true })
+    )
+    .then(|| tokio::spawn(greet_when_ready(settings.clone())));
     let outcome = daemon::run(settings, shutdown, reloads, Some(reread)).await;
+    if let Some(greeter) = greeter {
+        greeter.abort();
+    }
     signals.abort();
     outcome?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// Waits until this process's daemon answers on its control socket (ready:
+/// the state directory locked, the socket bound, discovery started), then
+/// says on stderr what it watches, where its socket is and how to stop it.
+/// Silent if it never gets there (the daemon reports its own failure).
+async fn greet_when_ready(settings: DaemonSettings) {
+    let socket = settings.socket_path();
+    let me = std::process::id();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(mut client)) = daemon::connect(&socket).await
+            && let Ok(report) = client.health().await
+            && report.pid == me
+        {
+            eprintln!("{}", startup_line(&settings, me));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// "handoff daemon running (pid 7): watching for processors on eth0, …".
+fn startup_line(settings: &DaemonSettings, pid: u32) -> String {
+    let interfaces = crate::lan::interfaces()
+        .ok()
+        .and_then(|all| crate::lan::choose_interfaces(&all, &settings.interfaces).ok())
+        .map_or_else(
+            || settings.interfaces.join(", "),
+            |chosen| chosen.join(", "),
+        );
+    let relay = match &settings.cloud {
+        Some((address, _)) => format!("relaying events to the cloud at {address}"),
+        None => "no cloud relay (events stay queued)".to_owned(),
+    };
+    format!(
+        "handoff daemon running (pid {pid}): watching for processors on {interfaces}; {relay}\n\
+         control socket {} (try `handoff health` or `handoff discover` in another shell); \
+         Ctrl-C stops it",
+        settings.socket_path().display()
+    )
+}
+
 #[derive(Args, Debug)]
 pub struct ReloadArgs {
+    /// JSON on stdout: {"reloaded": true, "later": [settings applied at the
+    /// next restart]} or {"reloaded": false, "why"}
     #[arg(long)]
     pub json: bool,
 }

@@ -40,9 +40,37 @@ pub fn completions(shell: Shell) -> Vec<u8> {
 /// # Errors
 /// Only if rendering into memory fails.
 pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    Ok(render(cmd)?.1)
+}
+
+/// One page: clap_mangen's sections, with EXAMPLES, EXIT STATUS and FILES
+/// ([`super::manual`]) before VERSION, where man-pages(7) puts them.
+/// Returns the file name and the page.
+fn render(cmd: clap::Command) -> std::io::Result<(String, Vec<u8>)> {
+    let has_options = cmd.get_arguments().any(|a| !a.is_hide_set());
+    let has_subcommands = cmd.get_subcommands().any(|s| !s.is_hide_set());
+    let has_version = cmd.get_version().is_some();
+    let man = clap_mangen::Man::new(cmd);
+    let filename = man.get_filename();
+    let page = filename.strip_suffix(".1").unwrap_or(&filename);
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-    Ok(out)
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    if has_options {
+        man.render_options_section(&mut out)?;
+    }
+    if has_subcommands {
+        man.render_subcommands_section(&mut out)?;
+    }
+    out.extend_from_slice(super::manual::render(page).as_bytes());
+    if has_version {
+        man.render_version_section(&mut out)?;
+    }
+    Ok((filename, out))
 }
 
 /// Writes one page per command and subcommand into `dir`, each written
@@ -55,14 +83,13 @@ pub fn write_man_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
             walk(sub.clone(), dir, written)?;
         }
-        let man = clap_mangen::Man::new(cmd);
-        let mut page = Vec::new();
-        man.render(&mut page)?;
-        let path = dir.join(man.get_filename());
+        let (filename, page) = render(cmd)?;
+        let path = dir.join(filename);
         write_atomically(&path, &page)?;
         written.push(path);
         Ok(())
     }
+    std::fs::create_dir_all(dir)?;
     let mut cmd = Cli::command().disable_help_subcommand(true);
     // Building gives subcommands their display names (handoff-discover).
     cmd.build();
@@ -141,10 +168,74 @@ mod tests {
         assert!(page.contains("discover"));
     }
 
+    /// Every command's `--json` says what it prints: a script's author
+    /// reads `--help` to learn what to parse.
+    #[test]
+    fn every_json_flag_is_documented() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_long() == Some("json") && arg.get_help().is_none() {
+                    missing.push(path.to_owned());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "handoff", &mut missing);
+        assert!(missing.is_empty(), "--json without help: {missing:?}");
+    }
+
+    #[test]
+    fn pages_have_examples_exit_status_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_man_pages(dir.path()).unwrap();
+        let top = String::from_utf8(man_page().unwrap()).unwrap();
+        for name in ["claim", "discover", "status", "takeover", "daemon"] {
+            let path = dir.path().join(format!("handoff-{name}.1"));
+            let page = std::fs::read_to_string(&path).unwrap();
+            for (what, page) in [(name, &page), ("handoff", &top)] {
+                for section in [".SH EXAMPLES", ".SH \"EXIT STATUS\"", ".SH FILES"] {
+                    assert!(page.contains(section), "{what}: no {section}\n{page}");
+                }
+                // Before VERSION, as man-pages(7) orders them.
+                let files = page.find(".SH FILES").unwrap();
+                assert!(page.find(".SH VERSION").is_none_or(|v| files < v), "{what}");
+            }
+            assert!(
+                page.contains(&format!("\\fBhandoff {name}")),
+                "{name}: {page}"
+            );
+        }
+        // Every page has the exit codes, and a page's own meaning of a
+        // code replaces the common one.
+        let health = std::fs::read_to_string(dir.path().join("handoff-health.1")).unwrap();
+        assert!(health.contains("The relay is stuck"), "{health}");
+        assert_eq!(health.matches("\\fB2\\fR").count(), 1, "{health}");
+        let sim = std::fs::read_to_string(dir.path().join("handoff-sim.1")).unwrap();
+        assert!(sim.contains(".SH \"EXIT STATUS\""), "{sim}");
+    }
+
+    #[test]
+    fn roff_text_escapes_what_roff_would_eat() {
+        assert_eq!(
+            super::super::manual::render("handoff-nothing")
+                .matches(".TP")
+                .count(),
+            3
+        );
+        let page = super::super::manual::render("handoff");
+        assert!(page.contains("\\-\\-state\\-dir"), "{page}");
+        assert!(!page.lines().any(|l| l.starts_with("'")), "{page}");
+    }
+
     #[test]
     fn man_dir_gets_one_page_per_command() {
         let dir = tempfile::tempdir().unwrap();
-        let written = write_man_pages(dir.path()).unwrap();
+        // A directory not made yet is made (`handoff man --dir man1`).
+        let written = write_man_pages(&dir.path().join("man1")).unwrap();
+        let dir = dir.path().join("man1");
         let names: Vec<String> = written
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -158,7 +249,7 @@ mod tests {
             assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("help")), "{names:?}");
-        let discover = std::fs::read_to_string(dir.path().join("handoff-discover.1")).unwrap();
+        let discover = std::fs::read_to_string(dir.join("handoff-discover.1")).unwrap();
         assert!(discover.contains(".TH handoff-discover 1"), "{discover}");
         assert!(discover.contains("liveness"));
     }

@@ -14,7 +14,9 @@ use crate::proto::control::HealthReport;
 
 #[derive(Args, Debug)]
 pub struct HealthArgs {
-    /// JSON: one object (relay is null while the daemon runs no relay)
+    /// JSON: one object with "running" (relay is null while the daemon runs
+    /// no relay); with no daemon, {"running": false, "reason", "sockets"}
+    /// and exit 1
     #[arg(long)]
     pub json: bool,
     /// Exit 2 when the oldest event waiting for the cloud is older than this
@@ -26,6 +28,9 @@ pub struct HealthArgs {
 /// The JSON `health --json` prints.
 #[derive(Serialize)]
 struct HealthJson<'a> {
+    /// Always true here; false in [`NotRunningJson`], so a script reads
+    /// one field either way.
+    running: bool,
     pid: u32,
     software: &'a str,
     uptime_ms: u64,
@@ -37,6 +42,16 @@ struct HealthJson<'a> {
     relay: Option<RelayJson>,
 }
 
+/// What `health --json` prints when no daemon answers: a script reading
+/// stdout gets an answer instead of nothing.
+#[derive(Serialize)]
+struct NotRunningJson<'a> {
+    running: bool,
+    reason: &'a str,
+    /// The control sockets tried, in order.
+    sockets: Vec<String>,
+}
+
 #[derive(Serialize)]
 struct RelayJson {
     backlog: u64,
@@ -46,9 +61,20 @@ struct RelayJson {
 pub async fn run(args: HealthArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliError> {
     let Some((mut client, _)) = daemon::connect_first(sockets).await? else {
         let tried: Vec<String> = sockets.iter().map(|p| p.display().to_string()).collect();
+        let reason = format!("nothing answers on {}", tried.join(" or "));
+        if args.json {
+            let mut s = serde_json::to_string_pretty(&NotRunningJson {
+                running: false,
+                reason: &reason,
+                sockets: tried,
+            })
+            .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
+            s.push('\n');
+            print_stdout(&s).map_err(CliError::io("writing to stdout"))?;
+        }
         return Err(CliError::Failed(format!(
-            "no handoff daemon is running (nothing answers on {}); start it with `handoff daemon` or `systemctl start handoff`",
-            tried.join(" or ")
+            "no handoff daemon is running ({reason}); start it with `handoff daemon` or \
+             `systemctl start handoff`"
         )));
     };
     let report = client.health().await?;
@@ -80,6 +106,7 @@ pub async fn run(args: HealthArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliE
 
 fn json(h: &HealthReport) -> HealthJson<'_> {
     HealthJson {
+        running: true,
         pid: h.pid,
         software: &h.software,
         uptime_ms: h.uptime_ms,
@@ -160,5 +187,6 @@ mod tests {
         assert_eq!(v["relay"], serde_json::Value::Null);
         assert_eq!(v["last_event_ms"], serde_json::Value::Null);
         assert_eq!(v["processors"], 3);
+        assert_eq!(v["running"], true);
     }
 }

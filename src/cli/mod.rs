@@ -9,6 +9,8 @@ mod demo;
 mod discover;
 mod docs;
 mod health;
+mod lan;
+mod manual;
 mod output;
 mod pairing_identity;
 mod relay;
@@ -56,6 +58,16 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The exit code for this error: 2 (the usage code, as clap's own)
+    /// when the argument itself is most likely wrong: a processor name one
+    /// typo from a processor that answered. Otherwise 1.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Claim(crate::claim::ClaimError::NotFoundNear { .. }) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
         let context = context.into();
         move |source| CliError::Io { context, source }
@@ -138,6 +150,9 @@ pub enum Command {
     Reload(daemon::ReloadArgs),
     /// Show the whole story on a private network, no hardware needed
     Demo(demo::DemoArgs),
+    /// Run a command in a fresh private network (a namespace whose only
+    /// interface is a multicast loopback), for the simulator and tries
+    Lan(lan::LanArgs),
     /// The reference cloud access layer: serve, enroll, and the Place
     /// operations
     Cloud(cloud::CloudArgs),
@@ -155,6 +170,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{s}' is not a duration like 3s or 500ms: {e}"))
 }
 
+/// Parses a timeout: a duration that is not zero. Waiting zero seconds for
+/// discovery or a button press can only fail, after the user's walk to
+/// the processor; better said at once, as a usage error.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "'{s}' waits for nothing; give a time to wait, like 5s or 2m"
+        ));
+    }
+    Ok(d)
+}
+
+/// Checks a `PROCESSOR` argument: an empty one would name no processor
+/// (and be looked for as a host named "").
+pub fn parse_processor(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "empty; name the processor by serial, 8-hex id, MAC address, host name or IP \
+             address (`handoff discover` lists them)"
+                .into(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
 pub use crate::dirs::default_state_dir;
 
 /// Runs the command line: parse, set up logging, run, and turn any error
@@ -169,7 +210,8 @@ pub fn main() -> ExitCode {
             .unwrap_or_default(),
         _ => crate::daemon::logging::LogFormat::Auto,
     };
-    crate::daemon::logging::init(cli.log_format, configured, cli.verbose);
+    let sink = crate::daemon::logging::init(cli.log_format, configured, cli.verbose);
+    let _ = LOG_SINK.set(sink);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -189,7 +231,7 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }
@@ -225,6 +267,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::PairingIdentity(args) => {
             pairing_identity::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
+        Command::Lan(args) => lan::run(args),
         Command::Claim(args) => {
             claim::run_claim(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
@@ -257,6 +300,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 /// Where the commands look for a running daemon, set once per run.
 pub(crate) static CONTROL_SOCKETS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
 
+/// Where this run's log lines go, as [`crate::daemon::logging::init`]
+/// chose; set once in [`main`].
+pub(crate) static LOG_SINK: std::sync::OnceLock<crate::daemon::logging::Sink> =
+    std::sync::OnceLock::new();
+
 fn control_sockets(cli: &Cli) -> Vec<PathBuf> {
     let state_dir = cli.state_dir.clone().or_else(default_state_dir);
     crate::daemon::client_socket_paths(cli.runtime_dir.as_deref(), state_dir.as_deref())
@@ -286,6 +334,53 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_zero_timeout_or_an_empty_processor_is_a_usage_error() {
+        assert_eq!(parse_timeout("2s"), Ok(Duration::from_secs(2)));
+        for zero in ["0", "0s", "0ms"] {
+            let err = parse_timeout(zero).unwrap_err();
+            assert!(err.contains("waits for nothing"), "{zero}: {err}");
+        }
+        assert!(parse_timeout("soon").is_err());
+        assert_eq!(parse_processor("0236e6a7").as_deref(), Ok("0236e6a7"));
+        assert!(parse_processor("").is_err());
+        assert!(parse_processor("  ").is_err());
+        for args in [
+            &["handoff", "claim", "x", "--timeout", "0"][..],
+            &["handoff", "claim", "x", "--button-timeout", "0s"],
+            &["handoff", "status", "x", "--timeout", "0s"],
+            &[
+                "handoff",
+                "takeover",
+                "x",
+                "--share-to",
+                "a@b",
+                "--timeout",
+                "0",
+            ],
+            &[
+                "handoff",
+                "takeover",
+                "x",
+                "--share-to",
+                "a@b",
+                "--button-timeout",
+                "0",
+            ],
+            &["handoff", "claim", ""],
+            &["handoff", "release", " "],
+            &["handoff", "status", ""],
+            &["handoff", "takeover", "", "--share-to", "a@b"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub struct RelayArgs {
     /// Give up after this long if the queue is not empty by then
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// JSON on stdout: {delivered, backlog, last_error}
     #[arg(long)]
     pub json: bool,
 }

@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::relay::CloudFlags;
-use super::{CliError, parse_duration};
+use super::{CliError, parse_timeout};
 use crate::claim::Target;
 use crate::cloud::Status;
 use crate::processor::{Mac, Serial};
@@ -18,14 +18,17 @@ use crate::processor::{Mac, Serial};
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    #[arg(value_parser = super::parse_processor)]
     pub processor: Option<String>,
     /// Also (or only, without PROCESSOR) show the relay's queue: events not
     /// yet acknowledged by the cloud and the age of the oldest
     #[arg(long)]
     pub relay: bool,
     /// How long discovery looks for a processor named by address or host
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// JSON on stdout: {"status": {status, guidance, serial, id, mac, place,
+    /// account}} and with --relay {"relay": {backlog, oldest_unsent_s}}
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -50,7 +53,7 @@ pub(crate) async fn identify(
     {
         return Ok((p.serial, p.mac));
     }
-    let found = crate::claim::discover(&target, Vec::new(), timeout).await?;
+    let found = crate::claim::resolve(&target, &[], timeout).await?;
     Ok((found.serial, found.mac))
 }
 

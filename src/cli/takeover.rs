@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::claim::{Countdown, load_pairing_identity};
 use super::relay::{CloudFlags, Relayed};
 use super::status::identify;
-use super::{CliError, parse_duration, shutdown_signal};
+use super::{CliError, parse_timeout, shutdown_signal};
 use crate::claim::takeover::{ButtonStep, TakeoverBackend, TakeoverEnd, TakeoverPlan, takeover};
 use crate::claim::{ClaimOptions, DEFAULT_DISCOVERY_TIMEOUT, Target};
 use crate::cloud::{AccessDuration, AccountId, Status};
@@ -33,6 +33,7 @@ use crate::proto::{EventId, EventKind, PlaceStatus};
 #[derive(Args, Debug)]
 pub struct TakeoverArgs {
     /// The processor: serial, 8-hex id, MAC address, host name or IP address
+    #[arg(value_parser = super::parse_processor)]
     pub processor: String,
     /// The pro account (myLutron email) that keeps access
     #[arg(long, value_name = "EMAIL")]
@@ -49,11 +50,13 @@ pub struct TakeoverArgs {
     #[arg(long)]
     pub standalone: bool,
     /// How long to wait for the button press
-    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    #[arg(long, default_value = "180s", value_parser = parse_timeout)]
     pub button_timeout: Duration,
     /// How long discovery looks for the processor
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// JSON on stdout: one object whose "result" says how it ended (done,
+    /// refused, interrupted, cancelled, nothing-to-do…) with its details
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

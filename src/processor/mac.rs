@@ -7,13 +7,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// Integrators copy MAC addresses from labels, app screens and support
 /// emails in every form, so parsing accepts `aa:bb:cc:dd:ee:ff`,
-/// `AA-BB-CC-DD-EE-FF` and `aabbccddeeff`. It always prints in the lowercase
+/// `AA-BB-CC-DD-EE-FF`, `aabbccddeeff` and the `aabb.ccdd.eeff` that
+/// Cisco switches print (an integrator often finds a processor's MAC in a
+/// switch's address table). It always prints in the lowercase
 /// colon form that `discover --json` promises.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Mac(pub [u8; 6]);
 
 /// Why a string is not a MAC address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// The message names the common forms only: it travels in discovery
+// warnings, whose wire vectors (proto/vectors/control) pin its text.
 #[error(
     "'{input}' is not a MAC address (expected aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or aabbccddeeff)"
 )]
@@ -61,6 +65,19 @@ impl FromStr for Mac {
         match bytes.len() {
             12 => {
                 for (i, pair) in bytes.chunks(2).enumerate() {
+                    out[i] = hex_pair(pair).ok_or_else(err)?;
+                }
+            }
+            14 => {
+                // Cisco: three dot-separated groups of four hex digits.
+                if bytes[4] != b'.' || bytes[9] != b'.' {
+                    return Err(err());
+                }
+                let digits: Vec<u8> = bytes.iter().copied().filter(|&b| b != b'.').collect();
+                if digits.len() != 12 {
+                    return Err(err());
+                }
+                for (i, pair) in digits.chunks(2).enumerate() {
                     out[i] = hex_pair(pair).ok_or_else(err)?;
                 }
             }
@@ -123,10 +140,18 @@ mod tests {
             "a0-f6-fd-12-34-56",
             "a0f6fd123456",
             "A0F6FD123456",
+            "a0f6.fd12.3456",
+            "A0F6.FD12.3456",
             " a0:f6:fd:12:34:56 ",
         ] {
             assert_eq!(form.parse::<Mac>(), Ok(WANT), "{form}");
         }
+    }
+
+    #[test]
+    fn parses_the_form_cisco_switches_print() {
+        let mac: Mac = "024c.01fb.c368".parse().unwrap();
+        assert_eq!(mac.to_string(), "02:4c:01:fb:c3:68");
     }
 
     #[test]
@@ -150,6 +175,13 @@ mod tests {
             "a0::f6:fd:12:34:5",
             "+0:f6:fd:12:34:56",
             "é0:f6:fd:12:34:5",
+            "a0f6.fd12.345",
+            "a0f6.fd12.34567",
+            "a0f.6fd12.3456",
+            "a0f6:fd12:3456",
+            "a0f6.fd12.34.6",
+            "a0f6..d12.3456",
+            "a0f6.fd12.345g",
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad:?} parsed");
         }

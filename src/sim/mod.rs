@@ -49,7 +49,7 @@ pub enum SimError {
     #[error(
         "refusing to advertise simulated processors here: this network namespace has {0}; \
          multicast would reach a real LAN. Run inside a private network \
-         (../shared/bin/lan handoff sim …), or pass --really-advertise"
+         (handoff lan -- handoff sim …), or pass --really-advertise"
     )]
     NotPrivate(String),
     #[error(

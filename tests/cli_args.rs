@@ -1,0 +1,150 @@
+//! Arguments that cannot work are refused at once, each with one clear
+//! line and the usage exit code (2), before anything is looked for; forms
+//! an integrator copies from elsewhere (a switch's MAC) are accepted.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Run, Sim, TempDir, handoff};
+
+/// `handoff --state-dir DIR --runtime-dir DIR ARGS…`: no daemon of this
+/// machine's takes part.
+fn run_in(dir: &TempDir, args: &[&str]) -> Run {
+    let state = dir.path("state");
+    let mut all = vec![
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--runtime-dir",
+        dir.0.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    handoff(&all)
+}
+
+fn assert_usage(run: &Run, args: &[&str], says: &str) {
+    assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+    assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+}
+
+#[test]
+fn a_zero_timeout_is_a_usage_error() {
+    let dir = TempDir::new("args");
+    for args in [
+        &["claim", "0236e6a7", "--timeout", "0"][..],
+        &["claim", "0236e6a7", "--button-timeout", "0s"],
+        &["status", "127.0.1.1", "--timeout", "0s"],
+        &[
+            "takeover",
+            "0236e6a7",
+            "--share-to",
+            "p@example.com",
+            "--timeout",
+            "0",
+        ],
+        &[
+            "takeover",
+            "0236e6a7",
+            "--share-to",
+            "p@example.com",
+            "--button-timeout",
+            "0",
+        ],
+    ] {
+        let run = run_in(&dir, args);
+        assert_usage(&run, args, "waits for nothing");
+    }
+}
+
+#[test]
+fn an_empty_processor_is_a_usage_error() {
+    let dir = TempDir::new("args");
+    for args in [
+        &["claim", ""][..],
+        &["release", " "],
+        &["status", ""],
+        &["takeover", "", "--share-to", "p@example.com"],
+    ] {
+        let run = run_in(&dir, args);
+        assert_usage(&run, args, "empty; name the processor");
+    }
+}
+
+#[test]
+fn a_cisco_style_mac_names_a_processor() {
+    let dir = TempDir::new("args");
+    let run = run_in(&dir, &["release", "024c.01fb.c368", "--standalone"]);
+    // Read as that MAC (nothing is claimed here, so nothing to release).
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no credential for MAC 02:4c:01:fb:c3:68"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The pairing identity the simulator wrote for clients, wherever under
+/// its state directory it keeps it.
+fn sim_pairing_identity(dir: &Path) -> PathBuf {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            if entry.path().is_dir() {
+                todo.push(entry.path());
+            }
+        }
+        let files = ["client-key.pem", "client-cert.pem", "authority-ca.pem"];
+        if files.iter().all(|f| d.join(f).is_file()) {
+            return d;
+        }
+    }
+    panic!("no pairing identity under {}", dir.display());
+}
+
+lan_test! {
+    fn a_typo_in_an_id_suggests_the_processor_that_answered() {
+        let sim = Sim::start(&["--count", "2", "--seed", "3"]);
+        let dir = TempDir::new("typo");
+        let id = sim.ids()[1].clone();
+        // The last digit changed: one keystroke away.
+        let last = id.chars().last().unwrap();
+        let typo = format!("{}{}", &id[..7], if last == '0' { '1' } else { '0' });
+        let identity = sim_pairing_identity(&sim.state_dir);
+        let args = [
+            "claim", &typo, "--standalone", "--timeout", "2s",
+            "--pairing-identity", identity.to_str().unwrap(),
+        ];
+        let run = run_in(&dir, &args);
+        assert_usage(&run, &args, &format!("did you mean {id}?"));
+        assert!(run.stderr.contains(&format!("no processor with id {typo}")), "{}", run.stderr);
+        // Nothing was claimed or written.
+        assert!(!dir.path("state").join("credentials").exists());
+    }
+}
+
+#[test]
+fn health_json_without_a_daemon_says_so_on_stdout() {
+    let dir = TempDir::new("health");
+    let run = run_in(&dir, &["health", "--json"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let v = run.json();
+    assert_eq!(v["running"], false, "{v}");
+    let socket = dir.path("handoff.sock").display().to_string();
+    assert!(
+        v["sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| *s == socket.as_str()),
+        "{v}"
+    );
+    assert!(v["reason"].as_str().unwrap().contains(&socket), "{v}");
+    assert!(
+        run.stderr.contains("no handoff daemon is running"),
+        "{}",
+        run.stderr
+    );
+}
