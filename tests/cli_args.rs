@@ -114,7 +114,7 @@ lan_test! {
         let typo = format!("{}{}", &id[..7], if last == '0' { '1' } else { '0' });
         let identity = sim_pairing_identity(&sim.state_dir);
         let args = [
-            "claim", &typo, "--standalone", "--timeout", "2s",
+            "pair", &typo, "--standalone", "--timeout", "2s",
             "--pairing-identity", identity.to_str().unwrap(),
         ];
         let run = run_in(&dir, &args);

@@ -71,6 +71,7 @@ fn readme_sim_commands(scratch: &Path) -> Vec<String> {
         .into_iter()
         .map(|c| {
             c.replace("/tmp/s ", &format!("{dir}/s "))
+                .replace("/tmp/s/", &format!("{dir}/s/"))
                 .replace("/tmp/m.json", &format!("{dir}/m.json"))
         })
         .collect()

@@ -60,6 +60,8 @@ pub struct InstallArgs {
     /// Install here instead [default: STATE_DIR/pairing-identity]
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
+    /// JSON on stdout: where it was installed, the files, whether anything
+    /// changed, and the certificate's subject and fingerprint
     #[arg(long)]
     pub json: bool,
 }
@@ -69,6 +71,8 @@ pub struct ShowArgs {
     /// The pairing identity's directory [default: STATE_DIR/pairing-identity]
     #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// JSON on stdout: the directory, the files, the certificate's subject,
+    /// issuer, validity and SHA-256 fingerprint (never key material)
     #[arg(long)]
     pub json: bool,
 }

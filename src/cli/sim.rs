@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use super::CliError;
 use super::output::write_atomically;
-use super::{CliError, shutdown_signal};
 use crate::identity::PairingAuthority;
 use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{
@@ -132,6 +132,20 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     };
     let advertiser = Advertiser::start(&fleet, &interfaces, !args.no_probe)?;
 
+    // Listen for Ctrl-C and SIGTERM before the manifest says we run: a
+    // SIGTERM right after it must say goodbye, not kill the process.
+    // (tokio registers a unix signal handler when the stream is made.)
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            advertiser.stop(Duration::from_secs(2));
+            return Err(CliError::Failed(format!("cannot listen for signals: {e}")));
+        }
+    };
     if let Some(path) = &args.manifest {
         // As advertised: probing may have renamed an instance.
         let infos: Vec<_> = advertiser
@@ -166,7 +180,7 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     );
     eprintln!(
         "handoff sim: pairing on port 8083, LEAP on 8081 of each address; pairing identity \
-         for clients in {} (claim with --pairing-identity {}); {}",
+         for clients in {} (pair with --pairing-identity {}); {}",
         identity_dir.display(),
         identity_dir.display(),
         match args.auto_press {
@@ -185,7 +199,10 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
              then Enter presses one"
         );
     }
-    shutdown_signal().await;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     control.stop().await;
     servers.stop().await;
     let stopping = tokio::task::spawn_blocking(move || advertiser.stop(Duration::from_secs(2)));
