@@ -10,14 +10,24 @@
 //! - [`authority`]: the cloud's own CA and the daemon identities it issues
 //!   (`handoff cloud enroll`);
 //! - [`server`]: the relay protocol's TLS server (`handoff cloud serve`);
+//! - [`project_file`], [`share_link`], [`names`]: what the operator's
+//!   commands read and hand out — the project file, a share link's text,
+//!   minted Place ids and checked site names and accounts — so that the
+//!   command line only parses and prints;
+//! - [`certificate_file`]: the PEM files an operator names (a processor's
+//!   CA, a claim proof).
 
 pub mod authority;
+pub mod certificate_file;
 mod model;
+pub mod names;
 pub mod places;
+pub mod project_file;
 pub mod proof;
 mod refusal;
 pub mod rules;
 pub mod server;
+pub mod share_link;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -26,9 +36,11 @@ pub use model::{
     AccessDuration, AccountId, ActiveLink, Grant, GrantSource, LinkSecret, Place, PlaceId,
     ProjectKey, Remaining, Role, ShareLink, Status, Timestamp,
 };
+pub use names::{account_for_enrolment, check_site_name, mint_place_id};
 pub use places::{
     AccessEntry, PlaceAccess, Places, access_list, guidance_for, places_for, status_for,
 };
+pub use project_file::ProjectFile;
 pub use refusal::Refusal;
 pub use rules::{Command, Event, apply};
 pub use store::{CloudStore, ProcessorRecord};
@@ -63,6 +75,18 @@ pub enum CloudError {
     },
     #[error("{0}")]
     Refused(Refusal),
+    #[error("'{text}' is not a share link: it looks like NUMBER:SECRET")]
+    NotAShareLink { text: String },
+    #[error("{} is not a handoff project file: {reason}", path.display())]
+    NotAProjectFile { path: PathBuf, reason: String },
+    #[error("{} exists: a project file is written once (pick another path)", path.display())]
+    ProjectFileExists { path: PathBuf },
+    #[error("{} holds no PEM certificate: {reason}", path.display())]
+    NoPemCertificate { path: PathBuf, reason: String },
+    #[error("'{name}' cannot be a site name: use letters, digits, spaces or dashes")]
+    BadSiteName { name: String },
+    #[error("'{text}' is not an email address (the myLutron account)")]
+    NotAnEmail { text: String },
     #[error("{0}")]
     Failed(String),
 }
