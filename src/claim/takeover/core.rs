@@ -23,7 +23,10 @@
 //! | a cancelled or failed button step with nothing stored leaves no record | `a_cancelled_button_step_discards_an_untouched_record`, `a_failed_button_step_with_nothing_stored_discards_the_record` |
 //! | a finished takeover does not run again | `a_finished_takeover_refuses_to_run_again` |
 //! | an unfinished takeover to another account refuses | `a_different_share_to_refuses` |
-//! | any interruption resumes; one press, one `claimed` | `every_interruption_resumes_with_one_press_and_one_claim` |
+//! | cancelled between steps: interrupted, the record kept | `cancelling_between_steps_keeps_what_is_recorded` |
+//! | the share's end is counted from `now` | `a_takeover_claims_shares_and_releases_in_order` |
+//! | the record's file keeps its format | `the_record_keeps_its_format` |
+//! | any interruption resumes; one press, one `claimed` (the shell with a fake backend) | `every_interruption_resumes_with_one_press_and_one_claim` |
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

@@ -14,7 +14,7 @@
 //! a cloud outage, a kill) continues where it stopped and never claims
 //! twice.
 //!
-//! The decisions are a pure core ([`core`]: the record, the plan and the
+//! The decisions are a pure core (`core.rs`: the record, the plan and the
 //! answers so far in, the next step out, `now` passed in); [`takeover`] is
 //! the shell that does them: the record's file, the credential store, the
 //! clock, and the calls below.
@@ -188,7 +188,7 @@ fn discard(path: &Path) -> Result<(), String> {
 }
 
 /// Runs (or continues) the takeover `plan` describes, its record in
-/// `state_dir`: the shell around [`core::TakeoverCore`], doing what it
+/// `state_dir`: the shell around the pure core (`core.rs`), doing what it
 /// decides (the record's file, the credential store, the clock, the
 /// backend's calls).
 ///

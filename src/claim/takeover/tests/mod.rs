@@ -1,5 +1,7 @@
-//! The takeover's core driven directly: answers in, actions out, a fixed
-//! `now`.
+//! The takeover's core driven directly (answers in, actions out, a fixed
+//! `now`), and the procedure through a fake backend ([`procedure`]).
+
+mod procedure;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
