@@ -262,7 +262,13 @@ fn claimed_during(state_dir: &Path, serial: Serial, since: u64) -> Option<ClaimO
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs();
-    (written >= since).then(|| ClaimOutcome {
+    (written >= since).then(|| stored_outcome(record, dir))
+}
+
+/// The claim outcome of the credential stored in `dir` (its files, no
+/// exports), as the button step would have returned it.
+fn stored_outcome(record: ClaimRecord, dir: PathBuf) -> ClaimOutcome {
+    ClaimOutcome {
         id: record.id,
         serial: record.serial,
         mac: record.mac,
@@ -272,7 +278,7 @@ fn claimed_during(state_dir: &Path, serial: Serial, since: u64) -> Option<ClaimO
         files: credential_files(&dir),
         credential_dir: dir,
         exported: Vec::new(),
-    })
+    }
 }
 
 impl TakeoverEnd {

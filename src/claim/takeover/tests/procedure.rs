@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use super::{MAC, PRO, SERIAL, SITE, plan};
 use crate::claim::takeover::{
-    ButtonStep, TakeoverBackend, TakeoverEnd, TakeoverPlan, record_path, takeover,
+    ButtonStep, TakeoverBackend, TakeoverEnd, TakeoverPlan, record_path, stored_outcome, takeover,
 };
-use crate::claim::{ClaimOutcome, ClaimRecord, credential_files};
+use crate::claim::{ClaimOutcome, ClaimRecord};
 use crate::identity::CredentialStore;
 use crate::place::{PlaceId, Status};
 use crate::processor::{Mac, Serial};
@@ -208,17 +208,7 @@ impl FakeBackend<'_> {
             device_uid: "uid".into(),
         };
         record.save(&dir).unwrap();
-        ClaimOutcome {
-            id: record.id,
-            serial: SERIAL,
-            mac: record.mac,
-            address: record.address,
-            product: record.product,
-            device_uid: record.device_uid,
-            files: credential_files(&dir),
-            credential_dir: dir,
-            exported: Vec::new(),
-        }
+        stored_outcome(record, dir)
     }
 }
 
