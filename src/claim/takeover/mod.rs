@@ -14,24 +14,31 @@
 //! a cloud outage, a kill) continues where it stopped and never claims
 //! twice.
 //!
+//! The decisions are a pure core (`core.rs`: the record, the plan and the
+//! answers so far in, the next step out, `now` passed in); [`takeover`] is
+//! the shell that does them: the record's file, the credential store, the
+//! clock, and the calls below.
+//!
 //! The procedure is the same wherever it runs; what differs is reached
 //! through a [`TakeoverBackend`]: the command line (its own outbox, its
 //! `--cloud`, its pairing identity) or the daemon (its outbox and link,
 //! its inventory and pairing identity; a control client's `takeover`).
 
+mod core;
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
+use self::core::{Action, Answer, Outgoing, Record, TakeoverCore};
 use super::{ClaimOutcome, ClaimRecord, credential_files};
 use crate::identity::CredentialStore;
-use crate::place::{AccessDuration, PlaceId, Status};
+use crate::place::{AccessDuration, Status};
 use crate::processor::{Mac, Serial};
 use crate::proto::control::TakeoverResult;
-use crate::proto::{EventId, EventKind, PlaceStatus, Released, ShareAccess};
+use crate::proto::{EventId, EventKind, PlaceStatus};
 use crate::relay::Relayed;
 
 /// What to take over, and for whom.
@@ -136,22 +143,6 @@ pub enum TakeoverEnd {
     },
 }
 
-/// Where an interrupted takeover stands.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Record {
-    share_to: String,
-    duration: String,
-    /// When the button step began (seconds since the epoch): a credential
-    /// written after it is this takeover's, even if the run died before
-    /// queueing the claim.
-    claim_started: Option<u64>,
-    claimed: Option<EventId>,
-    place: Option<String>,
-    shared: Option<EventId>,
-    released: Option<EventId>,
-    done: bool,
-}
-
 /// `STATE_DIR/takeover/<serial>.json`.
 pub fn record_path(state_dir: &Path, serial: Serial) -> PathBuf {
     state_dir
@@ -188,59 +179,18 @@ fn save(path: &Path, record: &Record) -> Result<(), String> {
     crate::identity::files::write_private(dir, name, &text).map_err(|e| e.to_string())
 }
 
-/// Relays `kind` once: appends it (recording its id in `slot`) unless an
-/// earlier run did, then waits for its answer.
-async fn once<B: TakeoverBackend>(
-    backend: &mut B,
-    path: &Path,
-    record: &mut Record,
-    slot: fn(&mut Record) -> &mut Option<EventId>,
-    kind: impl FnOnce() -> Result<EventKind, String>,
-) -> Result<Relayed, String> {
-    if let Some(id) = slot(record).clone() {
-        return backend.settle(&id).await;
-    }
-    let (id, relayed) = backend.relay(kind()?).await?;
-    *slot(record) = Some(id);
-    save(path, record)?;
-    Ok(relayed)
-}
-
-/// Relays the `claimed` event of a credential this takeover stored.
-async fn relay_claim<B: TakeoverBackend>(
-    backend: &mut B,
-    path: &Path,
-    record: &mut Record,
-    outcome: &ClaimOutcome,
-) -> Result<Relayed, String> {
-    once(
-        backend,
-        path,
-        record,
-        |r| &mut r.claimed,
-        || outcome.event(),
-    )
-    .await
-}
-
-/// The end of a step the cloud did not apply.
-fn stopped(step: &str, relayed: Relayed) -> Option<TakeoverEnd> {
-    match relayed {
-        Relayed::Applied(_) => None,
-        Relayed::Refused { rule, guidance } => Some(TakeoverEnd::Refused {
-            step: step.into(),
-            rule,
-            guidance,
-        }),
-        Relayed::Queued { reason } => Some(TakeoverEnd::Interrupted {
-            step: step.into(),
-            reason,
-        }),
+fn discard(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {}: {e}", path.display())),
     }
 }
 
 /// Runs (or continues) the takeover `plan` describes, its record in
-/// `state_dir`.
+/// `state_dir`: the shell around the pure core (`core.rs`), doing what it
+/// decides (the record's file, the credential store, the clock, the
+/// backend's calls).
 ///
 /// # Errors
 /// A takeover of this processor already finished, or an unfinished one
@@ -253,265 +203,57 @@ pub async fn takeover<B: TakeoverBackend>(
 ) -> Result<TakeoverEnd, String> {
     let serial = plan.serial;
     let path = record_path(state_dir, serial);
-    let mut record = match load(&path)? {
-        Some(r) if r.done => {
-            return Err(format!(
-                "a takeover of {serial} already finished (see {}); remove that file to take it \
-                 over again",
-                path.display()
-            ));
-        }
-        Some(r) => {
-            backend.step(&format!(
-                "continuing the takeover recorded in {}",
-                path.display()
-            ));
-            r
-        }
-        None => Record {
-            share_to: plan.share_to.clone(),
-            duration: plan.duration.code().to_owned(),
-            ..Record::default()
-        },
-    };
-    if record.share_to != plan.share_to {
-        return Err(format!(
-            "an unfinished takeover of {serial} shares to {}; finish it with that address, or \
-             remove {}",
-            record.share_to,
-            path.display()
-        ));
-    }
-    // Until the cloud names it (a resumed run may not ask before it reports).
-    let mut account = "the site's account".to_owned();
-
-    // 1. Does the method apply?
-    if record.claimed.is_none() {
-        let (st, acting) = backend.status(serial, plan.mac).await?;
-        account = acting;
-        match (st.status, &st.place) {
-            (Status::Yellow | Status::Grey, _) => {
-                return Ok(TakeoverEnd::NotApplicable {
-                    status: st.status,
-                    guidance: st.guidance,
-                    serial: st.serial,
-                    mac: st.mac,
-                });
+    let loaded = load(&path)?;
+    let mut core = TakeoverCore::new(plan.clone(), loaded, path.clone(), backend.cloud());
+    loop {
+        let answer = match core.next(crate::place::now()) {
+            Action::End(end) => return end,
+            Action::Report(text) => {
+                backend.step(&text);
+                continue;
             }
-            (Status::Green, Some(place)) if record.claim_started.is_some() => {
-                // An earlier run's claim (queued by a daemon after that run
-                // stopped) already landed.
-                backend.step(&format!(
-                    "claim: an earlier run's claim gave {account} Place {place}"
-                ));
-                record.place = Some(place.0.clone());
+            Action::Save => {
+                save(&path, core.record())?;
+                continue;
             }
-            (Status::Green, Some(place)) => {
-                return Ok(TakeoverEnd::NothingToDo {
-                    place: place.0.clone(),
-                    account,
-                });
+            Action::Discard => {
+                discard(&path)?;
+                continue;
             }
-            (Status::Green, None) => {
-                backend.step(&format!(
-                    "green: no homeowner yet, so {account} can claim it"
-                ));
+            Action::AskStatus => {
+                let (status, account) = backend.status(serial, plan.mac).await?;
+                Answer::Status { status, account }
             }
-        }
-        save(&path, &record)?;
-    }
-
-    // 2. Claim with the button, unless an earlier run did.
-    let claim_relayed = if record.claimed.is_none() && record.place.is_some() {
-        Relayed::Applied(None)
-    } else if record.claimed.is_some() {
-        backend.step("claim: done before, checking the cloud recorded it");
-        once(
-            backend,
-            &path,
-            &mut record,
-            |r| &mut r.claimed,
-            || Err("the recorded claim event is missing from the outbox".into()),
-        )
-        .await?
-    } else if let Some(outcome) =
-        claimed_during(backend.credentials_dir(), serial, record.claim_started)
-    {
-        backend.step(&format!(
-            "claim: {} was paired during this takeover (the run stopped before queueing it); \
-             relaying that claim, no second button press",
-            outcome.id
-        ));
-        relay_claim(backend, &path, &mut record, &outcome).await?
-    } else {
-        if backend.cancelled() {
-            discard_if_untouched(&path, &record)?;
-            return Ok(TakeoverEnd::Cancelled);
-        }
-        record.claim_started = Some(crate::place::now().0);
-        save(&path, &record)?;
-        let step = match backend.claim(serial).await {
-            Ok(step) => step,
-            Err(e) => {
-                // Nothing stored (the button step stores last): nothing to
-                // resume, so no record to block another takeover.
-                if claimed_during(backend.credentials_dir(), serial, record.claim_started).is_none()
-                {
-                    discard_if_untouched(&path, &record)?;
-                }
-                return Err(e);
+            Action::CheckCancelled => Answer::Cancelled(backend.cancelled()),
+            Action::FindEarlierClaim { since } => Answer::EarlierClaim(
+                claimed_during(backend.credentials_dir(), serial, since).map(Box::new),
+            ),
+            Action::PressButton => match backend.claim(serial).await {
+                Ok(step) => Answer::Button(step),
+                Err(error) => Answer::ButtonFailed {
+                    error,
+                    stored: core.record().claim_started.is_some_and(|since| {
+                        claimed_during(backend.credentials_dir(), serial, since).is_some()
+                    }),
+                },
+            },
+            Action::Relay(event) => {
+                let kind = match event {
+                    Outgoing::Claim(outcome) => outcome.event()?,
+                    Outgoing::Event(kind) => kind,
+                };
+                let (id, relayed) = backend.relay(kind).await?;
+                Answer::Relayed { id, relayed }
             }
+            Action::Settle(id) => Answer::Settled(backend.settle(&id).await?),
         };
-        match step {
-            ButtonStep::Cancelled => {
-                discard_if_untouched(&path, &record)?;
-                return Ok(TakeoverEnd::Cancelled);
-            }
-            ButtonStep::Stored(outcome) => {
-                backend.step(&format!(
-                    "claimed {} (serial {}) with its button",
-                    outcome.id, serial.0
-                ));
-                relay_claim(backend, &path, &mut record, &outcome).await?
-            }
-            ButtonStep::Queued {
-                outcome,
-                id,
-                relayed,
-            } => {
-                backend.step(&format!(
-                    "claimed {} (serial {}) with its button; the credential is in {}",
-                    outcome.id,
-                    serial.0,
-                    outcome.credential_dir.display()
-                ));
-                record.claimed = Some(id);
-                save(&path, &record)?;
-                relayed
-            }
-        }
-    };
-    if let Some(end) = stopped("claim", claim_relayed) {
-        return Ok(end);
-    }
-    backend.step(&format!(
-        "the cloud at {} recorded {account} as the temporary homeowner",
-        backend.cloud()
-    ));
-    if backend.cancelled() {
-        return Ok(interrupted_by_caller("share"));
-    }
-
-    // 3. Share the Place with the pro account.
-    let place = match record.place.clone() {
-        Some(place) => place,
-        None => {
-            let (st, acting) = backend.status(serial, plan.mac).await?;
-            account = acting;
-            let place = st.place.ok_or_else(|| {
-                format!(
-                    "the cloud does not show {account} the Place after the claim ({}); run again",
-                    st.status
-                )
-            })?;
-            record.place = Some(place.0.clone());
-            save(&path, &record)?;
-            place.0
-        }
-    };
-    let duration = AccessDuration::from_code(&record.duration).unwrap_or(plan.duration);
-    let share_to = record.share_to.clone();
-    let shared = once(
-        backend,
-        &path,
-        &mut record,
-        |r| &mut r.shared,
-        || {
-            Ok(EventKind::ShareAccess(ShareAccess {
-                place: PlaceId(place.clone()),
-                email: share_to.clone(),
-                duration,
-            }))
-        },
-    )
-    .await?;
-    if let Some(end) = stopped("share", shared) {
-        return Ok(end);
-    }
-    backend.step(&format!(
-        "shared Place {place} with {share_to} for {duration}"
-    ));
-    if backend.cancelled() {
-        return Ok(interrupted_by_caller("release (Remove Home from Account)"));
-    }
-
-    // 4. Remove Home from Account.
-    let released = once(
-        backend,
-        &path,
-        &mut record,
-        |r| &mut r.released,
-        || {
-            Ok(EventKind::Released(Released {
-                place: Some(PlaceId(place.clone())),
-                serial: Some(serial),
-            }))
-        },
-    )
-    .await?;
-    if let Some(end) = stopped("release (Remove Home from Account)", released) {
-        return Ok(end);
-    }
-    record.done = true;
-    save(&path, &record)?;
-    let until = duration.seconds().map(|s| {
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(s))
-            .to_string()
-    });
-    Ok(TakeoverEnd::Done {
-        place,
-        serial,
-        share_to,
-        duration,
-        until,
-        account,
-    })
-}
-
-/// Removes the record of a run that changed nothing (no event queued, no
-/// Place learnt): a cancelled or failed button step leaves nothing to
-/// resume, and a stale record would refuse a takeover to another account.
-fn discard_if_untouched(path: &Path, record: &Record) -> Result<(), String> {
-    let untouched = record.claimed.is_none()
-        && record.place.is_none()
-        && record.shared.is_none()
-        && record.released.is_none()
-        && !record.done;
-    if !untouched {
-        return Ok(());
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("removing {}: {e}", path.display())),
+        core.answer(answer);
     }
 }
 
-fn interrupted_by_caller(step: &str) -> TakeoverEnd {
-    TakeoverEnd::Interrupted {
-        step: step.into(),
-        reason: "cancelled; the steps so far are recorded".into(),
-    }
-}
-
-/// The credential an interrupted run of this takeover stored (written after
-/// the button step began), as a claim outcome to relay.
-fn claimed_during(
-    state_dir: &Path,
-    serial: Serial,
-    claim_started: Option<u64>,
-) -> Option<ClaimOutcome> {
-    let started = claim_started?;
+/// The credential an interrupted run of this takeover stored (its
+/// certificate written at `since` or later), as a claim outcome to relay.
+fn claimed_during(state_dir: &Path, serial: Serial, since: u64) -> Option<ClaimOutcome> {
     let dir = CredentialStore::new(state_dir).dir(serial);
     let record = ClaimRecord::load(&dir)?;
     let written = std::fs::metadata(dir.join("cert.pem"))
@@ -520,7 +262,13 @@ fn claimed_during(
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs();
-    (written >= started).then(|| ClaimOutcome {
+    (written >= since).then(|| stored_outcome(record, dir))
+}
+
+/// The claim outcome of the credential stored in `dir` (its files, no
+/// exports), as the button step would have returned it.
+fn stored_outcome(record: ClaimRecord, dir: PathBuf) -> ClaimOutcome {
+    ClaimOutcome {
         id: record.id,
         serial: record.serial,
         mac: record.mac,
@@ -530,7 +278,7 @@ fn claimed_during(
         files: credential_files(&dir),
         credential_dir: dir,
         exported: Vec::new(),
-    })
+    }
 }
 
 impl TakeoverEnd {
