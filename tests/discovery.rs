@@ -300,3 +300,71 @@ lan_test! {
         assert!(run.stderr.contains("interface 'veth0' cannot carry multicast"), "{}", run.stderr);
     }
 }
+
+lan_test! {
+    // Two fleets whose processors advertise the same instance names (no
+    // probing, as many real processors on one site): every processor is
+    // listed once, with its own MAC and address.
+    fn two_fleets_sharing_instance_names_are_all_listed_apart() {
+        let a = Sim::start(&["--count", "3", "--seed", "111", "--no-probe"]);
+        let b = Sim::start(&["--count", "2", "--seed", "112", "--no-probe", "--first-ip", "127.0.2.1"]);
+        let shared: BTreeSet<&str> = b.manifest.iter().map(|p| p["instance"].as_str().unwrap()).collect();
+        assert!(a.manifest.iter().any(|p| shared.contains(p["instance"].as_str().unwrap())));
+        std::thread::sleep(Duration::from_secs(1));
+        let run = handoff(&["discover", "--standalone", "--json", "--timeout", "3s"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let found = run.json();
+        let found = found.as_array().unwrap();
+        let mut want = facts(&a.manifest);
+        want.extend(facts(&b.manifest));
+        assert_eq!(facts(found), want, "{found:#?}");
+    }
+}
+
+lan_test! {
+    // While watching: two processors share "Lutron Status"; one of them
+    // comes back under another name (renamed, as probing does). It is
+    // reported changed, and neither it nor the other is ever reported removed.
+    fn a_rename_while_watching_is_a_change_and_removes_nobody() {
+        let watch = Watch::start(&["--liveness", "6s"]);
+        let a = Sim::start(&["--seed", "121", "--no-probe"]);
+        let b = Sim::start(&["--seed", "122", "--no-probe", "--first-ip", "127.0.2.1"]);
+        let (ida, idb) = (a.ids()[0].clone(), b.ids()[0].clone());
+        let (maca, macb) = (a.manifest[0]["mac"].clone(), b.manifest[0]["mac"].clone());
+        let mut seen = watch.wait_for(Duration::from_secs(10), "added A", |e| is_event(e, "added", &ida));
+        seen.extend(watch.wait_for(Duration::from_secs(10), "added B", |e| is_event(e, "added", &idb)));
+        // Both keep answering under one name: three liveness rounds, no removal.
+        seen.extend(watch.drain(Duration::from_secs(7)));
+        a.kill();
+        std::thread::sleep(Duration::from_millis(1500));
+        let _a2 = Sim::start(&["--seed", "121", "--no-probe", "--instance-name", "Lutron Status (2)"]);
+        seen.extend(watch.wait_for(Duration::from_secs(15), "A renamed", |e| {
+            is_event(e, "changed", &ida) && e["processor"]["instance"] == "Lutron Status (2)"
+        }));
+        seen.extend(watch.drain(Duration::from_secs(7)));
+        assert!(!seen.iter().any(|e| e["event"] == "removed"), "{seen:#?}");
+        for e in &seen {
+            let p = &e["processor"];
+            let want = if p["id"] == ida.as_str() { &maca } else { &macb };
+            assert_eq!(&p["mac"], want, "{e:#}");
+        }
+    }
+}
+
+lan_test! {
+    fn host_query_on_a_shared_loopback_lists_only_the_asked_host() {
+        let a = Sim::start(&["--count", "1", "--seed", "131", "--no-probe", "--first-ip", "127.0.1.1"]);
+        let b = Sim::start(&["--count", "1", "--seed", "132", "--no-probe", "--first-ip", "127.0.1.2"]);
+        // Each sim answers for its own address only; which one the kernel
+        // hands a unicast query to is chance, so ask several times.
+        for _ in 0..4 {
+            let run = handoff(&["discover", "--json", "--host", "127.0.1.2", "--timeout", "3s"]);
+            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            let found = run.json();
+            let found = found.as_array().unwrap();
+            assert_eq!(found.len(), 1, "{found:#?}");
+            assert_eq!(identity_facts(&found[0]), identity_facts(&b.manifest[0]));
+        }
+        drop(a);
+    }
+}

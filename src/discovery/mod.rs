@@ -8,6 +8,7 @@
 //! that stop answering, so a vanished processor is reported within the bound.
 
 mod inventory;
+mod listen;
 mod unicast;
 
 use std::collections::VecDeque;
@@ -70,6 +71,9 @@ pub struct Discovery {
     verify_pace: Duration,
     /// When to re-read mdns-sd's view of every service (see [`Discovery::rebrowse`]).
     refresh_at: Option<Instant>,
+    /// Complete records as single answer packets carry them (see [`listen`]).
+    direct: mpsc::UnboundedReceiver<listen::Heard>,
+    direct_tx: mpsc::UnboundedSender<listen::Heard>,
 }
 
 /// RFC 6762 §10.2: records displaced by a cache-flush announcement linger
@@ -86,6 +90,7 @@ impl Discovery {
         let daemon = ServiceDaemon::new()?;
         restrict_interfaces(&daemon, &options.interfaces)?;
         let (events_tx, events) = mpsc::unbounded_channel();
+        let (direct_tx, direct) = mpsc::unbounded_channel();
         let next_check = options.liveness.map(|l| Instant::now() + check_every(l));
         let discovery = Discovery {
             daemon,
@@ -99,7 +104,17 @@ impl Discovery {
             verify_at: None,
             verify_pace: Duration::ZERO,
             refresh_at: None,
+            direct,
+            direct_tx,
         };
+        match listen::open(&options.interfaces) {
+            Ok(sock) => {
+                tokio::spawn(listen::run(sock, discovery.direct_tx.clone()));
+            }
+            // mdns-sd's events still work; only processors sharing an
+            // instance name are then seen less well.
+            Err(e) => tracing::warn!("cannot listen to mDNS answers directly: {e}"),
+        }
         discovery.browse()?;
         Ok(discovery)
     }
@@ -139,6 +154,14 @@ impl Discovery {
                     Some(ev) => self.apply(ev),
                     None => return Err(DiscoveryError::Stopped),
                 },
+                Some(heard) = self.direct.recv() => match heard {
+                    listen::Heard::Record(record) => {
+                        let info = ProcessorInfo::from_record(&record);
+                        let changes = self.inventory.confirmed(&record.fullname, info);
+                        self.note(changes);
+                    }
+                    listen::Heard::Srv { fullname, host } => self.inventory.sighted(&fullname, &host),
+                },
                 _ = sleep_until_opt(check) => self.start_round(),
                 _ = sleep_until_opt(verify) => self.verify_some()?,
                 _ = sleep_until_opt(refresh) => {
@@ -164,6 +187,11 @@ impl Discovery {
             ServiceEvent::ServiceRemoved(_, fullname) => self.inventory.removed(&fullname),
             _ => Vec::new(),
         };
+        self.note(changes);
+    }
+
+    /// Logs and queues inventory changes.
+    fn note(&mut self, changes: Vec<InventoryEvent>) {
         for change in &changes {
             log_change(change);
             // mdns-sd reports a new address at once but says nothing when
@@ -196,6 +224,8 @@ impl Discovery {
             return;
         };
         let every = check_every(liveness);
+        let expired = self.inventory.liveness_round();
+        self.note(expired);
         self.to_verify = self.inventory.instance_names().map(String::from).collect();
         let batches = self.to_verify.len().div_ceil(VERIFY_BATCH).max(1);
         self.verify_pace = (every / 2) / u32::try_from(batches).unwrap_or(u32::MAX);
