@@ -51,24 +51,52 @@ lan_test! {
 }
 
 lan_test! {
-    fn table_lists_id_product_address_mac_firmware_status() {
+    fn table_lists_id_serial_product_address_mac_firmware_status() {
         let sim = Sim::start(&["--count", "2", "--system-type", "qsx", "--seed", "5", "--no-probe"]);
         let run = handoff(&["discover", "--timeout", "2s"]);
         assert_eq!(run.code, Some(0), "{}", run.stderr);
-        let lines: Vec<&str> = run.stdout.lines().collect();
+        // A line that starts with a space continues the one above it.
+        let lines: Vec<&str> = run.stdout.lines().filter(|l| !l.starts_with(' ')).collect();
         assert_eq!(lines.len(), 3, "{}", run.stdout);
-        assert!(lines[0].starts_with("ID "), "{}", run.stdout);
+        assert!(lines[0].starts_with("ID        SERIAL    PRODUCT "), "{}", run.stdout);
         for p in &sim.manifest {
             let line = lines
                 .iter()
                 .find(|l| l.starts_with(p["id"].as_str().unwrap()))
                 .unwrap_or_else(|| panic!("{} not in\n{}", p["id"], run.stdout));
-            for field in ["mac", "firmware"] {
-                assert!(line.contains(p[field].as_str().unwrap()), "{line}");
+            let serial = p["serial"].as_u64().unwrap().to_string();
+            for field in [p["mac"].as_str().unwrap(), p["firmware"].as_str().unwrap(), &serial] {
+                assert!(line.contains(&format!(" {field} ")), "{field}: {line}");
             }
             assert!(line.contains(p["addresses"][0].as_str().unwrap()), "{line}");
-            assert!(line.contains("HomeWorks QSX Processor"), "{line}");
-            assert!(line.contains("good, Unclaimed"), "{line}");
+            assert!(line.contains(" QSX "), "{line}");
+        }
+        assert!(run.stdout.contains("good,"), "{}", run.stdout);
+        assert!(run.stdout.contains("Unclaimed"), "{}", run.stdout);
+    }
+}
+
+lan_test! {
+    // The table a person reads at a terminal, pastes into a ticket or
+    // prints for a handover: 80 columns, with the decimal serial that
+    // labels and support use.
+    fn table_of_a_three_product_fleet_fits_80_columns_with_the_decimal_serial() {
+        let sim = Sim::start(&["--count", "3", "--system-type", "ra3,qsx,caseta", "--seed", "7", "--no-probe"]);
+        let run = handoff(&["discover", "--timeout", "2s", "--expect", "3"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        for line in run.stdout.lines() {
+            assert!(line.chars().count() <= 80, "{} chars: {line}\n{}", line.chars().count(), run.stdout);
+        }
+        for p in &sim.manifest {
+            let line = run
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(p["id"].as_str().unwrap()))
+                .unwrap_or_else(|| panic!("{} not in\n{}", p["id"], run.stdout));
+            let serial = p["serial"].as_u64().unwrap().to_string();
+            assert!(line.contains(&format!("  {serial}  ")), "{line}");
+            assert!(line.contains(p["mac"].as_str().unwrap()), "{line}");
+            assert!(line.contains(p["firmware"].as_str().unwrap()), "{line}");
         }
     }
 }
@@ -257,11 +285,7 @@ fn demo_runs_on_its_own_private_network() {
         "{}",
         run.stdout
     );
-    for product in [
-        "RadioRA 3 Processor",
-        "HomeWorks QSX Processor",
-        "Caséta Smart Bridge",
-    ] {
+    for product in [" RA3 ", " QSX ", " Caséta "] {
         assert!(run.stdout.contains(product), "{}", run.stdout);
     }
     // The whole story: one Place of each colour, then the takeover.

@@ -206,6 +206,15 @@ impl ProcessorInfo {
         }
     }
 
+    /// The product name shortened for a table (see
+    /// [`SystemType::product_short`]).
+    pub fn product_short(&self) -> String {
+        match &self.system_type {
+            Some(t) => t.product_short(self.devclass),
+            None => "unknown".into(),
+        }
+    }
+
     /// A short status for a table: system status, plus the claim state
     /// where the processor advertises one.
     pub fn status_summary(&self) -> String {
