@@ -392,3 +392,44 @@ lan_test! {
         drop(a);
     }
 }
+
+lan_test! {
+    fn fewer_than_expected_is_said_and_exits_one() {
+        let sim = Sim::start(&["--count", "2", "--seed", "141", "--no-probe"]);
+        let run = handoff(&["discover", "--json", "--expect", "3", "--timeout", "2s"]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("found 2 of the 3 processors expected, on lo in 2s"),
+            "{}",
+            run.stderr
+        );
+        // What was found is still printed, for a person to see which is missing.
+        assert_eq!(facts(run.json().as_array().unwrap()), facts(&sim.manifest));
+        // Enough found: exit 0, nothing said.
+        let run = handoff(&["discover", "--json", "--expect", "2", "--timeout", "5s"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert!(!run.stderr.contains("expected"), "{}", run.stderr);
+    }
+}
+
+lan_test! {
+    // Refused before anything is sent; in a private network all the same,
+    // so that a regression cannot browse a real LAN.
+    fn zero_timeout_and_zero_expect_are_usage_errors() {
+        for args in [
+            &["discover", "--timeout", "0"][..],
+            &["discover", "--timeout", "0s", "--json"],
+            &["discover", "--expect", "0"],
+        ] {
+            let run = handoff(args);
+            assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+            assert_eq!(run.stdout, "", "{args:?}");
+        }
+        let run = handoff(&["discover", "--timeout", "0"]);
+        assert!(
+            run.stderr.contains("a zero timeout leaves no time for any answer"),
+            "{}",
+            run.stderr
+        );
+    }
+}
