@@ -433,3 +433,28 @@ lan_test! {
         );
     }
 }
+
+lan_test! {
+    // The same serial (and MAC) at two addresses, both asked: one of them
+    // may be an impostor. Both answers are listed as one processor with a
+    // warning on stderr and in the JSON.
+    fn two_hosts_answering_for_one_serial_are_a_warning() {
+        let a = Sim::start(&["--count", "1", "--seed", "151", "--no-probe", "--first-ip", "127.0.1.1"]);
+        let _b = Sim::start(&["--count", "1", "--seed", "151", "--no-probe", "--first-ip", "127.0.2.1"]);
+        let run = handoff(&["discover", "--json", "--host", "127.0.1.1", "--host", "127.0.2.1", "--timeout", "3s"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let found = run.json();
+        let found = found.as_array().unwrap();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let id = a.ids()[0].clone();
+        let serial = a.manifest[0]["serial"].as_u64().unwrap();
+        let want = format!(
+            "2 asked hosts answer for serial {serial} ({id}): 127.0.1.1 and 127.0.2.1; one may be an impostor"
+        );
+        assert_eq!(found[0]["warnings"], serde_json::json!([want]), "{found:#?}");
+        assert!(run.stderr.contains(&want), "{}", run.stderr);
+        // One host asked: no warning.
+        let run = handoff(&["discover", "--json", "--host", "127.0.1.1", "--timeout", "3s"]);
+        assert_eq!(run.json()[0]["warnings"], serde_json::json!([]), "{}", run.stdout);
+    }
+}

@@ -1,5 +1,6 @@
 //! `handoff discover`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use crate::daemon::{self, ControlClient};
 use crate::discovery::{
     Discovery, DiscoveryOptions, Inventory, InventoryEvent, MIN_LIVENESS, query_host,
 };
-use crate::processor::ProcessorInfo;
+use crate::processor::{ProcessorInfo, Serial};
 
 #[derive(Args, Debug)]
 pub struct DiscoverArgs {
@@ -232,6 +233,8 @@ async fn run_unicast(args: &DiscoverArgs) -> Result<ExitCode, CliError> {
     progress.finish_and_clear();
     let mut inventory = Inventory::new();
     let mut failures = 0;
+    // Which asked hosts answered for each serial.
+    let mut answered_by: BTreeMap<Serial, BTreeSet<IpAddr>> = BTreeMap::new();
     for (host, result) in args.hosts.iter().zip(results) {
         match result {
             Ok(records) if records.is_empty() => {
@@ -240,7 +243,12 @@ async fn run_unicast(args: &DiscoverArgs) -> Result<ExitCode, CliError> {
             Ok(records) => {
                 for record in records {
                     let info = ProcessorInfo::from_record(&record);
-                    inventory.resolved(&record.fullname, info);
+                    if let Some(serial) = info.serial {
+                        answered_by.entry(serial).or_default().insert(*host);
+                    }
+                    // Each host's answer is its own word (see
+                    // Inventory::confirmed): two MACs for one serial warn.
+                    inventory.confirmed(&record.fullname, info);
                 }
             }
             Err(e) => {
@@ -249,7 +257,23 @@ async fn run_unicast(args: &DiscoverArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    let processors: Vec<&ProcessorInfo> = inventory.processors().collect();
+    let mut processors: Vec<ProcessorInfo> = inventory.processors().cloned().collect();
+    for p in &mut processors {
+        let Some(hosts) = p.serial.and_then(|s| answered_by.get(&s)) else {
+            continue;
+        };
+        if hosts.len() > 1 {
+            let hosts: Vec<String> = hosts.iter().map(IpAddr::to_string).collect();
+            p.warnings.push(format!(
+                "{} asked hosts answer for serial {} ({}): {}; one may be an impostor",
+                hosts.len(),
+                p.serial.map(|s| s.0).unwrap_or_default(),
+                p.id().unwrap_or_default(),
+                hosts.join(" and ")
+            ));
+        }
+    }
+    let processors: Vec<&ProcessorInfo> = processors.iter().collect();
     let hosts: Vec<String> = args.hosts.iter().map(|h| h.to_string()).collect();
     let place = format!(
         "on {} in {}",

@@ -2,6 +2,7 @@
 //! and emitting added / changed / removed. Pure: no sockets, no clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -86,6 +87,10 @@ pub struct InventoryEventJson<'a> {
 struct Entry {
     by_instance: BTreeMap<String, Seen>,
     shown: ProcessorInfo,
+    /// The MACs its own answers carried (see [`Inventory::confirmed`]), and
+    /// from which addresses: more than one is two devices claiming one
+    /// serial.
+    devices: BTreeMap<Mac, BTreeSet<IpAddr>>,
 }
 
 /// One instance's latest record, and when it came.
@@ -114,7 +119,36 @@ impl Entry {
         for s in self.by_instance.values() {
             shown.addresses.extend(s.info.addresses.iter().copied());
         }
+        if let Some(w) = self.impostor_warning(&shown) {
+            shown.warnings.push(w);
+        }
         shown
+    }
+
+    /// Two devices (two MACs) answer for one serial: one of them may be an
+    /// impostor, and which one is the user's call, so both are kept and
+    /// the processor carries a warning.
+    fn impostor_warning(&self, shown: &ProcessorInfo) -> Option<String> {
+        if self.devices.len() < 2 {
+            return None;
+        }
+        let devices: Vec<String> = self
+            .devices
+            .iter()
+            .map(|(mac, addresses)| {
+                let at: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+                format!("MAC {mac} at {}", at.join(","))
+            })
+            .collect();
+        Some(format!(
+            "{} devices answer for serial {}: {}; one may be an impostor",
+            self.devices.len(),
+            shown
+                .serial
+                .map(|s| format!("{} ({})", s.0, s.id()))
+                .unwrap_or_else(|| "-".into()),
+            devices.join(" and ")
+        ))
     }
 }
 
@@ -194,7 +228,19 @@ impl Inventory {
     /// mdns-sd's record for the name describes.
     pub fn confirmed(&mut self, fullname: &str, info: ProcessorInfo) -> Vec<InventoryEvent> {
         let identity = Identity::of(&info, fullname);
-        self.file(fullname, identity, info, false)
+        let device = info.mac.map(|m| (m, info.addresses.clone()));
+        let mut events = self.file(fullname, identity.clone(), info, false);
+        if let (Some((mac, addresses)), Some(entry)) = (device, self.entries.get_mut(&identity)) {
+            let known = entry.devices.len();
+            entry.devices.entry(mac).or_default().extend(addresses);
+            if entry.devices.len() != known {
+                events.extend(Self::refresh(entry));
+                if let Some(w) = entry.impostor_warning(&entry.shown) {
+                    tracing::warn!("{w}");
+                }
+            }
+        }
+        events
     }
 
     /// The processor at `host` still advertises `fullname` (an SRV answer
@@ -239,6 +285,7 @@ impl Inventory {
                 let entry = Entry {
                     by_instance: BTreeMap::from([(fullname.to_string(), seen)]),
                     shown,
+                    devices: BTreeMap::new(),
                 };
                 let added = InventoryEvent::Added(entry.shown.clone());
                 self.entries.insert(identity, entry);
@@ -615,6 +662,30 @@ mod tests {
         inv.resolved(&n, b.clone());
         inv.confirmed(&n, a.clone());
         assert_eq!(inv.removed(&n), vec![InventoryEvent::Removed(b)]);
+    }
+
+    /// Two devices answer, each in its own packets, for one serial with two
+    /// MACs: both stay known and the processor carries a warning.
+    #[test]
+    fn two_devices_answering_for_one_serial_are_a_warning() {
+        let mut inv = Inventory::new();
+        let real = info("Lutron Status", 1, "127.0.1.1", "1.0");
+        let mut other = info("Lutron Status (2)", 1, "127.0.9.9", "1.0");
+        other.mac = Some("02:00:00:00:00:99".parse().unwrap());
+        inv.confirmed(&name("Lutron Status"), real.clone());
+        inv.confirmed(&name("Lutron Status"), real.clone());
+        assert!(inv.processors().next().unwrap().warnings.is_empty());
+        inv.confirmed(&name("Lutron Status (2)"), other);
+        assert_eq!(inv.len(), 1);
+        let shown = inv.processors().next().unwrap();
+        assert_eq!(
+            shown.warnings,
+            vec![
+                "2 devices answer for serial 1 (00000001): MAC 02:00:00:00:00:01 at 127.0.1.1 \
+                 and MAC 02:00:00:00:00:99 at 127.0.9.9; one may be an impostor"
+                    .to_string()
+            ]
+        );
     }
 
     #[test]
