@@ -206,18 +206,54 @@ mod tests {
         let table = processor_table([&full, &bare]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with("ID        PRODUCT"), "{table}");
         assert!(
-            lines[1].starts_with("0236e6a7  RadioRA 3 Processor"),
+            lines[0].starts_with("ID        SERIAL    PRODUCT"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with("0236e6a7  37152423  RA3      127.0.1.1"),
             "{table}"
         );
         assert!(lines[1].ends_with("23.06.28f000  good"), "{table}");
         assert!(
-            lines[2].starts_with("-         unknown Lutron device"),
+            lines[2].starts_with("-         -         unknown  -"),
             "{table}"
         );
         let mac_col = lines[0].find("MAC").unwrap();
         assert_eq!(&lines[1][mac_col..mac_col + 17], "02:4c:02:36:e6:a7");
+    }
+
+    #[test]
+    fn a_status_that_does_not_fit_goes_on_under_its_column() {
+        let mut p = ProcessorInfo::from_record(&ServiceRecord {
+            fullname: "Lutron Status._lutron._tcp.local.".into(),
+            service_type: "_lutron._tcp.local.".into(),
+            host: "Lutron-0236e6a7.local.".into(),
+            port: 22,
+            addresses: ["192.168.100.200".parse().unwrap()].into_iter().collect(),
+            txt: vec![
+                TxtEntry::new("MACADDR", b"02:4c:02:36:e6:a7"),
+                TxtEntry::new("CODEVER", b"26.00.14f000"),
+                TxtEntry::new("SYSTYPE", b"HWQSProcessor"),
+                TxtEntry::new("ST_STATUS", b"good"),
+                TxtEntry::new("CLAIM_STATUS", b"Unclaimed"),
+            ],
+        });
+        let table = processor_table([&p]);
+        for line in table.lines() {
+            assert!(line.chars().count() <= TABLE_WIDTH, "{table}");
+        }
+        assert!(table.contains("02:4c:02:36:e6:a7"), "{table}");
+        assert!(
+            table.contains("good") && table.contains("Unclaimed"),
+            "{table}"
+        );
+        // A status too long for any line is cut, never wider than the table.
+        p.st_status = Some("x".repeat(200));
+        let table = processor_table([&p]);
+        for line in table.lines() {
+            assert!(line.chars().count() <= TABLE_WIDTH, "{table}");
+        }
     }
 
     #[test]

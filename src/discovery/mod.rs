@@ -155,11 +155,17 @@ impl Discovery {
                     None => return Err(DiscoveryError::Stopped),
                 },
                 Some(heard) = self.direct.recv() => match heard {
-                    listen::Heard::Record(record) => {
+                    // Only names mdns-sd resolved: it keeps to the chosen
+                    // interfaces, while this socket may also get what other
+                    // programs' group memberships let in.
+                    listen::Heard::Record(record)
+                        if self.inventory.knows_name(&record.fullname) =>
+                    {
                         let info = ProcessorInfo::from_record(&record);
                         let changes = self.inventory.confirmed(&record.fullname, info);
                         self.note(changes);
                     }
+                    listen::Heard::Record(_) => {}
                     listen::Heard::Srv { fullname, host } => self.inventory.sighted(&fullname, &host),
                 },
                 _ = sleep_until_opt(check) => self.start_round(),
