@@ -74,6 +74,9 @@ pub struct Discovery {
     /// Complete records as single answer packets carry them (see [`listen`]).
     direct: mpsc::UnboundedReceiver<listen::Heard>,
     direct_tx: mpsc::UnboundedSender<listen::Heard>,
+    /// The listener's task, ended with the browse (it would otherwise hold
+    /// its socket until the next packet came).
+    listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// RFC 6762 §10.2: records displaced by a cache-flush announcement linger
@@ -92,7 +95,7 @@ impl Discovery {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (direct_tx, direct) = mpsc::unbounded_channel();
         let next_check = options.liveness.map(|l| Instant::now() + check_every(l));
-        let discovery = Discovery {
+        let mut discovery = Discovery {
             daemon,
             events,
             events_tx,
@@ -106,10 +109,12 @@ impl Discovery {
             refresh_at: None,
             direct,
             direct_tx,
+            listener: None,
         };
         match listen::open(&options.interfaces) {
             Ok(sock) => {
-                tokio::spawn(listen::run(sock, discovery.direct_tx.clone()));
+                let task = tokio::spawn(listen::run(sock, discovery.direct_tx.clone()));
+                discovery.listener = Some(task);
             }
             // mdns-sd's events still work; only processors sharing an
             // instance name are then seen less well.
@@ -273,6 +278,9 @@ const VERIFY_BATCH: usize = 10;
 
 impl Drop for Discovery {
     fn drop(&mut self) {
+        if let Some(task) = self.listener.take() {
+            task.abort();
+        }
         let _ = self.daemon.shutdown();
     }
 }
