@@ -11,7 +11,7 @@ mod inventory;
 mod listen;
 mod unicast;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
@@ -74,6 +74,9 @@ pub struct Discovery {
     /// Complete records as single answer packets carry them (see [`listen`]).
     direct: mpsc::UnboundedReceiver<listen::Heard>,
     direct_tx: mpsc::UnboundedSender<listen::Heard>,
+    /// The listener's records for names mdns-sd has not resolved yet
+    /// (they often come first), replayed when it does.
+    early: HashMap<String, Vec<ServiceRecord>>,
     /// The listener's task, ended with the browse (it would otherwise hold
     /// its socket until the next packet came).
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -110,6 +113,7 @@ impl Discovery {
             direct,
             direct_tx,
             listener: None,
+            early: HashMap::new(),
         };
         match listen::open(&options.interfaces) {
             Ok(sock) => {
@@ -163,14 +167,7 @@ impl Discovery {
                     // Only names mdns-sd resolved: it keeps to the chosen
                     // interfaces, while this socket may also get what other
                     // programs' group memberships let in.
-                    listen::Heard::Record(record)
-                        if self.inventory.knows_name(&record.fullname) =>
-                    {
-                        let info = ProcessorInfo::from_record(&record);
-                        let changes = self.inventory.confirmed(&record.fullname, info);
-                        self.note(changes);
-                    }
-                    listen::Heard::Record(_) => {}
+                    listen::Heard::Record(record) => self.heard(record),
                     listen::Heard::Srv { fullname, host } => self.inventory.sighted(&fullname, &host),
                 },
                 _ = sleep_until_opt(check) => self.start_round(),
@@ -193,12 +190,39 @@ impl Discovery {
             ServiceEvent::ServiceResolved(resolved) => {
                 let record = record_of(&resolved);
                 let info = ProcessorInfo::from_record(&record);
-                self.inventory.resolved(&record.fullname, info)
+                let mut changes = self.inventory.resolved(&record.fullname, info);
+                for early in self.early.remove(&record.fullname).unwrap_or_default() {
+                    let info = ProcessorInfo::from_record(&early);
+                    changes.extend(self.inventory.confirmed(&early.fullname, info));
+                }
+                changes
             }
             ServiceEvent::ServiceRemoved(_, fullname) => self.inventory.removed(&fullname),
             _ => Vec::new(),
         };
         self.note(changes);
+    }
+
+    /// A record as one answer packet carried it. It counts only under a
+    /// name mdns-sd resolved: mdns-sd keeps to the chosen interfaces, while
+    /// this socket may also get what other programs' group memberships let
+    /// in. Until then it waits (the packets often come first).
+    fn heard(&mut self, record: ServiceRecord) {
+        if self.inventory.knows_name(&record.fullname) {
+            let info = ProcessorInfo::from_record(&record);
+            let changes = self.inventory.confirmed(&record.fullname, info);
+            self.note(changes);
+            return;
+        }
+        if self.early.len() >= MAX_EARLY_NAMES && !self.early.contains_key(&record.fullname) {
+            return;
+        }
+        let waiting = self.early.entry(record.fullname.clone()).or_default();
+        // One per host: the latest word of each processor under the name.
+        waiting.retain(|r| !r.host.eq_ignore_ascii_case(&record.host));
+        if waiting.len() < MAX_EARLY_PER_NAME {
+            waiting.push(record);
+        }
     }
 
     /// Logs and queues inventory changes.
@@ -272,6 +296,11 @@ impl Discovery {
         Ok(())
     }
 }
+
+/// Bounds on the listener's records kept for names not yet resolved: what
+/// a LAN may send is not ours to hold without limit.
+const MAX_EARLY_NAMES: usize = 4096;
+const MAX_EARLY_PER_NAME: usize = 64;
 
 /// Names asked together in a liveness round.
 const VERIFY_BATCH: usize = 10;
