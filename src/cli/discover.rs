@@ -1,5 +1,6 @@
 //! `handoff discover`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,12 +15,12 @@ use crate::daemon::{self, ControlClient};
 use crate::discovery::{
     Discovery, DiscoveryOptions, Inventory, InventoryEvent, MIN_LIVENESS, query_host,
 };
-use crate::processor::ProcessorInfo;
+use crate::processor::{ProcessorInfo, Serial};
 
 #[derive(Args, Debug)]
 pub struct DiscoverArgs {
     /// How long to listen for answers
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
     /// Keep running and print one line per change (added / changed /
@@ -46,9 +47,10 @@ pub struct DiscoverArgs {
     )]
     pub hosts: Vec<IpAddr>,
 
-    /// Stop as soon as this many processors are found (else wait --timeout)
-    #[arg(long, value_name = "N")]
-    pub expect: Option<usize>,
+    /// Stop as soon as this many processors are found; fewer by --timeout
+    /// is an error (exit 1)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub expect: Option<u32>,
 
     /// With --watch: report a processor removed when it has not answered
     /// for this long
@@ -59,6 +61,23 @@ pub struct DiscoverArgs {
     /// daemon's inventory is used; --interface and --host imply this)
     #[arg(long)]
     pub standalone: bool,
+}
+
+/// `--timeout`: a duration, and not zero (a browse of no time finds
+/// nothing, and says so as if the LAN were empty).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(
+            "a zero timeout leaves no time for any answer; give one like 3s (the default)".into(),
+        );
+    }
+    Ok(d)
+}
+
+/// What `--expect` asks for, as a count.
+fn expected(args: &DiscoverArgs) -> Option<usize> {
+    args.expect.map(|n| n as usize)
 }
 
 pub async fn run(args: DiscoverArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliError> {
@@ -96,10 +115,7 @@ pub async fn run(args: DiscoverArgs, sockets: &[PathBuf]) -> Result<ExitCode, Cl
     let deadline = started + args.timeout;
     let progress = spinner(&format!("browsing on {}", interfaces.join(", ")));
     loop {
-        if args
-            .expect
-            .is_some_and(|n| discovery.inventory().len() >= n)
-        {
+        if expected(&args).is_some_and(|n| discovery.inventory().len() >= n) {
             break;
         }
         match tokio::time::timeout_at(deadline, discovery.next()).await {
@@ -121,12 +137,12 @@ pub async fn run(args: DiscoverArgs, sockets: &[PathBuf]) -> Result<ExitCode, Cl
         "discover finished"
     );
     let processors: Vec<&ProcessorInfo> = discovery.inventory().processors().collect();
-    let none = format!(
-        "no processors found on {} in {}",
+    let place = format!(
+        "on {} in {}",
         interfaces.join(", "),
         humantime::format_duration(args.timeout)
     );
-    report(&processors, args.json, &none)
+    report(&processors, args.json, &place, expected(&args))
 }
 
 /// The first daemon that answers on one of `sockets`; a daemon that is
@@ -154,7 +170,7 @@ async fn from_daemon(
     let deadline = Instant::now() + args.timeout;
     let processors = loop {
         let processors = client.inventory().await?;
-        let enough = args.expect.is_none_or(|n| processors.len() >= n);
+        let enough = expected(args).is_none_or(|n| processors.len() >= n);
         if enough || Instant::now() >= deadline {
             break processors;
         }
@@ -162,8 +178,8 @@ async fn from_daemon(
     };
     tracing::info!(found = processors.len(), socket = %path.display(), "discover answered by the daemon");
     let refs: Vec<&ProcessorInfo> = processors.iter().collect();
-    let none = format!("the daemon at {} knows no processors", path.display());
-    report(&refs, args.json, &none)
+    let place = format!("by the daemon at {}", path.display());
+    report(&refs, args.json, &place, expected(args))
 }
 
 async fn watch_daemon(
@@ -217,6 +233,8 @@ async fn run_unicast(args: &DiscoverArgs) -> Result<ExitCode, CliError> {
     progress.finish_and_clear();
     let mut inventory = Inventory::new();
     let mut failures = 0;
+    // Which asked hosts answered for each serial.
+    let mut answered_by: BTreeMap<Serial, BTreeSet<IpAddr>> = BTreeMap::new();
     for (host, result) in args.hosts.iter().zip(results) {
         match result {
             Ok(records) if records.is_empty() => {
@@ -225,7 +243,12 @@ async fn run_unicast(args: &DiscoverArgs) -> Result<ExitCode, CliError> {
             Ok(records) => {
                 for record in records {
                     let info = ProcessorInfo::from_record(&record);
-                    inventory.resolved(&record.fullname, info);
+                    if let Some(serial) = info.serial {
+                        answered_by.entry(serial).or_default().insert(*host);
+                    }
+                    // Each host's answer is its own word (see
+                    // Inventory::confirmed): two MACs for one serial warn.
+                    inventory.confirmed(&record.fullname, info);
                 }
             }
             Err(e) => {
@@ -234,14 +257,30 @@ async fn run_unicast(args: &DiscoverArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    let processors: Vec<&ProcessorInfo> = inventory.processors().collect();
+    let mut processors: Vec<ProcessorInfo> = inventory.processors().cloned().collect();
+    for p in &mut processors {
+        let Some(hosts) = p.serial.and_then(|s| answered_by.get(&s)) else {
+            continue;
+        };
+        if hosts.len() > 1 {
+            let hosts: Vec<String> = hosts.iter().map(IpAddr::to_string).collect();
+            p.warnings.push(format!(
+                "{} asked hosts answer for serial {} ({}): {}; one may be an impostor",
+                hosts.len(),
+                p.serial.map(|s| s.0).unwrap_or_default(),
+                p.id().unwrap_or_default(),
+                hosts.join(" and ")
+            ));
+        }
+    }
+    let processors: Vec<&ProcessorInfo> = processors.iter().collect();
     let hosts: Vec<String> = args.hosts.iter().map(|h| h.to_string()).collect();
-    let none = format!(
-        "no processors found on {} in {}",
+    let place = format!(
+        "on {} in {}",
         hosts.join(", "),
         humantime::format_duration(args.timeout)
     );
-    let code = report(&processors, args.json, &none)?;
+    let code = report(&processors, args.json, &place, expected(args))?;
     if failures > 0 {
         return Ok(ExitCode::FAILURE);
     }
@@ -265,8 +304,16 @@ where
     out
 }
 
-/// Prints the processors; `none` is what stderr says when there are none.
-fn report(processors: &[&ProcessorInfo], json: bool, none: &str) -> Result<ExitCode, CliError> {
+/// Prints the processors; `place` says where and how long they were looked
+/// for ("on lo in 3s"), for stderr when there are none or fewer than
+/// `expect`, which is a failure: a script that expects 3 processors must
+/// not go on with 2.
+fn report(
+    processors: &[&ProcessorInfo],
+    json: bool,
+    place: &str,
+    expect: Option<usize>,
+) -> Result<ExitCode, CliError> {
     for p in processors {
         for w in &p.warnings {
             eprintln!(
@@ -278,8 +325,14 @@ fn report(processors: &[&ProcessorInfo], json: bool, none: &str) -> Result<ExitC
             );
         }
     }
-    if processors.is_empty() {
-        eprintln!("{none}");
+    let short = expect.filter(|&n| processors.len() < n);
+    if let Some(n) = short {
+        eprintln!(
+            "found {} of the {n} processors expected, {place}",
+            processors.len()
+        );
+    } else if processors.is_empty() {
+        eprintln!("no processors found {place}");
     }
     let text = if json {
         let items: Vec<_> = processors.iter().map(|p| p.to_json()).collect();
@@ -293,7 +346,11 @@ fn report(processors: &[&ProcessorInfo], json: bool, none: &str) -> Result<ExitC
         processor_table(processors.iter().copied())
     };
     print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if short.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn watch(discovery: &mut Discovery, json: bool) -> Result<ExitCode, CliError> {

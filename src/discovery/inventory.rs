@@ -1,7 +1,8 @@
 //! The inventory: which processors are on the LAN now, fed by DNS-SD events
 //! and emitting added / changed / removed. Pure: no sockets, no clock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -80,30 +81,87 @@ pub struct InventoryEventJson<'a> {
 }
 
 /// One processor and the DNS-SD instances that advertise it (a processor
-/// may answer under both `_lutron._tcp` and the legacy `_leap._tcp`).
+/// may answer under both `_lutron._tcp` and the legacy `_leap._tcp`, and
+/// under a new name after a rename, while the old one is still cached).
 #[derive(Debug)]
 struct Entry {
-    by_instance: BTreeMap<String, ProcessorInfo>,
+    by_instance: BTreeMap<String, Seen>,
     shown: ProcessorInfo,
+    /// The MACs its own answers carried (see [`Inventory::confirmed`]), and
+    /// from which addresses: more than one is two devices claiming one
+    /// serial.
+    devices: BTreeMap<Mac, BTreeSet<IpAddr>>,
+}
+
+/// One instance's latest record, and when it came.
+#[derive(Debug)]
+struct Seen {
+    info: ProcessorInfo,
+    /// Order of arrival across the inventory: the newest name is shown.
+    seq: u64,
+    /// The liveness round it last came in (see [`Inventory::liveness_round`]).
+    round: u64,
 }
 
 impl Entry {
-    /// The record to show: the `_lutron._tcp` one when there is one, with
-    /// the addresses of every instance.
+    /// The record to show: the newest `_lutron._tcp` one when there is one
+    /// (a renamed processor shows its new name), with the addresses of
+    /// every instance.
     fn merged(&self) -> ProcessorInfo {
-        let mut records = self.by_instance.values();
-        let first = records.next().cloned().unwrap_or_default();
-        let mut shown = self
-            .by_instance
-            .values()
-            .find(|p| p.service_type.starts_with("_lutron."))
-            .cloned()
-            .unwrap_or(first);
-        for p in self.by_instance.values() {
-            shown.addresses.extend(p.addresses.iter().copied());
+        let newest = |lutron_only: bool| {
+            self.by_instance
+                .values()
+                .filter(|s| !lutron_only || s.info.service_type.starts_with("_lutron."))
+                .max_by_key(|s| s.seq)
+                .map(|s| s.info.clone())
+        };
+        let mut shown = newest(true).or_else(|| newest(false)).unwrap_or_default();
+        for s in self.by_instance.values() {
+            shown.addresses.extend(s.info.addresses.iter().copied());
+        }
+        if let Some(w) = self.impostor_warning(&shown) {
+            shown.warnings.push(w);
         }
         shown
     }
+
+    /// Two devices (two MACs) answer for one serial: one of them may be an
+    /// impostor, and which one is the user's call, so both are kept and
+    /// the processor carries a warning.
+    fn impostor_warning(&self, shown: &ProcessorInfo) -> Option<String> {
+        if self.devices.len() < 2 {
+            return None;
+        }
+        let devices: Vec<String> = self
+            .devices
+            .iter()
+            .map(|(mac, addresses)| {
+                let at: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+                format!("MAC {mac} at {}", at.join(","))
+            })
+            .collect();
+        Some(format!(
+            "{} devices answer for serial {}: {}; one may be an impostor",
+            self.devices.len(),
+            shown
+                .serial
+                .map(|s| format!("{} ({})", s.0, s.id()))
+                .unwrap_or_else(|| "-".into()),
+            devices.join(" and ")
+        ))
+    }
+}
+
+/// The processors seen advertising one instance name. Real sites have many
+/// processors under one name (`Lutron Status`), and mdns-sd keeps one SRV
+/// and TXT per name: each answer flushes the other's, so one name's record
+/// describes now this processor, now that one.
+#[derive(Debug, Default)]
+struct Holders {
+    all: BTreeSet<Identity>,
+    /// The processor mdns-sd's record for the name described last: the one
+    /// a removal of the name is about.
+    current: Option<Identity>,
 }
 
 /// The facts whose change is worth an event.
@@ -144,7 +202,9 @@ fn changes(before: &ProcessorInfo, after: &ProcessorInfo) -> Vec<&'static str> {
 #[derive(Debug, Default)]
 pub struct Inventory {
     entries: BTreeMap<Identity, Entry>,
-    identity_of: HashMap<String, Identity>,
+    names: HashMap<String, Holders>,
+    seq: u64,
+    round: u64,
 }
 
 impl Inventory {
@@ -152,48 +212,204 @@ impl Inventory {
         Inventory::default()
     }
 
-    /// A DNS-SD instance resolved (for the first time or again).
-    pub fn resolved(&mut self, fullname: &str, info: ProcessorInfo) -> Vec<InventoryEvent> {
+    /// A DNS-SD instance resolved (for the first time or again). The record
+    /// is filed under its processor (serial, then MAC), never under the
+    /// instance name alone: another processor that advertised the same name
+    /// is left as it is.
+    pub fn resolved(&mut self, fullname: &str, mut info: ProcessorInfo) -> Vec<InventoryEvent> {
         let identity = Identity::of(&info, fullname);
-        let mut events = Vec::new();
-        if self
-            .identity_of
-            .get(fullname)
-            .is_some_and(|old| *old != identity)
-        {
-            // The instance name now belongs to another processor.
-            events.extend(self.detach(fullname));
-        }
-        self.identity_of
-            .insert(fullname.to_string(), identity.clone());
-        match self.entries.get_mut(&identity) {
-            None => {
-                let entry = Entry {
-                    by_instance: BTreeMap::from([(fullname.to_string(), info.clone())]),
-                    shown: info,
-                };
-                events.push(InventoryEvent::Added(entry.shown.clone()));
-                self.entries.insert(identity, entry);
-            }
-            Some(entry) => {
-                entry.by_instance.insert(fullname.to_string(), info);
+        self.withhold_mixed_txt(fullname, &identity, &mut info);
+        self.file(fullname, identity, info, true)
+    }
+
+    /// A record as one answer packet carried it, from one responder (see
+    /// [`super::listen`]), where mdns-sd may mix two: filed like
+    /// [`Inventory::resolved`], but it says nothing about which processor
+    /// mdns-sd's record for the name describes.
+    pub fn confirmed(&mut self, fullname: &str, info: ProcessorInfo) -> Vec<InventoryEvent> {
+        let identity = Identity::of(&info, fullname);
+        let device = info.mac.map(|m| (m, info.addresses.clone()));
+        let mut events = self.file(fullname, identity.clone(), info, false);
+        if let (Some((mac, addresses)), Some(entry)) = (device, self.entries.get_mut(&identity)) {
+            let known = entry.devices.len();
+            entry.devices.entry(mac).or_default().extend(addresses);
+            if entry.devices.len() != known {
                 events.extend(Self::refresh(entry));
+                if let Some(w) = entry.impostor_warning(&entry.shown) {
+                    tracing::warn!("{w}");
+                }
             }
         }
         events
     }
 
-    /// A DNS-SD instance went away (goodbye, or its records expired).
-    pub fn removed(&mut self, fullname: &str) -> Vec<InventoryEvent> {
-        self.detach(fullname).into_iter().collect()
+    /// The processor at `host` still advertises `fullname` (an SRV answer
+    /// seen by itself): it counts as seen under that name this round.
+    pub fn sighted(&mut self, fullname: &str, host: &str) {
+        let Some(holders) = self.names.get(fullname) else {
+            return;
+        };
+        for id in &holders.all {
+            if let Some(seen) = self
+                .entries
+                .get_mut(id)
+                .and_then(|e| e.by_instance.get_mut(fullname))
+                .filter(|s| s.info.host.eq_ignore_ascii_case(host))
+            {
+                seen.round = self.round;
+            }
+        }
     }
 
-    fn detach(&mut self, fullname: &str) -> Option<InventoryEvent> {
-        let identity = self.identity_of.remove(fullname)?;
-        let entry = self.entries.get_mut(&identity)?;
-        entry.by_instance.remove(fullname);
+    fn file(
+        &mut self,
+        fullname: &str,
+        identity: Identity,
+        info: ProcessorInfo,
+        current: bool,
+    ) -> Vec<InventoryEvent> {
+        let holders = self.names.entry(fullname.to_string()).or_default();
+        holders.all.insert(identity.clone());
+        if current {
+            holders.current = Some(identity.clone());
+        }
+        self.seq += 1;
+        let seen = Seen {
+            info,
+            seq: self.seq,
+            round: self.round,
+        };
+        match self.entries.get_mut(&identity) {
+            None => {
+                let shown = seen.info.clone();
+                let entry = Entry {
+                    by_instance: BTreeMap::from([(fullname.to_string(), seen)]),
+                    shown,
+                    devices: BTreeMap::new(),
+                };
+                let added = InventoryEvent::Added(entry.shown.clone());
+                self.entries.insert(identity, entry);
+                vec![added]
+            }
+            Some(entry) => {
+                entry.by_instance.insert(fullname.to_string(), seen);
+                Self::refresh(entry).into_iter().collect()
+            }
+        }
+    }
+
+    /// mdns-sd resolves a name from the newest SRV and the newest TXT it
+    /// holds for it, which may come from two processors sharing the name:
+    /// the host (and so the serial) of one, the MAC and status of the
+    /// other. A record whose MAC is another processor's under the same name
+    /// is such a mix: its TXT facts are not this processor's, so the ones
+    /// known before are kept (or none shown yet).
+    fn withhold_mixed_txt(&self, fullname: &str, identity: &Identity, info: &mut ProcessorInfo) {
+        let (Some(mac), Some(holders)) = (info.mac, self.names.get(fullname)) else {
+            return;
+        };
+        let Some(owner) = holders.all.iter().find(|other| {
+            *other != identity
+                && self
+                    .entries
+                    .get(other)
+                    .is_some_and(|e| e.shown.mac == Some(mac))
+        }) else {
+            return;
+        };
+        let known = self.entries.get(identity).and_then(|e| {
+            e.by_instance
+                .get(fullname)
+                .map(|s| &s.info)
+                .or(Some(&e.shown))
+        });
+        tracing::debug!(
+            instance = %crate::processor::printable(fullname),
+            host = %crate::processor::printable(&info.host),
+            "record mixes two processors sharing the name (MAC of {owner:?}); its TXT facts are ignored"
+        );
+        let txt = match known {
+            Some(k) => k.clone(),
+            None => {
+                let mut none = ProcessorInfo::default();
+                none.warnings.push(
+                    "its TXT record is not known yet (another processor advertises the same name)"
+                        .into(),
+                );
+                none
+            }
+        };
+        info.mac = txt.mac;
+        info.systype = txt.systype;
+        info.system_type = txt.system_type;
+        info.devclass = txt.devclass;
+        info.firmware = txt.firmware;
+        info.fw_status = txt.fw_status;
+        info.nw_status = txt.nw_status;
+        info.st_status = txt.st_status;
+        info.claim_status = txt.claim_status;
+        info.warnings = txt.warnings;
+    }
+
+    /// A DNS-SD instance went away (goodbye, or its records expired). It is
+    /// the processor the name's record described last that went: others
+    /// seen under the same name stay (see [`Inventory::liveness_round`]).
+    pub fn removed(&mut self, fullname: &str) -> Vec<InventoryEvent> {
+        let Some(holders) = self.names.get_mut(fullname) else {
+            return Vec::new();
+        };
+        let Some(identity) = holders.current.take() else {
+            return Vec::new();
+        };
+        self.detach(fullname, &identity).into_iter().collect()
+    }
+
+    /// Starts a liveness round (the caller asks every name again). A
+    /// processor hidden behind a name that now describes another one (see
+    /// [`Holders`]) is not covered by mdns-sd's own check of the name: it
+    /// is dropped from that name when no answer of its own under that name
+    /// (see [`Inventory::confirmed`], [`Inventory::sighted`]) came for two
+    /// whole rounds.
+    pub fn liveness_round(&mut self) -> Vec<InventoryEvent> {
+        self.round += 1;
+        let stale: Vec<(String, Identity)> = self
+            .names
+            .iter()
+            .flat_map(|(name, holders)| {
+                holders
+                    .all
+                    .iter()
+                    .filter(|id| holders.current.as_ref() != Some(*id))
+                    .map(move |id| (name.clone(), id.clone()))
+            })
+            .filter(|(name, id)| {
+                self.entries
+                    .get(id)
+                    .and_then(|e| e.by_instance.get(name))
+                    .is_none_or(|s| s.round + 2 < self.round)
+            })
+            .collect();
+        stale
+            .into_iter()
+            .filter_map(|(name, id)| self.detach(&name, &id))
+            .collect()
+    }
+
+    /// Takes one instance name away from one processor.
+    fn detach(&mut self, fullname: &str, identity: &Identity) -> Option<InventoryEvent> {
+        if let Some(holders) = self.names.get_mut(fullname) {
+            holders.all.remove(identity);
+            if holders.current.as_ref() == Some(identity) {
+                holders.current = None;
+            }
+            if holders.all.is_empty() {
+                self.names.remove(fullname);
+            }
+        }
+        let entry = self.entries.get_mut(identity)?;
+        entry.by_instance.remove(fullname)?;
         if entry.by_instance.is_empty() {
-            let entry = self.entries.remove(&identity)?;
+            let entry = self.entries.remove(identity)?;
             return Some(InventoryEvent::Removed(entry.shown));
         }
         Self::refresh(entry)
@@ -226,147 +442,17 @@ impl Inventory {
         self.entries.is_empty()
     }
 
+    /// Whether some processor is known under this instance name.
+    pub fn knows_name(&self, fullname: &str) -> bool {
+        self.names.contains_key(fullname)
+    }
+
     /// Every DNS-SD instance name behind the inventory.
     pub fn instance_names(&self) -> impl Iterator<Item = &str> {
-        self.identity_of.keys().map(String::as_str)
+        self.names.keys().map(String::as_str)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::processor::{ServiceRecord, TxtEntry};
-
-    const LUTRON: &str = "_lutron._tcp.local.";
-
-    fn info(instance: &str, serial: u32, addr: &str, fw: &str) -> ProcessorInfo {
-        ProcessorInfo::from_record(&ServiceRecord {
-            fullname: format!("{instance}.{LUTRON}"),
-            service_type: LUTRON.into(),
-            host: Serial(serial).host_name(),
-            port: 22,
-            addresses: [addr.parse().unwrap()].into_iter().collect(),
-            txt: vec![
-                TxtEntry::new(
-                    "MACADDR",
-                    format!("02:00:00:00:00:{:02x}", serial % 256).as_bytes(),
-                ),
-                TxtEntry::new("CODEVER", fw.as_bytes()),
-                TxtEntry::new("SYSTYPE", b"RadioRa3Processor"),
-            ],
-        })
-    }
-
-    fn name(instance: &str) -> String {
-        format!("{instance}.{LUTRON}")
-    }
-
-    #[test]
-    fn first_resolution_adds_and_repeats_are_silent() {
-        let mut inv = Inventory::new();
-        let p = info("Lutron Status", 1, "127.0.1.1", "1.0");
-        let ev = inv.resolved(&name("Lutron Status"), p.clone());
-        assert_eq!(ev, vec![InventoryEvent::Added(p.clone())]);
-        assert_eq!(inv.resolved(&name("Lutron Status"), p), vec![]);
-        assert_eq!(inv.len(), 1);
-    }
-
-    #[test]
-    fn new_address_is_a_change_not_a_duplicate() {
-        let mut inv = Inventory::new();
-        inv.resolved(
-            &name("Lutron Status"),
-            info("Lutron Status", 1, "127.0.1.1", "1.0"),
-        );
-        let ev = inv.resolved(
-            &name("Lutron Status"),
-            info("Lutron Status", 1, "127.0.2.1", "1.0"),
-        );
-        assert_eq!(ev.len(), 1);
-        let InventoryEvent::Changed { changes, after, .. } = &ev[0] else {
-            panic!("{ev:?}")
-        };
-        assert_eq!(changes, &vec!["addresses"]);
-        assert_eq!(
-            after.addresses.iter().next().unwrap().to_string(),
-            "127.0.2.1"
-        );
-        assert_eq!(inv.len(), 1);
-    }
-
-    #[test]
-    fn new_firmware_is_a_change() {
-        let mut inv = Inventory::new();
-        inv.resolved(&name("A"), info("A", 1, "127.0.1.1", "1.0"));
-        let ev = inv.resolved(&name("A"), info("A", 1, "127.0.1.1", "2.0"));
-        assert!(
-            matches!(&ev[..], [InventoryEvent::Changed { changes, .. }] if changes == &vec!["firmware"])
-        );
-    }
-
-    #[test]
-    fn same_instance_name_different_serial_is_another_processor() {
-        let mut inv = Inventory::new();
-        let a = info("Lutron Status", 1, "127.0.1.1", "1.0");
-        let b = info("Lutron Status", 2, "127.0.1.2", "1.0");
-        inv.resolved(&name("Lutron Status"), a.clone());
-        let ev = inv.resolved(&name("Lutron Status"), b.clone());
-        assert_eq!(
-            ev,
-            vec![InventoryEvent::Removed(a), InventoryEvent::Added(b)]
-        );
-        assert_eq!(inv.len(), 1);
-    }
-
-    #[test]
-    fn one_processor_under_two_service_types_is_one_entry() {
-        let mut inv = Inventory::new();
-        let lutron = info("Lutron Status", 7, "127.0.1.7", "1.0");
-        let mut leap = lutron.clone();
-        leap.service_type = "_leap._tcp.local.".into();
-        assert_eq!(inv.resolved(&name("Lutron Status"), lutron).len(), 1);
-        assert_eq!(
-            inv.resolved("Lutron Status._leap._tcp.local.", leap),
-            vec![]
-        );
-        assert_eq!(inv.len(), 1);
-        // Gone from one type only: still there.
-        assert_eq!(inv.removed(&name("Lutron Status")), vec![]);
-        assert_eq!(inv.len(), 1);
-        let ev = inv.removed("Lutron Status._leap._tcp.local.");
-        assert!(matches!(&ev[..], [InventoryEvent::Removed(p)] if p.serial == Some(Serial(7))));
-        assert!(inv.is_empty());
-    }
-
-    #[test]
-    fn removal_of_unknown_instance_is_silent() {
-        let mut inv = Inventory::new();
-        assert_eq!(inv.removed("nobody._lutron._tcp.local."), vec![]);
-    }
-
-    #[test]
-    fn processors_are_listed_by_id() {
-        let mut inv = Inventory::new();
-        for (i, serial) in [30u32, 10, 20].into_iter().enumerate() {
-            let inst = format!("P{i}");
-            inv.resolved(&name(&inst), info(&inst, serial, "127.0.1.1", "1"));
-        }
-        let ids: Vec<u32> = inv.processors().map(|p| p.serial.unwrap().0).collect();
-        assert_eq!(ids, vec![10, 20, 30]);
-    }
-
-    #[test]
-    fn without_serial_the_mac_is_identity() {
-        let mut inv = Inventory::new();
-        let mut a = info("A", 1, "127.0.1.1", "1");
-        a.serial = None;
-        let mut b = a.clone();
-        b.instance = "B".into();
-        inv.resolved(&name("A"), a);
-        // Same MAC, other instance name: the same processor, still shown
-        // under the first name.
-        assert_eq!(inv.resolved(&name("B"), b), vec![]);
-        assert_eq!(inv.len(), 1);
-        assert_eq!(inv.processors().next().unwrap().instance, "A");
-    }
-}
+#[path = "inventory_tests.rs"]
+mod tests;

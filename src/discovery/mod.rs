@@ -8,9 +8,10 @@
 //! that stop answering, so a vanished processor is reported within the bound.
 
 mod inventory;
+mod listen;
 mod unicast;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
@@ -70,6 +71,15 @@ pub struct Discovery {
     verify_pace: Duration,
     /// When to re-read mdns-sd's view of every service (see [`Discovery::rebrowse`]).
     refresh_at: Option<Instant>,
+    /// Complete records as single answer packets carry them (see [`listen`]).
+    direct: mpsc::UnboundedReceiver<listen::Heard>,
+    direct_tx: mpsc::UnboundedSender<listen::Heard>,
+    /// The listener's records for names mdns-sd has not resolved yet
+    /// (they often come first), replayed when it does.
+    early: HashMap<String, Vec<ServiceRecord>>,
+    /// The listener's task, ended with the browse (it would otherwise hold
+    /// its socket until the next packet came).
+    listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// RFC 6762 §10.2: records displaced by a cache-flush announcement linger
@@ -86,8 +96,9 @@ impl Discovery {
         let daemon = ServiceDaemon::new()?;
         restrict_interfaces(&daemon, &options.interfaces)?;
         let (events_tx, events) = mpsc::unbounded_channel();
+        let (direct_tx, direct) = mpsc::unbounded_channel();
         let next_check = options.liveness.map(|l| Instant::now() + check_every(l));
-        let discovery = Discovery {
+        let mut discovery = Discovery {
             daemon,
             events,
             events_tx,
@@ -99,7 +110,20 @@ impl Discovery {
             verify_at: None,
             verify_pace: Duration::ZERO,
             refresh_at: None,
+            direct,
+            direct_tx,
+            listener: None,
+            early: HashMap::new(),
         };
+        match listen::open(&options.interfaces) {
+            Ok(sock) => {
+                let task = tokio::spawn(listen::run(sock, discovery.direct_tx.clone()));
+                discovery.listener = Some(task);
+            }
+            // mdns-sd's events still work; only processors sharing an
+            // instance name are then seen less well.
+            Err(e) => tracing::warn!("cannot listen to mDNS answers directly: {e}"),
+        }
         discovery.browse()?;
         Ok(discovery)
     }
@@ -139,6 +163,13 @@ impl Discovery {
                     Some(ev) => self.apply(ev),
                     None => return Err(DiscoveryError::Stopped),
                 },
+                Some(heard) = self.direct.recv() => match heard {
+                    // Only names mdns-sd resolved: it keeps to the chosen
+                    // interfaces, while this socket may also get what other
+                    // programs' group memberships let in.
+                    listen::Heard::Record(record) => self.heard(record),
+                    listen::Heard::Srv { fullname, host } => self.inventory.sighted(&fullname, &host),
+                },
                 _ = sleep_until_opt(check) => self.start_round(),
                 _ = sleep_until_opt(verify) => self.verify_some()?,
                 _ = sleep_until_opt(refresh) => {
@@ -159,11 +190,43 @@ impl Discovery {
             ServiceEvent::ServiceResolved(resolved) => {
                 let record = record_of(&resolved);
                 let info = ProcessorInfo::from_record(&record);
-                self.inventory.resolved(&record.fullname, info)
+                let mut changes = self.inventory.resolved(&record.fullname, info);
+                for early in self.early.remove(&record.fullname).unwrap_or_default() {
+                    let info = ProcessorInfo::from_record(&early);
+                    changes.extend(self.inventory.confirmed(&early.fullname, info));
+                }
+                changes
             }
             ServiceEvent::ServiceRemoved(_, fullname) => self.inventory.removed(&fullname),
             _ => Vec::new(),
         };
+        self.note(changes);
+    }
+
+    /// A record as one answer packet carried it. It counts only under a
+    /// name mdns-sd resolved: mdns-sd keeps to the chosen interfaces, while
+    /// this socket may also get what other programs' group memberships let
+    /// in. Until then it waits (the packets often come first).
+    fn heard(&mut self, record: ServiceRecord) {
+        if self.inventory.knows_name(&record.fullname) {
+            let info = ProcessorInfo::from_record(&record);
+            let changes = self.inventory.confirmed(&record.fullname, info);
+            self.note(changes);
+            return;
+        }
+        if self.early.len() >= MAX_EARLY_NAMES && !self.early.contains_key(&record.fullname) {
+            return;
+        }
+        let waiting = self.early.entry(record.fullname.clone()).or_default();
+        // One per host: the latest word of each processor under the name.
+        waiting.retain(|r| !r.host.eq_ignore_ascii_case(&record.host));
+        if waiting.len() < MAX_EARLY_PER_NAME {
+            waiting.push(record);
+        }
+    }
+
+    /// Logs and queues inventory changes.
+    fn note(&mut self, changes: Vec<InventoryEvent>) {
         for change in &changes {
             log_change(change);
             // mdns-sd reports a new address at once but says nothing when
@@ -196,6 +259,8 @@ impl Discovery {
             return;
         };
         let every = check_every(liveness);
+        let expired = self.inventory.liveness_round();
+        self.note(expired);
         self.to_verify = self.inventory.instance_names().map(String::from).collect();
         let batches = self.to_verify.len().div_ceil(VERIFY_BATCH).max(1);
         self.verify_pace = (every / 2) / u32::try_from(batches).unwrap_or(u32::MAX);
@@ -232,11 +297,19 @@ impl Discovery {
     }
 }
 
+/// Bounds on the listener's records kept for names not yet resolved: what
+/// a LAN may send is not ours to hold without limit.
+const MAX_EARLY_NAMES: usize = 4096;
+const MAX_EARLY_PER_NAME: usize = 64;
+
 /// Names asked together in a liveness round.
 const VERIFY_BATCH: usize = 10;
 
 impl Drop for Discovery {
     fn drop(&mut self) {
+        if let Some(task) = self.listener.take() {
+            task.abort();
+        }
         let _ = self.daemon.shutdown();
     }
 }

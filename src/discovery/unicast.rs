@@ -29,7 +29,7 @@ const RESEND: Duration = Duration::from_secs(1);
 
 /// What the host said so far, by record.
 #[derive(Default, Debug)]
-struct Answers {
+pub(super) struct Answers {
     /// Service type → instance full names.
     ptr: BTreeMap<String, BTreeSet<String>>,
     /// Instance → (target host, port).
@@ -37,8 +37,11 @@ struct Answers {
     txt: BTreeMap<String, Vec<TxtEntry>>,
     /// Host name → addresses.
     addr: BTreeMap<String, BTreeSet<IpAddr>>,
-    /// Whether any packet from the host parsed.
+    /// Whether any packet parsed.
     heard: bool,
+    /// Whether one came from the queried address itself (see
+    /// [`Answers::records`]).
+    from_host: bool,
 }
 
 /// Absolute, lowercase-insensitive key for a DNS name: with the final dot,
@@ -56,7 +59,7 @@ fn same_name(a: &str, b: &str) -> bool {
 }
 
 impl Answers {
-    fn absorb(&mut self, rr: &ResourceRecord<'_>) {
+    pub(super) fn absorb(&mut self, rr: &ResourceRecord<'_>) {
         let name = fqdn(&rr.name);
         match &rr.rdata {
             RData::PTR(ptr) => {
@@ -143,10 +146,52 @@ impl Answers {
         out
     }
 
-    /// The instances the host advertised. Where the host also answers for
-    /// others (one responder for several addresses, as in a simulated
+    /// Every instance of a processor service type with its SRV, TXT and
+    /// an address all present: what one responder's packet says in full
+    /// (see [`super::listen`]).
+    pub(super) fn complete_records(&self) -> Vec<ServiceRecord> {
+        let mut out = Vec::new();
+        for (inst, ty, (host, port)) in self.service_srvs() {
+            let (Some(txt), Some(addresses)) = (
+                self.txt.get(inst),
+                self.addr.get(&host.to_ascii_lowercase()),
+            ) else {
+                continue;
+            };
+            out.push(ServiceRecord {
+                fullname: inst.clone(),
+                service_type: ty.to_string(),
+                host: host.clone(),
+                port: *port,
+                addresses: addresses.clone(),
+                txt: txt.clone(),
+            });
+        }
+        out
+    }
+
+    /// Every SRV record of an instance of a processor service type, with
+    /// the type: (instance, type, (host, port)).
+    pub(super) fn service_srvs(
+        &self,
+    ) -> impl Iterator<Item = (&String, &'static str, &(String, u16))> {
+        self.srv.iter().filter_map(|(inst, target)| {
+            let ty = SERVICE_TYPES.iter().find(|t| {
+                inst.len() > t.len()
+                    && inst.is_char_boundary(inst.len() - t.len())
+                    && same_name(&inst[inst.len() - t.len()..], t)
+            })?;
+            Some((inst, *ty, target))
+        })
+    }
+
+    /// The instances the host advertised. Where the responder also answers
+    /// for others (one responder for several addresses, as in a simulated
     /// fleet, or a sleep proxy), only the ones at the queried address are
-    /// kept, unless none is.
+    /// kept. When none is, the rest count only if the answer came from the
+    /// queried address itself (a processor whose A record names another of
+    /// its addresses): on a shared loopback another host's responder may
+    /// take the query, and what it says is about its own processors.
     fn records(&self, queried: IpAddr) -> Vec<ServiceRecord> {
         let all: Vec<ServiceRecord> = self
             .instances()
@@ -176,7 +221,7 @@ impl Answers {
             .filter(|r| r.addresses.contains(&queried))
             .cloned()
             .collect();
-        if at_queried.is_empty() {
+        if at_queried.is_empty() && self.from_host {
             all
         } else {
             at_queried
@@ -207,7 +252,11 @@ pub fn read_response(
     packet: &[u8],
     queried: IpAddr,
 ) -> Result<Option<UnicastResponse>, DiscoveryError> {
-    let mut answers = Answers::default();
+    // The packet's source is not known here: read it as the host's own.
+    let mut answers = Answers {
+        from_host: true,
+        ..Answers::default()
+    };
     if !answers.absorb_packet(packet, None) {
         return Ok(None);
     }
@@ -263,9 +312,10 @@ pub async fn query_host(
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let target = SocketAddr::new(host, mdns_sd::MDNS_PORT);
-    let sock = UdpSocket::bind(bind)
+    let mut sock = UdpSocket::bind(bind)
         .await
         .map_err(|e| fail(e.to_string()))?;
+    let mut others: BTreeSet<IpAddr> = BTreeSet::new();
     let deadline = Instant::now() + timeout;
     let mut answers = Answers::default();
     let mut questions: Vec<(String, TYPE)> = SERVICE_TYPES
@@ -288,17 +338,36 @@ pub async fn query_host(
             let received = tokio::time::timeout_at(wait_until, sock.recv_from(&mut buf)).await;
             let Ok(received) = received else { break };
             let (len, from) = received.map_err(|e| fail(e.to_string()))?;
-            // The source is not checked against `host`: a responder
-            // with several addresses (or a simulated fleet sharing one)
-            // may answer from another; the random id ties answer to query.
+            // A responder with several addresses (or a simulated fleet
+            // sharing one) may answer from another address: the random id
+            // ties answer to query, and `records` keeps only what is
+            // about `host` (see there).
             tracing::trace!(%host, %from, len, "unicast DNS-SD response");
             if !answers.absorb_packet(&buf[..len], Some(id)) {
                 tracing::debug!(%host, len, "unparseable or unrelated DNS response ignored");
                 continue;
             }
+            answers.from_host |= from.ip() == host;
+            if from.ip() != host {
+                others.insert(from.ip());
+            }
             settle_at.get_or_insert(Instant::now() + SETTLE);
         }
-        if answers.heard {
+        if answers.heard && answers.records(host).is_empty() && !answers.from_host {
+            // Another host's responder took the query (several share the
+            // address's port, as on a shared loopback): its answer is not
+            // about `host`. A new source port is another draw of the
+            // kernel's choice among them.
+            tracing::debug!(%host, "the answer came from another host's responder; asking again");
+            answers = Answers::default();
+            questions = SERVICE_TYPES
+                .iter()
+                .map(|t| (t.to_string(), TYPE::PTR))
+                .collect();
+            sock = UdpSocket::bind(bind)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+        } else if answers.heard {
             questions = answers.missing();
             if questions.is_empty() {
                 break;
@@ -307,6 +376,22 @@ pub async fn query_host(
         if Instant::now() >= deadline {
             break;
         }
+        if !answers.heard {
+            // Unanswered: where several sockets share port 5353 (a shared
+            // loopback) the query may have reached a silent one; a new
+            // source port is another draw.
+            sock = UdpSocket::bind(bind)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+        }
+    }
+    if !answers.heard && !others.is_empty() {
+        let others: Vec<String> = others.iter().map(IpAddr::to_string).collect();
+        return Err(fail(format!(
+            "no answer about {host} within {}; only other hosts' responders answered ({})",
+            humantime::format_duration(timeout),
+            others.join(", ")
+        )));
     }
     if !answers.heard {
         return Err(fail(format!(
@@ -385,6 +470,47 @@ mod tests {
         let empty = Packet::new_reply(7).build_bytes_vec().unwrap();
         let empty = read_response(&empty, queried).unwrap().unwrap();
         assert!(empty.records.is_empty() && empty.follow_up.is_none());
+    }
+
+    /// On a shared loopback another host's responder may take the query:
+    /// what it says about processors at other addresses is not an answer
+    /// about the asked one, unless the packet came from the asked address.
+    #[test]
+    fn records_at_other_addresses_count_only_from_the_asked_host() {
+        let instance = "Lutron Status._lutron._tcp.local";
+        let mut packet = Packet::new_reply(7);
+        packet.answers.push(rr(
+            "_lutron._tcp.local",
+            RData::PTR(PTR(Name::new_unchecked(instance))),
+        ));
+        packet.additional_records.push(rr(
+            instance,
+            RData::SRV(SRV {
+                priority: 0,
+                weight: 0,
+                port: 22,
+                target: Name::new_unchecked("Lutron-0236e6a7.local"),
+            }),
+        ));
+        packet.additional_records.push(rr(
+            "Lutron-0236e6a7.local",
+            RData::A(A {
+                address: u32::from(Ipv4Addr::new(127, 0, 1, 1)),
+            }),
+        ));
+        let bytes = packet.build_bytes_vec().unwrap();
+        let asked = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 2));
+        let mut answers = Answers::default();
+        assert!(answers.absorb_packet(&bytes, Some(7)));
+        assert_eq!(answers.records(asked), vec![], "another host's answer");
+        let at_one = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1));
+        assert_eq!(answers.records(at_one).len(), 1);
+        answers.from_host = true;
+        assert_eq!(
+            answers.records(asked).len(),
+            1,
+            "the asked host's own answer"
+        );
     }
 
     /// Found by the txt_record fuzz target: a PTR naming an instance whose

@@ -134,7 +134,7 @@ impl ProcessorInfo {
         } else if from_host.is_none() {
             info.warnings.push(format!(
                 "host name '{}' is not Lutron-<8 hex digits>.local.",
-                record.host
+                super::printable(&record.host)
             ));
         }
         info.serial = match (from_host, sernum) {
@@ -203,6 +203,15 @@ impl ProcessorInfo {
         match &self.system_type {
             Some(t) => t.product(self.devclass),
             None => "unknown Lutron device".into(),
+        }
+    }
+
+    /// The product name shortened for a table (see
+    /// [`SystemType::product_short`]).
+    pub fn product_short(&self) -> String {
+        match &self.system_type {
+            Some(t) => t.product_short(self.devclass),
+            None => "unknown".into(),
         }
     }
 
@@ -291,7 +300,7 @@ impl<'a> TxtFields<'a> {
             {
                 warnings.push(format!(
                     "TXT key {} appears more than once; the first is used",
-                    e.key
+                    super::printable(&e.key)
                 ));
                 continue;
             }
@@ -621,5 +630,30 @@ mod tests {
         assert_eq!(v["product"], "RadioRA 3 Processor");
         assert_eq!(v["firmware"], "26.00.14f000");
         assert_eq!(v["devclass"], "081B0101");
+    }
+
+    /// Host names and TXT keys come from any device on the LAN: a warning
+    /// quoting them must not carry a terminal escape or a line break into
+    /// stderr or a log.
+    #[test]
+    fn warnings_quote_host_names_and_txt_keys_without_control_characters() {
+        let mut txt = ra3_txt();
+        txt.push(TxtEntry::new("X\x1b[2J\nY", b"1"));
+        txt.push(TxtEntry::new("x\x1b[2J\ny", b"2"));
+        let info = ProcessorInfo::from_record(&record("evil\x1b]0;pwned\x07\n.local.", txt));
+        assert_eq!(info.warnings.len(), 2, "{:?}", info.warnings);
+        for w in &info.warnings {
+            assert!(!w.chars().any(char::is_control), "{w:?}");
+        }
+        assert!(
+            info.warnings[0].contains("x\\u{1b}[2J\\ny"),
+            "{:?}",
+            info.warnings
+        );
+        assert!(
+            info.warnings[1].contains("evil\\u{1b}]0;pwned\\u{7}\\n.local."),
+            "{:?}",
+            info.warnings
+        );
     }
 }

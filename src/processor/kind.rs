@@ -135,6 +135,22 @@ impl SystemType {
         }
     }
 
+    /// The product name shortened for a table that fits 80 columns, as
+    /// integrators say it: "RA3", "QSX", "Caséta", "Caséta Pro", "RA2 Select".
+    pub fn product_short(&self, devclass: Option<DevClass>) -> String {
+        match self {
+            SystemType::CasetaSmartBridge if devclass.is_some_and(|d| d.is_smart_bridge_pro()) => {
+                "Caséta Pro".into()
+            }
+            SystemType::CasetaSmartBridge => "Caséta".into(),
+            SystemType::Ra2Select => "RA2 Select".into(),
+            SystemType::RadioRa3 => "RA3".into(),
+            SystemType::HomeWorksQsx => "QSX".into(),
+            SystemType::Unknown(s) if s.is_empty() => "unknown".into(),
+            SystemType::Unknown(s) => s.clone(),
+        }
+    }
+
     /// The `SYSTYPE` value a processor of this line advertises.
     pub fn systype(&self) -> &str {
         match self {

@@ -7,7 +7,9 @@
 mod info;
 mod kind;
 mod mac;
+mod text;
 
 pub use info::{MAX_FIELD_LEN, ProcessorInfo, ProcessorJson, ServiceRecord, TxtEntry};
 pub use kind::{DevClass, Serial, SystemType};
 pub use mac::{Mac, MacParseError};
+pub use text::printable;
