@@ -2,14 +2,22 @@
 //! them with a button press, and relay claims to the cloud access layer.
 //!
 //! The binary is a thin shell over this library, so tests drive the same
-//! code. Modules follow DESIGN.md: [`processor`] is the data model,
-//! [`discovery`] finds processors over mDNS, [`leap`] speaks their wire
-//! protocol, [`identity`] keeps keys and certificates and signs them as a
-//! processor does, [`tls`] configures rustls for both ports, [`sim`]
-//! simulates them, [`lan`] chooses interfaces and makes private test
-//! networks, [`cloud`] keeps the Place rules, [`outbox`] keeps the events to relay
-//! durably and [`relay`] delivers them, [`daemon`] is the site service and
-//! its control socket, [`cli`] is the command line.
+//! code. Modules follow DESIGN.md:
+//! - [`processor`]: the data model (MAC, serial, product, what a processor
+//!   advertises); [`place`]: the Place vocabulary both ends of the relay
+//!   speak; [`dirs`]: default directories;
+//! - [`discovery`] finds processors over mDNS, [`lan`] chooses interfaces
+//!   and makes private test networks;
+//! - [`leap`] speaks the processors' wire protocol, [`tls`] configures
+//!   rustls for both ports, [`identity`] keeps keys, certificates and the
+//!   daemon's bundle;
+//! - [`claim`]: pairing with the button, release, the takeover;
+//! - [`proto`]: the relay and control messages; [`outbox`] keeps events
+//!   durably and [`relay`] delivers them; [`site`] decides how a command
+//!   reaches the cloud;
+//! - [`daemon`]: the site service and its control socket;
+//! - [`cloud`]: the reference Place service (rules, store, relay server);
+//! - [`sim`]: simulated processors; [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
 pub mod claim;

@@ -19,8 +19,9 @@
 //! before leaves no trace. What the user sees while waiting is the
 //! caller's business, through [`ClaimProgress`].
 //!
-//! Relaying the claim event to the cloud comes with the relay; it is not
-//! done here.
+//! Pairing never tells the cloud anything: the homeowner claim (the
+//! `claimed` event, with [`ClaimOutcome::event`] as its proof) is the
+//! caller's, sent through the site client ([`crate::site`]).
 
 mod device_uid;
 mod record;

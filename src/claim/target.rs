@@ -65,8 +65,6 @@ impl Target {
         }
     }
 
-    /// The serial this names for sure, to check the processor against
-    /// when there is no discovery (`--address`).
     /// What the name itself says: the serial (a serial, or an 8-hex id)
     /// or the MAC; `None` for a name that must be looked up (an address, a
     /// host name, an id that is not hex).

@@ -295,9 +295,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
-/// Where to look for the daemon's control socket, in order, as
-/// `--runtime-dir` and the environment say.
-/// Where the commands look for a running daemon, set once per run.
+/// Where the commands look for a running daemon's control socket, in
+/// order, as `--runtime-dir` and the environment say; set once per run.
 pub(crate) static CONTROL_SOCKETS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
 
 /// Where this run's log lines go, as [`crate::daemon::logging::init`]

@@ -28,7 +28,8 @@ pub struct LiveInventory {
 struct State {
     processors: BTreeMap<Identity, ProcessorInfo>,
     last_event: Option<Instant>,
-    /// Filled in by the relay once it is wired; `None` until then.
+    /// Published by the relay task; `None` while the daemon relays to no
+    /// cloud.
     relay: Option<RelayHealth>,
 }
 

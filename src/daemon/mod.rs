@@ -53,8 +53,8 @@ use crate::discovery::{
 };
 use crate::lan::LanError;
 
-/// What the daemon needs to run. Filled from the command line today and
-/// from the configuration file once it is wired.
+/// What the daemon needs to run: the configuration file, with the
+/// command line's flags over it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonSettings {
     /// Interface allow-list; empty: every multicast-capable interface but
@@ -258,6 +258,14 @@ pub async fn run(
             ("control socket", Ok(()))
         }
     });
+    if let Some((link, outbox)) = &relay {
+        // On the first STATUS line already, not once the relay reports.
+        let stats = outbox.stats(std::time::SystemTime::now());
+        publish_backlog(&live, link, stats.backlog, stats.oldest_pending_age);
+    }
+    notify::ready(&live);
+    // The watchdog pings start after READY: one before it confuses systemd
+    // (and the test that checks the order), as a busy machine showed.
     tasks.spawn({
         let (live, shutdown) = (live.clone(), tasks_shutdown);
         async move {
@@ -265,12 +273,6 @@ pub async fn run(
             ("systemd notifier", Ok(()))
         }
     });
-    if let Some((link, outbox)) = &relay {
-        // On the first STATUS line already, not once the relay reports.
-        let stats = outbox.stats(std::time::SystemTime::now());
-        publish_backlog(&live, link, stats.backlog, stats.oldest_pending_age);
-    }
-    notify::ready(&live);
     tracing::info!(
         socket = %socket_file.path().display(),
         interfaces = %interfaces.join(","),

@@ -245,8 +245,8 @@ pub struct HealthReport {
     pub pid: u32,
     #[serde(rename = "sw")]
     pub software: String,
-    /// The relay's backlog; `None` while the daemon runs no relay (this
-    /// version never runs one: the outbox and relay are wired in later).
+    /// The relay's backlog and cloud; `None` while the daemon relays to no
+    /// cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayHealth>,
 }
