@@ -1,4 +1,5 @@
-//! `handoff pair`, `claim`, `release` and `unpair`.
+//! `handoff pair` and `handoff claim` (their inverses, `release` and
+//! `unpair`, are [`super::release`]).
 //!
 //! Two acts that must never be confused: *pairing* (the button handshake,
 //! a stored credential, an export for Home Assistant) is between the
@@ -8,7 +9,6 @@
 //! the button, and refuses when no cloud is known. `release` (Remove Home
 //! from Account) is its inverse and `unpair` that of `pair`.
 
-use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,20 +16,16 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde_json::json;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::output::print_stdout;
 use super::relay::{CloudFlags, Relayed, describe};
 use super::{CliError, parse_timeout, shutdown_signal};
-use crate::claim::{
-    ClaimOptions, ClaimOutcome, ClaimProgress, DEFAULT_DISCOVERY_TIMEOUT, Resolved, Target, human,
-};
+use crate::claim::{ClaimOptions, ClaimOutcome, DEFAULT_DISCOVERY_TIMEOUT, Target};
 use crate::daemon::DaemonError;
 use crate::identity::{KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
 use crate::leap::pairing::DEFAULT_BUTTON_WINDOW;
-use crate::proto::control::{ClaimRequest, Done, Progress, error_code, step};
-use crate::proto::{EventKind, Released};
+use crate::proto::EventKind;
+use crate::proto::control::{ClaimRequest, Done, error_code};
 use crate::site::SiteClient;
 
 /// How to reach the processor and pair with it: shared by `pair` and
@@ -112,37 +108,6 @@ pub enum KeyKind {
     Ec,
 }
 
-#[derive(Args, Debug)]
-pub struct ReleaseArgs {
-    /// The processor: serial, 8-hex id, MAC address, host name or IP address
-    #[arg(value_parser = super::parse_processor)]
-    pub processor: String,
-    /// Release this process's credential with its own --cloud even when a
-    /// daemon runs (without it, the daemon's credential and cloud are used)
-    #[arg(long)]
-    pub standalone: bool,
-    /// JSON on stdout: id, serial, whether the credential was forgotten,
-    /// and the cloud's answer
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub cloud: CloudFlags,
-}
-
-#[derive(Args, Debug)]
-pub struct UnpairArgs {
-    /// The processor: serial, 8-hex id, MAC address, host name or IP address
-    #[arg(value_parser = super::parse_processor)]
-    pub processor: String,
-    /// Forget this process's credential even when a daemon runs (without
-    /// it, the daemon's credential is forgotten first)
-    #[arg(long)]
-    pub standalone: bool,
-    /// JSON on stdout: id, serial
-    #[arg(long)]
-    pub json: bool,
-}
-
 fn parse_device_uid(s: &str) -> Result<String, String> {
     if s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())
@@ -153,7 +118,7 @@ fn parse_device_uid(s: &str) -> Result<String, String> {
     }
 }
 
-fn state_dir_or_fail(state_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
+pub(crate) fn state_dir_or_fail(state_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
     state_dir.ok_or_else(|| {
         CliError::Failed("no state directory: set --state-dir, HOME or XDG_STATE_HOME".into())
     })
@@ -445,7 +410,7 @@ pub(crate) fn load_pairing_identity(
 
 /// A refusal by the cloud is the vendor's rule speaking: exit code 3; no
 /// answer yet (the event waits in an outbox): 4.
-fn exit_code(relayed: &Relayed) -> ExitCode {
+pub(crate) fn exit_code(relayed: &Relayed) -> ExitCode {
     match relayed {
         Relayed::Refused { .. } => ExitCode::from(3),
         Relayed::Queued { .. } => ExitCode::from(4),
@@ -523,294 +488,4 @@ fn report_pairing(
     print_stdout(&text).map_err(CliError::io("writing to stdout"))
 }
 
-/// What the processor keeps after a release or an unpairing: no public
-/// LEAP call revokes a paired client.
-const STILL_TRUSTED: &str = "the processor itself still trusts that credential until it is \
-                             factory-reset: no LEAP call revokes a paired client";
-
-/// `handoff release`: Remove Home from Account in the cloud; the credential
-/// is forgotten only once the cloud applied it.
-pub async fn run_release(
-    args: ReleaseArgs,
-    state_dir: Option<PathBuf>,
-) -> Result<ExitCode, CliError> {
-    let mut daemon_said = None;
-    if !args.standalone && args.cloud.cloud.is_none() {
-        let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-        if let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? {
-            let cloud = client
-                .health()
-                .await?
-                .relay
-                .and_then(|r| r.cloud)
-                .unwrap_or_else(|| "the daemon's cloud".into());
-            match client
-                .release(&args.processor, args.cloud.cloud_wait, false)
-                .await
-            {
-                Ok(done) => {
-                    let serial = done.released.map(|r| r.serial).ok_or_else(|| {
-                        CliError::Failed("the daemon released without naming the processor".into())
-                    })?;
-                    let result = done.cloud.ok_or_else(|| {
-                        CliError::Failed("the daemon released without the cloud's answer".into())
-                    })?;
-                    let relayed = Relayed::from_daemon(&result, &path);
-                    return report_release(serial, &relayed, &cloud, args.json, Some(&path));
-                }
-                // The credential may be this process's own (paired with
-                // --standalone); an older daemon does not release.
-                Err(DaemonError::Refused { code, reason })
-                    if code == error_code::FAILED
-                        || code == error_code::NOT_IMPLEMENTED
-                        || code == error_code::UNKNOWN_KIND =>
-                {
-                    daemon_said = Some(format!("the daemon at {}: {reason}", path.display()));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    let state_dir = state_dir_or_fail(state_dir)?;
-    let with_daemon = |e: String| match &daemon_said {
-        Some(daemon) => CliError::Failed(format!("{daemon}; and here: {e}")),
-        None => CliError::Failed(e),
-    };
-    let (serial, _) = crate::claim::paired(&state_dir, &Target::parse(&args.processor))
-        .map_err(|e| with_daemon(e.to_string()))?;
-    let Some(link) = args.cloud.link(&state_dir)? else {
-        return Err(with_daemon(
-            "Remove Home from Account needs the cloud: pass --cloud ADDR (with --cloud-identity \
-             DIR, the homeowner's account). Nothing changed. To forget the credential only: \
-             handoff unpair PROCESSOR"
-                .into(),
-        ));
-    };
-    let event = EventKind::Released(Released {
-        place: None,
-        serial: Some(serial),
-    });
-    let cloud = link.address.clone();
-    let site = SiteClient::Direct {
-        link,
-        state_dir: state_dir.clone(),
-    };
-    let relayed = site
-        .send(vec![event], args.cloud.cloud_wait)
-        .await?
-        .pop()
-        .map(|(_, r)| r)
-        .ok_or_else(|| CliError::Failed("the release was not queued".into()))?;
-    crate::claim::settle_release(&state_dir, serial, &relayed)?;
-    report_release(serial, &relayed, &cloud, args.json, None)
-}
-
-fn report_release(
-    serial: crate::processor::Serial,
-    relayed: &Relayed,
-    cloud: &str,
-    json: bool,
-    daemon: Option<&Path>,
-) -> Result<ExitCode, CliError> {
-    let forgotten = matches!(relayed, Relayed::Applied(_));
-    let text = if json {
-        let mut result = relayed.json();
-        result["cloud"] = json!(cloud);
-        format!(
-            "{}\n",
-            json!({"id": serial.id(), "serial": serial, "released": forgotten,
-                   "forgotten": forgotten, "cloud": result, "daemon": daemon})
-        )
-    } else {
-        let whose = if daemon.is_some() {
-            "the daemon's"
-        } else {
-            "its"
-        };
-        let local = match relayed {
-            Relayed::Applied(_) => format!("{whose} credential is forgotten ({STILL_TRUSTED})"),
-            Relayed::Refused { .. } => {
-                format!("nothing changed: {whose} credential is kept")
-            }
-            Relayed::Queued { .. } => format!(
-                "{whose} credential is kept until the cloud applies the release: once `handoff \
-                 status {}` shows it, `handoff unpair {}` forgets it",
-                serial.id(),
-                serial.id()
-            ),
-        };
-        format!(
-            "{} (serial {}): {}\n{local}\n",
-            serial.id(),
-            serial.0,
-            describe("release (Remove Home from Account)", relayed, cloud),
-        )
-    };
-    print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
-    Ok(exit_code(relayed))
-}
-
-/// `handoff unpair`: forgets a credential; the cloud is never told.
-pub async fn run_unpair(
-    args: UnpairArgs,
-    state_dir: Option<PathBuf>,
-) -> Result<ExitCode, CliError> {
-    let mut daemon_said = None;
-    let mut serial = None;
-    if !args.standalone {
-        let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
-        if let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? {
-            match client.release(&args.processor, Duration::ZERO, true).await {
-                Ok(done) => {
-                    serial = Some((
-                        done.released.map(|r| r.serial).ok_or_else(|| {
-                            CliError::Failed(
-                                "the daemon unpaired without naming the processor".into(),
-                            )
-                        })?,
-                        Some(path),
-                    ));
-                }
-                Err(DaemonError::Refused { code, reason })
-                    if code == error_code::FAILED
-                        || code == error_code::NOT_IMPLEMENTED
-                        || code == error_code::UNKNOWN_KIND =>
-                {
-                    daemon_said = Some(format!("the daemon at {}: {reason}", path.display()));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    let (serial, daemon) = match serial {
-        Some(found) => found,
-        None => {
-            let state_dir = state_dir_or_fail(state_dir)?;
-            match crate::claim::unpair(&state_dir, &Target::parse(&args.processor)) {
-                Ok((serial, _)) => (serial, None),
-                Err(e) => {
-                    return Err(match daemon_said {
-                        Some(daemon) => CliError::Failed(format!("{daemon}; and here: {e}")),
-                        None => e.into(),
-                    });
-                }
-            }
-        }
-    };
-    let text = if args.json {
-        format!(
-            "{}\n",
-            json!({"id": serial.id(), "serial": serial, "forgotten": true, "daemon": daemon})
-        )
-    } else {
-        format!(
-            "unpaired {} (serial {}): {} credential is forgotten; the cloud was not told\n({STILL_TRUSTED})\n",
-            serial.id(),
-            serial.0,
-            if daemon.is_some() {
-                "the daemon's"
-            } else {
-                "its"
-            },
-        )
-    };
-    print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The countdown on stderr: a live line on a terminal, a plain line every
-/// 30 s otherwise (logs, CI, a pipe).
-pub(crate) struct Countdown {
-    terminal: bool,
-    ticker: Option<(JoinHandle<()>, Option<indicatif::ProgressBar>)>,
-}
-
-impl Countdown {
-    pub(crate) fn new() -> Countdown {
-        Countdown {
-            terminal: std::io::stderr().is_terminal(),
-            ticker: None,
-        }
-    }
-
-    pub(crate) fn stop(&mut self) {
-        if let Some((task, bar)) = self.ticker.take() {
-            task.abort();
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
-        }
-    }
-}
-
-impl ClaimProgress for Countdown {
-    fn resolved(&mut self, processor: &Resolved) {
-        tracing::info!(processor = %processor.describe(), "claiming");
-    }
-
-    fn waiting_for_button(&mut self, processor: &Resolved, window: Duration) {
-        self.countdown(processor.describe(), window);
-    }
-
-    fn button_pressed(&mut self) {
-        self.stop();
-        eprintln!("button pressed; the processor is signing our certificate");
-    }
-
-    fn verifying(&mut self) {
-        eprintln!("checking the processor's identity on its main port");
-    }
-}
-
-impl Countdown {
-    /// A step of a claim the daemon performs.
-    pub(crate) fn show(&mut self, p: &Progress) {
-        match p.step.as_str() {
-            step::FOUND => tracing::info!(processor = p.what.as_deref().unwrap_or("?"), "claiming"),
-            step::BUTTON => self.countdown(
-                p.what.clone().unwrap_or_else(|| "the processor".into()),
-                Duration::from_millis(p.left_ms.unwrap_or(0)),
-            ),
-            step::PRESSED => self.button_pressed(),
-            step::VERIFYING => self.verifying(),
-            step::RELAYING => {}
-            other => eprintln!("{}", p.what.as_deref().unwrap_or(other)),
-        }
-    }
-
-    fn countdown(&mut self, what: String, window: Duration) {
-        self.stop();
-        let deadline = Instant::now() + window;
-        let line = move || {
-            let left = deadline.saturating_duration_since(Instant::now());
-            format!(
-                "Press the button on {what} — {} left",
-                human(&Duration::from_secs(left.as_secs_f64().ceil() as u64))
-            )
-        };
-        if self.terminal {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message(line());
-            bar.enable_steady_tick(Duration::from_millis(200));
-            let ticking = bar.clone();
-            let task = tokio::spawn(async move {
-                loop {
-                    ticking.set_message(line());
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            });
-            self.ticker = Some((task, Some(bar)));
-        } else {
-            // The first line now, not from the task: a press that comes at
-            // once would stop the task before it ever ran.
-            eprintln!("{}", line());
-            let task = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    eprintln!("{}", line());
-                }
-            });
-            self.ticker = Some((task, None));
-        }
-    }
-}
+pub(crate) use super::countdown::Countdown;

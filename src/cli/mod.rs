@@ -4,6 +4,7 @@
 mod claim;
 mod cloud;
 mod config;
+mod countdown;
 mod daemon;
 mod demo;
 mod discover;
@@ -14,6 +15,7 @@ mod manual;
 mod output;
 mod pairing_identity;
 mod relay;
+mod release;
 mod sim;
 mod status;
 mod takeover;
@@ -123,9 +125,9 @@ pub enum Command {
     /// then make the cloud account the Place's homeowner
     Claim(claim::ClaimArgs),
     /// Remove Home from Account in the cloud, then forget the credential
-    Release(claim::ReleaseArgs),
+    Release(release::ReleaseArgs),
     /// Forget the credential of a paired processor; the cloud is never told
-    Unpair(claim::UnpairArgs),
+    Unpair(release::UnpairArgs),
     /// The cloud state of a processor's Place (green / yellow / grey) and
     /// what to do; --relay shows the queue of events for the cloud
     Status(status::StatusArgs),
@@ -272,10 +274,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             claim::run_claim(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
         Command::Unpair(args) => {
-            claim::run_unpair(args, cli.state_dir.clone().or_else(default_state_dir)).await
+            release::run_unpair(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
         Command::Release(args) => {
-            claim::run_release(args, cli.state_dir.clone().or_else(default_state_dir)).await
+            release::run_release(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
         Command::Status(args) => {
             status::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
