@@ -9,9 +9,11 @@
 //! simulates them, [`lan`] chooses interfaces and makes private test
 //! networks, [`cloud`] keeps the Place rules, [`outbox`] keeps the events to relay
 //! durably and [`relay`] delivers them, [`daemon`] is the site service and
-//! its control socket, [`cli`] is the command line.
+//! its control socket, [`cli`] is the command line;
+//! [`atomic_file`] is how any of them replaces a file.
 #![forbid(unsafe_code)]
 
+pub mod atomic_file;
 pub mod claim;
 pub mod cli;
 pub mod cloud;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::output::write_atomically;
 use super::{CliError, shutdown_signal};
+use crate::atomic_file::{self, Readers};
 use crate::identity::PairingAuthority;
 use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{
@@ -143,11 +143,11 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         let mut text = serde_json::to_vec_pretty(&json)
             .map_err(|e| CliError::Failed(format!("cannot encode the manifest: {e}")))?;
         text.push(b'\n');
-        if let Err(e) = write_atomically(path, &text) {
+        if let Err(e) = atomic_file::write(path, &text, Readers::Anyone) {
             advertiser.stop(Duration::from_secs(2));
             return Err(CliError::Io {
                 context: format!("writing the manifest {}", path.display()),
-                source: e,
+                source: e.into(),
             });
         }
     }
