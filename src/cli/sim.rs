@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use super::{CliError, shutdown_signal};
 use crate::atomic_file::{self, Readers};
 use crate::identity::PairingAuthority;
+use crate::leap::{MAIN_PORT, PAIRING_PORT};
 use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{
     Advertiser, ControlSocket, FleetServers, FleetSpec, ServerOptions, SimError, build_fleet,
@@ -165,8 +166,8 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         interfaces.join(", ")
     );
     eprintln!(
-        "handoff sim: pairing on port 8083, LEAP on 8081 of each address; pairing identity \
-         for clients in {} (claim with --pairing-identity {}); {}",
+        "handoff sim: pairing on port {PAIRING_PORT}, LEAP on {MAIN_PORT} of each address; \
+         pairing identity for clients in {} (claim with --pairing-identity {}); {}",
         identity_dir.display(),
         identity_dir.display(),
         match args.auto_press {
