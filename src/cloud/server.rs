@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -30,7 +30,8 @@ use super::model::AccountId;
 use super::store::{CloudStore, Reply};
 use super::{CloudError, now};
 use crate::proto::{
-    self, ErrorFrame, HelloAck, PROTOCOL_VERSION, ProtoError, RelayEvent, RelayMessage, error_code,
+    ErrorFrame, FrameConnection, FrameIoError, HelloAck, PROTOCOL_VERSION, ProtoError, RelayEvent,
+    RelayMessage, error_code,
 };
 
 /// Limits of the server.
@@ -146,8 +147,7 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     Session {
-        stream,
-        buf: Vec::new(),
+        conn: FrameConnection::new(stream),
         store,
         account,
         options,
@@ -158,30 +158,23 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 struct Session<'a, S> {
-    stream: S,
-    buf: Vec<u8>,
+    conn: FrameConnection<S>,
     store: Arc<CloudStore>,
     account: AccountId,
     options: &'a ServerOptions,
     shutdown: watch::Receiver<bool>,
 }
 
-/// What reading the next frame gave.
-enum Read {
-    Frame(Vec<u8>),
-    Closed,
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn run(mut self) -> Result<(), String> {
         // Hello first.
-        let first = tokio::time::timeout(self.options.handshake_timeout, self.read_frame())
+        let first = tokio::time::timeout(self.options.handshake_timeout, self.read_message())
             .await
             .map_err(|_| "no hello in time".to_string())??;
-        let Read::Frame(frame) = first else {
+        let Some(first) = first else {
             return Ok(());
         };
-        match self.decode_or_close(&frame).await? {
+        match first {
             RelayMessage::Hello(hello) if hello.versions.contains(&PROTOCOL_VERSION) => {
                 self.send(&[RelayMessage::HelloAck(HelloAck {
                     version: PROTOCOL_VERSION,
@@ -211,16 +204,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let mut shutdown = self.shutdown.clone();
         loop {
             let next = tokio::select! {
-                next = tokio::time::timeout(self.options.idle_timeout, self.read_frame()) => next,
+                next = tokio::time::timeout(self.options.idle_timeout, self.read_message()) => next,
                 () = stopped(&mut shutdown) => return Ok(()),
             };
-            let frame = match next {
+            let message = match next {
                 Err(_) => return Err("idle for too long".into()),
                 Ok(Err(e)) => return Err(e),
-                Ok(Ok(Read::Closed)) => return Ok(()),
-                Ok(Ok(Read::Frame(frame))) => frame,
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Ok(Some(message))) => message,
             };
-            let message = self.decode_or_close(&frame).await?;
             // Gather the events already buffered behind this one, so that
             // they share a transaction.
             let mut events = Vec::new();
@@ -230,18 +222,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 other => after = Some(other),
             }
             while after.is_none() && events.len() < self.options.max_batch {
-                match proto::check(&self.buf) {
-                    Ok(Some(len)) => {
-                        let frame: Vec<u8> = self.buf.drain(..len).collect();
-                        match self.decode_or_close(&frame).await? {
-                            RelayMessage::Event(event) => events.push(event),
-                            other => after = Some(other),
-                        }
-                    }
+                match self.conn.try_read_frame() {
+                    Ok(Some(RelayMessage::Event(event))) => events.push(event),
+                    Ok(Some(other)) => after = Some(other),
                     Ok(None) => break,
-                    Err(e) => {
+                    // Nothing after an oversized prefix is a frame: apply
+                    // what came before it, then close.
+                    Err(e) if e.is_fatal() => {
                         self.apply(events).await?;
                         return self.refuse_frame(&e).await;
+                    }
+                    Err(e) => {
+                        self.refuse_frame(&e).await?;
+                        return Err(e.to_string());
                     }
                 }
             }
@@ -324,41 +317,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.send(&[reply]).await
     }
 
-    /// Reads until one whole frame is buffered.
-    async fn read_frame(&mut self) -> Result<Read, String> {
-        loop {
-            match proto::check(&self.buf) {
-                Ok(Some(len)) => return Ok(Read::Frame(self.buf.drain(..len).collect())),
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = self.refuse_frame(&e).await;
-                    return Err(e.to_string());
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read failed: {e}"))?;
-            if n == 0 {
-                return if self.buf.is_empty() {
-                    Ok(Read::Closed)
-                } else {
-                    Err(format!(
-                        "the daemon closed the connection in the middle of a frame ({} bytes)",
-                        self.buf.len()
-                    ))
-                };
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    async fn decode_or_close(&mut self, frame: &[u8]) -> Result<RelayMessage, String> {
-        match proto::decode(frame) {
+    /// The next message; `None` when the daemon closed between frames.
+    /// Bytes that are no frame get an error frame and end the connection.
+    async fn read_message(&mut self) -> Result<Option<RelayMessage>, String> {
+        match self.conn.read_frame().await {
             Ok(message) => Ok(message),
-            Err(e) => {
+            Err(FrameIoError::Io(e)) => Err(format!("read failed: {e}")),
+            Err(FrameIoError::Frame(ProtoError::Truncated { have, .. })) => Err(format!(
+                "the daemon closed the connection in the middle of a frame ({have} bytes)"
+            )),
+            Err(FrameIoError::Frame(e)) if e.is_fatal() => {
+                let _ = self.refuse_frame(&e).await;
+                Err(e.to_string())
+            }
+            Err(FrameIoError::Frame(e)) => {
                 self.refuse_frame(&e).await?;
                 Err(e.to_string())
             }
@@ -368,7 +340,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn refuse_frame(&mut self, e: &ProtoError) -> Result<(), String> {
         let frame = RelayMessage::Error(ErrorFrame::for_decode_error(e));
         self.send(&[frame]).await?;
-        let _ = self.stream.shutdown().await;
+        let _ = self.conn.shutdown().await;
         Err(e.to_string())
     }
 
@@ -380,21 +352,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             query: None,
         })])
         .await?;
-        let _ = self.stream.shutdown().await;
+        let _ = self.conn.shutdown().await;
         Err(reason)
     }
 
     async fn send(&mut self, messages: &[RelayMessage]) -> Result<(), String> {
-        let mut out = Vec::new();
         for message in messages {
-            out.extend(proto::encode(message).map_err(|e| e.to_string())?);
+            self.conn.queue_frame(message).map_err(|e| e.to_string())?;
         }
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(|e| format!("write failed: {e}"))?;
-        self.stream
-            .flush()
+        self.conn
+            .flush_frames()
             .await
             .map_err(|e| format!("write failed: {e}"))
     }

@@ -22,7 +22,6 @@
 
 pub mod client;
 pub mod config;
-pub mod connection;
 pub mod inventory;
 pub mod lock;
 pub mod logging;
@@ -41,8 +40,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use crate::proto::FrameIoError;
 pub use client::{ControlClient, WatchStream, connect, connect_first};
-pub use connection::FrameIoError;
 pub use inventory::LiveInventory;
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
 pub use socket::{client_socket_paths, default_runtime_dir, socket_path};

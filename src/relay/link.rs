@@ -14,12 +14,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::frames::FrameReader;
-use super::{RelayConfig, RelayError, status_channel};
+use super::{RelayConfig, RelayError, read_message, status_channel};
 use crate::identity::daemon::DaemonIdentity;
 use crate::outbox::Outbox;
 use crate::proto::{
-    self, Ack, ErrorFrame, EventId, Hello, PROTOCOL_VERSION, PlaceStatus, RelayMessage, StatusQuery,
+    Ack, ErrorFrame, EventId, FrameConnection, Hello, PROTOCOL_VERSION, PlaceStatus, RelayMessage,
+    StatusQuery,
 };
 
 /// Where the cloud is and who we are to it.
@@ -135,24 +135,23 @@ impl CloudLink {
         &self,
         query: StatusQuery,
     ) -> Result<Result<PlaceStatus, ErrorFrame>, RelayError> {
-        use tokio::io::AsyncWriteExt;
         let stream = self
             .connect()
             .await
             .map_err(|e| RelayError::Connect(e.to_string()))?;
-        let (read, mut write) = tokio::io::split(stream);
-        let mut frames = FrameReader::new(read);
-        let mut out = proto::encode(&RelayMessage::Hello(Hello {
-            versions: vec![PROTOCOL_VERSION],
-            software: Some(RelayConfig::default().software),
-        }))
-        .map_err(RelayError::Encode)?;
-        out.extend(proto::encode(&RelayMessage::StatusQuery(query)).map_err(RelayError::Encode)?);
-        write
-            .write_all(&out)
+        let mut frames = FrameConnection::new(stream);
+        frames
+            .queue_frame(&RelayMessage::Hello(Hello {
+                versions: vec![PROTOCOL_VERSION],
+                software: Some(RelayConfig::default().software),
+            }))
+            .and_then(|()| frames.queue_frame(&RelayMessage::StatusQuery(query)))
+            .map_err(RelayError::Encode)?;
+        frames
+            .flush_frames()
             .await
             .map_err(|e| RelayError::Io(e.to_string()))?;
-        match frames.read_frame().await? {
+        match read_message(&mut frames).await? {
             RelayMessage::HelloAck(_) => {}
             RelayMessage::Error(e) => return Err(RelayError::Handshake(e.reason)),
             other => {
@@ -161,7 +160,7 @@ impl CloudLink {
                 });
             }
         }
-        match frames.read_frame().await? {
+        match read_message(&mut frames).await? {
             RelayMessage::PlaceStatus(status) => Ok(Ok(status)),
             RelayMessage::Error(e) => Ok(Err(e)),
             other => Err(RelayError::Unexpected {
