@@ -10,7 +10,8 @@
 //! networks, [`cloud`] keeps the Place rules, [`outbox`] keeps the events to relay
 //! durably and [`relay`] delivers them, [`daemon`] is the site service and
 //! its control socket, [`cli`] is the command line;
-//! [`atomic_file`] is how any of them replaces a file.
+//! [`atomic_file`] is how any of them replaces a file, [`shutdown`] how
+//! their long-running tasks are stopped.
 #![forbid(unsafe_code)]
 
 pub mod atomic_file;
@@ -28,5 +29,6 @@ pub mod place;
 pub mod processor;
 pub mod proto;
 pub mod relay;
+pub mod shutdown;
 pub mod sim;
 pub mod tls;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::authority::names_of;
@@ -33,6 +33,7 @@ use crate::proto::{
     ErrorFrame, FrameConnection, FrameIoError, HelloAck, PROTOCOL_VERSION, ProtoError, RelayEvent,
     RelayMessage, error_code,
 };
+use crate::shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
 
 /// Limits of the server.
 #[derive(Clone, Debug)]
@@ -58,7 +59,7 @@ impl Default for ServerOptions {
     }
 }
 
-/// Serves `listener` until `shutdown` turns true; connections in flight
+/// Serves `listener` until `shutdown` fires; connections in flight
 /// finish their current batch and close.
 ///
 /// # Errors
@@ -68,7 +69,7 @@ pub async fn serve(
     store: Arc<CloudStore>,
     tls: Arc<ServerConfig>,
     options: ServerOptions,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> Result<(), CloudError> {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
@@ -79,7 +80,7 @@ pub async fn serve(
                 Ok(permit) => permit,
                 Err(_) => return Ok(()),
             },
-            () = stopped(&mut shutdown) => return Ok(()),
+            () = shutdown.wait() => return Ok(()),
         };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -91,7 +92,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = stopped(&mut shutdown) => return Ok(()),
+            () = shutdown.wait() => return Ok(()),
         };
         let acceptor = acceptor.clone();
         let store = store.clone();
@@ -112,7 +113,7 @@ async fn connection(
     acceptor: TlsAcceptor,
     store: Arc<CloudStore>,
     options: &ServerOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp))
@@ -144,7 +145,7 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     store: Arc<CloudStore>,
     account: AccountId,
     options: &ServerOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Result<(), String> {
     Session {
         conn: FrameConnection::new(stream),
@@ -162,7 +163,7 @@ struct Session<'a, S> {
     store: Arc<CloudStore>,
     account: AccountId,
     options: &'a ServerOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
@@ -205,7 +206,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(self.options.idle_timeout, self.read_message()) => next,
-                () = stopped(&mut shutdown) => return Ok(()),
+                () = shutdown.wait() => return Ok(()),
             };
             let message = match next {
                 Err(_) => return Err("idle for too long".into()),
@@ -367,16 +368,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 }
 
-/// Resolves once the shutdown flag is set (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 /// A running server on its own task: for tests, the demo and `cloud serve`.
 #[derive(Debug)]
 pub struct RunningServer {
     pub local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: ShutdownTrigger,
     task: tokio::task::JoinHandle<Result<(), CloudError>>,
 }
 
@@ -402,7 +398,7 @@ impl RunningServer {
         let local_addr = listener
             .local_addr()
             .map_err(CloudError::io("reading the listening address"))?;
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = shutdown_channel();
         let task = tokio::spawn(serve(listener, store, tls, options, stopped));
         Ok(RunningServer {
             local_addr,
@@ -413,7 +409,7 @@ impl RunningServer {
 
     /// Stops accepting, lets connections finish their batch, and waits.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.fire();
         let _ = self.task.await;
     }
 }

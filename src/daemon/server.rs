@@ -13,13 +13,13 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 
 use super::inventory::LiveInventory;
-use super::shutdown::{Shutdown, shutdown_channel};
 use super::work::Work;
 use crate::proto::control::{
     ControlError, ControlMessage, Done, Progress, Queued, Reloaded, WatchEvent, error_code,
     processors_frames,
 };
 use crate::proto::{FrameConnection, FrameIoError};
+use crate::shutdown::{Shutdown, shutdown_channel};
 
 /// How long a connection may sit without sending a whole request before it
 /// is closed, so idle or trickling clients cannot hold every slot.

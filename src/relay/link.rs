@@ -21,6 +21,7 @@ use crate::proto::{
     Ack, ErrorFrame, EventId, FrameConnection, Hello, PROTOCOL_VERSION, PlaceStatus, RelayMessage,
     StatusQuery,
 };
+use crate::shutdown::shutdown_channel;
 
 /// Where the cloud is and who we are to it.
 #[derive(Clone)]
@@ -182,7 +183,7 @@ pub async fn deliver_and_wait(
     ids: &[EventId],
     wait: Duration,
 ) -> (Vec<Option<Ack>>, Option<String>) {
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (stop, shutdown) = shutdown_channel();
     let (status, watch) = status_channel(outbox);
     let task = tokio::spawn(super::run(
         outbox.clone(),
@@ -203,7 +204,7 @@ pub async fn deliver_and_wait(
             .and_then(Result::ok);
         acks.push(ack);
     }
-    let _ = stop.send(true);
+    stop.fire();
     let _ = task.await;
     let last_error = watch.borrow().last_error.clone();
     (acks, last_error)

@@ -16,7 +16,7 @@
 //! cannot read does not hold back every later one).
 //!
 //! Its state (connected, backlog, last error) is published on a
-//! [`watch`] channel; shutdown is a `watch::Receiver<bool>` turning true.
+//! [`watch`] channel; it stops when its [`Shutdown`] fires.
 //!
 //! A command (`handoff claim`, `release`) that queues an event and reports
 //! the cloud's answer, or "queued" when the cloud is out of reach:
@@ -32,7 +32,7 @@
 //!
 //! let outbox = Outbox::open(state.join(outbox::FILE_NAME))?;
 //! let id = outbox.append(kind).await?; // durable from here on
-//! let (stop, shutdown) = tokio::sync::watch::channel(false);
+//! let (stop, shutdown) = handoff::shutdown::shutdown_channel();
 //! let (status, _status) = relay::status_channel(&outbox);
 //! // In production: dial TCP and do the mutual-TLS handshake here.
 //! let connect = || tokio::net::TcpStream::connect("127.0.0.1:4443");
@@ -43,7 +43,7 @@
 //!     Ok(ack) => println!("the cloud answered: {:?}", ack?.outcome),
 //!     Err(_) => println!("queued, will be relayed"),
 //! }
-//! stop.send(true)?;
+//! stop.fire();
 //! task.await?;
 //! outbox.close().await;
 //! # Ok(())
@@ -142,6 +142,7 @@ use crate::proto::{
     self, ErrorFrame, FrameConnection, FrameIoError, Hello, HelloAck, PROTOCOL_VERSION, ProtoError,
     RelayMessage, error_code,
 };
+use crate::shutdown::Shutdown;
 
 /// Opens a connection to the cloud. Implemented for every
 /// `FnMut() -> impl Future<Output = io::Result<S>>`, so a closure that
@@ -265,7 +266,7 @@ pub async fn run<C: Connector>(
     outbox: Outbox,
     mut connector: C,
     config: RelayConfig,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
     status: watch::Sender<RelayStatus>,
 ) {
     let mut rng = config
@@ -274,12 +275,12 @@ pub async fn run<C: Connector>(
     let mut alarm = BacklogAlarm::default();
     refresh(&outbox, &status, &mut alarm);
     loop {
-        if *shutdown.borrow() {
+        if shutdown.fired() {
             break;
         }
         let err = tokio::select! {
             err = session(&outbox, &mut connector, &config, &status, &mut alarm) => err,
-            () = stopped(&mut shutdown) => break,
+            () = shutdown.wait() => break,
         };
         let delay = outbox.with_core(|core| core.connection_lost(rng.f64()));
         tracing::warn!(error = %err, retry_in = ?delay, "relay: connection to the cloud lost");
@@ -291,7 +292,7 @@ pub async fn run<C: Connector>(
         refresh(&outbox, &status, &mut alarm);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = stopped(&mut shutdown) => break,
+            () = shutdown.wait() => break,
         }
         status.send_modify(|s| s.retry_in = None);
     }
@@ -301,11 +302,6 @@ pub async fn run<C: Connector>(
         s.retry_in = None;
     });
     refresh(&outbox, &status, &mut alarm);
-}
-
-/// Resolves once shutdown is asked for, or nobody can ask any more.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// One connection, from dialing to its failure.

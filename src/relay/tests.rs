@@ -16,6 +16,7 @@ use crate::proto::{
     self, Ack, ErrorFrame, EventId, EventKind, FrameConnection, HelloAck, Outcome, RelayMessage,
     Released,
 };
+use crate::shutdown::{ShutdownTrigger, shutdown_channel};
 
 /// What one connection of the fake cloud does.
 #[derive(Clone, Copy, Debug)]
@@ -193,13 +194,13 @@ fn config(max_in_flight: usize) -> RelayConfig {
 }
 
 struct Running {
-    stop: watch::Sender<bool>,
+    stop: ShutdownTrigger,
     status: watch::Receiver<RelayStatus>,
     task: tokio::task::JoinHandle<()>,
 }
 
 fn start(outbox: &Outbox, connector: impl Connector + 'static, config: RelayConfig) -> Running {
-    let (stop, shutdown) = watch::channel(false);
+    let (stop, shutdown) = shutdown_channel();
     let (status_tx, status) = status_channel(outbox);
     let task = tokio::spawn(run(outbox.clone(), connector, config, shutdown, status_tx));
     Running { stop, status, task }
@@ -222,7 +223,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        self.stop.send(true).unwrap();
+        self.stop.fire();
         self.task.await.unwrap();
     }
 }
