@@ -421,10 +421,10 @@ async fn stream_watch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::daemon::client::ControlClient;
-    use crate::daemon::shutdown_channel;
     use crate::discovery::InventoryEvent;
     use crate::processor::{ProcessorInfo, Serial};
     use crate::proto::control::Request;
+    use crate::shutdown::shutdown_channel;
 
     fn test_work(dir: &std::path::Path, live: &Arc<LiveInventory>) -> Arc<Work> {
         let settings = super::super::work::ClaimSettings {
