@@ -40,7 +40,6 @@ use handoff::outbox::{Backoff, Outbox};
 use handoff::proto::{self, Ack, EventKind, HelloAck, Outcome, RelayMessage, Released};
 use handoff::relay::{self, RelayConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::sync::watch;
 
 const BATCHES: [usize; 3] = [1, 64, 1024];
 
@@ -279,7 +278,7 @@ async fn relay_rate(
     let _ = std::fs::remove_file(&path);
     let outbox = Outbox::open_with(&path, Backoff::default()).map_err(|e| e.to_string())?;
     let applied = Arc::new(AtomicU64::new(0));
-    let (stop, shutdown) = watch::channel(false);
+    let (stop, shutdown) = handoff::shutdown::shutdown_channel();
     let cloud_dir = dir.join(format!("cloud-{batch}"));
     let _ = std::fs::remove_dir_all(&cloud_dir);
     let store = match cloud {
@@ -360,7 +359,7 @@ async fn relay_rate(
         .map_err(|e| e.to_string())?;
     let elapsed = start.elapsed().as_secs_f64();
     let commits = outbox.commits();
-    stop.send(true).map_err(|e| e.to_string())?;
+    stop.fire();
     task.await.map_err(|e| e.to_string())?;
     outbox.close().await;
     let _ = std::fs::remove_file(&path);

@@ -17,9 +17,12 @@
 //!   reaches the cloud;
 //! - [`daemon`]: the site service and its control socket;
 //! - [`cloud`]: the reference Place service (rules, store, relay server);
-//! - [`sim`]: simulated processors; [`cli`]: the command line.
+//! - [`sim`]: simulated processors; [`cli`]: the command line;
+//! - [`atomic_file`] is how any of them replaces a file, [`shutdown`] how
+//!   their long-running tasks are stopped.
 #![forbid(unsafe_code)]
 
+pub mod atomic_file;
 pub mod claim;
 pub mod cli;
 pub mod cloud;
@@ -34,6 +37,7 @@ pub mod place;
 pub mod processor;
 pub mod proto;
 pub mod relay;
+pub mod shutdown;
 pub mod sim;
 pub mod site;
 pub mod tls;

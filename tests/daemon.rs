@@ -431,7 +431,8 @@ fn spare_interface() {
 
 lan_test! {
     fn a_reload_with_other_interfaces_takes_effect_and_keeps_the_inventory_meanwhile() {
-        use handoff::daemon::{DaemonSettings, shutdown_channel};
+        use handoff::daemon::DaemonSettings;
+        use handoff::shutdown::shutdown_channel;
         let sim = Sim::start(&["--count", "2", "--seed", "71", "--no-probe"]);
         spare_interface();
         let dir = TempDir::new("reload");

@@ -18,7 +18,6 @@ use handoff::proto::{self, Ack, EventId, EventKind, HelloAck, Outcome, RelayMess
 use handoff::relay::{self, RelayConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
 
 const CHILD_ENV: &str = "HANDOFF_RELAY_SIGKILL_CHILD";
 const EVENTS: usize = 1000;
@@ -42,7 +41,7 @@ async fn relay_child() {
     let outbox = Outbox::open_with(dir.join("outbox.redb"), backoff()).unwrap();
     let socket = dir.join("cloud.sock");
     let connector = move || UnixStream::connect(socket.clone());
-    let (stop, shutdown) = watch::channel(false);
+    let (stop, shutdown) = handoff::shutdown::shutdown_channel();
     let (status_tx, mut status) = relay::status_channel(&outbox);
     let config = RelayConfig {
         max_in_flight: 32,
@@ -57,7 +56,7 @@ async fn relay_child() {
         status_tx,
     ));
     status.wait_for(|s| s.backlog == 0).await.unwrap();
-    stop.send(true).unwrap();
+    stop.fire();
     task.await.unwrap();
     outbox.close().await;
 }

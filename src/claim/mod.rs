@@ -23,9 +23,9 @@
 //! `claimed` event, with [`ClaimOutcome::event`] as its proof) is the
 //! caller's, sent through the site client ([`crate::site`]).
 
+mod connect;
 mod device_uid;
 mod record;
-mod session;
 pub mod takeover;
 mod target;
 
@@ -33,9 +33,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use connect::MainPortIdentity;
 pub use device_uid::{ANONYMOUS_DEVICE_UID, device_uid_towards};
 pub use record::{ClaimRecord, credential_files};
-pub use session::{MAIN_PORT, MainPortIdentity, PAIRING_PORT};
 pub use target::{Resolved, Target, discover, resolve};
 
 use crate::identity::{
@@ -282,7 +282,7 @@ pub async fn claim_resolved(
         device_uid: device_uid.clone(),
         ..CsrParameters::admin(key.csr_pem(&options.display_name)?, &options.display_name)
     };
-    let signed = session::pair(
+    let signed = connect::pair(
         &resolved,
         pairing_identity,
         csr,
@@ -302,7 +302,7 @@ pub async fn claim_resolved(
     };
 
     progress.verifying();
-    let seen = session::read_identity(&resolved, &credential).await?;
+    let seen = connect::read_identity(&resolved, &credential).await?;
     let mismatch = |what, expected: String, found: String| ClaimError::Mismatch {
         address: resolved.address,
         what,
@@ -440,7 +440,7 @@ pub async fn verify_claimed(
         product: record.map_or_else(|| "processor".to_owned(), |r| r.product),
         source: "the stored claim",
     };
-    let seen = session::read_identity(&resolved, &credential).await?;
+    let seen = connect::read_identity(&resolved, &credential).await?;
     if seen.serial != serial {
         return Err(ClaimError::Mismatch {
             address,

@@ -13,7 +13,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::{CliError, parse_duration};
-use crate::daemon::{self, DaemonSettings, config, shutdown_channel};
+use crate::daemon::{self, DaemonSettings, config};
+use crate::shutdown::shutdown_channel;
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {

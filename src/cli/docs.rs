@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use super::output::{print_stdout, write_atomically};
+use super::output::print_stdout;
 use super::{Cli, CliError};
+use crate::atomic_file::{self, Readers};
 
 const BIN: &str = "handoff";
 
@@ -85,7 +86,7 @@ pub fn write_man_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
         let (filename, page) = render(cmd)?;
         let path = dir.join(filename);
-        write_atomically(&path, &page)?;
+        atomic_file::write(&path, &page, Readers::Anyone)?;
         written.push(path);
         Ok(())
     }

@@ -26,8 +26,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-pub use output::write_atomically;
-
 /// Errors the command line reports.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

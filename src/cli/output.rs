@@ -1,7 +1,6 @@
 //! Output for people and scripts, and files written whole or not at all.
 
 use std::io::Write;
-use std::path::Path;
 
 use crate::processor::ProcessorInfo;
 
@@ -151,37 +150,6 @@ pub fn print_stdout(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// Writes `contents` to `path` so that a reader sees either the old file or
-/// the whole new one: a temporary file beside it, synced, then renamed.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,23 +222,5 @@ mod tests {
         for line in table.lines() {
             assert!(line.chars().count() <= TABLE_WIDTH, "{table}");
         }
-    }
-
-    #[test]
-    fn atomic_write_replaces_whole_file_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("handoff-out-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("m.json");
-        write_atomically(&path, b"first").unwrap();
-        write_atomically(&path, b"second").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("m.json")]);
-        let missing = dir.join("no/such/dir/m.json");
-        assert!(write_atomically(&missing, b"x").is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

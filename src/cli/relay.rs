@@ -101,7 +101,7 @@ pub async fn run(
     let outbox = crate::site::open_outbox(&state_dir)?;
     // What was waiting, to say afterwards what the cloud did with each.
     let waiting: Vec<_> = outbox.pending().into_iter().map(|e| e.id).collect();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (stop, shutdown) = crate::shutdown::shutdown_channel();
     let (status, mut watch) = crate::relay::status_channel(&outbox);
     let task = tokio::spawn(crate::relay::run(
         outbox.clone(),
@@ -114,7 +114,7 @@ pub async fn run(
         r = tokio::time::timeout(args.timeout, watch.wait_for(|s| s.backlog == 0)) => r.is_ok(),
         () = super::shutdown_signal() => false,
     };
-    let _ = stop.send(true);
+    stop.fire();
     let _ = task.await;
     let last = watch.borrow().clone();
     let mut applied = 0usize;

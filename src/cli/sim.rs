@@ -9,8 +9,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::CliError;
-use super::output::write_atomically;
+use crate::atomic_file::{self, Readers};
 use crate::identity::PairingAuthority;
+use crate::leap::{MAIN_PORT, PAIRING_PORT};
 use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{
     Advertiser, ControlSocket, FleetServers, FleetSpec, ServerOptions, SimError, build_fleet,
@@ -157,11 +158,11 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         let mut text = serde_json::to_vec_pretty(&json)
             .map_err(|e| CliError::Failed(format!("cannot encode the manifest: {e}")))?;
         text.push(b'\n');
-        if let Err(e) = write_atomically(path, &text) {
+        if let Err(e) = atomic_file::write(path, &text, Readers::Anyone) {
             advertiser.stop(Duration::from_secs(2));
             return Err(CliError::Io {
                 context: format!("writing the manifest {}", path.display()),
-                source: e,
+                source: e.into(),
             });
         }
     }
@@ -179,8 +180,8 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         interfaces.join(", ")
     );
     eprintln!(
-        "handoff sim: pairing on port 8083, LEAP on 8081 of each address; pairing identity \
-         for clients in {} (pair with --pairing-identity {}); {}",
+        "handoff sim: pairing on port {PAIRING_PORT}, LEAP on {MAIN_PORT} of each address; \
+         pairing identity for clients in {} (pair with --pairing-identity {}); {}",
         identity_dir.display(),
         identity_dir.display(),
         match args.auto_press {

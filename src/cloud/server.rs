@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::authority::names_of;
@@ -30,8 +30,10 @@ use super::model::AccountId;
 use super::store::{CloudStore, Reply};
 use super::{CloudError, now};
 use crate::proto::{
-    self, ErrorFrame, HelloAck, PROTOCOL_VERSION, ProtoError, RelayEvent, RelayMessage, error_code,
+    ErrorFrame, FrameConnection, FrameIoError, HelloAck, PROTOCOL_VERSION, ProtoError, RelayEvent,
+    RelayMessage, error_code,
 };
+use crate::shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
 
 /// Limits of the server.
 #[derive(Clone, Debug)]
@@ -57,7 +59,7 @@ impl Default for ServerOptions {
     }
 }
 
-/// Serves `listener` until `shutdown` turns true; connections in flight
+/// Serves `listener` until `shutdown` fires; connections in flight
 /// finish their current batch and close.
 ///
 /// # Errors
@@ -67,7 +69,7 @@ pub async fn serve(
     store: Arc<CloudStore>,
     tls: Arc<ServerConfig>,
     options: ServerOptions,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> Result<(), CloudError> {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
@@ -78,7 +80,7 @@ pub async fn serve(
                 Ok(permit) => permit,
                 Err(_) => return Ok(()),
             },
-            () = stopped(&mut shutdown) => return Ok(()),
+            () = shutdown.wait() => return Ok(()),
         };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -90,7 +92,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = stopped(&mut shutdown) => return Ok(()),
+            () = shutdown.wait() => return Ok(()),
         };
         let acceptor = acceptor.clone();
         let store = store.clone();
@@ -111,7 +113,7 @@ async fn connection(
     acceptor: TlsAcceptor,
     store: Arc<CloudStore>,
     options: &ServerOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp))
@@ -143,11 +145,10 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     store: Arc<CloudStore>,
     account: AccountId,
     options: &ServerOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Result<(), String> {
     Session {
-        stream,
-        buf: Vec::new(),
+        conn: FrameConnection::new(stream),
         store,
         account,
         options,
@@ -158,30 +159,23 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 struct Session<'a, S> {
-    stream: S,
-    buf: Vec<u8>,
+    conn: FrameConnection<S>,
     store: Arc<CloudStore>,
     account: AccountId,
     options: &'a ServerOptions,
-    shutdown: watch::Receiver<bool>,
-}
-
-/// What reading the next frame gave.
-enum Read {
-    Frame(Vec<u8>),
-    Closed,
+    shutdown: Shutdown,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn run(mut self) -> Result<(), String> {
         // Hello first.
-        let first = tokio::time::timeout(self.options.handshake_timeout, self.read_frame())
+        let first = tokio::time::timeout(self.options.handshake_timeout, self.read_message())
             .await
             .map_err(|_| "no hello in time".to_string())??;
-        let Read::Frame(frame) = first else {
+        let Some(first) = first else {
             return Ok(());
         };
-        match self.decode_or_close(&frame).await? {
+        match first {
             RelayMessage::Hello(hello) if hello.versions.contains(&PROTOCOL_VERSION) => {
                 self.send(&[RelayMessage::HelloAck(HelloAck {
                     version: PROTOCOL_VERSION,
@@ -211,16 +205,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let mut shutdown = self.shutdown.clone();
         loop {
             let next = tokio::select! {
-                next = tokio::time::timeout(self.options.idle_timeout, self.read_frame()) => next,
-                () = stopped(&mut shutdown) => return Ok(()),
+                next = tokio::time::timeout(self.options.idle_timeout, self.read_message()) => next,
+                () = shutdown.wait() => return Ok(()),
             };
-            let frame = match next {
+            let message = match next {
                 Err(_) => return Err("idle for too long".into()),
                 Ok(Err(e)) => return Err(e),
-                Ok(Ok(Read::Closed)) => return Ok(()),
-                Ok(Ok(Read::Frame(frame))) => frame,
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Ok(Some(message))) => message,
             };
-            let message = self.decode_or_close(&frame).await?;
             // Gather the events already buffered behind this one, so that
             // they share a transaction.
             let mut events = Vec::new();
@@ -230,18 +223,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 other => after = Some(other),
             }
             while after.is_none() && events.len() < self.options.max_batch {
-                match proto::check(&self.buf) {
-                    Ok(Some(len)) => {
-                        let frame: Vec<u8> = self.buf.drain(..len).collect();
-                        match self.decode_or_close(&frame).await? {
-                            RelayMessage::Event(event) => events.push(event),
-                            other => after = Some(other),
-                        }
-                    }
+                match self.conn.try_read_frame() {
+                    Ok(Some(RelayMessage::Event(event))) => events.push(event),
+                    Ok(Some(other)) => after = Some(other),
                     Ok(None) => break,
-                    Err(e) => {
+                    // Nothing after an oversized prefix is a frame: apply
+                    // what came before it, then close.
+                    Err(e) if e.is_fatal() => {
                         self.apply(events).await?;
                         return self.refuse_frame(&e).await;
+                    }
+                    Err(e) => {
+                        self.refuse_frame(&e).await?;
+                        return Err(e.to_string());
                     }
                 }
             }
@@ -324,41 +318,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.send(&[reply]).await
     }
 
-    /// Reads until one whole frame is buffered.
-    async fn read_frame(&mut self) -> Result<Read, String> {
-        loop {
-            match proto::check(&self.buf) {
-                Ok(Some(len)) => return Ok(Read::Frame(self.buf.drain(..len).collect())),
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = self.refuse_frame(&e).await;
-                    return Err(e.to_string());
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read failed: {e}"))?;
-            if n == 0 {
-                return if self.buf.is_empty() {
-                    Ok(Read::Closed)
-                } else {
-                    Err(format!(
-                        "the daemon closed the connection in the middle of a frame ({} bytes)",
-                        self.buf.len()
-                    ))
-                };
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    async fn decode_or_close(&mut self, frame: &[u8]) -> Result<RelayMessage, String> {
-        match proto::decode(frame) {
+    /// The next message; `None` when the daemon closed between frames.
+    /// Bytes that are no frame get an error frame and end the connection.
+    async fn read_message(&mut self) -> Result<Option<RelayMessage>, String> {
+        match self.conn.read_frame().await {
             Ok(message) => Ok(message),
-            Err(e) => {
+            Err(FrameIoError::Io(e)) => Err(format!("read failed: {e}")),
+            Err(FrameIoError::Frame(ProtoError::Truncated { have, .. })) => Err(format!(
+                "the daemon closed the connection in the middle of a frame ({have} bytes)"
+            )),
+            Err(FrameIoError::Frame(e)) if e.is_fatal() => {
+                let _ = self.refuse_frame(&e).await;
+                Err(e.to_string())
+            }
+            Err(FrameIoError::Frame(e)) => {
                 self.refuse_frame(&e).await?;
                 Err(e.to_string())
             }
@@ -368,7 +341,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn refuse_frame(&mut self, e: &ProtoError) -> Result<(), String> {
         let frame = RelayMessage::Error(ErrorFrame::for_decode_error(e));
         self.send(&[frame]).await?;
-        let _ = self.stream.shutdown().await;
+        let _ = self.conn.shutdown().await;
         Err(e.to_string())
     }
 
@@ -380,36 +353,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             query: None,
         })])
         .await?;
-        let _ = self.stream.shutdown().await;
+        let _ = self.conn.shutdown().await;
         Err(reason)
     }
 
     async fn send(&mut self, messages: &[RelayMessage]) -> Result<(), String> {
-        let mut out = Vec::new();
         for message in messages {
-            out.extend(proto::encode(message).map_err(|e| e.to_string())?);
+            self.conn.queue_frame(message).map_err(|e| e.to_string())?;
         }
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(|e| format!("write failed: {e}"))?;
-        self.stream
-            .flush()
+        self.conn
+            .flush_frames()
             .await
             .map_err(|e| format!("write failed: {e}"))
     }
-}
-
-/// Resolves once the shutdown flag is set (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// A running server on its own task: for tests, the demo and `cloud serve`.
 #[derive(Debug)]
 pub struct RunningServer {
     pub local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: ShutdownTrigger,
     task: tokio::task::JoinHandle<Result<(), CloudError>>,
 }
 
@@ -435,7 +398,7 @@ impl RunningServer {
         let local_addr = listener
             .local_addr()
             .map_err(CloudError::io("reading the listening address"))?;
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = shutdown_channel();
         let task = tokio::spawn(serve(listener, store, tls, options, stopped));
         Ok(RunningServer {
             local_addr,
@@ -446,7 +409,7 @@ impl RunningServer {
 
     /// Stops accepting, lets connections finish their batch, and waits.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.fire();
         let _ = self.task.await;
     }
 }

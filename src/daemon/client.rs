@@ -7,20 +7,20 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::UnixStream;
 
 use super::DaemonError;
-use super::connection::{FrameIoError, FrameReader, FrameWriter};
 use crate::processor::ProcessorInfo;
 use crate::proto::control::{
     ClaimRequest, ControlMessage, Done, HealthReport, OutcomeRequest, Progress, Queued,
     ReleaseRequest, Request, TakeoverRequest, WatchEvent,
 };
+use crate::proto::{FrameConnection, FrameIoError};
 
 /// How long a client waits for the daemon to answer one frame.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to the daemon.
 pub struct ControlClient<S> {
-    reader: FrameReader<ReadHalf<S>>,
-    writer: FrameWriter<WriteHalf<S>>,
+    reader: FrameConnection<ReadHalf<S>>,
+    writer: FrameConnection<WriteHalf<S>>,
     next_request: u64,
     path: PathBuf,
 }
@@ -79,8 +79,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
     pub fn new(stream: S, path: &Path) -> ControlClient<S> {
         let (r, w) = tokio::io::split(stream);
         ControlClient {
-            reader: FrameReader::new(r),
-            writer: FrameWriter::new(w),
+            reader: FrameConnection::new(r),
+            writer: FrameConnection::new(w),
             next_request: 1,
             path: path.to_path_buf(),
         }
@@ -89,7 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
     async fn request(&mut self, make: fn(Request) -> ControlMessage) -> Result<u64, DaemonError> {
         let request = self.take_request();
         self.writer
-            .write(&make(Request { request }))
+            .write_frame(&make(Request { request }))
             .await
             .map_err(|e| self.failed(e))?;
         Ok(request)
@@ -150,7 +150,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         limit: Duration,
         pick: impl FnOnce(ControlMessage) -> Option<T>,
     ) -> Result<T, DaemonError> {
-        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
+        self.writer
+            .write_frame(&msg)
+            .await
+            .map_err(|e| self.failed(e))?;
         match self.answer_within(request, limit).await? {
             Some(answer) => {
                 let kind = answer.kind().to_owned();
@@ -262,7 +265,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         mut on_progress: impl FnMut(&Progress),
         cancel: impl std::future::Future<Output = ()>,
     ) -> Result<Done, DaemonError> {
-        self.writer.write(&msg).await.map_err(|e| self.failed(e))?;
+        self.writer
+            .write_frame(&msg)
+            .await
+            .map_err(|e| self.failed(e))?;
         tokio::pin!(cancel);
         let mut cancelled = false;
         loop {
@@ -273,7 +279,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
                     answer = self.answer_within(request, patience) => answer?,
                     () = &mut cancel => {
                         cancelled = true;
-                        self.writer.shutdown().await;
+                        let _ = self.writer.shutdown().await;
                         continue;
                     }
                 }
@@ -309,7 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
         request: u64,
         limit: Duration,
     ) -> Result<Option<ControlMessage>, DaemonError> {
-        let read = tokio::time::timeout(limit, self.reader.read::<ControlMessage>());
+        let read = tokio::time::timeout(limit, self.reader.read_frame::<ControlMessage>());
         let msg = match read.await {
             Err(_) => {
                 return Err(DaemonError::NoAnswer {
@@ -452,7 +458,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WatchStream<S> {
         let c = &mut self.client;
         let msg = c
             .reader
-            .read::<ControlMessage>()
+            .read_frame::<ControlMessage>()
             .await
             .map_err(|e| c.failed(e))?;
         match msg {

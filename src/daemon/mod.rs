@@ -22,13 +22,11 @@
 
 pub mod client;
 pub mod config;
-pub mod connection;
 pub mod inventory;
 pub mod lock;
 pub mod logging;
 pub mod notify;
 pub mod server;
-pub mod shutdown;
 pub mod socket;
 pub mod work;
 
@@ -41,10 +39,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use crate::proto::FrameIoError;
 pub use client::{ControlClient, WatchStream, connect, connect_first};
-pub use connection::FrameIoError;
 pub use inventory::LiveInventory;
-pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
 pub use socket::{client_socket_paths, default_runtime_dir, socket_path};
 
 use crate::discovery::{
@@ -52,6 +49,7 @@ use crate::discovery::{
     MIN_LIVENESS,
 };
 use crate::lan::LanError;
+use crate::shutdown::{Shutdown, shutdown_channel};
 
 /// What the daemon needs to run: the configuration file, with the
 /// command line's flags over it.
@@ -486,7 +484,6 @@ async fn run_relay(
     live: Arc<LiveInventory>,
     mut shutdown: Shutdown,
 ) -> (&'static str, Result<(), DaemonError>) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let (status, mut watch) = crate::relay::status_channel(&outbox);
     let publish = |s: &crate::relay::RelayStatus| {
         publish_backlog(&live, &link, s.backlog, s.oldest_pending_age);
@@ -497,7 +494,7 @@ async fn run_relay(
         outbox,
         link.connector(),
         crate::relay::RelayConfig::default(),
-        stopped,
+        shutdown.clone(),
         status,
     ));
     loop {
@@ -511,7 +508,8 @@ async fn run_relay(
             }
         }
     }
-    let _ = stop.send(true);
+    // The relay listens on the same shutdown; once it fired (or the relay
+    // ended by itself) there is only its end to wait for.
     let _ = relay.await;
     ("relay", Ok(()))
 }

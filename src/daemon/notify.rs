@@ -7,7 +7,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 use super::inventory::LiveInventory;
-use super::shutdown::Shutdown;
+use crate::shutdown::Shutdown;
 
 fn send(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {

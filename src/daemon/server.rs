@@ -12,14 +12,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 
-use super::connection::{FrameIoError, FrameReader, FrameWriter};
 use super::inventory::LiveInventory;
-use super::shutdown::{Shutdown, shutdown_channel};
 use super::work::Work;
 use crate::proto::control::{
     ControlError, ControlMessage, Done, Progress, Queued, Reloaded, WatchEvent, error_code,
     processors_frames,
 };
+use crate::proto::{FrameConnection, FrameIoError};
+use crate::shutdown::{Shutdown, shutdown_channel};
 
 /// How long a connection may sit without sending a whole request before it
 /// is closed, so idle or trickling clients cannot hold every slot.
@@ -78,13 +78,13 @@ pub async fn serve(
 
 async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
     let (_, w) = tokio::io::split(stream);
-    let mut writer = FrameWriter::new(w);
+    let mut writer = FrameConnection::new(w);
     let busy = ControlMessage::Error(ControlError::new(
         error_code::BUSY,
         "the daemon serves as many clients as it allows; try again",
         None,
     ));
-    let _ = timeout(WRITE_TIMEOUT, writer.write(&busy)).await;
+    let _ = timeout(WRITE_TIMEOUT, writer.write_frame(&busy)).await;
 }
 
 /// Serves one client until it closes, misbehaves, or the daemon stops.
@@ -97,12 +97,12 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     _slot: OwnedSemaphorePermit,
 ) {
     let (r, w) = tokio::io::split(stream);
-    let mut reader = FrameReader::new(r);
-    let mut writer = FrameWriter::new(w);
+    let mut reader = FrameConnection::new(r);
+    let mut writer = FrameConnection::new(w);
     loop {
         let read = tokio::select! {
             _ = shutdown.wait() => return,
-            read = timeout(IDLE_TIMEOUT, reader.read::<ControlMessage>()) => read,
+            read = timeout(IDLE_TIMEOUT, reader.read_frame::<ControlMessage>()) => read,
         };
         let msg = match read {
             Err(_idle) => {
@@ -124,7 +124,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     &ControlMessage::Error(ControlError::for_decode_error(&e)),
                 )
                 .await;
-                writer.shutdown().await;
+                let _ = writer.shutdown().await;
                 return;
             }
         };
@@ -273,8 +273,8 @@ fn acts_on(msg: &ControlMessage) -> Option<&str> {
 /// going away, cancels the work, as does the daemon stopping. Returns
 /// whether the connection may carry another request.
 async fn serve_work<R, W, F, Fut>(
-    reader: &mut FrameReader<R>,
-    writer: &mut FrameWriter<W>,
+    reader: &mut FrameConnection<R>,
+    writer: &mut FrameConnection<W>,
     request: u64,
     mut shutdown: Shutdown,
     start: F,
@@ -301,7 +301,7 @@ where
                 }
             }
             ended = &mut task => break ended,
-            _ = reader.read::<ControlMessage>(), if !cancelling => {
+            _ = reader.read_frame::<ControlMessage>(), if !cancelling => {
                 tracing::info!(request, "control socket: the client cancelled its work");
                 cancelling = true;
                 cancel.fire();
@@ -339,10 +339,10 @@ where
 }
 
 async fn send<W: AsyncWrite + Unpin>(
-    writer: &mut FrameWriter<W>,
+    writer: &mut FrameConnection<W>,
     msg: &ControlMessage,
 ) -> Result<(), ()> {
-    match timeout(WRITE_TIMEOUT, writer.write(msg)).await {
+    match timeout(WRITE_TIMEOUT, writer.write_frame(msg)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "control socket: write failed");
@@ -356,7 +356,7 @@ async fn send<W: AsyncWrite + Unpin>(
 }
 
 async fn answer_inventory<W: AsyncWrite + Unpin>(
-    writer: &mut FrameWriter<W>,
+    writer: &mut FrameConnection<W>,
     live: &LiveInventory,
     request: u64,
 ) -> Result<(), ()> {
@@ -377,8 +377,8 @@ async fn answer_inventory<W: AsyncWrite + Unpin>(
 /// Every processor known now as `added`, then every change, until the
 /// client closes, falls behind, or the daemon stops.
 async fn stream_watch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    mut reader: FrameReader<R>,
-    mut writer: FrameWriter<W>,
+    mut reader: FrameConnection<R>,
+    mut writer: FrameConnection<W>,
     live: &LiveInventory,
     request: u64,
     mut shutdown: Shutdown,
@@ -396,7 +396,7 @@ async fn stream_watch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             _ = shutdown.wait() => return,
             // A watch carries no further requests: the client closing (or
             // sending anything) ends it.
-            _ = reader.read::<ControlMessage>() => return,
+            _ = reader.read_frame::<ControlMessage>() => return,
             change = changes.recv() => match change {
                 Ok(ev) => {
                     let msg = ControlMessage::Event(Box::new(WatchEvent::of(request, &ev)));
@@ -421,10 +421,10 @@ async fn stream_watch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::daemon::client::ControlClient;
-    use crate::daemon::shutdown_channel;
     use crate::discovery::InventoryEvent;
     use crate::processor::{ProcessorInfo, Serial};
     use crate::proto::control::Request;
+    use crate::shutdown::shutdown_channel;
 
     fn test_work(dir: &std::path::Path, live: &Arc<LiveInventory>) -> Arc<Work> {
         let settings = super::super::work::ClaimSettings {
@@ -504,9 +504,9 @@ mod tests {
             slot,
         ));
         let (r, w) = tokio::io::split(client);
-        let (mut reader, mut writer) = (FrameReader::new(r), FrameWriter::new(w));
+        let (mut reader, mut writer) = (FrameConnection::new(r), FrameConnection::new(w));
         writer
-            .write(&ControlMessage::Watch(Request { request: 3 }))
+            .write_frame(&ControlMessage::Watch(Request { request: 3 }))
             .await
             .unwrap();
         while live.watchers() == 0 {
@@ -518,12 +518,18 @@ mod tests {
         for serial in 1..=n {
             live.apply(InventoryEvent::Added(processor(serial)), Instant::now());
         }
-        match reader.read::<ControlMessage>().await.unwrap() {
+        match reader.read_frame::<ControlMessage>().await.unwrap() {
             Some(ControlMessage::Error(e)) => {
                 assert_eq!((e.code.as_str(), e.request), (error_code::LAGGED, Some(3)));
             }
             other => panic!("{other:?}"),
         }
-        assert!(reader.read::<ControlMessage>().await.unwrap().is_none());
+        assert!(
+            reader
+                .read_frame::<ControlMessage>()
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -20,7 +20,6 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::inventory::LiveInventory;
-use super::shutdown::Shutdown;
 use crate::claim::takeover::{ButtonStep, TakeoverBackend, TakeoverPlan};
 use crate::claim::{
     ClaimError, ClaimOptions, ClaimOutcome, ClaimProgress, DEFAULT_DISCOVERY_TIMEOUT, Resolved,
@@ -38,6 +37,7 @@ use crate::proto::control::{
 use crate::proto::{EventId, EventKind, Outcome, PlaceStatus, Released};
 use crate::relay::Relayed;
 use crate::relay::link::CloudLink;
+use crate::shutdown::Shutdown;
 
 /// The longest a client may ask the daemon to wait for the cloud.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);

@@ -1,24 +1,20 @@
 //! Private files: directories of mode 0700, files of mode 0600, written
-//! atomically so that a crash or a full disk leaves the old file or the new
-//! one, never half of one.
-//!
-//! A write goes to a fresh temporary file in the same directory (created
-//! with `O_EXCL` and mode 0600 from the start, so the key is never readable
-//! by others, not even for a moment), is flushed with `fsync`, renamed over
-//! the target, and the directory is `fsync`ed so that the rename survives a
-//! power cut.
+//! through [`crate::atomic_file`] so that a crash or a full disk leaves the
+//! old file or the new one, never half of one; read only after their modes
+//! were checked.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::IdentityError;
+use crate::atomic_file::{self, Readers};
 
 /// Mode of every directory handoff keeps secrets in.
-pub const DIR_MODE: u32 = 0o700;
+pub use crate::atomic_file::PRIVATE_DIR_MODE as DIR_MODE;
 /// Mode of every file handoff keeps secrets in.
-pub const FILE_MODE: u32 = 0o600;
+pub use crate::atomic_file::PRIVATE_FILE_MODE as FILE_MODE;
 
 /// Creates `dir` (and missing parents) with mode 0700, or checks that an
 /// existing one is not open to others.
@@ -62,40 +58,14 @@ fn check_mode(path: &Path, expected: u32) -> Result<(), IdentityError> {
     Ok(())
 }
 
-/// Writes `contents` to `dir/name` atomically, mode 0600. `dir` must exist.
+/// Writes `contents` to `dir/name` atomically, mode 0600 (see
+/// [`crate::atomic_file`]). `dir` must exist.
 ///
 /// # Errors
 /// [`IdentityError::Io`] naming the file that failed; the temporary file is
 /// removed.
 pub fn write_private(dir: &Path, name: &str, contents: &[u8]) -> Result<(), IdentityError> {
-    let target = dir.join(name);
-    let temp = dir.join(format!(
-        ".{name}.tmp-{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let result = write_then_rename(&temp, &target, contents);
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| IdentityError::io(dir, e))
-}
-
-fn write_then_rename(temp: &Path, target: &Path, contents: &[u8]) -> Result<(), IdentityError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(temp)
-        .map_err(|e| IdentityError::io(temp, e))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| IdentityError::io(temp, e))?;
-    drop(file);
-    fs::rename(temp, target).map_err(|e| IdentityError::io(target, e))
+    atomic_file::write(&dir.join(name), contents, Readers::Owner).map_err(IdentityError::from)
 }
 
 /// Reads a private text file after checking its mode.
@@ -119,9 +89,7 @@ pub fn remove_dir(dir: &Path) -> Result<bool, IdentityError> {
     match fs::remove_dir_all(dir) {
         Ok(()) => {
             if let Some(parent) = dir.parent() {
-                File::open(parent)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| IdentityError::io(parent, e))?;
+                atomic_file::sync_dir(parent)?;
             }
             Ok(true)
         }

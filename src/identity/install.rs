@@ -13,7 +13,7 @@
 //! the new one. A different identity already there is only replaced when
 //! asked, and then kept as `pairing-identity.bak-<time>/`.
 
-use std::fs::{self, DirBuilder, File};
+use std::fs::{self, DirBuilder};
 use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -382,11 +382,7 @@ fn stage_and_rename(
         .try_for_each(|(file, bytes)| write_private(&staging, file, bytes))
         // An empty directory at `target` is replaced by the rename.
         .and_then(|()| fs::rename(&staging, target).map_err(|e| IdentityError::io(target, e)))
-        .and_then(|()| {
-            File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| IdentityError::io(parent, e))
-        });
+        .and_then(|()| Ok(crate::atomic_file::sync_dir(parent)?));
     if staged.is_err() {
         let _ = fs::remove_dir_all(&staging);
     }

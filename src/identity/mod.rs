@@ -126,3 +126,12 @@ impl IdentityError {
         }
     }
 }
+
+impl From<crate::atomic_file::AtomicFileError> for IdentityError {
+    fn from(e: crate::atomic_file::AtomicFileError) -> Self {
+        IdentityError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -10,12 +10,14 @@
 //! - [`connection`]: a stream plus a buffer, reading and writing whole
 //!   frames. TLS is the caller's business.
 //! - [`handshake`]: the tokio driver of the pairing client.
+//! - [`main_client`]: the client of the main port.
 //!
-//! Only the last two do I/O.
+//! Only the last three do I/O, over any stream: TLS is the caller's.
 
 pub mod codec;
 pub mod connection;
 pub mod handshake;
+pub mod main_client;
 pub mod message;
 pub mod pairing;
 
@@ -25,9 +27,15 @@ mod vectors;
 pub use codec::{CodecError, JsonObject, LineCodec, MAX_LINE};
 pub use connection::{Connection, ConnectionError};
 pub use handshake::{pair, pair_reporting};
+pub use main_client::{MainClient, MainClientError, THIS_DEVICE_URL, ThisDevice};
 pub use message::{
     Communique, CommuniqueType, CsrParameters, MessageError, PairingFrame, StatusCode,
 };
+
+/// The pairing port, where the button is pressed and a CSR signed.
+pub const PAIRING_PORT: u16 = 8083;
+/// The main port, where a paired client speaks LEAP with mutual TLS.
+pub const MAIN_PORT: u16 = 8081;
 
 /// Any failure of this module, for callers that handle them alike; each
 /// layer's own enum says more.
@@ -42,4 +50,6 @@ pub enum LeapError {
     Connection(#[from] ConnectionError),
     #[error(transparent)]
     Pairing(#[from] pairing::PairingError),
+    #[error(transparent)]
+    MainClient(#[from] MainClientError),
 }

@@ -18,8 +18,11 @@
 //! [`control`] holds the messages of `control.cddl` (the daemon's Unix
 //! socket), framed by the same codec.
 //!
-//! Not here yet: the redb store, the TLS server and the relay client.
+//! [`connection`] is the one place frames meet a byte stream: the control
+//! socket's both ends, the relay client and the cloud's relay server all
+//! read and write through a [`FrameConnection`].
 
+pub mod connection;
 pub mod control;
 mod error;
 pub mod frame;
@@ -32,6 +35,7 @@ mod vector_files;
 mod vectors;
 mod wire;
 
+pub use connection::{FrameConnection, FrameIoError};
 pub use error::ProtoError;
 pub use frame::{
     FrameMessage, HEADER_LEN, MAX_ITEM, check, decode, decode_as, encode, encode_message,

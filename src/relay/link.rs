@@ -14,13 +14,14 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::frames::FrameReader;
-use super::{RelayConfig, RelayError, status_channel};
+use super::{RelayConfig, RelayError, read_message, status_channel};
 use crate::identity::daemon::DaemonIdentity;
 use crate::outbox::Outbox;
 use crate::proto::{
-    self, Ack, ErrorFrame, EventId, Hello, PROTOCOL_VERSION, PlaceStatus, RelayMessage, StatusQuery,
+    Ack, ErrorFrame, EventId, FrameConnection, Hello, PROTOCOL_VERSION, PlaceStatus, RelayMessage,
+    StatusQuery,
 };
+use crate::shutdown::shutdown_channel;
 
 /// Where the cloud is and who we are to it.
 #[derive(Clone)]
@@ -162,24 +163,23 @@ impl CloudLink {
         &self,
         query: StatusQuery,
     ) -> Result<Result<PlaceStatus, ErrorFrame>, RelayError> {
-        use tokio::io::AsyncWriteExt;
         let stream = self
             .connect()
             .await
             .map_err(|e| RelayError::Connect(e.to_string()))?;
-        let (read, mut write) = tokio::io::split(stream);
-        let mut frames = FrameReader::new(read);
-        let mut out = proto::encode(&RelayMessage::Hello(Hello {
-            versions: vec![PROTOCOL_VERSION],
-            software: Some(RelayConfig::default().software),
-        }))
-        .map_err(RelayError::Encode)?;
-        out.extend(proto::encode(&RelayMessage::StatusQuery(query)).map_err(RelayError::Encode)?);
-        write
-            .write_all(&out)
+        let mut frames = FrameConnection::new(stream);
+        frames
+            .queue_frame(&RelayMessage::Hello(Hello {
+                versions: vec![PROTOCOL_VERSION],
+                software: Some(RelayConfig::default().software),
+            }))
+            .and_then(|()| frames.queue_frame(&RelayMessage::StatusQuery(query)))
+            .map_err(RelayError::Encode)?;
+        frames
+            .flush_frames()
             .await
             .map_err(|e| RelayError::Io(e.to_string()))?;
-        match frames.read_frame().await? {
+        match read_message(&mut frames).await? {
             RelayMessage::HelloAck(_) => {}
             RelayMessage::Error(e) => return Err(RelayError::Handshake(e.reason)),
             other => {
@@ -188,7 +188,7 @@ impl CloudLink {
                 });
             }
         }
-        match frames.read_frame().await? {
+        match read_message(&mut frames).await? {
             RelayMessage::PlaceStatus(status) => Ok(Ok(status)),
             RelayMessage::Error(e) => Ok(Err(e)),
             other => Err(RelayError::Unexpected {
@@ -214,7 +214,7 @@ pub async fn deliver_and_wait(
     ids: &[EventId],
     wait: Duration,
 ) -> (Vec<Option<Ack>>, Option<String>) {
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (stop, shutdown) = shutdown_channel();
     let (status, watch) = status_channel(outbox);
     let task = tokio::spawn(super::run(
         outbox.clone(),
@@ -235,7 +235,7 @@ pub async fn deliver_and_wait(
             .and_then(Result::ok);
         acks.push(ack);
     }
-    let _ = stop.send(true);
+    stop.fire();
     let _ = task.await;
     let last_error = watch.borrow().last_error.clone();
     (acks, last_error)

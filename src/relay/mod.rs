@@ -16,7 +16,7 @@
 //! cannot read does not hold back every later one).
 //!
 //! Its state (connected, backlog, last error) is published on a
-//! [`watch`] channel; shutdown is a `watch::Receiver<bool>` turning true.
+//! [`watch`] channel; it stops when its [`Shutdown`] fires.
 //!
 //! A command (`handoff claim`, `release`) that queues an event and reports
 //! the cloud's answer, or "queued" when the cloud is out of reach:
@@ -32,7 +32,7 @@
 //!
 //! let outbox = Outbox::open(state.join(outbox::FILE_NAME))?;
 //! let id = outbox.append(kind).await?; // durable from here on
-//! let (stop, shutdown) = tokio::sync::watch::channel(false);
+//! let (stop, shutdown) = handoff::shutdown::shutdown_channel();
 //! let (status, _status) = relay::status_channel(&outbox);
 //! // In production: dial TCP and do the mutual-TLS handshake here.
 //! let connect = || tokio::net::TcpStream::connect("127.0.0.1:4443");
@@ -43,7 +43,7 @@
 //!     Ok(ack) => println!("the cloud answered: {:?}", ack?.outcome),
 //!     Err(_) => println!("queued, will be relayed"),
 //! }
-//! stop.send(true)?;
+//! stop.fire();
 //! task.await?;
 //! outbox.close().await;
 //! # Ok(())
@@ -124,7 +124,6 @@ impl Relayed {
     }
 }
 
-mod frames;
 pub mod link;
 #[cfg(test)]
 mod tests;
@@ -134,15 +133,16 @@ use std::future::Future;
 use std::io;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::outbox::{Outbox, OutboxError};
 use crate::proto::{
-    self, ErrorFrame, Hello, HelloAck, PROTOCOL_VERSION, ProtoError, RelayMessage, error_code,
+    self, ErrorFrame, FrameConnection, FrameIoError, Hello, HelloAck, PROTOCOL_VERSION, ProtoError,
+    RelayMessage, error_code,
 };
-use frames::FrameReader;
+use crate::shutdown::Shutdown;
 
 /// Opens a connection to the cloud. Implemented for every
 /// `FnMut() -> impl Future<Output = io::Result<S>>`, so a closure that
@@ -266,7 +266,7 @@ pub async fn run<C: Connector>(
     outbox: Outbox,
     mut connector: C,
     config: RelayConfig,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
     status: watch::Sender<RelayStatus>,
 ) {
     let mut rng = config
@@ -275,12 +275,12 @@ pub async fn run<C: Connector>(
     let mut alarm = BacklogAlarm::default();
     refresh(&outbox, &status, &mut alarm);
     loop {
-        if *shutdown.borrow() {
+        if shutdown.fired() {
             break;
         }
         let err = tokio::select! {
             err = session(&outbox, &mut connector, &config, &status, &mut alarm) => err,
-            () = stopped(&mut shutdown) => break,
+            () = shutdown.wait() => break,
         };
         let delay = outbox.with_core(|core| core.connection_lost(rng.f64()));
         tracing::warn!(error = %err, retry_in = ?delay, "relay: connection to the cloud lost");
@@ -292,7 +292,7 @@ pub async fn run<C: Connector>(
         refresh(&outbox, &status, &mut alarm);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = stopped(&mut shutdown) => break,
+            () = shutdown.wait() => break,
         }
         status.send_modify(|s| s.retry_in = None);
     }
@@ -302,11 +302,6 @@ pub async fn run<C: Connector>(
         s.retry_in = None;
     });
     refresh(&outbox, &status, &mut alarm);
-}
-
-/// Resolves once shutdown is asked for, or nobody can ask any more.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// One connection, from dialing to its failure.
@@ -334,9 +329,8 @@ async fn deliver<C: Connector>(
         .await
         .map_err(|_| RelayError::Timeout("connecting to the cloud"))?
         .map_err(|e| RelayError::Connect(e.to_string()))?;
-    let (rd, mut wr) = tokio::io::split(stream);
-    let mut reader = FrameReader::new(rd);
-    handshake(&mut reader, &mut wr, config).await?;
+    let (mut reader, mut writer) = FrameConnection::new(stream).split();
+    handshake(&mut reader, &mut writer, config).await?;
     outbox.with_core(|core| core.connected());
     status.send_modify(|s| {
         s.connected = true;
@@ -345,14 +339,10 @@ async fn deliver<C: Connector>(
     tracing::info!("relay: connected to the cloud");
 
     let mut changes = outbox.changes();
-    let mut out = Vec::new();
-    let mut written = 0;
     let mut needs_flush = false;
     let mut last_heard = Instant::now();
     loop {
-        if written == out.len() {
-            out.clear();
-            written = 0;
+        if !writer.has_pending() {
             changes.borrow_and_update();
             let (was_idle, batch) = outbox.with_core(|core| {
                 let idle = core.stats(SystemTime::now()).in_flight == 0;
@@ -363,33 +353,30 @@ async fn deliver<C: Connector>(
                     last_heard = Instant::now();
                 }
                 for event in batch {
-                    let frame =
-                        proto::encode(&RelayMessage::Event(event)).map_err(RelayError::Encode)?;
-                    out.extend_from_slice(&frame);
+                    writer
+                        .queue_frame(&RelayMessage::Event(event))
+                        .map_err(RelayError::Encode)?;
                 }
                 refresh(outbox, status, alarm);
             }
         }
         let in_flight = outbox.with_core(|core| core.stats(SystemTime::now()).in_flight > 0);
-        let sending = written < out.len();
+        let sending = writer.has_pending();
         tokio::select! {
-            msg = reader.read_frame() => {
+            msg = read_message(&mut reader) => {
                 last_heard = Instant::now();
                 let mut acks = vec![expect_ack(msg?)?];
-                while let Some(more) = reader.try_frame()? {
+                while let Some(more) = reader.try_read_frame().map_err(RelayError::Garbage)? {
                     acks.push(expect_ack(more)?);
                 }
                 let settled = outbox.record_acks(acks).await.map_err(RelayError::Outbox)?;
                 status.send_modify(|s| s.acknowledged += settled as u64);
                 refresh(outbox, status, alarm);
             }
-            r = write_or_flush(&mut wr, &out[written..]), if sending || needs_flush => {
+            r = writer.write_some(), if sending || needs_flush => {
                 match r.map_err(|e| RelayError::Io(e.to_string()))? {
                     Some(0) => return Err(RelayError::Closed),
-                    Some(n) => {
-                        written += n;
-                        needs_flush = true;
-                    }
+                    Some(_) => needs_flush = true,
                     None => needs_flush = false,
                 }
             }
@@ -403,41 +390,40 @@ async fn deliver<C: Connector>(
     }
 }
 
-/// Writes some of `pending` (`Some(bytes written)`), or flushes when it
-/// is empty (`None`). Cancel safe: one await, on a cancel-safe call.
-async fn write_or_flush<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    pending: &[u8],
-) -> io::Result<Option<usize>> {
-    if pending.is_empty() {
-        wr.flush().await.map(|()| None)
-    } else {
-        wr.write(pending).await.map(Some)
+/// The cloud's next message; the end of its stream is
+/// [`RelayError::Closed`]. Cancel safe, as [`FrameConnection::read_frame`].
+async fn read_message<R: AsyncRead + Unpin>(
+    reader: &mut FrameConnection<R>,
+) -> Result<RelayMessage, RelayError> {
+    match reader.read_frame().await {
+        Ok(Some(msg)) => Ok(msg),
+        Ok(None) => Err(RelayError::Closed),
+        Err(FrameIoError::Frame(e)) => Err(RelayError::Garbage(e)),
+        Err(FrameIoError::Io(e)) => Err(RelayError::Io(e.to_string())),
     }
 }
 
 async fn handshake<R, W>(
-    reader: &mut FrameReader<R>,
-    wr: &mut W,
+    reader: &mut FrameConnection<R>,
+    writer: &mut FrameConnection<W>,
     config: &RelayConfig,
 ) -> Result<(), RelayError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let hello = proto::encode(&RelayMessage::Hello(Hello {
-        versions: vec![PROTOCOL_VERSION],
-        software: Some(config.software.clone()),
-    }))
-    .map_err(RelayError::Encode)?;
+    writer
+        .queue_frame(&RelayMessage::Hello(Hello {
+            versions: vec![PROTOCOL_VERSION],
+            software: Some(config.software.clone()),
+        }))
+        .map_err(RelayError::Encode)?;
     let exchange = async {
-        wr.write_all(&hello)
+        writer
+            .flush_frames()
             .await
             .map_err(|e| RelayError::Io(e.to_string()))?;
-        wr.flush()
-            .await
-            .map_err(|e| RelayError::Io(e.to_string()))?;
-        reader.read_frame().await
+        read_message(reader).await
     };
     let answer = tokio::time::timeout(config.connect_timeout, exchange)
         .await

@@ -9,13 +9,14 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 
-use super::frames::FrameReader;
-use super::{Connector, RelayConfig, RelayStatus, run, status_channel};
+use super::{Connector, RelayConfig, RelayStatus, read_message, run, status_channel};
 use crate::outbox::{Backoff, Outbox};
 use crate::place::PlaceId;
 use crate::proto::{
-    self, Ack, ErrorFrame, EventId, EventKind, HelloAck, Outcome, RelayMessage, Released,
+    self, Ack, ErrorFrame, EventId, EventKind, FrameConnection, HelloAck, Outcome, RelayMessage,
+    Released,
 };
+use crate::shutdown::{ShutdownTrigger, shutdown_channel};
 
 /// What one connection of the fake cloud does.
 #[derive(Clone, Copy, Debug)]
@@ -72,8 +73,8 @@ impl FakeCloud {
 
     async fn serve(self, stream: DuplexStream, behaviour: Behaviour) {
         let (rd, mut wr) = tokio::io::split(stream);
-        let mut reader = FrameReader::new(rd);
-        match reader.read_frame().await {
+        let mut reader = FrameConnection::new(rd);
+        match read_message(&mut reader).await {
             Ok(RelayMessage::Hello(hello)) => assert_eq!(hello.versions, [1]),
             other => panic!("expected hello, got {other:?}"),
         }
@@ -91,11 +92,11 @@ impl FakeCloud {
         if let Behaviour::Garbage = behaviour {
             let _ = wr.write_all(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd]).await;
             // Hold the connection until the daemon drops it.
-            while reader.read_frame().await.is_ok() {}
+            while read_message(&mut reader).await.is_ok() {}
             return;
         }
         let mut seen = 0;
-        while let Ok(msg) = reader.read_frame().await {
+        while let Ok(msg) = read_message(&mut reader).await {
             let RelayMessage::Event(event) = msg else {
                 panic!("expected an event, got {msg:?}");
             };
@@ -110,7 +111,7 @@ impl FakeCloud {
                         query: None,
                     };
                     send(&mut wr, RelayMessage::Error(frame)).await;
-                    while reader.read_frame().await.is_ok() {}
+                    while read_message(&mut reader).await.is_ok() {}
                     return;
                 }
                 _ => {}
@@ -193,13 +194,13 @@ fn config(max_in_flight: usize) -> RelayConfig {
 }
 
 struct Running {
-    stop: watch::Sender<bool>,
+    stop: ShutdownTrigger,
     status: watch::Receiver<RelayStatus>,
     task: tokio::task::JoinHandle<()>,
 }
 
 fn start(outbox: &Outbox, connector: impl Connector + 'static, config: RelayConfig) -> Running {
-    let (stop, shutdown) = watch::channel(false);
+    let (stop, shutdown) = shutdown_channel();
     let (status_tx, status) = status_channel(outbox);
     let task = tokio::spawn(run(outbox.clone(), connector, config, shutdown, status_tx));
     Running { stop, status, task }
@@ -222,7 +223,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        self.stop.send(true).unwrap();
+        self.stop.fire();
         self.task.await.unwrap();
     }
 }

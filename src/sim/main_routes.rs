@@ -11,6 +11,7 @@
 use serde_json::{Value, json};
 
 use super::SimProcessor;
+use crate::leap::MAIN_PORT;
 use crate::leap::codec::JsonObject;
 use crate::leap::message::{
     Communique, CommuniqueType, Header, LEGACY_PING_URL, PING_URL, StatusCode,
@@ -207,7 +208,7 @@ fn resource(p: &SimProcessor, url: &str) -> Option<(Access, &'static str, Option
                 "NetworkInterfaces": [{"href": "/networkinterface/1"}],
                 "EnableState": "Enabled",
                 "LEAPProperties": {"PairingList": {"href": "/server/leap/pairinglist"}},
-                "Endpoints": [{"Protocol": "TCP", "Port": 8081}],
+                "Endpoints": [{"Protocol": "TCP", "Port": MAIN_PORT}],
             }]}),
         ),
         "/project" => read(

@@ -29,10 +29,7 @@ use crate::identity::{
 use crate::processor::Serial;
 use crate::tls::{self, TlsError};
 
-/// The pairing port real processors listen on.
-pub const PAIRING_PORT: u16 = 8083;
-/// The main (LEAP) port.
-pub const MAIN_PORT: u16 = 8081;
+pub use crate::leap::{MAIN_PORT, PAIRING_PORT};
 
 /// Connections each port of each processor serves at once; more wait in
 /// the kernel's backlog.

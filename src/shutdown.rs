@@ -1,5 +1,11 @@
 //! The injected shutdown, as rathole does it: one trigger, any number of
 //! cheap listeners passed down the task tree; every task ends when it fires.
+//!
+//! The one way handoff stops its long-running tasks: the daemon's task tree,
+//! the relay client (in the daemon, `handoff relay` and a command's one-off
+//! link) and the cloud's relay server all listen on a [`Shutdown`]. It has
+//! no dependencies inside the crate, so the site side and the cloud share it
+//! without importing each other.
 
 use tokio::sync::watch;
 

@@ -1,6 +1,11 @@
-//! The two connections of a claim: the pairing port, where the button is
-//! pressed and our CSR signed, then the main port, where the new
-//! certificate must get us in and the processor must say who it is.
+//! Connecting to the processor's two ports for a claim: the pairing port,
+//! where the button is pressed and our CSR signed, then the main port, where
+//! the new certificate must get us in and the processor must say who it is.
+//!
+//! The protocol on each port is `leap`'s ([`crate::leap::pair_reporting`],
+//! [`MainClient`]); what is here is the TLS around it (which identity, which
+//! anchor, the pinned key) and turning each way it fails into a
+//! [`ClaimError`] that tells the integrator what to do.
 
 use std::io;
 use std::net::IpAddr;
@@ -10,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::{AlertDescription, ClientConfig};
-use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -19,15 +23,14 @@ use tokio_rustls::client::TlsStream;
 use super::{ClaimError, ClaimProgress, Resolved};
 use crate::identity::{Credential, PairingIdentity, ServerIdentity};
 use crate::leap::pairing::{PairingClientConfig, PairingError, SignedCertificate, Stage};
-use crate::leap::{Communique, Connection, CsrParameters, pair_reporting};
+use crate::leap::{
+    Connection, CsrParameters, MAIN_PORT, MainClient, PAIRING_PORT, ThisDevice, pair_reporting,
+};
 use crate::processor::{Mac, Serial};
 use crate::tls;
 
-pub const PAIRING_PORT: u16 = 8083;
-pub const MAIN_PORT: u16 = 8081;
 /// How long each connection and answer may take (pylutron-caseta's).
 const STEP: Duration = Duration::from_secs(10);
-const IDENTITY_URL: &str = "/device?where=IsThisDevice:true";
 
 /// What the processor said about itself over the authenticated channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,66 +147,18 @@ pub async fn read_identity(
         processor: name.clone(),
         reason: "it showed no readable certificate".into(),
     })?;
-    let mut conn = Connection::new(stream);
-    let protocol = |reason: String| ClaimError::MainPortProtocol {
-        processor: name.clone(),
-        reason,
-    };
-    let request = Communique::read_request("handoff-claim", IDENTITY_URL);
-    conn.write_frame(&request)
+    let ThisDevice { serial, macs } = MainClient::new(stream, "handoff-claim", STEP)
+        .this_device()
         .await
-        .map_err(|e| protocol(e.to_string()))?;
-    let answer = loop {
-        let frame = tokio::time::timeout(STEP, conn.read_frame())
-            .await
-            .map_err(|_| protocol(format!("no answer to {IDENTITY_URL} within 10 s")))?
-            .map_err(|e| protocol(e.to_string()))?
-            .ok_or_else(|| protocol("it closed the connection before answering".into()))?;
-        let Ok(communique) = Communique::from_object(frame) else {
-            continue;
-        };
-        if communique.client_tag() == Some("handoff-claim") {
-            break communique;
-        }
-    };
-    let _ = conn.shutdown().await;
-    if !answer.status().is_some_and(|s| s.is_success()) {
-        return Err(protocol(format!(
-            "{IDENTITY_URL} was answered {}",
-            answer
-                .status()
-                .map_or_else(|| "without a status".to_owned(), |s| s.to_string())
-        )));
-    }
-    let (serial, macs) = parse_this_device(answer.body.as_ref()).map_err(protocol)?;
+        .map_err(|e| ClaimError::MainPortProtocol {
+            processor: name.clone(),
+            reason: e.to_string(),
+        })?;
     Ok(MainPortIdentity {
         serial,
         macs,
         server,
     })
-}
-
-/// `Devices[0].SerialNumber` and every `NetworkInterfaces[].MACAddress`.
-fn parse_this_device(body: Option<&Value>) -> Result<(Serial, Vec<Mac>), String> {
-    let device = body
-        .and_then(|b| b.get("Devices"))
-        .and_then(|d| d.get(0))
-        .ok_or_else(|| format!("{IDENTITY_URL} named no device"))?;
-    let serial = device
-        .get("SerialNumber")
-        .and_then(Value::as_u64)
-        .and_then(|s| u32::try_from(s).ok())
-        .map(Serial)
-        .ok_or_else(|| "the device has no readable SerialNumber".to_owned())?;
-    let macs = device
-        .get("NetworkInterfaces")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.get("MACAddress").and_then(Value::as_str))
-        .filter_map(|m| m.parse::<Mac>().ok())
-        .collect();
-    Ok((serial, macs))
 }
 
 fn server_identity(stream: &TlsStream<TcpStream>) -> Option<ServerIdentity> {
@@ -312,32 +267,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AlertWatch<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn reads_serial_and_every_mac_of_this_device() {
-        let body = json!({"Devices": [{
-            "SerialNumber": 37152423,
-            "NetworkInterfaces": [{"MACAddress": "02:4c:02:36:e6:a7"}, {"MACAddress": "junk"}],
-        }]});
-        let (serial, macs) = parse_this_device(Some(&body)).unwrap();
-        assert_eq!(serial, Serial(37_152_423));
-        assert_eq!(macs.len(), 1);
-        assert_eq!(macs[0].to_string(), "02:4c:02:36:e6:a7");
-    }
-
-    #[test]
-    fn a_device_without_a_serial_is_not_an_identity() {
-        let body = json!({"Devices": [{"SerialNumber": "x"}]});
-        assert!(parse_this_device(Some(&body)).is_err());
-        assert!(parse_this_device(None).is_err());
-        assert!(parse_this_device(Some(&json!({"Devices": []}))).is_err());
     }
 }
