@@ -25,6 +25,7 @@ pub mod places;
 pub mod project_file;
 pub mod proof;
 mod refusal;
+mod relayed;
 pub mod rules;
 pub mod server;
 pub mod share_link;

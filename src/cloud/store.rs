@@ -22,9 +22,10 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::model::{AccountId, LinkSecret, Place, PlaceId, ShareLink, Status, Timestamp};
-use super::proof::{self, ProofError};
+use super::model::{AccountId, Place, PlaceId, Status, Timestamp};
+use super::proof;
 use super::refusal::Refusal;
+use super::relayed::{CheckedClaim, place_command};
 use super::rules::{self, Command, Event};
 use super::{CloudError, places::status_for};
 use crate::processor::{Mac, Serial};
@@ -559,41 +560,6 @@ fn relay_in(
     Ok(Reply::Ack(stored.ack(&event.id, Outcome::Applied)))
 }
 
-/// The rules' command for a Place operation a daemon relays on its
-/// account's behalf (`secret`: the new share link's, chosen by the cloud).
-fn place_command(account: &AccountId, kind: &EventKind, secret: Option<String>) -> Option<Command> {
-    let by = account.clone();
-    Some(match kind {
-        EventKind::ShareAccess(e) => Command::ShareAccess {
-            place: e.place.clone(),
-            by,
-            email: AccountId::new(&e.email),
-            duration: e.duration,
-        },
-        EventKind::NewShareLink(e) => Command::NewShareLink {
-            place: e.place.clone(),
-            by,
-            secret: LinkSecret(secret?),
-            duration: e.duration,
-        },
-        EventKind::RedeemLink(e) => Command::RedeemLink {
-            place: e.place.clone(),
-            by,
-            link: ShareLink {
-                number: e.link.number,
-                secret: LinkSecret(e.link.secret.clone()),
-            },
-        },
-        EventKind::RevokeAccess(e) => Command::RevokeAccess {
-            place: e.place.clone(),
-            by,
-            target: AccountId::new(&e.email),
-            force: e.force,
-        },
-        _ => return None,
-    })
-}
-
 /// The Place a Released event names, directly or by its processor.
 fn released_place(
     txn: &WriteTransaction,
@@ -642,14 +608,8 @@ fn claim_in(
     })
 }
 
-/// The rules' Claim, and the proof's spent key (or why it failed).
-type CheckedClaim = (Command, Result<Vec<u8>, ProofError>);
-
-/// Turns a Claimed event into the rules' Claim, with the proof checked:
-/// the processor must be registered (to the Place named, if one is), the
-/// MAC must be its MAC, and the proof must be unspent and signed by its
-/// CA. The proof's outcome comes back beside the command: its spent key
-/// to remember if the claim is applied, or why it failed.
+/// [`super::relayed::check_claim`] with the processor's record and the
+/// spent proofs read from `txn`.
 fn check_claim(
     txn: &WriteTransaction,
     account: &AccountId,
@@ -657,51 +617,29 @@ fn check_claim(
     now: Timestamp,
 ) -> Result<Result<CheckedClaim, Refusal>, CloudError> {
     let processors = txn.open_table(PROCESSORS)?;
-    let Some(record) = processors.get(claim.serial.0)? else {
-        return Ok(Err(Refusal::UnknownProcessor {
-            serial: claim.serial,
-        }));
+    let record = match processors.get(claim.serial.0)? {
+        Some(v) => Some(decode::<ProcessorRecord>(
+            "processors",
+            &claim.serial.to_string(),
+            v.value(),
+        )?),
+        None => None,
     };
-    let record: ProcessorRecord = decode("processors", &claim.serial.to_string(), record.value())?;
-    if claim.place.as_ref().is_some_and(|p| *p != record.place) {
-        return Ok(Err(Refusal::UnknownProcessor {
-            serial: claim.serial,
-        }));
-    }
-    if record.mac != claim.mac.0 {
-        return Ok(Err(Refusal::BadClaimProof {
-            reason: format!(
-                "processor {} has MAC {}, the claim says {}",
-                claim.serial,
-                record.mac(),
-                claim.mac
-            ),
-        }));
-    }
-    let proof = match proof::verify(&[&claim.proof], &record.ca_der, now) {
-        Ok(facts) => {
-            let spent = txn.open_table(SPENT_PROOFS)?;
-            if spent.get((claim.serial.0, facts.spent_key()))?.is_some() {
-                return Ok(Err(Refusal::BadClaimProof {
-                    reason: "this proof was already used for a claim: press the button and pair \
-                             again"
-                        .into(),
-                }));
+    let spent = txn.open_table(SPENT_PROOFS)?;
+    let mut lookup_error = None;
+    let checked = super::relayed::check_claim(record.as_ref(), account, claim, now, |key| {
+        match spent.get((claim.serial.0, key)) {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                lookup_error = Some(e);
+                true
             }
-            Ok(facts.spent_key().to_vec())
         }
-        Err(e) => Err(e),
-    };
-    let press_verified = proof.is_ok();
-    Ok(Ok((
-        Command::Claim {
-            place: record.place.clone(),
-            by: account.clone(),
-            processor: claim.serial,
-            press_verified,
-        },
-        proof,
-    )))
+    });
+    if let Some(e) = lookup_error {
+        return Err(e.into());
+    }
+    Ok(checked)
 }
 
 /// A share link's secret: 128 random bits, hex.
