@@ -28,6 +28,7 @@ mod device_uid;
 mod record;
 pub mod takeover;
 mod target;
+mod wire;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub use connect::MainPortIdentity;
 pub use device_uid::{ANONYMOUS_DEVICE_UID, device_uid_towards};
 pub use record::{ClaimRecord, credential_files};
 pub use target::{Resolved, Target, discover, resolve};
+pub use wire::parse_device_uid;
 
 use crate::identity::{
     Credential, CredentialStore, IdentityError, KeyAlgorithm, PairingIdentity, PrivateKey,
@@ -219,7 +221,7 @@ impl ClaimOptions {
 }
 
 /// What a successful claim kept, and where.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ClaimOutcome {
     pub id: String,
     pub serial: Serial,

@@ -25,7 +25,7 @@ use crate::daemon::DaemonError;
 use crate::identity::{KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
 use crate::leap::pairing::DEFAULT_BUTTON_WINDOW;
 use crate::proto::EventKind;
-use crate::proto::control::{ClaimRequest, Done, error_code};
+use crate::proto::control::{ClaimRequest, Done, KeyKind as WireKeyKind, error_code};
 use crate::site::SiteClient;
 
 /// How to reach the processor and pair with it: shared by `pair` and
@@ -54,7 +54,7 @@ pub struct PairingFlags {
     pub key: KeyKind,
     /// DeviceUID to send (12 hex digits) [default: the MAC of the interface
     /// that reaches the processor]; 000000000000 sends what other clients send
-    #[arg(long, value_name = "HEX12", value_parser = parse_device_uid)]
+    #[arg(long, value_name = "HEX12", value_parser = crate::claim::parse_device_uid)]
     pub device_uid: Option<String>,
     /// How long discovery looks for the processor
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
@@ -108,13 +108,12 @@ pub enum KeyKind {
     Ec,
 }
 
-fn parse_device_uid(s: &str) -> Result<String, String> {
-    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(s.to_ascii_lowercase())
-    } else {
-        Err(format!(
-            "'{s}' is not 12 hex digits (a MAC address without separators)"
-        ))
+impl From<KeyKind> for WireKeyKind {
+    fn from(kind: KeyKind) -> WireKeyKind {
+        match kind {
+            KeyKind::Rsa => WireKeyKind::Rsa,
+            KeyKind::Ec => WireKeyKind::Ec,
+        }
     }
 }
 
@@ -279,10 +278,7 @@ async fn pair_here(
             p.timeout
         },
         button_timeout: p.button_timeout.unwrap_or(DEFAULT_BUTTON_WINDOW),
-        key_algorithm: match p.key {
-            KeyKind::Rsa => KeyAlgorithm::Rsa2048,
-            KeyKind::Ec => KeyAlgorithm::EcdsaP256,
-        },
+        key_algorithm: KeyAlgorithm::from(WireKeyKind::from(p.key)),
         device_uid: p.device_uid.clone(),
         export_dir,
         ..ClaimOptions::new(Target::parse(processor), state_dir.to_owned())
@@ -347,22 +343,7 @@ async fn pair_with_daemon(req: ClaimRequest) -> Result<DaemonPairing, CliError> 
             "the daemon ended the pairing without naming the processor".into(),
         ));
     };
-    let outcome = ClaimOutcome {
-        id: claimed.id,
-        serial: claimed.serial,
-        mac: claimed.mac,
-        address: claimed.address.parse().map_err(|_| {
-            CliError::Failed(format!(
-                "the daemon sent '{}' as the processor's address",
-                claimed.address
-            ))
-        })?,
-        product: claimed.product,
-        device_uid: claimed.device_uid,
-        credential_dir: claimed.dir.into(),
-        files: claimed.files.into_iter().map(PathBuf::from).collect(),
-        exported: Vec::new(),
-    };
+    let outcome = ClaimOutcome::try_from(claimed).map_err(CliError::Failed)?;
     Ok(DaemonPairing::Done {
         outcome: Box::new(outcome),
         done: Box::new(done),
@@ -381,13 +362,7 @@ fn claim_request(
         processor: processor.to_owned(),
         address: p.address.map(|a| a.to_string()),
         button_s: p.button_timeout.map(|d| d.as_secs().max(1)),
-        key: Some(
-            match p.key {
-                KeyKind::Rsa => "rsa",
-                KeyKind::Ec => "ec",
-            }
-            .into(),
-        ),
+        key: Some(p.key.into()),
         device_uid: p.device_uid.clone(),
         wait_ms: u64::try_from(cloud_wait.as_millis()).unwrap_or(u64::MAX),
         homeowner,

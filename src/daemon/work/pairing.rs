@@ -4,7 +4,6 @@
 //! inverses, Remove Home from Account and unpairing.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -12,6 +11,7 @@ use tokio::sync::mpsc;
 use super::Work;
 use crate::claim::{ClaimOptions, ClaimOutcome, ClaimProgress, Resolved, Target};
 use crate::identity::{KeyAlgorithm, PairingIdentity};
+use crate::proto::control::KeyKind;
 use crate::proto::control::{
     ClaimRequest, ClaimedProcessor, CloudResult, ControlError, Done, Progress, ReleaseRequest,
     ReleasedProcessor, error_code, step,
@@ -42,7 +42,7 @@ impl Work {
             let outcome = self.pair(&req, &progress, cancel).await?;
             return Ok(Done {
                 request: r,
-                claimed: Some(claimed_processor(&outcome)),
+                claimed: Some(ClaimedProcessor::from(&outcome)),
                 released: None,
                 takeover: None,
                 cloud: None,
@@ -59,7 +59,7 @@ impl Work {
         let (outcome, cloud) = self.claim_and_queue(req, progress, cancel).await?;
         Ok(Done {
             request: r,
-            claimed: Some(claimed_processor(&outcome)),
+            claimed: Some(ClaimedProcessor::from(&outcome)),
             released: None,
             takeover: None,
             cloud: Some(cloud),
@@ -84,16 +84,13 @@ impl Work {
                     .map_err(|_| failed(format!("'{a}' is not an IP address")))?,
             ),
         };
-        let key_algorithm = match req.key.as_deref() {
-            None | Some("rsa") => KeyAlgorithm::Rsa2048,
-            Some("ec") => KeyAlgorithm::EcdsaP256,
-            Some(other) => return Err(failed(format!("unknown key kind '{other}' (rsa or ec)"))),
-        };
-        if let Some(uid) = &req.device_uid
-            && !(uid.len() == 12 && uid.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return Err(failed(format!("DeviceUID '{uid}' is not 12 hex digits")));
-        }
+        let key_algorithm = KeyAlgorithm::from(req.key.unwrap_or(KeyKind::Rsa));
+        let device_uid = req
+            .device_uid
+            .as_deref()
+            .map(crate::claim::parse_device_uid)
+            .transpose()
+            .map_err(|e| failed(format!("DeviceUID {e}")))?;
         let settings = self.claim_settings();
         let identity = PairingIdentity::load(&settings.pairing_identity).map_err(|e| {
             failed(format!(
@@ -109,7 +106,7 @@ impl Work {
                 .button_s
                 .map_or(settings.button_timeout, Duration::from_secs),
             key_algorithm,
-            device_uid: req.device_uid.as_ref().map(|u| u.to_ascii_lowercase()),
+            device_uid,
             ..ClaimOptions::new(target.clone(), self.state_dir.clone())
         };
         let mut streamed = Streamed {
@@ -255,20 +252,6 @@ fn stored_but(outcome: &ClaimOutcome, e: &str, request: u64) -> ControlError {
         ),
         Some(request),
     )
-}
-
-fn claimed_processor(outcome: &ClaimOutcome) -> ClaimedProcessor {
-    let text = |p: &Path| p.display().to_string();
-    ClaimedProcessor {
-        id: outcome.id.clone(),
-        serial: outcome.serial,
-        mac: outcome.mac,
-        address: outcome.address.to_string(),
-        product: outcome.product.clone(),
-        device_uid: outcome.device_uid.clone(),
-        dir: text(&outcome.credential_dir),
-        files: outcome.files.iter().map(|f| text(f)).collect(),
-    }
 }
 
 /// A claim's steps as `progress` frames.

@@ -29,8 +29,9 @@ use crate::processor::ProcessorInfo;
 
 pub use processor::ProcessorWire;
 pub use work::{
-    ClaimRequest, ClaimedProcessor, CloudResult, Done, OutcomeRequest, Progress, ReleaseRequest,
-    ReleasedProcessor, StatusReport, StatusRequest, TakeoverRequest, TakeoverResult, step,
+    ClaimRequest, ClaimedProcessor, CloudResult, Done, KeyKind, OutcomeRequest, Progress,
+    ReleaseRequest, ReleasedProcessor, StatusReport, StatusRequest, TakeoverRequest,
+    TakeoverResult, step,
 };
 
 /// The codes of [`ControlError::code`]. A client must treat a code it does

@@ -255,3 +255,22 @@ fn a_done_with_a_mac_of_the_wrong_length_is_refused() {
         decode(&frame)
     );
 }
+
+#[test]
+fn a_claim_naming_an_unknown_key_kind_does_not_decode() {
+    // The key kind is typed on the wire: "dsa" is refused at decode, once,
+    // not passed on as text for the daemon to judge.
+    let claim = |key: &str| {
+        frame_of(&map(vec![
+            ("k", Value::Text("claim".into())),
+            ("r", Value::Integer(6.into())),
+            ("proc", Value::Text("0236e6a7".into())),
+            ("key", Value::Text(key.into())),
+        ]))
+    };
+    match decode(&claim("ec")) {
+        Ok(ControlMessage::Claim(c)) => assert_eq!(c.key, Some(KeyKind::Ec)),
+        other => panic!("{other:?}"),
+    }
+    assert!(decode(&claim("dsa")).is_err());
+}

@@ -196,7 +196,7 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                 processor: "0236e6a7".into(),
                 address: None,
                 button_s: Some(180),
-                key: Some("ec".into()),
+                key: Some(KeyKind::Ec),
                 device_uid: None,
                 wait_ms: 10_000,
                 homeowner: false,

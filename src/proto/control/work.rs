@@ -27,6 +27,16 @@ pub struct CloudResult {
     pub link: Option<IssuedLink>,
 }
 
+/// The key a pairing generates, as the wire names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    /// RSA-2048, as real clients send.
+    Rsa,
+    /// EC P-256.
+    Ec,
+}
+
 /// Client → daemon: pair with a processor by its button. The daemon finds
 /// it in its inventory (or at `addr`), pairs with its own pairing
 /// identity and keeps the credential in its state directory. Only with
@@ -46,9 +56,9 @@ pub struct ClaimRequest {
     /// The button window in seconds; absent: the daemon's `button_timeout`.
     #[serde(rename = "button-s", default, skip_serializing_if = "Option::is_none")]
     pub button_s: Option<u64>,
-    /// `rsa` (default) or `ec`.
+    /// The key to generate; absent: RSA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<KeyKind>,
     /// The CSR's DeviceUID, 12 hex digits; absent: the MAC of the daemon's
     /// interface towards the processor.
     #[serde(rename = "uid", default, skip_serializing_if = "Option::is_none")]
