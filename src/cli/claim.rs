@@ -20,7 +20,7 @@ use serde_json::json;
 use super::output::print_stdout;
 use super::relay::{CloudFlags, Relayed, describe};
 use super::{CliError, parse_timeout, shutdown_signal};
-use crate::claim::{ClaimOptions, ClaimOutcome, DEFAULT_DISCOVERY_TIMEOUT, Target};
+use crate::claim::{ClaimOptions, ClaimOutcome, Target};
 use crate::daemon::DaemonError;
 use crate::identity::{KeyAlgorithm, PAIRING_IDENTITY_DIR, PairingIdentity};
 use crate::leap::pairing::DEFAULT_BUTTON_WINDOW;
@@ -272,11 +272,7 @@ async fn pair_here(
     let options = ClaimOptions {
         address: p.address,
         interfaces: p.interfaces.clone(),
-        discovery_timeout: if p.timeout.is_zero() {
-            DEFAULT_DISCOVERY_TIMEOUT
-        } else {
-            p.timeout
-        },
+        discovery_timeout: p.timeout, // never zero: parse_timeout refuses it
         button_timeout: p.button_timeout.unwrap_or(DEFAULT_BUTTON_WINDOW),
         key_algorithm: KeyAlgorithm::from(WireKeyKind::from(p.key)),
         device_uid: p.device_uid.clone(),

@@ -22,7 +22,7 @@ use super::relay::{CloudFlags, Relayed};
 use super::status::identify;
 use super::{CliError, parse_timeout, shutdown_signal};
 use crate::claim::takeover::{ButtonStep, TakeoverBackend, TakeoverEnd, TakeoverPlan, takeover};
-use crate::claim::{ClaimOptions, DEFAULT_DISCOVERY_TIMEOUT, Target};
+use crate::claim::{ClaimOptions, Target};
 use crate::cloud::{AccessDuration, AccountId, Status};
 use crate::daemon::DaemonError;
 use crate::identity::KeyAlgorithm;
@@ -322,11 +322,7 @@ impl TakeoverBackend for CliTakeover<'_> {
             load_pairing_identity(self.args.pairing_identity.as_deref(), &self.state_dir)
                 .map_err(|e| e.to_string())?;
         let options = ClaimOptions {
-            discovery_timeout: if self.args.timeout.is_zero() {
-                DEFAULT_DISCOVERY_TIMEOUT
-            } else {
-                self.args.timeout
-            },
+            discovery_timeout: self.args.timeout, // never zero: parse_timeout refuses it
             button_timeout: self.args.button_timeout,
             key_algorithm: KeyAlgorithm::Rsa2048,
             ..ClaimOptions::new(Target::Serial(serial), self.state_dir.clone())
