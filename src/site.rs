@@ -75,10 +75,10 @@ impl SiteClient {
     }
 
     /// The cloud's address (host:port), for messages.
-    pub fn cloud(&self) -> &str {
+    pub fn cloud(&self) -> String {
         match self {
-            SiteClient::Direct { link, .. } => &link.address,
-            SiteClient::Daemon { cloud, .. } => cloud,
+            SiteClient::Direct { link, .. } => link.address(),
+            SiteClient::Daemon { cloud, .. } => cloud.clone(),
         }
     }
 
@@ -240,7 +240,7 @@ fn answered(ack: Option<crate::proto::Ack>, last_error: Option<&str>, link: &Clo
     ack.map_or_else(
         || Relayed::Queued {
             reason: last_error.map_or_else(
-                || format!("no answer from {} in time", link.address),
+                || format!("no answer from {} in time", link.address()),
                 str::to_owned,
             ),
         },

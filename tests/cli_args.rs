@@ -59,6 +59,32 @@ fn a_zero_timeout_is_a_usage_error() {
 }
 
 #[test]
+fn a_cloud_that_is_not_host_port_is_a_usage_error() {
+    let dir = TempDir::new("args");
+    for (args, says) in [
+        (
+            &["relay", "--cloud", "cloud.example.com"][..],
+            "'cloud.example.com' is not host:port (no port)",
+        ),
+        (
+            &["relay", "--cloud", "a:4433,,b:4433"],
+            "'' is not host:port",
+        ),
+        (
+            &["claim", "0236e6a7", "--cloud", "a:4433,a:4433"],
+            "a:4433 is listed twice",
+        ),
+        (
+            &["daemon", "--cloud", "2001:db8::1:4433"],
+            "write an IPv6 address in brackets",
+        ),
+    ] {
+        let run = run_in(&dir, args);
+        assert_usage(&run, args, says);
+    }
+}
+
+#[test]
 fn an_empty_processor_is_a_usage_error() {
     let dir = TempDir::new("args");
     for args in [

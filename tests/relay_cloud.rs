@@ -90,3 +90,72 @@ lan_test! {
         drop(cloud);
     }
 }
+
+fn queue_shares(state: &std::path::Path, from: usize, to: usize) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let outbox = Outbox::open(state.join(handoff::outbox::FILE_NAME)).unwrap();
+            for i in from..to {
+                outbox
+                    .append(EventKind::ShareAccess(ShareAccess {
+                        place: PlaceId("lake".into()),
+                        email: format!("pro{i}@example.com"),
+                        duration: AccessDuration::SevenDays,
+                    }))
+                    .await
+                    .unwrap();
+            }
+            outbox.close().await;
+        });
+}
+
+lan_test! {
+    /// `--cloud A,B`: node A answers first; once A is gone (SIGKILL) and a
+    /// standby node B serves the same store, the relay moves to B by
+    /// itself and says so; every event is applied once, none is lost.
+    fn relay_fails_over_to_the_next_cloud_node() {
+        let dir = TempDir::new("relay-failover");
+        let data = dir.path("cloud");
+        let state = dir.path("state");
+        let (data_s, state_s) = (data.to_str().unwrap(), state.to_str().unwrap());
+        let run = handoff(&["cloud", "--data", data_s, "place", "create", "--id", "lake", "--as", OWNER,
+            "--remote-services", "--project-file", dir.path("p.json").to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let run = handoff(&["cloud", "--data", data_s, "enroll", "--name", "site", "--account", OWNER,
+            "--out", state.join("cloud-identity").to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("127.0.0.1:4433".parse().unwrap(), "127.0.0.2:4433".parse().unwrap());
+        let nodes = format!("{a},{b}");
+        let relay = || handoff(&["--state-dir", state_s, "relay", "--cloud", &nodes, "--timeout", "30s", "--json"]);
+
+        let mut node_a = Cloud::start(&data, a);
+        queue_shares(&state, 0, 20);
+        let first = relay();
+        assert_eq!(first.code, Some(0), "{}", first.stderr);
+        assert_eq!((first.json()["applied"].as_u64(), first.json()["cloud"].as_str()), (Some(20), Some("127.0.0.1:4433")));
+
+        node_a.kill9();
+        let node_b = Cloud::start(&data, b);
+        queue_shares(&state, 20, 50);
+        let second = relay();
+        assert_eq!(second.code, Some(0), "{}", second.stderr);
+        let report = second.json();
+        assert_eq!(report["applied"], 30, "{report}");
+        assert_eq!(report["cloud"], "127.0.0.2:4433", "the report names the node that answered: {report}");
+
+        // Both gone: the error names every node, and the events wait.
+        drop(node_b);
+        queue_shares(&state, 50, 51);
+        let third = handoff(&["--state-dir", state_s, "relay", "--cloud", &nodes, "--timeout", "3s", "--json"]);
+        assert_eq!(third.code, Some(4), "{}", third.stderr);
+        let error = third.json()["last_error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains("127.0.0.1:4433") && error.contains("127.0.0.2:4433"), "{error}");
+
+        let stats = handoff(&["cloud", "--data", data_s, "stats", "--json"]).json();
+        assert_eq!(stats["events"], 50, "each event recorded once: {stats}");
+    }
+}

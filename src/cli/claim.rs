@@ -447,7 +447,7 @@ fn report_pairing(
                  homeowner in the cloud: handoff claim)\n",
             ),
             Some((route, relayed)) => {
-                s.push_str(&describe("homeowner claim", relayed, route.cloud()));
+                s.push_str(&describe("homeowner claim", relayed, &route.cloud()));
                 if matches!(relayed, Relayed::Applied(_)) {
                     s.push_str(&format!("; {} is the Place's homeowner", route.account()));
                 }

@@ -38,10 +38,10 @@ pub struct DaemonArgs {
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_connections: usize,
 
-    /// Relay to this cloud (host:port); overrides the configuration's
-    /// `[cloud] address`
+    /// Relay to this cloud (host:port, or several nodes as A,B to fail over
+    /// between); overrides the configuration's `[cloud] address`
     #[arg(long, value_name = "ADDR")]
-    pub cloud: Option<String>,
+    pub cloud: Option<crate::relay::address::CloudAddresses>,
 
     /// The enrolled identity bundle; overrides `[cloud] identity`
     /// (default STATE_DIR/cloud-identity)
@@ -69,7 +69,7 @@ impl DaemonArgs {
         };
         let cloud = match (&self.cloud, &effective.cloud.address) {
             (Some(address), _) => Some(address.clone()),
-            (None, Some(address)) => Some(address.to_string()),
+            (None, Some(address)) => Some(address.clone()),
             (None, None) => None,
         }
         .map(|address| {

@@ -218,7 +218,9 @@ async fn story(
     }
 
     println!("\n2. Ask the cloud each Place's status, as {INTEGRATOR}:");
-    let link = CloudLink::new(CLOUD_ADDR, &state.join(IDENTITY_DIR)).map_err(CliError::Failed)?;
+    let cloud: crate::relay::address::CloudAddresses =
+        CLOUD_ADDR.parse().map_err(CliError::Failed)?;
+    let link = CloudLink::new(&cloud, &state.join(IDENTITY_DIR)).map_err(CliError::Failed)?;
     for p in &fleet {
         let st = link
             .place_status(Some(p.serial), Some(p.mac), Duration::from_secs(10))
@@ -249,7 +251,7 @@ async fn story(
         timeout: Duration::from_secs(5),
         json: false,
         cloud: CloudFlags {
-            cloud: Some(CLOUD_ADDR.into()),
+            cloud: Some(cloud),
             cloud_identity: None,
             cloud_wait: Duration::from_secs(10),
         },

@@ -9,15 +9,17 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, parse_duration};
+use crate::relay::address::CloudAddresses;
 use crate::relay::link::CloudLink;
 use crate::site::SiteClient;
 
 #[derive(Args, Debug, Clone)]
 pub struct CloudFlags {
-    /// The cloud access layer to relay to (host:port) [default: none; events
-    /// stay queued in STATE_DIR/outbox.redb]
+    /// The cloud access layer to relay to (host:port), or several nodes of
+    /// one Place service as A,B: on a connection failure the next is tried
+    /// [default: none; events stay queued in STATE_DIR/outbox.redb]
     #[arg(long, value_name = "ADDR", env = "HANDOFF_CLOUD")]
-    pub cloud: Option<String>,
+    pub cloud: Option<CloudAddresses>,
     /// The identity bundle `handoff cloud enroll` wrote
     /// [default: STATE_DIR/cloud-identity]
     #[arg(long, value_name = "DIR", env = "HANDOFF_CLOUD_IDENTITY")]
@@ -34,7 +36,7 @@ impl CloudFlags {
     /// A bundle that cannot be used.
     pub fn link(&self, state_dir: &Path) -> Result<Option<CloudLink>, CliError> {
         CloudLink::from_flags(
-            self.cloud.as_deref(),
+            self.cloud.as_ref(),
             self.cloud_identity.as_deref(),
             state_dir,
         )
@@ -128,7 +130,7 @@ pub async fn run(
         }
     }
     outbox.close().await;
-    let cloud = &link.address;
+    let cloud = link.address();
     if args.json {
         println!(
             "{}",

@@ -118,7 +118,7 @@ pub async fn run_release(
         place: None,
         serial: Some(serial),
     });
-    let cloud = link.address.clone();
+    let cloud = link.address();
     let site = SiteClient::Direct {
         link,
         state_dir: state_dir.clone(),

@@ -71,7 +71,7 @@ pub struct DaemonSettings {
     pub stop_within: Duration,
     /// The cloud to relay to (`host:port`) and the identity bundle's
     /// directory; `None`: no relay, the outbox is left to the commands.
-    pub cloud: Option<(String, PathBuf)>,
+    pub cloud: Option<(crate::relay::address::CloudAddresses, PathBuf)>,
     /// What claims performed for clients use.
     pub claim: work::ClaimSettings,
 }
@@ -489,7 +489,7 @@ async fn run_relay(
         publish_backlog(&live, &link, s.backlog, s.oldest_pending_age);
     };
     publish(&watch.borrow());
-    tracing::info!(cloud = %link.address, site = %link.site, account = %link.account, "relay started");
+    tracing::info!(cloud = %link.addresses(), site = %link.site, account = %link.account, "relay started");
     let relay = tokio::spawn(crate::relay::run(
         outbox,
         link.connector(),
@@ -525,7 +525,7 @@ fn publish_backlog(
     live.set_relay_health(Some(crate::proto::control::RelayHealth {
         backlog: backlog as u64,
         oldest_unsent_ms: oldest.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        cloud: Some(link.address.clone()),
+        cloud: Some(link.address()),
         account: Some(link.account.clone()),
     }));
 }

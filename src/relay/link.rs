@@ -2,10 +2,18 @@
 //! with the enrolled identity, and what the commands do with it — relay
 //! queued events now and wait a little for their answers, or ask the
 //! status of a processor's Place.
+//!
+//! A link may name several nodes of one Place service. A connection goes
+//! to the node that answered last; when it cannot be reached (TCP or TLS
+//! fails), the next is tried, each once per attempt, and the one that
+//! answers becomes the link's node for every later connection. Which node
+//! applies an event does not matter: they share one database, and an
+//! event id is applied once whichever node sees it.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustls::ClientConfig;
@@ -14,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::address::{CloudAddress, CloudAddresses};
 use super::{RelayConfig, RelayError, read_message, status_channel};
 use crate::identity::daemon::DaemonIdentity;
 use crate::outbox::Outbox;
@@ -23,20 +32,27 @@ use crate::proto::{
 };
 use crate::shutdown::shutdown_channel;
 
-/// Where the cloud is and who we are to it.
+/// Where the cloud is and who we are to it. Clones share the node in use.
 #[derive(Clone)]
 pub struct CloudLink {
-    /// `host:port`.
-    pub address: String,
+    addresses: Arc<CloudAddresses>,
+    /// Index into `addresses` of the node that answered last.
+    current: Arc<AtomicUsize>,
     pub site: String,
     pub account: String,
     config: Arc<ClientConfig>,
 }
 
+/// How long one node may take to accept TCP and finish TLS before the next
+/// is tried, when there is a next: a node that drops packets must not use
+/// up the caller's whole connect timeout.
+const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
 impl std::fmt::Debug for CloudLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CloudLink")
-            .field("address", &self.address)
+            .field("addresses", &self.addresses.to_string())
+            .field("current", &self.address())
             .field("site", &self.site)
             .field("account", &self.account)
             .finish_non_exhaustive()
@@ -52,7 +68,7 @@ impl CloudLink {
     ///
     /// # Errors
     /// A message naming the bundle and what to do.
-    pub fn new(address: &str, identity_dir: &Path) -> Result<CloudLink, String> {
+    pub fn new(addresses: &CloudAddresses, identity_dir: &Path) -> Result<CloudLink, String> {
         let identity = DaemonIdentity::load(identity_dir).map_err(|e| {
             format!(
                 "cannot use the cloud identity in {}: {e}",
@@ -62,7 +78,8 @@ impl CloudLink {
         let config = crate::tls::cloud_client_config(&identity.identity, &identity.cloud_ca_pem)
             .map_err(|e| format!("the cloud identity in {}: {e}", identity_dir.display()))?;
         Ok(CloudLink {
-            address: address.to_owned(),
+            addresses: Arc::new(addresses.clone()),
+            current: Arc::new(AtomicUsize::new(0)),
             site: identity.site,
             account: identity.account.as_str().to_owned(),
             config,
@@ -75,7 +92,7 @@ impl CloudLink {
     /// # Errors
     /// As [`CloudLink::new`].
     pub fn from_flags(
-        address: Option<&str>,
+        address: Option<&CloudAddresses>,
         identity_dir: Option<&Path>,
         state_dir: &Path,
     ) -> Result<Option<CloudLink>, String> {
@@ -87,12 +104,60 @@ impl CloudLink {
         CloudLink::new(address, &dir).map(Some)
     }
 
-    /// A connection with the TLS handshake done.
+    /// The node in use (`host:port`): the one that answered last, else
+    /// the first. What messages name.
+    pub fn address(&self) -> String {
+        let list = self.addresses.as_slice();
+        list[self.current.load(Ordering::Relaxed) % list.len()].to_string()
+    }
+
+    /// Every node, in the order given.
+    pub fn addresses(&self) -> &CloudAddresses {
+        &self.addresses
+    }
+
+    /// A connection with the TLS handshake done: to the node in use, else
+    /// to the next that answers.
     ///
     /// # Errors
-    /// The I/O or TLS failure.
+    /// The I/O or TLS failure; with several nodes, each node's, named.
     pub async fn connect(&self) -> io::Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(&self.address).await?;
+        let list = self.addresses.as_slice();
+        if let [only] = list {
+            return self.connect_to(only).await;
+        }
+        let start = self.current.load(Ordering::Relaxed) % list.len();
+        let mut failures = Vec::with_capacity(list.len());
+        for step in 0..list.len() {
+            let i = (start + step) % list.len();
+            let node = &list[i];
+            let attempt = tokio::time::timeout(NODE_CONNECT_TIMEOUT, self.connect_to(node)).await;
+            match attempt {
+                Ok(Ok(stream)) => {
+                    if i != start {
+                        tracing::warn!(
+                            from = %list[start], to = %node,
+                            "cloud node unreachable; failed over to the next"
+                        );
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => failures.push(format!("{node}: {e}")),
+                Err(_) => failures.push(format!(
+                    "{node}: no TLS session within {}s",
+                    NODE_CONNECT_TIMEOUT.as_secs()
+                )),
+            }
+        }
+        Err(io::Error::other(format!(
+            "no cloud node answered ({})",
+            failures.join("; ")
+        )))
+    }
+
+    async fn connect_to(&self, node: &CloudAddress) -> io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect((node.host.as_str(), node.port)).await?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(crate::tls::CLOUD_SERVER_NAME)
             .map_err(|e| io::Error::other(e.to_string()))?
@@ -137,9 +202,10 @@ impl CloudLink {
             Ok(Ok(status)) => Ok(status),
             Ok(Err(error)) => Err(format!(
                 "the cloud at {} does not know this processor: {}",
-                self.address, error.reason
+                self.address(),
+                error.reason
             )),
-            Err(e) => Err(format!("cannot ask the cloud at {}: {e}", self.address)),
+            Err(e) => Err(format!("cannot ask the cloud at {}: {e}", self.addresses)),
         }
     }
 

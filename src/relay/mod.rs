@@ -124,6 +124,7 @@ impl Relayed {
     }
 }
 
+pub mod address;
 pub mod link;
 #[cfg(test)]
 mod tests;

@@ -12,9 +12,7 @@
 //! `handoff.example.toml` at the top of the repository documents every key
 //! with its default; a test keeps it equal to [`Config::default`].
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -26,6 +24,7 @@ use load::{key_at, line_column};
 
 use crate::discovery::MIN_LIVENESS;
 use crate::identity::PAIRING_IDENTITY_DIR;
+pub use crate::relay::address::{CloudAddress, CloudAddresses};
 
 /// Where the configuration lives when neither systemd nor `--config` says.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/handoff/handoff.toml";
@@ -108,10 +107,11 @@ pub struct Config {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CloudConfig {
-    /// `host:port` of the cloud access layer; `None` = relay disabled
-    /// (events wait in the outbox).
+    /// `host:port` of the cloud access layer, or several nodes of one
+    /// Place service to fail over between (a list, or "A,B"); `None` =
+    /// relay disabled (events wait in the outbox).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub address: Option<CloudAddress>,
+    pub address: Option<CloudAddresses>,
     /// The enrollment bundle's directory; `None` = `STATE_DIR/cloud-identity`.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -132,76 +132,6 @@ impl Default for Config {
             relay_stuck_after: Duration::from_secs(600),
             cloud: CloudConfig::default(),
         }
-    }
-}
-
-/// A `host:port` pair; the host is a name, an IPv4 address or a bracketed
-/// IPv6 address (`[2001:db8::1]:4433`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloudAddress {
-    pub host: String,
-    pub port: u16,
-}
-
-impl FromStr for CloudAddress {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("'{}' is not host:port ({why})", s.escape_debug());
-        let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
-        if port == 0 {
-            return Err(bad("the port is not a number from 1 to 65535"));
-        }
-        let host = if let Some(inner) = host.strip_prefix('[') {
-            let inner = inner.strip_suffix(']').ok_or_else(|| bad("unclosed '['"))?;
-            inner
-                .parse::<std::net::Ipv6Addr>()
-                .map_err(|_| bad("not an IPv6 address inside [ ]"))?;
-            inner
-        } else {
-            if host.contains(':') {
-                return Err(bad("write an IPv6 address in brackets: [2001:db8::1]:4433"));
-            }
-            host
-        };
-        let name_ok = !host.is_empty()
-            && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'_'));
-        if !name_ok {
-            return Err(bad("not a host name or address"));
-        }
-        Ok(CloudAddress {
-            host: host.to_string(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for CloudAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl Serialize for CloudAddress {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for CloudAddress {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -379,7 +309,7 @@ pub struct EffectiveConfig {
 pub struct EffectiveCloud {
     /// `None`: the relay is disabled.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub address: Option<CloudAddress>,
+    pub address: Option<CloudAddresses>,
     pub identity: PathBuf,
 }
 

@@ -113,8 +113,33 @@ fn keys_parse_to_their_values() {
     assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(c.relay_stuck_after, Duration::from_secs(3600));
     let address = c.cloud.address.unwrap();
-    assert_eq!((address.host.as_str(), address.port), ("2001:db8::1", 4433));
+    let [one] = address.as_slice() else {
+        panic!("one address expected: {address}")
+    };
+    assert_eq!((one.host.as_str(), one.port), ("2001:db8::1", 4433));
     assert_eq!(address.to_string(), "[2001:db8::1]:4433");
+}
+
+#[test]
+fn several_cloud_nodes_are_a_list_or_a_comma_separated_string() {
+    for text in [
+        "[cloud]\naddress = [\"a.example:4433\", \"[::1]:4434\"]\n",
+        "[cloud]\naddress = \"a.example:4433, [::1]:4434\"\n",
+    ] {
+        let address = parse(text).unwrap().cloud.address.unwrap();
+        let nodes: Vec<String> = address.as_slice().iter().map(ToString::to_string).collect();
+        assert_eq!(nodes, ["a.example:4433", "[::1]:4434"], "{text}");
+    }
+    // A bad entry in a list is named, on the key's line.
+    let (line, _, key, message) =
+        invalid("\n[cloud]\naddress = [\"a.example:4433\", \"b.example\"]\n");
+    assert_eq!((line, key.as_deref()), (3, Some("cloud.address")));
+    assert!(
+        message.contains("'b.example' is not host:port"),
+        "{message}"
+    );
+    let (_, _, _, message) = invalid("[cloud]\naddress = []\n");
+    assert!(message.contains("no cloud address"), "{message}");
 }
 
 #[test]

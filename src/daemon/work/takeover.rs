@@ -188,7 +188,7 @@ impl TakeoverBackend for DaemonTakeover<'_> {
         self.work
             .link
             .as_ref()
-            .map_or_else(|| "no cloud".into(), |l| l.address.clone())
+            .map_or_else(|| "no cloud".into(), |l| l.address())
     }
 
     fn cancelled(&self) -> bool {
