@@ -418,3 +418,40 @@ lan_test! {
         assert_eq!(stats["events"], 640);
     }
 }
+
+lan_test! {
+    /// Under systemd (handoff-cloud.service, Type=notify) the node says
+    /// READY only once it accepts connections, and STOPPING on SIGTERM.
+    fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
+        let dir = TempDir::new("cloud-notify");
+        let (data, _, _) = setup(&dir);
+        let notify_path = dir.path("notify.sock");
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+        notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let child = Command::new(handoff_bin())
+            .args(["cloud", "--data", data.to_str().unwrap(), "serve", "--listen", &addr().to_string()])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = common::ChildGuard(child);
+        let recv = || {
+            let mut buf = [0u8; 512];
+            let n = notify.recv(&mut buf).expect("a notification");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        let ready = recv();
+        assert!(ready.contains("READY=1\n"), "{ready}");
+        assert!(ready.contains("STATUS=serving the relay on 127.0.0.1:4433"), "{ready}");
+        assert!(std::net::TcpStream::connect(addr()).is_ok(), "READY came before the listener");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(recv().contains("STOPPING=1"));
+        assert!(child.0.wait().unwrap().success());
+    }
+}

@@ -363,7 +363,20 @@ async fn run_serve(data: &Path, args: ServeArgs) -> Result<ExitCode, CliError> {
         server.local_addr,
         store.path().display()
     );
+    // Type=notify (systemd/handoff-cloud.service): ready once listening.
+    // A no-op outside systemd.
+    let notify = |states: &[sd_notify::NotifyState]| {
+        if let Err(e) = sd_notify::notify(states) {
+            tracing::warn!(error = %e, "cannot notify systemd");
+        }
+    };
+    let status = format!("serving the relay on {}", server.local_addr);
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     shutdown_signal().await;
+    notify(&[sd_notify::NotifyState::Stopping]);
     server.stop().await;
     eprintln!("handoff cloud: stopped");
     Ok(ExitCode::SUCCESS)
