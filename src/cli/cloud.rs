@@ -355,11 +355,7 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
     }
 }
 
-fn run_enroll(
-    data: &Path,
-    database: Option<&str>,
-    args: EnrollArgs,
-) -> Result<ExitCode, CliError> {
+fn run_enroll(data: &Path, database: Option<&str>, args: EnrollArgs) -> Result<ExitCode, CliError> {
     check_site_name(&args.name)?;
     let account = account_for_enrolment(&args.account)?;
     let store = CloudStore::open_chosen(data, database)?;
@@ -451,7 +447,11 @@ fn run_copy(data: &Path, database: Option<&str>, args: CopyArgs) -> Result<ExitC
     }
     let from = RedbStore::open(data)?;
     let to = PgStore::connect(&args.to_database)?;
-    eprintln!("handoff cloud: copying {} into {}…", data.display(), to.describe());
+    eprintln!(
+        "handoff cloud: copying {} into {}…",
+        data.display(),
+        to.describe()
+    );
     let copied = crate::cloud::store::copy::copy(&from, &to)?;
     Ok(print(
         args.json,

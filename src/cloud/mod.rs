@@ -56,7 +56,7 @@ pub enum CloudError {
         #[source]
         source: Box<redb::Error>,
     },
-    #[error("the cloud database ({context}): {source}")]
+    #[error("the cloud database ({context}): {}", database_error(source))]
     Database {
         context: String,
         #[source]
@@ -123,3 +123,18 @@ impl CloudError {
 }
 
 pub use crate::place::now;
+
+/// A PostgreSQL error as one line: the server's own message when it sent
+/// one (tokio-postgres shows only "db error"), else the causes in order.
+fn database_error(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}

@@ -151,9 +151,7 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         // Trust for everyone but the password role, which must prove it.
-        let hba = format!(
-            "local all {PASSWORD_ROLE} scram-sha-256\nlocal all all trust\n"
-        );
+        let hba = format!("local all {PASSWORD_ROLE} scram-sha-256\nlocal all all trust\n");
         std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let postgres = bin.join("postgres");
@@ -218,10 +216,19 @@ impl Cluster {
         ));
         cluster.psql("CREATE DATABASE handoff_template");
         migrate(&cluster.url("handoff_template"));
-        cluster.psql(&format!(
-            "GRANT ALL ON DATABASE handoff_template TO {PASSWORD_ROLE}"
-        ));
+        cluster.psql_in(
+            "handoff_template",
+            &format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {PASSWORD_ROLE}"),
+        );
         cluster
+    }
+
+    /// A libpq URL for `db` as `user` with `password`, over the socket.
+    pub fn url_as(&self, db: &str, user: &str, password: &str) -> String {
+        format!(
+            "postgresql://{user}:{password}@/{db}?host={}",
+            self.dir.display()
+        )
     }
 
     /// A libpq URL for `db` as the superuser, over the socket.
@@ -237,7 +244,17 @@ impl Cluster {
     /// Runs one statement in `db` as the superuser; its output, unaligned.
     pub fn psql_in(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-h",
+            ])
             .arg(&self.dir)
             .args(["-d", db, "-c", sql])
             .output()
@@ -253,6 +270,8 @@ impl Cluster {
 
 /// The database name in a URL [`fresh_database`] made.
 pub fn database_name(url: &str) -> &str {
-    let after = url.rsplit_once('/').map_or(url, |(_, db)| db);
-    after.split('?').next().unwrap_or(after)
+    let before_query = url.split('?').next().unwrap_or(url);
+    before_query
+        .rsplit_once('/')
+        .map_or(before_query, |(_, db)| db)
 }

@@ -666,6 +666,18 @@ impl CloudStore {
         each!(self.daemons())
     }
 
+    /// Every stored event result, in key order (for `cloud copy` and its
+    /// check).
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails or a record is corrupt.
+    pub fn events(&self) -> Result<Vec<EventRecord>, CloudError> {
+        match self {
+            CloudStore::Redb(s) => s.dump().map(|d| d.events),
+            CloudStore::Postgres(s) => s.events(),
+        }
+    }
+
     /// How many relayed events the cloud has applied or refused.
     ///
     /// # Errors

@@ -4,17 +4,17 @@ use rustls::pki_types::pem::PemObject;
 use std::path::Path;
 
 use super::*;
-use crate::cloud::{CloudError, Status};
-use crate::proto::{Outcome, error_code};
 use crate::cloud::{AccessDuration, ProjectKey, Role};
+use crate::cloud::{CloudError, Status};
 use crate::identity::{CertificateAuthority, KeyAlgorithm, PrivateKey, sign_client_csr};
 use crate::proto::{Claimed, EventId, NewShareLink, RedeemLink, Released, ShareAccess};
+use crate::proto::{Outcome, error_code};
 
-const NOW: Timestamp = Timestamp(1_800_000_000);
+pub(crate) const NOW: Timestamp = Timestamp(1_800_000_000);
 
 /// The backends every test here runs on.
 #[derive(Clone, Copy, Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Redb,
     Postgres,
 }
@@ -70,26 +70,26 @@ on_both_backends!(
     the_store_keeps_everything_across_a_reopen_and_a_second_handle,
     a_deleted_places_id_is_never_reused,
 );
-const SERIAL: Serial = Serial(0x0123_4567);
-const MAC: Mac = Mac([0x02, 0x4c, 0x01, 0x23, 0x45, 0x67]);
+pub(crate) const SERIAL: Serial = Serial(0x0123_4567);
+pub(crate) const MAC: Mac = Mac([0x02, 0x4c, 0x01, 0x23, 0x45, 0x67]);
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: CloudStore,
-    ca: CertificateAuthority,
-    place: PlaceId,
+pub(crate) struct Fixture {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) store: CloudStore,
+    pub(crate) ca: CertificateAuthority,
+    pub(crate) place: PlaceId,
 }
 
-fn owner() -> AccountId {
+pub(crate) fn owner() -> AccountId {
     AccountId::new("designer@example.com")
 }
 
-fn site() -> AccountId {
+pub(crate) fn site() -> AccountId {
     AccountId::new("site-box@example.com")
 }
 
 /// A Place with remote services on and one processor activated.
-fn fixture(b: Backend) -> Fixture {
+pub(crate) fn fixture(b: Backend) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = b.open(dir.path(), None).0;
     let ca = CertificateAuthority::processor_ca(MAC).unwrap();
@@ -121,7 +121,7 @@ fn fixture(b: Backend) -> Fixture {
     }
 }
 
-fn proof(ca: &CertificateAuthority) -> Vec<u8> {
+pub(crate) fn proof(ca: &CertificateAuthority) -> Vec<u8> {
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
     let pem = sign_client_csr(&key.csr_pem("handoff").unwrap(), ca).unwrap();
     CertificateDer::from_pem_slice(pem.as_bytes())
@@ -129,7 +129,7 @@ fn proof(ca: &CertificateAuthority) -> Vec<u8> {
         .to_vec()
 }
 
-fn event(seq: u64, kind: EventKind) -> RelayEvent {
+pub(crate) fn event(seq: u64, kind: EventKind) -> RelayEvent {
     RelayEvent {
         id: EventId {
             daemon: "d1".into(),
@@ -139,7 +139,7 @@ fn event(seq: u64, kind: EventKind) -> RelayEvent {
     }
 }
 
-fn claimed(proof: Vec<u8>) -> EventKind {
+pub(crate) fn claimed(proof: Vec<u8>) -> EventKind {
     EventKind::Claimed(Claimed {
         place: None,
         serial: SERIAL,
