@@ -418,3 +418,170 @@ lan_test! {
         assert_eq!(stats["events"], 640);
     }
 }
+
+/// `handoff cloud ARGS… --database URL --data DATA`.
+fn on_database(url: &str, data: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(handoff_bin());
+    cmd.arg("cloud")
+        .args(["--database", url, "--data"])
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn created_on_database(dir: &TempDir) -> String {
+    let url = common::postgres::fresh_database(common::migrate);
+    let data = dir.path("cloud");
+    let run = on_database(
+        &url,
+        &data,
+        &[
+            "place",
+            "create",
+            "--as",
+            OWNER,
+            "--remote-services",
+            "--project-file",
+            dir.path("project.json").to_str().unwrap(),
+            "--id",
+            "lake-house",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    url
+}
+
+/// 40 operators run `link new` on one Place at once, each its own process
+/// and connection: every one succeeds (conflicts are rerun), the links are
+/// numbered 0..40 once each, and only the last one numbered works.
+#[test]
+fn forty_link_new_at_once_on_postgres_all_succeed_and_only_the_last_is_active() {
+    let dir = TempDir::new("pg-links");
+    let url = created_on_database(&dir);
+    let data = dir.path("cloud");
+    let children: Vec<_> = (0..40)
+        .map(|_| {
+            on_database(&url, &data, &["link", "new", "lake-house", "--as", OWNER])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut links: Vec<(u64, String)> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            let (n, _) = text.trim().split_once(':').expect("NUMBER:SECRET");
+            (n.parse().unwrap(), text.trim().to_owned())
+        })
+        .collect();
+    links.sort();
+    let numbers: Vec<u64> = links.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, (0..40).collect::<Vec<_>>());
+    let redeem = |link: &str, who: &str| {
+        on_database(
+            &url,
+            &data,
+            &["link", "redeem", "lake-house", link, "--as", who],
+        )
+        .output()
+        .unwrap()
+        .status
+        .code()
+    };
+    assert_eq!(
+        redeem(&links[38].1, "early@example.com"),
+        Some(3),
+        "disabled"
+    );
+    assert_eq!(redeem(&links[39].1, "late@example.com"), Some(0), "active");
+}
+
+/// 20 shares to different accounts at once, each its own process: all
+/// land, none lost to a conflict.
+#[test]
+fn twenty_concurrent_shares_on_postgres_all_land() {
+    let dir = TempDir::new("pg-shares");
+    let url = created_on_database(&dir);
+    let data = dir.path("cloud");
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let to = format!("pro-{i}@example.com");
+            on_database(
+                &url,
+                &data,
+                &[
+                    "share",
+                    "lake-house",
+                    "--as",
+                    OWNER,
+                    "--to",
+                    &to,
+                    "--for",
+                    "1d",
+                ],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = on_database(
+        &url,
+        &data,
+        &["access", "list", "lake-house", "--as", OWNER, "--json"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["access"].as_array().unwrap().len(), 21, "{list}");
+}
+
+/// An unreachable database: one line saying which, exit code 1, no panic.
+#[test]
+fn an_unreachable_database_is_one_clear_line_and_exit_1() {
+    let dir = TempDir::new("pg-nowhere");
+    let out = on_database(
+        "postgresql://postgres@/handoff?host=/nonexistent/socket-dir",
+        &dir.path("cloud"),
+        &["stats"],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach handoff on /nonexistent/socket-dir"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

@@ -228,6 +228,10 @@ impl From<CloudError> for CliError {
 /// # Errors
 /// [`CliError`] for anything but a rule's refusal (exit code 3).
 pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    let database = args.database.as_deref();
+    if let CloudCommand::Migrate { json } = args.command {
+        return run_migrate(database, json);
+    }
     let data = match args.data.or_else(|| state_dir.map(|s| s.join("cloud"))) {
         Some(data) => data,
         None => {
@@ -236,11 +240,9 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
             ));
         }
     };
-    let database = args.database.as_deref();
     match args.command {
         CloudCommand::Serve(serve) => return run_serve(&data, database, serve).await,
         CloudCommand::Enroll(enroll) => return run_enroll(&data, database, enroll),
-        CloudCommand::Migrate { json } => return run_migrate(database, json),
         CloudCommand::Copy(copy) => return run_copy(&data, database, copy),
         _ => {}
     }

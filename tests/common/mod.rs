@@ -7,6 +7,7 @@
 //! runs. Processes the body starts live in the same namespace.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod python;
 
 use std::io::{BufRead, BufReader};
@@ -217,6 +218,13 @@ pub fn handoff(args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Brings a test database to the schema with `handoff cloud migrate`
+/// (the [`postgres`] cluster's template).
+pub fn migrate(url: &str) {
+    let run = handoff(&["cloud", "migrate", "--database", url]);
+    assert_eq!(run.code, Some(0), "cloud migrate: {}", run.stderr);
 }
 
 /// The facts that must agree between a manifest entry and what discovery

@@ -41,9 +41,9 @@ use crate::processor::Serial;
 use crate::proto::{ErrorFrame, PlaceStatus, RelayEvent, StatusQuery};
 
 /// How many times a transaction runs before the caller is told `busy`.
-pub const MAX_TRIES: u32 = 8;
+pub const MAX_TRIES: u32 = 16;
 const FIRST_BACKOFF: Duration = Duration::from_millis(2);
-const MAX_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 /// The migrations, in order; the last one's number is the schema this
 /// build speaks.
