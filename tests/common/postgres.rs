@@ -62,6 +62,23 @@ pub fn empty_database(migrate: fn(&str)) -> String {
     cluster.url(&name)
 }
 
+/// Tests need no durability; `bench/cloud` does (HANDOFF_PG_DURABLE=1),
+/// or PostgreSQL would be compared with a redb that fsyncs.
+fn durability() -> Vec<&'static str> {
+    if std::env::var_os("HANDOFF_PG_DURABLE").is_some() {
+        vec![]
+    } else {
+        vec![
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]
+    }
+}
+
 fn bin_dir() -> PathBuf {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -164,18 +181,9 @@ impl Cluster {
                 .arg(&data)
                 .arg("-k")
                 .arg(&socket_dir)
-                .args([
-                    "-c",
-                    "listen_addresses=",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "max_connections=300",
-                ])
+                .args(["-c", "listen_addresses="])
+                .args(durability())
+                .args(["-c", "max_connections=300"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
