@@ -354,9 +354,20 @@ pub struct Cloud {
 
 impl Cloud {
     pub fn start(data: &Path, addr: std::net::SocketAddr) -> Cloud {
+        Cloud::start_on(data, None, addr)
+    }
+
+    /// `cloud serve` on the redb store in `data`, or on `database`.
+    pub fn start_on(data: &Path, database: Option<&str>, addr: std::net::SocketAddr) -> Cloud {
         let child = Command::new(handoff_bin())
             .args(["cloud", "--data"])
             .arg(data)
+            .args(
+                database
+                    .map(|url| ["--database", url])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["serve", "--listen", &addr.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
