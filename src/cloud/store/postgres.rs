@@ -133,6 +133,17 @@ impl PgStore {
                     .into(),
             ));
         }
+        // SERIALIZABLE takes a predicate lock on a whole table for a
+        // sequential scan, which the planner picks for small tables: then
+        // transactions on different Places conflict with each other. An
+        // index scan locks only what it read (PostgreSQL's manual,
+        // "Serializable Isolation Level", on reducing serialization
+        // failures).
+        let options = format!(
+            "{} -c enable_seqscan=off",
+            config.get_options().unwrap_or("")
+        );
+        config.options(options.trim());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
