@@ -28,29 +28,42 @@ const OWNER: &str = "designer@example.com";
 /// A data directory with a Place owned by OWNER and a daemon enrolled for
 /// OWNER; returns (data dir, bundle dir, place id).
 fn setup(dir: &TempDir) -> (PathBuf, PathBuf, String) {
+    setup_on(dir, None)
+}
+
+/// `cloud --data DATA [--database URL]`: the start of every operator
+/// command on the store `database` chooses.
+fn cloud_args<'a>(data: &'a str, database: Option<&'a str>) -> Vec<&'a str> {
+    let mut args = vec!["cloud", "--data", data];
+    if let Some(url) = database {
+        args.extend(["--database", url]);
+    }
+    args
+}
+
+/// [`setup`] on the redb store in DATA or on the PostgreSQL `database`.
+fn setup_on(dir: &TempDir, database: Option<&str>) -> (PathBuf, PathBuf, String) {
     let data = dir.path("cloud");
     let bundle = dir.path("bundle");
     let data_s = data.to_str().unwrap();
-    let run = handoff(&[
-        "cloud",
-        "--data",
-        data_s,
+    let project = dir.path("project.json");
+    let mut create = cloud_args(data_s, database);
+    create.extend([
         "place",
         "create",
         "--as",
         OWNER,
         "--remote-services",
         "--project-file",
-        dir.path("project.json").to_str().unwrap(),
+        project.to_str().unwrap(),
         "--id",
         "lake-house",
     ]);
+    let run = handoff(&create);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout.trim(), "lake-house");
-    let run = handoff(&[
-        "cloud",
-        "--data",
-        data_s,
+    let mut enroll = cloud_args(data_s, database);
+    enroll.extend([
         "enroll",
         "--name",
         "site-1",
@@ -59,6 +72,7 @@ fn setup(dir: &TempDir) -> (PathBuf, PathBuf, String) {
         "--out",
         bundle.to_str().unwrap(),
     ]);
+    let run = handoff(&enroll);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     (data, bundle, "lake-house".into())
 }
@@ -264,81 +278,105 @@ lan_test! {
 
 lan_test! {
     fn the_cloud_keeps_every_acknowledged_event_across_kill_9() {
-        const EVENTS: u64 = 300;
-        let dir = TempDir::new("cloud-kill");
-        let (data, bundle, place) = setup(&dir);
-        let mut acked = std::collections::BTreeSet::new();
-        let rt = runtime();
-        for round in 0..4u64 {
-            let mut cloud = Cloud::start(&data, addr());
-            let kill_after = 20 + fastrand::u64(..60);
-            rt.block_on(async {
-                let mut conn = Conn::open(cloud.addr, &bundle).await.unwrap();
-                conn.hello().await;
-                // Pipeline everything not yet acknowledged, in batches.
-                let pending: Vec<u64> = (1..=EVENTS).filter(|s| !acked.contains(s)).collect();
-                for chunk in pending.chunks(16) {
-                    let batch: Vec<RelayMessage> = chunk.iter().map(|s| share(&place, *s)).collect();
-                    conn.send(&batch).await;
-                    for _ in chunk {
-                        match conn.recv().await {
-                            Some(RelayMessage::Ack(ack)) => {
-                                assert!(
-                                    matches!(ack.outcome, Outcome::Applied | Outcome::Duplicate),
-                                    "{ack:?}"
-                                );
-                                acked.insert(ack.id.seq);
-                            }
-                            other => panic!("round {round}: expected an ack, got {other:?}"),
-                        }
-                    }
-                    if round < 3 && acked.len() as u64 >= kill_after * (round + 1) {
-                        break;
-                    }
-                }
-            });
-            if round < 3 {
-                // Mid-stream, no goodbye, with more events in flight.
-                rt.block_on(async {
-                    if let Ok(mut conn) = Conn::open(cloud.addr, &bundle).await {
-                        conn.hello().await;
-                        let rest: Vec<RelayMessage> = (1..=EVENTS).map(|s| share(&place, s)).collect();
-                        conn.send(&rest).await;
-                    }
-                });
-                cloud.kill9();
-            }
-        }
-        assert_eq!(acked.len() as u64, EVENTS, "every event acknowledged in the end");
-        // Every acknowledged share is there, exactly once.
-        let show = handoff(&["cloud", "--data", data.to_str().unwrap(), "place", "show", &place, "--json"]);
-        assert_eq!(show.code, Some(0), "{}", show.stderr);
-        let access = show.json()["access"].as_array().unwrap().clone();
-        let pros: std::collections::BTreeSet<String> = access
-            .iter()
-            .map(|a| a["account"].as_str().unwrap().to_string())
-            .filter(|a| a.starts_with("pro"))
-            .collect();
-        assert_eq!(pros.len() as u64, EVENTS);
-        assert_eq!(access.len() as u64, EVENTS + 1, "the owner and one grant per event");
-        // Every id, sent again, is a duplicate: each was applied once, and
-        // the cloud remembers it across the kills.
-        let cloud = Cloud::start(&data, addr());
+        keeps_every_acknowledged_event_across_kill_9(None);
+    }
+}
+
+lan_test! {
+    fn the_cloud_on_postgres_keeps_every_acknowledged_event_across_kill_9() {
+        let url = common::postgres::fresh_database(common::migrate);
+        keeps_every_acknowledged_event_across_kill_9(Some(&url));
+    }
+}
+
+/// Four rounds of pipelined events, the server killed with SIGKILL in
+/// the middle of three: every event acknowledged in the end, each applied
+/// once, and each a duplicate when sent again.
+fn keeps_every_acknowledged_event_across_kill_9(database: Option<&str>) {
+    const EVENTS: u64 = 300;
+    let dir = TempDir::new("cloud-kill");
+    let (data, bundle, place) = setup_on(&dir, database);
+    let mut acked = std::collections::BTreeSet::new();
+    let rt = runtime();
+    for round in 0..4u64 {
+        let mut cloud = Cloud::start_on(&data, database, addr());
+        let kill_after = 20 + fastrand::u64(..60);
         rt.block_on(async {
             let mut conn = Conn::open(cloud.addr, &bundle).await.unwrap();
             conn.hello().await;
-            let all: Vec<RelayMessage> = (1..=EVENTS).map(|s| share(&place, s)).collect();
-            conn.send(&all).await;
-            for _ in 1..=EVENTS {
-                match conn.recv().await {
-                    Some(RelayMessage::Ack(ack)) => {
-                        assert_eq!(ack.outcome, Outcome::Duplicate, "event {}", ack.id.seq);
+            // Pipeline everything not yet acknowledged, in batches.
+            let pending: Vec<u64> = (1..=EVENTS).filter(|s| !acked.contains(s)).collect();
+            for chunk in pending.chunks(16) {
+                let batch: Vec<RelayMessage> = chunk.iter().map(|s| share(&place, *s)).collect();
+                conn.send(&batch).await;
+                for _ in chunk {
+                    match conn.recv().await {
+                        Some(RelayMessage::Ack(ack)) => {
+                            assert!(
+                                matches!(ack.outcome, Outcome::Applied | Outcome::Duplicate),
+                                "{ack:?}"
+                            );
+                            acked.insert(ack.id.seq);
+                        }
+                        other => panic!("round {round}: expected an ack, got {other:?}"),
                     }
-                    other => panic!("expected an ack, got {other:?}"),
+                }
+                if round < 3 && acked.len() as u64 >= kill_after * (round + 1) {
+                    break;
                 }
             }
         });
+        if round < 3 {
+            // Mid-stream, no goodbye, with more events in flight.
+            rt.block_on(async {
+                if let Ok(mut conn) = Conn::open(cloud.addr, &bundle).await {
+                    conn.hello().await;
+                    let rest: Vec<RelayMessage> = (1..=EVENTS).map(|s| share(&place, s)).collect();
+                    conn.send(&rest).await;
+                }
+            });
+            cloud.kill9();
+        }
     }
+    assert_eq!(
+        acked.len() as u64,
+        EVENTS,
+        "every event acknowledged in the end"
+    );
+    // Every acknowledged share is there, exactly once.
+    let mut show = cloud_args(data.to_str().unwrap(), database);
+    show.extend(["place", "show", &place, "--json"]);
+    let show = handoff(&show);
+    assert_eq!(show.code, Some(0), "{}", show.stderr);
+    let access = show.json()["access"].as_array().unwrap().clone();
+    let pros: std::collections::BTreeSet<String> = access
+        .iter()
+        .map(|a| a["account"].as_str().unwrap().to_string())
+        .filter(|a| a.starts_with("pro"))
+        .collect();
+    assert_eq!(pros.len() as u64, EVENTS);
+    assert_eq!(
+        access.len() as u64,
+        EVENTS + 1,
+        "the owner and one grant per event"
+    );
+    // Every id, sent again, is a duplicate: each was applied once, and
+    // the cloud remembers it across the kills.
+    let cloud = Cloud::start_on(&data, database, addr());
+    rt.block_on(async {
+        let mut conn = Conn::open(cloud.addr, &bundle).await.unwrap();
+        conn.hello().await;
+        let all: Vec<RelayMessage> = (1..=EVENTS).map(|s| share(&place, s)).collect();
+        conn.send(&all).await;
+        for _ in 1..=EVENTS {
+            match conn.recv().await {
+                Some(RelayMessage::Ack(ack)) => {
+                    assert_eq!(ack.outcome, Outcome::Duplicate, "event {}", ack.id.seq);
+                }
+                other => panic!("expected an ack, got {other:?}"),
+            }
+        }
+    });
 }
 
 lan_test! {
@@ -454,4 +492,171 @@ lan_test! {
         assert!(recv().contains("STOPPING=1"));
         assert!(child.0.wait().unwrap().success());
     }
+}
+
+/// `handoff cloud ARGS… --database URL --data DATA`.
+fn on_database(url: &str, data: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(handoff_bin());
+    cmd.arg("cloud")
+        .args(["--database", url, "--data"])
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn created_on_database(dir: &TempDir) -> String {
+    let url = common::postgres::fresh_database(common::migrate);
+    let data = dir.path("cloud");
+    let run = on_database(
+        &url,
+        &data,
+        &[
+            "place",
+            "create",
+            "--as",
+            OWNER,
+            "--remote-services",
+            "--project-file",
+            dir.path("project.json").to_str().unwrap(),
+            "--id",
+            "lake-house",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    url
+}
+
+/// 40 operators run `link new` on one Place at once, each its own process
+/// and connection: every one succeeds (conflicts are rerun), the links are
+/// numbered 0..40 once each, and only the last one numbered works.
+#[test]
+fn forty_link_new_at_once_on_postgres_all_succeed_and_only_the_last_is_active() {
+    let dir = TempDir::new("pg-links");
+    let url = created_on_database(&dir);
+    let data = dir.path("cloud");
+    let children: Vec<_> = (0..40)
+        .map(|_| {
+            on_database(&url, &data, &["link", "new", "lake-house", "--as", OWNER])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut links: Vec<(u64, String)> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            let (n, _) = text.trim().split_once(':').expect("NUMBER:SECRET");
+            (n.parse().unwrap(), text.trim().to_owned())
+        })
+        .collect();
+    links.sort();
+    let numbers: Vec<u64> = links.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, (0..40).collect::<Vec<_>>());
+    let redeem = |link: &str, who: &str| {
+        on_database(
+            &url,
+            &data,
+            &["link", "redeem", "lake-house", link, "--as", who],
+        )
+        .output()
+        .unwrap()
+        .status
+        .code()
+    };
+    assert_eq!(
+        redeem(&links[38].1, "early@example.com"),
+        Some(3),
+        "disabled"
+    );
+    assert_eq!(redeem(&links[39].1, "late@example.com"), Some(0), "active");
+}
+
+/// 20 shares to different accounts at once, each its own process: all
+/// land, none lost to a conflict.
+#[test]
+fn twenty_concurrent_shares_on_postgres_all_land() {
+    let dir = TempDir::new("pg-shares");
+    let url = created_on_database(&dir);
+    let data = dir.path("cloud");
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let to = format!("pro-{i}@example.com");
+            on_database(
+                &url,
+                &data,
+                &[
+                    "share",
+                    "lake-house",
+                    "--as",
+                    OWNER,
+                    "--to",
+                    &to,
+                    "--for",
+                    "1d",
+                ],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = on_database(
+        &url,
+        &data,
+        &["access", "list", "lake-house", "--as", OWNER, "--json"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["access"].as_array().unwrap().len(), 21, "{list}");
+}
+
+/// An unreachable database: one line saying which, exit code 1, no panic.
+#[test]
+fn an_unreachable_database_is_one_clear_line_and_exit_1() {
+    let dir = TempDir::new("pg-nowhere");
+    let out = on_database(
+        "postgresql://postgres@/handoff?host=/nonexistent/socket-dir",
+        &dir.path("cloud"),
+        &["stats"],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach handoff on /nonexistent/socket-dir"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }

@@ -159,3 +159,88 @@ lan_test! {
         assert_eq!(stats["events"], 50, "each event recorded once: {stats}");
     }
 }
+
+lan_test! {
+    /// The Place service at scale, in small: 16 site boxes relay to two
+    /// `cloud serve` nodes on one PostgreSQL database, each naming the
+    /// nodes in a random order (`--cloud A,B` or `B,A`), events on one
+    /// shared Place. Node A is SIGKILLed while they stream: the sites on A
+    /// move to B by themselves. Afterwards every event is applied exactly
+    /// once, every share landed, and of the links generated only the one
+    /// numbered last is active.
+    fn sites_relaying_to_two_postgres_nodes_survive_one_killed_mid_stream() {
+        const SITES: usize = 16;
+        const PER_SITE: usize = 40;
+        const LINK_EVERY: usize = 10;
+        let url = common::postgres::fresh_database(common::migrate);
+        let dir = TempDir::new("two-nodes");
+        let data = dir.path("cloud");
+        let data_s = data.to_str().unwrap();
+        let run = handoff(&["cloud", "--data", data_s, "--database", &url, "place", "create", "--id", "lake",
+            "--as", OWNER, "--remote-services", "--project-file", dir.path("p.json").to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let states: Vec<_> = (0..SITES).map(|s| dir.path(&format!("site-{s}"))).collect();
+        for (s, state) in states.iter().enumerate() {
+            let run = handoff(&["cloud", "--data", data_s, "--database", &url, "enroll", "--name", &format!("site-{s}"),
+                "--account", OWNER, "--out", state.join("cloud-identity").to_str().unwrap()]);
+            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+                let outbox = Outbox::open(state.join(handoff::outbox::FILE_NAME)).unwrap();
+                for i in 0..PER_SITE {
+                    let place = PlaceId("lake".into());
+                    let kind = if i % LINK_EVERY == LINK_EVERY - 1 {
+                        EventKind::NewShareLink(handoff::proto::NewShareLink { place, duration: AccessDuration::SevenDays })
+                    } else {
+                        EventKind::ShareAccess(ShareAccess { place, email: format!("pro{s}-{i}@example.com"), duration: AccessDuration::SevenDays })
+                    };
+                    outbox.append(kind).await.unwrap();
+                }
+                outbox.close().await;
+            });
+        }
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("127.0.0.1:4433".parse().unwrap(), "127.0.0.2:4433".parse().unwrap());
+        let mut node_a = Cloud::start_on(&data, Some(&url), a);
+        let node_b = Cloud::start_on(&data, Some(&url), b);
+        let applied = || -> usize {
+            let db = common::postgres::database_name(&url);
+            common::postgres::cluster(common::migrate).psql_in(db, "SELECT count(*) FROM events").trim().parse().unwrap()
+        };
+
+        let relays: Vec<_> = states.iter().map(|state| {
+            let nodes = if fastrand::bool() { format!("{a},{b}") } else { format!("{b},{a}") };
+            Command::new(handoff_bin())
+                .args(["--state-dir", state.to_str().unwrap(), "relay", "--cloud", &nodes, "--timeout", "120s", "--json"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        }).collect();
+        // Kill A once events flow, before they are all in.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while applied() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no event was applied in 60 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        node_a.kill9();
+        let at_kill = applied();
+        assert!(at_kill < SITES * PER_SITE, "every event was in before node A died: the test proved nothing");
+
+        for (s, relay) in relays.into_iter().enumerate() {
+            let out = relay.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "site {s}: {stderr}");
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(report["backlog"], 0, "site {s}: {report}");
+            assert_eq!(report["delivered"], PER_SITE, "site {s}: {report}");
+        }
+        assert_eq!(applied(), SITES * PER_SITE, "each event applied once (node A died at {at_kill})");
+        let place = handoff(&["cloud", "--data", data_s, "--database", &url, "place", "show", "lake", "--json"]).json();
+        let shares = SITES * (PER_SITE - PER_SITE / LINK_EVERY);
+        assert_eq!(place["access"].as_array().unwrap().len(), shares + 1, "every share landed");
+        let links = SITES * PER_SITE / LINK_EVERY;
+        assert_eq!(place["share_link"]["number"], links - 1, "the last numbered link is the active one: {place}");
+        drop(node_b);
+    }
+}

@@ -34,7 +34,7 @@ use crate::claim::Target;
 use crate::cloud::authority::CloudAuthority;
 use crate::cloud::certificate_file::read_certificate;
 use crate::cloud::server::{RunningServer, ServerOptions};
-use crate::cloud::store::DaemonRecord;
+use crate::cloud::store::{DaemonRecord, PgStore, RedbStore};
 use crate::cloud::{
     AccountId, CloudError, CloudStore, Command, PlaceId, ProjectFile, account_for_enrolment,
     check_site_name, now,
@@ -47,6 +47,18 @@ pub struct CloudArgs {
     /// The cloud's data directory (store and CA) [default: STATE_DIR/cloud]
     #[arg(long, value_name = "DIR", global = true, env = "HANDOFF_CLOUD_DATA")]
     pub data: Option<PathBuf>,
+
+    /// Keep Places in this PostgreSQL database instead of DATA/cloud.redb
+    /// (libpq URL: postgresql://USER@/DB?host=/run/postgresql); DATA still
+    /// holds the cloud's CA
+    #[arg(
+        long,
+        value_name = "URL",
+        global = true,
+        env = "HANDOFF_CLOUD_DATABASE",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
 
     #[command(subcommand)]
     pub command: CloudCommand,
@@ -78,6 +90,14 @@ pub enum CloudCommand {
     Claim(ClaimArgs),
     /// Remove Home from Account
     Release(ReleaseArgs),
+    /// Bring the --database to this build's schema (serve does it too)
+    Migrate {
+        /// JSON on stdout: the schema version before and after
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy everything in DATA/cloud.redb into a PostgreSQL database
+    Copy(CopyArgs),
     /// Counts: Places, processors, enrolled daemons, relayed events
     Stats {
         /// JSON on stdout: the counts as one object
@@ -94,6 +114,16 @@ pub struct ServeArgs {
     /// Connections served at once; more wait to be accepted
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The PostgreSQL database to fill (migrated first; must hold no Place)
+    #[arg(long, value_name = "URL")]
+    pub to_database: String,
+    /// JSON on stdout: what was copied, counted
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -198,6 +228,10 @@ impl From<CloudError> for CliError {
 /// # Errors
 /// [`CliError`] for anything but a rule's refusal (exit code 3).
 pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    let database = args.database.as_deref();
+    if let CloudCommand::Migrate { json } = args.command {
+        return run_migrate(database, json);
+    }
     let data = match args.data.or_else(|| state_dir.map(|s| s.join("cloud"))) {
         Some(data) => data,
         None => {
@@ -207,14 +241,18 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
         }
     };
     match args.command {
-        CloudCommand::Serve(serve) => return run_serve(&data, serve).await,
-        CloudCommand::Enroll(enroll) => return run_enroll(&data, enroll),
+        CloudCommand::Serve(serve) => return run_serve(&data, database, serve).await,
+        CloudCommand::Enroll(enroll) => return run_enroll(&data, database, enroll),
+        CloudCommand::Copy(copy) => return run_copy(&data, database, copy),
         _ => {}
     }
-    let store = CloudStore::open(&data)?;
+    let store = CloudStore::open_chosen(&data, database)?;
     let at = now();
     match args.command {
-        CloudCommand::Serve(_) | CloudCommand::Enroll(_) => unreachable!("handled above"),
+        CloudCommand::Serve(_)
+        | CloudCommand::Enroll(_)
+        | CloudCommand::Migrate { .. }
+        | CloudCommand::Copy(_) => unreachable!("handled above"),
         CloudCommand::Place(cmd) => place::run(&store, cmd, at),
         CloudCommand::Share(share) => access::share(&store, share, at),
         CloudCommand::Link(cmd) => access::link(&store, cmd, at),
@@ -319,10 +357,10 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
     }
 }
 
-fn run_enroll(data: &Path, args: EnrollArgs) -> Result<ExitCode, CliError> {
+fn run_enroll(data: &Path, database: Option<&str>, args: EnrollArgs) -> Result<ExitCode, CliError> {
     check_site_name(&args.name)?;
     let account = account_for_enrolment(&args.account)?;
-    let store = CloudStore::open(data)?;
+    let store = CloudStore::open_chosen(data, database)?;
     let authority = CloudAuthority::load_or_create(data).map_err(CloudError::from)?;
     let out = args
         .out
@@ -350,18 +388,25 @@ fn run_enroll(data: &Path, args: EnrollArgs) -> Result<ExitCode, CliError> {
     ))
 }
 
-async fn run_serve(data: &Path, args: ServeArgs) -> Result<ExitCode, CliError> {
-    let store = Arc::new(CloudStore::open(data)?);
+async fn run_serve(
+    data: &Path,
+    database: Option<&str>,
+    args: ServeArgs,
+) -> Result<ExitCode, CliError> {
+    if database.is_some() {
+        eprintln!("handoff cloud: connecting to the database and migrating its schema…");
+    }
+    let store = Arc::new(CloudStore::open_chosen(data, database)?);
     let options = ServerOptions {
         max_connections: args.max_connections,
         ..ServerOptions::default()
     };
     let server = RunningServer::start(data, store.clone(), args.listen, options).await?;
     eprintln!(
-        "handoff cloud: serving the relay on {} (TLS 1.3, enrolled daemons only); data in {}; \
+        "handoff cloud: serving the relay on {} (TLS 1.3, enrolled daemons only); {}; \
          Ctrl-C to stop",
         server.local_addr,
-        store.path().display()
+        store.describe()
     );
     // Type=notify (systemd/handoff-cloud.service): ready once listening.
     // A no-op outside systemd.
@@ -380,6 +425,70 @@ async fn run_serve(data: &Path, args: ServeArgs) -> Result<ExitCode, CliError> {
     server.stop().await;
     eprintln!("handoff cloud: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cloud migrate`: connecting migrates; this says to which version.
+fn run_migrate(database: Option<&str>, json: bool) -> Result<ExitCode, CliError> {
+    let Some(url) = database else {
+        return Err(CliError::Usage(
+            "cloud migrate needs --database URL (or HANDOFF_CLOUD_DATABASE): the redb store \
+             has no schema to migrate"
+                .into(),
+        ));
+    };
+    let store = PgStore::connect(url)?;
+    let version = store.schema_version()?;
+    Ok(print(
+        json,
+        json!({"database": store.describe(), "schema": version}),
+        || format!("{}: schema version {version}", store.describe()),
+    ))
+}
+
+/// `cloud copy --to-database URL`: the redb store in DATA into PostgreSQL.
+fn run_copy(data: &Path, database: Option<&str>, args: CopyArgs) -> Result<ExitCode, CliError> {
+    if database.is_some() {
+        return Err(CliError::Usage(
+            "cloud copy reads DATA/cloud.redb: drop --database (HANDOFF_CLOUD_DATABASE) and \
+             name the target with --to-database"
+                .into(),
+        ));
+    }
+    if !data.join(crate::cloud::store::STORE_FILE).exists() {
+        return Err(CliError::Failed(format!(
+            "{} holds no cloud store to copy",
+            data.display()
+        )));
+    }
+    let from = RedbStore::open(data)?;
+    let to = PgStore::connect(&args.to_database)?;
+    eprintln!(
+        "handoff cloud: copying {} into {}…",
+        data.display(),
+        to.describe()
+    );
+    let copied = crate::cloud::store::copy::copy(&from, &to)?;
+    Ok(print(
+        args.json,
+        json!({"places": copied.places, "grants": copied.grants, "processors": copied.processors,
+               "daemons": copied.daemons, "spent_proofs": copied.spent_proofs,
+               "deleted_places": copied.deleted_places, "events": copied.events,
+               "database": to.describe()}),
+        || {
+            format!(
+                "copied {} Places ({} grants), {} processors, {} daemons, {} spent proofs, {} \
+                 deleted Place ids and {} event results into {}",
+                copied.places,
+                copied.grants,
+                copied.processors,
+                copied.daemons,
+                copied.spent_proofs,
+                copied.deleted_places,
+                copied.events,
+                to.describe()
+            )
+        },
+    ))
 }
 
 #[cfg(test)]

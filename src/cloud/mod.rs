@@ -5,8 +5,8 @@
 //!   (Place, command, now);
 //! - [`proof`]: the claim proof, checked against the processor CA
 //!   registered for the Place;
-//! - [`store`]: every Place, processor and relayed event in one redb file,
-//!   one transaction per operation;
+//! - [`store`]: every Place, processor and relayed event, in one redb file
+//!   or a PostgreSQL database, one transaction per operation;
 //! - [`authority`]: the cloud's own CA and the daemon identities it issues
 //!   (`handoff cloud enroll`);
 //! - [`server`]: the relay protocol's TLS server (`handoff cloud serve`);
@@ -56,6 +56,22 @@ pub enum CloudError {
         #[source]
         source: Box<redb::Error>,
     },
+    #[error("the cloud database ({context}): {}", database_error(source))]
+    Database {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "the cloud database's schema is version {found}, newer than this handoff's ({known}): \
+         run a handoff at least as new as the one that migrated it"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+    #[error(
+        "the cloud database is busy: the transaction conflicted with others {tries} times; \
+         nothing was applied, send it again"
+    )]
+    Busy { tries: u32 },
     #[error(
         "the cloud store's {table} record {key} is unreadable ({reason}); it was left as it is"
     )]
@@ -107,3 +123,18 @@ impl CloudError {
 }
 
 pub use crate::place::now;
+
+/// A PostgreSQL error as one line: the server's own message when it sent
+/// one (tokio-postgres shows only "db error"), else the causes in order.
+fn database_error(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}

@@ -184,7 +184,8 @@ mod tests {
             }
         }
         for refusal in every {
-            let test = format!("fn {}()", refusal.rule());
+            // `fn NAME(` : a test run on both stores takes the backend.
+            let test = format!("fn {}(", refusal.rule());
             assert!(sources.contains(&test), "no test named {}", refusal.rule());
             assert!(!refusal.guidance().is_empty());
         }

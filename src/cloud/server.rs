@@ -265,11 +265,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 .collect(),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot apply relayed events");
+                // Nothing of the batch was applied; the daemon resends it.
+                let code = match e {
+                    CloudError::Busy { .. } => error_code::BUSY,
+                    _ => error_code::INTERNAL,
+                };
                 events
                     .iter()
                     .map(|event| {
                         RelayMessage::Error(ErrorFrame {
-                            code: error_code::INTERNAL.into(),
+                            code: code.into(),
                             reason: format!("the cloud could not store the event: {e}"),
                             id: Some(event.id.clone()),
                             query: None,

@@ -45,6 +45,9 @@ pub mod error_code {
     pub const UNKNOWN_PROCESSOR: &str = "unknown-processor";
     /// The receiver failed; not the sender's fault.
     pub const INTERNAL: &str = "internal";
+    /// The cloud's database kept refusing the batch for conflicts with
+    /// others; nothing of it was applied: send it again later.
+    pub const BUSY: &str = "busy";
 }
 
 /// One relay message, either direction.

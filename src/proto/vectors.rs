@@ -189,6 +189,18 @@ pub(super) fn samples() -> Vec<(&'static str, RelayMessage)> {
                 query: None,
             }),
         ),
+        (
+            "error-busy",
+            RelayMessage::Error(ErrorFrame {
+                code: error_code::BUSY.into(),
+                reason: "the cloud database is busy: send the event again later".into(),
+                id: Some(EventId {
+                    daemon: "lake-house".into(),
+                    seq: 42,
+                }),
+                query: None,
+            }),
+        ),
     ]
 }
 

@@ -7,6 +7,7 @@
 //! runs. Processes the body starts live in the same namespace.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod python;
 
 use std::io::{BufRead, BufReader};
@@ -219,6 +220,13 @@ pub fn handoff(args: &[&str]) -> Run {
     }
 }
 
+/// Brings a test database to the schema with `handoff cloud migrate`
+/// (the [`postgres`] cluster's template).
+pub fn migrate(url: &str) {
+    let run = handoff(&["cloud", "migrate", "--database", url]);
+    assert_eq!(run.code, Some(0), "cloud migrate: {}", run.stderr);
+}
+
 /// The facts that must agree between a manifest entry and what discovery
 /// reports.
 pub type Facts = (String, u64, String, Vec<String>, String, String, String);
@@ -346,9 +354,20 @@ pub struct Cloud {
 
 impl Cloud {
     pub fn start(data: &Path, addr: std::net::SocketAddr) -> Cloud {
+        Cloud::start_on(data, None, addr)
+    }
+
+    /// `cloud serve` on the redb store in `data`, or on `database`.
+    pub fn start_on(data: &Path, database: Option<&str>, addr: std::net::SocketAddr) -> Cloud {
         let child = Command::new(handoff_bin())
             .args(["cloud", "--data"])
             .arg(data)
+            .args(
+                database
+                    .map(|url| ["--database", url])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["serve", "--listen", &addr.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

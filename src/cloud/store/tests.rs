@@ -1,34 +1,97 @@
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use std::path::Path;
+
 use super::*;
 use crate::cloud::{AccessDuration, ProjectKey, Role};
+use crate::cloud::{CloudError, Status};
 use crate::identity::{CertificateAuthority, KeyAlgorithm, PrivateKey, sign_client_csr};
 use crate::proto::{Claimed, EventId, NewShareLink, RedeemLink, Released, ShareAccess};
+use crate::proto::{Outcome, error_code};
 
-const NOW: Timestamp = Timestamp(1_800_000_000);
-const SERIAL: Serial = Serial(0x0123_4567);
-const MAC: Mac = Mac([0x02, 0x4c, 0x01, 0x23, 0x45, 0x67]);
+pub(crate) const NOW: Timestamp = Timestamp(1_800_000_000);
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: CloudStore,
-    ca: CertificateAuthority,
-    place: PlaceId,
+/// The backends every test here runs on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Backend {
+    Redb,
+    Postgres,
 }
 
-fn owner() -> AccountId {
+#[path = "../../../tests/common/postgres.rs"]
+pub(crate) mod cluster;
+
+/// Brings a test database to the schema (the cluster's template).
+pub(crate) fn migrate(url: &str) {
+    PgStore::connect(url).unwrap();
+}
+
+impl Backend {
+    /// A store in `dir` (redb) or a fresh database, or `url` again; and
+    /// the database's URL, to open it again.
+    fn open(self, dir: &Path, url: Option<&str>) -> (CloudStore, Option<String>) {
+        match self {
+            Backend::Redb => (CloudStore::open(&dir.join("data")).unwrap(), None),
+            Backend::Postgres => {
+                let url = url.map_or_else(|| cluster::fresh_database(migrate), str::to_owned);
+                (CloudStore::open_chosen(dir, Some(&url)).unwrap(), Some(url))
+            }
+        }
+    }
+}
+
+/// Each test named runs once on each backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Redb)
+            })*
+        }
+        mod on_postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Postgres)
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_claim_with_the_processors_proof_makes_the_claimant_homeowner,
+    claim_proof_is_checked_against_the_processor_ca,
+    a_claim_proof_is_spent_once,
+    a_claim_with_the_wrong_mac_is_refused,
+    duplicate_event_ids_are_acknowledged_with_the_original_result_and_applied_once,
+    a_new_share_link_comes_back_in_the_ack_and_again_on_a_duplicate,
+    status_by_serial_or_mac_is_the_cloud_icon_and_unknown_processors_get_an_error,
+    the_store_keeps_everything_across_a_reopen_and_a_second_handle,
+    a_deleted_places_id_is_never_reused,
+);
+pub(crate) const SERIAL: Serial = Serial(0x0123_4567);
+pub(crate) const MAC: Mac = Mac([0x02, 0x4c, 0x01, 0x23, 0x45, 0x67]);
+
+pub(crate) struct Fixture {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) store: CloudStore,
+    pub(crate) ca: CertificateAuthority,
+    pub(crate) place: PlaceId,
+}
+
+pub(crate) fn owner() -> AccountId {
     AccountId::new("designer@example.com")
 }
 
-fn site() -> AccountId {
+pub(crate) fn site() -> AccountId {
     AccountId::new("site-box@example.com")
 }
 
 /// A Place with remote services on and one processor activated.
-fn fixture() -> Fixture {
+pub(crate) fn fixture(b: Backend) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = CloudStore::open(&dir.path().join("data")).unwrap();
+    let store = b.open(dir.path(), None).0;
     let ca = CertificateAuthority::processor_ca(MAC).unwrap();
     let place = PlaceId("lake-house".into());
     let key = ProjectKey("k".into());
@@ -58,7 +121,7 @@ fn fixture() -> Fixture {
     }
 }
 
-fn proof(ca: &CertificateAuthority) -> Vec<u8> {
+pub(crate) fn proof(ca: &CertificateAuthority) -> Vec<u8> {
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
     let pem = sign_client_csr(&key.csr_pem("handoff").unwrap(), ca).unwrap();
     CertificateDer::from_pem_slice(pem.as_bytes())
@@ -66,7 +129,7 @@ fn proof(ca: &CertificateAuthority) -> Vec<u8> {
         .to_vec()
 }
 
-fn event(seq: u64, kind: EventKind) -> RelayEvent {
+pub(crate) fn event(seq: u64, kind: EventKind) -> RelayEvent {
     RelayEvent {
         id: EventId {
             daemon: "d1".into(),
@@ -76,7 +139,7 @@ fn event(seq: u64, kind: EventKind) -> RelayEvent {
     }
 }
 
-fn claimed(proof: Vec<u8>) -> EventKind {
+pub(crate) fn claimed(proof: Vec<u8>) -> EventKind {
     EventKind::Claimed(Claimed {
         place: None,
         serial: SERIAL,
@@ -100,9 +163,8 @@ fn rule(reply: &Reply) -> &str {
     }
 }
 
-#[test]
-fn a_claim_with_the_processors_proof_makes_the_claimant_homeowner() {
-    let f = fixture();
+fn a_claim_with_the_processors_proof_makes_the_claimant_homeowner(b: Backend) {
+    let f = fixture(b);
     let replies = f
         .store
         .relay(&site(), &[event(1, claimed(proof(&f.ca)))], NOW)
@@ -112,9 +174,8 @@ fn a_claim_with_the_processors_proof_makes_the_claimant_homeowner() {
     assert_eq!(place.homeowner(), Some(&site()));
 }
 
-#[test]
-fn claim_proof_is_checked_against_the_processor_ca() {
-    let f = fixture();
+fn claim_proof_is_checked_against_the_processor_ca(b: Backend) {
+    let f = fixture(b);
     let foreign = CertificateAuthority::processor_ca(Mac([2, 0x4c, 9, 9, 9, 9])).unwrap();
     let replies = f
         .store
@@ -136,9 +197,8 @@ fn claim_proof_is_checked_against_the_processor_ca() {
     assert_eq!(place.homeowner(), None, "nothing applied");
 }
 
-#[test]
-fn a_claim_proof_is_spent_once() {
-    let f = fixture();
+fn a_claim_proof_is_spent_once(b: Backend) {
+    let f = fixture(b);
     let proof = proof(&f.ca);
     let first = f
         .store
@@ -175,9 +235,8 @@ fn a_claim_proof_is_spent_once() {
     );
 }
 
-#[test]
-fn a_claim_with_the_wrong_mac_is_refused() {
-    let f = fixture();
+fn a_claim_with_the_wrong_mac_is_refused(b: Backend) {
+    let f = fixture(b);
     let mut kind = claimed(proof(&f.ca));
     if let EventKind::Claimed(c) = &mut kind {
         c.mac = Mac([2, 0x4c, 0, 0, 0, 1]);
@@ -189,9 +248,8 @@ fn a_claim_with_the_wrong_mac_is_refused() {
     );
 }
 
-#[test]
-fn duplicate_event_ids_are_acknowledged_with_the_original_result_and_applied_once() {
-    let f = fixture();
+fn duplicate_event_ids_are_acknowledged_with_the_original_result_and_applied_once(b: Backend) {
+    let f = fixture(b);
     let share = |email: &str| {
         EventKind::ShareAccess(ShareAccess {
             place: f.place.clone(),
@@ -246,9 +304,8 @@ fn duplicate_event_ids_are_acknowledged_with_the_original_result_and_applied_onc
     assert_eq!(f.store.event_count().unwrap(), 2);
 }
 
-#[test]
-fn a_new_share_link_comes_back_in_the_ack_and_again_on_a_duplicate() {
-    let f = fixture();
+fn a_new_share_link_comes_back_in_the_ack_and_again_on_a_duplicate(b: Backend) {
+    let f = fixture(b);
     let new = EventKind::NewShareLink(NewShareLink {
         place: f.place.clone(),
         duration: AccessDuration::OneDay,
@@ -286,9 +343,8 @@ fn a_new_share_link_comes_back_in_the_ack_and_again_on_a_duplicate() {
     );
 }
 
-#[test]
-fn status_by_serial_or_mac_is_the_cloud_icon_and_unknown_processors_get_an_error() {
-    let f = fixture();
+fn status_by_serial_or_mac_is_the_cloud_icon_and_unknown_processors_get_an_error(b: Backend) {
+    let f = fixture(b);
     let by_serial = StatusQuery::BySerial {
         query: 1,
         serial: SERIAL,
@@ -321,12 +377,10 @@ fn status_by_serial_or_mac_is_the_cloud_icon_and_unknown_processors_get_an_error
     );
 }
 
-#[test]
-fn the_store_keeps_everything_across_a_reopen_and_a_second_handle() {
+fn the_store_keeps_everything_across_a_reopen_and_a_second_handle(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (store, url) = b.open(dir.path(), None);
     {
-        let store = CloudStore::open(&data).unwrap();
         store
             .execute(
                 &Command::CreatePlace {
@@ -340,9 +394,10 @@ fn the_store_keeps_everything_across_a_reopen_and_a_second_handle() {
             .unwrap()
             .unwrap();
     }
-    let store = CloudStore::open(&data).unwrap();
+    drop(store);
+    let store = b.open(dir.path(), url.as_deref()).0;
     // The operator CLI opens the file while the server holds it.
-    let second = CloudStore::open(&data).unwrap();
+    let second = b.open(dir.path(), url.as_deref()).0;
     assert!(store.place(&PlaceId("p".into())).unwrap().is_some());
     second
         .execute(
@@ -364,10 +419,9 @@ fn the_store_keeps_everything_across_a_reopen_and_a_second_handle() {
     );
 }
 
-#[test]
-fn a_deleted_places_id_is_never_reused() {
+fn a_deleted_places_id_is_never_reused(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = CloudStore::open(&dir.path().join("data")).unwrap();
+    let store = b.open(dir.path(), None).0;
     let create = Command::CreatePlace {
         place: PlaceId("p".into()),
         by: owner(),
@@ -394,10 +448,13 @@ fn a_deleted_places_id_is_never_reused() {
 
 #[test]
 fn a_corrupt_record_is_reported_not_a_panic() {
-    let f = fixture();
+    let f = fixture(Backend::Redb);
     {
-        let txn = f.store.db.begin_write().unwrap();
-        txn.open_table(PLACES)
+        let CloudStore::Redb(redb) = &f.store else {
+            unreachable!()
+        };
+        let txn = redb.db.begin_write().unwrap();
+        txn.open_table(super::redb::PLACES)
             .unwrap()
             .insert("lake-house", &b"\xff\x00garbage"[..])
             .unwrap();
