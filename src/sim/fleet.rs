@@ -63,7 +63,7 @@ pub struct SimProcessor {
 
 /// SplitMix64: a tiny, well-known mixer; good enough to spread serials and
 /// stable across releases, which a test fixture needs more than quality.
-fn splitmix64(mut x: u64) -> u64 {
+pub(super) fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
