@@ -551,7 +551,12 @@ mod tests {
         let mut biggest = 0;
         for p in &fleet {
             let house = crate::sim::HouseSlot::new(p.clone(), None).initial();
-            for url in ["/device?where=IsThisDevice:false", "/zone/status", "/button", "/area"] {
+            for url in [
+                "/device?where=IsThisDevice:false",
+                "/zone/status",
+                "/button",
+                "/area",
+            ] {
                 let request = Communique::read_request("t", url);
                 let line = serde_json::to_vec(&respond(p, &house, &request)).unwrap();
                 biggest = biggest.max(line.len());
