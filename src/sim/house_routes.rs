@@ -145,11 +145,12 @@ fn stations(house: &House, area: u32) -> Vec<Value> {
             None => stations.push((name, vec![d])),
         }
     }
-    // A keypad or Pico without a station is a station of its own.
+    // A device without a station (a Pico, a sensor) is a station of its
+    // own, so that the area walk finds every device.
     for d in house
         .devices
         .iter()
-        .filter(|d| d.area == area && d.station.is_none() && has_buttons(&d.device_type))
+        .filter(|d| d.area == area && d.station.is_none())
     {
         stations.push((d.name.as_str(), vec![d]));
     }
