@@ -532,3 +532,115 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    use super::report::JsonReport;
+    use super::*;
+    use crate::processor::{Mac, Serial, SystemType};
+    use crate::sim::{LiveHouse, SimProcessor};
+
+    fn processor(system_type: SystemType) -> SimProcessor {
+        SimProcessor {
+            serial: Serial(12_345_678),
+            mac: Mac([0x02, 0x4c, 0, 0xbc, 0x61, 0x4e]),
+            address: std::net::Ipv4Addr::new(127, 0, 1, 1),
+            system_type,
+            instance: "Lutron Status".into(),
+        }
+    }
+
+    /// A simulated processor's main port over an in-memory stream, cut
+    /// after `limit` bytes from the processor when given.
+    fn serve(system_type: SystemType, limit: Option<usize>) -> tokio::io::DuplexStream {
+        let (ours, theirs) = duplex(1 << 20);
+        let (server_side, mut relay_side) = duplex(1 << 20);
+        tokio::spawn(async move {
+            let house = LiveHouse::new(
+                serde_json::from_str(include_str!("../../examples/house.json")).unwrap(),
+            );
+            crate::sim::main_server::serve_main_connection(
+                server_side,
+                &processor(system_type),
+                &house,
+            )
+            .await;
+        });
+        // Relay both ways, the processor's side only up to `limit`.
+        tokio::spawn(async move {
+            let (mut client_read, mut client_write) = tokio::io::split(theirs);
+            let (mut server_read, mut server_write) = tokio::io::split(&mut relay_side);
+            let up = async {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            };
+            let down = async {
+                let mut sent = 0;
+                let mut buf = vec![0; 4096];
+                loop {
+                    let n = match server_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let n = limit.map_or(n, |l| n.min(l - sent));
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    sent += n;
+                    if limit == Some(sent) {
+                        break;
+                    }
+                }
+                let _ = client_write.shutdown().await;
+            };
+            tokio::select! { () = up => {}, () = down => {} }
+        });
+        ours
+    }
+
+    async fn inspect(
+        system_type: SystemType,
+        limit: Option<usize>,
+    ) -> (Result<Vec<String>, InventoryError>, Vec<u8>) {
+        let mut client = MainClient::new(serve(system_type, limit), "t", Duration::from_secs(5));
+        let mut out = Vec::new();
+        let mut sink = JsonReport::new(&mut out);
+        let result = Reader::new(&mut client)
+            .read("127.0.1.1", &mut sink, &mut |_, _| {})
+            .await;
+        (result, out)
+    }
+
+    #[tokio::test]
+    async fn both_paths_read_every_device_zone_and_button() {
+        for system_type in [SystemType::CasetaSmartBridge, SystemType::HomeWorksQsx] {
+            let (result, out) = inspect(system_type.clone(), None).await;
+            assert_eq!(result.unwrap(), Vec::<String>::new());
+            let report: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(report["counts"]["devices"], 6, "{system_type:?}");
+            assert_eq!(report["counts"]["zones"], 3);
+            assert_eq!(report["counts"]["buttons"], 6);
+            let kitchen = &report["areas"][3];
+            assert_eq!(kitchen["name"], "Kitchen");
+            assert_eq!(kitchen["zones"][0]["level"], 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_processor_that_drops_mid_read_is_an_error() {
+        let (result, _) = inspect(SystemType::RadioRa3, Some(3000)).await;
+        assert!(
+            matches!(
+                result,
+                Err(InventoryError::Main {
+                    source: MainClientError::Closed | MainClientError::Connection(_),
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+    }
+}

@@ -70,7 +70,22 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut events = house.subscribe();
     loop {
         // `read_frame` keeps what it has read when an event wins the race.
+        // Events first: what a command changed goes out right after the
+        // command's answer, before the next request is read, so a client
+        // (and the vectors in proto/vectors/house/) sees a fixed order.
         let answers = tokio::select! {
+            biased;
+            event = events.recv() => match event {
+                Ok(event) => session.frames(&event),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(
+                        id = %processor.serial.id(),
+                        "a main-port client reads too slowly: {missed} events dropped for it"
+                    );
+                    Vec::new()
+                }
+                Err(RecvError::Closed) => Vec::new(),
+            },
             frame = connection.read_frame() => vec![match frame {
                 Ok(None) => return Ok(()),
                 Ok(Some(object)) => match Communique::from_object(object.clone()) {
@@ -86,17 +101,6 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(ConnectionError::Codec(e)) => unreadable(None, e.to_string()),
                 Err(e) => return Err(e.into()),
             }],
-            event = events.recv() => match event {
-                Ok(event) => session.frames(&event),
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::info!(
-                        id = %processor.serial.id(),
-                        "a main-port client reads too slowly: {missed} events dropped for it"
-                    );
-                    Vec::new()
-                }
-                Err(RecvError::Closed) => Vec::new(),
-            },
         };
         for answer in answers {
             connection.write_frame(&answer).await?;

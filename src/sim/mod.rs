@@ -11,6 +11,8 @@ mod fleet;
 mod generated_house;
 pub mod house;
 mod house_routes;
+#[cfg(test)]
+mod house_vectors;
 pub mod live_house;
 pub mod main_routes;
 pub mod main_server;
