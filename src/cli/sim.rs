@@ -193,19 +193,20 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
             .iter()
             .map(ProcessorInfo::from_record)
             .collect();
-        // Each with its house, made and dropped one at a time.
-        let json: Vec<_> = infos
-            .iter()
-            .zip(&fleet)
-            .map(|(i, p)| {
-                let mut entry = serde_json::to_value(i.to_json()).unwrap_or_default();
-                let house = HouseSlot::new(p.clone(), template.clone()).initial();
-                entry["house"] = serde_json::to_value(&house).unwrap_or_default();
-                entry
-            })
-            .collect();
-        let mut text = serde_json::to_vec_pretty(&json)
-            .map_err(|e| CliError::Failed(format!("cannot encode the manifest: {e}")))?;
+        // Each with its house, made, encoded and dropped one at a time:
+        // a thousand houses never sit in memory together.
+        let mut text = b"[\n".to_vec();
+        for (n, (i, p)) in infos.iter().zip(&fleet).enumerate() {
+            let mut entry = serde_json::to_value(i.to_json()).unwrap_or_default();
+            let house = HouseSlot::new(p.clone(), template.clone()).initial();
+            entry["house"] = serde_json::to_value(&house).unwrap_or_default();
+            if n > 0 {
+                text.extend_from_slice(b",\n");
+            }
+            serde_json::to_writer_pretty(&mut text, &entry)
+                .map_err(|e| CliError::Failed(format!("cannot encode the manifest: {e}")))?;
+        }
+        text.extend_from_slice(b"\n]");
         text.push(b'\n');
         if let Err(e) = atomic_file::write(path, &text, Readers::Anyone) {
             advertiser.stop(Duration::from_secs(2));

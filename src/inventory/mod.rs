@@ -162,6 +162,11 @@ fn href(v: &Value) -> Option<&str> {
     v.get("href").and_then(Value::as_str)
 }
 
+/// The elements of the array `v[key]`; none when it is missing.
+fn items<'v>(v: &'v Value, key: &str) -> impl Iterator<Item = &'v Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
 fn text(v: &Value, key: &str) -> String {
     v.get(key)
         .and_then(Value::as_str)
@@ -252,11 +257,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
                 .pointer("/FirmwareImage/Firmware/DisplayName")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            macs: this
-                .get("NetworkInterfaces")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
+            macs: items(this, "NetworkInterfaces")
                 .filter_map(|i| i.get("MACAddress").and_then(Value::as_str))
                 .map(str::to_owned)
                 .collect(),
@@ -418,12 +419,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
                 devices: Vec::new(),
             };
             for d in by_area.remove(&area.id).unwrap_or_default() {
-                for zone in d
-                    .get("LocalZones")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for zone in items(d, "LocalZones") {
                     let Some(zone_href) = href(zone) else {
                         continue;
                     };
@@ -438,12 +434,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
                         .push(self.zone(&definition, &id_of(zone_href)).await?);
                 }
                 let mut mine = Vec::new();
-                for group in d
-                    .get("ButtonGroups")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for group in items(d, "ButtonGroups") {
                     if let Some(group) = href(group) {
                         mine.extend(buttons.remove(&id_of(group)).unwrap_or_default());
                     }
@@ -485,12 +476,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
                 )
                 .await?;
             for station in stations {
-                for ganged in station
-                    .get("AssociatedGangedDevices")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for ganged in items(&station, "AssociatedGangedDevices") {
                     let Some(device_href) = ganged.get("Device").and_then(href) else {
                         continue;
                     };
@@ -513,12 +499,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
                             )
                             .await?;
                         for group in groups {
-                            for b in group
-                                .get("Buttons")
-                                .and_then(Value::as_array)
-                                .into_iter()
-                                .flatten()
-                            {
+                            for b in items(&group, "Buttons") {
                                 buttons.push(Self::button_item(b));
                             }
                         }
@@ -541,17 +522,11 @@ mod tests {
 
     use super::report::JsonReport;
     use super::*;
-    use crate::processor::{Mac, Serial, SystemType};
+    use crate::processor::SystemType;
     use crate::sim::{LiveHouse, SimProcessor};
 
     fn processor(system_type: SystemType) -> SimProcessor {
-        SimProcessor {
-            serial: Serial(12_345_678),
-            mac: Mac([0x02, 0x4c, 0, 0xbc, 0x61, 0x4e]),
-            address: std::net::Ipv4Addr::new(127, 0, 1, 1),
-            system_type,
-            instance: "Lutron Status".into(),
-        }
+        SimProcessor::fixture(system_type)
     }
 
     /// A simulated processor's main port over an in-memory stream, cut
@@ -560,9 +535,7 @@ mod tests {
         let (ours, theirs) = duplex(1 << 20);
         let (server_side, mut relay_side) = duplex(1 << 20);
         tokio::spawn(async move {
-            let house = LiveHouse::new(
-                serde_json::from_str(include_str!("../../examples/house.json")).unwrap(),
-            );
+            let house = LiveHouse::new(crate::sim::house::example());
             crate::sim::main_server::serve_main_connection(
                 server_side,
                 &processor(system_type),

@@ -188,6 +188,20 @@ impl SimProcessor {
     }
 }
 
+/// One processor for unit tests, its facts fixed.
+#[cfg(test)]
+impl SimProcessor {
+    pub fn fixture(system_type: SystemType) -> SimProcessor {
+        SimProcessor {
+            serial: Serial(12_345_678),
+            mac: Mac([0x02, 0x4c, 0, 0xbc, 0x61, 0x4e]),
+            address: Ipv4Addr::new(127, 0, 1, 1),
+            system_type,
+            instance: "Lutron Status".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -391,12 +391,18 @@ pub fn house_text(house: &House) -> String {
     out
 }
 
+/// `examples/house.json`, for unit tests.
+#[cfg(test)]
+pub fn example() -> House {
+    serde_json::from_str(include_str!("../../examples/house.json")).expect("the example house")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn small() -> House {
-        serde_json::from_str(include_str!("../../examples/house.json")).unwrap()
+        example()
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::io::duplex;
 use super::main_server::serve_main_connection;
 use super::{LiveHouse, SimProcessor};
 use crate::leap::Connection;
-use crate::processor::{Mac, Serial, SystemType};
+use crate::processor::SystemType;
 
 /// (file, product line, requests).
 fn scenarios() -> Vec<(&'static str, SystemType, Vec<Value>)> {
@@ -136,13 +136,7 @@ fn dir() -> PathBuf {
 }
 
 fn processor(system_type: SystemType) -> SimProcessor {
-    SimProcessor {
-        serial: Serial(12_345_678),
-        mac: Mac([0x02, 0x4c, 0, 0xbc, 0x61, 0x4e]),
-        address: std::net::Ipv4Addr::new(127, 0, 1, 1),
-        system_type,
-        instance: "Lutron Status".into(),
-    }
+    SimProcessor::fixture(system_type)
 }
 
 /// Sends each request, then reads until its answer (the frame with its
@@ -152,9 +146,7 @@ fn processor(system_type: SystemType) -> SimProcessor {
 async fn replay(system_type: SystemType, requests: &[Value]) -> Vec<(char, Value)> {
     let (ours, theirs) = duplex(1 << 20);
     tokio::spawn(async move {
-        let house = LiveHouse::new(
-            serde_json::from_str(include_str!("../../examples/house.json")).unwrap(),
-        );
+        let house = LiveHouse::new(super::house::example());
         serve_main_connection(theirs, &processor(system_type), &house).await;
     });
     let mut conn = Connection::new(ours);

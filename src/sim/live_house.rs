@@ -16,7 +16,7 @@ use super::house::{FAN_SPEEDS, House, Zone, ZoneType};
 /// Events kept for a connection that is slow to take them; one that falls
 /// further behind misses the oldest (it is told so in the log), and
 /// nobody else waits for it.
-const EVENT_BACKLOG: usize = 1024;
+const EVENT_BACKLOG: usize = 256;
 
 /// Something that changed, for subscribers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -339,7 +339,7 @@ mod tests {
     use super::*;
 
     fn live() -> LiveHouse {
-        LiveHouse::new(serde_json::from_str(include_str!("../../examples/house.json")).unwrap())
+        LiveHouse::new(super::super::house::example())
     }
 
     #[test]

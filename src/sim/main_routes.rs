@@ -276,19 +276,10 @@ pub fn unreadable(object: Option<&JsonObject>, message: String) -> Communique {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use super::*;
-    use crate::processor::{Mac, Serial};
 
     fn processor(system_type: SystemType) -> SimProcessor {
-        SimProcessor {
-            serial: Serial(12_345_678),
-            mac: Mac([0x02, 0x4c, 0, 0xbc, 0x61, 0x4e]),
-            address: Ipv4Addr::new(127, 0, 1, 1),
-            system_type,
-            instance: "Lutron Status".into(),
-        }
+        SimProcessor::fixture(system_type)
     }
 
     fn ask(p: &SimProcessor, kind: CommuniqueType, url: &str) -> Communique {
@@ -297,7 +288,7 @@ mod tests {
     }
 
     fn example_house() -> House {
-        serde_json::from_str(include_str!("../../examples/house.json")).unwrap()
+        crate::sim::house::example()
     }
 
     fn read(p: &SimProcessor, url: &str) -> Communique {

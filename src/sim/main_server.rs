@@ -303,20 +303,14 @@ mod tests {
 
     use super::*;
     use crate::leap::message::StatusCode;
-    use crate::processor::{Mac, Serial, SystemType};
+    use crate::processor::SystemType;
 
     fn processor() -> SimProcessor {
-        SimProcessor {
-            serial: Serial(12_345_678),
-            mac: Mac([0x02, 0x4c, 0, 0xbc, 0x61, 0x4e]),
-            address: std::net::Ipv4Addr::new(127, 0, 1, 1),
-            system_type: SystemType::HomeWorksQsx,
-            instance: "Lutron Status".into(),
-        }
+        SimProcessor::fixture(SystemType::HomeWorksQsx)
     }
 
     fn house() -> LiveHouse {
-        LiveHouse::new(serde_json::from_str(include_str!("../../examples/house.json")).unwrap())
+        LiveHouse::new(crate::sim::house::example())
     }
 
     async fn answer(conn: &mut Connection<tokio::io::DuplexStream>) -> Communique {
