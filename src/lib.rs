@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod dirs;
 pub mod discovery;
 pub mod identity;
+pub mod inventory;
 pub mod lan;
 pub mod leap;
 pub mod outbox;

@@ -307,3 +307,128 @@ lan_test! {
         assert_eq!(json["refused"].as_array().map(Vec::len), Some(0), "nothing left: {json}");
     }
 }
+
+/// `(id serial model type)` of every device, `(id type)` of every zone and
+/// `(id device number engraving)` of every button, from a manifest's house.
+fn manifest_house(house: &Value) -> [std::collections::BTreeSet<String>; 3] {
+    let list = |k: &str| house[k].as_array().unwrap().clone();
+    [
+        list("devices")
+            .iter()
+            .map(|d| format!("{} {} {} {}", d["id"], d["serial"], d["model"], d["type"]))
+            .collect(),
+        list("zones")
+            .iter()
+            .map(|z| format!("{} {}", z["id"], z["type"]))
+            .collect(),
+        list("buttons")
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} {} {} {}",
+                    b["id"], b["device"], b["number"], b["engraving"]
+                )
+            })
+            .collect(),
+    ]
+}
+
+/// The same from `inspect --json` (its ids are strings, as in hrefs).
+fn inspected_house(report: &Value) -> [std::collections::BTreeSet<String>; 3] {
+    let mut sets: [std::collections::BTreeSet<String>; 3] = Default::default();
+    let n = |v: &Value| v.as_str().unwrap().to_owned();
+    for area in report["areas"].as_array().unwrap() {
+        for d in area["devices"].as_array().unwrap() {
+            sets[0].insert(format!(
+                "{} {} {} {}",
+                n(&d["id"]),
+                d["serial"],
+                d["model"],
+                d["type"]
+            ));
+            for b in d["buttons"].as_array().unwrap() {
+                sets[2].insert(format!(
+                    "{} {} {} {}",
+                    n(&b["id"]),
+                    n(&d["id"]),
+                    b["number"],
+                    b["engraving"]
+                ));
+            }
+        }
+        for z in area["zones"].as_array().unwrap() {
+            sets[1].insert(format!("{} {}", n(&z["id"]), z["type"]));
+        }
+    }
+    sets
+}
+
+/// Every tag opened is closed, in order (void elements aside): enough to
+/// catch a report cut short or a name that became markup.
+fn check_well_formed(html: &str) {
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..].find('>').expect("an unclosed <") + start;
+        let tag = &rest[start + 1..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('!') {
+            continue;
+        }
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if ["meta", "br"].contains(&name.as_str()) {
+            continue;
+        }
+        if tag.starts_with('/') {
+            assert_eq!(
+                open.pop().as_deref(),
+                Some(name.as_str()),
+                "misnested </{name}>"
+            );
+        } else {
+            open.push(name);
+        }
+    }
+    assert!(open.is_empty(), "unclosed {open:?}");
+}
+
+lan_test! {
+    fn inspect_after_a_pair_lists_exactly_the_manifests_house() {
+        let sim = Sim::start(&["--count", "2", "--system-type", "caseta,ra3", "--auto-press", "200ms", "--no-probe"]);
+        let state = TempDir::new("inspect-state");
+        for (i, p) in sim.manifest.iter().enumerate() {
+            let ip = p["addresses"][0].as_str().unwrap();
+            let run = cli(&state.0, &sim, "pair", &[ip]);
+            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            let html = state.path(&format!("report-{i}.html"));
+            let run = cli(&state.0, &sim, "inspect", &[ip, "--json", "--html", html.to_str().unwrap()]);
+            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            let report: Value = serde_json::from_str(&run.stdout).expect("inspect --json is JSON");
+            assert_eq!(report["processor"]["serial"], p["serial"]);
+            assert_eq!(report["processor"]["macs"][0], p["mac"]);
+            assert_eq!(report["project"]["name"], p["house"]["project"]);
+            assert_eq!(inspected_house(&report), manifest_house(&p["house"]), "{}", p["system_type"]);
+            assert_eq!(report["counts"]["devices"], p["house"]["devices"].as_array().unwrap().len());
+            let text = std::fs::read_to_string(&html).expect("the HTML report");
+            check_well_formed(&text);
+            assert!(text.contains(p["house"]["buttons"][0]["engraving"].as_str().unwrap()));
+        }
+    }
+}
+
+lan_test! {
+    fn inspect_without_a_credential_writes_nothing_and_says_so() {
+        let sim = Sim::start(&["--count", "1", "--no-probe"]);
+        let state = TempDir::new("inspect-none");
+        let html = state.path("report.html");
+        let ip = sim.manifest[0]["addresses"][0].as_str().unwrap();
+        let run = cli(&state.0, &sim, "inspect", &[ip, "--html", html.to_str().unwrap()]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(run.stderr.contains("not paired here"), "{}", run.stderr);
+        assert!(!html.exists());
+    }
+}

@@ -115,15 +115,20 @@ fn which(p: &Resolved) -> String {
     parts.join(", ")
 }
 
-/// Connects to the main port with the new `credential` (its CA the only
-/// anchor), reads who the processor is, and notes its public key.
-pub async fn read_identity(
+/// Opens the main port with the stored credential (the pinned key
+/// checked), for a caller that reads more than the identity.
+///
+/// # Errors
+/// [`ClaimError::IdentityChanged`] when the processor shows another key;
+/// [`ClaimError::CredentialRefused`] when it no longer accepts ours;
+/// [`ClaimError::MainPortRefused`] otherwise.
+pub async fn open_main_port(
     processor: &Resolved,
     credential: &Credential,
-) -> Result<MainPortIdentity, ClaimError> {
+) -> Result<TlsStream<TcpStream>, ClaimError> {
     let name = processor.describe();
     let config = tls::main_client_config(credential)?;
-    let stream = connect(config, processor.address, MAIN_PORT)
+    connect(config, processor.address, MAIN_PORT)
         .await
         .map_err(|e| {
             // With a pin, any certificate failure means the processor is
@@ -136,13 +141,36 @@ pub async fn read_identity(
                 ClaimError::IdentityChanged {
                     processor: name.clone(),
                 }
+            } else if refused_our_certificate(&e) {
+                ClaimError::CredentialRefused {
+                    processor: name.clone(),
+                }
             } else {
                 ClaimError::MainPortRefused {
                     processor: name.clone(),
                     reason: e.to_string(),
                 }
             }
-        })?;
+        })
+}
+
+/// Whether an I/O error on an open main-port connection is the processor
+/// refusing our certificate (TLS 1.3 says so after the handshake, at the
+/// first read).
+pub fn is_credential_refusal(e: &io::Error) -> bool {
+    refused_our_certificate(e)
+}
+
+/// Reads who the processor is over the main port, with the credential.
+///
+/// # Errors
+/// As [`open_main_port`], and [`ClaimError::MainPortProtocol`].
+pub async fn read_identity(
+    processor: &Resolved,
+    credential: &Credential,
+) -> Result<MainPortIdentity, ClaimError> {
+    let name = processor.describe();
+    let stream = open_main_port(processor, credential).await?;
     let server = server_identity(&stream).ok_or_else(|| ClaimError::MainPortRefused {
         processor: name.clone(),
         reason: "it showed no readable certificate".into(),

@@ -34,7 +34,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use connect::MainPortIdentity;
+pub use connect::{MainPortIdentity, is_credential_refusal};
 pub use device_uid::{ANONYMOUS_DEVICE_UID, device_uid_towards};
 pub use record::{ClaimRecord, credential_files};
 pub use target::{Resolved, Target, discover, resolve};
@@ -153,6 +153,11 @@ pub enum ClaimError {
          and pair with it again; if not, another device may be answering at its address"
     )]
     IdentityChanged { processor: String },
+    #[error(
+        "{processor} no longer accepts handoff's credential (its pairing was removed, or it \
+         was reset) — claim it again with `handoff claim`"
+    )]
+    CredentialRefused { processor: String },
     #[error(
         "no credential for {target} in {} — it is not paired here (paired with another \
          --state-dir?)",
@@ -453,6 +458,47 @@ pub async fn verify_claimed(
         });
     }
     Ok(seen)
+}
+
+/// Opens the main port of the claimed processor `target` names, with its
+/// stored credential: at the address typed, else where discovery finds it
+/// within `timeout`.
+///
+/// # Errors
+/// [`ClaimError::NotClaimed`] without a credential; as
+/// [`connect::open_main_port`] and [`resolve`].
+pub async fn open_claimed(
+    state_dir: &Path,
+    target: &Target,
+    timeout: std::time::Duration,
+) -> Result<
+    (
+        Resolved,
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    ),
+    ClaimError,
+> {
+    let (serial, mac) = paired(state_dir, target)?;
+    let store = CredentialStore::new(state_dir);
+    let credential = store.load(serial)?;
+    let record = ClaimRecord::load(&store.dir(serial));
+    let address = match target {
+        Target::Address(ip) => *ip,
+        _ => {
+            resolve(&Target::Serial(serial), &[], timeout)
+                .await?
+                .address
+        }
+    };
+    let resolved = Resolved {
+        address,
+        serial: Some(serial),
+        mac,
+        product: record.map_or_else(|| "processor".to_owned(), |r| r.product),
+        source: "the stored claim",
+    };
+    let stream = connect::open_main_port(&resolved, &credential).await?;
+    Ok((resolved, stream))
 }
 
 /// The paired processor `target` names: by serial or id directly, by MAC,

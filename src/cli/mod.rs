@@ -10,6 +10,7 @@ mod demo;
 mod discover;
 mod docs;
 mod health;
+mod inspect;
 mod lan;
 mod manual;
 mod output;
@@ -129,6 +130,10 @@ pub enum Command {
     /// The cloud state of a processor's Place (green / yellow / grey) and
     /// what to do; --relay shows the queue of events for the cloud
     Status(status::StatusArgs),
+    /// The handover report of a claimed processor: its house read over the
+    /// main port (areas, devices with serials and firmware, zones and
+    /// levels, keypads and engravings), as Markdown, JSON or HTML
+    Inspect(inspect::InspectArgs),
     /// Deliver every event queued for the cloud now
     Relay(relay::RelayArgs),
     /// Claim with the button, share the Place to a pro account, release
@@ -279,6 +284,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Status(args) => {
             status::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
+        }
+        Command::Inspect(args) => {
+            inspect::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
         }
         Command::Relay(args) => {
             relay::run(args, cli.state_dir.clone().or_else(default_state_dir)).await

@@ -14,8 +14,8 @@ use crate::identity::PairingAuthority;
 use crate::leap::{MAIN_PORT, PAIRING_PORT};
 use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{
-    Advertiser, ControlSocket, FleetServers, FleetSpec, ServerOptions, SimError, build_fleet,
-    check_private_network, press_from_terminal,
+    Advertiser, ControlSocket, FleetServers, FleetSpec, HouseSlot, ServerOptions, SimError,
+    build_fleet, check_private_network, press_from_terminal,
 };
 
 #[derive(Args, Debug)]
@@ -62,6 +62,11 @@ pub struct SimArgs {
     #[arg(long, value_name = "DELAY", value_parser = super::parse_duration)]
     pub auto_press: Option<Duration>,
 
+    /// Give every processor this house (JSON, see examples/house.json)
+    /// instead of one generated from its serial
+    #[arg(long, value_name = "FILE")]
+    pub house: Option<PathBuf>,
+
     /// Advertise even outside a private network namespace. Simulated
     /// processors then appear on a real LAN: never on a network you share.
     #[arg(long)]
@@ -77,6 +82,33 @@ pub enum SimAction {
         /// The processor: its id (8 hex digits), serial, MAC or IP address
         processor: String,
     },
+    /// Press and release a keypad or Pico button of a running simulated
+    /// processor, as a person would; every main-port subscriber hears it
+    PressKeypad {
+        /// The processor: its id (8 hex digits), serial, MAC or IP address
+        processor: String,
+        /// The keypad or Pico: its device id, serial or name
+        device: String,
+        /// The button: its number, id or engraving
+        button: String,
+    },
+    /// Someone enters (or leaves) an area that has an occupancy sensor
+    Occupancy {
+        processor: String,
+        /// The area's id
+        area: u32,
+        /// occupied or unoccupied
+        #[arg(value_parser = ["occupied", "unoccupied"])]
+        state: String,
+    },
+    /// Print a running simulated processor's house: areas, zones with
+    /// their current levels, devices, keypad buttons
+    House {
+        processor: String,
+        /// The house as JSON (the --house file format)
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the fleet, or `action` on the running one. `state_dir/sim/` keeps
@@ -85,9 +117,15 @@ pub enum SimAction {
 /// with it. Nothing else in `state_dir` is touched: `state_dir/pairing-identity`
 /// is a real, installed identity's place.
 pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
-    if let Some(SimAction::Press { processor }) = &args.action {
-        return press(state_dir, processor).await;
+    if let Some(action) = &args.action {
+        return act(state_dir, action).await;
     }
+    let template = match &args.house {
+        Some(path) => Some(std::sync::Arc::new(
+            crate::sim::House::load(path).map_err(|e| CliError::Failed(e.to_string()))?,
+        )),
+        None => None,
+    };
     if !args.really_advertise {
         check_private_network()?;
     }
@@ -120,6 +158,7 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         auto_press: args.auto_press,
         button_window: None,
         state_dir: Some(state_dir.clone()),
+        house: template.clone(),
     };
     let servers = FleetServers::start(&fleet, &authority, options)
         .await
@@ -154,9 +193,20 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
             .iter()
             .map(ProcessorInfo::from_record)
             .collect();
-        let json: Vec<_> = infos.iter().map(|i| i.to_json()).collect();
-        let mut text = serde_json::to_vec_pretty(&json)
-            .map_err(|e| CliError::Failed(format!("cannot encode the manifest: {e}")))?;
+        // Each with its house, made, encoded and dropped one at a time:
+        // a thousand houses never sit in memory together.
+        let mut text = b"[\n".to_vec();
+        for (n, (i, p)) in infos.iter().zip(&fleet).enumerate() {
+            let mut entry = serde_json::to_value(i.to_json()).unwrap_or_default();
+            let house = HouseSlot::new(p.clone(), template.clone()).initial();
+            entry["house"] = serde_json::to_value(&house).unwrap_or_default();
+            if n > 0 {
+                text.extend_from_slice(b",\n");
+            }
+            serde_json::to_writer_pretty(&mut text, &entry)
+                .map_err(|e| CliError::Failed(format!("cannot encode the manifest: {e}")))?;
+        }
+        text.extend_from_slice(b"\n]");
         text.push(b'\n');
         if let Err(e) = atomic_file::write(path, &text, Readers::Anyone) {
             advertiser.stop(Duration::from_secs(2));
@@ -216,17 +266,44 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
-/// `handoff sim press PROCESSOR`: presses through the running fleet's
-/// control socket.
-async fn press(state_dir: Option<PathBuf>, processor: &str) -> Result<ExitCode, CliError> {
+/// `handoff sim press|press-keypad|occupancy|house`: through the running
+/// fleet's control socket.
+async fn act(state_dir: Option<PathBuf>, action: &SimAction) -> Result<ExitCode, CliError> {
     let Some(state_dir) = state_dir else {
         return Err(CliError::Failed(
             "no state directory: pass the --state-dir the simulator runs with".into(),
         ));
     };
-    let pressed = crate::sim::press(&state_dir, processor)
-        .await
-        .map_err(SimError::from)?;
-    println!("pressed the button of {pressed}");
+    let done = match action {
+        SimAction::Press { processor } => crate::sim::press(&state_dir, processor)
+            .await
+            .map(|p| format!("pressed the button of {p}")),
+        SimAction::PressKeypad {
+            processor,
+            device,
+            button,
+        } => crate::sim::press_keypad(&state_dir, processor, device, button)
+            .await
+            .map(|p| format!("pressed and released {p}")),
+        SimAction::Occupancy {
+            processor,
+            area,
+            state,
+        } => crate::sim::set_occupancy(&state_dir, processor, *area, state == "occupied").await,
+        SimAction::House { processor, json } => {
+            let text = crate::sim::house(&state_dir, processor)
+                .await
+                .map_err(SimError::from)?;
+            if *json {
+                println!("{text}");
+            } else {
+                let house: crate::sim::House = serde_json::from_str(&text)
+                    .map_err(|e| CliError::Failed(format!("the simulator sent no house: {e}")))?;
+                print!("{}", crate::sim::house_text(&house));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    println!("{}", done.map_err(SimError::from)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
+use std::sync::Arc;
+
+use super::live_house::HouseSlot;
 use super::{PairingPort, SimProcessor};
 use crate::processor::{Mac, Serial};
 
@@ -65,30 +68,30 @@ pub enum ControlError {
 /// The buttons of a running fleet, by processor.
 #[derive(Clone)]
 pub struct Buttons {
-    processors: Vec<(SimProcessor, PairingPort)>,
+    processors: Vec<(SimProcessor, PairingPort, Arc<HouseSlot>)>,
 }
 
 impl Buttons {
-    pub(super) fn new(processors: Vec<(SimProcessor, PairingPort)>) -> Buttons {
+    pub(super) fn new(processors: Vec<(SimProcessor, PairingPort, Arc<HouseSlot>)>) -> Buttons {
         Buttons { processors }
     }
 
     /// The processor `name` means: its id (8 hex digits), serial
     /// (decimal), MAC or IP address. An id wins over a serial written
     /// with the same digits.
-    pub fn find(&self, name: &str) -> Option<&(SimProcessor, PairingPort)> {
+    pub fn find(&self, name: &str) -> Option<&(SimProcessor, PairingPort, Arc<HouseSlot>)> {
         let name = name.trim();
         if let Some(found) = self
             .processors
             .iter()
-            .find(|(p, _)| p.serial.id().eq_ignore_ascii_case(name))
+            .find(|(p, _, _)| p.serial.id().eq_ignore_ascii_case(name))
         {
             return Some(found);
         }
         let serial = name.parse::<Serial>().ok();
         let mac = name.parse::<Mac>().ok();
         let ip = name.parse::<IpAddr>().ok();
-        self.processors.iter().find(|(p, _)| {
+        self.processors.iter().find(|(p, _, _)| {
             serial == Some(p.serial) || mac == Some(p.mac) || ip == Some(IpAddr::V4(p.address))
         })
     }
@@ -97,7 +100,7 @@ impl Buttons {
     /// call it, or why there is none.
     pub fn press(&self, name: &str) -> Result<String, String> {
         match self.find(name) {
-            Some((p, port)) => {
+            Some((p, port, _)) => {
                 port.press();
                 tracing::info!(id = %p.serial.id(), serial = %p.serial, mac = %p.mac, "button pressed");
                 Ok(format!(
@@ -107,35 +110,77 @@ impl Buttons {
                     p.address
                 ))
             }
-            None => {
-                let known: Vec<String> =
-                    self.processors.iter().map(|(p, _)| p.serial.id()).collect();
-                Err(format!(
-                    "no simulated processor is {:?}; this fleet has {}",
-                    name.trim(),
-                    known.join(", ")
-                ))
-            }
+            None => Err(self.unknown(name)),
         }
+    }
+
+    fn unknown(&self, name: &str) -> String {
+        let known: Vec<String> = self
+            .processors
+            .iter()
+            .map(|(p, _, _)| p.serial.id())
+            .collect();
+        format!(
+            "no simulated processor is {:?}; this fleet has {}",
+            name.trim(),
+            known.join(", ")
+        )
+    }
+
+    fn house(&self, name: &str) -> Result<&HouseSlot, String> {
+        self.find(name)
+            .map(|(_, _, house)| &**house)
+            .ok_or_else(|| self.unknown(name))
     }
 
     /// Presses every processor's button.
     pub fn press_all(&self) {
-        for (_, port) in &self.processors {
+        for (_, port, _) in &self.processors {
             port.press();
         }
     }
 
     /// Answers one request line.
     fn answer(&self, line: &str) -> String {
-        let Some(name) = line.trim().strip_prefix("press ") else {
-            return format!(
-                "error unknown request {:?}; expected 'press PROCESSOR'",
-                line.trim()
-            );
+        let line = line.trim_end_matches(['\r', '\n']);
+        let fields: Vec<&str> = line.split('\t').collect();
+        let result = match fields.as_slice() {
+            ["press-keypad", processor, device, button] => self
+                .house(processor)
+                .and_then(|h| h.live().press_keypad(device, button)),
+            ["occupancy", processor, area, state] => self.house(processor).and_then(|h| {
+                let occupied = match *state {
+                    "occupied" => true,
+                    "unoccupied" => false,
+                    other => {
+                        return Err(format!(
+                            "occupancy is occupied or unoccupied, not {other:?}"
+                        ));
+                    }
+                };
+                let area: u32 = area
+                    .parse()
+                    .map_err(|_| format!("area {area:?} is no id"))?;
+                h.live()
+                    .set_occupancy(area, occupied)
+                    .map(|()| format!("area {area} {state}"))
+                    .map_err(|e| format!("{e} (no area with a sensor has id {area})"))
+            }),
+            [one] => match one.trim().split_once(' ') {
+                Some(("press", name)) => self.press(name),
+                Some(("house", name)) => self.house(name).and_then(|h| {
+                    serde_json::to_string(&*h.live().lock()).map_err(|e| e.to_string())
+                }),
+                _ => Err(format!(
+                    "unknown request {:?}; expected 'press PROCESSOR', 'house PROCESSOR', \
+                     press-keypad or occupancy",
+                    line.trim()
+                )),
+            },
+            _ => Err(format!("unknown request {:?}", line.trim())),
         };
-        match self.press(name) {
-            Ok(pressed) => format!("ok {pressed}"),
+        match result {
+            Ok(what) => format!("ok {what}"),
             Err(reason) => format!("error {reason}"),
         }
     }
@@ -260,6 +305,75 @@ async fn serve_one(stream: UnixStream, buttons: &Buttons) {
 /// [`ControlError::NotRunning`] without a running fleet;
 /// [`ControlError::Refused`] for a processor the fleet does not have.
 pub async fn press(state_dir: &Path, processor: &str) -> Result<String, ControlError> {
+    ask(
+        state_dir,
+        &format!("press {}", one_line(processor)),
+        MAX_LINE,
+    )
+    .await
+}
+
+/// Presses and releases `button` (number, id or engraving) of the keypad
+/// `device` (id, serial or name) of `processor`.
+///
+/// # Errors
+/// As [`press`]; [`ControlError::Refused`] names what the house has.
+pub async fn press_keypad(
+    state_dir: &Path,
+    processor: &str,
+    device: &str,
+    button: &str,
+) -> Result<String, ControlError> {
+    let request = format!(
+        "press-keypad\t{}\t{}\t{}",
+        one_field(processor),
+        one_field(device),
+        one_field(button)
+    );
+    ask(state_dir, &request, MAX_LINE).await
+}
+
+/// Makes an area with a sensor occupied or not.
+///
+/// # Errors
+/// As [`press_keypad`].
+pub async fn set_occupancy(
+    state_dir: &Path,
+    processor: &str,
+    area: u32,
+    occupied: bool,
+) -> Result<String, ControlError> {
+    let state = if occupied { "occupied" } else { "unoccupied" };
+    let request = format!("occupancy\t{}\t{area}\t{state}", one_field(processor));
+    ask(state_dir, &request, MAX_LINE).await
+}
+
+/// The current house of `processor`, as JSON.
+///
+/// # Errors
+/// As [`press`].
+pub async fn house(state_dir: &Path, processor: &str) -> Result<String, ControlError> {
+    ask(
+        state_dir,
+        &format!("house {}", one_line(processor)),
+        MAX_ANSWER,
+    )
+    .await
+}
+
+/// Longest answer read back: a house of thousands of devices.
+const MAX_ANSWER: u64 = 64 << 20;
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+fn one_field(s: &str) -> String {
+    s.replace(['\r', '\n', '\t'], " ")
+}
+
+/// One request, one answer line.
+async fn ask(state_dir: &Path, request: &str, max_answer: u64) -> Result<String, ControlError> {
     let path = state_dir.join(CONTROL_SOCKET);
     let exchange = async {
         let mut stream =
@@ -278,13 +392,12 @@ pub async fn press(state_dir: &Path, processor: &str) -> Result<String, ControlE
             path: path.clone(),
             source,
         };
-        let request = format!("press {}\n", processor.replace(['\r', '\n'], " "));
         stream
-            .write_all(request.as_bytes())
+            .write_all(format!("{request}\n").as_bytes())
             .await
             .map_err(io_error)?;
         let mut line = String::new();
-        BufReader::new(tokio::io::AsyncReadExt::take(stream, MAX_LINE))
+        BufReader::new(tokio::io::AsyncReadExt::take(stream, max_answer))
             .read_line(&mut line)
             .await
             .map_err(io_error)?;

@@ -63,7 +63,7 @@ pub struct SimProcessor {
 
 /// SplitMix64: a tiny, well-known mixer; good enough to spread serials and
 /// stable across releases, which a test fixture needs more than quality.
-fn splitmix64(mut x: u64) -> u64 {
+pub(super) fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -185,6 +185,20 @@ impl SimProcessor {
     /// What discovery should make of it: the manifest entry.
     pub fn info(&self) -> ProcessorInfo {
         ProcessorInfo::from_record(&self.record())
+    }
+}
+
+/// One processor for unit tests, its facts fixed.
+#[cfg(test)]
+impl SimProcessor {
+    pub fn fixture(system_type: SystemType) -> SimProcessor {
+        SimProcessor {
+            serial: Serial(12_345_678),
+            mac: Mac([0x02, 0x4c, 0, 0xbc, 0x61, 0x4e]),
+            address: Ipv4Addr::new(127, 0, 1, 1),
+            system_type,
+            instance: "Lutron Status".into(),
+        }
     }
 }
 

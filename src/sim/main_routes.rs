@@ -11,6 +11,8 @@
 use serde_json::{Value, json};
 
 use super::SimProcessor;
+use super::house::{House, PROCESSOR_DEVICE_ID};
+use super::house_routes::{self, device_json};
 use crate::leap::MAIN_PORT;
 use crate::leap::codec::JsonObject;
 use crate::leap::message::{
@@ -57,98 +59,52 @@ fn model(system_type: &SystemType) -> (&'static str, &'static str) {
     }
 }
 
-fn is_bridge(system_type: &SystemType) -> bool {
+pub fn is_bridge(system_type: &SystemType) -> bool {
     matches!(
         system_type,
         SystemType::CasetaSmartBridge | SystemType::Ra2Select
     )
 }
 
-/// A processor's root area, which holds every other (pylutron-caseta's
-/// `tests/responses/ra3/areas.json`).
-const ROOT_AREA: &str = "/area/3";
-/// The leaf area a processor sits in, as the enclosure's equipment room.
-const PROCESSOR_AREA: &str = "/area/83";
-
-/// The processor's own device: `/device/1` on a bridge (ref §3), a
-/// higher number on processors, whose device 1 is not themselves.
+/// The processor's own device, `/device/1` on every product line (ref §3
+/// for Caséta; handoff's choice elsewhere, which keeps its id out of the
+/// house's number space).
 ///
 /// A bridge's device carries `FullyQualifiedName`, which pylutron-caseta
 /// joins into the device's name when it loads `/device` (a `KeyError`
 /// without it); a processor's carries `AssociatedArea`, which it looks up
 /// in `/area` to name the processor (`_load_ra3_processor`).
-fn this_device(p: &SimProcessor) -> Value {
+fn this_device(p: &SimProcessor, house: &House) -> Value {
     let (model_number, device_type) = model(&p.system_type);
-    let mut device = json!({
+    let name = if is_bridge(&p.system_type) {
+        "Smart Bridge"
+    } else {
+        "Enclosure Device 001"
+    };
+    json!({
+        "href": format!("/device/{PROCESSOR_DEVICE_ID}"),
+        "Name": name,
+        "FullyQualifiedName": [name],
         "Parent": {"href": "/project"},
         "SerialNumber": p.serial.0,
         "ModelNumber": model_number,
         "DeviceType": device_type,
         "FirmwareImage": {"Firmware": {"DisplayName": p.firmware()}},
         "NetworkInterfaces": [{"MACAddress": p.mac.to_string()}],
+        "AssociatedArea": {"href": format!("/area/{}", house.processor_area())},
         "IsThisDevice": true,
-    });
-    let extra = if is_bridge(&p.system_type) {
-        json!({
-            "href": "/device/1",
-            "Name": "Smart Bridge",
-            "FullyQualifiedName": ["Smart Bridge"],
-        })
-    } else {
-        json!({
-            "href": "/device/104",
-            "Name": "Enclosure Device 001",
-            "AssociatedArea": {"href": PROCESSOR_AREA},
-        })
-    };
-    if let (Some(device), Value::Object(extra)) = (device.as_object_mut(), extra) {
-        device.extend(extra);
-    }
-    device
+    })
 }
 
-/// `/area`: a bridge has one flat area; a processor a root area with the
-/// equipment room under it, as real RadioRA 3 projects have.
-fn areas(p: &SimProcessor) -> Value {
-    if is_bridge(&p.system_type) {
-        json!({"Areas": [{"href": "/area/1", "Name": "Home", "IsLeaf": true}]})
-    } else {
-        json!({"Areas": [
-            {"href": ROOT_AREA, "Name": "Home", "IsLeaf": false},
-            {
-                "href": PROCESSOR_AREA,
-                "Name": "Equipment Room",
-                "Parent": {"href": ROOT_AREA},
-                "IsLeaf": true,
-            },
-        ]})
-    }
-}
-
-/// The status of each of a processor's areas: nobody in them, no scene.
-fn area_statuses() -> Value {
-    [ROOT_AREA, PROCESSOR_AREA]
-        .iter()
-        .map(|area| {
-            json!({
-                "href": format!("{area}/status"),
-                "OccupancyStatus": "Unknown",
-                "CurrentScene": null,
-            })
-        })
+/// Every device: the processor first, then the house's.
+fn all_devices(p: &SimProcessor, house: &House) -> Vec<Value> {
+    std::iter::once(this_device(p, house))
+        .chain(house.devices.iter().map(|d| device_json(house, d)))
         .collect()
 }
 
-/// Whether `url` is `/area/<id>/<what>` of one of a processor's areas.
-fn is_processor_area_url(p: &SimProcessor, url: &str, what: &str) -> bool {
-    !is_bridge(&p.system_type)
-        && [ROOT_AREA, PROCESSOR_AREA]
-            .iter()
-            .any(|area| url.strip_prefix(area) == Some(what))
-}
-
 /// Answers one request.
-pub fn respond(p: &SimProcessor, request: &Communique) -> Communique {
+pub fn respond(p: &SimProcessor, house: &House, request: &Communique) -> Communique {
     if !request.communique_type.is_request() {
         return bad_request(
             request,
@@ -158,7 +114,7 @@ pub fn respond(p: &SimProcessor, request: &Communique) -> Communique {
     let Some(url) = request.url() else {
         return bad_request(request, "the request has no Url".into());
     };
-    let Some((access, body_type, body)) = resource(p, url) else {
+    let Some((access, body_type, body)) = resource(p, house, url) else {
         return exception(
             request,
             StatusCode::NOT_FOUND,
@@ -193,8 +149,13 @@ pub fn respond(p: &SimProcessor, request: &Communique) -> Communique {
 
 /// What a URL holds: who may ask, its body type, and its body (`None`:
 /// `204 NoContent`).
-fn resource(p: &SimProcessor, url: &str) -> Option<(Access, &'static str, Option<Value>)> {
+fn resource(
+    p: &SimProcessor,
+    house: &House,
+    url: &str,
+) -> Option<(Access, &'static str, Option<Value>)> {
     let read = |body_type, body| Some((Access::Read, body_type, Some(body)));
+    let processor_url = format!("/device/{PROCESSOR_DEVICE_ID}");
     match url {
         PING_URL | LEGACY_PING_URL => read(
             "OnePingResponse",
@@ -215,18 +176,34 @@ fn resource(p: &SimProcessor, url: &str) -> Option<(Access, &'static str, Option
             "OneProjectDefinition",
             json!({"Project": {
                 "href": "/project",
-                "Name": format!("{} {}", p.system_type.short_name(), p.serial.id()),
+                "Name": house.project,
                 "ProductType": product_type(&p.system_type),
-                "MasterDeviceList": {"Devices": [{"href": this_device(p)["href"]}]},
+                "MasterDeviceList": {"Devices": all_devices(p, house).iter()
+                    .map(|d| json!({"href": d["href"]})).collect::<Vec<_>>()},
             }}),
         ),
         // QSX answers a bare /device with 204 and no body (ref §3).
         "/device" if p.system_type == SystemType::HomeWorksQsx => {
             Some((Access::Read, "MultipleDeviceDefinition", None))
         }
-        "/device" | "/device?where=IsThisDevice:true" => read(
+        "/device" => read(
             "MultipleDeviceDefinition",
-            json!({"Devices": [this_device(p)]}),
+            json!({"Devices": all_devices(p, house)}),
+        ),
+        "/device?where=IsThisDevice:true" => read(
+            "MultipleDeviceDefinition",
+            json!({"Devices": [this_device(p, house)]}),
+        ),
+        "/device?where=IsThisDevice:false" => Some((
+            Access::Read,
+            "MultipleDeviceDefinition",
+            (!house.devices.is_empty()).then(|| {
+                json!({"Devices": house.devices.iter().map(|d| device_json(house, d)).collect::<Vec<_>>()})
+            }),
+        )),
+        _ if url == processor_url => read(
+            "OneDeviceDefinition",
+            json!({"Device": this_device(p, house)}),
         ),
         "/networkinterface/1" => read(
             "OneNetworkInterfaceDefinition",
@@ -236,47 +213,10 @@ fn resource(p: &SimProcessor, url: &str) -> Option<(Access, &'static str, Option
                 "IPv4Properties": {"Type": "Static", "IP": p.address.to_string()},
             }}),
         ),
-        "/area" => read("MultipleAreaDefinition", areas(p)),
-        // A processor's areas hold no keypads or zones of the simulator's:
-        // a real processor answers such an empty collection with 204 and
-        // no body (pylutron-caseta's
-        // `tests/responses/ra3/area/3/controlstation.json`), as it does
-        // for the other devices of a processor that has none.
-        _ if is_processor_area_url(p, url, "/associatedcontrolstation") => {
-            Some((Access::Read, "MultipleControlStationDefinition", None))
-        }
-        _ if is_processor_area_url(p, url, "/associatedzone") => {
-            Some((Access::Read, "MultipleZoneDefinition", None))
-        }
-        "/device?where=IsThisDevice:false" if !is_bridge(&p.system_type) => {
-            Some((Access::Read, "MultipleDeviceDefinition", None))
-        }
-        // What processors' clients subscribe to (pylutron-caseta's
-        // `tests/responses/ra3/zonestatus.json`, `area/status-subscribe.json`).
-        "/zone/status" if !is_bridge(&p.system_type) => Some((
-            Access::Subscribe,
-            "MultipleZoneStatus",
-            Some(json!({"ZoneStatuses": []})),
-        )),
-        "/area/status" if !is_bridge(&p.system_type) => Some((
-            Access::Subscribe,
-            "MultipleAreaStatus",
-            Some(json!({"AreaStatuses": area_statuses()})),
-        )),
         "/virtualbutton" => read(
             "MultipleVirtualButtonDefinition",
             json!({"VirtualButtons": []}),
         ),
-        "/button" => read("MultipleButtonDefinition", json!({"Buttons": []})),
-        "/occupancygroup" => read(
-            "MultipleOccupancyGroupDefinition",
-            json!({"OccupancyGroups": []}),
-        ),
-        "/occupancygroup/status" => Some((
-            Access::Subscribe,
-            "MultipleOccupancyGroupStatus",
-            Some(json!({"OccupancyGroupStatuses": []})),
-        )),
         "/system/away/1/status" => Some((
             Access::Subscribe,
             "OneAwayStatusDefinition",
@@ -285,7 +225,14 @@ fn resource(p: &SimProcessor, url: &str) -> Option<(Access, &'static str, Option
                 "EnabledState": "Disabled",
             }})),
         )),
-        _ => None,
+        _ => house_routes::resource(house, url).map(|r| {
+            let access = if r.subscribable {
+                Access::Subscribe
+            } else {
+                Access::Read
+            };
+            (access, r.body_type, r.body)
+        }),
     }
 }
 
@@ -329,24 +276,19 @@ pub fn unreadable(object: Option<&JsonObject>, message: String) -> Communique {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use super::*;
-    use crate::processor::{Mac, Serial};
 
     fn processor(system_type: SystemType) -> SimProcessor {
-        SimProcessor {
-            serial: Serial(12_345_678),
-            mac: Mac([0x02, 0x4c, 0, 0xbc, 0x61, 0x4e]),
-            address: Ipv4Addr::new(127, 0, 1, 1),
-            system_type,
-            instance: "Lutron Status".into(),
-        }
+        SimProcessor::fixture(system_type)
     }
 
     fn ask(p: &SimProcessor, kind: CommuniqueType, url: &str) -> Communique {
         let request = Communique::request(kind, Some("tag".into()), url, None);
-        respond(p, &request)
+        respond(p, &example_house(), &request)
+    }
+
+    fn example_house() -> House {
+        crate::sim::house::example()
     }
 
     fn read(p: &SimProcessor, url: &str) -> Communique {
@@ -495,29 +437,65 @@ mod tests {
     }
 
     #[test]
-    fn a_processors_empty_collections_answer_204_and_unknown_areas_404() {
+    fn the_area_walk_finds_zones_and_keypads_and_empty_collections_are_204() {
         let p = processor(SystemType::RadioRa3);
+        let zones = read(&p, "/area/5/associatedzone").body.unwrap();
+        let names: Vec<_> = zones["Zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|z| z["Name"].clone())
+            .collect();
+        assert_eq!(names, vec![json!("Pendants"), json!("Exhaust")]);
+        assert_eq!(zones["Zones"][0]["ControlType"], "Dimmed");
+        let stations = read(&p, "/area/5/associatedcontrolstation").body.unwrap();
+        let ganged = &stations["ControlStations"][0]["AssociatedGangedDevices"];
+        assert_eq!(ganged.as_array().unwrap().len(), 3, "{stations}");
+        let groups = read(&p, "/device/12/buttongroup/expanded").body.unwrap();
+        let buttons = &groups["ButtonGroupsExpanded"][0]["Buttons"];
+        assert_eq!(buttons[1]["Engraving"]["Text"], "Cooking");
+        assert_eq!(buttons[1]["Parent"]["href"], "/buttongroup/12");
         for url in [
+            "/area/2/associatedzone",
             "/area/3/associatedcontrolstation",
-            "/area/83/associatedzone",
-            "/device?where=IsThisDevice:false",
+            "/device/10/buttongroup/expanded",
         ] {
             let r = read(&p, url);
             assert_eq!(r.status(), Some(&StatusCode::NO_CONTENT), "{url}");
             assert_eq!(r.body, None, "{url}");
         }
-        for url in ["/area/4/associatedzone", "/area/83/associatedzones"] {
+        for url in [
+            "/area/99/associatedzone",
+            "/area/5/associatedzones",
+            "/zone/12",
+            "/device/999",
+        ] {
             assert_eq!(
                 read(&p, url).status(),
                 Some(&StatusCode::NOT_FOUND),
                 "{url}"
             );
         }
-        let bridge = processor(SystemType::CasetaSmartBridge);
+    }
+
+    #[test]
+    fn a_bridge_lists_every_device_with_its_zone_buttons_and_sensors() {
+        let p = processor(SystemType::CasetaSmartBridge);
+        let devices = read(&p, "/device").body.unwrap()["Devices"].clone();
+        let devices = devices.as_array().unwrap();
+        assert_eq!(devices.len(), 1 + example_house().devices.len());
+        let dimmer = devices.iter().find(|d| d["href"] == "/device/10").unwrap();
+        assert_eq!(dimmer["LocalZones"][0]["href"], "/zone/20");
+        assert_eq!(dimmer["FullyQualifiedName"], json!(["Kitchen", "Pendants"]));
+        let pico = devices.iter().find(|d| d["href"] == "/device/14").unwrap();
+        assert_eq!(pico["ButtonGroups"][0]["href"], "/buttongroup/14");
+        let groups = read(&p, "/occupancygroup").body.unwrap();
         assert_eq!(
-            read(&bridge, "/area/1/associatedzone").status(),
-            Some(&StatusCode::NOT_FOUND)
+            groups["OccupancyGroups"][0]["AssociatedAreas"][0]["Area"]["href"],
+            "/area/6"
         );
+        let status = read(&p, "/zone/22/status").body.unwrap();
+        assert_eq!(status["ZoneStatus"]["Level"], 100);
     }
 
     #[test]
@@ -525,18 +503,56 @@ mod tests {
         let p = processor(SystemType::RadioRa3);
         let r = ask(&p, CommuniqueType::SubscribeRequest, "/zone/status");
         assert_eq!(r.status(), Some(&StatusCode::OK));
-        assert_eq!(r.body.unwrap()["ZoneStatuses"], json!([]));
+        assert_eq!(r.body.unwrap()["ZoneStatuses"].as_array().unwrap().len(), 3);
         let r = ask(&p, CommuniqueType::SubscribeRequest, "/area/status");
         assert_eq!(
             r.header.message_body_type.as_deref(),
             Some("MultipleAreaStatus")
         );
-        assert_eq!(
-            r.body.unwrap()["AreaStatuses"][1]["href"],
-            "/area/83/status"
+        let body = r.body.unwrap();
+        let sensed = body["AreaStatuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["href"] == "/area/6/status")
+            .unwrap();
+        assert_eq!(sensed["OccupancyStatus"], "Unoccupied");
+        let r = ask(
+            &p,
+            CommuniqueType::SubscribeRequest,
+            "/button/31/status/event",
         );
-        let bridge = processor(SystemType::CasetaSmartBridge);
-        let r = ask(&bridge, CommuniqueType::SubscribeRequest, "/zone/status");
+        assert_eq!(r.status(), Some(&StatusCode::OK));
+        let r = ask(
+            &p,
+            CommuniqueType::SubscribeRequest,
+            "/button/99/status/event",
+        );
         assert_eq!(r.status(), Some(&StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn the_biggest_default_bodies_fit_well_within_a_line() {
+        let fleet = crate::sim::build_fleet(&crate::sim::FleetSpec {
+            count: 60,
+            system_types: vec![SystemType::HomeWorksQsx, SystemType::RadioRa3],
+            ..crate::sim::FleetSpec::default()
+        })
+        .unwrap();
+        let mut biggest = 0;
+        for p in &fleet {
+            let house = crate::sim::HouseSlot::new(p.clone(), None).initial();
+            for url in [
+                "/device?where=IsThisDevice:false",
+                "/zone/status",
+                "/button",
+                "/area",
+            ] {
+                let request = Communique::read_request("t", url);
+                let line = serde_json::to_vec(&respond(p, &house, &request)).unwrap();
+                biggest = biggest.max(line.len());
+            }
+        }
+        assert!(biggest < crate::leap::MAX_LINE / 2, "{biggest} bytes");
     }
 }

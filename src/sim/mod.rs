@@ -8,6 +8,12 @@
 
 mod control;
 mod fleet;
+mod generated_house;
+pub mod house;
+mod house_routes;
+#[cfg(test)]
+mod house_vectors;
+pub mod live_house;
 pub mod main_routes;
 pub mod main_server;
 pub mod pairing_server;
@@ -19,9 +25,12 @@ use std::time::{Duration, Instant};
 use mdns_sd::{DaemonEvent, ServiceDaemon, ServiceInfo, TxtProperty};
 
 pub use control::{
-    Buttons, CONTROL_SOCKET, ControlError, ControlSocket, press, press_from_terminal,
+    Buttons, CONTROL_SOCKET, ControlError, ControlSocket, house, press, press_from_terminal,
+    press_keypad, set_occupancy,
 };
 pub use fleet::{FleetError, FleetSpec, SERVICE_TYPE, SRV_PORT, SimProcessor, build_fleet};
+pub use house::{House, HouseError, house_text};
+pub use live_house::{HouseSlot, LiveHouse};
 pub use pairing_server::{PairingPort, PairingPortOptions};
 pub use servers::{
     FleetServers, MAIN_PORT, MAX_CONNECTIONS_PER_PORT, PAIRING_PORT, ServerError, ServerOptions,

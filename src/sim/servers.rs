@@ -21,6 +21,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::SimProcessor;
 use super::control::Buttons;
+use super::house::House;
+use super::live_house::HouseSlot;
 use super::main_server::serve_main_connection;
 use super::pairing_server::{PairingPort, PairingPortOptions};
 use crate::identity::{
@@ -72,12 +74,16 @@ pub struct ServerOptions {
     /// Where each processor keeps its CA and main-port identity across
     /// runs (`None`: new ones every run, as after a factory reset).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Every processor's house (`--house FILE`); `None`: each its own,
+    /// generated from its serial.
+    pub house: Option<Arc<House>>,
 }
 
 /// One processor's running ports.
 struct ProcessorPorts {
     processor: SimProcessor,
     pairing: PairingPort,
+    house: Arc<HouseSlot>,
 }
 
 /// The running servers of a fleet. Dropping it stops them.
@@ -145,6 +151,8 @@ impl FleetServers {
             );
             let port = pairing.clone();
             let processor = Arc::new(p.clone());
+            let house = Arc::new(HouseSlot::new(p.clone(), options.house.clone()));
+            let main_house = house.clone();
             servers.tasks.spawn(accept_loop(
                 pairing_listener,
                 TlsAcceptor::from(pairing_tls),
@@ -158,13 +166,17 @@ impl FleetServers {
                 main_listener,
                 TlsAcceptor::from(main_tls),
                 processor,
-                |stream, processor| async move {
-                    serve_main_connection(stream, &processor).await;
+                move |stream, processor| {
+                    let house = main_house.clone();
+                    async move {
+                        serve_main_connection(stream, &processor, house.live()).await;
+                    }
                 },
             ));
             servers.ports.push(ProcessorPorts {
                 processor: p.clone(),
                 pairing,
+                house,
             });
         }
         Ok(servers)
@@ -196,7 +208,7 @@ impl FleetServers {
         Buttons::new(
             self.ports
                 .iter()
-                .map(|p| (p.processor.clone(), p.pairing.clone()))
+                .map(|p| (p.processor.clone(), p.pairing.clone(), p.house.clone()))
                 .collect(),
         )
     }

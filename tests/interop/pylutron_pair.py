@@ -2,7 +2,12 @@
 lets its Smartbridge connect with the issued certificate and load what the
 processor has. Prints one JSON object.
 
-usage: pylutron_pair.py HOST PAIRING_IDENTITY_DIR OUT_DIR
+usage: pylutron_pair.py HOST PAIRING_IDENTITY_DIR OUT_DIR [--interact]
+
+With --interact, once loaded it also turns the first light or switch on
+and waits for the level event that says so, then prints a line
+{"ready": true} and waits for a button event (the test presses a keypad
+button with `handoff sim press-keypad`).
 
 Only the library's trust anchors and pairing identity are replaced, at run
 time: the vendor's embedded "LAP" client certificate, its key and CA (and
@@ -25,6 +30,8 @@ from pylutron_caseta.smartbridge import Smartbridge  # noqa: E402
 
 # How long the bridge may take to connect and load everything.
 CONNECT_TIMEOUT = 20
+# How long to wait for a level or button event.
+EVENT_TIMEOUT = 10
 
 
 class Problems(logging.Handler):
@@ -62,7 +69,45 @@ def write(out_dir: str, name: str, text: str) -> str:
     return path
 
 
-async def main(host: str, identity_dir: str, out_dir: str) -> dict:
+async def interact(bridge) -> dict:
+    """Turns a zone on and waits for its event; then waits for a press."""
+    loop = asyncio.get_running_loop()
+    lights = bridge.get_devices_by_domain("light") + bridge.get_devices_by_domain("switch")
+    lights = [d for d in lights if d.get("zone") and d["device_id"] != "1"]
+    result = {}
+    if lights:
+        device = lights[0]
+        heard = loop.create_future()
+
+        def on_change():
+            level = bridge.get_device_by_id(device["device_id"])["current_state"]
+            if level == 100 and not heard.done():
+                heard.set_result(level)
+
+        bridge.add_subscriber(device["device_id"], on_change)
+        await bridge.turn_on(device["device_id"])
+        result["zone_event"] = {
+            "device": device["device_id"],
+            "zone": device["zone"],
+            "level": await asyncio.wait_for(heard, EVENT_TIMEOUT),
+        }
+    events = []
+    released = loop.create_future()
+    for button_id in bridge.get_buttons():
+
+        def on_button(event, button_id=button_id):
+            events.append([button_id, event])
+            if event == "Release" and not released.done():
+                released.set_result(None)
+
+        bridge.add_button_subscriber(button_id, on_button)
+    print(json.dumps({"ready": True}), flush=True)
+    await asyncio.wait_for(released, EVENT_TIMEOUT)
+    result["button_events"] = events
+    return result
+
+
+async def main(host: str, identity_dir: str, out_dir: str, *flags: str) -> dict:
     replace_trust_anchors(identity_dir)
     problems = Problems()
     logging.getLogger("pylutron_caseta").addHandler(problems)
@@ -85,10 +130,19 @@ async def main(host: str, identity_dir: str, out_dir: str) -> dict:
                 "type": d.get("type"),
                 "name": d.get("name"),
                 "area": d.get("area"),
+                "zone": d.get("zone"),
             }
             for device_id, d in bridge.get_devices().items()
         }
         areas = {area_id: a["name"] for area_id, a in bridge.areas.items()}
+        buttons = {
+            button_id: {
+                "number": b.get("button_number"),
+                "device": b.get("parent_device"),
+            }
+            for button_id, b in bridge.get_buttons().items()
+        }
+        events = await interact(bridge) if "--interact" in flags else {}
     finally:
         await bridge.close()
     return {
@@ -96,6 +150,8 @@ async def main(host: str, identity_dir: str, out_dir: str) -> dict:
         "leap_version": data["version"],
         "is_connected": connected,
         "devices": devices,
+        "buttons": buttons,
+        **events,
         "areas": areas,
         "scenes": len(bridge.get_scenes()),
         "occupancy_groups": len(bridge.occupancy_groups),
@@ -104,6 +160,6 @@ async def main(host: str, identity_dir: str, out_dir: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         sys.exit(__doc__)
     print(json.dumps(asyncio.run(main(*sys.argv[1:]))), flush=True)
