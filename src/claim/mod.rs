@@ -280,11 +280,30 @@ pub async fn claim_resolved(
         refuse_if_claimed(&store, serial)?;
     }
 
+    let key = PrivateKey::generate(options.key_algorithm)?;
+    claim_resolved_with_key(resolved, key, options, pairing_identity, progress).await
+}
+
+/// [`claim_resolved`] with a key made beforehand (the daemon keeps one
+/// ready, see `daemon::spare_key`), used for this claim only.
+///
+/// # Errors
+/// As [`claim`].
+pub async fn claim_resolved_with_key(
+    resolved: Resolved,
+    key: PrivateKey,
+    options: &ClaimOptions,
+    pairing_identity: &PairingIdentity,
+    progress: &mut dyn ClaimProgress,
+) -> Result<ClaimOutcome, ClaimError> {
+    let store = CredentialStore::new(&options.state_dir);
+    if let Some(serial) = resolved.serial {
+        refuse_if_claimed(&store, serial)?;
+    }
     let device_uid = options
         .device_uid
         .clone()
         .unwrap_or_else(|| device_uid_towards(resolved.address));
-    let key = PrivateKey::generate(options.key_algorithm)?;
     let csr = CsrParameters {
         device_uid: device_uid.clone(),
         ..CsrParameters::admin(key.csr_pem(&options.display_name)?, &options.display_name)

@@ -28,6 +28,7 @@ pub mod logging;
 pub mod notify;
 pub mod server;
 pub mod socket;
+pub mod spare_key;
 pub mod work;
 
 use std::collections::BTreeSet;
@@ -247,6 +248,7 @@ pub async fn run(
         relay.clone(),
         reread,
     ));
+    work.keep_key_ready();
     tasks.spawn({
         let (live, shutdown) = (live.clone(), tasks_shutdown.clone());
         let max = settings.max_connections;

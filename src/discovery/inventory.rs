@@ -447,6 +447,22 @@ impl Inventory {
         self.names.contains_key(fullname)
     }
 
+    /// The instance names whose processor (the one mdns-sd's record for
+    /// the name describes) gave no word of its own in this liveness round:
+    /// the ones to ask again by name. Hidden holders of a shared name are
+    /// left to [`Inventory::liveness_round`].
+    pub fn unheard_names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().filter_map(|(name, holders)| {
+            let current = holders.current.as_ref()?;
+            let heard = self
+                .entries
+                .get(current)
+                .and_then(|e| e.by_instance.get(name))
+                .is_some_and(|s| s.round == self.round);
+            (!heard).then_some(name.as_str())
+        })
+    }
+
     /// Every DNS-SD instance name behind the inventory.
     pub fn instance_names(&self) -> impl Iterator<Item = &str> {
         self.names.keys().map(String::as_str)

@@ -292,3 +292,33 @@ fn without_serial_the_mac_is_identity() {
     assert_eq!(inv.len(), 1);
     assert_eq!(inv.processors().next().unwrap().instance, "B");
 }
+
+/// A round asks again by name only the processors that gave no word of
+/// their own in it: an answer (whole record or SRV alone) counts, and a
+/// name's silent processor is asked again while a hidden holder is not.
+#[test]
+fn only_names_unheard_in_the_round_are_asked_again() {
+    let mut inv = Inventory::new();
+    let (na, nb, nc) = (name("A"), name("B"), name("C"));
+    let a = info("A", 1, "127.0.1.1", "1.0");
+    let b = info("B", 2, "127.0.1.2", "1.0");
+    let c = info("C", 3, "127.0.1.3", "1.0");
+    inv.resolved(&na, a.clone());
+    inv.resolved(&nb, b.clone());
+    inv.resolved(&nc, c.clone());
+    // Heard when resolved, in round 0.
+    assert_eq!(inv.unheard_names().count(), 0);
+    assert_eq!(inv.liveness_round(), vec![]);
+    let mut unheard: Vec<&str> = inv.unheard_names().collect();
+    unheard.sort();
+    assert_eq!(unheard, vec![na.as_str(), nb.as_str(), nc.as_str()]);
+    inv.confirmed(&na, a.clone());
+    inv.sighted(&nc, &c.host);
+    assert_eq!(inv.unheard_names().collect::<Vec<_>>(), vec![nb.as_str()]);
+    // Another host's SRV under the name is not B's word.
+    inv.sighted(&nb, &a.host);
+    assert_eq!(inv.unheard_names().collect::<Vec<_>>(), vec![nb.as_str()]);
+    // The next round starts everyone unheard again.
+    assert_eq!(inv.liveness_round(), vec![]);
+    assert_eq!(inv.unheard_names().count(), 3);
+}

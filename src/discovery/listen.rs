@@ -9,14 +9,16 @@
 //! hands on every complete record that a packet carries, so a processor
 //! behind a shared name is seen whenever it answers.
 
+use std::io::IoSlice;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
-    AddressFamily, IpMembershipRequest, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket,
-    sockopt,
+    AddressFamily, ControlMessage, IpMembershipRequest, MsgFlags, SockFlag, SockType, SockaddrIn,
+    bind, sendmsg, setsockopt, socket, sockopt,
 };
 use simple_dns::rdata::RData;
-use simple_dns::{Packet, PacketFlag};
+use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, TYPE};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -25,9 +27,16 @@ use crate::processor::ServiceRecord;
 
 const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 
+/// Room for a burst of answers: a fleet of 500 answering one question is
+/// about 94 packets within a millisecond, more than the default 208 KB
+/// buffer holds (processor-protocol.md §5), and an answer dropped here is
+/// a processor asked again one by one.
+const RECEIVE_BUFFER: usize = 2 << 20;
+
 /// Opens the listening socket on the named interfaces (their IPv4
-/// addresses join the mDNS group).
-pub(super) fn open(interfaces: &[String]) -> std::io::Result<UdpSocket> {
+/// addresses join the mDNS group), and returns it with the indexes of
+/// the interfaces it joined on (where [`ask`] sends).
+pub(super) fn open(interfaces: &[String]) -> std::io::Result<(UdpSocket, Vec<u32>)> {
     let fd = socket(
         AddressFamily::Inet,
         SockType::Datagram,
@@ -36,12 +45,18 @@ pub(super) fn open(interfaces: &[String]) -> std::io::Result<UdpSocket> {
     )?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     setsockopt(&fd, sockopt::ReusePort, &true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = setsockopt(&fd, sockopt::RcvBuf, &RECEIVE_BUFFER);
     bind(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, mdns_sd::MDNS_PORT)),
     )?;
     let all = crate::lan::interfaces().map_err(std::io::Error::other)?;
+    let mut joined = Vec::new();
     for interface in all.iter().filter(|i| interfaces.contains(&i.name)) {
+        if interface.addresses.iter().any(IpAddr::is_ipv4) {
+            joined.push(nix::net::if_::if_nametoindex(interface.name.as_str())?);
+        }
         for address in &interface.addresses {
             if let IpAddr::V4(v4) = address {
                 let request = IpMembershipRequest::new(MDNS_GROUP, Some(*v4));
@@ -54,7 +69,55 @@ pub(super) fn open(interfaces: &[String]) -> std::io::Result<UdpSocket> {
             }
         }
     }
-    UdpSocket::from_std(std::net::UdpSocket::from(fd))
+    Ok((UdpSocket::from_std(std::net::UdpSocket::from(fd))?, joined))
+}
+
+/// The one question of a liveness round: every instance of these service
+/// types, asked by multicast (QM) from port 5353 so that every responder
+/// answers to the group, where both this socket and mdns-sd's cache hear
+/// it. Built once per round; `None` when no type is given.
+pub(super) fn round_query(types: &[&str]) -> Option<Vec<u8>> {
+    let mut packet = Packet::new_query(0);
+    for ty in types {
+        let name = Name::new(ty.trim_end_matches('.')).ok()?;
+        packet.questions.push(Question::new(
+            name,
+            QTYPE::TYPE(TYPE::PTR),
+            QCLASS::CLASS(CLASS::IN),
+            false,
+        ));
+    }
+    if packet.questions.is_empty() {
+        return None;
+    }
+    packet.build_bytes_vec().ok()
+}
+
+/// Sends a query to the mDNS group out of each interface (by index, with
+/// IP_PKTINFO: the socket is bound to every address). Returns how many
+/// interfaces it went out on.
+pub(super) fn ask(sock: &UdpSocket, interfaces: &[u32], query: &[u8]) -> usize {
+    let group = SockaddrIn::from(SocketAddrV4::new(MDNS_GROUP, mdns_sd::MDNS_PORT));
+    let mut sent = 0;
+    for index in interfaces {
+        let info = nix::libc::in_pktinfo {
+            ipi_ifindex: i32::try_from(*index).unwrap_or(0),
+            ipi_spec_dst: nix::libc::in_addr { s_addr: 0 },
+            ipi_addr: nix::libc::in_addr { s_addr: 0 },
+        };
+        let result = sendmsg(
+            sock.as_raw_fd(),
+            &[IoSlice::new(query)],
+            &[ControlMessage::Ipv4PacketInfo(&info)],
+            MsgFlags::empty(),
+            Some(&group),
+        );
+        match result {
+            Ok(_) => sent += 1,
+            Err(e) => tracing::debug!(interface = index, "cannot send the liveness query: {e}"),
+        }
+    }
+    sent
 }
 
 /// What one answer packet says about one instance.
@@ -68,7 +131,7 @@ pub enum Heard {
 }
 
 /// Reads packets until the receiver goes, sending on what each says.
-pub(super) async fn run(sock: UdpSocket, tx: mpsc::UnboundedSender<Heard>) {
+pub(super) async fn run(sock: std::sync::Arc<UdpSocket>, tx: mpsc::UnboundedSender<Heard>) {
     let mut buf = vec![0u8; 65_535];
     loop {
         let (len, from) = match sock.recv_from(&mut buf).await {
@@ -199,5 +262,25 @@ mod tests {
         assert_eq!(read_packet(&answer(120, true, true)), vec![]);
         assert_eq!(read_packet(&answer(0, false, true)), vec![]);
         assert_eq!(read_packet(b"\x00\x00\x84"), vec![]);
+    }
+
+    /// One packet asks for every instance of both types, by multicast (a
+    /// unicast-response bit would send the answers to one socket only).
+    #[test]
+    fn the_round_query_is_one_multicast_ptr_question_per_type() {
+        let bytes = round_query(&crate::discovery::SERVICE_TYPES).unwrap();
+        let packet = Packet::parse(&bytes).unwrap();
+        assert!(!packet.has_flags(PacketFlag::RESPONSE));
+        let asked: Vec<String> = packet
+            .questions
+            .iter()
+            .map(|q| {
+                assert_eq!(q.qtype, QTYPE::TYPE(TYPE::PTR));
+                assert!(!q.unicast_response);
+                q.qname.to_string()
+            })
+            .collect();
+        assert_eq!(asked, vec!["_lutron._tcp.local", "_leap._tcp.local"]);
+        assert_eq!(round_query(&[]), None);
     }
 }

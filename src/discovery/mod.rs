@@ -3,18 +3,23 @@
 //! says what was added, changed or removed.
 //!
 //! A processor that loses power sends no goodbye, and its SRV record lives
-//! 120 s in every cache. With a liveness bound set, [`Discovery`] re-asks
-//! for every known processor's records on a fixed cadence and drops those
-//! that stop answering, so a vanished processor is reported within the bound.
+//! 120 s in every cache. With a liveness bound set, [`Discovery`] asks the
+//! whole LAN once per round, with one question per service type, and
+//! notes who answered; only the few that did not are asked again one by
+//! one (and dropped when they still do not answer), so a vanished
+//! processor is reported within the bound while a quiet LAN costs one
+//! packet and its answers per round, not a question per processor.
 
 mod inventory;
 mod listen;
 mod unicast;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -64,8 +69,11 @@ pub struct Discovery {
     pending: VecDeque<InventoryEvent>,
     liveness: Option<Duration>,
     next_check: Option<Instant>,
-    /// Names still to ask in this liveness round, and when to ask the next
-    /// few (see [`Discovery::verify_some`]).
+    /// When this round's question stops waiting for answers (see
+    /// [`Discovery::start_round`]).
+    window_at: Option<Instant>,
+    /// Names still to ask one by one in this liveness round, and when to
+    /// ask the next few (see [`Discovery::verify_some`]).
     to_verify: VecDeque<String>,
     verify_at: Option<Instant>,
     verify_pace: Duration,
@@ -80,6 +88,13 @@ pub struct Discovery {
     /// The listener's task, ended with the browse (it would otherwise hold
     /// its socket until the next packet came).
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// The listener's socket and the interfaces it sends a round's
+    /// question out of; `None` when it could not open (every name is then
+    /// asked one by one, as mdns-sd does it).
+    asker: Option<(Arc<UdpSocket>, Vec<u32>)>,
+    /// Liveness questions sent (the round's and the one-by-one re-asks),
+    /// for the metrics.
+    questions_sent: u64,
 }
 
 /// RFC 6762 §10.2: records displaced by a cache-flush announcement linger
@@ -106,6 +121,7 @@ impl Discovery {
             pending: VecDeque::new(),
             liveness: options.liveness,
             next_check,
+            window_at: None,
             to_verify: VecDeque::new(),
             verify_at: None,
             verify_pace: Duration::ZERO,
@@ -114,11 +130,15 @@ impl Discovery {
             direct_tx,
             listener: None,
             early: HashMap::new(),
+            asker: None,
+            questions_sent: 0,
         };
         match listen::open(&options.interfaces) {
-            Ok(sock) => {
-                let task = tokio::spawn(listen::run(sock, discovery.direct_tx.clone()));
+            Ok((sock, indexes)) => {
+                let sock = Arc::new(sock);
+                let task = tokio::spawn(listen::run(sock.clone(), discovery.direct_tx.clone()));
                 discovery.listener = Some(task);
+                discovery.asker = Some((sock, indexes));
             }
             // mdns-sd's events still work; only processors sharing an
             // instance name are then seen less well.
@@ -157,7 +177,7 @@ impl Discovery {
                 return Ok(ev);
             }
             let (check, refresh) = (self.next_check, self.refresh_at);
-            let verify = self.verify_at;
+            let (window, verify) = (self.window_at, self.verify_at);
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(ev) => self.apply(ev),
@@ -171,6 +191,7 @@ impl Discovery {
                     listen::Heard::Srv { fullname, host } => self.inventory.sighted(&fullname, &host),
                 },
                 _ = sleep_until_opt(check) => self.start_round(),
+                _ = sleep_until_opt(window) => self.close_window(),
                 _ = sleep_until_opt(verify) => self.verify_some()?,
                 _ = sleep_until_opt(refresh) => {
                     self.refresh_at = None;
@@ -183,6 +204,12 @@ impl Discovery {
     /// The processors known now, by id.
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
+    }
+
+    /// Liveness questions sent since the start: one per round and
+    /// interface, plus one per processor that did not answer it.
+    pub fn questions_sent(&self) -> u64 {
+        self.questions_sent
     }
 
     fn apply(&mut self, ev: ServiceEvent) {
@@ -243,29 +270,61 @@ impl Discovery {
         self.pending.extend(changes);
     }
 
-    /// Starts a liveness round: every known processor will be asked to
-    /// confirm its records; those that do not answer within a third of the
-    /// liveness bound are flushed by mdns-sd, which then reports them
-    /// removed (RFC 6762 §10.4).
-    ///
-    /// The asks are spread over the first half of the round, a few at a
-    /// time, rather than sent at once: 500 queries in one burst bring 500
-    /// answers in one burst, more than mdns-sd's socket buffer holds
-    /// (processor-protocol.md §5), and a dropped answer is a processor
-    /// wrongly reported gone.
+    /// Starts a liveness round: one question per service type, multicast
+    /// to the whole LAN (RFC 6762 §5.2), which every processor answers with
+    /// its records; the listener notes each answer as a sighting. mdns-sd's
+    /// cache hears the same answers, so its records never age into its own
+    /// per-name refresh queries. Those that did not answer when the window
+    /// closes are asked one by one (see [`Discovery::close_window`]).
     fn start_round(&mut self) {
         let Some(liveness) = self.liveness else {
             self.next_check = None;
             return;
         };
-        let every = check_every(liveness);
         let expired = self.inventory.liveness_round();
         self.note(expired);
-        self.to_verify = self.inventory.instance_names().map(String::from).collect();
+        self.next_check = Some(Instant::now() + check_every(liveness));
+        if self.inventory.is_empty() {
+            return;
+        }
+        let types: Vec<&str> = SERVICE_TYPES
+            .into_iter()
+            .filter(|ty| self.inventory.instance_names().any(|n| is_of_type(n, ty)))
+            .collect();
+        if let (Some((sock, interfaces)), Some(query)) = (&self.asker, listen::round_query(&types))
+        {
+            let sent = listen::ask(sock, interfaces, &query);
+            self.questions_sent += sent as u64;
+        }
+        self.window_at = Some(Instant::now() + answer_window(liveness));
+    }
+
+    /// The round's question has had its time: every name whose processor
+    /// did not answer it is asked by itself, with mdns-sd's check (RFC
+    /// 6762 §10.4), which flushes the record and reports it removed when
+    /// that gets no answer either. An answer lost in a burst is therefore
+    /// a second question, never a false removal.
+    ///
+    /// The asks are spread over a few seconds, a few at a time: when many
+    /// are silent at once (the listener could not open, or a switch
+    /// dropped the burst), 500 questions at once bring 500 answers at once,
+    /// more than mdns-sd's socket buffer holds (processor-protocol.md §5).
+    fn close_window(&mut self) {
+        self.window_at = None;
+        let Some(liveness) = self.liveness else {
+            return;
+        };
+        self.to_verify = self.inventory.unheard_names().map(String::from).collect();
+        if self.to_verify.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            names = self.to_verify.len(),
+            "no answer to the round's question: asking these one by one"
+        );
         let batches = self.to_verify.len().div_ceil(VERIFY_BATCH).max(1);
-        self.verify_pace = (every / 2) / u32::try_from(batches).unwrap_or(u32::MAX);
+        self.verify_pace = (check_every(liveness) / 4) / u32::try_from(batches).unwrap_or(u32::MAX);
         self.verify_at = Some(Instant::now());
-        self.next_check = Some(Instant::now() + every);
     }
 
     /// Asks the next few names of the round.
@@ -287,6 +346,7 @@ impl Discovery {
                 }
                 other => other?,
             }
+            self.questions_sent += 1;
         }
         self.verify_at = if self.to_verify.is_empty() {
             None
@@ -320,10 +380,29 @@ impl Drop for Discovery {
 /// were dropped and re-added.
 pub const MIN_LIVENESS: Duration = Duration::from_secs(6);
 
-/// The liveness cadence: ask every third of the bound, and give each ask a
-/// third to be answered, so a silent processor is gone in two thirds of it.
+/// The liveness cadence: a round every third of the bound; its question
+/// waits [`answer_window`] for answers; the silent then get a third of the
+/// bound to answer mdns-sd's own check, asked within a quarter of a
+/// round. A processor silent from just after one round's answer is gone
+/// by 1/3 + 1/6 + 1/12 + 1/3 of the bound, within it.
 fn check_every(liveness: Duration) -> Duration {
     (liveness / 3).max(MIN_LIVENESS / 3)
+}
+
+/// How long a round's question waits for answers before the silent are
+/// asked one by one: responders answer a shared question within 20–120 ms
+/// (RFC 6762 §6) and a burst of 500 within about 100 ms; two seconds
+/// leave room for a loaded machine, and a sixth of the bound keeps the
+/// whole check within it.
+fn answer_window(liveness: Duration) -> Duration {
+    Duration::from_secs(2).min(liveness.max(MIN_LIVENESS) / 6)
+}
+
+/// Whether an instance's full name is of the service type.
+fn is_of_type(fullname: &str, ty: &str) -> bool {
+    fullname.len() > ty.len()
+        && fullname.is_char_boundary(fullname.len() - ty.len())
+        && fullname[fullname.len() - ty.len()..].eq_ignore_ascii_case(ty)
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -176,11 +176,7 @@ impl Answers {
         &self,
     ) -> impl Iterator<Item = (&String, &'static str, &(String, u16))> {
         self.srv.iter().filter_map(|(inst, target)| {
-            let ty = SERVICE_TYPES.iter().find(|t| {
-                inst.len() > t.len()
-                    && inst.is_char_boundary(inst.len() - t.len())
-                    && same_name(&inst[inst.len() - t.len()..], t)
-            })?;
+            let ty = SERVICE_TYPES.iter().find(|t| super::is_of_type(inst, t))?;
             Some((inst, *ty, target))
         })
     }

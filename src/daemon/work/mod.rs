@@ -22,8 +22,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::inventory::LiveInventory;
+use super::spare_key::SpareKey;
 use crate::claim::{ClaimError, DEFAULT_DISCOVERY_TIMEOUT, Resolved, Target};
 use crate::discovery::InventoryEvent;
+use crate::identity::KeyAlgorithm;
 use crate::outbox::Outbox;
 use crate::processor::Serial;
 use crate::proto::control::{CloudResult, ControlError, OutcomeRequest, error_code};
@@ -64,6 +66,8 @@ pub struct Work {
     /// The daemon's link to the cloud, while it relays: `status` asks
     /// through it.
     link: Option<CloudLink>,
+    /// The key the next claim uses, made beforehand.
+    spare_key: SpareKey,
 }
 
 impl Work {
@@ -76,6 +80,7 @@ impl Work {
     ) -> Work {
         let (link, outbox) = relay.unzip();
         Work {
+            spare_key: SpareKey::new(SpareKey::dir_in(&state_dir), KeyAlgorithm::default()),
             state_dir,
             settings: Mutex::new(settings),
             live,
@@ -85,6 +90,12 @@ impl Work {
             reread,
             link,
         }
+    }
+
+    /// Starts making the key the next claim uses, if none is ready. Must
+    /// run inside a tokio runtime.
+    pub fn keep_key_ready(&self) {
+        self.spare_key.fill();
     }
 
     /// Reads the configuration again and applies it, as SIGHUP does, and

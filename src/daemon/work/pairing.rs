@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::Work;
 use crate::claim::{ClaimOptions, ClaimOutcome, ClaimProgress, Resolved, Target};
-use crate::identity::{KeyAlgorithm, PairingIdentity};
+use crate::identity::{KeyAlgorithm, PairingIdentity, PrivateKey};
 use crate::proto::control::KeyKind;
 use crate::proto::control::{
     ClaimRequest, ClaimedProcessor, CloudResult, ControlError, Done, Progress, ReleaseRequest,
@@ -123,7 +123,12 @@ impl Work {
             };
             streamed.resolved(&resolved);
             let _pairing = self.start_pairing(resolved.address, r)?;
-            crate::claim::claim_resolved(resolved, &options, &identity, &mut streamed)
+            let key = match self.spare_key.take(options.key_algorithm) {
+                Some(key) => key,
+                None => PrivateKey::generate(options.key_algorithm)
+                    .map_err(|e| failed(e.to_string()))?,
+            };
+            crate::claim::claim_resolved_with_key(resolved, key, &options, &identity, &mut streamed)
                 .await
                 .map_err(|e| failed(e.to_string()))
         };
