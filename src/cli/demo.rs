@@ -116,6 +116,7 @@ async fn story(
             auto_press: Some(Duration::from_secs(1)),
             button_window: None,
             state_dir: Some(state.clone()),
+            fault: None,
         },
     )
     .await

@@ -14,8 +14,8 @@ use crate::identity::PairingAuthority;
 use crate::leap::{MAIN_PORT, PAIRING_PORT};
 use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{
-    Advertiser, ControlSocket, FleetServers, FleetSpec, ServerOptions, SimError, build_fleet,
-    check_private_network, press_from_terminal,
+    Advertiser, ControlSocket, Fault, FleetServers, FleetSpec, ServerOptions, SimError,
+    build_fleet, check_private_network, press_from_terminal,
 };
 
 #[derive(Args, Debug)]
@@ -61,6 +61,12 @@ pub struct SimArgs {
     /// presses
     #[arg(long, value_name = "DELAY", value_parser = super::parse_duration)]
     pub auto_press: Option<Duration>,
+
+    /// Misbehave, for tests of what a client does with an impostor:
+    /// impostor-pairing (the pairing port shows the pairing identity's own
+    /// certificate), names-other-mac (the processor CA names another MAC)
+    #[arg(long, value_enum, value_name = "FAULT")]
+    pub fault: Option<Fault>,
 
     /// Advertise even outside a private network namespace. Simulated
     /// processors then appear on a real LAN: never on a network you share.
@@ -120,6 +126,7 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         auto_press: args.auto_press,
         button_window: None,
         state_dir: Some(state_dir.clone()),
+        fault: args.fault,
     };
     let servers = FleetServers::start(&fleet, &authority, options)
         .await

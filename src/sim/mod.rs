@@ -24,7 +24,8 @@ pub use control::{
 pub use fleet::{FleetError, FleetSpec, SERVICE_TYPE, SRV_PORT, SimProcessor, build_fleet};
 pub use pairing_server::{PairingPort, PairingPortOptions};
 pub use servers::{
-    FleetServers, MAIN_PORT, MAX_CONNECTIONS_PER_PORT, PAIRING_PORT, ServerError, ServerOptions,
+    Fault, FleetServers, MAIN_PORT, MAX_CONNECTIONS_PER_PORT, PAIRING_PORT, ServerError,
+    ServerOptions,
 };
 
 use crate::discovery::restrict_interfaces;
