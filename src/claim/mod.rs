@@ -398,6 +398,9 @@ impl ClaimOutcome {
             mac,
             proof: proof.to_vec(),
             at: crate::place::now(),
+            // The relay signs it as it leaves, once the event has its id
+            // (crate::relay::possession).
+            possession: None,
         }))
     }
 }

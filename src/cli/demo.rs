@@ -156,6 +156,7 @@ async fn story(
                 mac: p.mac,
                 proof: proof.to_vec(),
                 at: now(),
+                possession: None,
             };
             store
                 .claim(&AccountId::new("homeowner@example.com"), &claim, now())?

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{AccountId, Place, PlaceId, Status, Timestamp};
 use super::proof;
 use super::refusal::Refusal;
-use super::relayed::{CheckedClaim, place_command};
+use super::relayed::{CheckedClaim, Possession, place_command};
 use super::rules::{self, Command, Event};
 use super::{CloudError, places::status_for};
 use crate::processor::{Mac, Serial};
@@ -240,7 +240,9 @@ impl CloudStore {
     }
 
     /// A homeowner claim with its proof, outside the relay (the operator
-    /// CLI): checked exactly as a relayed Claimed event.
+    /// CLI on the cloud's host): checked as a relayed Claimed event, but
+    /// for the proof of possession, which needs an event id and a sender
+    /// (see [`Possession::Operator`]).
     ///
     /// # Errors
     /// [`CloudError`] when the store fails.
@@ -250,7 +252,7 @@ impl CloudStore {
         claim: &crate::proto::Claimed,
         now: Timestamp,
     ) -> Result<Result<(), Refusal>, CloudError> {
-        self.write(|txn| claim_in(txn, account, claim, now))
+        self.write(|txn| claim_in(txn, account, claim, Possession::Operator, now))
     }
 
     /// The cloud icon for the processor `query` names, as `account` sees
@@ -514,7 +516,9 @@ fn relay_in(
                 query: None,
             }));
         }
-        EventKind::Claimed(claim) => claim_in(txn, account, claim, now)?,
+        EventKind::Claimed(claim) => {
+            claim_in(txn, account, claim, Possession::Relayed(&event.id), now)?
+        }
         EventKind::Released(e) => match released_place(txn, e)? {
             Err(refusal) => Err(refusal),
             Ok(place) => apply_in(
@@ -588,9 +592,10 @@ fn claim_in(
     txn: &WriteTransaction,
     account: &AccountId,
     claim: &crate::proto::Claimed,
+    possession: Possession<'_>,
     now: Timestamp,
 ) -> Result<Result<(), Refusal>, CloudError> {
-    let (cmd, proof) = match check_claim(txn, account, claim, now)? {
+    let (cmd, proof) = match check_claim(txn, account, claim, possession, now)? {
         Ok(checked) => checked,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -614,6 +619,7 @@ fn check_claim(
     txn: &WriteTransaction,
     account: &AccountId,
     claim: &crate::proto::Claimed,
+    possession: Possession<'_>,
     now: Timestamp,
 ) -> Result<Result<CheckedClaim, Refusal>, CloudError> {
     let processors = txn.open_table(PROCESSORS)?;
@@ -627,15 +633,16 @@ fn check_claim(
     };
     let spent = txn.open_table(SPENT_PROOFS)?;
     let mut lookup_error = None;
-    let checked = super::relayed::check_claim(record.as_ref(), account, claim, now, |key| {
-        match spent.get((claim.serial.0, key)) {
-            Ok(found) => found.is_some(),
-            Err(e) => {
-                lookup_error = Some(e);
-                true
+    let checked =
+        super::relayed::check_claim(record.as_ref(), account, claim, possession, now, |key| {
+            match spent.get((claim.serial.0, key)) {
+                Ok(found) => found.is_some(),
+                Err(e) => {
+                    lookup_error = Some(e);
+                    true
+                }
             }
-        }
-    });
+        });
     if let Some(e) = lookup_error {
         return Err(e.into());
     }

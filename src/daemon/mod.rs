@@ -493,7 +493,10 @@ async fn run_relay(
     let relay = tokio::spawn(crate::relay::run(
         outbox,
         link.connector(),
-        crate::relay::RelayConfig::default(),
+        crate::relay::RelayConfig {
+            claim_account: Some(link.account.clone()),
+            ..crate::relay::RelayConfig::default()
+        },
         shutdown.clone(),
         status,
     ));
