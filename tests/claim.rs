@@ -308,22 +308,40 @@ lan_test! {
     }
 }
 
+/// A claim of the one processor of a fleet started with `--fault FAULT`,
+/// whose button presses itself: it must fail saying each of `says`, with
+/// nothing stored.
+fn refused_with_fault(fault: &str, says: &[&str]) {
+    let sim = Sim::start(&[
+        "--count",
+        "1",
+        "--auto-press",
+        "100ms",
+        "--no-probe",
+        "--fault",
+        fault,
+    ]);
+    let p = &sim.manifest[0];
+    let state = TempDir::new("claim-fault");
+    let run = claim(&state.0, &sim, &[p["id"].as_str().unwrap(), "--key", "ec"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    for text in says {
+        let text = text.replace("{mac}", p["mac"].as_str().unwrap());
+        assert!(run.stderr.contains(&text), "{text}: {}", run.stderr);
+    }
+    assert_nothing_stored(&state.0);
+}
+
 lan_test! {
     /// Issue 15, attack 1: someone on the LAN answers on the pairing port
     /// with the shared pairing identity (so its certificate chains to the
     /// authority). The button is pressed at once, yet the TLS handshake
     /// fails first: no CSR goes out, nothing is stored.
     fn a_pairing_port_showing_the_pairing_identity_is_refused_before_any_csr() {
-        let sim = Sim::start(&[
-            "--count", "1", "--auto-press", "100ms", "--no-probe", "--fault", "impostor-pairing",
-        ]);
-        let p = &sim.manifest[0];
-        let state = TempDir::new("claim-impostor");
-        let run = claim(&state.0, &sim, &[p["id"].as_str().unwrap(), "--key", "ec"]);
-        assert_eq!(run.code, Some(1), "{}", run.stderr);
-        assert!(run.stderr.contains("pairing identity's own certificate"), "{}", run.stderr);
-        assert!(run.stderr.contains("No request was sent"), "{}", run.stderr);
-        assert_nothing_stored(&state.0);
+        refused_with_fault(
+            "impostor-pairing",
+            &["pairing identity's own certificate", "No request was sent"],
+        );
     }
 }
 
@@ -332,16 +350,7 @@ lan_test! {
     /// chain) names another MAC than discovery saw is refused after the
     /// button, before anything is stored.
     fn a_processor_whose_certificate_names_another_mac_is_refused() {
-        let sim = Sim::start(&[
-            "--count", "1", "--auto-press", "100ms", "--no-probe", "--fault", "names-other-mac",
-        ]);
-        let p = &sim.manifest[0];
-        let state = TempDir::new("claim-other-mac");
-        let run = claim(&state.0, &sim, &[p["id"].as_str().unwrap(), "--key", "ec"]);
-        assert_eq!(run.code, Some(1), "{}", run.stderr);
-        assert!(run.stderr.contains("MAC in its certificate"), "{}", run.stderr);
-        assert!(run.stderr.contains(p["mac"].as_str().unwrap()), "{}", run.stderr);
-        assert_nothing_stored(&state.0);
+        refused_with_fault("names-other-mac", &["MAC in its certificate", "{mac}"]);
     }
 }
 
