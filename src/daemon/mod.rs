@@ -91,6 +91,7 @@ impl DaemonSettings {
             claim: work::ClaimSettings {
                 pairing_identity,
                 button_timeout: crate::leap::pairing::DEFAULT_BUTTON_WINDOW,
+                act_group: None,
             },
         }
     }
