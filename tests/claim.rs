@@ -114,6 +114,13 @@ lan_test! {
         assert!(!state.0.join("outbox.redb").exists(), "pairing queued an event");
         // Loopback has no MAC: the anonymous DeviceUID goes out.
         assert_eq!(out["device_uid"], "000000000000");
+        // The pinned CA's fingerprint, to compare with the processor's own.
+        let ca = std::fs::read_to_string(
+            sim.state_dir.join(format!("sim/processors/{}/ca-cert.pem", p["id"].as_str().unwrap())),
+        )
+        .unwrap();
+        assert_eq!(out["ca_sha256"].as_str(), handoff::claim::ca_fingerprint(&ca).as_deref());
+        assert_eq!(out["ca_sha256"].as_str().unwrap().len(), 32 * 3 - 1);
 
         let dir = PathBuf::from(out["credential_dir"].as_str().unwrap());
         assert_eq!(dir, state.0.join("credentials").join(p["serial"].to_string()));
@@ -298,6 +305,52 @@ lan_test! {
         assert!(rest.contains("went away during the claim"), "{rest}");
         assert!(rest.contains("nothing was stored"), "{rest}");
         assert_nothing_stored(&state.0);
+    }
+}
+
+/// A claim of the one processor of a fleet started with `--fault FAULT`,
+/// whose button presses itself: it must fail saying each of `says`, with
+/// nothing stored.
+fn refused_with_fault(fault: &str, says: &[&str]) {
+    let sim = Sim::start(&[
+        "--count",
+        "1",
+        "--auto-press",
+        "100ms",
+        "--no-probe",
+        "--fault",
+        fault,
+    ]);
+    let p = &sim.manifest[0];
+    let state = TempDir::new("claim-fault");
+    let run = claim(&state.0, &sim, &[p["id"].as_str().unwrap(), "--key", "ec"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    for text in says {
+        let text = text.replace("{mac}", p["mac"].as_str().unwrap());
+        assert!(run.stderr.contains(&text), "{text}: {}", run.stderr);
+    }
+    assert_nothing_stored(&state.0);
+}
+
+lan_test! {
+    /// Issue 15, attack 1: someone on the LAN answers on the pairing port
+    /// with the shared pairing identity (so its certificate chains to the
+    /// authority). The button is pressed at once, yet the TLS handshake
+    /// fails first: no CSR goes out, nothing is stored.
+    fn a_pairing_port_showing_the_pairing_identity_is_refused_before_any_csr() {
+        refused_with_fault(
+            "impostor-pairing",
+            &["pairing identity's own certificate", "No request was sent"],
+        );
+    }
+}
+
+lan_test! {
+    /// Issue 15, attack 1: a processor whose CA (and so its main port's
+    /// chain) names another MAC than discovery saw is refused after the
+    /// button, before anything is stored.
+    fn a_processor_whose_certificate_names_another_mac_is_refused() {
+        refused_with_fault("names-other-mac", &["MAC in its certificate", "{mac}"]);
     }
 }
 

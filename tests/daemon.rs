@@ -613,3 +613,54 @@ lan_test! {
         assert_eq!(asked[0]["request"], "reload", "{}", asked[0]);
     }
 }
+
+lan_test! {
+    /// Issue 15, attack 6: with `act_group`, a user outside it who may open
+    /// the socket still reads (health) but cannot act (reload), and the
+    /// refusal is logged with its uid. The tests run as root; the outsider
+    /// is `nobody` through setpriv, the socket opened to it for the test.
+    fn only_the_act_group_may_ask_the_daemon_to_act_and_refusals_are_logged() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("act-group");
+        let config = dir.path("state").with_extension("toml");
+        std::fs::write(&config, "log_format = \"json\"\ninterfaces = [\"lo\"]\nact_group = \"root\"\n")
+            .unwrap();
+        let mut daemon = Daemon::start_with(dir, |c| {
+            c.stderr(Stdio::piped()).env_remove("JOURNAL_STREAM");
+        });
+        let open = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+        open(&daemon.run_dir(), 0o755).unwrap();
+        open(&daemon.socket(), 0o666).unwrap();
+        let as_nobody = |args: &[&str]| {
+            Command::new("setpriv")
+                .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", handoff_bin()])
+                .arg("--runtime-dir")
+                .arg(daemon.run_dir())
+                .args(args)
+                .env("HOME", "/nonexistent")
+                .output()
+                .unwrap()
+        };
+        let health = as_nobody(&["health"]);
+        assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stderr));
+        let reload = as_nobody(&["reload"]);
+        let said = String::from_utf8_lossy(&reload.stderr).into_owned();
+        assert_eq!(reload.status.code(), Some(1), "{said}");
+        assert!(said.contains("only members of group root"), "{said}");
+        // Root, in the group, still may.
+        assert_eq!(daemon.cli(&["reload"]).code, Some(0));
+
+        let mut stderr = daemon.child.as_mut().unwrap().stderr.take().unwrap();
+        assert!(daemon.terminate().success());
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        let refused: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "control socket: refused a request to act from outside act_group")
+            .collect();
+        assert_eq!(refused.len(), 1, "{text}");
+        assert_eq!(refused[0]["peer_uid"], "65534", "{}", refused[0]);
+        assert_eq!(refused[0]["request"], "reload", "{}", refused[0]);
+    }
+}

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
 use rustls::{AlertDescription, ClientConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -39,6 +40,9 @@ pub struct MainPortIdentity {
     pub macs: Vec<Mac>,
     /// The main port's public key, pinned from now on.
     pub server: ServerIdentity,
+    /// The MACs the certificates on the way name (the processor CA, the
+    /// main port's chain), where the product names itself in them.
+    pub certificate_macs: Vec<Mac>,
 }
 
 /// Pairs: connects to 8083 with the pairing identity, waits for the
@@ -56,6 +60,9 @@ pub async fn pair(
         Ok(stream) => stream,
         Err(e) if refused_our_certificate(&e) => {
             return Err(ClaimError::PairingIdentityRefused { processor: name });
+        }
+        Err(e) if rustls_error(&e).is_some_and(tls::shows_our_identity) => {
+            return Err(ClaimError::ImpostorOnPairingPort { processor: name });
         }
         Err(e) if rejected_their_certificate(&e) => {
             return Err(ClaimError::PairingIdentityUntrusted {
@@ -175,6 +182,15 @@ pub async fn read_identity(
         processor: name.clone(),
         reason: "it showed no readable certificate".into(),
     })?;
+    let mut ders: Vec<Vec<u8>> =
+        rustls::pki_types::CertificateDer::pem_slice_iter(credential.processor_ca_pem.as_bytes())
+            .filter_map(Result::ok)
+            .map(|c| c.to_vec())
+            .collect();
+    if let Some(chain) = stream.get_ref().1.peer_certificates() {
+        ders.extend(chain.iter().map(|c| c.to_vec()));
+    }
+    let certificate_macs = named_macs(ders.iter().map(Vec::as_slice));
     let ThisDevice { serial, macs } = MainClient::new(stream, "handoff-claim", STEP)
         .this_device()
         .await
@@ -186,7 +202,43 @@ pub async fn read_identity(
         serial,
         macs,
         server,
+        certificate_macs,
     })
+}
+
+/// The MACs these certificates (DER) name in a subject common name of the
+/// form `SmartBridge<12 hex digits>`, the Caséta bridge's CA
+/// (processor-protocol.md §2). Certificates that do not parse or name
+/// otherwise are skipped.
+pub fn named_macs<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> Vec<Mac> {
+    let mut macs = Vec::new();
+    for der in ders {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            continue;
+        };
+        for cn in cert.subject().iter_common_name() {
+            let Some(hex) = cn.as_str().ok().and_then(|s| s.strip_prefix("SmartBridge")) else {
+                continue;
+            };
+            if let Some(mac) = mac_from_hex(hex)
+                && !macs.contains(&mac)
+            {
+                macs.push(mac);
+            }
+        }
+    }
+    macs
+}
+
+fn mac_from_hex(hex: &str) -> Option<Mac> {
+    if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (i, byte) in mac.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(Mac(mac))
 }
 
 fn server_identity(stream: &TlsStream<TcpStream>) -> Option<ServerIdentity> {

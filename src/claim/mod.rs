@@ -104,6 +104,15 @@ pub enum ClaimError {
          --pairing-identity the right one for this processor? ({processor})"
     )]
     PairingIdentityRefused { processor: String },
+    /// Anyone holding the shared pairing identity can answer on the
+    /// pairing port with it; a real processor never does.
+    #[error(
+        "refused: whatever answers at {processor} showed the pairing identity's own \
+         certificate on the pairing port, which every client holds — it is not a processor \
+         but someone on this network posing as one. No request was sent and nothing was \
+         stored; check the address with `handoff discover`"
+    )]
+    ImpostorOnPairingPort { processor: String },
     #[error(
         "{processor} showed a pairing certificate that is not from the authority in \
          --pairing-identity ({reason}) — is --pairing-identity the right one for this processor?"
@@ -234,6 +243,11 @@ pub struct ClaimOutcome {
     pub address: IpAddr,
     pub product: String,
     pub device_uid: String,
+    /// The SHA-256 fingerprint of the processor CA pinned at the claim,
+    /// `AB:CD:…`, for the integrator to compare with what a second claim
+    /// or the vendor's tool shows. `None` only from an older daemon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_sha256: Option<String>,
     pub credential_dir: PathBuf,
     pub files: Vec<PathBuf>,
     pub exported: Vec<PathBuf>,
@@ -351,6 +365,7 @@ pub async fn claim_resolved_with_key(
         let found = seen.macs.iter().map(Mac::to_string).collect::<Vec<_>>();
         return Err(mismatch("MAC", expected.to_string(), found.join(", ")));
     }
+    check_certificate_names(&resolved, &seen)?;
     refuse_if_claimed(&store, seen.serial)?;
     credential.server_identity = Some(seen.server.clone());
 
@@ -377,6 +392,7 @@ pub async fn claim_resolved_with_key(
         address: resolved.address,
         product: resolved.product,
         device_uid,
+        ca_sha256: ca_fingerprint(&credential.processor_ca_pem),
         files: record::credential_files(&credential_dir),
         credential_dir,
         exported,
@@ -406,8 +422,58 @@ impl ClaimOutcome {
             mac,
             proof: proof.to_vec(),
             at: crate::place::now(),
+            // The relay signs it as it leaves, once the event has its id
+            // (crate::relay::possession).
+            possession: None,
         }))
     }
+}
+
+/// Where a product names itself in its certificates (a Caséta bridge's CA
+/// is `CN=SmartBridge<MAC>`, processor-protocol.md §2), the MAC named must
+/// be the one discovery (or the command line) said, or, without one, one
+/// the processor reported on its main port. Products that name nothing
+/// pass: there is nothing to compare.
+///
+/// # Errors
+/// [`ClaimError::Mismatch`] naming the MAC the certificate holds.
+fn check_certificate_names(resolved: &Resolved, seen: &MainPortIdentity) -> Result<(), ClaimError> {
+    for named in &seen.certificate_macs {
+        let fits = match resolved.mac {
+            Some(expected) => *named == expected,
+            None => seen.macs.contains(named),
+        };
+        if !fits {
+            let expected = resolved.mac.map_or_else(
+                || {
+                    let macs: Vec<_> = seen.macs.iter().map(Mac::to_string).collect();
+                    macs.join(", ")
+                },
+                |m| m.to_string(),
+            );
+            return Err(ClaimError::Mismatch {
+                address: resolved.address,
+                what: "MAC in its certificate",
+                expected,
+                found: named.to_string(),
+                source_: if resolved.mac.is_some() {
+                    resolved.source
+                } else {
+                    "its main port"
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The SHA-256 fingerprint of the first certificate in `pem`, as
+/// `openssl x509 -fingerprint -sha256` prints it.
+pub fn ca_fingerprint(pem: &str) -> Option<String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+    Some(crate::identity::install::fingerprint(&der))
 }
 
 fn refuse_if_claimed(store: &CredentialStore, serial: Serial) -> Result<(), ClaimError> {
@@ -467,6 +533,7 @@ pub async fn verify_claimed(
         source: "the stored claim",
     };
     let seen = connect::read_identity(&resolved, &credential).await?;
+    check_certificate_names(&resolved, &seen)?;
     if seen.serial != serial {
         return Err(ClaimError::Mismatch {
             address,

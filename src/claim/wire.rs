@@ -18,6 +18,7 @@ impl From<&ClaimOutcome> for ClaimedProcessor {
             address: outcome.address.to_string(),
             product: outcome.product.clone(),
             device_uid: outcome.device_uid.clone(),
+            ca_sha256: outcome.ca_sha256.clone(),
             dir: text(&outcome.credential_dir),
             files: outcome.files.iter().map(|f| text(f)).collect(),
         }
@@ -42,6 +43,7 @@ impl TryFrom<ClaimedProcessor> for ClaimOutcome {
             mac: claimed.mac,
             product: claimed.product,
             device_uid: claimed.device_uid,
+            ca_sha256: claimed.ca_sha256,
             credential_dir: claimed.dir.into(),
             files: claimed.files.into_iter().map(PathBuf::from).collect(),
             exported: Vec::new(),
@@ -86,6 +88,7 @@ mod tests {
             address: "127.0.1.1".parse().unwrap(),
             product: "RadioRA 3 Processor".into(),
             device_uid: "000000000000".into(),
+            ca_sha256: Some("AB:CD".into()),
             credential_dir: PathBuf::from("/var/lib/handoff/credentials/37152423"),
             files: vec![PathBuf::from(
                 "/var/lib/handoff/credentials/37152423/key.pem",

@@ -409,6 +409,7 @@ fn report_pairing(
             "address": outcome.address.to_string(),
             "product": outcome.product,
             "device_uid": outcome.device_uid,
+            "ca_sha256": outcome.ca_sha256,
             "credential_dir": outcome.credential_dir,
             "files": outcome.files,
             "exported": outcome.exported,
@@ -435,6 +436,12 @@ fn report_pairing(
             outcome.address,
             outcome.credential_dir.display()
         );
+        if let Some(fingerprint) = &outcome.ca_sha256 {
+            // An impostor that got through would have its own CA pinned:
+            // this is what to compare with a second claim or the vendor's
+            // tool.
+            s.push_str(&format!("processor CA SHA-256: {fingerprint}\n"));
+        }
         if let Some(dir) = outcome.exported.first().and_then(|f| f.parent()) {
             s.push_str(&format!(
                 "exported for pylutron-caseta and Home Assistant: {}\n",

@@ -303,6 +303,7 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
                 mac: claim.mac,
                 proof,
                 at,
+                possession: None,
             };
             let account = AccountId::new(&claim.actor.account);
             Ok(match store.claim(&account, &event, at)? {

@@ -87,6 +87,7 @@ impl DaemonArgs {
             claim: daemon::work::ClaimSettings {
                 pairing_identity: effective.pairing_identity,
                 button_timeout: effective.button_timeout,
+                act_group: effective.act_group,
             },
             ..DaemonSettings::new(effective.state_dir, runtime_dir)
         })

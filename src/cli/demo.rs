@@ -117,6 +117,7 @@ async fn story(
             button_window: None,
             state_dir: Some(state.clone()),
             house: None,
+            fault: None,
         },
     )
     .await
@@ -156,6 +157,7 @@ async fn story(
                 mac: p.mac,
                 proof: proof.to_vec(),
                 at: now(),
+                possession: None,
             };
             store
                 .claim(&AccountId::new("homeowner@example.com"), &claim, now())?

@@ -108,7 +108,10 @@ pub async fn run(
     let task = tokio::spawn(crate::relay::run(
         outbox.clone(),
         link.connector(),
-        crate::relay::RelayConfig::default(),
+        crate::relay::RelayConfig {
+            claim_account: Some(link.account.clone()),
+            ..crate::relay::RelayConfig::default()
+        },
         shutdown,
         status,
     ));

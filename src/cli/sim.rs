@@ -14,7 +14,7 @@ use crate::identity::PairingAuthority;
 use crate::leap::{MAIN_PORT, PAIRING_PORT};
 use crate::processor::{ProcessorInfo, SystemType};
 use crate::sim::{
-    Advertiser, ControlSocket, FleetServers, FleetSpec, HouseSlot, ServerOptions, SimError,
+    Advertiser, ControlSocket, Fault, FleetServers, FleetSpec, HouseSlot, ServerOptions, SimError,
     build_fleet, check_private_network, press_from_terminal,
 };
 
@@ -66,6 +66,11 @@ pub struct SimArgs {
     /// instead of one generated from its serial
     #[arg(long, value_name = "FILE")]
     pub house: Option<PathBuf>,
+    /// Misbehave, for tests of what a client does with an impostor:
+    /// impostor-pairing (the pairing port shows the pairing identity's own
+    /// certificate), names-other-mac (the processor CA names another MAC)
+    #[arg(long, value_enum, value_name = "FAULT")]
+    pub fault: Option<Fault>,
 
     /// Advertise even outside a private network namespace. Simulated
     /// processors then appear on a real LAN: never on a network you share.
@@ -159,6 +164,7 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         button_window: None,
         state_dir: Some(state_dir.clone()),
         house: template.clone(),
+        fault: args.fault,
     };
     let servers = FleetServers::start(&fleet, &authority, options)
         .await

@@ -121,6 +121,56 @@ pub fn verify(chain: &[&[u8]], ca_der: &[u8], now: Timestamp) -> Result<ProofFac
     })
 }
 
+/// Checks that `signature` is the proof certificate's (`proof_der`) key
+/// signing `message`, with the scheme its key calls for: RSA PKCS#1 v1.5
+/// SHA-256 or ECDSA P-256 SHA-256 (proto/relay.cddl, `claim-possession`).
+///
+/// # Errors
+/// A sentence: no signature, or one that does not verify with that key.
+pub fn verify_possession(
+    proof_der: &[u8],
+    message: &[u8],
+    signature: Option<&[u8]>,
+) -> Result<(), String> {
+    use x509_parser::asn1_rs::BitString;
+    use x509_parser::oid_registry::{
+        OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_SHA256WITHRSA,
+        OID_SIG_ECDSA_WITH_SHA256,
+    };
+    use x509_parser::x509::AlgorithmIdentifier;
+    let Some(signature) = signature else {
+        return Err("the event carries no proof of possession (\"pop\")".into());
+    };
+    let cert = parse(proof_der)?;
+    let key = cert.public_key();
+    let scheme = if key.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
+        OID_PKCS1_SHA256WITHRSA
+    } else if key.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        OID_SIG_ECDSA_WITH_SHA256
+    } else {
+        return Err(format!(
+            "the certificate's key ({}) is neither RSA nor EC P-256",
+            key.algorithm.algorithm
+        ));
+    };
+    let verifies = x509_parser::verify::verify_signature(
+        key,
+        &AlgorithmIdentifier::new(scheme, None),
+        &BitString::new(0, signature),
+        message,
+    )
+    .is_ok();
+    if verifies {
+        Ok(())
+    } else {
+        Err(
+            "the proof of possession is not a signature by the certificate's key over this \
+             event, account and serial"
+                .into(),
+        )
+    }
+}
+
 /// Checks that `ca_der` can sign proofs: one certificate, CA:TRUE. Done
 /// when a processor is registered, so that a typo is caught then and not
 /// at the claim.

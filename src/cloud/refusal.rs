@@ -59,6 +59,12 @@ pub enum Refusal {
     /// press) did not check out against the processor CA the cloud knows.
     #[error("the claim's proof of the button press was refused: {reason}; {}", self.guidance())]
     BadClaimProof { reason: String },
+    /// The proof chains to the processor CA, but its sender did not show
+    /// it holds the certificate's key: a copy (from an export, a backup,
+    /// a TLS 1.2 handshake on the LAN), or a signature made for another
+    /// event or account.
+    #[error("the claim's sender did not prove it holds the proof's key: {reason}; {}", self.guidance())]
+    ProofWithoutKey { reason: String },
 }
 
 impl Refusal {
@@ -85,6 +91,7 @@ impl Refusal {
             Refusal::UnverifiedButtonPress => "claim_needs_a_verified_button_press",
             Refusal::UnknownProcessor { .. } => "claim_needs_a_processor_of_the_place",
             Refusal::BadClaimProof { .. } => "claim_proof_is_checked_against_the_processor_ca",
+            Refusal::ProofWithoutKey { .. } => "claim_proof_needs_the_key_of_its_certificate",
         }
     }
 
@@ -126,6 +133,9 @@ impl Refusal {
             }
             Refusal::BadClaimProof { .. } => {
                 "press the processor's button and claim again from the same LAN: only the certificate the processor signs after the press proves it"
+            }
+            Refusal::ProofWithoutKey { .. } => {
+                "claim from the machine that paired (it holds the key), or press the button and pair again: a copied certificate claims nothing"
             }
         }
     }
@@ -169,6 +179,7 @@ mod tests {
             Refusal::UnverifiedButtonPress,
             Refusal::UnknownProcessor { serial: Serial(1) },
             Refusal::BadClaimProof { reason: "r".into() },
+            Refusal::ProofWithoutKey { reason: "r".into() },
         ];
         let mut sources = String::new();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cloud");

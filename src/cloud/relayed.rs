@@ -9,7 +9,7 @@ use super::proof::{self, ProofError};
 use super::refusal::Refusal;
 use super::rules::Command;
 use super::store::ProcessorRecord;
-use crate::proto::EventKind;
+use crate::proto::{EventId, EventKind};
 
 /// The rules' command for a Place operation a daemon relays on its
 /// account's behalf (`secret`: the new share link's, chosen by the cloud).
@@ -53,15 +53,30 @@ pub(crate) fn place_command(
 /// The rules' Claim, and the proof's spent key (or why it failed).
 pub(crate) type CheckedClaim = (Command, Result<Vec<u8>, ProofError>);
 
+/// Who hands the cloud a claim, and so what proves the sender holds the
+/// proof certificate's key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Possession<'a> {
+    /// A daemon relayed it as this event: the event must carry a signature
+    /// by the certificate's key over [`crate::proto::possession::signed_bytes`]
+    /// of this id, the daemon's account, the serial and the certificate.
+    Relayed(&'a EventId),
+    /// The operator, on the cloud's own host (`handoff cloud claim`): it
+    /// could write the store directly, so nothing more is asked of it.
+    Operator,
+}
+
 /// Turns a Claimed event into the rules' Claim, with the proof checked:
 /// the processor must be registered (`record`; to the Place named, if one
-/// is), the MAC must be its MAC, and the proof must be signed by its CA and
-/// not `spent`. The proof's outcome comes back beside the command: its
+/// is), the MAC must be its MAC, the proof must be signed by its CA, its
+/// sender must hold its key (`possession`; refused as
+/// [`Refusal::ProofWithoutKey`]) and it must not be `spent`. The proof's outcome comes back beside the command: its
 /// spent key to remember if the claim is applied, or why it failed.
 pub(crate) fn check_claim(
     record: Option<&ProcessorRecord>,
     account: &AccountId,
     claim: &crate::proto::Claimed,
+    possession: Possession<'_>,
     now: Timestamp,
     mut spent: impl FnMut(&[u8]) -> bool,
 ) -> Result<CheckedClaim, Refusal> {
@@ -87,6 +102,16 @@ pub(crate) fn check_claim(
     }
     let proof = match proof::verify(&[&claim.proof], &record.ca_der, now) {
         Ok(facts) => {
+            if let Possession::Relayed(id) = possession {
+                let signed = crate::proto::possession::signed_bytes(
+                    id,
+                    account.as_str(),
+                    claim.serial,
+                    &claim.proof,
+                );
+                proof::verify_possession(&claim.proof, &signed, claim.possession.as_deref())
+                    .map_err(|reason| Refusal::ProofWithoutKey { reason })?;
+            }
             if spent(facts.spent_key()) {
                 return Err(Refusal::BadClaimProof {
                     reason: "this proof was already used for a claim: press the button and pair \
@@ -132,6 +157,7 @@ mod tests {
             mac: Mac(mac),
             proof: b"not a certificate".to_vec(),
             at: Timestamp(0),
+            possession: None,
         }
     }
 
@@ -143,6 +169,7 @@ mod tests {
             None,
             &who,
             &claimed(record().mac, None),
+            Possession::Operator,
             Timestamp(0),
             never,
         );
@@ -154,6 +181,7 @@ mod tests {
             Some(&record()),
             &who,
             &claimed(record().mac, Some("elsewhere")),
+            Possession::Operator,
             Timestamp(0),
             never,
         );
@@ -162,6 +190,7 @@ mod tests {
             Some(&record()),
             &who,
             &claimed([9; 6], None),
+            Possession::Operator,
             Timestamp(0),
             never,
         );
@@ -175,6 +204,7 @@ mod tests {
             Some(&record()),
             &who,
             &claimed(record().mac, None),
+            Possession::Operator,
             Timestamp(0),
             never,
         )
@@ -187,5 +217,110 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// A processor CA, its record, and a claim certificate with its key.
+    fn real_claim() -> (ProcessorRecord, crate::identity::PrivateKey, Vec<u8>) {
+        use crate::identity::{CertificateAuthority, KeyAlgorithm, PrivateKey, sign_client_csr};
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mac = Mac(record().mac);
+        let ca = CertificateAuthority::processor_ca(mac).unwrap();
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let pem = sign_client_csr(&key.csr_pem("handoff").unwrap(), &ca).unwrap();
+        let der = CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec();
+        let record = ProcessorRecord {
+            ca_der: ca.certificate_der().to_vec(),
+            ..record()
+        };
+        (record, key, der)
+    }
+
+    /// Issue 15, attack 2: a claim certificate copied without its key
+    /// (from an export, a backup, a TLS 1.2 handshake on the LAN) claims
+    /// nothing, nor does a signature made for another event or account.
+    #[test]
+    fn claim_proof_needs_the_key_of_its_certificate() {
+        use crate::proto::possession::signed_bytes;
+        let (record, key, der) = real_claim();
+        let who = AccountId::new("Owner@Example.com");
+        let id = EventId {
+            daemon: "d1".into(),
+            seq: 5,
+        };
+        let now = Timestamp(crate::place::now().0);
+        let unspent = |_: &[u8]| false;
+        let with = |possession: Option<Vec<u8>>| crate::proto::Claimed {
+            proof: der.clone(),
+            possession,
+            ..claimed(record.mac, None)
+        };
+        let check = |claim: &crate::proto::Claimed| {
+            check_claim(
+                Some(&record),
+                &who,
+                claim,
+                Possession::Relayed(&id),
+                now,
+                unspent,
+            )
+        };
+        let refused = |result: Result<CheckedClaim, Refusal>, what: &str| match result {
+            Err(r @ Refusal::ProofWithoutKey { .. }) => {
+                assert_eq!(r.rule(), "claim_proof_needs_the_key_of_its_certificate");
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+        let serial = claimed(record.mac, None).serial;
+        let sign = |k: &crate::identity::PrivateKey, id: &EventId, account: &str| {
+            Some(k.sign(&signed_bytes(id, account, serial, &der)).unwrap())
+        };
+
+        // The certificate alone.
+        refused(check(&with(None)), "no signature");
+        // Stolen certificate, signed with the thief's own key.
+        let thief = crate::identity::PrivateKey::generate(crate::identity::KeyAlgorithm::EcdsaP256)
+            .unwrap();
+        refused(check(&with(sign(&thief, &id, who.as_str()))), "another key");
+        // The right key, but over another event id: a replay.
+        let earlier = EventId {
+            seq: 4,
+            ..id.clone()
+        };
+        refused(
+            check(&with(sign(&key, &earlier, who.as_str()))),
+            "another event id",
+        );
+        // The right key, but for another account.
+        refused(
+            check(&with(sign(&key, &id, "thief@example.com"))),
+            "another account",
+        );
+        // Garbage where the signature goes.
+        refused(check(&with(Some(vec![0x30, 0x02, 0x01]))), "garbage");
+
+        // The honest claim: the account as the certificate names it, in
+        // any case, signed for this event.
+        let (command, proof) = check(&with(sign(&key, &id, "owner@example.com"))).unwrap();
+        assert!(proof.is_ok(), "{proof:?}");
+        assert!(matches!(
+            command,
+            Command::Claim {
+                press_verified: true,
+                ..
+            }
+        ));
+        // The operator on the cloud's host is not asked for a signature.
+        let operator = check_claim(
+            Some(&record),
+            &who,
+            &with(None),
+            Possession::Operator,
+            now,
+            unspent,
+        );
+        assert!(operator.is_ok(), "{operator:?}");
     }
 }

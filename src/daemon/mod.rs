@@ -92,6 +92,7 @@ impl DaemonSettings {
             claim: work::ClaimSettings {
                 pairing_identity,
                 button_timeout: crate::leap::pairing::DEFAULT_BUTTON_WINDOW,
+                act_group: None,
             },
         }
     }
@@ -495,7 +496,10 @@ async fn run_relay(
     let relay = tokio::spawn(crate::relay::run(
         outbox,
         link.connector(),
-        crate::relay::RelayConfig::default(),
+        crate::relay::RelayConfig {
+            claim_account: Some(link.account.clone()),
+            ..crate::relay::RelayConfig::default()
+        },
         shutdown.clone(),
         status,
     ));

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 
 use super::inventory::LiveInventory;
-use super::work::Work;
+use super::work::{Peer, Work};
 use crate::proto::control::{
     ControlError, ControlMessage, Done, Progress, Queued, Reloaded, WatchEvent, error_code,
     processors_frames,
@@ -50,7 +50,7 @@ pub async fn serve(
                     match slots.clone().try_acquire_owned() {
                         Ok(slot) => {
                             // Who asks, for the log of what the daemon does for them.
-                            let peer = stream.peer_cred().ok().map(|c| c.uid());
+                            let peer = stream.peer_cred().ok().map(|c| Peer { uid: c.uid(), gid: c.gid() });
                             let (live, work, shutdown) = (live.clone(), work.clone(), shutdown.clone());
                             connections.spawn(serve_connection(stream, peer, live, work, shutdown, slot));
                         }
@@ -90,7 +90,7 @@ async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
 /// Serves one client until it closes, misbehaves, or the daemon stops.
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
-    peer_uid: Option<u32>,
+    peer: Option<Peer>,
     live: Arc<LiveInventory>,
     work: Arc<Work>,
     mut shutdown: Shutdown,
@@ -129,9 +129,26 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         if let Some(what) = acts_on(&msg) {
-            // Anyone who may open the socket may ask this; the journal says who did.
+            let peer_uid = peer.map_or_else(|| "-".into(), |p| p.uid.to_string());
+            if let Err(why) = work.may_act(peer) {
+                tracing::warn!(
+                    peer_uid,
+                    request = msg.kind(),
+                    processor = what,
+                    "control socket: refused a request to act from outside act_group"
+                );
+                let refusal = ControlError::new(error_code::FAILED, why, msg.request());
+                if send(&mut writer, &ControlMessage::Error(refusal))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            // The journal says who asked.
             tracing::info!(
-                peer_uid = peer_uid.map_or_else(|| "-".into(), |u| u.to_string()),
+                peer_uid,
                 request = msg.kind(),
                 processor = what,
                 "control socket: work asked"
@@ -430,6 +447,7 @@ mod tests {
         let settings = super::super::work::ClaimSettings {
             pairing_identity: dir.join("pairing-identity"),
             button_timeout: Duration::from_secs(180),
+            act_group: None,
         };
         Arc::new(Work::new(
             dir.to_owned(),

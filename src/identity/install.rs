@@ -233,7 +233,9 @@ fn facts_of_der(der: &[u8]) -> Result<CertificateFacts, IdentityError> {
 
 /// SHA-256 as colon-separated hex, through the one crypto provider handoff
 /// already has (rustls' aws-lc-rs): its TLS 1.3 SHA-256 suite's hash.
-fn fingerprint(der: &[u8]) -> String {
+/// The SHA-256 of `der` as `AB:CD:…`, as `openssl x509 -fingerprint
+/// -sha256` prints it.
+pub fn fingerprint(der: &[u8]) -> String {
     let hash = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
         .tls13()
         .map(|suite| suite.common.hash_provider.hash(der));

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData, SigningKey};
 use zeroize::Zeroizing;
 
 use super::IdentityError;
@@ -96,6 +96,19 @@ impl PrivateKey {
     /// The DER SubjectPublicKeyInfo of the public half.
     pub fn public_key_der(&self) -> Vec<u8> {
         self.pair.subject_public_key_info()
+    }
+
+    /// Signs `message` with the key's own scheme: RSA PKCS#1 v1.5 SHA-256,
+    /// or ECDSA P-256 SHA-256 (ASN.1 DER). The claim's proof of possession
+    /// ([`crate::proto::possession`]).
+    ///
+    /// # Errors
+    /// [`IdentityError::BadKey`] if the crypto library refuses (the error
+    /// never quotes the key).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        self.pair.sign(message).map_err(|e| IdentityError::BadKey {
+            reason: e.to_string(),
+        })
     }
 
     /// The key's algorithm, when it is one handoff generates.

@@ -166,6 +166,18 @@ impl PairingAuthority {
         &self.client
     }
 
+    /// A copy of the client identity, for the simulator's impostor fault
+    /// ([`crate::sim::Fault::ImpostorPairing`]).
+    ///
+    /// # Errors
+    /// [`IdentityError::Corrupt`]-like failures re-reading the key.
+    pub fn client_copy(&self) -> Result<TlsIdentity, IdentityError> {
+        Ok(TlsIdentity {
+            key: PrivateKey::from_pem(self.client.key.to_pem().as_str())?,
+            certificate_pem: self.client.certificate_pem.clone(),
+        })
+    }
+
     /// A fresh key and certificate for the simulator's pairing port.
     ///
     /// # Errors

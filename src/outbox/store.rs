@@ -159,6 +159,12 @@ impl Outbox {
         &self.inner.daemon
     }
 
+    /// The directory the outbox file is in: the state directory, whose
+    /// credential store the relay signs claims from.
+    pub fn dir(&self) -> Option<&Path> {
+        self.inner.path.parent()
+    }
+
     /// Queues `kind` and returns its id once the event is on disk.
     ///
     /// # Errors

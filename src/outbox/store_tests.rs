@@ -234,6 +234,7 @@ async fn an_oversized_event_is_refused_and_the_next_one_is_queued() {
         mac: Mac([0; 6]),
         proof: vec![0; 70 * 1024],
         at: crate::place::Timestamp(0),
+        possession: None,
     });
     let err = outbox.append(huge).await.unwrap_err();
     assert!(matches!(err, OutboxError::Unencodable { .. }), "{err}");
@@ -407,6 +408,7 @@ async fn disk_full_body(dir: PathBuf) {
             mac: Mac([0; 6]),
             proof: proof.clone(),
             at: crate::place::Timestamp(0),
+            possession: None,
         })
     };
     let mut queued = Vec::new();

@@ -26,6 +26,7 @@ pub mod connection;
 pub mod control;
 mod error;
 pub mod frame;
+pub mod possession;
 pub mod relay;
 #[cfg(test)]
 mod tests;

@@ -307,6 +307,17 @@ pub struct Claimed {
     pub proof: Vec<u8>,
     /// When the processor signed it, seconds since the Unix epoch.
     pub at: Timestamp,
+    /// Proof of possession: a signature by the proof certificate's key over
+    /// [`crate::proto::possession::signed_bytes`]. Added by the relay as it
+    /// sends the event (it knows the event id and its account); the cloud
+    /// refuses a claim without a valid one.
+    #[serde(
+        rename = "pop",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::proto::wire::opt_byte_string"
+    )]
+    pub possession: Option<Vec<u8>>,
 }
 
 /// Remove Home from Account. Names the Place, or the processor whose

@@ -92,6 +92,7 @@ fn claim_of_size(size: usize) -> RelayMessage {
                 mac: MAC,
                 proof: vec![0xaa; proof_len],
                 at: Timestamp(0),
+                possession: None,
             }),
         )
     };
@@ -393,7 +394,7 @@ fn keys_are_written_in_deterministic_order() {
     };
     assert_eq!(keys(&top), ["k", "ev", "id"]);
     let ev = top[1].1.as_map().unwrap();
-    assert_eq!(keys(ev), ["k", "p", "at", "sn", "mac", "proof"]);
+    assert_eq!(keys(ev), ["k", "p", "at", "sn", "mac", "pop", "proof"]);
 }
 
 #[test]

@@ -55,6 +55,9 @@ pub(super) fn samples() -> Vec<(&'static str, RelayMessage)> {
                     // not parse it (a real one is some 500 bytes).
                     proof: vec![0x30, 0x82, 0x01, 0x0a, 0x30, 0x81, 0xb0],
                     at: Timestamp(1_790_000_000),
+                    // Likewise a placeholder: an ECDSA signature's DER
+                    // shape, some 70 bytes in a real event.
+                    possession: Some(vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02]),
                 }),
             ),
         ),

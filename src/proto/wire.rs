@@ -29,6 +29,24 @@ pub(super) mod byte_string {
     }
 }
 
+/// An optional byte string, left out when absent.
+pub(super) mod opt_byte_string {
+    use serde::de::Deserializer;
+    use serde::ser::Serializer;
+
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_bytes(b),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        super::byte_string::deserialize(d).map(Some)
+    }
+}
+
 /// A MAC address as a 6-byte byte string.
 pub(super) mod mac_bytes {
     use serde::de::{Deserializer, Error};

@@ -287,6 +287,7 @@ pub async fn deliver_and_wait(
         link.connector(),
         RelayConfig {
             connect_timeout: wait.min(Duration::from_secs(10)),
+            claim_account: Some(link.account.clone()),
             ..RelayConfig::default()
         },
         shutdown,

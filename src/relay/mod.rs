@@ -126,6 +126,7 @@ impl Relayed {
 
 pub mod address;
 pub mod link;
+mod possession;
 #[cfg(test)]
 mod tests;
 
@@ -184,6 +185,11 @@ pub struct RelayConfig {
     pub software: String,
     /// Seed of the backoff jitter; `None` seeds from the OS. Tests fix it.
     pub jitter_seed: Option<u64>,
+    /// The account the link authenticates as: with it, each `claimed`
+    /// event is signed as it leaves with its certificate's key, read from
+    /// the credential store beside the outbox ([`possession`]). `None`
+    /// sends claims as queued (tests of the relay alone).
+    pub claim_account: Option<String>,
 }
 
 impl Default for RelayConfig {
@@ -194,6 +200,7 @@ impl Default for RelayConfig {
             ack_timeout: Duration::from_secs(30),
             software: concat!("handoff/", env!("CARGO_PKG_VERSION")).into(),
             jitter_seed: None,
+            claim_account: None,
         }
     }
 }
@@ -353,7 +360,10 @@ async fn deliver<C: Connector>(
                 if was_idle {
                     last_heard = Instant::now();
                 }
-                for event in batch {
+                for mut event in batch {
+                    if let (Some(account), Some(dir)) = (&config.claim_account, outbox.dir()) {
+                        possession::seal(&mut event, account, dir);
+                    }
                     writer
                         .queue_frame(&RelayMessage::Event(event))
                         .map_err(RelayError::Encode)?;

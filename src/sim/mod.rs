@@ -33,7 +33,8 @@ pub use house::{House, HouseError, house_text};
 pub use live_house::{HouseSlot, LiveHouse};
 pub use pairing_server::{PairingPort, PairingPortOptions};
 pub use servers::{
-    FleetServers, MAIN_PORT, MAX_CONNECTIONS_PER_PORT, PAIRING_PORT, ServerError, ServerOptions,
+    Fault, FleetServers, MAIN_PORT, MAX_CONNECTIONS_PER_PORT, PAIRING_PORT, ServerError,
+    ServerOptions,
 };
 
 use crate::discovery::restrict_interfaces;

@@ -63,6 +63,19 @@ pub enum ServerError {
     UnknownProcessor(Serial),
 }
 
+/// A way every processor of the fleet misbehaves, so that tests can show
+/// what a client does with an impostor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// The pairing port answers with the pairing identity's own certificate
+    /// and key (the exported client identity), as anyone holding that
+    /// shared identity could.
+    ImpostorPairing,
+    /// The processor's CA names another MAC (`SmartBridge<MAC>` with the
+    /// last byte flipped) than the one it advertises and reports.
+    NamesOtherMac,
+}
+
 /// How the fleet's servers behave.
 #[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
@@ -77,6 +90,8 @@ pub struct ServerOptions {
     /// Every processor's house (`--house FILE`); `None`: each its own,
     /// generated from its serial.
     pub house: Option<Arc<House>>,
+    /// Misbehave as this (`None`: as a real processor).
+    pub fault: Option<Fault>,
 }
 
 /// One processor's running ports.
@@ -113,14 +128,18 @@ impl FleetServers {
             let identity = |source| ServerError::Identity { serial, source };
             let tls_error = |source| ServerError::Tls { serial, source };
             let name = p.host_name();
+            let mut ca_mac = p.mac;
+            if options.fault == Some(Fault::NamesOtherMac) {
+                ca_mac.0[5] ^= 1;
+            }
             let (ca, main_identity) = match &options.state_dir {
                 Some(dir) => {
-                    let kept = SimProcessorIdentity::load_or_create(dir, p.serial, p.mac, &name)
+                    let kept = SimProcessorIdentity::load_or_create(dir, p.serial, ca_mac, &name)
                         .map_err(identity)?;
                     (kept.ca, kept.main)
                 }
                 None => {
-                    let ca = CertificateAuthority::processor_ca(p.mac).map_err(identity)?;
+                    let ca = CertificateAuthority::processor_ca(ca_mac).map_err(identity)?;
                     let key = crate::identity::PrivateKey::generate(
                         crate::identity::KeyAlgorithm::EcdsaP256,
                     )
@@ -130,7 +149,10 @@ impl FleetServers {
                 }
             };
             let ca = Arc::new(ca);
-            let pairing_identity = authority.issue_server_identity(&name).map_err(identity)?;
+            let pairing_identity = match options.fault {
+                Some(Fault::ImpostorPairing) => authority.client_copy().map_err(identity)?,
+                _ => authority.issue_server_identity(&name).map_err(identity)?,
+            };
             let pairing_tls =
                 tls::pairing_server_config(&pairing_identity, &authority_pem).map_err(tls_error)?;
             let main_tls =

@@ -8,7 +8,9 @@
 //! web's trust: the chain must end at the one anchor configured for that
 //! port — the pairing authority on 8083, the processor's own CA (pinned at
 //! the claim) on 8081 — and, once known, the main port's public key must be
-//! the one seen before.
+//! the one seen before. On the pairing port the server's key must not be
+//! the pairing identity's own: that identity is shared by every client and
+//! effectively public, so a server showing it is anyone on the LAN.
 //!
 //! Nothing else in handoff may call `.dangerous()` or implement
 //! `ServerCertVerifier`.
@@ -27,22 +29,35 @@ use rustls::{
 
 use super::{TlsError, provider};
 
-/// Verifies the server's chain against one anchor and skips the host name.
-/// Optionally, the server's public key must also be `pinned_public_key`
-/// (a DER SubjectPublicKeyInfo).
+/// What the server's public key (a DER SubjectPublicKeyInfo) must be,
+/// beyond chaining to the anchor.
+#[derive(Clone, Debug, Default)]
+pub enum ServerKey {
+    /// Any key the anchor vouches for.
+    #[default]
+    Any,
+    /// Exactly this one: the main port's key pinned at the claim.
+    Pinned(Vec<u8>),
+    /// Anything but this one: the pairing identity's own key, which a real
+    /// processor never holds.
+    NotOurs(Vec<u8>),
+}
+
+/// Verifies the server's chain against one anchor and skips the host name;
+/// the server's key must also pass [`ServerKey`].
 #[derive(Debug)]
 pub struct AnchorOnlyNoHostNameVerifier {
     roots: Arc<RootCertStore>,
     algorithms: WebPkiSupportedAlgorithms,
-    pinned_public_key: Option<Vec<u8>>,
+    key: ServerKey,
 }
 
 impl AnchorOnlyNoHostNameVerifier {
-    pub fn new(roots: Arc<RootCertStore>, pinned_public_key: Option<Vec<u8>>) -> Self {
+    pub fn new(roots: Arc<RootCertStore>, key: ServerKey) -> Self {
         AnchorOnlyNoHostNameVerifier {
             roots,
             algorithms: provider().signature_verification_algorithms,
-            pinned_public_key,
+            key,
         }
     }
 }
@@ -57,6 +72,15 @@ impl ServerCertVerifier for AnchorOnlyNoHostNameVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         let cert = ParsedCertificate::try_from(end_entity)?;
+        // Before the chain: the pairing identity's certificate chains to the
+        // anchor too, and may carry serverAuth.
+        if let ServerKey::NotOurs(ours) = &self.key
+            && cert.subject_public_key_info().as_ref() == ours.as_slice()
+        {
+            return Err(Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(ShowsOurIdentity)),
+            )));
+        }
         // Chain, validity dates and the serverAuth purpose, as rustls's own
         // verifier checks them; only `verify_server_name` is left out.
         verify_server_cert_signed_by_trust_anchor(
@@ -66,7 +90,7 @@ impl ServerCertVerifier for AnchorOnlyNoHostNameVerifier {
             now,
             self.algorithms.all,
         )?;
-        if let Some(pinned) = &self.pinned_public_key
+        if let ServerKey::Pinned(pinned) = &self.key
             && cert.subject_public_key_info().as_ref() != pinned.as_slice()
         {
             return Err(Error::InvalidCertificate(CertificateError::Other(
@@ -116,11 +140,27 @@ impl std::fmt::Display for PinMismatch {
 
 impl std::error::Error for PinMismatch {}
 
+/// The pairing port showed the pairing identity's own key: the error
+/// inside the `rustls::Error` (see [`super::shows_our_identity`]).
+#[derive(Debug)]
+pub struct ShowsOurIdentity;
+
+impl std::fmt::Display for ShowsOurIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the server answered with the pairing identity's own certificate, which every \
+             client holds: it is not a processor",
+        )
+    }
+}
+
+impl std::error::Error for ShowsOurIdentity {}
+
 /// A client config that presents `chain` + `key`, sends no SNI, and trusts
 /// only `roots` through [`AnchorOnlyNoHostNameVerifier`].
 pub(super) fn client_config_without_host_name_check(
     roots: Arc<RootCertStore>,
-    pinned_public_key: Option<Vec<u8>>,
+    server_key: ServerKey,
     client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<ClientConfig, TlsError> {
@@ -129,8 +169,7 @@ pub(super) fn client_config_without_host_name_check(
         .map_err(TlsError::Config)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnchorOnlyNoHostNameVerifier::new(
-            roots,
-            pinned_public_key,
+            roots, server_key,
         )));
     let mut config = match client_auth {
         Some((chain, key)) => builder

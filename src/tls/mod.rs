@@ -70,6 +70,17 @@ pub fn is_pin_mismatch(error: &rustls::Error) -> bool {
     }
 }
 
+/// Whether a TLS failure is [`danger::ShowsOurIdentity`]: the pairing
+/// port answered with the pairing identity's own key.
+pub fn shows_our_identity(error: &rustls::Error) -> bool {
+    match error {
+        Error::InvalidCertificate(CertificateError::Other(other)) => {
+            other.0.downcast_ref::<danger::ShowsOurIdentity>().is_some()
+        }
+        _ => false,
+    }
+}
+
 /// The name to pass to `TlsConnector::connect` for a processor at `ip`.
 /// With these configurations it is neither sent (no SNI) nor checked.
 pub fn processor_server_name(ip: IpAddr) -> ServerName<'static> {
@@ -84,7 +95,7 @@ pub fn pairing_client_config(identity: &PairingIdentity) -> Result<Arc<ClientCon
     client_config(
         &identity.identity,
         &identity.authority_ca_pem,
-        None,
+        danger::ServerKey::NotOurs(identity.identity.key.public_key_der()),
         VERSIONS,
     )
 }
@@ -97,7 +108,9 @@ pub fn main_client_config(credential: &Credential) -> Result<Arc<ClientConfig>, 
     let pin = credential
         .server_identity
         .as_ref()
-        .map(|s| s.public_key_der.clone());
+        .map_or(danger::ServerKey::Any, |s| {
+            danger::ServerKey::Pinned(s.public_key_der.clone())
+        });
     client_config(
         &credential.identity,
         &credential.processor_ca_pem,
@@ -158,13 +171,18 @@ pub fn cloud_client_config(
     identity: &TlsIdentity,
     cloud_ca_pem: &str,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    client_config(identity, cloud_ca_pem, None, RELAY_VERSIONS)
+    client_config(
+        identity,
+        cloud_ca_pem,
+        danger::ServerKey::Any,
+        RELAY_VERSIONS,
+    )
 }
 
 fn client_config(
     identity: &TlsIdentity,
     anchor_pem: &str,
-    pin: Option<Vec<u8>>,
+    pin: danger::ServerKey,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let roots = Arc::new(root_store(anchor_pem)?);

@@ -116,7 +116,7 @@ async fn pairing_handshake_succeeds_over_tls_1_3_and_1_2_without_sni() {
         let client = client_config(
             &identity.identity,
             &identity.authority_ca_pem,
-            None,
+            danger::ServerKey::Any,
             versions,
         )
         .expect("client config");
@@ -151,7 +151,7 @@ async fn pairing_server_refuses_a_client_of_another_authority_with_bad_certifica
         let client = client_config(
             &stranger.identity,
             &stranger.authority_ca_pem,
-            None,
+            danger::ServerKey::Any,
             versions,
         )
         .expect("client config");
@@ -162,6 +162,21 @@ async fn pairing_server_refuses_a_client_of_another_authority_with_bad_certifica
             rustls::Error::AlertReceived(AlertDescription::BadCertificate)
         );
     }
+}
+
+/// Issue 15, attack 1: anyone holding the (shared, effectively public)
+/// pairing identity answers on 8083 with it. It chains to the authority,
+/// so only the key check stops it, in the handshake, before any frame.
+#[tokio::test]
+async fn pairing_client_refuses_a_server_showing_the_pairing_identity() {
+    let a = authority("authority A");
+    let identity = pairing_identity(&a);
+    let client = pairing_client_config(&identity).expect("client config");
+    let impostor =
+        pairing_server_config(&identity.identity, a.certificate_pem()).expect("server config");
+    let (c, _s) = handshake(client, impostor, processor_server_name(LOCALHOST)).await;
+    let error = rustls_error(&c);
+    assert!(shows_our_identity(&error), "{error:?}");
 }
 
 #[tokio::test]
@@ -184,8 +199,13 @@ async fn pairing_client_refuses_a_server_of_another_authority() {
 async fn servers_require_a_client_certificate() {
     let a = authority("authority A");
     let roots = Arc::new(root_store(a.certificate_pem()).expect("roots"));
-    let anonymous = danger::client_config_without_host_name_check(roots, None, None, VERSIONS)
-        .expect("client config");
+    let anonymous = danger::client_config_without_host_name_check(
+        roots,
+        danger::ServerKey::Any,
+        None,
+        VERSIONS,
+    )
+    .expect("client config");
     let (c, s) = handshake(
         Arc::new(anonymous),
         pairing_server(&a),

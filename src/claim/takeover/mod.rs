@@ -275,6 +275,9 @@ fn stored_outcome(record: ClaimRecord, dir: PathBuf) -> ClaimOutcome {
         address: record.address,
         product: record.product,
         device_uid: record.device_uid,
+        ca_sha256: std::fs::read_to_string(dir.join("processor-ca.pem"))
+            .ok()
+            .and_then(|pem| super::ca_fingerprint(&pem)),
         files: credential_files(&dir),
         credential_dir: dir,
         exported: Vec::new(),

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{AccountId, LinkSecret, Place, PlaceId, Status, Timestamp};
 use super::places::status_for;
 use super::refusal::Refusal;
-use super::relayed::place_command;
+use super::relayed::{Possession, place_command};
 use super::rules::{self, Command, Event};
 use super::{CloudError, proof};
 use crate::processor::{Mac, Serial};
@@ -299,7 +299,9 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
                 query: None,
             }));
         }
-        EventKind::Claimed(claim) => claim_in(txn, account, claim, now).await?,
+        EventKind::Claimed(claim) => {
+            claim_in(txn, account, claim, Possession::Relayed(&event.id), now).await?
+        }
         EventKind::Released(e) => match released_place(txn, e).await? {
             Err(refusal) => Err(refusal),
             Ok(place) => {
@@ -369,6 +371,7 @@ pub(crate) async fn claim_in<T: PlaceTxn>(
     txn: &mut T,
     account: &AccountId,
     claim: &crate::proto::Claimed,
+    possession: Possession<'_>,
     now: Timestamp,
 ) -> Result<Result<(), Refusal>, CloudError> {
     let record = txn.processor(claim.serial).await?;
@@ -384,7 +387,7 @@ pub(crate) async fn claim_in<T: PlaceTxn>(
         None => false,
     };
     let (cmd, proof) =
-        match super::relayed::check_claim(record.as_ref(), account, claim, now, |_| spent) {
+        match super::relayed::check_claim(record.as_ref(), account, claim, possession, now, |_| spent) {
             Ok(checked) => checked,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -595,7 +598,9 @@ impl CloudStore {
     }
 
     /// A homeowner claim with its proof, outside the relay (the operator
-    /// CLI): checked exactly as a relayed Claimed event.
+    /// CLI on the cloud's host): checked as a relayed Claimed event, but
+    /// for the proof of possession, which needs an event id and a sender
+    /// (see [`Possession::Operator`]).
     ///
     /// # Errors
     /// [`CloudError`] when the store fails.

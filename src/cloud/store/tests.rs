@@ -121,12 +121,31 @@ pub(crate) fn fixture(b: Backend) -> Fixture {
     }
 }
 
-pub(crate) fn proof(ca: &CertificateAuthority) -> Vec<u8> {
+/// A claim certificate the processor CA `ca` signed, and its key.
+pub(crate) struct Proof {
+    key: PrivateKey,
+    pub(crate) der: Vec<u8>,
+}
+
+pub(crate) fn proof(ca: &CertificateAuthority) -> Proof {
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
     let pem = sign_client_csr(&key.csr_pem("handoff").unwrap(), ca).unwrap();
-    CertificateDer::from_pem_slice(pem.as_bytes())
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
         .unwrap()
-        .to_vec()
+        .to_vec();
+    Proof { key, der }
+}
+
+/// Event `seq`: `proof`'s claim, signed with its key for `account`, as the
+/// relay sends it.
+pub(crate) fn claimed_by(account: &AccountId, seq: u64, proof: &Proof) -> RelayEvent {
+    let mut e = event(seq, claimed(proof.der.clone()));
+    let signed =
+        crate::proto::possession::signed_bytes(&e.id, account.as_str(), SERIAL, &proof.der);
+    if let EventKind::Claimed(c) = &mut e.kind {
+        c.possession = Some(proof.key.sign(&signed).unwrap());
+    }
+    e
 }
 
 pub(crate) fn event(seq: u64, kind: EventKind) -> RelayEvent {
@@ -146,6 +165,7 @@ pub(crate) fn claimed(proof: Vec<u8>) -> EventKind {
         mac: MAC,
         proof,
         at: NOW,
+        possession: None,
     })
 }
 
@@ -167,7 +187,7 @@ fn a_claim_with_the_processors_proof_makes_the_claimant_homeowner(b: Backend) {
     let f = fixture(b);
     let replies = f
         .store
-        .relay(&site(), &[event(1, claimed(proof(&f.ca)))], NOW)
+        .relay(&site(), &[claimed_by(&site(), 1, &proof(&f.ca))], NOW)
         .unwrap();
     assert_eq!(outcome(&replies[0]), &Outcome::Applied);
     let place = f.store.place(&f.place).unwrap().unwrap();
@@ -179,7 +199,7 @@ fn claim_proof_is_checked_against_the_processor_ca(b: Backend) {
     let foreign = CertificateAuthority::processor_ca(Mac([2, 0x4c, 9, 9, 9, 9])).unwrap();
     let replies = f
         .store
-        .relay(&site(), &[event(1, claimed(proof(&foreign)))], NOW)
+        .relay(&site(), &[claimed_by(&site(), 1, &proof(&foreign))], NOW)
         .unwrap();
     assert_eq!(
         rule(&replies[0]),
@@ -202,7 +222,7 @@ fn a_claim_proof_is_spent_once(b: Backend) {
     let proof = proof(&f.ca);
     let first = f
         .store
-        .relay(&site(), &[event(1, claimed(proof.clone()))], NOW)
+        .relay(&site(), &[claimed_by(&site(), 1, &proof)], NOW)
         .unwrap();
     assert_eq!(outcome(&first[0]), &Outcome::Applied);
     let released = f
@@ -220,14 +240,12 @@ fn a_claim_proof_is_spent_once(b: Backend) {
         )
         .unwrap();
     assert_eq!(outcome(&released[0]), &Outcome::Applied);
-    // The same proof under a new event id, by another account.
+    // The same proof under a new event id, by another account, even one
+    // that holds the key (signed for its own event and account).
+    let thief = AccountId::new("thief@example.com");
     let replay = f
         .store
-        .relay(
-            &AccountId::new("thief@example.com"),
-            &[event(3, claimed(proof))],
-            NOW,
-        )
+        .relay(&thief, &[claimed_by(&thief, 3, &proof)], NOW)
         .unwrap();
     assert_eq!(
         rule(&replay[0]),
@@ -237,7 +255,7 @@ fn a_claim_proof_is_spent_once(b: Backend) {
 
 fn a_claim_with_the_wrong_mac_is_refused(b: Backend) {
     let f = fixture(b);
-    let mut kind = claimed(proof(&f.ca));
+    let mut kind = claimed(proof(&f.ca).der);
     if let EventKind::Claimed(c) = &mut kind {
         c.mac = Mac([2, 0x4c, 0, 0, 0, 1]);
     }
@@ -352,7 +370,7 @@ fn status_by_serial_or_mac_is_the_cloud_icon_and_unknown_processors_get_an_error
     let st = f.store.status(&site(), &by_serial, NOW).unwrap().unwrap();
     assert_eq!((st.status, st.place.clone()), (Status::Green, None));
     f.store
-        .relay(&owner(), &[event(1, claimed(proof(&f.ca)))], NOW)
+        .relay(&owner(), &[claimed_by(&owner(), 1, &proof(&f.ca))], NOW)
         .unwrap();
     let st = f
         .store

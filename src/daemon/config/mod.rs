@@ -100,6 +100,11 @@ pub struct Config {
         deserialize_with = "nonzero_duration"
     )]
     pub relay_stuck_after: Duration,
+    /// The group whose members may ask the daemon to act (claim, release,
+    /// takeover, reload); others who may open the socket keep discover,
+    /// status and health. `None`: whoever may open the socket may act.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act_group: Option<String>,
     pub cloud: CloudConfig,
 }
 
@@ -130,6 +135,7 @@ impl Default for Config {
             liveness: Duration::from_secs(30),
             log_format: LogFormat::Auto,
             relay_stuck_after: Duration::from_secs(600),
+            act_group: None,
             cloud: CloudConfig::default(),
         }
     }
@@ -275,6 +281,7 @@ impl Config {
             liveness: self.liveness,
             log_format: self.log_format,
             relay_stuck_after: self.relay_stuck_after,
+            act_group: self.act_group.clone(),
             cloud: EffectiveCloud {
                 address: self.cloud.address.clone(),
                 identity: self
@@ -302,6 +309,8 @@ pub struct EffectiveConfig {
     pub log_format: LogFormat,
     #[serde(with = "duration")]
     pub relay_stuck_after: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act_group: Option<String>,
     pub cloud: EffectiveCloud,
 }
 

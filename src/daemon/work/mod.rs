@@ -46,6 +46,16 @@ pub struct ClaimSettings {
     pub pairing_identity: PathBuf,
     /// The button window when the request names none.
     pub button_timeout: Duration,
+    /// Who may ask for claims, releases, takeovers and reloads (the
+    /// configuration's `act_group`); `None`: anyone who may open the socket.
+    pub act_group: Option<String>,
+}
+
+/// Who is on the other end of the control socket (SO_PEERCRED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The daemon's side of claims, releases and queued events.
@@ -135,6 +145,46 @@ impl Work {
 
     pub fn set_claim_settings(&self, settings: ClaimSettings) {
         *lock(&self.settings) = settings;
+    }
+
+    /// Whether `peer` may ask the daemon to act: always when no
+    /// `act_group` is set; else root, the daemon's own user, and members of
+    /// that group (primary or listed). An unknown group lets nobody else.
+    ///
+    /// # Errors
+    /// Why not, as a sentence for the client.
+    pub fn may_act(&self, peer: Option<Peer>) -> Result<(), String> {
+        let Some(group) = self.claim_settings().act_group else {
+            return Ok(());
+        };
+        let Some(peer) = peer else {
+            return Err(format!(
+                "only members of group {group} may ask this daemon to act, and the socket \
+                 did not say who you are"
+            ));
+        };
+        if peer.uid == 0 || peer.uid == nix::unistd::geteuid().as_raw() {
+            return Ok(());
+        }
+        let member = match nix::unistd::Group::from_name(&group) {
+            Ok(Some(g)) => {
+                g.gid.as_raw() == peer.gid
+                    || nix::unistd::User::from_uid(peer.uid.into())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|u| g.mem.contains(&u.name))
+            }
+            _ => false,
+        };
+        if member {
+            Ok(())
+        } else {
+            Err(format!(
+                "only members of group {group} may ask this daemon to claim, release, take \
+                 over or reload (act_group in its configuration); discover, status and health \
+                 stay open to you"
+            ))
+        }
     }
 
     fn claim_settings(&self) -> ClaimSettings {

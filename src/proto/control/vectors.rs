@@ -264,6 +264,11 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                     address: "127.0.1.1".into(),
                     product: "RadioRA 3 Processor".into(),
                     device_uid: "024c02000001".into(),
+                    ca_sha256: Some(
+                        "5C:1F:0B:7E:93:A4:D2:66:18:C0:4F:E9:2B:71:D8:03:AA:56:9E:E1:37:0C:\
+                         B5:62:F8:44:1D:9A:C3:70:2E:B8"
+                            .into(),
+                    ),
                     dir: "/var/lib/handoff/credentials/37152423".into(),
                     files: vec![
                         "/var/lib/handoff/credentials/37152423/key.pem".into(),

@@ -146,6 +146,9 @@ pub struct ClaimedProcessor {
     pub product: String,
     #[serde(rename = "uid")]
     pub device_uid: String,
+    /// The SHA-256 fingerprint of the processor CA pinned at the claim.
+    #[serde(rename = "ca", default, skip_serializing_if = "Option::is_none")]
+    pub ca_sha256: Option<String>,
     /// The credential's directory on the daemon's machine.
     pub dir: String,
     pub files: Vec<String>,

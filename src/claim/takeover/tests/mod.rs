@@ -77,6 +77,7 @@ fn outcome() -> Box<ClaimOutcome> {
         address: IpAddr::from([127, 0, 1, 1]),
         product: "RadioRA 3 processor".into(),
         device_uid: "uid".into(),
+        ca_sha256: None,
         credential_dir: PathBuf::from("/state/credentials/37152423"),
         files: Vec::new(),
         exported: Vec::new(),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::cloud::store::tests::{
-    Backend, MAC, SERIAL, claimed, cluster, event, fixture, migrate, owner, proof, site,
+    Backend, MAC, SERIAL, claimed, claimed_by, cluster, event, fixture, migrate, owner, proof, site,
 };
 use crate::cloud::store::{CloudStore, link_digest};
 use crate::cloud::{AccessDuration, LinkSecret};
@@ -178,7 +178,12 @@ fn cloud_copy_moves_everything_and_both_stores_answer_alike() {
             .unwrap()
     };
     // A homeowner came and went (their proof is spent)…
-    relay(&site(), 4, claimed(proof(&f.ca)));
+    from.relay(
+        &site(),
+        &[claimed_by(&site(), 4, &proof(&f.ca))],
+        crate::cloud::now(),
+    )
+    .unwrap();
     relay(
         &site(),
         5,
