@@ -387,7 +387,9 @@ pub(crate) async fn claim_in<T: PlaceTxn>(
         None => false,
     };
     let (cmd, proof) =
-        match super::relayed::check_claim(record.as_ref(), account, claim, possession, now, |_| spent) {
+        match super::relayed::check_claim(record.as_ref(), account, claim, possession, now, |_| {
+            spent
+        }) {
             Ok(checked) => checked,
             Err(refusal) => return Ok(Err(refusal)),
         };

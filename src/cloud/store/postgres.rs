@@ -392,7 +392,9 @@ impl PgStore {
         _now: Timestamp,
     ) -> Result<Result<(), Refusal>, CloudError> {
         self.block(|| {
-            self.transaction(async |t, now| super::claim_in(t, account, claim, super::Possession::Operator, now).await)
+            self.transaction(async |t, now| {
+                super::claim_in(t, account, claim, super::Possession::Operator, now).await
+            })
         })
     }
 

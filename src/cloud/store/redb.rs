@@ -283,13 +283,15 @@ impl RedbStore {
         claim: &crate::proto::Claimed,
         now: Timestamp,
     ) -> Result<Result<(), Refusal>, CloudError> {
-        self.write(|txn| complete(super::claim_in(
+        self.write(|txn| {
+            complete(super::claim_in(
                 &mut RedbTxn(txn),
                 account,
                 claim,
                 super::Possession::Operator,
                 now,
-            )))
+            ))
+        })
     }
 
     /// A status read, in a write transaction that is aborted (the

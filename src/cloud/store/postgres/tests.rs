@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::cloud::store::tests::{
-    Backend, MAC, SERIAL, claimed, claimed_by, cluster, event, fixture, migrate, owner, proof, site,
+    Backend, MAC, SERIAL, claimed_by, cluster, event, fixture, migrate, owner, proof, site,
 };
 use crate::cloud::store::{CloudStore, link_digest};
 use crate::cloud::{AccessDuration, LinkSecret};
