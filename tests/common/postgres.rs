@@ -151,9 +151,7 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         // Trust for everyone but the password role, which must prove it.
-        let hba = format!(
-            "local all {PASSWORD_ROLE} scram-sha-256\nlocal all all trust\n"
-        );
+        let hba = format!("local all {PASSWORD_ROLE} scram-sha-256\nlocal all all trust\n");
         std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let postgres = bin.join("postgres");
@@ -237,7 +235,17 @@ impl Cluster {
     /// Runs one statement in `db` as the superuser; its output, unaligned.
     pub fn psql_in(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-h",
+            ])
             .arg(&self.dir)
             .args(["-d", db, "-c", sql])
             .output()

@@ -93,7 +93,9 @@ pub(super) fn grant_row(place: &PlaceId, row: &Row) -> Result<(AccountId, Grant)
 
 /// A grant's columns after (place, account): role, expires, source,
 /// source_by.
-pub(super) fn grant_columns(grant: &Grant) -> (&'static str, Option<i64>, &'static str, Option<&str>) {
+pub(super) fn grant_columns(
+    grant: &Grant,
+) -> (&'static str, Option<i64>, &'static str, Option<&str>) {
     let role = match grant.role {
         Role::Homeowner => "homeowner",
         Role::ProInstaller => "pro-installer",
@@ -161,7 +163,13 @@ pub(super) fn result_row(key: &str, row: &Row) -> Result<StoredResult, CloudErro
 #[allow(clippy::type_complexity)]
 pub(super) fn result_columns(
     result: &StoredResult,
-) -> (&'static str, Option<&str>, Option<&str>, Option<i64>, Option<&str>) {
+) -> (
+    &'static str,
+    Option<&str>,
+    Option<&str>,
+    Option<i64>,
+    Option<&str>,
+) {
     match result {
         StoredResult::Applied { link } => (
             "applied",
@@ -170,9 +178,13 @@ pub(super) fn result_columns(
             link.as_ref().map(|(n, _)| *n as i64),
             link.as_ref().map(|(_, s)| s.as_str()),
         ),
-        StoredResult::Refused { rule, why } => {
-            ("refused", Some(rule.as_str()), Some(why.as_str()), None, None)
-        }
+        StoredResult::Refused { rule, why } => (
+            "refused",
+            Some(rule.as_str()),
+            Some(why.as_str()),
+            None,
+            None,
+        ),
     }
 }
 

@@ -47,7 +47,10 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The migrations, in order; the last one's number is the schema this
 /// build speaks.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../../migrations/0001_places.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../../migrations/0001_places.sql")),
+    (2, include_str!("../../../migrations/0002_portal.sql")),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -65,7 +68,9 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("target", &self.target).finish()
+        f.debug_struct("PgStore")
+            .field("target", &self.target)
+            .finish()
     }
 }
 
@@ -80,7 +85,7 @@ impl Drop for PgStore {
 
 /// One transaction, as the operations see it.
 pub(crate) struct PgTxn<'a> {
-    tx: deadpool_postgres::Transaction<'a>,
+    pub(super) tx: deadpool_postgres::Transaction<'a>,
 }
 
 impl CloudError {
@@ -176,7 +181,7 @@ impl PgStore {
     /// Runs `op`'s future to its end on the store's runtime, from a
     /// scoped thread: blocking the caller is what a sync method does, and
     /// a runtime cannot be entered from inside another's task.
-    fn block<F, Fut, T>(&self, op: F) -> T
+    pub(super) fn block<F, Fut, T>(&self, op: F) -> T
     where
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = T>,
@@ -193,7 +198,11 @@ impl PgStore {
 
     /// Brings the schema to [`SCHEMA_VERSION`]; returns (was, is).
     async fn migrate(&self) -> Result<(i32, i32), CloudError> {
-        let mut client = self.pool.get().await.map_err(|e| pool_error(&self.target, e))?;
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| pool_error(&self.target, e))?;
         let tx = client.transaction().await.map_err(db("migrating"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
@@ -206,7 +215,10 @@ impl PgStore {
         .await
         .map_err(db("migrating"))?;
         let was: i32 = tx
-            .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )
             .await
             .map_err(db("migrating"))?
             .get(0);
@@ -235,9 +247,16 @@ impl PgStore {
     /// [`CloudError`] when the store fails.
     pub fn schema_version(&self) -> Result<i32, CloudError> {
         self.block(|| async {
-            let client = self.pool.get().await.map_err(|e| pool_error(&self.target, e))?;
+            let client = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| pool_error(&self.target, e))?;
             let row = client
-                .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+                .query_one(
+                    "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                    &[],
+                )
                 .await
                 .map_err(db("reading the schema version"))?;
             Ok(row.get(0))
@@ -246,11 +265,15 @@ impl PgStore {
 
     /// Runs `body` in one SERIALIZABLE transaction, rerun on a
     /// serialization failure (see the module's doc).
-    async fn transaction<T>(
+    pub(super) async fn transaction<T>(
         &self,
         mut body: impl AsyncFnMut(&mut PgTxn<'_>, Timestamp) -> Result<T, CloudError>,
     ) -> Result<T, CloudError> {
-        let mut client = self.pool.get().await.map_err(|e| pool_error(&self.target, e))?;
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| pool_error(&self.target, e))?;
         let mut backoff = FIRST_BACKOFF;
         for _ in 0..MAX_TRIES {
             let tx = client
@@ -265,7 +288,12 @@ impl PgStore {
                 Err(e) => Err(e),
             };
             let out = match out {
-                Ok(out) => txn.tx.commit().await.map(|()| out).map_err(db("committing")),
+                Ok(out) => txn
+                    .tx
+                    .commit()
+                    .await
+                    .map(|()| out)
+                    .map_err(db("committing")),
                 // Dropping the transaction rolls it back.
                 Err(e) => Err(e),
             };
@@ -335,7 +363,9 @@ impl PgStore {
         claim: &crate::proto::Claimed,
         _now: Timestamp,
     ) -> Result<Result<(), Refusal>, CloudError> {
-        self.block(|| self.transaction(async |t, now| super::claim_in(t, account, claim, now).await))
+        self.block(|| {
+            self.transaction(async |t, now| super::claim_in(t, account, claim, now).await)
+        })
     }
 
     pub(super) fn status(
@@ -356,11 +386,10 @@ impl PgStore {
     pub(super) fn places(&self) -> Result<Vec<Place>, CloudError> {
         self.block(|| {
             self.transaction(async |t, _| {
-                let ids = t
-                    .tx
-                    .query("SELECT id FROM places ORDER BY id", &[])
-                    .await
-                    .map_err(db("listing Places"))?;
+                let ids =
+                    t.tx.query("SELECT id FROM places ORDER BY id", &[])
+                        .await
+                        .map_err(db("listing Places"))?;
                 let mut out = Vec::with_capacity(ids.len());
                 for row in ids {
                     let id = PlaceId(row.get(0));
@@ -378,9 +407,8 @@ impl PgStore {
     pub(super) fn processors(&self) -> Result<Vec<ProcessorRecord>, CloudError> {
         self.block(|| {
             self.transaction(async |t, _| {
-                let rows = t
-                    .tx
-                    .query(
+                let rows =
+                    t.tx.query(
                         "SELECT place, mac, ca_der, serial FROM processors ORDER BY serial",
                         &[],
                     )
@@ -416,9 +444,8 @@ impl PgStore {
     pub(super) fn daemons(&self) -> Result<Vec<DaemonRecord>, CloudError> {
         self.block(|| {
             self.transaction(async |t, _| {
-                let rows = t
-                    .tx
-                    .query(
+                let rows =
+                    t.tx.query(
                         "SELECT name, account, enrolled_at FROM daemons ORDER BY name",
                         &[],
                     )
@@ -451,9 +478,8 @@ impl PgStore {
     pub(super) fn events(&self) -> Result<Vec<EventRecord>, CloudError> {
         self.block(|| {
             self.transaction(async |t, _| {
-                let rows = t
-                    .tx
-                    .query(
+                let rows =
+                    t.tx.query(
                         "SELECT outcome, rule, why, link_number, link_secret, account, daemon, \
                          seq FROM events ORDER BY account, daemon, seq",
                         &[],
@@ -483,9 +509,8 @@ impl PgStore {
     pub(super) fn import(&self, dump: &super::copy::Dump) -> Result<(), CloudError> {
         self.block(|| {
             self.transaction(async |t, now| {
-                let row = t
-                    .tx
-                    .query_one(
+                let row =
+                    t.tx.query_one(
                         "SELECT (SELECT count(*) FROM places) + (SELECT count(*) FROM processors)
                               + (SELECT count(*) FROM events)
                               + (SELECT count(*) FROM deleted_places)",
@@ -575,8 +600,16 @@ impl PgTxn<'_> {
 
     async fn place_row(&mut self, id: &PlaceId) -> Result<Option<Place>, CloudError> {
         let sql = format!("SELECT {PLACE_COLUMNS} FROM places WHERE id = $1");
-        let stmt = self.tx.prepare_cached(&sql).await.map_err(db("reading a Place"))?;
-        let row = self.tx.query_opt(&stmt, &[&id.0]).await.map_err(db("reading a Place"))?;
+        let stmt = self
+            .tx
+            .prepare_cached(&sql)
+            .await
+            .map_err(db("reading a Place"))?;
+        let row = self
+            .tx
+            .query_opt(&stmt, &[&id.0])
+            .await
+            .map_err(db("reading a Place"))?;
         let Some(row) = row else { return Ok(None) };
         let mut place = pg_rows::place_row(&row)?;
         let stmt = self
@@ -584,7 +617,12 @@ impl PgTxn<'_> {
             .prepare_cached("SELECT serial FROM place_processors WHERE place = $1")
             .await
             .map_err(db("reading a Place"))?;
-        for row in self.tx.query(&stmt, &[&id.0]).await.map_err(db("reading a Place"))? {
+        for row in self
+            .tx
+            .query(&stmt, &[&id.0])
+            .await
+            .map_err(db("reading a Place"))?
+        {
             place.processors.insert(Serial(row.get::<_, i64>(0) as u32));
         }
         Ok(Some(place))
@@ -596,8 +634,17 @@ impl PgTxn<'_> {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<(), CloudError> {
-        let stmt = self.tx.prepare_cached(sql).await.map_err(db("reading grants"))?;
-        for row in self.tx.query(&stmt, params).await.map_err(db("reading grants"))? {
+        let stmt = self
+            .tx
+            .prepare_cached(sql)
+            .await
+            .map_err(db("reading grants"))?;
+        for row in self
+            .tx
+            .query(&stmt, params)
+            .await
+            .map_err(db("reading grants"))?
+        {
             let (account, grant) = pg_rows::grant_row(&place.id, &row)?;
             place.grants.insert(account, grant);
         }

@@ -21,16 +21,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{DaemonRecord, PlaceTxn, ProcessorRecord, Reply, StoredResult};
+use crate::cloud::CloudError;
 use crate::cloud::model::{AccountId, LinkSecret, Place, PlaceId, Timestamp};
 use crate::cloud::refusal::Refusal;
 use crate::cloud::rules::{Command, Event};
-use crate::cloud::CloudError;
 use crate::processor::{Mac, Serial};
 use crate::proto::{ErrorFrame, EventId, PlaceStatus, RelayEvent, StatusQuery};
 
 /// The file name inside the data directory.
 pub const STORE_FILE: &str = "cloud.redb";
-
 
 pub(super) const PLACES: TableDefinition<&str, &[u8]> = TableDefinition::new("places");
 /// Ids of deleted Places: never reused, or old links would match.
@@ -98,9 +97,7 @@ impl PlaceTxn for RedbTxn<'_> {
             }
             None => {
                 places.remove(id.0.as_str())?;
-                self.0
-                    .open_table(DELETED)?
-                    .insert(id.0.as_str(), now.0)?;
+                self.0.open_table(DELETED)?.insert(id.0.as_str(), now.0)?;
             }
         }
         Ok(())
@@ -122,8 +119,7 @@ impl PlaceTxn for RedbTxn<'_> {
         let table = self.0.open_table(PROCESSORS)?;
         for entry in table.iter()? {
             let (k, v) = entry?;
-            let record: ProcessorRecord =
-                decode("processors", &k.value().to_string(), v.value())?;
+            let record: ProcessorRecord = decode("processors", &k.value().to_string(), v.value())?;
             if record.mac == mac.0 {
                 return Ok(Some(record));
             }
@@ -140,7 +136,11 @@ impl PlaceTxn for RedbTxn<'_> {
     }
 
     async fn is_spent(&mut self, serial: Serial, key: &[u8]) -> Result<bool, CloudError> {
-        Ok(self.0.open_table(SPENT_PROOFS)?.get((serial.0, key))?.is_some())
+        Ok(self
+            .0
+            .open_table(SPENT_PROOFS)?
+            .get((serial.0, key))?
+            .is_some())
     }
 
     async fn spend(
@@ -175,9 +175,10 @@ impl PlaceTxn for RedbTxn<'_> {
         _now: Timestamp,
     ) -> Result<(), CloudError> {
         let bytes = encode(result)?;
-        self.0
-            .open_table(EVENTS)?
-            .insert((account.as_str(), id.daemon.as_str(), id.seq), bytes.as_slice())?;
+        self.0.open_table(EVENTS)?.insert(
+            (account.as_str(), id.daemon.as_str(), id.seq),
+            bytes.as_slice(),
+        )?;
         Ok(())
     }
 }

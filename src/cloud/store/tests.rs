@@ -4,11 +4,11 @@ use rustls::pki_types::pem::PemObject;
 use std::path::Path;
 
 use super::*;
-use crate::cloud::{CloudError, Status};
-use crate::proto::{Outcome, error_code};
 use crate::cloud::{AccessDuration, ProjectKey, Role};
+use crate::cloud::{CloudError, Status};
 use crate::identity::{CertificateAuthority, KeyAlgorithm, PrivateKey, sign_client_csr};
 use crate::proto::{Claimed, EventId, NewShareLink, RedeemLink, Released, ShareAccess};
+use crate::proto::{Outcome, error_code};
 
 const NOW: Timestamp = Timestamp(1_800_000_000);
 

@@ -186,7 +186,12 @@ impl PlaceTxn for PgTxn<'_> {
         Ok(row.is_some())
     }
 
-    async fn spend(&mut self, serial: Serial, key: &[u8], now: Timestamp) -> Result<(), CloudError> {
+    async fn spend(
+        &mut self,
+        serial: Serial,
+        key: &[u8],
+        now: Timestamp,
+    ) -> Result<(), CloudError> {
         self.tx
             .execute(
                 "INSERT INTO spent_proofs (serial, proof_key, spent_at) VALUES ($1, $2, $3)",
@@ -259,8 +264,14 @@ impl PlaceTxn for PgTxn<'_> {
 impl PgTxn<'_> {
     /// Inserts or updates the `places` row; a new share link's secret is
     /// kept as its digest only.
-    async fn write_place_row(&mut self, before: Option<&Place>, next: &Place) -> Result<(), CloudError> {
-        let old_number = before.and_then(|b| b.share_link.as_ref()).map(|l| l.link.number);
+    async fn write_place_row(
+        &mut self,
+        before: Option<&Place>,
+        next: &Place,
+    ) -> Result<(), CloudError> {
+        let old_number = before
+            .and_then(|b| b.share_link.as_ref())
+            .map(|l| l.link.number);
         let link = next.share_link.as_ref();
         let digest = link.map(|l| {
             if Some(l.link.number) == old_number {
