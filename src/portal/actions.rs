@@ -86,6 +86,43 @@ fn bad_form(what: &str) -> Response {
     )
 }
 
+/// What an action did: the message (or the rules' refusal), and a share
+/// link to show once.
+type Outcome = (Result<String, Refusal>, Option<String>);
+
+/// A POST on a Place: the gate, then `work` (off the async workers), then
+/// the page again with what it did. `work` answers `Err(response)` for a
+/// form it cannot read.
+async fn act(
+    portal: Arc<Portal>,
+    id: String,
+    headers: HeaderMap,
+    uri: Uri,
+    form: Fields,
+    work: impl FnOnce(
+        &Portal,
+        &Signed,
+        &Place,
+        &Fields,
+    ) -> Result<Result<Outcome, Response>, PortalError>
+    + Send
+    + 'static,
+) -> Response {
+    blocking(move || {
+        let (signed, place) = match portal.gate(&headers, &uri, &form, &id)? {
+            Gate::Pass(signed, place) => (signed, place),
+            Gate::Answer(response) => return Ok(response),
+        };
+        match work(&portal, &signed, &place, &form)? {
+            Ok((outcome, link)) => {
+                portal.after(&signed, &place.id, outcome, link, wants_json(&headers))
+            }
+            Err(response) => Ok(response),
+        }
+    })
+    .await
+}
+
 pub(super) async fn share(
     State(portal): State<Arc<Portal>>,
     Path(id): Path<String>,
@@ -93,32 +130,35 @@ pub(super) async fn share(
     uri: Uri,
     Form(form): Form<Fields>,
 ) -> Response {
-    blocking(move || {
-        let (signed, place) = match portal.gate(&headers, &uri, &form, &id)? {
-            Gate::Pass(signed, place) => (signed, place),
-            Gate::Answer(response) => return Ok(response),
-        };
-        let (Some(email), Some(duration)) = (
-            form.get("email").filter(|e| e.contains('@')),
-            duration(&form),
-        ) else {
-            return Ok(bad_form(
-                "a share needs an email address and one of the listed durations",
-            ));
-        };
-        let to = AccountId::new(email);
-        let cmd = Command::ShareAccess {
-            place: place.id.clone(),
-            by: signed.record.account.clone(),
-            email: to.clone(),
-            duration,
-        };
-        let outcome = portal
-            .store
-            .execute(&cmd, portal.now())?
-            .map(|_| format!("shared Place {} with {to} for {duration}", place.id));
-        portal.after(&signed, &place.id, outcome, None, wants_json(&headers))
-    })
+    act(
+        portal,
+        id,
+        headers,
+        uri,
+        form,
+        |portal, signed, place, form| {
+            let (Some(email), Some(duration)) = (
+                form.get("email").filter(|e| e.contains('@')),
+                duration(form),
+            ) else {
+                return Ok(Err(bad_form(
+                    "a share needs an email address and one of the listed durations",
+                )));
+            };
+            let to = AccountId::new(email);
+            let cmd = Command::ShareAccess {
+                place: place.id.clone(),
+                by: signed.record.account.clone(),
+                email: to.clone(),
+                duration,
+            };
+            let outcome = portal
+                .store
+                .execute(&cmd, portal.now())?
+                .map(|_| format!("shared Place {} with {to} for {duration}", place.id));
+            Ok(Ok((outcome, None)))
+        },
+    )
     .await
 }
 
@@ -129,32 +169,16 @@ pub(super) async fn new_link(
     uri: Uri,
     Form(form): Form<Fields>,
 ) -> Response {
-    blocking(move || {
-        let (signed, place) = match portal.gate(&headers, &uri, &form, &id)? {
-            Gate::Pass(signed, place) => (signed, place),
-            Gate::Answer(response) => return Ok(response),
+    act(portal, id, headers, uri, form, |portal, signed, place, form| {
+        let Some(duration) = duration(form) else {
+            return Ok(Err(bad_form("a link needs one of the listed durations")));
         };
-        let Some(duration) = duration(&form) else {
-            return Ok(bad_form("a link needs one of the listed durations"));
-        };
-        let made = new_share_link(
-            &portal.store,
-            &place.id,
-            &signed.record.account,
-            duration,
-            portal.now(),
-        )?;
-        let url = made
-            .as_ref()
-            .ok()
-            .map(|link| redeem_url(&portal.url, &place.id, link));
+        let made = new_share_link(&portal.store, &place.id, &signed.record.account, duration, portal.now())?;
+        let url = made.as_ref().ok().map(|link| redeem_url(&portal.url, &place.id, link));
         let outcome = made.map(|link| {
-            format!(
-                "share link number {} generated (the old one no longer works); it gives {duration}",
-                link.number
-            )
+            format!("share link number {} generated (the old one no longer works); it gives {duration}", link.number)
         });
-        portal.after(&signed, &place.id, outcome, url, wants_json(&headers))
+        Ok(Ok((outcome, url)))
     })
     .await
 }
@@ -176,34 +200,37 @@ pub(super) async fn revoke(
     uri: Uri,
     Form(form): Form<Fields>,
 ) -> Response {
-    blocking(move || {
-        let (signed, place) = match portal.gate(&headers, &uri, &form, &id)? {
-            Gate::Pass(signed, place) => (signed, place),
-            Gate::Answer(response) => return Ok(response),
-        };
-        let target = AccountId::new(&target);
-        let cmd = Command::RevokeAccess {
-            place: place.id.clone(),
-            by: signed.record.account.clone(),
-            target: target.clone(),
-            // The second, explicit confirmation of the last-person guard.
-            force: form.get("force").is_some_and(|f| f == "yes"),
-        };
-        let outcome = portal.store.execute(&cmd, portal.now())?.map(|events| {
-            if events
-                .iter()
-                .any(|e| matches!(e, Event::PlaceDeleted { .. }))
-            {
-                format!(
-                    "revoked {target}; Place {} had no one left and is deleted",
-                    place.id
-                )
-            } else {
-                format!("revoked {target}'s access to Place {}", place.id)
-            }
-        });
-        portal.after(&signed, &place.id, outcome, None, wants_json(&headers))
-    })
+    act(
+        portal,
+        id,
+        headers,
+        uri,
+        form,
+        move |portal, signed, place, form| {
+            let target = AccountId::new(&target);
+            let cmd = Command::RevokeAccess {
+                place: place.id.clone(),
+                by: signed.record.account.clone(),
+                target: target.clone(),
+                // The second, explicit confirmation of the last-person guard.
+                force: form.get("force").is_some_and(|f| f == "yes"),
+            };
+            let outcome = portal.store.execute(&cmd, portal.now())?.map(|events| {
+                if events
+                    .iter()
+                    .any(|e| matches!(e, Event::PlaceDeleted { .. }))
+                {
+                    format!(
+                        "revoked {target}; Place {} had no one left and is deleted",
+                        place.id
+                    )
+                } else {
+                    format!("revoked {target}'s access to Place {}", place.id)
+                }
+            });
+            Ok(Ok((outcome, None)))
+        },
+    )
     .await
 }
 
@@ -214,13 +241,9 @@ pub(super) async fn release(
     uri: Uri,
     Form(form): Form<Fields>,
 ) -> Response {
-    blocking(move || {
-        let (signed, place) = match portal.gate(&headers, &uri, &form, &id)? {
-            Gate::Pass(signed, place) => (signed, place),
-            Gate::Answer(response) => return Ok(response),
-        };
+    act(portal, id, headers, uri, form, |portal, signed, place, form| {
         if form.get("confirm").is_none_or(|c| c != "yes") {
-            return Ok(bad_form("tick the confirmation to remove the home from your account"));
+            return Ok(Err(bad_form("tick the confirmation to remove the home from your account")));
         }
         let cmd = Command::Release {
             place: place.id.clone(),
@@ -229,7 +252,7 @@ pub(super) async fn release(
         let outcome = portal.store.execute(&cmd, portal.now())?.map(|_| {
             format!("Place {} has no homeowner now: it can be claimed again with the processor's button", place.id)
         });
-        portal.after(&signed, &place.id, outcome, None, wants_json(&headers))
+        Ok(Ok((outcome, None)))
     })
     .await
 }
