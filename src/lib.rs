@@ -35,6 +35,7 @@ pub mod lan;
 pub mod leap;
 pub mod outbox;
 pub mod place;
+pub mod portal;
 pub mod processor;
 pub mod proto;
 pub mod relay;

@@ -39,6 +39,7 @@ use crate::cloud::{
     AccountId, CloudError, CloudStore, Command, PlaceId, ProjectFile, account_for_enrolment,
     check_site_name, now,
 };
+use crate::portal::{Clock, PortalOptions, RunningPortal, WebTls};
 use crate::processor::{Mac, Serial};
 use crate::proto::{Claimed, StatusQuery};
 
@@ -98,6 +99,8 @@ pub enum CloudCommand {
     },
     /// Copy everything in DATA/cloud.redb into a PostgreSQL database
     Copy(CopyArgs),
+    /// Print a one-time sign-in link to the Places portal (15 minutes)
+    SignInLink(SignInLinkArgs),
     /// Counts: Places, processors, enrolled daemons, relayed events
     Stats {
         /// JSON on stdout: the counts as one object
@@ -114,6 +117,36 @@ pub struct ServeArgs {
     /// Connections served at once; more wait to be accepted
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
+    /// Also serve the Places portal (web pages) on this address
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<SocketAddr>,
+    /// The portal's certificate chain (PEM) [default: one the cloud's CA
+    /// issues for the address and localhost]
+    #[arg(long, value_name = "FILE", requires_all = ["web", "web_key"])]
+    pub web_cert: Option<PathBuf>,
+    /// The key of --web-cert (PEM)
+    #[arg(long, value_name = "FILE", requires_all = ["web", "web_cert"])]
+    pub web_key: Option<PathBuf>,
+    /// Serve the portal as plain HTTP (loopback only, behind a TLS proxy)
+    #[arg(long, requires = "web", conflicts_with = "web_cert")]
+    pub web_plain_http: bool,
+    /// The address people open the portal at, for links in sign-in mail
+    /// [default: https://localhost:PORT]
+    #[arg(long, value_name = "URL", requires = "web")]
+    pub web_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SignInLinkArgs {
+    /// The account to sign in (its myLutron email)
+    #[arg(long)]
+    pub account: String,
+    /// The portal's address [default: https://localhost:8443]
+    #[arg(long, value_name = "URL", default_value = "https://localhost:8443")]
+    pub web_url: String,
+    /// JSON on stdout: the link and until when it works
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -254,6 +287,21 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
         | CloudCommand::Migrate { .. }
         | CloudCommand::Copy(_) => unreachable!("handled above"),
         CloudCommand::Place(cmd) => place::run(&store, cmd, at),
+        CloudCommand::SignInLink(args) => {
+            let account = account_for_enrolment(&args.account)?;
+            let link = crate::portal::sign_in_link(
+                &store,
+                &account,
+                &args.web_url,
+                at,
+                crate::portal::SIGN_IN_VALIDITY,
+            )?;
+            Ok(print(
+                args.json,
+                json!({"account": account.as_str(), "link": link, "expires": at.plus(crate::portal::SIGN_IN_VALIDITY).0}),
+                || link.clone(),
+            ))
+        }
         CloudCommand::Share(share) => access::share(&store, share, at),
         CloudCommand::Link(cmd) => access::link(&store, cmd, at),
         CloudCommand::Access(cmd) => access::access(&store, cmd, at),
@@ -403,6 +451,34 @@ async fn run_serve(
         ..ServerOptions::default()
     };
     let server = RunningServer::start(data, store.clone(), args.listen, options).await?;
+    let portal = match args.web {
+        None => None,
+        Some(listen) => {
+            let tls = match (args.web_cert, args.web_key) {
+                _ if args.web_plain_http => WebTls::PlainHttp,
+                (Some(cert), Some(key)) => WebTls::Files { cert, key },
+                _ => WebTls::CloudCa,
+            };
+            let options = PortalOptions {
+                listen,
+                tls,
+                data_dir: data.to_owned(),
+                url: args.web_url,
+                clock: Clock::default(),
+            };
+            let portal = RunningPortal::start(store.clone(), options)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            eprintln!(
+                "handoff cloud: serving the Places portal at {} (on {}); sign-in mail goes to {} \
+                 (no SMTP)",
+                portal.url,
+                portal.local_addr,
+                data.join(crate::portal::MAIL_DIR).display()
+            );
+            Some(portal)
+        }
+    };
     eprintln!(
         "handoff cloud: serving the relay on {} (TLS 1.3, enrolled daemons only); {}; \
          Ctrl-C to stop",
@@ -423,6 +499,9 @@ async fn run_serve(
     ]);
     shutdown_signal().await;
     notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(portal) = portal {
+        portal.stop().await;
+    }
     server.stop().await;
     eprintln!("handoff cloud: stopped");
     Ok(ExitCode::SUCCESS)

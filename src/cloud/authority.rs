@@ -25,6 +25,7 @@ const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
 const CA_NAME: &str = "handoff cloud access layer CA";
 const SERVER_NAME: &str = "handoff-cloud";
+const WEB_NAME: &str = "handoff Places portal";
 
 const HINT_CA: &str = "the cloud's CA is damaged: restore DATA/ca from a backup (a new CA means \
                        every daemon must be enrolled again)";
@@ -69,6 +70,20 @@ impl CloudAuthority {
     pub fn server_identity(&self) -> Result<TlsIdentity, IdentityError> {
         self.ca
             .issue(SERVER_NAME, PrivateKey::generate(KeyAlgorithm::EcdsaP256)?)
+    }
+
+    /// A fresh certificate for the Places portal, naming `hosts` (the
+    /// listen address and `localhost`): a browser that trusts this CA
+    /// (`DATA/ca/ca.pem`) accepts it.
+    ///
+    /// # Errors
+    /// [`IdentityError`] if a key cannot be made or a name is unusable.
+    pub fn web_identity(&self, hosts: &[String]) -> Result<TlsIdentity, IdentityError> {
+        self.ca.issue_for_hosts(
+            WEB_NAME,
+            hosts,
+            PrivateKey::generate(KeyAlgorithm::EcdsaP256)?,
+        )
     }
 
     /// Issues a daemon identity for `site`, acting for `account`, and

@@ -30,6 +30,7 @@ pub mod rules;
 pub mod server;
 pub mod share_link;
 pub mod store;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 

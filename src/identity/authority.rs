@@ -168,6 +168,40 @@ impl CertificateAuthority {
         })
     }
 
+    /// As [`Self::issue`], for a web server: the host names and IP
+    /// addresses a browser will check, as DNS and IP subject alternative
+    /// names (the Places portal's certificate).
+    ///
+    /// # Errors
+    /// [`IdentityError::Build`] if a name is not ASCII or rcgen cannot
+    /// build the certificate.
+    pub fn issue_for_hosts(
+        &self,
+        common_name: &str,
+        hosts: &[String],
+        key: PrivateKey,
+    ) -> Result<TlsIdentity, IdentityError> {
+        let mut names = Vec::new();
+        for host in hosts {
+            names.push(match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => rcgen::SanType::IpAddress(ip),
+                Err(_) => rcgen::SanType::DnsName(
+                    rcgen::string::Ia5String::try_from(host.as_str()).map_err(|source| {
+                        IdentityError::Build {
+                            what: "host name",
+                            source,
+                        }
+                    })?,
+                ),
+            });
+        }
+        let certificate_pem = self.issue_for(common_name, names, key.pair())?;
+        Ok(TlsIdentity {
+            key,
+            certificate_pem,
+        })
+    }
+
     fn issue_for(
         &self,
         common_name: &str,

@@ -179,6 +179,23 @@ pub fn cloud_client_config(
     )
 }
 
+/// For the Places portal: TLS 1.2 and 1.3 (browsers), no client
+/// certificate, HTTP/1.1 offered by ALPN.
+///
+/// # Errors
+/// [`TlsError`] if the key or certificate is unusable.
+pub fn web_server_config(server: &TlsIdentity) -> Result<Arc<ServerConfig>, TlsError> {
+    let (chain, key) = chain_and_key(server)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(TlsError::Config)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 fn client_config(
     identity: &TlsIdentity,
     anchor_pem: &str,

@@ -19,6 +19,7 @@
 
 pub mod copy;
 mod pg_rows;
+pub mod portal;
 pub mod postgres;
 pub mod redb;
 

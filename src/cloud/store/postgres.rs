@@ -47,7 +47,10 @@ const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 /// The migrations, in order; the last one's number is the schema this
 /// build speaks.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../../migrations/0001_places.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../../migrations/0001_places.sql")),
+    (2, include_str!("../../../migrations/0002_portal.sql")),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -82,7 +85,7 @@ impl Drop for PgStore {
 
 /// One transaction, as the operations see it.
 pub(crate) struct PgTxn<'a> {
-    tx: deadpool_postgres::Transaction<'a>,
+    pub(super) tx: deadpool_postgres::Transaction<'a>,
 }
 
 impl CloudError {
@@ -189,7 +192,7 @@ impl PgStore {
     /// Runs `op`'s future to its end on the store's runtime, from a
     /// scoped thread: blocking the caller is what a sync method does, and
     /// a runtime cannot be entered from inside another's task.
-    fn block<F, Fut, T>(&self, op: F) -> T
+    pub(super) fn block<F, Fut, T>(&self, op: F) -> T
     where
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = T>,
@@ -293,7 +296,7 @@ impl PgStore {
 
     /// Runs `body` in one SERIALIZABLE transaction, rerun on a
     /// serialization failure (see the module's doc).
-    async fn transaction<T>(
+    pub(super) async fn transaction<T>(
         &self,
         mut body: impl AsyncFnMut(&mut PgTxn<'_>, Timestamp) -> Result<T, CloudError>,
     ) -> Result<T, CloudError> {

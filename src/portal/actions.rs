@@ -1,0 +1,325 @@
+//! Every POST that changes a Place: the same commands of the rules, in the
+//! store's one transaction, as the operator CLI (`src/cli/cloud/`) runs
+//! them. Each answers with the page again and what happened; a refusal
+//! shows the rule's name and guidance, as the CLI prints them.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+
+use super::pages::{self, Message};
+use super::routes::{
+    Fields, Signed, blocking, forbidden, html, json_response, not_found_page, to_sign_in,
+    wants_json,
+};
+use super::{Portal, PortalError, csrf};
+use crate::cloud::share_link::new_share_link;
+use crate::cloud::{
+    AccessDuration, AccountId, Command, Event, LinkSecret, Place, PlaceId, Refusal, ShareLink,
+};
+
+/// What a POST on a Place needs before it acts: a session (else sign-in),
+/// the form's CSRF token (else 403), access to the Place (else 404).
+enum Gate {
+    Pass(Signed, Place),
+    Answer(Response),
+}
+
+impl Portal {
+    fn gate(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        form: &Fields,
+        id: &str,
+    ) -> Result<Gate, PortalError> {
+        let Some(signed) = self.signed_in(headers)? else {
+            return Ok(Gate::Answer(to_sign_in(uri)));
+        };
+        if !csrf::matches(&signed.record.csrf, form.get("csrf").map(String::as_str)) {
+            return Ok(Gate::Answer(forbidden()));
+        }
+        Ok(
+            match self.reachable(&PlaceId(id.to_owned()), &signed.record.account)? {
+                Some(place) => Gate::Pass(signed, place),
+                None => Gate::Answer(not_found_page(Some(&signed))),
+            },
+        )
+    }
+
+    /// The answer after `outcome`: the Place page with the message, or the
+    /// Places list when the account no longer reaches the Place (it
+    /// revoked itself, released the home, or the Place is gone).
+    fn after(
+        &self,
+        signed: &Signed,
+        id: &PlaceId,
+        outcome: Result<String, Refusal>,
+        new_link: Option<String>,
+        json: bool,
+    ) -> Result<Response, PortalError> {
+        let (status, message) = match outcome {
+            Ok(done) => (StatusCode::OK, Message::Done(done)),
+            Err(refusal) => (StatusCode::CONFLICT, Message::refused(&refusal)),
+        };
+        match self.reachable(id, &signed.record.account)? {
+            Some(place) => {
+                self.place_response(signed, &place, status, Some(message), new_link, json)
+            }
+            None => self.places_response(signed, Some(message), json),
+        }
+    }
+}
+
+fn duration(form: &Fields) -> Option<AccessDuration> {
+    form.get("duration")
+        .and_then(|d| AccessDuration::from_code(d))
+}
+
+fn bad_form(what: &str) -> Response {
+    html(
+        StatusCode::BAD_REQUEST,
+        pages::notice("Bad form", what, None),
+    )
+}
+
+/// What an action did: the message (or the rules' refusal), and a share
+/// link to show once.
+type Outcome = (Result<String, Refusal>, Option<String>);
+
+/// A POST on a Place: the gate, then `work` (off the async workers), then
+/// the page again with what it did. `work` answers `Err(response)` for a
+/// form it cannot read.
+async fn act(
+    portal: Arc<Portal>,
+    id: String,
+    headers: HeaderMap,
+    uri: Uri,
+    form: Fields,
+    work: impl FnOnce(
+        &Portal,
+        &Signed,
+        &Place,
+        &Fields,
+    ) -> Result<Result<Outcome, Response>, PortalError>
+    + Send
+    + 'static,
+) -> Response {
+    blocking(move || {
+        let (signed, place) = match portal.gate(&headers, &uri, &form, &id)? {
+            Gate::Pass(signed, place) => (signed, place),
+            Gate::Answer(response) => return Ok(response),
+        };
+        match work(&portal, &signed, &place, &form)? {
+            Ok((outcome, link)) => {
+                portal.after(&signed, &place.id, outcome, link, wants_json(&headers))
+            }
+            Err(response) => Ok(response),
+        }
+    })
+    .await
+}
+
+pub(super) async fn share(
+    State(portal): State<Arc<Portal>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<Fields>,
+) -> Response {
+    act(
+        portal,
+        id,
+        headers,
+        uri,
+        form,
+        |portal, signed, place, form| {
+            let (Some(email), Some(duration)) = (
+                form.get("email").filter(|e| e.contains('@')),
+                duration(form),
+            ) else {
+                return Ok(Err(bad_form(
+                    "a share needs an email address and one of the listed durations",
+                )));
+            };
+            let to = AccountId::new(email);
+            let cmd = Command::ShareAccess {
+                place: place.id.clone(),
+                by: signed.record.account.clone(),
+                email: to.clone(),
+                duration,
+            };
+            let outcome = portal
+                .store
+                .execute(&cmd, portal.now())?
+                .map(|_| format!("shared Place {} with {to} for {duration}", place.id));
+            Ok(Ok((outcome, None)))
+        },
+    )
+    .await
+}
+
+pub(super) async fn new_link(
+    State(portal): State<Arc<Portal>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<Fields>,
+) -> Response {
+    act(portal, id, headers, uri, form, |portal, signed, place, form| {
+        let Some(duration) = duration(form) else {
+            return Ok(Err(bad_form("a link needs one of the listed durations")));
+        };
+        let made = new_share_link(&portal.store, &place.id, &signed.record.account, duration, portal.now())?;
+        let url = made.as_ref().ok().map(|link| redeem_url(&portal.url, &place.id, link));
+        let outcome = made.map(|link| {
+            format!("share link number {} generated (the old one no longer works); it gives {duration}", link.number)
+        });
+        Ok(Ok((outcome, url)))
+    })
+    .await
+}
+
+/// The address a share link is opened at: its number, Place and secret.
+fn redeem_url(base: &str, place: &PlaceId, link: &ShareLink) -> String {
+    let query = serde_urlencoded::to_string([
+        ("place", place.0.as_str()),
+        ("secret", link.secret.0.as_str()),
+    ])
+    .unwrap_or_default();
+    format!("{base}/links/{}?{query}", link.number)
+}
+
+pub(super) async fn revoke(
+    State(portal): State<Arc<Portal>>,
+    Path((id, target)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<Fields>,
+) -> Response {
+    act(
+        portal,
+        id,
+        headers,
+        uri,
+        form,
+        move |portal, signed, place, form| {
+            let target = AccountId::new(&target);
+            let cmd = Command::RevokeAccess {
+                place: place.id.clone(),
+                by: signed.record.account.clone(),
+                target: target.clone(),
+                // The second, explicit confirmation of the last-person guard.
+                force: form.get("force").is_some_and(|f| f == "yes"),
+            };
+            let outcome = portal.store.execute(&cmd, portal.now())?.map(|events| {
+                if events
+                    .iter()
+                    .any(|e| matches!(e, Event::PlaceDeleted { .. }))
+                {
+                    format!(
+                        "revoked {target}; Place {} had no one left and is deleted",
+                        place.id
+                    )
+                } else {
+                    format!("revoked {target}'s access to Place {}", place.id)
+                }
+            });
+            Ok(Ok((outcome, None)))
+        },
+    )
+    .await
+}
+
+pub(super) async fn release(
+    State(portal): State<Arc<Portal>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<Fields>,
+) -> Response {
+    act(portal, id, headers, uri, form, |portal, signed, place, form| {
+        if form.get("confirm").is_none_or(|c| c != "yes") {
+            return Ok(Err(bad_form("tick the confirmation to remove the home from your account")));
+        }
+        let cmd = Command::Release {
+            place: place.id.clone(),
+            by: signed.record.account.clone(),
+        };
+        let outcome = portal.store.execute(&cmd, portal.now())?.map(|_| {
+            format!("Place {} has no homeowner now: it can be claimed again with the processor's button", place.id)
+        });
+        Ok(Ok((outcome, None)))
+    })
+    .await
+}
+
+/// `GET /links/{number}`: a button, so that opening (or prefetching) a
+/// share link redeems nothing.
+pub(super) async fn redeem_confirm(
+    State(portal): State<Arc<Portal>>,
+    Path(number): Path<u64>,
+    Query(query): Query<Fields>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    blocking(move || {
+        let Some(signed) = portal.signed_in(&headers)? else {
+            return Ok(to_sign_in(&uri));
+        };
+        let (Some(place), Some(secret)) = (query.get("place"), query.get("secret")) else {
+            return Ok(bad_form("a share link names its Place and secret"));
+        };
+        Ok(html(
+            StatusCode::OK,
+            pages::redeem(&signed.viewer(), number, place, secret),
+        ))
+    })
+    .await
+}
+
+pub(super) async fn redeem(
+    State(portal): State<Arc<Portal>>,
+    Path(number): Path<u64>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<Fields>,
+) -> Response {
+    blocking(move || {
+        let Some(signed) = portal.signed_in(&headers)? else {
+            return Ok(to_sign_in(&uri));
+        };
+        if !csrf::matches(&signed.record.csrf, form.get("csrf").map(String::as_str)) {
+            return Ok(forbidden());
+        }
+        let (Some(place), Some(secret)) = (form.get("place"), form.get("secret")) else {
+            return Ok(bad_form("a share link names its Place and secret"));
+        };
+        let id = PlaceId(place.clone());
+        let cmd = Command::RedeemLink {
+            place: id.clone(),
+            by: signed.record.account.clone(),
+            link: ShareLink {
+                number,
+                secret: LinkSecret(secret.clone()),
+            },
+        };
+        let json = wants_json(&headers);
+        match portal.store.execute(&cmd, portal.now())? {
+            Ok(_) => portal.after(&signed, &id, Ok(format!("you now have access to Place {id}")), None, json),
+            Err(refusal) if json => Ok(json_response(
+                StatusCode::CONFLICT,
+                serde_json::json!({"result": "refused", "rule": refusal.rule(), "why": refusal.to_string(), "guidance": refusal.guidance()}),
+            )),
+            // Not the Place page: the account may have no access to it.
+            Err(refusal) => Ok(html(
+                StatusCode::CONFLICT,
+                pages::redeem_refused(&signed.viewer(), &Message::refused(&refusal)),
+            )),
+        }
+    })
+    .await
+}

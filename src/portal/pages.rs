@@ -1,0 +1,447 @@
+//! The portal's pages as maud templates: checked when the crate compiles,
+//! every interpolation HTML-escaped. No script anywhere: every control is
+//! a link or a form, and every status is an icon *and* a word.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::cloud::store::ProcessorRecord;
+use crate::cloud::views::{remaining_text, role_text, source_text};
+use crate::cloud::{AccessDuration, AccessEntry, AccountId, PlaceId, Remaining, Role, Status};
+
+/// Under this much time left, the Places list and Manage Access flag it.
+pub const SOON: u64 = 3 * 24 * 3600;
+
+/// What the last POST did, shown above the page.
+#[derive(Debug)]
+pub enum Message {
+    Done(String),
+    /// The rules said no: the same rule name and guidance as the CLI.
+    Refused {
+        rule: &'static str,
+        why: String,
+        guidance: &'static str,
+    },
+}
+
+impl Message {
+    pub fn refused(refusal: &crate::cloud::Refusal) -> Message {
+        Message::Refused {
+            rule: refusal.rule(),
+            why: refusal.to_string(),
+            guidance: refusal.guidance(),
+        }
+    }
+}
+
+/// Who is looking, for the header and the forms.
+pub struct Viewer<'a> {
+    pub account: &'a AccountId,
+    pub csrf: &'a str,
+}
+
+/// One line of the Places list.
+pub struct PlaceRow {
+    pub id: PlaceId,
+    pub status: Status,
+    pub guidance: &'static str,
+    pub role: Role,
+    pub remaining: Remaining,
+    pub processors: usize,
+}
+
+/// Whether (and how) a line of Manage Access can be revoked, as the rules
+/// would answer: known before the click.
+pub enum Revoke {
+    Allowed,
+    /// The last person, no processor activated: the Place would be gone.
+    LastPerson,
+    Refused(String),
+}
+
+pub struct AccessRow {
+    pub entry: AccessEntry,
+    pub revoke: Revoke,
+}
+
+/// A duration of the Share form, refused (with why) when it is longer
+/// than the account's own access.
+pub struct DurationChoice {
+    pub duration: AccessDuration,
+    pub refused: Option<String>,
+}
+
+pub struct PlacePage {
+    pub row: PlaceRow,
+    pub processors: Vec<ProcessorRecord>,
+    pub access: Vec<AccessRow>,
+    pub durations: Vec<DurationChoice>,
+    /// `Err`: why no link can be generated.
+    pub link: Result<Option<u64>, String>,
+    /// A link just generated: shown once.
+    pub new_link: Option<String>,
+    pub may_release: bool,
+}
+
+const CSS: &str = include_str!("portal.css");
+
+fn layout(
+    title: &str,
+    viewer: Option<&Viewer<'_>>,
+    message: Option<&Message>,
+    body: Markup,
+) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · handoff Places" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    a.brand href="/" { "handoff Places" }
+                    @if let Some(v) = viewer {
+                        span.who { "Signed in as " strong { (v.account) } }
+                        form method="post" action="/sign-out" {
+                            input type="hidden" name="csrf" value=(v.csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main {
+                    @if let Some(m) = message { (message_box(m)) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+fn message_box(message: &Message) -> Markup {
+    match message {
+        Message::Done(text) => html! { p.notice.done role="status" { "Done: " (text) } },
+        Message::Refused {
+            rule,
+            why,
+            guidance,
+        } => html! {
+            div.notice.refused role="alert" {
+                p { strong { "Refused: " } (why) }
+                p { "Rule: " code { (rule) } }
+                p { "What to do: " (guidance) }
+            }
+        },
+    }
+}
+
+/// The designer's cloud icon: a shape, a colour and the word, so that
+/// colour is never the only sign.
+fn status_badge(status: Status) -> Markup {
+    let (class, word) = match status {
+        Status::Green => ("green", "Green"),
+        Status::Yellow => ("yellow", "Yellow"),
+        Status::Grey => ("grey", "Grey"),
+    };
+    html! {
+        span class={ "status " (class) } {
+            svg viewBox="0 0 24 16" width="24" height="16" aria-hidden="true" {
+                path d="M6 15h12a5 5 0 0 0 0-10 7 7 0 0 0-13 2 4 4 0 0 0 1 8z" {}
+            }
+            " " (word)
+        }
+    }
+}
+
+fn remaining(r: Remaining) -> Markup {
+    match r {
+        Remaining::Seconds(s) if s < SOON => html! {
+            span.soon { "⚠ " (remaining_text(r)) " — ends soon" }
+        },
+        _ => html! { (remaining_text(r)) },
+    }
+}
+
+/// `/sign-in`: ask for the email; `sent` once a link is on its way.
+pub fn sign_in(csrf: &str, next: &str, sent: Option<&str>, message: Option<&Message>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        message,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(email) = sent {
+                p.notice.done role="status" {
+                    "A sign-in link for " strong { (email) } " is on its way. It works once, for 15 minutes. "
+                    "(This cloud writes its mail as .eml files into DATA/mail/: it sends no SMTP.)"
+                }
+            }
+            form method="post" action="/sign-in" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(next);
+                label for="email" { "Your myLutron email" }
+                input id="email" type="email" name="email" required autocomplete="email";
+                button type="submit" { "Email me a sign-in link" }
+            }
+        },
+    )
+}
+
+/// `GET /sign-in/{token}`: a button, so that a mail scanner that fetches
+/// the link does not sign in.
+pub fn confirm_sign_in(action: &str, csrf: &str, next: &str) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        None,
+        html! {
+            h1 { "Sign in" }
+            form method="post" action=(action) {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(next);
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+/// A page that only says something (an error, a refused sign-in link).
+pub fn notice(title: &str, text: &str, viewer: Option<&Viewer<'_>>) -> Markup {
+    layout(
+        title,
+        viewer,
+        None,
+        html! {
+            h1 { (title) }
+            p { (text) }
+            p { a href="/" { "Back to your Places" } }
+        },
+    )
+}
+
+/// `/`: every Place the account reaches.
+pub fn places(viewer: &Viewer<'_>, rows: &[PlaceRow], message: Option<&Message>) -> Markup {
+    layout(
+        "Places",
+        Some(viewer),
+        message,
+        html! {
+            h1 { "Places" }
+            @if rows.is_empty() {
+                p { "No Place is shared with you yet: ask the homeowner or a pro with access to share one with your email, or open a share link." }
+            } @else {
+                table {
+                    thead { tr { th { "Place" } th { "Status" } th { "Role" } th { "Time left" } th { "Processors" } } }
+                    tbody {
+                        @for r in rows {
+                            tr {
+                                td { a href={ "/places/" (segment(&r.id.0)) } { (r.id) } }
+                                td { (status_badge(r.status)) br; small { (r.guidance) } }
+                                td { (role_text(r.role)) }
+                                td { (remaining(r.remaining)) }
+                                td { (r.processors) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// `/places/{id}`: processors, Manage Access, Share, the share link.
+pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -> Markup {
+    let id = &page.row.id;
+    let base = format!("/places/{}", segment(&id.0));
+    layout(
+        &id.0,
+        Some(viewer),
+        message,
+        html! {
+            p { a href="/" { "← Places" } }
+            h1 { "Place " (id) }
+            p { (status_badge(page.row.status)) " " (page.row.guidance) }
+            p { "Your role: " (role_text(page.row.role)) "; time left: " (remaining(page.row.remaining)) }
+            p { "Remote services: on. They cannot be turned off (the designer greys the option out)." }
+
+            h2 { "Processors" }
+            @if page.processors.is_empty() {
+                p { "No processor is activated in this Place yet." }
+            } @else {
+                table {
+                    thead { tr { th { "Serial" } th { "ID" } th { "MAC" } } }
+                    tbody { @for p in &page.processors { tr { td { (p.serial) } td { (p.serial.id()) } td { (p.mac()) } } } }
+                }
+            }
+
+            h2 { "Manage Access" }
+            table {
+                thead { tr { th { "Account" } th { "Role" } th { "Where it came from" } th { "Time left" } th { "Revoke" } } }
+                tbody {
+                    @for a in &page.access {
+                        tr {
+                            td { (a.entry.account) }
+                            td { (role_text(a.entry.role)) }
+                            td { (source_text(&a.entry.source)) }
+                            td { (remaining(a.entry.remaining)) }
+                            td { (revoke_cell(viewer, &base, a)) }
+                        }
+                    }
+                }
+            }
+
+            h2 { "Share Access" }
+            form method="post" action={ (base) "/share" } {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                label for="share-email" { "Email to share with" }
+                input id="share-email" type="email" name="email" required;
+                label for="share-duration" { "Access duration" }
+                (duration_select("share-duration", &page.durations))
+                button type="submit" { "Share" }
+            }
+
+            h2 { "Share link" }
+            @match &page.link {
+                Err(why) => p.refused-inline { "No share link can be generated: " (why) },
+                Ok(current) => {
+                    @if let Some(link) = &page.new_link {
+                        p { label for="new-link" { "The new link (shown once: copy it now)" } }
+                        input id="new-link" type="text" readonly value=(link);
+                    }
+                    form method="post" action={ (base) "/links" } {
+                        input type="hidden" name="csrf" value=(viewer.csrf);
+                        label for="link-duration" { "Access the link gives" }
+                        (duration_select("link-duration", &page.durations))
+                        button type="submit" { "Generate New Link" }
+                        @if let Some(n) = current {
+                            p { small { "The current link (number " (n) ") stops working when you generate a new one." } }
+                        }
+                    }
+                }
+            }
+
+            @if page.may_release {
+                h2 { "Remove Home from Account" }
+                form method="post" action={ (base) "/release" } {
+                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    input id="release-confirm" type="checkbox" name="confirm" value="yes" required;
+                    label for="release-confirm" { "I understand this account stops being the homeowner; the system can be claimed again with the processor's button" }
+                    button type="submit" { "Remove Home from Account" }
+                }
+            }
+
+            h2 { "Support" }
+            p {
+                label for="support-line" { "Line for support (copy it)" }
+                input id="support-line" type="text" readonly value=(support_line(page));
+            }
+        },
+    )
+}
+
+fn revoke_cell(viewer: &Viewer<'_>, base: &str, row: &AccessRow) -> Markup {
+    let action = format!(
+        "{base}/access/{}/revoke",
+        segment(row.entry.account.as_str())
+    );
+    let label = format!("Revoke {}", row.entry.account);
+    match &row.revoke {
+        Revoke::Allowed => html! {
+            form method="post" action=(action) {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                button type="submit" aria-label=(label) { "Revoke" }
+            }
+        },
+        Revoke::LastPerson => {
+            let check = format!("force-{}", segment(row.entry.account.as_str()));
+            html! {
+                form method="post" action=(action) {
+                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    p.refused-inline { "You are the last person with access and no processor is activated: revoking deletes the Place for good." }
+                    input id=(check) type="checkbox" name="force" value="yes";
+                    label for=(check) { "Yes, delete the Place: it cannot be recovered" }
+                    button type="submit" aria-label=(label) { "Revoke" }
+                }
+            }
+        }
+        Revoke::Refused(why) => html! { span.refused-inline { "Not revocable: " (why) } },
+    }
+}
+
+fn duration_select(id: &str, choices: &[DurationChoice]) -> Markup {
+    html! {
+        select id=(id) name="duration" {
+            @for c in choices {
+                @if let Some(why) = &c.refused {
+                    option value=(c.duration.code()) disabled { (c.duration) " — not available: " (why) }
+                } @else {
+                    option value=(c.duration.code()) selected[c.duration == AccessDuration::SevenDays] { (c.duration) }
+                }
+            }
+        }
+    }
+}
+
+fn support_line(page: &PlacePage) -> String {
+    let processors: Vec<String> = page
+        .processors
+        .iter()
+        .map(|p| format!("serial {} MAC {}", p.serial, p.mac()))
+        .collect();
+    format!(
+        "Place {}; status {}; {}",
+        page.row.id,
+        page.row.status,
+        if processors.is_empty() {
+            "no processor".into()
+        } else {
+            processors.join(", ")
+        }
+    )
+}
+
+/// A path segment, percent-encoded (an account in a URL has an `@`, a
+/// Place id could have anything).
+pub fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /links/{number}`: redeem on a click, never on opening.
+pub fn redeem(viewer: &Viewer<'_>, number: u64, place: &str, secret: &str) -> Markup {
+    layout(
+        "Share link",
+        Some(viewer),
+        None,
+        html! {
+            h1 { "Share link" }
+            p { "This link gives your account access to Place " strong { (place) } "." }
+            form method="post" action={ "/links/" (number) "/redeem" } {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="place" value=(place);
+                input type="hidden" name="secret" value=(secret);
+                button type="submit" { "Redeem link" }
+            }
+        },
+    )
+}
+
+/// A refused redeem: the rule speaks, on a page of its own.
+pub fn redeem_refused(viewer: &Viewer<'_>, message: &Message) -> Markup {
+    layout(
+        "Share link refused",
+        Some(viewer),
+        Some(message),
+        html! {
+            p { a href="/" { "Back to your Places" } }
+        },
+    )
+}

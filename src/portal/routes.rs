@@ -1,0 +1,624 @@
+//! The portal's routes, who may see what, and the pages' data.
+//!
+//! Order of checks, for every route but sign-in: a session (else the
+//! sign-in page), then on a POST the CSRF token (else 403), then access to
+//! the Place (else 404, never 403: whether a Place exists is nobody's
+//! business but its people's).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use maud::Markup;
+use serde_json::{Value, json};
+
+use super::pages::{self, AccessRow, DurationChoice, Message, PlacePage, PlaceRow, Revoke, Viewer};
+use super::session::{
+    self, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_LIFETIME, SIGN_IN_VALIDITY,
+};
+use super::{Portal, PortalError, actions, csrf};
+use crate::cloud::rules::{self, Command};
+use crate::cloud::store::fresh_secret;
+use crate::cloud::store::portal::{SessionRecord, SignIn};
+use crate::cloud::views::{place_json, remaining_json, role_text};
+use crate::cloud::{
+    AccessDuration, AccountId, CloudError, LinkSecret, Place, PlaceId, Refusal, Timestamp,
+    access_list, guidance_for, status_for,
+};
+
+/// The client's address, for the per-client sign-in limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Client(pub IpAddr);
+
+pub(super) type Fields = HashMap<String, String>;
+
+pub(super) fn router(portal: Arc<Portal>) -> Router {
+    Router::new()
+        .route("/", get(places))
+        .route("/sign-in", get(sign_in_form).post(sign_in_request))
+        .route("/sign-in/{token}", get(sign_in_confirm).post(sign_in_use))
+        .route("/sign-out", post(sign_out))
+        .route("/places/{id}", get(place))
+        .route("/places/{id}/share", post(actions::share))
+        .route("/places/{id}/links", post(actions::new_link))
+        .route(
+            "/places/{id}/access/{account}/revoke",
+            post(actions::revoke),
+        )
+        .route("/places/{id}/release", post(actions::release))
+        .route("/links/{number}", get(actions::redeem_confirm))
+        .route("/links/{number}/redeem", post(actions::redeem))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(hardening))
+        .with_state(portal)
+}
+
+/// Headers every answer carries: no script may run, nothing is framed or
+/// cached, and no URL (a sign-in link) leaks through a Referer.
+async fn hardening(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Runs the blocking part of a route (the store's transactions) off the
+/// async workers.
+pub(super) async fn blocking(
+    work: impl FnOnce() -> Result<Response, PortalError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "portal: a request failed");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::notice("Something failed", &e.to_string(), None),
+            )
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+pub(super) fn html(status: StatusCode, page: Markup) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, "text/html; charset=utf-8")],
+        page.into_string(),
+    )
+        .into_response()
+}
+
+pub(super) fn json_response(status: StatusCode, value: Value) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+pub(super) fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
+}
+
+/// The sign-in page, coming back to `uri` afterwards.
+pub(super) fn to_sign_in(uri: &Uri) -> Response {
+    let next = uri.path_and_query().map_or("/", |p| p.as_str());
+    let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+    see_other(&format!("/sign-in?{query}"))
+}
+
+/// A signed-in request: the session's secret and record.
+pub(super) struct Signed {
+    pub secret: String,
+    pub record: SessionRecord,
+}
+
+impl Signed {
+    pub fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            account: &self.record.account,
+            csrf: &self.record.csrf,
+        }
+    }
+}
+
+impl Portal {
+    pub(super) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The live session the request's cookie opens.
+    pub(super) fn signed_in(&self, headers: &HeaderMap) -> Result<Option<Signed>, CloudError> {
+        let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
+        let Some(secret) = session::cookie(cookies, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .session(secret, self.now())?
+            .map(|record| Signed {
+                secret: secret.to_owned(),
+                record,
+            }))
+    }
+
+    /// The Place if `account` has access to it now; `None` is a 404.
+    pub(super) fn reachable(
+        &self,
+        id: &PlaceId,
+        account: &AccountId,
+    ) -> Result<Option<Place>, CloudError> {
+        let now = self.now();
+        Ok(self
+            .store
+            .place(id)?
+            .filter(|p| p.access(account, now).is_some()))
+    }
+
+    fn place_rows(&self, account: &AccountId) -> Result<Vec<PlaceRow>, CloudError> {
+        let now = self.now();
+        let mut counts: HashMap<PlaceId, usize> = HashMap::new();
+        for p in self.store.processors()? {
+            *counts.entry(p.place).or_default() += 1;
+        }
+        Ok(self
+            .store
+            .places()?
+            .iter()
+            .filter_map(|p| {
+                let grant = p.access(account, now)?;
+                Some(PlaceRow {
+                    id: p.id.clone(),
+                    status: status_for(p, account, now),
+                    guidance: guidance_for(p, account, now),
+                    role: grant.role,
+                    remaining: grant.remaining(now),
+                    processors: counts.get(&p.id).copied().unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// The Place page's data: what the rules would answer to each control,
+    /// asked before the click (dry runs of [`rules::apply`]).
+    pub(super) fn place_page(
+        &self,
+        place: &Place,
+        account: &AccountId,
+        new_link: Option<String>,
+    ) -> Result<PlacePage, CloudError> {
+        let now = self.now();
+        let would = |cmd: Command| rules::apply(Some(place), &cmd, now).map(|_| ());
+        let grant = place.access(account, now).ok_or_else(|| {
+            CloudError::Failed("the Place page of an account without access".into())
+        })?;
+        let processors = self
+            .store
+            .processors()?
+            .into_iter()
+            .filter(|p| p.place == place.id)
+            .collect();
+        let access = access_list(place, account, now)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| {
+                let revoke = match would(Command::RevokeAccess {
+                    place: place.id.clone(),
+                    by: account.clone(),
+                    target: entry.account.clone(),
+                    force: false,
+                }) {
+                    Ok(()) => Revoke::Allowed,
+                    Err(Refusal::LastAccessWithoutProcessor) => Revoke::LastPerson,
+                    Err(r) => Revoke::Refused(r.to_string()),
+                };
+                AccessRow { entry, revoke }
+            })
+            .collect();
+        // Anyone not yet in the Place: whom the share goes to does not
+        // change whether its duration is allowed.
+        let someone = AccountId::new("someone@handoff.invalid");
+        let durations = AccessDuration::ALL
+            .into_iter()
+            .map(|duration| DurationChoice {
+                duration,
+                refused: would(Command::ShareAccess {
+                    place: place.id.clone(),
+                    by: account.clone(),
+                    email: someone.clone(),
+                    duration,
+                })
+                .err()
+                .map(|_| {
+                    format!(
+                        "longer than your own access ({} left)",
+                        crate::cloud::views::remaining_text(grant.remaining(now))
+                    )
+                }),
+            })
+            .collect();
+        let link = match would(Command::NewShareLink {
+            place: place.id.clone(),
+            by: account.clone(),
+            secret: LinkSecret(String::new()),
+            duration: AccessDuration::OneDay,
+        }) {
+            Ok(()) | Err(Refusal::ShareExceedsRemainingAccess { .. }) => {
+                Ok(place.share_link.as_ref().map(|l| l.link.number))
+            }
+            Err(r) => Err(r.to_string()),
+        };
+        let may_release = would(Command::Release {
+            place: place.id.clone(),
+            by: account.clone(),
+        })
+        .is_ok();
+        Ok(PlacePage {
+            row: PlaceRow {
+                id: place.id.clone(),
+                status: status_for(place, account, now),
+                guidance: guidance_for(place, account, now),
+                role: grant.role,
+                remaining: grant.remaining(now),
+                processors: 0,
+            },
+            processors,
+            access,
+            durations,
+            link,
+            new_link,
+            may_release,
+        })
+    }
+
+    /// The Place page (or its JSON), with what the last POST did.
+    pub(super) fn place_response(
+        &self,
+        signed: &Signed,
+        place: &Place,
+        status: StatusCode,
+        message: Option<Message>,
+        new_link: Option<String>,
+        json: bool,
+    ) -> Result<Response, PortalError> {
+        let account = &signed.record.account;
+        if json {
+            let now = self.now();
+            let processors = self.store.processors()?;
+            let mut value = place_json(place, &processors, now);
+            value["status"] = json!(status_for(place, account, now).to_string());
+            value["guidance"] = json!(guidance_for(place, account, now));
+            if let Some(link) = &new_link {
+                value["link"] = json!(link);
+            }
+            return Ok(json_response(status, with_message(value, message.as_ref())));
+        }
+        let page = self.place_page(place, account, new_link)?;
+        Ok(html(
+            status,
+            pages::place(&signed.viewer(), &page, message.as_ref()),
+        ))
+    }
+
+    /// The Places list (or its JSON), with what the last POST did.
+    pub(super) fn places_response(
+        &self,
+        signed: &Signed,
+        message: Option<Message>,
+        json: bool,
+    ) -> Result<Response, PortalError> {
+        let rows = self.place_rows(&signed.record.account)?;
+        if json {
+            let list: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({"place": r.id.0, "role": role_text(r.role), "remaining_s": remaining_json(r.remaining),
+                           "status": r.status.to_string(), "guidance": r.guidance, "processors": r.processors})
+                })
+                .collect();
+            return Ok(json_response(
+                StatusCode::OK,
+                with_message(json!(list), message.as_ref()),
+            ));
+        }
+        Ok(html(
+            StatusCode::OK,
+            pages::places(&signed.viewer(), &rows, message.as_ref()),
+        ))
+    }
+}
+
+/// A JSON answer to a POST: what it did, as the CLI's `--json` says it
+/// (`result`, and a refusal's `rule`, `why`, `guidance`).
+fn with_message(value: Value, message: Option<&Message>) -> Value {
+    match message {
+        None => value,
+        Some(Message::Done(text)) => json!({"result": "applied", "message": text, "data": value}),
+        Some(Message::Refused {
+            rule,
+            why,
+            guidance,
+        }) => {
+            json!({"result": "refused", "rule": rule, "why": why, "guidance": guidance})
+        }
+    }
+}
+
+async fn places(State(portal): State<Arc<Portal>>, headers: HeaderMap, uri: Uri) -> Response {
+    blocking(move || {
+        let Some(signed) = portal.signed_in(&headers)? else {
+            return Ok(to_sign_in(&uri));
+        };
+        portal.places_response(&signed, None, wants_json(&headers))
+    })
+    .await
+}
+
+async fn place(
+    State(portal): State<Arc<Portal>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    blocking(move || {
+        let Some(signed) = portal.signed_in(&headers)? else {
+            return Ok(to_sign_in(&uri));
+        };
+        match portal.reachable(&PlaceId(id), &signed.record.account)? {
+            None => Ok(not_found_page(Some(&signed))),
+            Some(p) => portal.place_response(
+                &signed,
+                &p,
+                StatusCode::OK,
+                None,
+                None,
+                wants_json(&headers),
+            ),
+        }
+    })
+    .await
+}
+
+pub(super) fn not_found_page(signed: Option<&Signed>) -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        pages::notice(
+            "Not found",
+            "There is nothing here, or nothing you have access to.",
+            signed.map(Signed::viewer).as_ref(),
+        ),
+    )
+}
+
+async fn not_found() -> Response {
+    not_found_page(None)
+}
+
+pub(super) fn forbidden() -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        pages::notice(
+            "Form expired",
+            "This form's security token is missing or wrong (CSRF): reload the page and try again.",
+            None,
+        ),
+    )
+}
+
+/// The pre-session CSRF value of this browser, and the cookie to set when
+/// it had none.
+fn pre_session(headers: &HeaderMap, secure: bool) -> Result<(String, Option<String>), CloudError> {
+    let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
+    Ok(match session::cookie(cookies, PRE_SESSION_COOKIE) {
+        Some(value) => (value.to_owned(), None),
+        None => {
+            let value = fresh_secret()?;
+            let cookie = session::set_cookie(PRE_SESSION_COOKIE, &value, 3600, secure);
+            (value, Some(cookie))
+        }
+    })
+}
+
+fn with_cookie(mut response: Response, cookie: Option<String>) -> Response {
+    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn pre_session_ok(headers: &HeaderMap, form: &Fields) -> bool {
+    let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
+    session::cookie(cookies, PRE_SESSION_COOKIE)
+        .is_some_and(|expected| csrf::matches(expected, form.get("csrf").map(String::as_str)))
+}
+
+async fn sign_in_form(
+    State(portal): State<Arc<Portal>>,
+    Query(query): Query<Fields>,
+    headers: HeaderMap,
+) -> Response {
+    blocking(move || {
+        let (token, cookie) = pre_session(&headers, portal.secure)?;
+        let next = session::local_target(query.get("next").map(String::as_str));
+        Ok(with_cookie(
+            html(StatusCode::OK, pages::sign_in(&token, &next, None, None)),
+            cookie,
+        ))
+    })
+    .await
+}
+
+/// An email address a sign-in mail may go to: it has an `@`, no
+/// whitespace or control character (nothing to inject into a header),
+/// and fits an address's 254 bytes.
+fn mail_address(text: &str) -> Option<AccountId> {
+    let text = text.trim();
+    let fine = text.len() <= 254
+        && text.contains('@')
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+    fine.then(|| AccountId::new(text))
+}
+
+async fn sign_in_request(
+    State(portal): State<Arc<Portal>>,
+    Extension(Client(client)): Extension<Client>,
+    headers: HeaderMap,
+    Form(form): Form<Fields>,
+) -> Response {
+    blocking(move || {
+        if !pre_session_ok(&headers, &form) {
+            return Ok(forbidden());
+        }
+        let csrf = form.get("csrf").cloned().unwrap_or_default();
+        let next = session::local_target(form.get("next").map(String::as_str));
+        let Some(account) = form.get("email").and_then(|e| mail_address(e)) else {
+            let message = Message::Done("that is not an email address: nothing was sent".into());
+            return Ok(html(
+                StatusCode::BAD_REQUEST,
+                pages::sign_in(&csrf, &next, None, Some(&message)),
+            ));
+        };
+        let now = portal.now();
+        let admitted = match portal.limits.lock() {
+            Ok(mut limits) => limits.admit(&account, client, now),
+            Err(_) => Err(session::Limited::Client),
+        };
+        if let Err(limit) = admitted {
+            let why = match limit {
+                session::Limited::Address => "too many sign-in links were asked for this address",
+                session::Limited::Client => "too many sign-in links were asked from this computer",
+            };
+            return Ok(html(
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::notice(
+                    "Try again later",
+                    &format!("{why}: wait 15 minutes, or use a link already sent"),
+                    None,
+                ),
+            ));
+        }
+        let mut link =
+            super::sign_in_link(&portal.store, &account, &portal.url, now, SIGN_IN_VALIDITY)?;
+        if next != "/" {
+            link.push('?');
+            link.push_str(
+                &serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default(),
+            );
+        }
+        let path = super::write_mail(&portal.mail_dir, &account, &link, now)?;
+        tracing::info!(%account, mail = %path.display(), "portal: sign-in link written");
+        Ok(html(
+            StatusCode::OK,
+            pages::sign_in(&csrf, &next, Some(account.as_str()), None),
+        ))
+    })
+    .await
+}
+
+async fn sign_in_confirm(
+    State(portal): State<Arc<Portal>>,
+    Path(token): Path<String>,
+    Query(query): Query<Fields>,
+    headers: HeaderMap,
+) -> Response {
+    blocking(move || {
+        let (csrf, cookie) = pre_session(&headers, portal.secure)?;
+        let next = session::local_target(query.get("next").map(String::as_str));
+        let action = format!("/sign-in/{}", pages::segment(&token));
+        Ok(with_cookie(
+            html(
+                StatusCode::OK,
+                pages::confirm_sign_in(&action, &csrf, &next),
+            ),
+            cookie,
+        ))
+    })
+    .await
+}
+
+async fn sign_in_use(
+    State(portal): State<Arc<Portal>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Fields>,
+) -> Response {
+    blocking(move || {
+        if !pre_session_ok(&headers, &form) {
+            return Ok(forbidden());
+        }
+        let now = portal.now();
+        let why = match portal.store.use_sign_in(&token, now)? {
+            SignIn::Accepted(account) => {
+                let secret = fresh_secret()?;
+                let record = SessionRecord {
+                    account,
+                    expires: now.plus(SESSION_LIFETIME),
+                    csrf: fresh_secret()?,
+                };
+                portal.store.put_session(&secret, &record, now)?;
+                let next = session::local_target(form.get("next").map(String::as_str));
+                let cookie =
+                    session::set_cookie(SESSION_COOKIE, &secret, SESSION_LIFETIME, portal.secure);
+                return Ok(with_cookie(see_other(&next), Some(cookie)));
+            }
+            SignIn::Used => "this sign-in link was used already: a link signs in once",
+            SignIn::Expired => "this sign-in link has expired: a link works for 15 minutes",
+            SignIn::Unknown => "this is not a sign-in link of this service",
+        };
+        Ok(html(
+            StatusCode::GONE,
+            pages::notice(
+                "Sign-in link refused",
+                &format!("{why}. Ask for a new one on the sign-in page."),
+                None,
+            ),
+        ))
+    })
+    .await
+}
+
+async fn sign_out(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Form(form): Form<Fields>,
+) -> Response {
+    blocking(move || {
+        let Some(signed) = portal.signed_in(&headers)? else {
+            return Ok(see_other("/sign-in"));
+        };
+        if !csrf::matches(&signed.record.csrf, form.get("csrf").map(String::as_str)) {
+            return Ok(forbidden());
+        }
+        portal.store.end_session(&signed.secret)?;
+        let cookie = session::set_cookie(SESSION_COOKIE, "", 0, portal.secure);
+        Ok(with_cookie(see_other("/sign-in"), Some(cookie)))
+    })
+    .await
+}

@@ -1,0 +1,829 @@
+//! The Places portal over HTTP, as a browser sees it: who may see what,
+//! CSRF, sign-in links, escaping, cookies, redirects. Each test serves a
+//! portal in-process on loopback, inside its private network
+//! (`lan_test!`), and talks to it with a small HTTP/1.1 client: one
+//! request per connection, cookies kept like a browser's.
+//!
+//! The scenario runs on both store backends (redb, and a throwaway
+//! PostgreSQL from `common/postgres.rs`).
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use handoff::cloud::{
+    AccessDuration, AccountId, CloudStore, Command, PlaceId, ProcessorRecord, ProjectKey,
+};
+use handoff::identity::CertificateAuthority;
+use handoff::portal::{Clock, PortalOptions, RunningPortal, WebTls};
+use handoff::processor::Serial;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::TempDir;
+
+/// One answer: status, headers (names lowercased), body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The value of the first hidden `csrf` field of the page.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token");
+        let rest = &self.body[at + 19..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+
+    fn redirects_to_sign_in(&self) -> bool {
+        self.status == 303
+            && self
+                .header("location")
+                .is_some_and(|l| l.starts_with("/sign-in"))
+    }
+}
+
+/// A browser, for the portal: a cookie jar and one connection a request.
+struct Browser {
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new(addr: SocketAddr) -> Browser {
+        Browser {
+            addr,
+            tls: None,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Reply {
+        self.send("GET", path, None, false).await
+    }
+
+    async fn get_json(&mut self, path: &str) -> serde_json::Value {
+        let reply = self.send("GET", path, None, true).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        serde_json::from_str(&reply.body).expect("JSON")
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        self.send("POST", path, Some(form), false).await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+        json: bool,
+    ) -> Reply {
+        let body = form
+            .map(|f| serde_urlencoded::to_string(f).unwrap())
+            .unwrap_or_default();
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            head.push_str(&format!("Cookie: {}\r\n", jar.join("; ")));
+        }
+        if json {
+            head.push_str("Accept: application/json\r\n");
+        }
+        if form.is_some() {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .expect("connect to the portal");
+        let raw = match &self.tls {
+            None => exchange(tcp, head.as_bytes()).await,
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .expect("TLS handshake with the portal");
+                exchange(tls, head.as_bytes()).await
+            }
+        };
+        let reply = parse(&raw);
+        for cookie in reply.set_cookies() {
+            let pair = cookie.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || cookie.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        reply
+    }
+
+    /// Signs in as `email` through the sign-in page and the mail drop;
+    /// returns the page the link's POST leads to.
+    async fn sign_in(&mut self, data: &Path, email: &str) -> Reply {
+        let form = self.get("/sign-in").await;
+        let csrf = form.csrf();
+        let sent = self
+            .post(
+                "/sign-in",
+                &[("csrf", &csrf), ("email", email), ("next", "/")],
+            )
+            .await;
+        assert_eq!(sent.status, 200, "{}", sent.body);
+        let link = newest_link(data, email);
+        self.follow_sign_in_link(&link).await
+    }
+
+    /// Opens a sign-in link (GET: a button), then presses the button.
+    async fn follow_sign_in_link(&mut self, link: &str) -> Reply {
+        let path = &link[link.find("/sign-in/").unwrap()..];
+        let page = self.get(path).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains(">Sign in</button>"), "{}", page.body);
+        let csrf = page.csrf();
+        let action = path.split('?').next().unwrap();
+        let next = page
+            .body
+            .split("name=\"next\" value=\"")
+            .nth(1)
+            .map(|r| r[..r.find('"').unwrap()].to_owned())
+            .unwrap_or_default();
+        self.post(action, &[("csrf", &csrf), ("next", &next)]).await
+    }
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u8]) -> Vec<u8> {
+    stream.write_all(request).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut raw = Vec::new();
+    // A TLS peer may close without close_notify: what was read counts.
+    let _ = stream.read_to_end(&mut raw).await;
+    raw
+}
+
+fn parse(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// The link in the newest sign-in mail to `email` in `DATA/mail/`.
+fn newest_link(data: &Path, email: &str) -> String {
+    let mut mails: Vec<_> = std::fs::read_dir(data.join("mail"))
+        .expect("the mail drop")
+        .map(|e| e.unwrap().path())
+        .collect();
+    mails.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    let mail = mails
+        .iter()
+        .rev()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|m| m.contains(&format!("To: <{email}>")))
+        .expect("a sign-in mail");
+    mail.lines()
+        .find(|l| l.contains("/sign-in/"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+const PRO: &str = "pro@example.com";
+const OTHER: &str = "other@example.com";
+const HOMEOWNER: &str = "home@example.com";
+const SCRIPT: &str = "<script>alert(1)</script>";
+
+fn create(store: &CloudStore, id: &str, by: &str, processor: Option<ProcessorRecord>) {
+    let cmd = Command::CreatePlace {
+        place: PlaceId(id.into()),
+        by: AccountId::new(by),
+        key: ProjectKey(format!("key-{id}")),
+        remote_services: true,
+    };
+    store
+        .create_place(&cmd, processor, handoff::cloud::now())
+        .unwrap()
+        .unwrap();
+}
+
+fn run(store: &CloudStore, cmd: Command) {
+    store.execute(&cmd, handoff::cloud::now()).unwrap().unwrap();
+}
+
+/// Places for the scenario: the pro's, another account's, one named with
+/// a script, and one with a homeowner.
+fn fill(store: &CloudStore) {
+    create(store, "p-pro", PRO, None);
+    create(store, "p-other", OTHER, None);
+    create(store, SCRIPT, PRO, None);
+    run(
+        store,
+        Command::ShareAccess {
+            place: PlaceId(SCRIPT.into()),
+            by: AccountId::new(PRO),
+            email: AccountId::new(&format!("{SCRIPT}@example.com")),
+            duration: AccessDuration::SevenDays,
+        },
+    );
+    let ca = CertificateAuthority::pairing_authority("processor").unwrap();
+    let serial = Serial(0x0236_e6a7);
+    create(
+        store,
+        "p-home",
+        PRO,
+        Some(ProcessorRecord {
+            place: PlaceId("p-home".into()),
+            serial,
+            mac: [2, 0x4c, 2, 0x36, 0xe6, 0xa7],
+            ca_der: ca.certificate_der().to_vec(),
+        }),
+    );
+    run(
+        store,
+        Command::Claim {
+            place: PlaceId("p-home".into()),
+            by: AccountId::new(HOMEOWNER),
+            processor: serial,
+            press_verified: true,
+        },
+    );
+}
+
+async fn start(store: Arc<CloudStore>, data: &Path, tls: WebTls, clock: Clock) -> RunningPortal {
+    RunningPortal::start(
+        store,
+        PortalOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls,
+            data_dir: data.to_owned(),
+            url: None,
+            clock,
+        },
+    )
+    .await
+    .expect("the portal starts")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Everything but TLS, on one store.
+async fn scenario(store: CloudStore, data: &Path) {
+    fill(&store);
+    let store = Arc::new(store);
+    let clock = Clock::default();
+    let portal = start(store.clone(), data, WebTls::PlainHttp, clock.clone()).await;
+    let addr = portal.local_addr;
+
+    // Without a session, every page and every POST leads to sign-in.
+    let mut stranger = Browser::new(addr);
+    for path in [
+        "/",
+        "/places/p-pro",
+        "/places/nope",
+        "/links/1?place=p-pro&secret=x",
+    ] {
+        let reply = stranger.get(path).await;
+        assert!(reply.redirects_to_sign_in(), "GET {path}: {reply:?}");
+    }
+    let next = stranger.get("/places/p-pro").await;
+    assert_eq!(
+        next.header("location"),
+        Some("/sign-in?next=%2Fplaces%2Fp-pro")
+    );
+    for path in [
+        "/places/p-pro/share",
+        "/places/p-pro/links",
+        "/places/p-pro/access/pro%40example.com/revoke",
+        "/places/p-pro/release",
+        "/links/1/redeem",
+    ] {
+        let reply = stranger
+            .post(
+                path,
+                &[("csrf", "x"), ("duration", "7d"), ("email", "a@b.c")],
+            )
+            .await;
+        assert!(reply.redirects_to_sign_in(), "POST {path}: {reply:?}");
+    }
+    // The sign-in form itself wants its CSRF token.
+    let forged = Browser::new(addr).post("/sign-in", &[("email", PRO)]).await;
+    assert_eq!(forged.status, 403, "{forged:?}");
+
+    // A mail scanner that opens the link signs nobody in; the button does,
+    // once.
+    let mut pro = Browser::new(addr);
+    let form = pro.get("/sign-in").await;
+    let csrf = form.csrf();
+    pro.post(
+        "/sign-in",
+        &[("csrf", &csrf), ("email", PRO), ("next", "/")],
+    )
+    .await;
+    let link = newest_link(data, PRO);
+    let mut scanner = Browser::new(addr);
+    let path = &link[link.find("/sign-in/").unwrap()..];
+    let prefetch = scanner.get(path).await;
+    assert!(
+        !prefetch
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("handoff_session=")),
+        "{prefetch:?}"
+    );
+    let signed = pro.follow_sign_in_link(&link).await;
+    assert_eq!(signed.status, 303, "{signed:?}");
+    assert_eq!(signed.header("location"), Some("/"));
+    let cookie = signed
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("handoff_session="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP on loopback: {cookie}"
+    );
+    let again = Browser::new(addr).follow_sign_in_link(&link).await;
+    assert_eq!(again.status, 410, "a link signs in once: {again:?}");
+    assert!(again.body.contains("used already"), "{}", again.body);
+
+    // A redirect parameter never leaves the site.
+    for evil in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+    ] {
+        let link = handoff::portal::sign_in_link(
+            &store,
+            &AccountId::new(PRO),
+            &portal.url,
+            clock.now(),
+            900,
+        )
+        .unwrap();
+        let mut b = Browser::new(addr);
+        let page = b.get(&link[link.find("/sign-in/").unwrap()..]).await;
+        let csrf = page.csrf();
+        let action = link[link.find("/sign-in/").unwrap()..].to_owned();
+        let reply = b.post(&action, &[("csrf", &csrf), ("next", evil)]).await;
+        assert_eq!(reply.header("location"), Some("/"), "{evil}: {reply:?}");
+    }
+
+    // The Places list: the pro's Places, not the other account's; names
+    // escaped; the same as JSON with the CLI's field names.
+    let list = pro.get("/").await;
+    assert_eq!(list.status, 200);
+    assert!(
+        list.body.contains("p-pro") && list.body.contains("p-home"),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains("p-other"), "{}", list.body);
+    assert!(!list.body.contains(SCRIPT), "unescaped: {}", list.body);
+    assert!(
+        list.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body.contains("Green"),
+        "status as a word: {}",
+        list.body
+    );
+    let json = pro.get_json("/").await;
+    let places: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["place"].as_str().unwrap())
+        .collect();
+    assert_eq!(places, ["<script>alert(1)</script>", "p-home", "p-pro"]);
+    assert_eq!(json[2]["role"], "pro installer");
+    assert!(json[2]["remaining_s"].is_null());
+
+    // Another account's Place, and one that does not exist: the same 404.
+    let theirs = pro.get("/places/p-other").await;
+    let none = pro.get("/places/p-nothing").await;
+    assert_eq!((theirs.status, none.status), (404, 404));
+    assert_eq!(theirs.body, none.body);
+    let page = pro.get("/places/p-pro").await;
+    let csrf = page.csrf();
+    let forged = pro
+        .post(
+            "/places/p-other/share",
+            &[
+                ("csrf", &csrf),
+                ("email", "x@example.com"),
+                ("duration", "1d"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 404);
+
+    // A POST without the session's CSRF token, or with another, is 403
+    // and changes nothing; with it, it is applied.
+    let share = [("email", "helper@example.com"), ("duration", "7d")];
+    let missing = pro.post("/places/p-pro/share", &share).await;
+    let wrong = pro
+        .post(
+            "/places/p-pro/share",
+            &[
+                share[0],
+                share[1],
+                ("csrf", "0123456789abcdef0123456789abcdef"),
+            ],
+        )
+        .await;
+    assert_eq!((missing.status, wrong.status), (403, 403));
+    let helper = AccountId::new("helper@example.com");
+    let place = store.place(&PlaceId("p-pro".into())).unwrap().unwrap();
+    assert!(
+        !place.grants.contains_key(&helper),
+        "a forged POST shared the Place"
+    );
+    let shared = pro
+        .post(
+            "/places/p-pro/share",
+            &[share[0], share[1], ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(shared.status, 200, "{}", shared.body);
+    assert!(
+        shared
+            .body
+            .contains("Done: shared Place p-pro with helper@example.com for 7 days"),
+        "{}",
+        shared.body
+    );
+
+    // The helper has 7 days: longer shares are disabled, with the reason.
+    let mut helper_browser = Browser::new(addr);
+    helper_browser.sign_in(data, "helper@example.com").await;
+    let helper_page = helper_browser.get("/places/p-pro").await;
+    assert!(
+        helper_page
+            .body
+            .contains(r#"<option value="7d" selected>7 days</option>"#),
+        "{}",
+        helper_page.body
+    );
+    assert!(
+        helper_page.body.contains(
+            r#"<option value="30d" disabled>30 days — not available: longer than your own access ("#
+        ),
+        "{}",
+        helper_page.body
+    );
+
+    // The account with a script in it is shown escaped in Manage Access.
+    let script_page = pro
+        .get(&format!("/places/{}", handoff_segment(SCRIPT)))
+        .await;
+    assert_eq!(script_page.status, 200);
+    assert!(
+        !script_page.body.contains("<script>"),
+        "{}",
+        script_page.body
+    );
+    assert!(
+        script_page
+            .body
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt;@example.com")
+    );
+
+    // The homeowner: no Revoke button, the reason instead; a forged revoke
+    // is refused with the CLI's rule and guidance; no share link.
+    let home = pro.get("/places/p-home").await;
+    assert!(
+        home.body
+            .contains("Not revocable: home@example.com is this Place&#39;s homeowner")
+            || home
+                .body
+                .contains("Not revocable: home@example.com is this Place's homeowner"),
+        "{}",
+        home.body
+    );
+    assert!(
+        !home.body.contains("/access/home%40example.com/revoke")
+            && !home.body.contains("/access/home@example.com/revoke"),
+        "{}",
+        home.body
+    );
+    assert!(
+        home.body
+            .contains("No share link can be generated: this system already has a homeowner"),
+        "{}",
+        home.body
+    );
+    let forged = pro
+        .post(
+            "/places/p-home/access/home@example.com/revoke",
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(forged.status, 409);
+    assert!(
+        forged
+            .body
+            .contains("homeowner_cannot_be_revoked_by_others"),
+        "{}",
+        forged.body
+    );
+
+    // Share link: generated, redeemed by a second session, revoked.
+    let made = pro
+        .post(
+            "/places/p-pro/links",
+            &[("csrf", &csrf), ("duration", "1d")],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let url = made
+        .body
+        .split("id=\"new-link\" type=\"text\" readonly value=\"")
+        .nth(1)
+        .unwrap();
+    let url = url[..url.find('"').unwrap()].replace("&amp;", "&");
+    let mut other = Browser::new(addr);
+    other.sign_in(data, OTHER).await;
+    let redeem_path = &url[url.find("/links/").unwrap()..];
+    let confirm = other.get(redeem_path).await;
+    assert!(confirm.body.contains("Redeem link"), "{}", confirm.body);
+    assert!(
+        !store
+            .place(&PlaceId("p-pro".into()))
+            .unwrap()
+            .unwrap()
+            .grants
+            .contains_key(&AccountId::new(OTHER)),
+        "opening the link redeemed it"
+    );
+    let number = redeem_path
+        .trim_start_matches("/links/")
+        .split('?')
+        .next()
+        .unwrap();
+    let query: BTreeMap<String, String> =
+        serde_urlencoded::from_str(redeem_path.split('?').nth(1).unwrap()).unwrap();
+    let ocsrf = confirm.csrf();
+    let redeemed = other
+        .post(
+            &format!("/links/{number}/redeem"),
+            &[
+                ("csrf", &ocsrf),
+                ("place", &query["place"]),
+                ("secret", &query["secret"]),
+            ],
+        )
+        .await;
+    assert_eq!(redeemed.status, 200, "{}", redeemed.body);
+    assert!(redeemed.body.contains("you now have access to Place p-pro"));
+    let revoked = pro
+        .post(
+            "/places/p-pro/access/other%40example.com/revoke",
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert!(
+        revoked.body.contains("revoked other@example.com"),
+        "{}",
+        revoked.body
+    );
+    assert_eq!(other.get("/places/p-pro").await.status, 404);
+
+    // The last person, no processor: asked twice.
+    create(&store, "p-alone", PRO, None);
+    let alone = pro.get("/places/p-alone").await;
+    assert!(
+        alone
+            .body
+            .contains("Yes, delete the Place: it cannot be recovered"),
+        "{}",
+        alone.body
+    );
+    let once = pro
+        .post(
+            "/places/p-alone/access/pro%40example.com/revoke",
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(once.status, 409);
+    assert!(
+        once.body
+            .contains("last_person_cannot_revoke_self_without_force"),
+        "{}",
+        once.body
+    );
+    let twice = pro
+        .post(
+            "/places/p-alone/access/pro%40example.com/revoke",
+            &[("csrf", &csrf), ("force", "yes")],
+        )
+        .await;
+    assert!(
+        twice.body.contains("had no one left and is deleted"),
+        "{}",
+        twice.body
+    );
+    assert!(store.place(&PlaceId("p-alone".into())).unwrap().is_none());
+
+    // Signed out, the old cookie opens nothing.
+    let old = pro.cookies.clone();
+    let out = pro.post("/sign-out", &[("csrf", &csrf)]).await;
+    assert!(out.redirects_to_sign_in(), "{out:?}");
+    pro.cookies = old;
+    assert!(pro.get("/").await.redirects_to_sign_in());
+
+    // Sign-in requests are limited per address.
+    let mut flood = Browser::new(addr);
+    let csrf = flood.get("/sign-in").await.csrf();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            flood
+                .post(
+                    "/sign-in",
+                    &[("csrf", &csrf), ("email", "flood@example.com")],
+                )
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    // Last, since it moves the portal's clock ahead of the database's
+    // (PostgreSQL decides the rules' time by its own clock).
+    // A link after its 15 minutes is refused.
+    let late = handoff::portal::sign_in_link(
+        &store,
+        &AccountId::new(PRO),
+        &portal.url,
+        clock.now(),
+        15 * 60,
+    )
+    .unwrap();
+    clock.advance(15 * 60);
+    let expired = Browser::new(addr).follow_sign_in_link(&late).await;
+    assert_eq!(expired.status, 410, "{expired:?}");
+    assert!(expired.body.contains("expired"), "{}", expired.body);
+
+    portal.stop().await;
+}
+
+fn handoff_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+lan_test! {
+    fn portal_security_on_redb() {
+        let dir = TempDir::new("portal");
+        let data = dir.path("data");
+        let store = CloudStore::open(&data).unwrap();
+        runtime().block_on(scenario(store, &data));
+    }
+}
+
+lan_test! {
+    fn portal_security_on_postgres() {
+        let dir = TempDir::new("portal-pg");
+        let data = dir.path("data");
+        let url = common::postgres::fresh_database(common::migrate);
+        let store = CloudStore::open_chosen(&data, Some(&url)).unwrap();
+        runtime().block_on(scenario(store, &data));
+    }
+}
+
+lan_test! {
+    /// HTTPS with the cloud CA's certificate for localhost: the session
+    /// cookie is Secure too. Plain HTTP off loopback is refused.
+    fn portal_https_and_cookie_flags() {
+        let dir = TempDir::new("portal-tls");
+        let data = dir.path("data");
+        let store = CloudStore::open(&data).unwrap();
+        create(&store, "p-pro", PRO, None);
+        runtime().block_on(async {
+            let store = Arc::new(store);
+            let off_loopback = RunningPortal::start(store.clone(), PortalOptions {
+                listen: "10.0.0.1:8443".parse().unwrap(),
+                tls: WebTls::PlainHttp,
+                data_dir: data.clone(),
+                url: None,
+                clock: Clock::default(),
+            }).await;
+            assert!(matches!(off_loopback, Err(handoff::portal::PortalError::PlainHttpNotLoopback(_))));
+            let portal = start(store.clone(), &data, WebTls::CloudCa, Clock::default()).await;
+            assert!(portal.url.starts_with("https://localhost:"), "{}", portal.url);
+            let ca = std::fs::read(data.join("ca/ca.pem")).unwrap();
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&ca) {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            let config = rustls::ClientConfig::builder_with_provider(handoff::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let mut pro = Browser::new(portal.local_addr);
+            pro.tls = Some(Arc::new(config));
+            let link = handoff::portal::sign_in_link(&store, &AccountId::new(PRO), &portal.url, handoff::cloud::now(), 900).unwrap();
+            let signed = pro.follow_sign_in_link(&link).await;
+            let cookie = signed.set_cookies().into_iter().find(|c| c.starts_with("handoff_session=")).unwrap().to_owned();
+            for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+                assert!(cookie.contains(flag), "{flag}: {cookie}");
+            }
+            let page = pro.get("/").await;
+            assert_eq!(page.status, 200);
+            assert!(page.body.contains("p-pro"));
+            assert!(page.header("content-security-policy").is_some_and(|c| c.contains("default-src 'none'")));
+            portal.stop().await;
+        });
+    }
+}
