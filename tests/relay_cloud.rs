@@ -244,3 +244,19 @@ lan_test! {
         drop(node_b);
     }
 }
+
+lan_test! {
+    /// With nothing queued the relay does not contact the cloud, and so
+    /// says nothing of what the cloud did (it used to report "the cloud at
+    /// ADDR applied 0 queued events" of a cloud that was not even up).
+    fn relay_with_nothing_queued_says_so_and_claims_no_contact() {
+        let dir = TempDir::new("relay-empty");
+        let state = dir.path("state");
+        let run = handoff(&["cloud", "--data", dir.path("cloud").to_str().unwrap(), "enroll", "--name", "site",
+            "--account", OWNER, "--out", state.join("cloud-identity").to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let run = handoff(&["--state-dir", state.to_str().unwrap(), "relay", "--cloud", "127.0.0.9:4433", "--timeout", "3s"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert_eq!(run.stdout.trim(), "nothing is queued: no event waits for the cloud (127.0.0.9:4433 was not contacted)");
+    }
+}

@@ -103,6 +103,24 @@ pub async fn run(
     let outbox = crate::site::open_outbox(&state_dir)?;
     // What was waiting, to say afterwards what the cloud did with each.
     let waiting: Vec<_> = outbox.pending().into_iter().map(|e| e.id).collect();
+    if waiting.is_empty() {
+        // Nothing to send: the cloud is not contacted, so nothing may be
+        // said about what it did.
+        outbox.close().await;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"cloud": link.addresses().to_string(), "delivered": 0,
+                    "applied": 0, "refused": [], "backlog": 0, "last_error": null})
+            );
+        } else {
+            println!(
+                "nothing is queued: no event waits for the cloud ({} was not contacted)",
+                link.addresses()
+            );
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let (stop, shutdown) = crate::shutdown::shutdown_channel();
     let (status, mut watch) = crate::relay::status_channel(&outbox);
     let task = tokio::spawn(crate::relay::run(
