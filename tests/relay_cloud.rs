@@ -28,26 +28,9 @@ lan_test! {
         let data = dir.path("cloud");
         let state = dir.path("state");
         let (data_s, state_s) = (data.to_str().unwrap(), state.to_str().unwrap());
-        let run = handoff(&["cloud", "--data", data_s, "place", "create", "--id", "lake", "--as", OWNER,
-            "--remote-services", "--project-file", dir.path("p.json").to_str().unwrap()]);
-        assert_eq!(run.code, Some(0), "{}", run.stderr);
-        let bundle = state.join("cloud-identity");
-        let run = handoff(&["cloud", "--data", data_s, "enroll", "--name", "site", "--account", OWNER,
-            "--out", bundle.to_str().unwrap()]);
-        assert_eq!(run.code, Some(0), "{}", run.stderr);
-
+        lake_and_site(&dir, &data, &state);
         // 1,000 events queued while the cloud was out of reach.
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-            let outbox = Outbox::open(state.join(handoff::outbox::FILE_NAME)).unwrap();
-            for i in 0..EVENTS {
-                outbox.append(EventKind::ShareAccess(ShareAccess {
-                    place: PlaceId("lake".into()),
-                    email: format!("pro{i}@example.com"),
-                    duration: AccessDuration::SevenDays,
-                })).await.unwrap();
-            }
-            outbox.close().await;
-        });
+        queue_shares(&state, 0, EVENTS);
 
         let mut cloud = Cloud::start(&data, addr());
         let relay = || {
@@ -91,6 +74,40 @@ lan_test! {
     }
 }
 
+/// Place `lake` (by OWNER) in the redb store `data`, and a site enrolled
+/// for OWNER with its bundle in `state`.
+fn lake_and_site(dir: &TempDir, data: &std::path::Path, state: &std::path::Path) {
+    let data_s = data.to_str().unwrap();
+    let run = handoff(&[
+        "cloud",
+        "--data",
+        data_s,
+        "place",
+        "create",
+        "--id",
+        "lake",
+        "--as",
+        OWNER,
+        "--remote-services",
+        "--project-file",
+        dir.path("p.json").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = handoff(&[
+        "cloud",
+        "--data",
+        data_s,
+        "enroll",
+        "--name",
+        "site",
+        "--account",
+        OWNER,
+        "--out",
+        state.join("cloud-identity").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+}
+
 fn queue_shares(state: &std::path::Path, from: usize, to: usize) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -121,12 +138,7 @@ lan_test! {
         let data = dir.path("cloud");
         let state = dir.path("state");
         let (data_s, state_s) = (data.to_str().unwrap(), state.to_str().unwrap());
-        let run = handoff(&["cloud", "--data", data_s, "place", "create", "--id", "lake", "--as", OWNER,
-            "--remote-services", "--project-file", dir.path("p.json").to_str().unwrap()]);
-        assert_eq!(run.code, Some(0), "{}", run.stderr);
-        let run = handoff(&["cloud", "--data", data_s, "enroll", "--name", "site", "--account", OWNER,
-            "--out", state.join("cloud-identity").to_str().unwrap()]);
-        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        lake_and_site(&dir, &data, &state);
         let (a, b): (SocketAddr, SocketAddr) =
             ("127.0.0.1:4433".parse().unwrap(), "127.0.0.2:4433".parse().unwrap());
         let nodes = format!("{a},{b}");
