@@ -465,19 +465,24 @@ lan_test! {
         let (data, _, _) = setup(&dir);
         let notify_path = dir.path("notify.sock");
         let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-        notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // Generous: this binary's other tests (40 processes at once on
+        // PostgreSQL) can starve a starting node of CPU for a while.
+        notify.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+        let log = dir.path("serve.log");
         let child = Command::new(handoff_bin())
             .args(["cloud", "--data", data.to_str().unwrap(), "serve", "--listen", &addr().to_string()])
             .env("NOTIFY_SOCKET", &notify_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let mut child = common::ChildGuard(child);
         let recv = || {
             let mut buf = [0u8; 512];
-            let n = notify.recv(&mut buf).expect("a notification");
+            let n = notify.recv(&mut buf).unwrap_or_else(|e| {
+                panic!("no notification ({e}); serve said: {}", std::fs::read_to_string(&log).unwrap_or_default())
+            });
             String::from_utf8_lossy(&buf[..n]).into_owned()
         };
         let ready = recv();
