@@ -466,7 +466,9 @@ lan_test! {
         let notify_path = dir.path("notify.sock");
         let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
         // Generous: this binary's other tests (40 processes at once on
-        // PostgreSQL) can starve a starting node of CPU for a while.
+        // PostgreSQL) can starve a starting node of CPU for a while. The
+        // SIGTERM below follows READY at once, as systemd's stop may: it
+        // once came before serve listened for it, and killed it.
         notify.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
         let log = dir.path("serve.log");
         let child = Command::new(handoff_bin())

@@ -485,6 +485,9 @@ async fn run_serve(
         server.local_addr,
         store.describe()
     );
+    // Listening for SIGTERM before READY: systemd may stop the node the
+    // moment it is ready.
+    let stop = shutdown_signal();
     // Type=notify (systemd/handoff-cloud.service): ready once listening.
     // A no-op outside systemd.
     let notify = |states: &[sd_notify::NotifyState]| {
@@ -497,7 +500,7 @@ async fn run_serve(
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status),
     ]);
-    shutdown_signal().await;
+    stop.await;
     notify(&[sd_notify::NotifyState::Stopping]);
     if let Some(portal) = portal {
         portal.stop().await;
