@@ -432,3 +432,33 @@ lan_test! {
         assert!(!html.exists());
     }
 }
+
+lan_test! {
+    /// A processor that no longer accepts the stored credential (its
+    /// pairings removed; its own key unchanged, so the pin still holds):
+    /// `inspect` says to claim again, and writes no report.
+    fn a_credential_the_processor_no_longer_accepts_says_to_claim_again() {
+        let sim_state = TempDir::new("forget-sim");
+        let sim_dir = sim_state.0.to_str().unwrap().to_owned();
+        let sim = Sim::start(&["--count", "1", "--auto-press", "200ms", "--no-probe", "--state-dir", &sim_dir]);
+        let state = TempDir::new("forget-state");
+        let ip = sim.manifest[0]["addresses"][0].as_str().unwrap().to_owned();
+        let run = cli(&state.0, &sim, "pair", &[&ip]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let run = cli(&state.0, &sim, "inspect", &[&ip, "--json"]);
+        assert_eq!(run.code, Some(0), "the credential works before: {}", run.stderr);
+        sim.stop();
+
+        // The same processor (same CA and key, from --state-dir), now
+        // refusing the credentials it issued.
+        let sim = Sim::start(&["--count", "1", "--no-probe", "--state-dir", &sim_dir, "--fault", "forgets-clients"]);
+        assert_eq!(sim.manifest[0]["addresses"][0].as_str().unwrap(), ip);
+        let html = state.path("report.html");
+        let run = cli(&state.0, &sim, "inspect", &[&ip, "--html", html.to_str().unwrap()]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(run.stderr.contains("no longer accepts handoff's credential"), "{}", run.stderr);
+        assert!(run.stderr.contains("claim it again"), "{}", run.stderr);
+        assert!(!run.stderr.contains("different key"), "the pin still holds: {}", run.stderr);
+        assert!(!html.exists(), "no report from a refused credential");
+    }
+}

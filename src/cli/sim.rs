@@ -68,7 +68,9 @@ pub struct SimArgs {
     pub house: Option<PathBuf>,
     /// Misbehave, for tests of what a client does with an impostor:
     /// impostor-pairing (the pairing port shows the pairing identity's own
-    /// certificate), names-other-mac (the processor CA names another MAC)
+    /// certificate), names-other-mac (the processor CA names another MAC),
+    /// forgets-clients (the main port refuses every client certificate, as
+    /// after the processor's pairings were removed)
     #[arg(long, value_enum, value_name = "FAULT")]
     pub fault: Option<Fault>,
 

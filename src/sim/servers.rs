@@ -64,7 +64,7 @@ pub enum ServerError {
 }
 
 /// A way every processor of the fleet misbehaves, so that tests can show
-/// what a client does with an impostor.
+/// what a client does with an impostor or a processor that changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fault {
     /// The pairing port answers with the pairing identity's own certificate
@@ -74,6 +74,11 @@ pub enum Fault {
     /// The processor's CA names another MAC (`SmartBridge<MAC>` with the
     /// last byte flipped) than the one it advertises and reports.
     NamesOtherMac,
+    /// The main port refuses every client certificate (TLS alert 42), as a
+    /// processor whose pairings were removed refuses the credentials it
+    /// issued before; its own key and CA stay, so a client's pin still
+    /// matches. New pairings are refused on the main port too.
+    ForgetsClients,
 }
 
 /// How the fleet's servers behave.
@@ -155,8 +160,15 @@ impl FleetServers {
             };
             let pairing_tls =
                 tls::pairing_server_config(&pairing_identity, &authority_pem).map_err(tls_error)?;
-            let main_tls =
-                tls::main_server_config(&main_identity, ca.certificate_pem()).map_err(tls_error)?;
+            let main_tls = match options.fault {
+                Some(Fault::ForgetsClients) => {
+                    // Clients must chain to a CA that signed none of them.
+                    let other = CertificateAuthority::processor_ca(ca_mac).map_err(identity)?;
+                    tls::main_server_config(&main_identity, other.certificate_pem())
+                }
+                _ => tls::main_server_config(&main_identity, ca.certificate_pem()),
+            }
+            .map_err(tls_error)?;
 
             let ip = IpAddr::V4(p.address);
             let pairing_listener = bind(SocketAddr::new(ip, PAIRING_PORT)).await?;
