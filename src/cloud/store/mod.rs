@@ -123,8 +123,8 @@ pub(crate) trait PlaceTxn {
     /// The Place with at least what [`rules::apply`] needs for a command
     /// by and about `accounts`: their grants, the homeowner's, the share
     /// link's creator's, and (`one_other_live`) one more live grant, which
-    /// is all "is anyone else left" asks. A backend may return more (redb
-    /// returns the whole Place). The share link's secret may be a digest
+    /// is all "is anyone else left" asks. Both backends return no more
+    /// (one record per grant). The share link's secret may be a digest
     /// ([`Self::link_for_rules`]).
     async fn place_for(
         &mut self,

@@ -5,24 +5,34 @@
 //! kill -9 loses nothing that was acknowledged. The file is opened in
 //! redb's multi-writer mode, so the operator CLI works on it while
 //! `handoff cloud serve` runs; nothing is cached in memory between
-//! transactions. A Place is one record: the rules get all of it, and an
-//! operation rewrites it whole.
+//! transactions.
+//!
+//! A Place is a small row (`place_rows`: its options, share link,
+//! processors and who its homeowner is) and one record per grant
+//! (`grants`, keyed by Place and account), as on PostgreSQL: an event
+//! reads the grants its rule needs and writes the ones that changed, so
+//! its cost does not grow with the Place's grants. Files written before
+//! this layout (one `places` record holding every grant) are converted
+//! when opened, in one transaction.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
     WriteTransaction,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::{DaemonRecord, PlaceTxn, ProcessorRecord, Reply, StoredResult};
 use crate::cloud::CloudError;
-use crate::cloud::model::{AccountId, LinkSecret, Place, PlaceId, Timestamp};
+use crate::cloud::model::{
+    AccountId, ActiveLink, Grant, LinkSecret, Place, PlaceId, ProjectKey, Timestamp,
+};
 use crate::cloud::refusal::Refusal;
 use crate::cloud::rules::{Command, Event};
 use crate::processor::{Mac, Serial};
@@ -31,7 +41,13 @@ use crate::proto::{ErrorFrame, EventId, PlaceStatus, RelayEvent, StatusQuery};
 /// The file name inside the data directory.
 pub const STORE_FILE: &str = "cloud.redb";
 
-pub(super) const PLACES: TableDefinition<&str, &[u8]> = TableDefinition::new("places");
+/// Place id → its [`PlaceRow`].
+pub(super) const PLACES: TableDefinition<&str, &[u8]> = TableDefinition::new("place_rows");
+/// (Place id, account) → that account's [`Grant`] in the Place.
+const GRANTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("grants");
+/// The layout before `place_rows` and `grants`: Place id → the whole
+/// Place. Converted and dropped at open.
+const WHOLE_PLACES: TableDefinition<&str, &[u8]> = TableDefinition::new("places");
 /// Ids of deleted Places: never reused, or old links would match.
 const DELETED: TableDefinition<&str, u64> = TableDefinition::new("deleted_places");
 const PROCESSORS: TableDefinition<u32, &[u8]> = TableDefinition::new("processors");
@@ -41,6 +57,126 @@ const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("
 const SPENT_PROOFS: TableDefinition<(u32, &[u8]), u64> = TableDefinition::new("spent_proofs");
 /// Enrolled daemons by name.
 const DAEMONS: TableDefinition<&str, &[u8]> = TableDefinition::new("daemons");
+
+/// A Place without its grants, as `place_rows` keeps it.
+#[derive(Serialize, Deserialize)]
+struct PlaceRow {
+    remote_services: bool,
+    project_key: ProjectKey,
+    share_link: Option<ActiveLink>,
+    links_issued: u64,
+    processors: BTreeSet<Serial>,
+    /// The account whose grant is the homeowner's, so that the rules get
+    /// it without a scan.
+    homeowner: Option<AccountId>,
+}
+
+impl PlaceRow {
+    fn of(place: &Place) -> PlaceRow {
+        PlaceRow {
+            remote_services: place.remote_services,
+            project_key: place.project_key.clone(),
+            share_link: place.share_link.clone(),
+            links_issued: place.links_issued,
+            processors: place.processors.clone(),
+            homeowner: place.homeowner().cloned(),
+        }
+    }
+
+    fn into_place(self, id: &PlaceId) -> Place {
+        Place {
+            id: id.clone(),
+            remote_services: self.remote_services,
+            project_key: self.project_key,
+            grants: Default::default(),
+            share_link: self.share_link,
+            links_issued: self.links_issued,
+            processors: self.processors,
+        }
+    }
+}
+
+/// The keys of `place`'s grants in [`GRANTS`]: every account sorts after
+/// "" and, as valid UTF-8, before U+10FFFF.
+fn grants_of(place: &str) -> std::ops::RangeInclusive<(&str, &str)> {
+    (place, "")..=(place, "\u{10FFFF}")
+}
+
+fn read_row(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &PlaceId,
+) -> Result<Option<PlaceRow>, CloudError> {
+    let value = table.get(id.0.as_str())?;
+    value
+        .map(|v| decode("places", &id.0, v.value()))
+        .transpose()
+}
+
+fn read_grant(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    id: &PlaceId,
+    account: &str,
+) -> Result<Option<Grant>, CloudError> {
+    let value = table.get((id.0.as_str(), account))?;
+    value
+        .map(|v| decode("grants", &format!("{}/{account}", id.0), v.value()))
+        .transpose()
+}
+
+/// The whole Place `id`: its row and every grant.
+fn read_place(
+    rows: &impl ReadableTable<&'static str, &'static [u8]>,
+    grants: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    id: &PlaceId,
+) -> Result<Option<Place>, CloudError> {
+    let Some(row) = read_row(rows, id)? else {
+        return Ok(None);
+    };
+    let mut place = row.into_place(id);
+    for entry in grants.range(grants_of(&id.0))? {
+        let (k, v) = entry?;
+        let (_, account) = k.value();
+        let grant = decode("grants", &format!("{}/{account}", id.0), v.value())?;
+        place.grants.insert(AccountId::new(account), grant);
+    }
+    Ok(Some(place))
+}
+
+/// Converts a file of the old layout (one record per Place, every grant
+/// in it) to rows and grants, then drops the old table. Idempotent: a
+/// file without the old table is left alone.
+fn convert_whole_places(txn: &WriteTransaction) -> Result<usize, CloudError> {
+    let old = txn.list_tables()?.any(|t| t.name() == WHOLE_PLACES.name());
+    if !old {
+        return Ok(0);
+    }
+    let mut places = Vec::new();
+    {
+        let table = txn.open_table(WHOLE_PLACES)?;
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let place: Place = decode("places", k.value(), v.value())?;
+            places.push(place);
+        }
+    }
+    let mut rows = txn.open_table(PLACES)?;
+    let mut grants = txn.open_table(GRANTS)?;
+    for place in &places {
+        rows.insert(
+            place.id.0.as_str(),
+            encode(&PlaceRow::of(place))?.as_slice(),
+        )?;
+        for (account, grant) in &place.grants {
+            grants.insert(
+                (place.id.0.as_str(), account.as_str()),
+                encode(grant)?.as_slice(),
+            )?;
+        }
+    }
+    drop((rows, grants));
+    txn.delete_table(WHOLE_PLACES)?;
+    Ok(places.len())
+}
 
 /// The store over one redb file.
 #[derive(Debug)]
@@ -70,35 +206,82 @@ impl PlaceTxn for RedbTxn<'_> {
 
     async fn place_for(
         &mut self,
-        place: &PlaceId,
-        _accounts: &[&AccountId],
-        _one_other_live: bool,
-        _now: Timestamp,
+        id: &PlaceId,
+        accounts: &[&AccountId],
+        one_other_live: bool,
+        now: Timestamp,
     ) -> Result<Option<Place>, CloudError> {
-        let places = self.0.open_table(PLACES)?;
-        let value = places.get(place.0.as_str())?;
-        value
-            .map(|v| decode("places", &place.0, v.value()))
-            .transpose()
+        let rows = self.0.open_table(PLACES)?;
+        let Some(row) = read_row(&rows, id)? else {
+            return Ok(None);
+        };
+        // The grants of the accounts named, the homeowner's and the share
+        // link's creator's: never the Place's whole list.
+        let mut wanted: Vec<AccountId> = accounts.iter().map(|a| (*a).clone()).collect();
+        wanted.extend(row.homeowner.clone());
+        wanted.extend(row.share_link.as_ref().map(|l| l.by.clone()));
+        let mut place = row.into_place(id);
+        let grants = self.0.open_table(GRANTS)?;
+        for account in wanted {
+            if !place.grants.contains_key(&account)
+                && let Some(grant) = read_grant(&grants, id, account.as_str())?
+            {
+                place.grants.insert(account, grant);
+            }
+        }
+        if one_other_live {
+            let mut other = None;
+            for entry in grants.range(grants_of(&id.0))? {
+                let (k, v) = entry?;
+                let (_, account) = k.value();
+                let account = AccountId::new(account);
+                if place.grants.contains_key(&account) {
+                    continue;
+                }
+                let grant: Grant = decode("grants", &format!("{}/{account}", id.0), v.value())?;
+                if grant.is_live(now) {
+                    other = Some((account, grant));
+                    break;
+                }
+            }
+            place.grants.extend(other);
+        }
+        Ok(Some(place))
     }
 
     async fn save_place(
         &mut self,
-        _before: Option<&Place>,
+        before: Option<&Place>,
         next: Option<&Place>,
         id: &PlaceId,
         now: Timestamp,
     ) -> Result<(), CloudError> {
-        let mut places = self.0.open_table(PLACES)?;
-        match next {
-            Some(place) => {
-                let bytes = encode(place)?;
-                places.insert(id.0.as_str(), bytes.as_slice())?;
+        let mut rows = self.0.open_table(PLACES)?;
+        let mut grants = self.0.open_table(GRANTS)?;
+        let Some(next) = next else {
+            rows.remove(id.0.as_str())?;
+            let accounts: Vec<String> = grants
+                .range(grants_of(&id.0))?
+                .map(|entry| entry.map(|(k, _)| k.value().1.to_owned()))
+                .collect::<Result<_, _>>()?;
+            for account in &accounts {
+                grants.remove((id.0.as_str(), account.as_str()))?;
             }
-            None => {
-                places.remove(id.0.as_str())?;
-                self.0.open_table(DELETED)?.insert(id.0.as_str(), now.0)?;
+            self.0.open_table(DELETED)?.insert(id.0.as_str(), now.0)?;
+            return Ok(());
+        };
+        // Only what differs from what `place_for` gave is written: a grant
+        // it did not load is in neither, and stays as it is.
+        rows.insert(id.0.as_str(), encode(&PlaceRow::of(next))?.as_slice())?;
+        let empty = Default::default();
+        let old = before.map_or(&empty, |b| &b.grants);
+        for (account, grant) in &next.grants {
+            if old.get(account) != Some(grant) {
+                grants.insert((id.0.as_str(), account.as_str()), encode(grant)?.as_slice())?;
             }
+        }
+        for account in old.keys().filter(|a| !next.grants.contains_key(*a)) {
+            grants.remove((id.0.as_str(), account.as_str()))?;
         }
         Ok(())
     }
@@ -197,15 +380,24 @@ impl RedbStore {
             .map_err(|e| CloudError::store(&path, e))?;
         let store = RedbStore { db, path };
         // Create every table once, so readers never meet a missing one.
-        store.write(|txn| {
+        let converted = store.write(|txn| {
+            let converted = convert_whole_places(txn)?;
             txn.open_table(PLACES)?;
+            txn.open_table(GRANTS)?;
             txn.open_table(DELETED)?;
             txn.open_table(PROCESSORS)?;
             txn.open_table(EVENTS)?;
             txn.open_table(SPENT_PROOFS)?;
             txn.open_table(DAEMONS)?;
-            Ok(())
+            Ok(converted)
         })?;
+        if converted > 0 {
+            tracing::info!(
+                places = converted,
+                path = %store.path.display(),
+                "converted the store to one record per grant"
+            );
+        }
         Ok(store)
     }
 
@@ -310,15 +502,50 @@ impl RedbStore {
 
     pub(super) fn place(&self, id: &PlaceId) -> Result<Option<Place>, CloudError> {
         let txn = self.read()?;
-        let table = txn.open_table(PLACES).map_err(|e| self.err(e))?;
-        let value = table.get(id.0.as_str()).map_err(|e| self.err(e))?;
-        value
-            .map(|v| decode("places", &id.0, v.value()))
-            .transpose()
+        let rows = txn.open_table(PLACES).map_err(|e| self.err(e))?;
+        let grants = txn.open_table(GRANTS).map_err(|e| self.err(e))?;
+        read_place(&rows, &grants, id)
     }
 
     pub(super) fn places(&self) -> Result<Vec<Place>, CloudError> {
-        self.all(PLACES, "places", |k| k.to_owned())
+        self.places_in(&self.read()?)
+    }
+
+    /// Every Place, whole, in id order: the rows, then one pass over the
+    /// grants (both tables are in Place order).
+    fn places_in(&self, txn: &redb::ReadTransaction) -> Result<Vec<Place>, CloudError> {
+        let rows = txn.open_table(PLACES).map_err(|e| self.err(e))?;
+        let mut places = Vec::new();
+        for entry in rows.iter().map_err(|e| self.err(e))? {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            let id = PlaceId(k.value().to_owned());
+            let row: PlaceRow = decode("places", &id.0, v.value())?;
+            places.push(row.into_place(&id));
+        }
+        let grants = txn.open_table(GRANTS).map_err(|e| self.err(e))?;
+        let mut at = 0;
+        for entry in grants.iter().map_err(|e| self.err(e))? {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            let (place, account) = k.value();
+            while at < places.len() && places[at].id.0.as_str() < place {
+                at += 1;
+            }
+            let key = format!("{place}/{account}");
+            let grant: Grant = decode("grants", &key, v.value())?;
+            match places.get_mut(at).filter(|p| p.id.0 == place) {
+                Some(p) => {
+                    p.grants.insert(AccountId::new(account), grant);
+                }
+                None => {
+                    return Err(CloudError::Corrupt {
+                        table: "grants",
+                        key,
+                        reason: "a grant of a Place that does not exist".into(),
+                    });
+                }
+            }
+        }
+        Ok(places)
     }
 
     pub(super) fn processor(&self, serial: Serial) -> Result<Option<ProcessorRecord>, CloudError> {
@@ -357,7 +584,7 @@ impl RedbStore {
     pub(super) fn dump(&self) -> Result<super::copy::Dump, CloudError> {
         let txn = self.read()?;
         let mut dump = super::copy::Dump {
-            places: self.all_in(&txn, PLACES, "places", |k| k.to_owned())?,
+            places: self.places_in(&txn)?,
             processors: self.all_in(&txn, PROCESSORS, "processors", |k| k.to_string())?,
             daemons: self.all_in(&txn, DAEMONS, "daemons", |k| k.to_owned())?,
             ..Default::default()

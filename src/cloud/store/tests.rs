@@ -504,3 +504,105 @@ fn a_corrupt_record_is_reported_not_a_panic() {
         .unwrap();
     assert!(other.is_ok());
 }
+
+fn share(f: &Fixture, email: &str) -> Command {
+    Command::ShareAccess {
+        place: f.place.clone(),
+        by: owner(),
+        email: AccountId::new(email),
+        duration: AccessDuration::ThirtyDays,
+    }
+}
+
+/// redb keeps one record per grant, and an event reads only the grants
+/// its rule needs: with one grant record unreadable, every other account's
+/// events still apply; only a read of the whole Place meets it.
+#[test]
+fn an_event_on_redb_reads_only_the_grants_its_rule_needs() {
+    let f = fixture(Backend::Redb);
+    for i in 0..50 {
+        let done = f
+            .store
+            .execute(&share(&f, &format!("pro{i}@example.com")), NOW);
+        assert!(done.unwrap().is_ok());
+    }
+    {
+        let CloudStore::Redb(redb) = &f.store else {
+            unreachable!()
+        };
+        let txn = redb.db.begin_write().unwrap();
+        let grants: ::redb::TableDefinition<(&str, &str), &[u8]> =
+            ::redb::TableDefinition::new("grants");
+        txn.open_table(grants)
+            .unwrap()
+            .insert(("lake-house", "pro7@example.com"), &b"\xff\x00garbage"[..])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    // A share to a new account, by the owner: reads the owner's and the
+    // new account's grants, not pro7's.
+    let done = f.store.execute(&share(&f, "new@example.com"), NOW).unwrap();
+    assert!(done.is_ok(), "{done:?}");
+    let revoke = Command::RevokeAccess {
+        place: f.place.clone(),
+        by: owner(),
+        target: AccountId::new("pro3@example.com"),
+        force: false,
+    };
+    assert!(f.store.execute(&revoke, NOW).unwrap().is_ok());
+    // The whole Place is what meets the bad record.
+    let err = f.store.place(&f.place).unwrap_err();
+    assert!(
+        matches!(err, CloudError::Corrupt { table: "grants", ref key, .. } if key == "lake-house/pro7@example.com"),
+        "{err}"
+    );
+}
+
+/// A file written with one record per Place (every grant inside) is
+/// converted when opened: every Place reads back the same, and the old
+/// table is gone.
+#[test]
+fn a_redb_file_of_whole_place_records_is_converted_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut place = {
+        let f = fixture(Backend::Redb);
+        for email in ["a@example.com", "b@example.com"] {
+            assert!(f.store.execute(&share(&f, email), NOW).unwrap().is_ok());
+        }
+        f.store.place(&f.place).unwrap().unwrap()
+    };
+    place.id = PlaceId("old-house".into());
+    {
+        // What the old layout wrote.
+        crate::identity::files::ensure_private_dir(&data).unwrap();
+        let db = ::redb::Database::create(data.join(super::redb::STORE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let whole: ::redb::TableDefinition<&str, &[u8]> = ::redb::TableDefinition::new("places");
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&place, &mut bytes).unwrap();
+        txn.open_table(whole)
+            .unwrap()
+            .insert("old-house", bytes.as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = CloudStore::open(&data).unwrap();
+    assert_eq!(store.place(&place.id).unwrap().as_ref(), Some(&place));
+    assert_eq!(store.places().unwrap().iter().count(), 1);
+    assert_eq!(place.grants.len(), 3);
+    drop(store);
+    let db = ::redb::Database::open(data.join(super::redb::STORE_FILE)).unwrap();
+    let txn = ::redb::ReadableDatabase::begin_read(&db).unwrap();
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| ::redb::TableHandle::name(&t).to_owned())
+        .collect();
+    assert!(!names.contains(&"places".to_owned()), "{names:?}");
+    // Opening again converts nothing and loses nothing.
+    drop(txn);
+    drop(db);
+    let store = CloudStore::open(&data).unwrap();
+    assert_eq!(store.place(&place.id).unwrap().as_ref(), Some(&place));
+}
