@@ -504,3 +504,5 @@ fn a_corrupt_record_is_reported_not_a_panic() {
         .unwrap();
     assert!(other.is_ok());
 }
+
+mod daemons;
