@@ -74,6 +74,10 @@ pub enum Fault {
     /// The processor's CA names another MAC (`SmartBridge<MAC>` with the
     /// last byte flipped) than the one it advertises and reports.
     NamesOtherMac,
+    /// The advertisement carries control characters (ESC, BEL, newline) in
+    /// its instance name, its host name and a TXT key, as a hostile device
+    /// on the LAN could, to rewrite a terminal or forge log lines.
+    HostileNames,
 }
 
 /// How the fleet's servers behave.
