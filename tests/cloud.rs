@@ -823,7 +823,19 @@ fn revoked_daemon_is_shut_out(database: Option<&str>) {
     assert_eq!(listed[0]["revoked"], true);
     assert!(listed[0]["revoked_at"].as_u64().is_some(), "{listed}");
 
-    // Mistakes: an unknown name, a revoked name enrolled again.
+    // Mistakes: a data directory without a store, an unknown name, a
+    // revoked name enrolled again.
+    if database.is_none() {
+        let typo = dir.path("clod");
+        let run = handoff(&["cloud", "--data", typo.to_str().unwrap(), "daemon", "list"]);
+        assert_eq!(run.code, Some(1), "{}", run.stdout);
+        assert!(
+            run.stderr.contains("holds no cloud store"),
+            "{}",
+            run.stderr
+        );
+        assert!(!typo.exists(), "nothing is made for a typo");
+    }
     let unknown = operator(&["daemon", "revoke", "site-9"]);
     assert_eq!(unknown.code, Some(1));
     assert_eq!(

@@ -402,7 +402,8 @@ fn nothing_secret_in_any_output(format: &str) {
         read(&outputs.join("claim.err"))
     );
 
-    // A share link made through the relay, then redeemed through it.
+    // A share link made through the relay, then redeemed through it (30
+    // days of access: a 7-day link from it fits whatever the clock does).
     let operator = handoff(&[
         "cloud",
         "--data",
@@ -411,6 +412,8 @@ fn nothing_secret_in_any_output(format: &str) {
         "lake",
         "--to",
         "integrator@example.com",
+        "--for",
+        "30d",
         "--as",
         "designer@example.com",
     ]);
@@ -444,8 +447,14 @@ fn nothing_secret_in_any_output(format: &str) {
         assert_eq!(
             status.code(),
             Some(0),
-            "{}",
+            "{}\n{}",
+            read(&outputs.join(format!("{name}.out"))),
             read(&outputs.join(format!("{name}.err")))
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         rt.block_on(async {
             let outbox = handoff::outbox::Outbox::open(&outbox_at).unwrap();

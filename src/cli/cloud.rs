@@ -282,6 +282,16 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
         CloudCommand::Serve(serve) => return run_serve(&data, database, serve).await,
         CloudCommand::Enroll(enroll) => return run_enroll(&data, database, enroll),
         CloudCommand::Copy(copy) => return run_copy(&data, database, copy),
+        // A typo in --data must not read as "nobody is enrolled".
+        CloudCommand::Daemon(_)
+            if database.is_none() && !data.join(crate::cloud::store::STORE_FILE).exists() =>
+        {
+            return Err(CliError::Failed(format!(
+                "{} holds no cloud store: nobody was enrolled there (check --data, or \
+                 --database for PostgreSQL)",
+                data.display()
+            )));
+        }
         _ => {}
     }
     let store = CloudStore::open_chosen(&data, database)?;
