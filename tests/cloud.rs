@@ -823,6 +823,22 @@ fn revoked_daemon_is_shut_out(database: Option<&str>) {
     assert_eq!(listed[0]["revoked"], true);
     assert!(listed[0]["revoked_at"].as_u64().is_some(), "{listed}");
 
+    let again = operator(&["daemon", "revoke", "site-1"]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert!(
+        again.stdout.starts_with("was already revoked site-1"),
+        "{}",
+        again.stdout
+    );
+
+    let again = operator(&["daemon", "revoke", "site-1"]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert!(
+        again.stdout.starts_with("was already revoked site-1"),
+        "{}",
+        again.stdout
+    );
+
     // Mistakes: a data directory without a store, an unknown name, a
     // revoked name enrolled again.
     if database.is_none() {
