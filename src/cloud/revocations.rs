@@ -169,3 +169,63 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| CloudError::Failed(format!("the store task failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::AccountId;
+    use crate::cloud::store::DaemonRecord;
+    use crate::shutdown::shutdown_channel;
+
+    /// What a node does between connections: a revocation written by
+    /// another handle ends a connected daemon's wait, and a connected
+    /// daemon's last contact keeps moving while it stays connected (and
+    /// not once it is gone).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_poll_sees_another_handles_revocation_and_refreshes_the_connected() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = Arc::new(CloudStore::open(&data).unwrap());
+        let enrolled = |name: &str| DaemonRecord::enrolled(name, AccountId::new("a@b.c"), now());
+        store.add_daemon(&enrolled("lake")).unwrap();
+        store.add_daemon(&enrolled("barn")).unwrap();
+        let (_stop, stopped) = shutdown_channel();
+        let step = Duration::from_millis(20);
+        let revocations = Revocations::start(store.clone(), step, step, stopped);
+        let mut lake = revocations.admit(&store, "lake").await.unwrap().unwrap();
+        let barn = revocations.admit(&store, "barn").await.unwrap().unwrap();
+        let contact = |name: &str| {
+            let all = store.daemons().unwrap();
+            all.into_iter()
+                .find(|d| d.name == name)
+                .unwrap()
+                .last_contact
+                .unwrap()
+        };
+        let (first_lake, first_barn) = (contact("lake"), contact("barn"));
+        drop(barn);
+        // Seconds are the store's unit: wait until a refresh shows.
+        let generous = Duration::from_secs(60);
+        tokio::time::timeout(generous, async {
+            while contact("lake") == first_lake {
+                tokio::time::sleep(step).await;
+            }
+        })
+        .await
+        .expect("the connected daemon's contact is refreshed");
+        assert_eq!(
+            contact("barn"),
+            first_barn,
+            "a daemon gone is not refreshed"
+        );
+
+        // The operator, from another handle: the connection's wait ends.
+        let operator = CloudStore::open(&data).unwrap();
+        operator.revoke_daemon("lake", now()).unwrap().unwrap();
+        tokio::time::timeout(generous, lake.revoked())
+            .await
+            .expect("the revocation is seen");
+        // And a new connection is refused at once.
+        assert!(revocations.admit(&store, "lake").await.unwrap().is_err());
+    }
+}
