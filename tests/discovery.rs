@@ -465,3 +465,71 @@ lan_test! {
         assert_eq!(run.json()[0]["warnings"], serde_json::json!([]), "{}", run.stdout);
     }
 }
+
+lan_test! {
+    /// A device whose instance name, host name and a TXT key carry ESC,
+    /// BEL and a newline (`sim --fault hostile-names`): `discover` for
+    /// people, its log at trace, and the daemon's log at trace never
+    /// print them raw (no cleared screen, no forged line); JSON keeps them
+    /// exactly, as JSON escapes.
+    fn hostile_names_from_the_lan_are_escaped_in_every_human_line_and_log() {
+        use std::process::{Command, Stdio};
+        let sim = Sim::start(&["--count", "2", "--system-type", "qsx", "--no-probe", "--fault", "hostile-names"]);
+        let hostile = "\u{1b}[2J\u{7}\nFORGED ";
+        let json = handoff(&["discover", "--json", "--timeout", "3s"]);
+        assert_eq!(json.code, Some(0), "{}", json.stderr);
+        let found = json.json();
+        let instances: BTreeSet<&str> = found.as_array().unwrap().iter()
+            .map(|p| p["instance"].as_str().unwrap()).collect();
+        let expected: BTreeSet<String> = sim.manifest.iter()
+            .map(|p| p["instance"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(instances, expected.iter().map(String::as_str).collect());
+        assert!(instances.iter().all(|i| i.starts_with(hostile)), "{instances:?}");
+
+        let human = handoff(&["discover", "--timeout", "3s"]);
+        assert_eq!(human.code, Some(0), "{}", human.stderr);
+        // The host name is shown (in a warning), escaped.
+        assert!(human.stderr.contains("host name '\\u{1b}[2J\\u{7}\\nFORGED-Lutron-"), "{}", human.stderr);
+        let traced = Command::new(common::handoff_bin())
+            .args(["-vv", "--log-format", "human", "discover", "--timeout", "3s"])
+            .env("HANDOFF_LOG", "trace").stdin(Stdio::null()).output().unwrap();
+        assert_eq!(traced.status.code(), Some(0));
+        let traced = String::from_utf8_lossy(&traced.stderr).into_owned();
+        assert!(traced.contains("FORGED KEY"), "the TXT key reached the log: {traced}");
+
+        // The daemon, at trace, with a client asking it.
+        let dir = common::TempDir::new("hostile-daemon");
+        let run = dir.path("run");
+        let log = dir.path("daemon.err");
+        let daemon = Command::new(common::handoff_bin())
+            .args(["-vv", "--log-format", "human", "--state-dir"]).arg(dir.path("state"))
+            .arg("--runtime-dir").arg(&run).arg("daemon")
+            .env("HANDOFF_LOG", "trace").env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null()).stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn().unwrap();
+        let daemon = common::ChildGuard(daemon);
+        let run_s = run.to_str().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let through_daemon = loop {
+            let h = handoff(&["--runtime-dir", run_s, "discover"]);
+            if h.code == Some(0) && h.stdout.lines().count() == 1 + 2 * 2 { break h; }
+            assert!(std::time::Instant::now() < deadline, "the daemon never listed both: {}\n{}", h.stdout, h.stderr);
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        drop(daemon);
+        let daemon_log = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+        assert!(daemon_log.contains("FORGED"), "the names reached the daemon's log: {daemon_log}");
+
+        for (what, text) in [
+            ("discover's stdout", &human.stdout), ("discover's stderr", &human.stderr),
+            ("discover --json's stderr", &json.stderr), ("discover's trace log", &traced),
+            ("discover through the daemon", &through_daemon.stdout),
+            ("discover through the daemon (stderr)", &through_daemon.stderr),
+            ("the daemon's trace log", &daemon_log),
+        ] {
+            assert!(!text.contains(['\u{1b}', '\u{7}']), "{what} carries a raw ESC or BEL:\n{text}");
+            assert!(!text.contains("\nFORGED"), "{what} has a forged line:\n{text}");
+        }
+    }
+}

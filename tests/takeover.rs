@@ -250,3 +250,322 @@ lan_test! {
         assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
     }
 }
+
+lan_test! {
+    fn no_key_or_link_secret_in_any_output_at_trace_in_human_logs() {
+        nothing_secret_in_any_output("human");
+    }
+}
+
+lan_test! {
+    fn no_key_or_link_secret_in_any_output_at_trace_in_json_logs() {
+        nothing_secret_in_any_output("json");
+    }
+}
+
+/// A takeover through a daemon, a claim by the command itself, and a
+/// share link made and redeemed through the relay, every process at `-vv`
+/// with `HANDOFF_LOG=trace` in the log `format`: no private key (PEM
+/// marker, base64 lines, DER bytes as hex or as a Rust byte list) and no
+/// share-link secret appears in anything any of them printed.
+fn nothing_secret_in_any_output(format: &str) {
+    let dir = TempDir::new(&format!("secrets-{format}"));
+    let sim = Sim::start(&["--count", "2", "--no-probe", "--auto-press", "300ms"]);
+    let bundle = dir.path("bundle");
+    let data = common::lake_place(&sim, &dir, true, &bundle);
+    let outputs = dir.path("outputs");
+    std::fs::create_dir(&outputs).unwrap();
+    let loud = |name: &str| {
+        let mut c = Command::new(handoff_bin());
+        c.args(["-vv", "--log-format", format])
+            .env("HANDOFF_LOG", "trace")
+            .env_remove("HANDOFF_CLOUD")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(outputs.join(format!("{name}.out"))).unwrap())
+            .stderr(std::fs::File::create(outputs.join(format!("{name}.err"))).unwrap());
+        c
+    };
+    let data_s = data.to_str().unwrap();
+    let serve = loud("cloud-serve")
+        .args([
+            "cloud",
+            "--data",
+            data_s,
+            "serve",
+            "--listen",
+            &addr().to_string(),
+        ])
+        .spawn()
+        .unwrap();
+    let _serve = common::ChildGuard(serve);
+    common::wait_for_port(addr());
+
+    let (daemon_state, cli_state) = (dir.path("daemon-state"), dir.path("cli-state"));
+    let run = dir.path("run").to_str().unwrap().to_owned();
+    let config = dir.path("handoff.toml");
+    let pairing = common::sim_identity_dir(&sim.state_dir);
+    std::fs::write(
+        &config,
+        format!("pairing_identity = \"{}\"\n", pairing.display()),
+    )
+    .unwrap();
+    let daemon = loud("daemon")
+        .arg("--state-dir")
+        .arg(&daemon_state)
+        .args([
+            "--runtime-dir",
+            &run,
+            "daemon",
+            "--cloud",
+            &addr().to_string(),
+            "--cloud-identity",
+            bundle.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    let _daemon = common::ChildGuard(daemon);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = handoff(&["--runtime-dir", &run, "health", "--json"]);
+        if h.code == Some(0) && h.json()["processors"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never found both processors: {}",
+            read(&outputs.join("daemon.err"))
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ids: Vec<&str> = sim
+        .manifest
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+
+    // The takeover, performed by the daemon.
+    let takeover = loud("takeover")
+        .arg("--state-dir")
+        .arg(&cli_state)
+        .args([
+            "--runtime-dir",
+            &run,
+            "takeover",
+            ids[0],
+            "--share-to",
+            "pro@example.com",
+            "--button-timeout",
+            "20s",
+            "--cloud-wait",
+            "30s",
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(
+        takeover.code(),
+        Some(0),
+        "{}",
+        read(&outputs.join("takeover.err"))
+    );
+    // A claim by the command itself (the second processor has no Place:
+    // the cloud refuses it, after the pairing made and stored a key).
+    let _ = loud("claim")
+        .arg("--state-dir")
+        .arg(&cli_state)
+        .args([
+            "claim",
+            ids[1],
+            "--button-timeout",
+            "20s",
+            "--cloud",
+            &addr().to_string(),
+            "--cloud-wait",
+            "10s",
+            "--cloud-identity",
+            bundle.to_str().unwrap(),
+            "--pairing-identity",
+        ])
+        .arg(&pairing)
+        .status()
+        .unwrap();
+    assert!(
+        cli_state.join("credentials").is_dir(),
+        "{}",
+        read(&outputs.join("claim.err"))
+    );
+
+    // A share link made through the relay, then redeemed through it (30
+    // days of access: a 7-day link from it fits whatever the clock does).
+    let operator = handoff(&[
+        "cloud",
+        "--data",
+        data_s,
+        "share",
+        "lake",
+        "--to",
+        "integrator@example.com",
+        "--for",
+        "30d",
+        "--as",
+        "designer@example.com",
+    ]);
+    assert_eq!(operator.code, Some(0), "{}", operator.stderr);
+    let outbox_at = cli_state.join(handoff::outbox::FILE_NAME);
+    let relay = |name: &str, kind: handoff::proto::EventKind| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let id = rt.block_on(async {
+            let outbox = handoff::outbox::Outbox::open(&outbox_at).unwrap();
+            let id = outbox.append(kind).await.unwrap();
+            outbox.close().await;
+            id
+        });
+        let status = loud(name)
+            .arg("--state-dir")
+            .arg(&cli_state)
+            .args([
+                "relay",
+                "--cloud",
+                &addr().to_string(),
+                "--cloud-identity",
+                bundle.to_str().unwrap(),
+                "--timeout",
+                "30s",
+            ])
+            .status()
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{}\n{}",
+            read(&outputs.join(format!("{name}.out"))),
+            read(&outputs.join(format!("{name}.err")))
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        rt.block_on(async {
+            let outbox = handoff::outbox::Outbox::open(&outbox_at).unwrap();
+            let ack = outbox.outcome(&id).await.unwrap().expect("answered");
+            outbox.close().await;
+            ack
+        })
+    };
+    let place = handoff::cloud::PlaceId("lake".into());
+    let ack = relay(
+        "relay-link-new",
+        handoff::proto::EventKind::NewShareLink(handoff::proto::NewShareLink {
+            place: place.clone(),
+            duration: handoff::cloud::AccessDuration::SevenDays,
+        }),
+    );
+    let link = ack.link.expect("the cloud issued a link");
+    relay(
+        "relay-redeem",
+        handoff::proto::EventKind::RedeemLink(handoff::proto::RedeemLink {
+            place,
+            link: link.clone(),
+        }),
+    );
+
+    // Every private key any process holds, in the forms a leak would take.
+    let mut needles = vec!["PRIVATE KEY".to_owned(), link.secret.clone()];
+    let mut keys = 0;
+    for root in [&sim.state_dir, &daemon_state, &cli_state, &data, &bundle] {
+        for pem in private_keys(root) {
+            keys += 1;
+            needles.extend(key_forms(&pem));
+        }
+    }
+    // The pairing identity, both claims' keys, the bundle, the cloud CA.
+    assert!(keys >= 5, "only {keys} keys found");
+    let mut outputs_read = 0;
+    for entry in std::fs::read_dir(&outputs).unwrap() {
+        let path = entry.unwrap().path();
+        let text = read(&path);
+        outputs_read += 1;
+        for needle in &needles {
+            assert!(
+                !text.contains(needle.as_str()),
+                "{} carries secret material {needle:?}",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(outputs_read, 2 * 6, "stdout and stderr of six processes");
+    // The logs are really at trace and in the format asked.
+    let daemon_log = read(&outputs.join("daemon.err"));
+    assert!(
+        daemon_log.contains("TRACE") || daemon_log.contains("\"level\":\"TRACE\""),
+        "{daemon_log}"
+    );
+    if format == "json" {
+        assert!(
+            daemon_log.lines().all(|l| l.starts_with('{')),
+            "{daemon_log}"
+        );
+    }
+}
+
+fn read(path: &std::path::Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned()
+}
+
+/// Every PEM private key in the files under `root`.
+fn private_keys(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return out;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(private_keys(&path));
+        } else if let Ok(text) = std::fs::read_to_string(&path)
+            && text.contains("PRIVATE KEY-----")
+        {
+            out.push(text);
+        }
+    }
+    out
+}
+
+/// The base64 lines of a PEM key, and slices of its DER from the middle
+/// (where the secret scalar is) as lower and upper hex and as `{:?}` of
+/// a byte slice prints them.
+fn key_forms(pem: &str) -> Vec<String> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let body: Vec<&str> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.is_empty())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let der = key.secret_der();
+    let mut forms: Vec<String> = body
+        .iter()
+        .filter(|l| l.len() >= 16)
+        .map(|l| l.to_string())
+        .collect();
+    for start in [der.len() / 3, der.len() / 2] {
+        let slice = &der[start..start + 12];
+        let hex: String = slice.iter().map(|b| format!("{b:02x}")).collect();
+        forms.push(hex.to_uppercase());
+        forms.push(hex);
+        let list: Vec<String> = slice.iter().map(u8::to_string).collect();
+        forms.push(list.join(", "));
+    }
+    forms
+}

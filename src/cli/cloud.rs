@@ -14,6 +14,7 @@
 //! by serial or MAC is read by [`Target`], as everywhere else.
 
 mod access;
+mod daemon;
 mod place;
 mod print;
 
@@ -26,6 +27,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use access::{AccessCommand, LinkCommand, ShareArgs};
+use daemon::DaemonCommand;
 use place::PlaceCommand;
 use print::{print, refused};
 
@@ -71,6 +73,9 @@ pub enum CloudCommand {
     Serve(ServeArgs),
     /// Issue a daemon identity bundle (key, certificate, cloud CA)
     Enroll(EnrollArgs),
+    /// Enrolled daemons: list them, revoke one
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
     /// Create, activate, open, show and list Places
     #[command(subcommand)]
     Place(PlaceCommand),
@@ -277,6 +282,16 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
         CloudCommand::Serve(serve) => return run_serve(&data, database, serve).await,
         CloudCommand::Enroll(enroll) => return run_enroll(&data, database, enroll),
         CloudCommand::Copy(copy) => return run_copy(&data, database, copy),
+        // A typo in --data must not read as "nobody is enrolled".
+        CloudCommand::Daemon(_)
+            if database.is_none() && !data.join(crate::cloud::store::STORE_FILE).exists() =>
+        {
+            return Err(CliError::Failed(format!(
+                "{} holds no cloud store: nobody was enrolled there (check --data, or \
+                 --database for PostgreSQL)",
+                data.display()
+            )));
+        }
         _ => {}
     }
     let store = CloudStore::open_chosen(&data, database)?;
@@ -287,6 +302,7 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
         | CloudCommand::Migrate { .. }
         | CloudCommand::Copy(_) => unreachable!("handled above"),
         CloudCommand::Place(cmd) => place::run(&store, cmd, at),
+        CloudCommand::Daemon(cmd) => daemon::run(&store, cmd, at),
         CloudCommand::SignInLink(args) => {
             let account = account_for_enrolment(&args.account)?;
             let link = crate::portal::sign_in_link(
@@ -410,6 +426,14 @@ fn run_enroll(data: &Path, database: Option<&str>, args: EnrollArgs) -> Result<E
     check_site_name(&args.name)?;
     let account = account_for_enrolment(&args.account)?;
     let store = CloudStore::open_chosen(data, database)?;
+    // A revoked name is refused before anything is written.
+    if store
+        .daemons()?
+        .iter()
+        .any(|d| d.name == args.name && d.revoked_at.is_some())
+    {
+        return Err(CloudError::RevokedName { name: args.name }.into());
+    }
     let authority = CloudAuthority::load_or_create(data).map_err(CloudError::from)?;
     let out = args
         .out
@@ -417,11 +441,7 @@ fn run_enroll(data: &Path, database: Option<&str>, args: EnrollArgs) -> Result<E
     let bundle = authority
         .enroll(&args.name, &account, &out)
         .map_err(CloudError::from)?;
-    store.add_daemon(&DaemonRecord {
-        name: args.name.clone(),
-        account: account.clone(),
-        enrolled_at: now(),
-    })?;
+    store.add_daemon(&DaemonRecord::enrolled(&args.name, account.clone(), now()))?;
     Ok(print(
         args.json,
         json!({"site": bundle.site, "account": account.as_str(), "bundle": bundle.dir}),

@@ -151,6 +151,7 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         system_types: args.system_type.clone(),
         seed: args.seed,
         instance_name: args.instance_name.clone(),
+        hostile_names: args.fault == Some(Fault::HostileNames),
     };
     let fleet = build_fleet(&spec).map_err(SimError::from)?;
     // Before anything is written: a `sim/` that is not ours is refused.

@@ -9,7 +9,8 @@
 //!   or a PostgreSQL database, one transaction per operation;
 //! - [`authority`]: the cloud's own CA and the daemon identities it issues
 //!   (`handoff cloud enroll`);
-//! - [`server`]: the relay protocol's TLS server (`handoff cloud serve`);
+//! - [`server`]: the relay protocol's TLS server (`handoff cloud serve`),
+//!   which closes a revoked daemon's connections (`revocations`);
 //! - [`project_file`], [`share_link`], [`names`]: what the operator's
 //!   commands read and hand out — the project file, a share link's text,
 //!   minted Place ids and checked site names and accounts — so that the
@@ -26,6 +27,7 @@ pub mod project_file;
 pub mod proof;
 mod refusal;
 mod relayed;
+mod revocations;
 pub mod rules;
 pub mod server;
 pub mod share_link;
@@ -105,6 +107,13 @@ pub enum CloudError {
     BadSiteName { name: String },
     #[error("'{text}' is not an email address (the myLutron account)")]
     NotAnEmail { text: String },
+    #[error(
+        "the site name '{name}' was revoked: its certificates stay refused, so it cannot be \
+         enrolled again (enroll the site box under another name)"
+    )]
+    RevokedName { name: String },
+    #[error("no daemon is enrolled as '{name}' (`handoff cloud daemon list` shows who is)")]
+    NoSuchDaemon { name: String },
     #[error("{0}")]
     Failed(String),
 }

@@ -11,7 +11,20 @@
 //! a frame that does not decode, anything before hello, or a peer that
 //! stalls the handshake gets an error frame (when the TLS session is up)
 //! and the connection ends. An unknown message kind gets an error frame
-//! and the connection goes on. Connections are bounded: past
+//! and the connection goes on.
+//!
+//! Revocation (`handoff cloud daemon revoke`): right after the TLS
+//! handshake, before a frame is read, a store transaction checks that the
+//! certificate's site name is not revoked (and records the contact); a
+//! revoked one gets a `revoked` error frame in place of hello-ack, and the
+//! connection ends. It is checked there rather than in rustls's
+//! client-certificate verifier because that verifier is synchronous and
+//! the store (PostgreSQL) is not: a lookup there would stall the runtime
+//! thread in every handshake. An open connection ends with the same frame
+//! once the poll of [`super::revocations`] sees its name revoked; batches
+//! it sent before are applied and stay applied.
+//!
+//! Connections are bounded: past
 //! `max_connections` the server stops accepting until one ends, so a flood
 //! waits in the kernel's backlog instead of eating memory.
 
@@ -27,6 +40,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::authority::names_of;
 use super::model::AccountId;
+use super::revocations::{Connected, Revocations};
 use super::store::{CloudStore, Reply};
 use super::{CloudError, now};
 use crate::proto::{
@@ -46,6 +60,12 @@ pub struct ServerOptions {
     pub idle_timeout: Duration,
     /// Most events applied in one transaction.
     pub max_batch: usize,
+    /// How often the store is read for revoked daemons, whose open
+    /// connections are then closed.
+    pub revocation_poll: Duration,
+    /// How often the store records that the connected daemons are still
+    /// there (their last contact).
+    pub seen_every: Duration,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +75,8 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             max_batch: 1024,
+            revocation_poll: Duration::from_millis(500),
+            seen_every: Duration::from_secs(60),
         }
     }
 }
@@ -73,6 +95,12 @@ pub async fn serve(
 ) -> Result<(), CloudError> {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let revocations = Revocations::start(
+        store.clone(),
+        options.revocation_poll,
+        options.seen_every,
+        shutdown.clone(),
+    );
     let options = Arc::new(options);
     loop {
         let permit = tokio::select! {
@@ -98,8 +126,10 @@ pub async fn serve(
         let store = store.clone();
         let options = options.clone();
         let shutdown = shutdown.clone();
+        let revocations = revocations.clone();
         tokio::spawn(async move {
-            if let Err(reason) = connection(tcp, peer, acceptor, store, &options, shutdown).await {
+            let served = connection(tcp, peer, acceptor, store, &revocations, &options, shutdown);
+            if let Err(reason) = served.await {
                 tracing::info!(%peer, %reason, "relay connection closed");
             }
             drop(permit);
@@ -112,6 +142,7 @@ async fn connection(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     store: Arc<CloudStore>,
+    revocations: &Revocations,
     options: &ServerOptions,
     shutdown: Shutdown,
 ) -> Result<(), String> {
@@ -120,7 +151,7 @@ async fn connection(
         .await
         .map_err(|_| "the TLS handshake took too long".to_string())?
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let account = {
+    let (site, account) = {
         let (_, session) = tls.get_ref();
         let cert = session
             .peer_certificates()
@@ -128,10 +159,64 @@ async fn connection(
             .ok_or("no client certificate")?;
         let (site, account) =
             names_of(cert.as_ref()).ok_or("the client certificate names no site or account")?;
-        tracing::info!(%peer, %site, %account, "daemon connected");
-        account
+        (site, account)
     };
-    serve_stream(tls, store, account, options, shutdown).await
+    let connected = match revocations.admit(&store, &site).await {
+        Ok(Ok(connected)) => connected,
+        Ok(Err(())) => {
+            tracing::warn!(%peer, %site, %account, "a revoked daemon was refused");
+            return refuse_before_hello(tls, options, error_code::REVOKED, revoked_reason(&site))
+                .await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check whether a daemon is revoked");
+            let reason = format!("the cloud cannot read its store: {e}");
+            return refuse_before_hello(tls, options, error_code::INTERNAL, reason).await;
+        }
+    };
+    tracing::info!(%peer, %site, %account, "daemon connected");
+    Session {
+        conn: FrameConnection::new(tls),
+        store,
+        account,
+        options,
+        shutdown,
+        revoked: Some(connected),
+    }
+    .run()
+    .await
+}
+
+fn revoked_reason(site: &str) -> String {
+    format!(
+        "the cloud's operator revoked this site box's identity ('{site}'): it is refused from \
+         now on; enroll the site box again under another name"
+    )
+}
+
+/// Reads the daemon's hello (so that the answer is not lost to a reset
+/// of a connection closed with unread data), answers it with an error
+/// frame and ends the connection. Nothing it sent is applied.
+async fn refuse_before_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    options: &ServerOptions,
+    code: &str,
+    reason: String,
+) -> Result<(), String> {
+    let mut conn = FrameConnection::<S>::new(stream);
+    let _ =
+        tokio::time::timeout(options.handshake_timeout, conn.read_frame::<RelayMessage>()).await;
+    let error = RelayMessage::Error(ErrorFrame {
+        code: code.into(),
+        reason: reason.clone(),
+        id: None,
+        query: None,
+    });
+    if conn.queue_frame(&error).is_ok() {
+        let _ = conn.flush_frames().await;
+    }
+    let _ = conn.shutdown().await;
+    Err(reason)
 }
 
 /// Serves one already-authenticated connection (any byte stream) for
@@ -153,6 +238,7 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         account,
         options,
         shutdown,
+        revoked: None,
     }
     .run()
     .await
@@ -164,6 +250,19 @@ struct Session<'a, S> {
     account: AccountId,
     options: &'a ServerOptions,
     shutdown: Shutdown,
+    /// The daemon's admission, when it came through the TLS server.
+    revoked: Option<Connected>,
+}
+
+/// Resolves when the connection's daemon is revoked; never without one.
+async fn revocation(connected: &mut Option<Connected>) -> String {
+    match connected {
+        Some(c) => {
+            c.revoked().await;
+            revoked_reason(c.name())
+        }
+        None => std::future::pending().await,
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
@@ -203,10 +302,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         }
         let mut shutdown = self.shutdown.clone();
+        let mut revoked = self.revoked.take();
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(self.options.idle_timeout, self.read_message()) => next,
                 () = shutdown.wait() => return Ok(()),
+                reason = revocation(&mut revoked) => {
+                    return self.close_with(error_code::REVOKED, reason).await;
+                }
             };
             let message = match next {
                 Err(_) => return Err("idle for too long".into()),

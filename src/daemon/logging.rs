@@ -146,7 +146,7 @@ pub fn init(flag: Option<LogFormat>, config: LogFormat, verbose: u8) -> Sink {
             registry
                 .with(
                     tracing_subscriber::fmt::layer()
-                        .with_writer(std::io::stderr)
+                        .with_writer(OneLine { ansi })
                         .with_ansi(ansi),
                 )
                 .try_init()
@@ -156,6 +156,51 @@ pub fn init(flag: Option<LogFormat>, config: LogFormat, verbose: u8) -> Sink {
         tracing::warn!("cannot reach the systemd journal ({e}); logging to stderr instead");
     }
     sink
+}
+
+/// Human log lines on stderr, one line per event whatever its fields
+/// carry. A field may hold text from any device on the LAN, printed by a
+/// library as it likes (mdns-sd's `Debug` of a TXT key keeps a newline as
+/// it is, which would start a forged line); every control character but
+/// the line's end (and the colours' ESC on a terminal) is escaped as
+/// [`crate::processor::printable`] escapes it.
+struct OneLine {
+    ansi: bool,
+}
+
+/// Writes one event: the fmt layer hands each event over in one write.
+struct OneLineWriter {
+    ansi: bool,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OneLine {
+    type Writer = OneLineWriter;
+
+    fn make_writer(&'a self) -> OneLineWriter {
+        OneLineWriter { ansi: self.ansi }
+    }
+}
+
+impl std::io::Write for OneLineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().write_all(one_line(buf, self.ansi).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `event` (one formatted log event) as one line.
+fn one_line(event: &[u8], ansi: bool) -> String {
+    let text = String::from_utf8_lossy(event);
+    let (body, end) = match text.strip_suffix('\n') {
+        Some(body) => (body, "\n"),
+        None => (&*text, ""),
+    };
+    let keep: &[char] = if ansi { &['\u{1b}'] } else { &[] };
+    format!("{}{end}", crate::processor::printable_but(body, keep))
 }
 
 #[cfg(test)]
@@ -168,6 +213,25 @@ mod tests {
             stderr_id,
             stderr_is_terminal: tty,
         }
+    }
+
+    #[test]
+    fn a_log_event_is_one_line_whatever_its_fields_carry() {
+        let event = "WARN mdns_sd: TxtProperty {key: \"\\x1b[2J\\x07\nFORGED KEY\"}\n";
+        assert_eq!(
+            one_line(event.as_bytes(), false),
+            "WARN mdns_sd: TxtProperty {key: \"\\x1b[2J\\x07\\nFORGED KEY\"}\n"
+        );
+        // Raw ESC and BEL: escaped, but for the colours on a terminal.
+        assert_eq!(
+            one_line(b"\x1b[33mWARN\x1b[0m \x07a\r\tb\n", false),
+            "\\u{1b}[33mWARN\\u{1b}[0m \\u{7}a\\r\\tb\n"
+        );
+        assert_eq!(
+            one_line(b"\x1b[33mWARN\x1b[0m \x07a\n", true),
+            "\x1b[33mWARN\x1b[0m \\u{7}a\n"
+        );
+        assert_eq!(one_line(b"no end", false), "no end");
     }
 
     #[test]

@@ -5,12 +5,19 @@
 /// LAN, and a terminal or a log reader must not act on what they carry.
 /// Other characters, accents included, are kept as they are.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    printable_but(s, &[])
+}
+
+/// [`printable`], keeping the control characters in `keep` as they are
+/// (the log's own colours, for one).
+pub fn printable_but<'a>(s: &'a str, keep: &[char]) -> std::borrow::Cow<'a, str> {
+    let escaped = |c: char| c.is_control() && !keep.contains(&c);
+    if !s.chars().any(escaped) {
         return s.into();
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() {
+        if escaped(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);

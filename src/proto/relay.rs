@@ -48,6 +48,10 @@ pub mod error_code {
     /// The cloud's database kept refusing the batch for conflicts with
     /// others; nothing of it was applied: send it again later.
     pub const BUSY: &str = "busy";
+    /// The cloud's operator revoked the daemon's identity: sent in place
+    /// of hello-ack, or on an open connection, which then closes. The
+    /// daemon must be enrolled again under another name.
+    pub const REVOKED: &str = "revoked";
 }
 
 /// One relay message, either direction.

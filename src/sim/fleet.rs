@@ -23,6 +23,9 @@ pub struct FleetSpec {
     /// Instance name of the first processor; later ones get ` (2)`, ` (3)`…
     /// as real processors do after mDNS probing renames them.
     pub instance_name: String,
+    /// Control characters in every instance name, host name and one TXT
+    /// key (`--fault hostile-names`).
+    pub hostile_names: bool,
 }
 
 impl Default for FleetSpec {
@@ -33,6 +36,7 @@ impl Default for FleetSpec {
             system_types: vec![SystemType::RadioRa3],
             seed: 0,
             instance_name: "Lutron Status".into(),
+            hostile_names: false,
         }
     }
 }
@@ -59,6 +63,8 @@ pub struct SimProcessor {
     pub address: Ipv4Addr,
     pub system_type: SystemType,
     pub instance: String,
+    /// See [`FleetSpec::hostile_names`].
+    pub hostile_names: bool,
 }
 
 /// SplitMix64: a tiny, well-known mixer; good enough to spread serials and
@@ -71,6 +77,11 @@ pub(super) fn splitmix64(mut x: u64) -> u64 {
 }
 
 /// Serials like real ones: eight decimal digits.
+/// What `--fault hostile-names` puts before each instance name, host name
+/// (spaces as dashes) and one TXT key: clear the screen, ring the bell,
+/// and start a forged line.
+pub const HOSTILE: &str = "\u{1b}[2J\u{7}\nFORGED ";
+
 const SERIAL_MIN: u64 = 10_000_000;
 const SERIAL_SPAN: u64 = 90_000_000;
 
@@ -113,17 +124,21 @@ pub fn build_fleet(spec: &FleetSpec) -> Result<Vec<SimProcessor>, FleetError> {
         // Locally administered (0x02): a simulator must not pose as a
         // vendor's real hardware address.
         let mac = Mac([0x02, 0x4c, s[0], s[1], s[2], s[3]]);
-        let instance = if i == 0 {
+        let mut instance = if i == 0 {
             spec.instance_name.clone()
         } else {
             format!("{} ({})", spec.instance_name, i + 1)
         };
+        if spec.hostile_names {
+            instance.insert_str(0, HOSTILE);
+        }
         fleet.push(SimProcessor {
             serial,
             mac,
             address: Ipv4Addr::from(first + i as u32),
             system_type: spec.system_types[i % spec.system_types.len()].clone(),
             instance,
+            hostile_names: spec.hostile_names,
         });
     }
     Ok(fleet)
@@ -142,7 +157,11 @@ impl SimProcessor {
     }
 
     pub fn host_name(&self) -> String {
-        self.serial.host_name()
+        let name = self.serial.host_name();
+        if self.hostile_names {
+            return format!("{}{name}", HOSTILE.replace(' ', "-"));
+        }
+        name
     }
 
     /// The TXT record, with the keys the protocol reference lists for this
@@ -166,6 +185,9 @@ impl SimProcessor {
             txt.push(TxtEntry::new("SERNUM", self.serial.to_string().as_bytes()));
             // The unclaimed value is an inference; "Claimed" is what was seen.
             txt.push(TxtEntry::new("CLAIM_STATUS", b"Unclaimed"));
+        }
+        if self.hostile_names {
+            txt.push(TxtEntry::new(&format!("{HOSTILE}KEY"), b"1"));
         }
         txt
     }
@@ -198,6 +220,7 @@ impl SimProcessor {
             address: Ipv4Addr::new(127, 0, 1, 1),
             system_type,
             instance: "Lutron Status".into(),
+            hostile_names: false,
         }
     }
 }

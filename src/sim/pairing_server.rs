@@ -330,6 +330,7 @@ mod tests {
             address: std::net::Ipv4Addr::new(127, 0, 1, 1),
             system_type: SystemType::CasetaSmartBridge,
             instance: "Lutron Status".into(),
+            hostile_names: false,
         }
     }
 

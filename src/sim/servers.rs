@@ -79,6 +79,10 @@ pub enum Fault {
     /// issued before; its own key and CA stay, so a client's pin still
     /// matches. New pairings are refused on the main port too.
     ForgetsClients,
+    /// The advertisement carries control characters (ESC, BEL, newline) in
+    /// its instance name, its host name and a TXT key, as a hostile device
+    /// on the LAN could, to rewrite a terminal or forge log lines.
+    HostileNames,
 }
 
 /// How the fleet's servers behave.

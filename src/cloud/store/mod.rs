@@ -59,12 +59,33 @@ impl ProcessorRecord {
     }
 }
 
-/// A daemon identity issued by `cloud enroll`.
+/// A daemon identity issued by `cloud enroll`. Its name is the `CN` of
+/// the certificate it was issued, and unique: a revoked name refuses every
+/// certificate that carries it, and cannot be enrolled again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonRecord {
     pub name: String,
     pub account: AccountId,
     pub enrolled_at: Timestamp,
+    /// When `cloud daemon revoke` shut it out; `None` while it may connect.
+    #[serde(default)]
+    pub revoked_at: Option<Timestamp>,
+    /// When it last connected (or was last seen connected by a node).
+    #[serde(default)]
+    pub last_contact: Option<Timestamp>,
+}
+
+impl DaemonRecord {
+    /// A daemon just enrolled: not revoked, never seen.
+    pub fn enrolled(name: &str, account: AccountId, at: Timestamp) -> DaemonRecord {
+        DaemonRecord {
+            name: name.to_owned(),
+            account,
+            enrolled_at: at,
+            revoked_at: None,
+            last_contact: None,
+        }
+    }
 }
 
 /// An event's result as stored: what a duplicate gets again.
@@ -672,6 +693,43 @@ impl CloudStore {
     /// [`CloudError`] when the store fails or a record is corrupt.
     pub fn daemons(&self) -> Result<Vec<DaemonRecord>, CloudError> {
         each!(self.daemons())
+    }
+
+    /// Revokes the daemon `name` at `now` (a second revoke keeps the
+    /// first time). `None`: no daemon has that name.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails or the record is corrupt.
+    pub fn revoke_daemon(
+        &self,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Option<DaemonRecord>, CloudError> {
+        each!(self.revoke_daemon(name, now))
+    }
+
+    /// The names of every revoked daemon: what `cloud serve` polls to close
+    /// their connections.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails or a record is corrupt.
+    pub fn revoked_daemons(&self) -> Result<Vec<String>, CloudError> {
+        each!(self.revoked_daemons())
+    }
+
+    /// Records that the daemons `names` are connected at `now`, in one
+    /// transaction, and returns those of them that are revoked (they are
+    /// not touched). A name without a record (a bundle issued without
+    /// `cloud enroll`, as the demo does) is neither.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails or a record is corrupt.
+    pub fn daemons_seen(
+        &self,
+        names: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<String>, CloudError> {
+        each!(self.daemons_seen(names, now))
     }
 
     /// Every stored event result, in key order (for `cloud copy` and its

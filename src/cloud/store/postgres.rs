@@ -50,6 +50,10 @@ const MAX_BACKOFF: Duration = Duration::from_millis(250);
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/0001_places.sql")),
     (2, include_str!("../../../migrations/0002_portal.sql")),
+    (
+        3,
+        include_str!("../../../migrations/0003_daemon_contact.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -457,18 +461,26 @@ impl PgStore {
     pub(super) fn add_daemon(&self, record: &DaemonRecord) -> Result<(), CloudError> {
         self.block(|| {
             self.transaction(async |t, _| {
-                t.tx.execute(
-                    "INSERT INTO daemons (name, account, enrolled_at) VALUES ($1, $2, $3)
+                // A revoked name stays revoked: its certificates are refused.
+                let written =
+                    t.tx.execute(
+                        "INSERT INTO daemons (name, account, enrolled_at) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO UPDATE SET account = $2, enrolled_at = $3,
-                         revoked_at = NULL",
-                    &[
-                        &record.name,
-                        &record.account.as_str(),
-                        &(record.enrolled_at.0 as i64),
-                    ],
-                )
-                .await
-                .map_err(db("enrolling a daemon"))?;
+                         last_contact = NULL
+                     WHERE daemons.revoked_at IS NULL",
+                        &[
+                            &record.name,
+                            &record.account.as_str(),
+                            &(record.enrolled_at.0 as i64),
+                        ],
+                    )
+                    .await
+                    .map_err(db("enrolling a daemon"))?;
+                if written == 0 {
+                    return Err(CloudError::RevokedName {
+                        name: record.name.clone(),
+                    });
+                }
                 Ok(())
             })
         })
@@ -479,19 +491,12 @@ impl PgStore {
             self.transaction(async |t, _| {
                 let rows =
                     t.tx.query(
-                        "SELECT name, account, enrolled_at FROM daemons ORDER BY name",
+                        &format!("SELECT {} FROM daemons ORDER BY name", daemons::COLUMNS),
                         &[],
                     )
                     .await
                     .map_err(db("listing daemons"))?;
-                Ok(rows
-                    .iter()
-                    .map(|row| DaemonRecord {
-                        name: row.get(0),
-                        account: AccountId::new(row.get::<_, &str>(1)),
-                        enrolled_at: Timestamp(row.get::<_, i64>(2) as u64),
-                    })
-                    .collect())
+                Ok(rows.iter().map(daemons::record).collect())
             })
         })
     }
@@ -663,6 +668,7 @@ impl PgTxn<'_> {
     }
 }
 
+mod daemons;
 mod import;
 mod txn;
 

@@ -55,6 +55,8 @@ const PROCESSORS: TableDefinition<u32, &[u8]> = TableDefinition::new("processors
 const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("events");
 /// (processor serial, certificate serial) → when the proof was spent.
 const SPENT_PROOFS: TableDefinition<(u32, &[u8]), u64> = TableDefinition::new("spent_proofs");
+mod daemons;
+
 /// Enrolled daemons by name.
 const DAEMONS: TableDefinition<&str, &[u8]> = TableDefinition::new("daemons");
 
@@ -565,6 +567,7 @@ impl RedbStore {
         let bytes = encode(record)?;
         self.write(|txn| {
             let mut table = txn.open_table(DAEMONS)?;
+            daemons::refuse_revoked(&table, &record.name)?;
             table.insert(record.name.as_str(), bytes.as_slice())?;
             Ok(())
         })

@@ -606,3 +606,4 @@ fn a_redb_file_of_whole_place_records_is_converted_when_opened() {
     let store = CloudStore::open(&data).unwrap();
     assert_eq!(store.place(&place.id).unwrap().as_ref(), Some(&place));
 }
+mod daemons;

@@ -54,8 +54,15 @@ impl PgStore {
                 }
                 for d in &dump.daemons {
                     t.tx.execute(
-                        "INSERT INTO daemons (name, account, enrolled_at) VALUES ($1, $2, $3)",
-                        &[&d.name, &d.account.as_str(), &(d.enrolled_at.0 as i64)],
+                        "INSERT INTO daemons (name, account, enrolled_at, revoked_at, last_contact)
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[
+                            &d.name,
+                            &d.account.as_str(),
+                            &(d.enrolled_at.0 as i64),
+                            &d.revoked_at.map(|t| t.0 as i64),
+                            &d.last_contact.map(|t| t.0 as i64),
+                        ],
                     )
                     .await
                     .map_err(db("copying daemons"))?;

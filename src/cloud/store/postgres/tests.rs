@@ -246,11 +246,11 @@ fn cloud_copy_moves_everything_and_both_stores_answer_alike() {
     )
     .unwrap()
     .unwrap();
-    from.add_daemon(&crate::cloud::store::DaemonRecord {
-        name: "lake".into(),
-        account: owner(),
-        enrolled_at: Timestamp(7),
-    })
+    from.add_daemon(&crate::cloud::store::DaemonRecord::enrolled(
+        "lake",
+        owner(),
+        Timestamp(7),
+    ))
     .unwrap();
 
     let url = cluster::empty_database(migrate);
