@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::prometheus_text;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -55,6 +56,35 @@ pub enum MetricsError {
     },
     #[error("the metrics file {} must end in .prom (the textfile collector reads only those)", .0.display())]
     NotProm(PathBuf),
+}
+
+/// Registers `metric` so that it is always declared (`# HELP`, `# TYPE`),
+/// even while a family has no label set yet: the registry leaves an empty
+/// family out, and a dashboard or an alert then cannot tell "none yet"
+/// from "not exported".
+pub fn register_declared<M>(
+    registry: &mut Registry,
+    name: &'static str,
+    help: &'static str,
+    metric: M,
+) where
+    M: EncodeMetric + std::fmt::Debug + Send + Sync + 'static,
+{
+    registry.register_collector(Box::new(Declared { name, help, metric }));
+}
+
+#[derive(Debug)]
+struct Declared<M> {
+    name: &'static str,
+    help: &'static str,
+    metric: M,
+}
+
+impl<M: EncodeMetric + std::fmt::Debug + Send + Sync + 'static> Collector for Declared<M> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = encoder.encode_descriptor(self.name, self.help, None, self.metric.metric_type())?;
+        self.metric.encode(m)
+    }
 }
 
 /// The registry in the Prometheus text format.

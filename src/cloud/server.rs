@@ -46,6 +46,9 @@ pub struct ServerOptions {
     pub idle_timeout: Duration,
     /// Most events applied in one transaction.
     pub max_batch: usize,
+    /// Where events, batches, connections and handshake failures are
+    /// counted (shared with the portal and the `--metrics` listener).
+    pub metrics: Arc<super::metrics::CloudMetrics>,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +58,7 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             max_batch: 1024,
+            metrics: Arc::default(),
         }
     }
 }
@@ -116,9 +120,12 @@ async fn connection(
     shutdown: Shutdown,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
+    let failed = |reason| options.metrics.tls_handshake_failed(reason);
     let tls = tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp))
         .await
+        .inspect_err(|_| failed("timeout"))
         .map_err(|_| "the TLS handshake took too long".to_string())?
+        .inspect_err(|e| failed(super::metrics::handshake_failure_reason(e)))
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
     let account = {
         let (_, session) = tls.get_ref();
@@ -131,6 +138,7 @@ async fn connection(
         tracing::info!(%peer, %site, %account, "daemon connected");
         account
     };
+    let _connected = options.metrics.daemon_connected();
     serve_stream(tls, store, account, options, shutdown).await
 }
 
@@ -253,8 +261,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let store = self.store.clone();
         let account = self.account.clone();
         let batch = events.clone();
+        let started = std::time::Instant::now();
         let result =
             tokio::task::spawn_blocking(move || store.relay(&account, &batch, now())).await;
+        if let Ok(Ok(replies)) = &result {
+            self.options.metrics.batch(events.len(), started.elapsed());
+            for reply in replies {
+                if let Reply::Ack(ack) = reply {
+                    self.options.metrics.event(&ack.outcome);
+                }
+            }
+        }
         let replies: Vec<RelayMessage> = match result {
             Ok(Ok(replies)) => replies
                 .into_iter()

@@ -38,11 +38,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{DaemonError, LiveInventory};
-use crate::metrics::MetricsListener;
-use crate::shutdown::Shutdown;
 use crate::discovery::InventoryEvent;
+use crate::metrics::MetricsListener;
 use crate::proto::control::{ControlError, Done};
 use crate::relay::RelayStatus;
+use crate::shutdown::Shutdown;
 
 /// Where the daemon's metrics go (the configuration's `[metrics]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,17 +167,20 @@ impl DaemonCounters {
 pub fn registry(live: Arc<LiveInventory>) -> Registry {
     let mut registry = Registry::default();
     let counters = live.counters();
-    registry.register(
+    crate::metrics::register_declared(
+        &mut registry,
         "handoff_discovery_events",
         "Inventory changes applied, by change (added, changed, removed)",
         counters.discovery_events.clone(),
     );
-    registry.register(
+    crate::metrics::register_declared(
+        &mut registry,
         "handoff_claims",
         "Claims performed for control clients, by outcome (claimed; refused or queued by the cloud; else the error code)",
         counters.claims.clone(),
     );
-    registry.register(
+    crate::metrics::register_declared(
+        &mut registry,
         "handoff_takeovers",
         "Takeovers performed for control clients, by outcome (done, refused, not-applicable, nothing-to-do, interrupted, cancelled; else the error code)",
         counters.takeovers.clone(),

@@ -229,12 +229,32 @@ fn bad_address_is_refused_with_key_and_line() {
 #[test]
 fn metrics_off_loopback_or_not_a_prom_file_is_refused_with_key_and_line() {
     for (bad, key, says) in [
-        ("listen = \"0.0.0.0:9721\"", "metrics.listen", "must be on loopback"),
-        ("listen = \"192.0.2.7:9721\"", "metrics.listen", "must be on loopback"),
+        (
+            "listen = \"0.0.0.0:9721\"",
+            "metrics.listen",
+            "must be on loopback",
+        ),
+        (
+            "listen = \"192.0.2.7:9721\"",
+            "metrics.listen",
+            "must be on loopback",
+        ),
         ("listen = \"localhost\"", "metrics.listen", "address:port"),
-        ("textfile = \"/var/lib/x/handoff.txt\"", "metrics.textfile", "must end in .prom"),
-        ("textfile = \"handoff.prom\"", "metrics.textfile", "absolute path"),
-        ("textfile_interval = \"0s\"", "metrics.textfile_interval", "longer than 0s"),
+        (
+            "textfile = \"/var/lib/x/handoff.txt\"",
+            "metrics.textfile",
+            "must end in .prom",
+        ),
+        (
+            "textfile = \"handoff.prom\"",
+            "metrics.textfile",
+            "absolute path",
+        ),
+        (
+            "textfile_interval = \"0s\"",
+            "metrics.textfile_interval",
+            "longer than 0s",
+        ),
     ] {
         let (line, _, k, message) = invalid(&format!("\n[metrics]\n{bad}\n"));
         assert_eq!((line, k.as_deref()), (3, Some(key)), "{bad}: {message}");
