@@ -58,19 +58,24 @@ pub enum MetricsError {
     NotProm(PathBuf),
 }
 
-/// Registers `metric` so that it is always declared (`# HELP`, `# TYPE`),
-/// even while a family has no label set yet: the registry leaves an empty
-/// family out, and a dashboard or an alert then cannot tell "none yet"
-/// from "not exported".
-pub fn register_declared<M>(
-    registry: &mut Registry,
-    name: &'static str,
-    help: &'static str,
-    metric: M,
-) where
+/// A registry of `metrics`, each always declared (`# HELP`, `# TYPE`),
+/// even while a family has no label set yet: `Registry::register` leaves
+/// an empty family out, and a dashboard or an alert then cannot tell
+/// "none yet" from "not exported".
+pub fn registry_of(metrics: Vec<Box<dyn Collector>>) -> Registry {
+    let mut registry = Registry::default();
+    for metric in metrics {
+        registry.register_collector(metric);
+    }
+    registry
+}
+
+/// `metric` under `name`, for [`registry_of`].
+pub fn declared<M>(name: &'static str, help: &'static str, metric: M) -> Box<dyn Collector>
+where
     M: EncodeMetric + std::fmt::Debug + Send + Sync + 'static,
 {
-    registry.register_collector(Box::new(Declared { name, help, metric }));
+    Box::new(Declared { name, help, metric })
 }
 
 #[derive(Debug)]

@@ -119,11 +119,18 @@ fn assert_declared(parsed: &Value, families: &[(&str, &str)], text: &str) {
     }
 }
 
+/// Every sample of every family.
+fn samples(parsed: &Value) -> impl Iterator<Item = &Value> {
+    parsed
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|f| f["samples"].as_array().unwrap())
+}
+
 /// The value of sample `sample` with exactly `labels`, if present.
-fn value(parsed: &Value, family: &str, sample: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    parsed[family]["samples"]
-        .as_array()?
-        .iter()
+fn value(parsed: &Value, sample: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(parsed)
         .find(|s| {
             let have = s[1].as_object().unwrap();
             s[0] == sample
@@ -135,17 +142,12 @@ fn value(parsed: &Value, family: &str, sample: &str, labels: &[(&str, &str)]) ->
         .map(|s| s[2].as_f64().unwrap())
 }
 
-/// The sum of a family's samples named `sample`, whatever their labels.
-fn sum(parsed: &Value, family: &str, sample: &str) -> f64 {
-    parsed[family]["samples"]
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .filter(|s| s[0] == sample)
-                .map(|s| s[2].as_f64().unwrap())
-                .sum()
-        })
-        .unwrap_or(0.0)
+/// The sum of the samples named `sample`, whatever their labels.
+fn sum(parsed: &Value, sample: &str) -> f64 {
+    samples(parsed)
+        .filter(|s| s[0] == sample)
+        .map(|s| s[2].as_f64().unwrap())
+        .sum()
 }
 
 fn health(run: &str) -> Option<Value> {
@@ -257,11 +259,7 @@ fn one_claim_and_one_relayed_event_move_each_counter_by_one_and_every_exposition
             let text = scrape(DAEMON_METRICS);
             let before = parse(&python, &text);
             assert_declared(&before, DAEMON_FAMILIES, &text);
-            assert_eq!(
-                sum(&before, "handoff_processors", "handoff_processors"),
-                3.0,
-                "{text}"
-            );
+            assert_eq!(sum(&before, "handoff_processors"), 3.0, "{text}");
             for product in ["RadioRA 3", "HomeWorks", "Caséta"] {
                 let found = before["handoff_processors"]["samples"]
                     .as_array()
@@ -275,12 +273,7 @@ fn one_claim_and_one_relayed_event_move_each_counter_by_one_and_every_exposition
                 assert!(found, "no processor of product {product}: {text}");
             }
             assert_eq!(
-                value(
-                    &before,
-                    "handoff_relay_backlog_events",
-                    "handoff_relay_backlog_events",
-                    &[]
-                ),
+                value(&before, "handoff_relay_backlog_events", &[]),
                 Some(0.0),
                 "{text}"
             );
@@ -304,57 +297,32 @@ fn one_claim_and_one_relayed_event_move_each_counter_by_one_and_every_exposition
             );
             let text = scrape(DAEMON_METRICS);
             let after = parse(&python, &text);
-            let moved = |family: &str, sample: &str, labels: &[(&str, &str)]| {
-                value(&after, family, sample, labels).unwrap_or(0.0)
-                    - value(&before, family, sample, labels).unwrap_or(0.0)
+            let moved = |sample: &str, labels: &[(&str, &str)]| {
+                value(&after, sample, labels).unwrap_or(0.0)
+                    - value(&before, sample, labels).unwrap_or(0.0)
             };
             let claimed = [("outcome", "claimed")];
+            assert_eq!(moved("handoff_claims_total", &claimed), 1.0, "{text}");
             assert_eq!(
-                moved("handoff_claims", "handoff_claims_total", &claimed),
-                1.0,
-                "{text}"
-            );
-            assert_eq!(
-                sum(&after, "handoff_claims", "handoff_claims_total")
-                    - sum(&before, "handoff_claims", "handoff_claims_total"),
+                sum(&after, "handoff_claims_total") - sum(&before, "handoff_claims_total"),
                 1.0,
                 "{text}"
             );
             let applied = [("outcome", "applied")];
             assert_eq!(
-                moved(
-                    "handoff_relayed_events",
-                    "handoff_relayed_events_total",
-                    &applied
-                ),
+                moved("handoff_relayed_events_total", &applied),
                 1.0,
                 "{text}"
             );
             assert_eq!(
-                sum(
-                    &after,
-                    "handoff_relayed_events",
-                    "handoff_relayed_events_total"
-                ) - sum(
-                    &before,
-                    "handoff_relayed_events",
-                    "handoff_relayed_events_total"
-                ),
+                sum(&after, "handoff_relayed_events_total")
+                    - sum(&before, "handoff_relayed_events_total"),
                 1.0,
                 "{text}"
             );
+            assert_eq!(sum(&after, "handoff_takeovers_total"), 0.0, "{text}");
             assert_eq!(
-                sum(&after, "handoff_takeovers", "handoff_takeovers_total"),
-                0.0,
-                "{text}"
-            );
-            assert_eq!(
-                value(
-                    &after,
-                    "handoff_relay_connected",
-                    "handoff_relay_connected",
-                    &[]
-                ),
+                value(&after, "handoff_relay_connected", &[]),
                 Some(1.0),
                 "{text}"
             );
@@ -364,29 +332,23 @@ fn one_claim_and_one_relayed_event_move_each_counter_by_one_and_every_exposition
             let text = scrape(DAEMON_METRICS);
             let now = parse(&python, &text);
             assert_eq!(
-                sum(&now, "handoff_processors", "handoff_processors"),
+                sum(&now, "handoff_processors"),
                 h["processors"].as_f64().unwrap(),
                 "{h}\n{text}"
             );
             assert_eq!(
-                value(
-                    &now,
-                    "handoff_relay_backlog_events",
-                    "handoff_relay_backlog_events",
-                    &[]
-                ),
+                value(&now, "handoff_relay_backlog_events", &[]),
                 h["relay"]["backlog"].as_f64(),
                 "{h}\n{text}"
             );
 
             // The textfile catches up within its interval, parses, and the
             // node exporter's user can read it although the umask is 077.
-            let claims_now = value(&after, "handoff_claims", "handoff_claims_total", &claimed);
+            let claims_now = value(&after, "handoff_claims_total", &claimed);
             let file = wait_until("the textfile shows the claim", 15, || {
                 let text = std::fs::read_to_string(&textfile).ok()?;
                 let parsed = parse(&python, &text);
-                (value(&parsed, "handoff_claims", "handoff_claims_total", &claimed) == claims_now)
-                    .then_some(parsed)
+                (value(&parsed, "handoff_claims_total", &claimed) == claims_now).then_some(parsed)
             });
             assert_declared(&file, DAEMON_FAMILIES, "(textfile)");
             use std::os::unix::fs::PermissionsExt;
@@ -417,88 +379,30 @@ fn one_claim_and_one_relayed_event_move_each_counter_by_one_and_every_exposition
             });
             let c = parse(&python, &text);
             assert_declared(&c, CLOUD_FAMILIES, &text);
-            assert_eq!(
-                value(
-                    &c,
-                    "handoff_cloud_events",
-                    "handoff_cloud_events_total",
-                    &applied
-                ),
-                Some(1.0),
-                "{text}"
-            );
-            assert_eq!(
-                sum(&c, "handoff_cloud_events", "handoff_cloud_events_total"),
-                1.0,
-                "{text}"
-            );
-            assert_eq!(
-                value(
-                    &c,
-                    "handoff_cloud_tls_handshake_failures",
+            assert_eq!(sum(&c, "handoff_cloud_events_total"), 1.0, "{text}");
+            let portal = |route, status| [("route", route), ("method", "GET"), ("status", status)];
+            let (sign_in, unmatched) = (portal("/sign-in", "200"), portal("unmatched", "404"));
+            for (sample, labels, want) in [
+                ("handoff_cloud_events_total", &applied[..], 1.0),
+                (
                     "handoff_cloud_tls_handshake_failures_total",
-                    &[("reason", "protocol")]
+                    &[("reason", "protocol")],
+                    1.0,
                 ),
-                Some(1.0),
-                "{text}"
-            );
-            let batches = value(
-                &c,
-                "handoff_cloud_batch_events",
-                "handoff_cloud_batch_events_count",
-                &[],
-            );
-            assert_eq!(batches, Some(1.0), "{text}");
-            assert_eq!(
-                value(
-                    &c,
-                    "handoff_cloud_batch_events",
-                    "handoff_cloud_batch_events_sum",
-                    &[]
-                ),
-                Some(1.0),
-                "{text}"
-            );
-            assert_eq!(
-                value(
-                    &c,
-                    "handoff_cloud_transaction_seconds",
-                    "handoff_cloud_transaction_seconds_count",
-                    &[]
-                ),
-                batches,
-                "{text}"
-            );
-            assert_eq!(
-                value(
-                    &c,
-                    "handoff_cloud_connected_daemons",
-                    "handoff_cloud_connected_daemons",
-                    &[]
-                ),
-                Some(1.0),
-                "{text}"
-            );
-            assert_eq!(
-                value(
-                    &c,
-                    "handoff_cloud_serialization_retries",
-                    "handoff_cloud_serialization_retries_total",
-                    &[]
-                ),
-                Some(0.0),
-                "{text}"
-            );
-            let portal = |route, status| {
-                value(
-                    &c,
-                    "handoff_portal_request_seconds",
-                    "handoff_portal_request_seconds_count",
-                    &[("route", route), ("method", "GET"), ("status", status)],
-                )
-            };
-            assert_eq!(portal("/sign-in", "200"), Some(1.0), "{text}");
-            assert_eq!(portal("unmatched", "404"), Some(1.0), "{text}");
+                ("handoff_cloud_batch_events_count", &[], 1.0),
+                ("handoff_cloud_batch_events_sum", &[], 1.0),
+                ("handoff_cloud_transaction_seconds_count", &[], 1.0),
+                ("handoff_cloud_connected_daemons", &[], 1.0),
+                ("handoff_cloud_serialization_retries_total", &[], 0.0),
+                ("handoff_portal_request_seconds_count", &sign_in, 1.0),
+                ("handoff_portal_request_seconds_count", &unmatched, 1.0),
+            ] {
+                assert_eq!(
+                    value(&c, sample, labels),
+                    Some(want),
+                    "{sample} {labels:?}\n{text}"
+                );
+            }
         },
     );
 }

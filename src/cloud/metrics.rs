@@ -115,51 +115,45 @@ impl CloudMetrics {
     /// The registry a `--metrics` listener serves: these counts, and the
     /// store's serialization retries read at each scrape.
     pub fn registry(self: &Arc<Self>, store: Arc<CloudStore>) -> Registry {
-        let mut r = Registry::default();
-        crate::metrics::register_declared(
-            &mut r,
-            "handoff_cloud_events",
-            "Relayed events acknowledged, by outcome (applied, duplicate, refused)",
-            self.events.clone(),
-        );
-        crate::metrics::register_declared(
-            &mut r,
-            "handoff_cloud_refusals",
-            "Relayed events refused, by the rule that refused them",
-            self.refusals.clone(),
-        );
-        crate::metrics::register_declared(
-            &mut r,
-            "handoff_cloud_batch_events",
-            "Relayed events applied in one store transaction",
-            self.batch_events.clone(),
-        );
-        crate::metrics::register_declared(
-            &mut r,
-            "handoff_cloud_transaction_seconds",
-            "Time to apply one batch of relayed events in the store",
-            self.transaction_seconds.clone(),
-        );
-        crate::metrics::register_declared(
-            &mut r,
-            "handoff_cloud_connected_daemons",
-            "Site daemons connected to the relay now (past the TLS handshake)",
-            self.connected_daemons.clone(),
-        );
-        crate::metrics::register_declared(
-            &mut r,
-            "handoff_cloud_tls_handshake_failures",
-            "Relay TLS handshakes that failed, by reason",
-            self.tls_failures.clone(),
-        );
-        crate::metrics::register_declared(
-            &mut r,
-            "handoff_portal_request_seconds",
-            "Portal requests and their latency, by route, method and status",
-            self.portal_requests.clone(),
-        );
-        r.register_collector(Box::new(StoreState(store)));
-        r
+        use crate::metrics::declared;
+        crate::metrics::registry_of(vec![
+            declared(
+                "handoff_cloud_events",
+                "Relayed events acknowledged, by outcome (applied, duplicate, refused)",
+                self.events.clone(),
+            ),
+            declared(
+                "handoff_cloud_refusals",
+                "Relayed events refused, by the rule that refused them",
+                self.refusals.clone(),
+            ),
+            declared(
+                "handoff_cloud_batch_events",
+                "Relayed events applied in one store transaction",
+                self.batch_events.clone(),
+            ),
+            declared(
+                "handoff_cloud_transaction_seconds",
+                "Time to apply one batch of relayed events in the store",
+                self.transaction_seconds.clone(),
+            ),
+            declared(
+                "handoff_cloud_connected_daemons",
+                "Site daemons connected to the relay now (past the TLS handshake)",
+                self.connected_daemons.clone(),
+            ),
+            declared(
+                "handoff_cloud_tls_handshake_failures",
+                "Relay TLS handshakes that failed, by reason",
+                self.tls_failures.clone(),
+            ),
+            declared(
+                "handoff_portal_request_seconds",
+                "Portal requests and their latency, by route, method and status",
+                self.portal_requests.clone(),
+            ),
+            Box::new(StoreState(store)),
+        ])
     }
 }
 

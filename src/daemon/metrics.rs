@@ -165,28 +165,26 @@ impl DaemonCounters {
 /// The daemon's registry: the counters `live` keeps, and what is read
 /// from `live` at each scrape.
 pub fn registry(live: Arc<LiveInventory>) -> Registry {
-    let mut registry = Registry::default();
+    use crate::metrics::declared;
     let counters = live.counters();
-    crate::metrics::register_declared(
-        &mut registry,
-        "handoff_discovery_events",
-        "Inventory changes applied, by change (added, changed, removed)",
-        counters.discovery_events.clone(),
-    );
-    crate::metrics::register_declared(
-        &mut registry,
-        "handoff_claims",
-        "Claims performed for control clients, by outcome (claimed; refused or queued by the cloud; else the error code)",
-        counters.claims.clone(),
-    );
-    crate::metrics::register_declared(
-        &mut registry,
-        "handoff_takeovers",
-        "Takeovers performed for control clients, by outcome (done, refused, not-applicable, nothing-to-do, interrupted, cancelled; else the error code)",
-        counters.takeovers.clone(),
-    );
-    registry.register_collector(Box::new(DaemonState { live }));
-    registry
+    crate::metrics::registry_of(vec![
+        declared(
+            "handoff_discovery_events",
+            "Inventory changes applied, by change (added, changed, removed)",
+            counters.discovery_events.clone(),
+        ),
+        declared(
+            "handoff_claims",
+            "Claims performed for control clients, by outcome (claimed; refused or queued by the cloud; else the error code)",
+            counters.claims.clone(),
+        ),
+        declared(
+            "handoff_takeovers",
+            "Takeovers performed for control clients, by outcome (done, refused, not-applicable, nothing-to-do, interrupted, cancelled; else the error code)",
+            counters.takeovers.clone(),
+        ),
+        Box::new(DaemonState { live }),
+    ])
 }
 
 /// What a scrape reads from the live state.
