@@ -225,7 +225,7 @@ fn one_claim_and_one_relayed_event_move_each_counter_by_one_and_every_exposition
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            let _cloud = ChildGuard(cloud);
+            let mut cloud = ChildGuard(cloud);
             for a in [CLOUD, CLOUD_METRICS, PORTAL] {
                 wait_for_port(addr(a));
             }
@@ -403,6 +403,51 @@ fn one_claim_and_one_relayed_event_move_each_counter_by_one_and_every_exposition
                     "{sample} {labels:?}\n{text}"
                 );
             }
+
+            // The cloud goes away: a release waits in the backlog, the
+            // relay reconnects, and health and the gauges still agree.
+            let _ = cloud.0.kill();
+            let _ = cloud.0.wait();
+            let release = handoff(&[
+                "--state-dir",
+                &state,
+                "--runtime-dir",
+                &run_s,
+                "release",
+                &id,
+                "--json",
+                "--cloud-wait",
+                "1s",
+            ]);
+            assert_eq!(release.code, Some(4), "{}", release.stderr);
+            let reconnects = |p: &Value| value(p, "handoff_relay_reconnects_total", &[]).unwrap();
+            let down = wait_until("the relay counts a reconnect", 30, || {
+                let parsed = parse(&python, &scrape(DAEMON_METRICS));
+                (reconnects(&parsed) > reconnects(&after)).then_some(parsed)
+            });
+            assert_eq!(value(&down, "handoff_relay_connected", &[]), Some(0.0));
+            // The age is published when the relay's status changes (a retry).
+            let h = wait_until("health shows the release's age", 30, || {
+                health(&run_s).filter(|h| h["relay"]["oldest_unsent_ms"].as_u64() > Some(0))
+            });
+            let text = scrape(DAEMON_METRICS);
+            let now = parse(&python, &text);
+            assert_eq!(h["relay"]["backlog"], 1, "{h}");
+            assert_eq!(
+                value(&now, "handoff_relay_backlog_events", &[]),
+                Some(1.0),
+                "{text}"
+            );
+            assert!(
+                h["relay"]["oldest_unsent_ms"]
+                    .as_u64()
+                    .is_some_and(|ms| ms > 0),
+                "{h}"
+            );
+            assert!(
+                value(&now, "handoff_relay_oldest_unsent_seconds", &[]).is_some_and(|s| s > 0.0),
+                "{text}"
+            );
         },
     );
 }
