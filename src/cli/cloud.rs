@@ -137,7 +137,7 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics (GET /metrics, plain HTTP) on this
     /// address: relayed events by outcome and rule, batches, transaction
     /// time, connected daemons, TLS failures, portal requests
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "HANDOFF_CLOUD_METRICS")]
     pub metrics: Option<SocketAddr>,
 }
 
