@@ -202,3 +202,36 @@ impl Collector for StoreState {
         )?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_handshake_is_named_by_what_rustls_said() {
+        let tls = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let cases = [
+            (
+                tls(rustls::Error::NoCertificatesPresented),
+                "no-certificate",
+            ),
+            (
+                tls(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Revoked,
+                )),
+                "revoked",
+            ),
+            (
+                tls(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer,
+                )),
+                "bad-certificate",
+            ),
+            (tls(rustls::Error::General("x".into())), "protocol"),
+            (std::io::ErrorKind::ConnectionReset.into(), "io"),
+        ];
+        for (e, want) in cases {
+            assert_eq!(handshake_failure_reason(&e), want, "{e}");
+        }
+    }
+}

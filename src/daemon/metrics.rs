@@ -273,3 +273,59 @@ impl Collector for DaemonState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::control::{CloudResult, TakeoverResult, error_code};
+
+    fn done(cloud: Option<&str>, takeover: Option<&str>) -> Result<Done, ControlError> {
+        Ok(Done {
+            request: 1,
+            claimed: None,
+            released: None,
+            takeover: takeover.map(|result| TakeoverResult {
+                result: result.into(),
+                ..TakeoverResult::default()
+            }),
+            cloud: cloud.map(|result| CloudResult {
+                id: ("d".to_owned(), 1).into(),
+                result: result.into(),
+                rule: None,
+                why: None,
+                link: None,
+            }),
+        })
+    }
+
+    /// Each way a claim or a takeover ends is its own series, and the
+    /// whole exposition names them as the README says.
+    #[test]
+    fn claims_and_takeovers_are_counted_by_how_they_ended() {
+        let live = Arc::new(LiveInventory::new(Instant::now()));
+        let c = live.counters();
+        c.claim(&done(None, None)); // pair only
+        c.claim(&done(Some("applied"), None));
+        c.claim(&done(Some("queued"), None));
+        c.claim(&done(Some("refused"), None));
+        c.claim(&Err(ControlError::new(error_code::BUSY, "busy", Some(1))));
+        c.takeover(&done(None, Some("done")));
+        c.takeover(&done(None, Some("not-applicable")));
+        c.takeover(&Err(ControlError::new(error_code::FAILED, "no", Some(1))));
+        let text = crate::metrics::encode(&registry(live));
+        for line in [
+            "handoff_claims_total{outcome=\"claimed\"} 2",
+            "handoff_claims_total{outcome=\"queued\"} 1",
+            "handoff_claims_total{outcome=\"refused\"} 1",
+            "handoff_claims_total{outcome=\"busy\"} 1",
+            "handoff_takeovers_total{outcome=\"done\"} 1",
+            "handoff_takeovers_total{outcome=\"not-applicable\"} 1",
+            "handoff_takeovers_total{outcome=\"failed\"} 1",
+            // No relay: declared, no sample.
+            "# TYPE handoff_relay_backlog_events gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains("\nhandoff_relay_backlog_events "), "{text}");
+    }
+}
