@@ -25,6 +25,8 @@ pub const PRIVATE_DIR_MODE: u32 = 0o700;
 pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Mode asked for a file anyone may read; the umask still applies.
 const SHARED_FILE_MODE: u32 = 0o666;
+/// Mode of a file every user may read, set past the umask.
+const PUBLIC_FILE_MODE: u32 = 0o644;
 
 /// Who may read the file once it is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,10 @@ pub enum Readers {
     Owner,
     /// Whoever the umask lets: mode 0666 less the umask, as `File::create`.
     Anyone,
+    /// Everyone, whatever the umask: mode 0644, for a file another
+    /// service reads (the node exporter's textfile collector) written by
+    /// a daemon whose unit sets `UMask=0077`.
+    Everyone,
 }
 
 impl Readers {
@@ -40,6 +46,7 @@ impl Readers {
         match self {
             Readers::Owner => PRIVATE_FILE_MODE,
             Readers::Anyone => SHARED_FILE_MODE,
+            Readers::Everyone => PUBLIC_FILE_MODE,
         }
     }
 }
@@ -113,6 +120,11 @@ fn write_then_rename(
         .mode(readers.mode())
         .open(temp)
         .map_err(AtomicFileError::at(temp))?;
+    if readers == Readers::Everyone {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(PUBLIC_FILE_MODE))
+            .map_err(AtomicFileError::at(temp))?;
+    }
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .map_err(AtomicFileError::at(temp))?;

@@ -19,7 +19,8 @@
 //! - [`cloud`]: the reference Place service (rules, store, relay server);
 //! - [`sim`]: simulated processors; [`cli`]: the command line;
 //! - [`atomic_file`] is how any of them replaces a file, [`shutdown`] how
-//!   their long-running tasks are stopped.
+//!   their long-running tasks are stopped, [`metrics`] how the daemon's
+//!   and the Place service's Prometheus metrics leave the process.
 #![forbid(unsafe_code)]
 
 pub mod atomic_file;
@@ -33,6 +34,7 @@ pub mod identity;
 pub mod inventory;
 pub mod lan;
 pub mod leap;
+pub mod metrics;
 pub mod outbox;
 pub mod place;
 pub mod portal;

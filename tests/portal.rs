@@ -329,6 +329,7 @@ async fn start(store: Arc<CloudStore>, data: &Path, tls: WebTls, clock: Clock) -
             data_dir: data.to_owned(),
             url: None,
             clock,
+            metrics: Default::default(),
         },
     )
     .await
@@ -797,6 +798,7 @@ lan_test! {
                 data_dir: data.clone(),
                 url: None,
                 clock: Clock::default(),
+                metrics: Default::default(),
             }).await;
             assert!(matches!(off_loopback, Err(handoff::portal::PortalError::PlainHttpNotLoopback(_))));
             let portal = start(store.clone(), &data, WebTls::CloudCa, Clock::default()).await;

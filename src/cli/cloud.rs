@@ -139,6 +139,11 @@ pub struct ServeArgs {
     /// [default: https://localhost:PORT]
     #[arg(long, value_name = "URL", requires = "web")]
     pub web_url: Option<String>,
+    /// Serve Prometheus metrics (GET /metrics, plain HTTP) on this
+    /// address: relayed events by outcome and rule, batches, transaction
+    /// time, connected daemons, TLS failures, portal requests
+    #[arg(long, value_name = "ADDR", env = "HANDOFF_CLOUD_METRICS")]
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -466,8 +471,19 @@ async fn run_serve(
         eprintln!("handoff cloud: connecting to the database and migrating its schema…");
     }
     let store = Arc::new(CloudStore::open_chosen(data, database)?);
+    let metrics = Arc::new(crate::cloud::metrics::CloudMetrics::default());
+    // Bound first: a taken port is refused before anything is served.
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(
+            crate::metrics::MetricsListener::bind(addr)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?,
+        ),
+        None => None,
+    };
     let options = ServerOptions {
         max_connections: args.max_connections,
+        metrics: metrics.clone(),
         ..ServerOptions::default()
     };
     let server = RunningServer::start(data, store.clone(), args.listen, options).await?;
@@ -485,6 +501,7 @@ async fn run_serve(
                 data_dir: data.to_owned(),
                 url: args.web_url,
                 clock: Clock::default(),
+                metrics: metrics.clone(),
             };
             let portal = RunningPortal::start(store.clone(), options)
                 .await
@@ -505,6 +522,15 @@ async fn run_serve(
         server.local_addr,
         store.describe()
     );
+    let (stop_metrics, metrics_stopped) = crate::shutdown::shutdown_channel();
+    let metrics_task = metrics_listener.map(|listener| {
+        eprintln!(
+            "handoff cloud: serving metrics at http://{}/metrics",
+            listener.local_addr
+        );
+        let registry = Arc::new(metrics.registry(store.clone()));
+        tokio::spawn(listener.serve(registry, metrics_stopped))
+    });
     // Listening for SIGTERM before READY: systemd may stop the node the
     // moment it is ready.
     let stop = shutdown_signal();
@@ -526,6 +552,10 @@ async fn run_serve(
         portal.stop().await;
     }
     server.stop().await;
+    stop_metrics.fire();
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     eprintln!("handoff cloud: stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -89,6 +89,11 @@ impl DaemonArgs {
                 button_timeout: effective.button_timeout,
                 act_group: effective.act_group,
             },
+            metrics: daemon::metrics::MetricsSettings {
+                textfile: effective.metrics.textfile,
+                interval: effective.metrics.textfile_interval,
+                listen: effective.metrics.listen,
+            },
             ..DaemonSettings::new(effective.state_dir, runtime_dir)
         })
     }

@@ -20,6 +20,7 @@
 
 pub mod authority;
 pub mod certificate_file;
+pub mod metrics;
 mod model;
 pub mod names;
 pub mod places;

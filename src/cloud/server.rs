@@ -66,6 +66,9 @@ pub struct ServerOptions {
     /// How often the store records that the connected daemons are still
     /// there (their last contact).
     pub seen_every: Duration,
+    /// Where events, batches, connections and handshake failures are
+    /// counted (shared with the portal and the `--metrics` listener).
+    pub metrics: Arc<super::metrics::CloudMetrics>,
 }
 
 impl Default for ServerOptions {
@@ -77,6 +80,7 @@ impl Default for ServerOptions {
             max_batch: 1024,
             revocation_poll: Duration::from_millis(500),
             seen_every: Duration::from_secs(60),
+            metrics: Arc::default(),
         }
     }
 }
@@ -147,9 +151,12 @@ async fn connection(
     shutdown: Shutdown,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
+    let failed = |reason| options.metrics.tls_handshake_failed(reason);
     let tls = tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp))
         .await
+        .inspect_err(|_| failed("timeout"))
         .map_err(|_| "the TLS handshake took too long".to_string())?
+        .inspect_err(|e| failed(super::metrics::handshake_failure_reason(e)))
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
     let (site, account) = {
         let (_, session) = tls.get_ref();
@@ -165,6 +172,9 @@ async fn connection(
         Ok(Ok(connected)) => connected,
         Ok(Err(())) => {
             tracing::warn!(%peer, %site, %account, "a revoked daemon was refused");
+            // Refused right after the handshake: counted with the
+            // handshakes that failed, as `revoked`.
+            failed("revoked");
             return refuse_before_hello(tls, options, error_code::REVOKED, revoked_reason(&site))
                 .await;
         }
@@ -175,6 +185,7 @@ async fn connection(
         }
     };
     tracing::info!(%peer, %site, %account, "daemon connected");
+    let _counted = options.metrics.daemon_connected();
     Session {
         conn: FrameConnection::new(tls),
         store,
@@ -356,8 +367,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let store = self.store.clone();
         let account = self.account.clone();
         let batch = events.clone();
+        let started = std::time::Instant::now();
         let result =
             tokio::task::spawn_blocking(move || store.relay(&account, &batch, now())).await;
+        if let Ok(Ok(replies)) = &result {
+            self.options.metrics.batch(events.len(), started.elapsed());
+            for reply in replies {
+                if let Reply::Ack(ack) = reply {
+                    self.options.metrics.event(&ack.outcome);
+                }
+            }
+        }
         let replies: Vec<RelayMessage> = match result {
             Ok(Ok(replies)) => replies
                 .into_iter()

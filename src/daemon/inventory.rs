@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use super::metrics::DaemonCounters;
 use crate::discovery::{Identity, InventoryEvent};
 use crate::processor::ProcessorInfo;
 use crate::proto::control::{HealthReport, RelayHealth};
@@ -22,6 +23,7 @@ pub struct LiveInventory {
     state: Mutex<State>,
     events: broadcast::Sender<Arc<InventoryEvent>>,
     started: Instant,
+    counters: DaemonCounters,
 }
 
 #[derive(Default)]
@@ -73,6 +75,7 @@ impl LiveInventory {
             state: Mutex::default(),
             events,
             started,
+            counters: DaemonCounters::default(),
         }
     }
 
@@ -118,6 +121,7 @@ impl LiveInventory {
             }
         };
         state.last_event = Some(now);
+        self.counters.discovery_event(&event);
         let event = Arc::new(event);
         // Sent under the lock, so that a subscriber's snapshot and its
         // first event never overlap or leave a gap. No receiver is fine.
@@ -166,6 +170,11 @@ impl LiveInventory {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// What the daemon counts for its metrics ([`super::metrics`]).
+    pub fn counters(&self) -> &DaemonCounters {
+        &self.counters
     }
 
     /// The hook for the relay: its backlog as `handoff health` shows it.

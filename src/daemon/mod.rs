@@ -25,6 +25,7 @@ pub mod config;
 pub mod inventory;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod socket;
@@ -75,6 +76,8 @@ pub struct DaemonSettings {
     pub cloud: Option<(crate::relay::address::CloudAddresses, PathBuf)>,
     /// What claims performed for clients use.
     pub claim: work::ClaimSettings,
+    /// Where the metrics go.
+    pub metrics: metrics::MetricsSettings,
 }
 
 impl DaemonSettings {
@@ -94,6 +97,7 @@ impl DaemonSettings {
                 button_timeout: crate::leap::pairing::DEFAULT_BUTTON_WINDOW,
                 act_group: None,
             },
+            metrics: metrics::MetricsSettings::default(),
         }
     }
 
@@ -153,6 +157,8 @@ pub enum DaemonError {
     Discovery(#[from] DiscoveryError),
     #[error(transparent)]
     Lan(#[from] LanError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("{0}")]
     Setting(String),
     #[error("the daemon's {task} stopped unexpectedly")]
@@ -202,12 +208,17 @@ pub async fn run(
     let all = crate::lan::interfaces()?;
     let interfaces = crate::lan::choose_interfaces(&all, &settings.interfaces)?;
     let (listener, socket_file) = socket::bind(&settings.socket_path()).await?;
-    let discovery = Discovery::start(DiscoveryOptions {
+    let metrics_listener = match settings.metrics.listen {
+        Some(addr) => Some(crate::metrics::MetricsListener::bind_loopback(addr).await?),
+        None => None,
+    };
+    let mut discovery = Discovery::start(DiscoveryOptions {
         interfaces: interfaces.clone(),
         liveness: Some(settings.liveness),
     })?;
 
     let live = Arc::new(LiveInventory::new(started));
+    discovery.count_reverifications_in(live.counters().reverifications.clone());
     // The relay owns the outbox while the daemon runs; commands hand their
     // events over the control socket.
     let relay = match &settings.cloud {
@@ -259,6 +270,13 @@ pub async fn run(
             ("control socket", Ok(()))
         }
     });
+    metrics::spawn(
+        &settings.metrics,
+        metrics_listener,
+        metrics::registry(live.clone()),
+        &tasks_shutdown,
+        &mut tasks,
+    );
     if let Some((link, outbox)) = &relay {
         // On the first STATUS line already, not once the relay reports.
         let stats = outbox.stats(std::time::SystemTime::now());
@@ -340,6 +358,12 @@ fn check(settings: &DaemonSettings) -> Result<(), DaemonError> {
             humantime::format_duration(MIN_LIVENESS)
         )));
     }
+    if let Some(path) = &settings.metrics.textfile {
+        crate::metrics::check_textfile_path(path)?;
+    }
+    if let Some(addr) = settings.metrics.listen {
+        crate::metrics::check_loopback(addr)?;
+    }
     if settings.max_connections == 0 {
         return Err(DaemonError::Setting(
             "the daemon must serve at least one control connection".into(),
@@ -406,6 +430,9 @@ fn reload(
     if new.cloud != current.cloud {
         later.push("cloud");
     }
+    if new.metrics != current.metrics {
+        later.push("metrics");
+    }
     if later.is_empty() {
         tracing::info!(
             processors = live.len(),
@@ -445,6 +472,7 @@ async fn run_discovery(
                         // The old browse stops when dropped, without
                         // reporting anyone removed.
                         discovery = new;
+                        discovery.count_reverifications_in(live.counters().reverifications.clone());
                         unconfirmed = Some((Instant::now() + liveness, live.identities()));
                         tracing::info!(
                             interfaces = %options.interfaces.join(","),
@@ -488,6 +516,7 @@ async fn run_relay(
     mut shutdown: Shutdown,
 ) -> (&'static str, Result<(), DaemonError>) {
     let (status, mut watch) = crate::relay::status_channel(&outbox);
+    live.counters().watch_relay(watch.clone());
     let publish = |s: &crate::relay::RelayStatus| {
         publish_backlog(&live, &link, s.backlog, s.oldest_pending_age);
     };

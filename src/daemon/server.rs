@@ -227,18 +227,24 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 send(&mut writer, &answer).await
             }
             ControlMessage::Claim(req) => {
-                let (work, request) = (work.clone(), req.request);
-                let claim =
-                    move |tx, cancelled| async move { work.claim(*req, tx, cancelled).await };
+                let (work, live, request) = (work.clone(), live.clone(), req.request);
+                let claim = move |tx, cancelled| async move {
+                    let done = work.claim(*req, tx, cancelled).await;
+                    live.counters().claim(&done);
+                    done
+                };
                 if !serve_work(&mut reader, &mut writer, request, shutdown.clone(), claim).await {
                     return;
                 }
                 Ok(())
             }
             ControlMessage::Takeover(req) => {
-                let (work, request) = (work.clone(), req.request);
-                let takeover =
-                    move |tx, cancelled| async move { work.takeover(*req, tx, cancelled).await };
+                let (work, live, request) = (work.clone(), live.clone(), req.request);
+                let takeover = move |tx, cancelled| async move {
+                    let done = work.takeover(*req, tx, cancelled).await;
+                    live.counters().takeover(&done);
+                    done
+                };
                 if !serve_work(
                     &mut reader,
                     &mut writer,

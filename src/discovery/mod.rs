@@ -16,6 +16,7 @@ mod unicast;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
@@ -95,6 +96,10 @@ pub struct Discovery {
     /// Liveness questions sent (the round's and the one-by-one re-asks),
     /// for the metrics.
     questions_sent: u64,
+    /// Names asked again one by one because they did not answer a round:
+    /// the daemon's `handoff_liveness_reverifications_total` (see
+    /// [`Discovery::count_reverifications_in`]).
+    reverified: Arc<AtomicU64>,
 }
 
 /// RFC 6762 §10.2: records displaced by a cache-flush announcement linger
@@ -132,6 +137,7 @@ impl Discovery {
             early: HashMap::new(),
             asker: None,
             questions_sent: 0,
+            reverified: Arc::default(),
         };
         match listen::open(&options.interfaces) {
             Ok((sock, indexes)) => {
@@ -210,6 +216,13 @@ impl Discovery {
     /// interface, plus one per processor that did not answer it.
     pub fn questions_sent(&self) -> u64 {
         self.questions_sent
+    }
+
+    /// Counts each name asked again by itself (it did not answer a round)
+    /// in `counter`, which outlives this browse: a reload's new browse
+    /// goes on counting where the old one stopped.
+    pub fn count_reverifications_in(&mut self, counter: Arc<AtomicU64>) {
+        self.reverified = counter;
     }
 
     fn apply(&mut self, ev: ServiceEvent) {
@@ -347,6 +360,7 @@ impl Discovery {
                 other => other?,
             }
             self.questions_sent += 1;
+            self.reverified.fetch_add(1, Ordering::Relaxed);
         }
         self.verify_at = if self.to_verify.is_empty() {
             None

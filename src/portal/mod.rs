@@ -88,6 +88,8 @@ pub struct PortalOptions {
     /// listen address, `localhost` for loopback].
     pub url: Option<String>,
     pub clock: Clock,
+    /// Where requests are counted, by route and status.
+    pub metrics: Arc<crate::cloud::metrics::CloudMetrics>,
 }
 
 /// What the routes share.
@@ -100,6 +102,7 @@ pub(crate) struct Portal {
     secure: bool,
     clock: Clock,
     limits: Mutex<session::SignInLimits>,
+    metrics: Arc<crate::cloud::metrics::CloudMetrics>,
 }
 
 /// A running portal on its own task.
@@ -155,6 +158,7 @@ impl RunningPortal {
             secure: !plain,
             clock: options.clock,
             limits: Mutex::new(session::SignInLimits::default()),
+            metrics: options.metrics,
         });
         let (stop, stopped) = shutdown_channel();
         let task = tokio::spawn(serve(listener, routes::router(portal), acceptor, stopped));

@@ -56,7 +56,34 @@ pub(super) fn router(portal: Arc<Portal>) -> Router {
         .route("/links/{number}/redeem", post(actions::redeem))
         .fallback(not_found)
         .layer(axum::middleware::map_response(hardening))
+        .layer(axum::middleware::from_fn_with_state(
+            portal.clone(),
+            measure,
+        ))
         .with_state(portal)
+}
+
+/// Counts each request for the metrics, by the route it matched (as
+/// declared: `/places/{id}`, never a Place's id) and its status.
+async fn measure(
+    State(portal): State<Arc<Portal>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // Methods a client makes up would each be a new series.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let (status, took) = (response.status().as_u16(), started.elapsed());
+    portal.metrics.portal_request(&route, &method, status, took);
+    response
 }
 
 /// Headers every answer carries: no script may run, nothing is framed or

@@ -222,6 +222,30 @@ pub struct RelayStatus {
     pub last_error: Option<String>,
     /// While waiting to reconnect: how long the wait is.
     pub retry_in: Option<Duration>,
+    /// The cloud's answers since the relay started, by outcome (every
+    /// ack counts, a redelivery's `duplicate` too).
+    pub answered: Answered,
+    /// Connections lost, or not made, since the relay started: each is
+    /// followed by a reconnect after the backoff.
+    pub reconnects: u64,
+}
+
+/// Acks received, by the outcome the cloud gave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Answered {
+    pub applied: u64,
+    pub duplicate: u64,
+    pub refused: u64,
+}
+
+impl Answered {
+    fn count(&mut self, outcome: &proto::Outcome) {
+        match outcome {
+            proto::Outcome::Applied => self.applied += 1,
+            proto::Outcome::Duplicate => self.duplicate += 1,
+            proto::Outcome::Refused { .. } => self.refused += 1,
+        }
+    }
 }
 
 /// A status channel that starts from `outbox`'s backlog, for [`run`]
@@ -296,6 +320,7 @@ pub async fn run<C: Connector>(
             s.connected = false;
             s.last_error = Some(err.to_string());
             s.retry_in = Some(delay);
+            s.reconnects += 1;
         });
         refresh(&outbox, &status, &mut alarm);
         tokio::select! {
@@ -380,6 +405,7 @@ async fn deliver<C: Connector>(
                 while let Some(more) = reader.try_read_frame().map_err(RelayError::Garbage)? {
                     acks.push(expect_ack(more)?);
                 }
+                status.send_modify(|s| acks.iter().for_each(|a| s.answered.count(&a.outcome)));
                 let settled = outbox.record_acks(acks).await.map_err(RelayError::Outbox)?;
                 status.send_modify(|s| s.acknowledged += settled as u64);
                 refresh(outbox, status, alarm);

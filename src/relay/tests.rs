@@ -292,6 +292,15 @@ async fn a_dropped_connection_is_reopened_and_redeliveries_are_not_applied_twice
     let status = relay.until("all acknowledged", |s| s.backlog == 0).await;
     assert!(status.last_error.is_some(), "the drops were reported");
     relay.stop().await;
+    // For the metrics: every lost connection counted once, the
+    // redeliveries' acks as duplicates.
+    let connections = cloud.connections.load(Ordering::SeqCst) as u64;
+    assert_eq!(status.reconnects, connections - 1, "{status:?}");
+    let a = status.answered;
+    assert!(
+        a.duplicate > 0 && a.applied + a.duplicate >= 100 && a.refused == 0,
+        "{a:?}"
+    );
 
     {
         let state = cloud.state.lock().unwrap();
@@ -379,7 +388,7 @@ async fn a_refusal_reaches_the_command_that_caused_it() {
             "ask the homeowner for Remote Assistance".into(),
         ),
     );
-    let relay = start(&outbox, cloud.connector(|_| Behaviour::Serve), config(8));
+    let mut relay = start(&outbox, cloud.connector(|_| Behaviour::Serve), config(8));
     let fine = outbox.append(released(0)).await.unwrap();
     let refused = outbox.append(released(1)).await.unwrap();
     let waited = tokio::time::timeout(Duration::from_secs(120), outbox.wait_outcome(&refused))
@@ -397,6 +406,17 @@ async fn a_refusal_reaches_the_command_that_caused_it() {
         outbox.wait_outcome(&fine).await.unwrap().outcome,
         Outcome::Applied
     );
+    let status = relay
+        .until("both counted", |s| {
+            s.answered.applied + s.answered.refused == 2
+        })
+        .await;
+    let counted = super::Answered {
+        applied: 1,
+        duplicate: 0,
+        refused: 1,
+    };
+    assert_eq!(status.answered, counted);
     relay.stop().await;
     outbox.close().await;
 

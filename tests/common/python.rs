@@ -59,16 +59,24 @@ pub fn python_with(packages: &[&str]) -> PathBuf {
         venv.display()
     );
 
-    // Start from a clean venv: one left by an interrupted install may be
-    // half made.
+    // A venv with a marker is whole: add what is missing to it (each test
+    // binary asks for its own packages; rebuilding the venv for each new
+    // set cost CI a venv and every install again). Without a marker, start
+    // from a clean venv: one left by an interrupted install may be half
+    // made.
     let all: BTreeSet<String> = have.union(&wanted).cloned().collect();
-    let _ = std::fs::remove_file(venv.join(MARKER));
-    run(
-        Command::new("python3")
-            .args(["-m", "venv", "--clear"])
-            .arg(&venv),
-        "python3 -m venv (is python3 with its venv module installed?)",
-    );
+    let missing: Vec<&String> = if have.is_empty() {
+        let _ = std::fs::remove_file(venv.join(MARKER));
+        run(
+            Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+            "python3 -m venv (is python3 with its venv module installed?)",
+        );
+        all.iter().collect()
+    } else {
+        wanted.difference(&have).collect()
+    };
     run(
         Command::new(&python)
             .args([
@@ -78,10 +86,14 @@ pub fn python_with(packages: &[&str]) -> PathBuf {
                 "--disable-pip-version-check",
                 "--no-input",
             ])
-            .args(&all),
+            .args(&missing),
         &format!(
             "pip install {} (is the package registry reachable?)",
-            all.iter().cloned().collect::<Vec<_>>().join(" ")
+            missing
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
     );
     check_versions(&python, packages);

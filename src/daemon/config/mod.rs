@@ -106,6 +106,7 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub act_group: Option<String>,
     pub cloud: CloudConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// The `[cloud]` table: where events are relayed, and as whom.
@@ -125,6 +126,41 @@ pub struct CloudConfig {
     pub identity: Option<PathBuf>,
 }
 
+/// The `[metrics]` table: where the Prometheus metrics are published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The node exporter's textfile collector file (`*.prom`); `None` =
+    /// no file.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "textfile_path"
+    )]
+    pub textfile: Option<PathBuf>,
+    /// How often the textfile is replaced.
+    #[serde(
+        serialize_with = "duration::serialize",
+        deserialize_with = "nonzero_duration"
+    )]
+    pub textfile_interval: Duration,
+    /// A loopback `address:port` serving `GET /metrics`; `None` = none.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "loopback_address"
+    )]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            textfile: None,
+            textfile_interval: crate::daemon::metrics::DEFAULT_TEXTFILE_INTERVAL,
+            listen: None,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -137,6 +173,7 @@ impl Default for Config {
             relay_stuck_after: Duration::from_secs(600),
             act_group: None,
             cloud: CloudConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -196,6 +233,31 @@ fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::
         )));
     }
     Ok(Some(path))
+}
+
+/// An absolute path ending in `.prom`, the only files the textfile
+/// collector reads.
+fn textfile_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let path = absolute_path(d)?;
+    if let Some(p) = &path {
+        crate::metrics::check_textfile_path(p).map_err(serde::de::Error::custom)?;
+    }
+    Ok(path)
+}
+
+/// `address:port` on loopback.
+fn loopback_address<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "'{}' is not an address:port like \"127.0.0.1:9721\"",
+            text.escape_debug()
+        ))
+    })?;
+    crate::metrics::check_loopback(addr).map_err(serde::de::Error::custom)?;
+    Ok(Some(addr))
 }
 
 fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -282,6 +344,7 @@ impl Config {
             log_format: self.log_format,
             relay_stuck_after: self.relay_stuck_after,
             act_group: self.act_group.clone(),
+            metrics: self.metrics.clone(),
             cloud: EffectiveCloud {
                 address: self.cloud.address.clone(),
                 identity: self
@@ -312,6 +375,7 @@ pub struct EffectiveConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub act_group: Option<String>,
     pub cloud: EffectiveCloud,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

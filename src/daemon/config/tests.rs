@@ -62,6 +62,11 @@ fn example_file_documents_every_key() {
             address: Some("cloud.example:4433".parse().unwrap()),
             identity: Some("/c".into()),
         },
+        metrics: MetricsConfig {
+            textfile: Some("/m/handoff.prom".into()),
+            listen: Some("127.0.0.1:9721".parse().unwrap()),
+            ..MetricsConfig::default()
+        },
         ..Config::default()
     };
     let table = toml::Table::try_from(&full).unwrap();
@@ -219,6 +224,47 @@ fn bad_address_is_refused_with_key_and_line() {
         let address = parse(&text).unwrap().cloud.address.unwrap();
         assert_eq!(address.to_string(), good);
     }
+}
+
+#[test]
+fn metrics_off_loopback_or_not_a_prom_file_is_refused_with_key_and_line() {
+    for (bad, key, says) in [
+        (
+            "listen = \"0.0.0.0:9721\"",
+            "metrics.listen",
+            "must be on loopback",
+        ),
+        (
+            "listen = \"192.0.2.7:9721\"",
+            "metrics.listen",
+            "must be on loopback",
+        ),
+        ("listen = \"localhost\"", "metrics.listen", "address:port"),
+        (
+            "textfile = \"/var/lib/x/handoff.txt\"",
+            "metrics.textfile",
+            "must end in .prom",
+        ),
+        (
+            "textfile = \"handoff.prom\"",
+            "metrics.textfile",
+            "absolute path",
+        ),
+        (
+            "textfile_interval = \"0s\"",
+            "metrics.textfile_interval",
+            "longer than 0s",
+        ),
+    ] {
+        let (line, _, k, message) = invalid(&format!("\n[metrics]\n{bad}\n"));
+        assert_eq!((line, k.as_deref()), (3, Some(key)), "{bad}: {message}");
+        assert!(message.contains(says), "{bad}: {message}");
+    }
+    let m = parse("[metrics]\nlisten = \"[::1]:9721\"\ntextfile = \"/t/handoff.prom\"\n")
+        .unwrap()
+        .metrics;
+    assert_eq!(m.listen, Some("[::1]:9721".parse().unwrap()));
+    assert_eq!(m.textfile, Some(PathBuf::from("/t/handoff.prom")));
 }
 
 #[test]
