@@ -24,7 +24,7 @@ use handoff::processor::Serial;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::TempDir;
+use common::{TempDir, newest_link};
 
 /// One answer: status, headers (names lowercased), body.
 #[derive(Debug)]
@@ -237,26 +237,6 @@ fn dechunk(mut body: &str) -> String {
         body = &rest[n + 2..];
     }
     out
-}
-
-/// The link in the newest sign-in mail to `email` in `DATA/mail/`.
-fn newest_link(data: &Path, email: &str) -> String {
-    let mut mails: Vec<_> = std::fs::read_dir(data.join("mail"))
-        .expect("the mail drop")
-        .map(|e| e.unwrap().path())
-        .collect();
-    mails.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
-    let mail = mails
-        .iter()
-        .rev()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .find(|m| m.contains(&format!("To: <{email}>")))
-        .expect("a sign-in mail");
-    mail.lines()
-        .find(|l| l.contains("/sign-in/"))
-        .unwrap()
-        .trim()
-        .to_owned()
 }
 
 const PRO: &str = "pro@example.com";
