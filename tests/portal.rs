@@ -590,6 +590,23 @@ async fn scenario(store: CloudStore, data: &Path) {
         "{}",
         forged.body
     );
+    // The timeline keeps the refusal (newest first): who asked, the rule,
+    // no site box (the portal); the claim before it came from the store.
+    let timeline = pro.get_json("/places/p-home").await["timeline"].clone();
+    assert_eq!(timeline[0]["result"], "refused", "{timeline}");
+    assert_eq!(timeline[0]["rule"], "homeowner_cannot_be_revoked_by_others");
+    assert_eq!(timeline[0]["account"], PRO);
+    assert_eq!(timeline[0]["what"], "revoke home@example.com");
+    assert!(timeline[0]["site_box"].is_null());
+    assert_eq!(timeline[1]["account"], HOMEOWNER, "{timeline}");
+    assert_eq!(timeline[1]["result"], "applied");
+    let home = pro.get("/places/p-home").await;
+    assert!(
+        home.body
+            .contains("refused: <code>homeowner_cannot_be_revoked_by_others</code>"),
+        "{}",
+        home.body
+    );
 
     // Share link: generated, redeemed by a second session, revoked.
     let made = pro

@@ -462,7 +462,7 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
             .contains("stops working when you generate a new one")
     );
     // The whole page, for the README.
-    pro.set_window_size(1100, 1900).await.unwrap();
+    pro.set_window_size(1100, 2300).await.unwrap();
     screenshot(&pro, "portal-place.png").await;
     pro.set_window_size(1100, 900).await.unwrap();
 
@@ -482,7 +482,6 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
 
     // The pro revokes it; the friend's Place is gone (404, as any Place it
     // never had).
-    pro.refresh().await.unwrap();
     open_place(&pro, base, "lake-house").await;
     assert!(
         access_row(&pro, FRIEND)
@@ -497,6 +496,28 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
     assert!(text(&pro).await.contains(&format!(
         "Done: revoked {FRIEND}'s access to Place lake-house"
     )));
+    // The Place's timeline, newest first: the revoke, the friend's redeem,
+    // the link, the share.
+    let rows = pro
+        .find_all(Locator::Css("table.timeline tbody tr"))
+        .await
+        .unwrap();
+    let mut timeline = Vec::new();
+    for row in rows.iter().take(4) {
+        timeline.push(row.text().await.unwrap());
+    }
+    let expected = [
+        (PRO, format!("revoke {FRIEND}")),
+        (FRIEND, "redeem share link number 0".to_owned()),
+        (PRO, "generate a share link (7 days)".to_owned()),
+        (PRO, format!("share with {COLLEAGUE} for 7 days")),
+    ];
+    for (row, (who, what)) in timeline.iter().zip(&expected) {
+        assert!(
+            row.contains(who) && row.contains(what) && row.contains("applied"),
+            "{timeline:#?}"
+        );
+    }
     friend
         .goto(&format!("{base}/places/lake-house"))
         .await

@@ -5,7 +5,8 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::cloud::store::ProcessorRecord;
-use crate::cloud::views::{remaining_text, role_text, source_text};
+use crate::cloud::store::timeline::TimelineEntry;
+use crate::cloud::views::{remaining_text, role_text, source_text, time_text};
 use crate::cloud::{AccessDuration, AccessEntry, AccountId, PlaceId, Remaining, Role, Status};
 
 /// Under this much time left, the Places list and Manage Access flag it.
@@ -80,6 +81,9 @@ pub struct PlacePage {
     /// A link just generated: shown once.
     pub new_link: Option<String>,
     pub may_release: bool,
+    /// The newest events of the Place, newest first, and how many it has.
+    pub timeline: Vec<TimelineEntry>,
+    pub timeline_total: u64,
 }
 
 const CSS: &str = include_str!("portal.css");
@@ -331,6 +335,9 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
                 }
             }
 
+            h2 { "Timeline" }
+            (timeline(page))
+
             h2 { "Support" }
             p {
                 label for="support-line" { "Line for support (copy it)" }
@@ -338,6 +345,40 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
             }
         },
     )
+}
+
+/// Every event of the Place, applied or refused, newest first: the rule
+/// that spoke, who asked, and through which site box.
+fn timeline(page: &PlacePage) -> Markup {
+    let shown = page.timeline.len() as u64;
+    html! {
+        @if page.timeline.is_empty() {
+            p { "No event yet." }
+        } @else {
+            @if shown < page.timeline_total {
+                p { small { "The newest " (shown) " of " (page.timeline_total) " events." } }
+            }
+            table.timeline {
+                thead { tr { th { "When" } th { "Account" } th { "Site box" } th { "What was asked" } th { "Result" } } }
+                tbody {
+                    @for e in &page.timeline {
+                        tr {
+                            td { (time_text(e.at)) }
+                            td { (e.account) }
+                            td { @if let Some(site) = &e.site_box { (site) } @else { "operator or portal" } }
+                            td { (e.what) }
+                            td {
+                                @match &e.refused {
+                                    None => "applied",
+                                    Some((rule, why)) => span.refused-inline { "refused: " code { (rule) } " — " (why) },
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn revoke_cell(viewer: &Viewer<'_>, base: &str, row: &AccessRow) -> Markup {

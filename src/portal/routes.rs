@@ -26,11 +26,14 @@ use super::{Portal, PortalError, actions, csrf};
 use crate::cloud::rules::{self, Command};
 use crate::cloud::store::fresh_secret;
 use crate::cloud::store::portal::{SessionRecord, SignIn};
-use crate::cloud::views::{place_json, remaining_json, role_text};
+use crate::cloud::views::{place_json, remaining_json, role_text, timeline_json};
 use crate::cloud::{
     AccessDuration, AccountId, CloudError, LinkSecret, Place, PlaceId, Refusal, Timestamp,
     access_list, guidance_for, status_for,
 };
+
+/// How many of a Place's newest events its page shows.
+const TIMELINE_SHOWN: usize = 100;
 
 /// The client's address, for the per-client sign-in limit.
 #[derive(Clone, Copy, Debug)]
@@ -273,6 +276,7 @@ impl Portal {
             }
             Err(r) => Err(r.to_string()),
         };
+        let (timeline, timeline_total) = self.store.timeline(&place.id, TIMELINE_SHOWN)?;
         let may_release = would(Command::Release {
             place: place.id.clone(),
             by: account.clone(),
@@ -293,6 +297,8 @@ impl Portal {
             link,
             new_link,
             may_release,
+            timeline,
+            timeline_total,
         })
     }
 
@@ -316,6 +322,9 @@ impl Portal {
             if let Some(link) = &new_link {
                 value["link"] = json!(link);
             }
+            let (timeline, total) = self.store.timeline(&place.id, TIMELINE_SHOWN)?;
+            value["timeline"] = timeline.iter().map(timeline_json).collect();
+            value["timeline_total"] = json!(total);
             return Ok(json_response(status, with_message(value, message.as_ref())));
         }
         let page = self.place_page(place, account, new_link)?;

@@ -50,6 +50,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(250);
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/0001_places.sql")),
     (2, include_str!("../../../migrations/0002_portal.sql")),
+    (3, include_str!("../../../migrations/0003_timeline.sql")),
 ];
 
 /// The schema version this build writes.

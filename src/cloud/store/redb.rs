@@ -181,6 +181,13 @@ impl PlaceTxn for RedbTxn<'_> {
         )?;
         Ok(())
     }
+    async fn record(
+        &mut self,
+        place: &PlaceId,
+        entry: &super::timeline::TimelineEntry,
+    ) -> Result<(), CloudError> {
+        super::timeline::redb_record(self.0, place, entry)
+    }
 }
 
 impl RedbStore {
