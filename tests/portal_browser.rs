@@ -29,6 +29,7 @@ use handoff::cloud::{
 use handoff::identity::CertificateAuthority;
 use handoff::portal::{Clock, PortalOptions, RunningPortal, WebTls};
 use handoff::processor::Serial;
+use handoff::proto::{EventId, EventKind, RelayEvent, ShareAccess};
 use serde_json::{Value, json};
 
 use common::{ChildGuard, TempDir, handoff, newest_link, wait_for_port};
@@ -38,6 +39,7 @@ const OFFICE: &str = "office@example.com";
 const COLLEAGUE: &str = "colleague@example.com";
 const FRIEND: &str = "friend@example.com";
 const HOMEOWNER: &str = "home@example.com";
+const SITE_BOX: &str = "lake-box";
 
 /// The designer's icon colours (`portal.css`), as the browser computes
 /// them.
@@ -181,6 +183,25 @@ fn fill(store: &CloudStore) {
         Some(processor("lake-house", 0x0236_e6a7)),
     );
     share(store, "lake-house", OFFICE, PRO, AccessDuration::ThirtyDays);
+    // The office's site box relays a share: the Place's last contact.
+    let relayed = store
+        .relay(
+            &AccountId::new(OFFICE),
+            &[RelayEvent {
+                id: EventId {
+                    daemon: SITE_BOX.into(),
+                    seq: 1,
+                },
+                kind: EventKind::ShareAccess(ShareAccess {
+                    place: PlaceId("lake-house".into()),
+                    email: "installer@example.com".into(),
+                    duration: AccessDuration::SevenDays,
+                }),
+            }],
+            handoff::cloud::now(),
+        )
+        .unwrap();
+    assert!(format!("{relayed:?}").contains("Applied"), "{relayed:?}");
     create(store, "beach-office", OFFICE, true, None);
     share(store, "beach-office", OFFICE, PRO, AccessDuration::OneDay);
     create(store, "old-barn", PRO, false, None);
@@ -377,6 +398,7 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
     assert!(lake.contains("Green") && lake.contains("29d 23h"), "{lake}");
     assert_eq!(colour, GREEN, "lake-house's icon");
     assert!(!lake.contains("ends soon"), "{lake}");
+    assert!(lake.contains(SITE_BOX), "the last contact: {lake}");
     let (beach, _) = row(&pro, "beach-office").await;
     assert!(
         beach.contains("23h") && beach.contains("ends soon"),

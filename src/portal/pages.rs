@@ -5,7 +5,7 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::cloud::store::ProcessorRecord;
-use crate::cloud::store::timeline::TimelineEntry;
+use crate::cloud::store::timeline::{Contact, TimelineEntry};
 use crate::cloud::views::{remaining_text, role_text, source_text, time_text};
 use crate::cloud::{AccessDuration, AccessEntry, AccountId, PlaceId, Remaining, Role, Status};
 
@@ -48,6 +48,8 @@ pub struct PlaceRow {
     pub role: Role,
     pub remaining: Remaining,
     pub processors: usize,
+    /// The last event a site box relayed for the Place.
+    pub last_contact: Option<Contact>,
 }
 
 /// Whether (and how) a line of Manage Access can be revoked, as the rules
@@ -158,6 +160,13 @@ fn status_badge(status: Status) -> Markup {
     }
 }
 
+fn contact(c: Option<&Contact>) -> Markup {
+    match c {
+        None => html! { "none yet" },
+        Some(c) => html! { (c.site_box) ", " (time_text(c.at)) },
+    }
+}
+
 fn remaining(r: Remaining) -> Markup {
     match r {
         Remaining::Seconds(s) if s < SOON => html! {
@@ -236,7 +245,7 @@ pub fn places(viewer: &Viewer<'_>, rows: &[PlaceRow], message: Option<&Message>)
                 p { "No Place is shared with you yet: ask the homeowner or a pro with access to share one with your email, or open a share link." }
             } @else {
                 table {
-                    thead { tr { th { "Place" } th { "Status" } th { "Role" } th { "Time left" } th { "Processors" } } }
+                    thead { tr { th { "Place" } th { "Status" } th { "Role" } th { "Time left" } th { "Processors" } th { "Last contact from a site box" } } }
                     tbody {
                         @for r in rows {
                             tr {
@@ -245,6 +254,7 @@ pub fn places(viewer: &Viewer<'_>, rows: &[PlaceRow], message: Option<&Message>)
                                 td { (role_text(r.role)) }
                                 td { (remaining(r.remaining)) }
                                 td { (r.processors) }
+                                td { (contact(r.last_contact.as_ref())) }
                             }
                         }
                     }
@@ -270,6 +280,7 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
             p { "Remote services: on. They cannot be turned off (the designer greys the option out)." }
 
             h2 { "Processors" }
+            p { "Last contact from a site box: " (contact(page.row.last_contact.as_ref())) }
             @if page.processors.is_empty() {
                 p { "No processor is activated in this Place yet." }
             } @else {

@@ -26,6 +26,7 @@ use super::{Portal, PortalError, actions, csrf};
 use crate::cloud::rules::{self, Command};
 use crate::cloud::store::fresh_secret;
 use crate::cloud::store::portal::{SessionRecord, SignIn};
+use crate::cloud::store::timeline::Contact;
 use crate::cloud::views::{place_json, remaining_json, role_text, timeline_json};
 use crate::cloud::{
     AccessDuration, AccountId, CloudError, LinkSecret, Place, PlaceId, Refusal, Timestamp,
@@ -189,20 +190,23 @@ impl Portal {
         for p in self.store.processors()? {
             *counts.entry(p.place).or_default() += 1;
         }
-        Ok(self
-            .store
-            .places()?
+        let places = self.store.places()?;
+        let reachable: Vec<_> = places
             .iter()
-            .filter_map(|p| {
-                let grant = p.access(account, now)?;
-                Some(PlaceRow {
-                    id: p.id.clone(),
-                    status: status_for(p, account, now),
-                    guidance: guidance_for(p, account, now),
-                    role: grant.role,
-                    remaining: grant.remaining(now),
-                    processors: counts.get(&p.id).copied().unwrap_or(0),
-                })
+            .filter_map(|p| Some((p, p.access(account, now)?)))
+            .collect();
+        let ids: Vec<&PlaceId> = reachable.iter().map(|(p, _)| &p.id).collect();
+        let mut contacts = self.store.last_contacts(&ids)?;
+        Ok(reachable
+            .into_iter()
+            .map(|(p, grant)| PlaceRow {
+                id: p.id.clone(),
+                status: status_for(p, account, now),
+                guidance: guidance_for(p, account, now),
+                role: grant.role,
+                remaining: grant.remaining(now),
+                processors: counts.get(&p.id).copied().unwrap_or(0),
+                last_contact: contacts.remove(&p.id),
             })
             .collect())
     }
@@ -220,7 +224,7 @@ impl Portal {
         let grant = place.access(account, now).ok_or_else(|| {
             CloudError::Failed("the Place page of an account without access".into())
         })?;
-        let processors = self
+        let processors: Vec<_> = self
             .store
             .processors()?
             .into_iter()
@@ -289,7 +293,8 @@ impl Portal {
                 guidance: guidance_for(place, account, now),
                 role: grant.role,
                 remaining: grant.remaining(now),
-                processors: 0,
+                processors: processors.len(),
+                last_contact: self.store.last_contacts(&[&place.id])?.remove(&place.id),
             },
             processors,
             access,
@@ -325,6 +330,8 @@ impl Portal {
             let (timeline, total) = self.store.timeline(&place.id, TIMELINE_SHOWN)?;
             value["timeline"] = timeline.iter().map(timeline_json).collect();
             value["timeline_total"] = json!(total);
+            value["last_contact"] =
+                contact_json(self.store.last_contacts(&[&place.id])?.get(&place.id));
             return Ok(json_response(status, with_message(value, message.as_ref())));
         }
         let page = self.place_page(place, account, new_link)?;
@@ -347,7 +354,8 @@ impl Portal {
                 .iter()
                 .map(|r| {
                     json!({"place": r.id.0, "role": role_text(r.role), "remaining_s": remaining_json(r.remaining),
-                           "status": r.status.to_string(), "guidance": r.guidance, "processors": r.processors})
+                           "status": r.status.to_string(), "guidance": r.guidance, "processors": r.processors,
+                           "last_contact": contact_json(r.last_contact.as_ref())})
                 })
                 .collect();
             return Ok(json_response(
@@ -360,6 +368,13 @@ impl Portal {
             pages::places(&signed.viewer(), &rows, message.as_ref()),
         ))
     }
+}
+
+fn contact_json(contact: Option<&Contact>) -> Value {
+    contact.map_or(
+        Value::Null,
+        |c| json!({"site_box": c.site_box, "at": c.at.0}),
+    )
 }
 
 /// A JSON answer to a POST: what it did, as the CLI's `--json` says it

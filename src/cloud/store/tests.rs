@@ -612,6 +612,11 @@ fn a_places_timeline_keeps_every_applied_and_refused_event_with_its_site_box(b: 
             .all(|e| !format!("{e:?}").contains(&issued.secret)),
         "{all:#?}"
     );
+    // The last contact from a site box: the newest relayed event.
+    let contacts = f.store.last_contacts(&[&f.place, &nowhere]).unwrap();
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(contacts[&f.place].site_box, "d1");
+    assert_eq!(contacts[&f.place].at, all[1].at);
     // The newest first, as many as asked, and the count of all.
     let (two, total) = f.store.timeline(&f.place, 2).unwrap();
     assert_eq!((two.as_slice(), total), (&all[..2], 6));

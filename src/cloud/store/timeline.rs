@@ -7,6 +7,8 @@
 //! before the rules (a claim proof that does not verify) is not a Place
 //! event and is not recorded here; the relay's own results keep it.
 
+use std::collections::HashMap;
+
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -158,6 +160,84 @@ impl CloudStore {
                     Ok((entries, total as u64))
                 })
             }),
+        }
+    }
+}
+
+/// When a site box last relayed an event of a Place, and which.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub site_box: String,
+    pub at: Timestamp,
+}
+
+impl CloudStore {
+    /// The last contact from a site box of each of `places` that had one.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails.
+    pub fn last_contacts(
+        &self,
+        places: &[&PlaceId],
+    ) -> Result<HashMap<PlaceId, Contact>, CloudError> {
+        let mut out = HashMap::new();
+        match self {
+            CloudStore::Redb(s) => {
+                let txn =
+                    s.db.begin_read()
+                        .map_err(|e| CloudError::store(s.path(), e))?;
+                let table = match txn.open_table(TIMELINE) {
+                    Ok(table) => table,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+                    Err(e) => return Err(e.into()),
+                };
+                for place in places {
+                    let range =
+                        table.range((place.0.as_str(), 0)..=(place.0.as_str(), u64::MAX))?;
+                    for row in range.rev() {
+                        let entry = decode(place, row?.1.value())?;
+                        if let Some(site_box) = entry.site_box {
+                            out.insert(
+                                (*place).clone(),
+                                Contact {
+                                    site_box,
+                                    at: entry.at,
+                                },
+                            );
+                            break;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            CloudStore::Postgres(s) => {
+                let ids: Vec<&str> = places.iter().map(|p| p.0.as_str()).collect();
+                s.block(|| {
+                    s.transaction(async |t, _| {
+                        let rows =
+                            t.tx.query(
+                                "SELECT DISTINCT ON (place) place, site_box, at FROM place_events
+                                 WHERE place = ANY($1) AND site_box IS NOT NULL
+                                 ORDER BY place, id DESC",
+                                &[&ids],
+                            )
+                            .await
+                            .map_err(pg("reading the last site-box contacts"))?;
+                        Ok(rows
+                            .iter()
+                            .map(|r| {
+                                (
+                                    PlaceId(r.get(0)),
+                                    Contact {
+                                        site_box: r.get(1),
+                                        at: Timestamp(r.get::<_, i64>(2) as u64),
+                                    },
+                                )
+                            })
+                            .collect())
+                    })
+                })
+            }
         }
     }
 }
