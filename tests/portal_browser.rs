@@ -16,6 +16,7 @@
 #[macro_use]
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
@@ -658,5 +659,67 @@ lan_test! {
             portal.stop().await;
             outcome.expect("the browser scenario ends within 5 minutes");
         });
+    }
+}
+
+lan_test! {
+    fn the_demo_kept_serving_signs_the_pro_in_from_a_browser() {
+        browser_binaries();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let web = format!("127.0.0.1:{port}");
+        let mut demo = Process::new(common::handoff_bin())
+            .args(["demo", "--keep", "--web", &web])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(demo.stdout.take().unwrap());
+        let mut said = Vec::new();
+        let mut link = None;
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            said.push(line.clone());
+            if line.trim().starts_with(&format!("https://localhost:{port}/sign-in/")) {
+                link = Some(line.trim().to_owned());
+            }
+            if line.contains("Serving until Ctrl-C") {
+                break;
+            }
+        }
+        let link = link.unwrap_or_else(|| panic!("no sign-in link: {said:#?}"));
+        assert!(
+            said.iter().any(|l| l.contains(&format!("The Places portal: https://localhost:{port}"))),
+            "{said:#?}"
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let driver = Driver::start();
+            let pro = driver.session().await;
+            pro.goto(&link).await.unwrap();
+            click_button(&pro, "Sign in").await;
+            let (lake, _) = row(&pro, "lake-house").await;
+            // The takeover shared lake-house for 30 days.
+            assert!(lake.contains("Green") && lake.contains("29d 23h"), "{lake}");
+            pro.close().await.unwrap();
+        });
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(demo.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let out = demo.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the demo ends cleanly on Ctrl-C: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
