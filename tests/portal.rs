@@ -824,3 +824,44 @@ lan_test! {
         });
     }
 }
+
+lan_test! {
+    fn the_places_list_is_paged_a_hundred_rows_a_page() {
+        let dir = TempDir::new("portal-pages");
+        let data = dir.path("data");
+        let store = CloudStore::open(&data).unwrap();
+        for n in 0..250 {
+            create(&store, &format!("place-{n:03}"), PRO, None);
+        }
+        create(&store, "theirs", OTHER, None);
+        runtime().block_on(async {
+            let portal = start(Arc::new(store), &data, WebTls::PlainHttp, Clock::default()).await;
+            let mut pro = Browser::new(portal.local_addr);
+            pro.sign_in(&data, PRO).await;
+            let rows = |page: &Reply| page.body.matches("<a href=\"/places/").count();
+            let first = pro.get("/").await;
+            assert_eq!(rows(&first), 100);
+            assert!(first.body.contains("Page 1 of 3 (250 Places)"), "{}", first.body);
+            assert!(first.body.contains(r#"<a href="/?page=2" rel="next">"#));
+            assert!(!first.body.contains("rel=\"prev\""));
+            // 100 rows stay well under the 100 KB a page may weigh.
+            assert!(first.body.len() < 100_000, "{} bytes", first.body.len());
+            let last = pro.get("/?page=3").await;
+            assert_eq!(rows(&last), 50);
+            assert!(last.body.contains("place-249") && !last.body.contains("place-199"));
+            assert!(last.body.contains(r#"<a href="/?page=2" rel="prev">"#));
+            assert!(!last.body.contains("rel=\"next\""));
+            let past = pro.get("/?page=9").await;
+            assert_eq!((past.status, rows(&past)), (200, 0));
+            assert!(past.body.contains("past the last of your 250 Places"), "{}", past.body);
+            for bad in ["0", "-1", "two", ""] {
+                let reply = pro.get(&format!("/?page={bad}")).await;
+                assert_eq!(reply.status, 400, "page={bad}: {}", reply.body);
+            }
+            // The JSON is the whole list, as the CLI's.
+            let json = pro.get_json("/?page=2").await;
+            assert_eq!(json.as_array().unwrap().len(), 250);
+            portal.stop().await;
+        });
+    }
+}

@@ -234,14 +234,24 @@ pub fn notice(title: &str, text: &str, viewer: Option<&Viewer<'_>>) -> Markup {
 }
 
 /// `/`: every Place the account reaches.
-pub fn places(viewer: &Viewer<'_>, rows: &[PlaceRow], message: Option<&Message>) -> Markup {
+pub fn places(
+    viewer: &Viewer<'_>,
+    rows: &[PlaceRow],
+    paging: Paging,
+    message: Option<&Message>,
+) -> Markup {
     layout(
         "Places",
         Some(viewer),
         message,
         html! {
             h1 { "Places" }
-            @if rows.is_empty() {
+            @if paging.pages > 1 {
+                (pager(paging))
+            }
+            @if rows.is_empty() && paging.total > 0 {
+                p { "This page is past the last of your " (paging.total) " Places." }
+            } @else if rows.is_empty() {
                 p { "No Place is shared with you yet: ask the homeowner or a pro with access to share one with your email, or open a share link." }
             } @else {
                 table {
@@ -262,6 +272,33 @@ pub fn places(viewer: &Viewer<'_>, rows: &[PlaceRow], message: Option<&Message>)
             }
         },
     )
+}
+
+/// Which page of the Places list is shown.
+#[derive(Clone, Copy, Debug)]
+pub struct Paging {
+    /// From 1.
+    pub page: usize,
+    pub pages: usize,
+    /// Places the account reaches.
+    pub total: usize,
+}
+
+fn pager(p: Paging) -> Markup {
+    html! {
+        nav aria-label="Pages of the Places list" {
+            p {
+                "Page " (p.page) " of " (p.pages) " (" (p.total) " Places). "
+                @if p.page > 1 {
+                    a href={ "/?page=" (p.page.min(p.pages + 1) - 1) } rel="prev" { "← Previous page" }
+                    " "
+                }
+                @if p.page < p.pages {
+                    a href={ "/?page=" (p.page + 1) } rel="next" { "Next page →" }
+                }
+            }
+        }
+    }
 }
 
 /// `/places/{id}`: processors, Manage Access, Share, the share link.

@@ -18,7 +18,9 @@ use axum::{Extension, Form, Router};
 use maud::Markup;
 use serde_json::{Value, json};
 
-use super::pages::{self, AccessRow, DurationChoice, Message, PlacePage, PlaceRow, Revoke, Viewer};
+use super::pages::{
+    self, AccessRow, DurationChoice, Message, Paging, PlacePage, PlaceRow, Revoke, Viewer,
+};
 use super::session::{
     self, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_LIFETIME, SIGN_IN_VALIDITY,
 };
@@ -32,6 +34,9 @@ use crate::cloud::{
     AccessDuration, AccountId, CloudError, LinkSecret, Place, PlaceId, Refusal, Timestamp,
     access_list, guidance_for, status_for,
 };
+
+/// Rows on one page of the Places list: about 45 KB of HTML.
+const PAGE_ROWS: usize = 100;
 
 /// How many of a Place's newest events its page shows.
 const TIMELINE_SHOWN: usize = 100;
@@ -184,7 +189,13 @@ impl Portal {
             .filter(|p| p.access(account, now).is_some()))
     }
 
-    fn place_rows(&self, account: &AccountId) -> Result<Vec<PlaceRow>, CloudError> {
+    /// Rows of the Places list: `page` (from 1) of [`PAGE_ROWS`], or every
+    /// row; and how many Places the account reaches in all.
+    fn place_rows(
+        &self,
+        account: &AccountId,
+        page: Option<usize>,
+    ) -> Result<(Vec<PlaceRow>, usize), CloudError> {
         let now = self.now();
         let mut counts: HashMap<PlaceId, usize> = HashMap::new();
         for p in self.store.processors()? {
@@ -195,9 +206,18 @@ impl Portal {
             .iter()
             .filter_map(|p| Some((p, p.access(account, now)?)))
             .collect();
-        let ids: Vec<&PlaceId> = reachable.iter().map(|(p, _)| &p.id).collect();
+        let total = reachable.len();
+        let shown: Vec<_> = match page {
+            None => reachable,
+            Some(page) => reachable
+                .into_iter()
+                .skip(page.saturating_sub(1).saturating_mul(PAGE_ROWS))
+                .take(PAGE_ROWS)
+                .collect(),
+        };
+        let ids: Vec<&PlaceId> = shown.iter().map(|(p, _)| &p.id).collect();
         let mut contacts = self.store.last_contacts(&ids)?;
-        Ok(reachable
+        let rows = shown
             .into_iter()
             .map(|(p, grant)| PlaceRow {
                 id: p.id.clone(),
@@ -208,7 +228,8 @@ impl Portal {
                 processors: counts.get(&p.id).copied().unwrap_or(0),
                 last_contact: contacts.remove(&p.id),
             })
-            .collect())
+            .collect();
+        Ok((rows, total))
     }
 
     /// The Place page's data: what the rules would answer to each control,
@@ -348,7 +369,19 @@ impl Portal {
         message: Option<Message>,
         json: bool,
     ) -> Result<Response, PortalError> {
-        let rows = self.place_rows(&signed.record.account)?;
+        self.places_page(signed, message, json, 1)
+    }
+
+    /// Page `page` of the Places list; its JSON is the whole list, as the
+    /// CLI's `place list --json`.
+    fn places_page(
+        &self,
+        signed: &Signed,
+        message: Option<Message>,
+        json: bool,
+        page: usize,
+    ) -> Result<Response, PortalError> {
+        let (rows, total) = self.place_rows(&signed.record.account, (!json).then_some(page))?;
         if json {
             let list: Vec<Value> = rows
                 .iter()
@@ -365,7 +398,16 @@ impl Portal {
         }
         Ok(html(
             StatusCode::OK,
-            pages::places(&signed.viewer(), &rows, message.as_ref()),
+            pages::places(
+                &signed.viewer(),
+                &rows,
+                Paging {
+                    page,
+                    pages: total.div_ceil(PAGE_ROWS).max(1),
+                    total,
+                },
+                message.as_ref(),
+            ),
         ))
     }
 }
@@ -393,12 +435,31 @@ fn with_message(value: Value, message: Option<&Message>) -> Value {
     }
 }
 
-async fn places(State(portal): State<Arc<Portal>>, headers: HeaderMap, uri: Uri) -> Response {
+async fn places(
+    State(portal): State<Arc<Portal>>,
+    Query(query): Query<Fields>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     blocking(move || {
         let Some(signed) = portal.signed_in(&headers)? else {
             return Ok(to_sign_in(&uri));
         };
-        portal.places_response(&signed, None, wants_json(&headers))
+        let page = match query.get("page").map(|p| p.parse::<usize>()) {
+            None => 1,
+            Some(Ok(page)) if page >= 1 => page,
+            Some(_) => {
+                return Ok(html(
+                    StatusCode::BAD_REQUEST,
+                    pages::notice(
+                        "No such page",
+                        "A page of the Places list is a number from 1.",
+                        Some(&signed.viewer()),
+                    ),
+                ));
+            }
+        };
+        portal.places_page(&signed, None, wants_json(&headers), page)
     })
     .await
 }
