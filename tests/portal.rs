@@ -15,9 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use handoff::cloud::{
-    AccessDuration, AccountId, CloudStore, Command, PlaceId, ProcessorRecord, ProjectKey,
-};
+use handoff::cloud::{AccessDuration, AccountId, CloudStore, Command, PlaceId, ProcessorRecord};
 use handoff::identity::CertificateAuthority;
 use handoff::portal::{Clock, PortalOptions, RunningPortal, WebTls};
 use handoff::processor::Serial;
@@ -245,16 +243,7 @@ const HOMEOWNER: &str = "home@example.com";
 const SCRIPT: &str = "<script>alert(1)</script>";
 
 fn create(store: &CloudStore, id: &str, by: &str, processor: Option<ProcessorRecord>) {
-    let cmd = Command::CreatePlace {
-        place: PlaceId(id.into()),
-        by: AccountId::new(by),
-        key: ProjectKey(format!("key-{id}")),
-        remote_services: true,
-    };
-    store
-        .create_place(&cmd, processor, handoff::cloud::now())
-        .unwrap()
-        .unwrap();
+    common::create_place(store, id, by, true, processor);
 }
 
 fn run(store: &CloudStore, cmd: Command) {

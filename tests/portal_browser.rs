@@ -24,16 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use handoff::cloud::{
-    AccessDuration, AccountId, CloudStore, Command, PlaceId, ProcessorRecord, ProjectKey,
-};
+use handoff::cloud::{AccessDuration, AccountId, CloudStore, Command, PlaceId, ProcessorRecord};
 use handoff::identity::CertificateAuthority;
 use handoff::portal::{Clock, PortalOptions, RunningPortal, WebTls};
 use handoff::processor::Serial;
 use handoff::proto::{EventId, EventKind, RelayEvent, ShareAccess};
 use serde_json::{Value, json};
 
-use common::{ChildGuard, TempDir, handoff, newest_link, wait_for_port};
+use common::{ChildGuard, TempDir, create_place as create, handoff, newest_link, wait_for_port};
 
 const PRO: &str = "pro@example.com";
 const OFFICE: &str = "office@example.com";
@@ -123,25 +121,6 @@ impl Driver {
             .await
             .expect("a Chromium session through chromedriver")
     }
-}
-
-fn create(
-    store: &CloudStore,
-    id: &str,
-    by: &str,
-    remote: bool,
-    processor: Option<ProcessorRecord>,
-) {
-    let cmd = Command::CreatePlace {
-        place: PlaceId(id.into()),
-        by: AccountId::new(by),
-        key: ProjectKey(format!("key-{id}")),
-        remote_services: remote,
-    };
-    store
-        .create_place(&cmd, processor, handoff::cloud::now())
-        .unwrap()
-        .unwrap();
 }
 
 fn run(store: &CloudStore, cmd: Command) {
@@ -291,6 +270,37 @@ async fn submit(browser: &Client, button: Locator<'_>) {
     }
 }
 
+async fn type_into(browser: &Client, id: &str, text: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn choose(browser: &Client, select: &str, value: &str) {
+    browser
+        .find(Locator::Id(select))
+        .await
+        .unwrap_or_else(|e| panic!("#{select}: {e}"))
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+/// Ticks a checkbox (no navigation).
+async fn tick(browser: &Client, checkbox: Locator<'_>) {
+    browser
+        .find(checkbox)
+        .await
+        .unwrap_or_else(|e| panic!("{checkbox:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn click_button(browser: &Client, label: &str) {
     submit(
         browser,
@@ -303,13 +313,7 @@ async fn click_button(browser: &Client, label: &str) {
 /// the mail drop, the link, its button. Lands on the Places list.
 async fn sign_in(browser: &Client, base: &str, data: &Path, email: &str) {
     browser.goto(&format!("{base}/sign-in")).await.unwrap();
-    browser
-        .find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys(email)
-        .await
-        .unwrap();
+    type_into(browser, "email", email).await;
     click_button(browser, "Email me a sign-in link").await;
     assert!(
         text(browser).await.contains("is on its way"),
@@ -432,18 +436,8 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
     }
     let (enabled, _) = option(&pro, "share-duration", "7d").await;
     assert!(enabled);
-    pro.find(Locator::Id("share-email"))
-        .await
-        .unwrap()
-        .send_keys(COLLEAGUE)
-        .await
-        .unwrap();
-    pro.find(Locator::Id("share-duration"))
-        .await
-        .unwrap()
-        .select_by_value("7d")
-        .await
-        .unwrap();
+    type_into(&pro, "share-email", COLLEAGUE).await;
+    choose(&pro, "share-duration", "7d").await;
     click_button(&pro, "Share").await;
     let page = text(&pro).await;
     assert!(
@@ -463,12 +457,7 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
     );
 
     // A share link, shown once.
-    pro.find(Locator::Id("link-duration"))
-        .await
-        .unwrap()
-        .select_by_value("7d")
-        .await
-        .unwrap();
+    choose(&pro, "link-duration", "7d").await;
     click_button(&pro, "Generate New Link").await;
     let link = pro
         .find(Locator::Id("new-link"))
@@ -567,12 +556,7 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
         );
     }
     assert!(page.contains("Refused:"), "{page}");
-    pro.find(Locator::Css("input[name='force']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    tick(&pro, Locator::Css("input[name='force']")).await;
     submit(&pro, Locator::Css(&revoke_self)).await;
     let page = text(&pro).await;
     assert!(page.contains("had no one left and is deleted"), "{page}");
@@ -597,12 +581,7 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
     let home = driver.session().await;
     sign_in(&home, base, data, HOMEOWNER).await;
     open_place(&home, base, "city-flat").await;
-    home.find(Locator::Id("release-confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    tick(&home, Locator::Id("release-confirm")).await;
     click_button(&home, "Remove Home from Account").await;
     let page = text(&home).await;
     assert!(

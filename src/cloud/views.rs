@@ -9,18 +9,7 @@ use super::store::ProcessorRecord;
 
 /// A moment as the timeline shows it: `2026-12-03 18:10:05 UTC`.
 pub fn time_text(at: Timestamp) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(at.0 as i64) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => format!("{} s after 1970", at.0),
-    }
+    crate::identity::install::human_time(i64::try_from(at.0).unwrap_or(i64::MAX))
 }
 
 /// One timeline entry as `--json` and the portal's JSON show it.

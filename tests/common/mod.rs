@@ -533,3 +533,24 @@ pub fn newest_link(data: &Path, email: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// Creates Place `id` by `by` (remote services on or off), with its first
+/// processor activated when given.
+pub fn create_place(
+    store: &handoff::cloud::CloudStore,
+    id: &str,
+    by: &str,
+    remote_services: bool,
+    processor: Option<handoff::cloud::ProcessorRecord>,
+) {
+    let cmd = handoff::cloud::Command::CreatePlace {
+        place: handoff::cloud::PlaceId(id.into()),
+        by: handoff::cloud::AccountId::new(by),
+        key: handoff::cloud::ProjectKey(format!("key-{id}")),
+        remote_services,
+    };
+    store
+        .create_place(&cmd, processor, handoff::cloud::now())
+        .unwrap()
+        .unwrap();
+}

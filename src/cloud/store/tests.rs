@@ -267,15 +267,18 @@ fn a_claim_with_the_wrong_mac_is_refused(b: Backend) {
     );
 }
 
+/// A relayed share of `place` with `email` for 7 days.
+fn share_for_a_week(place: &PlaceId, email: &str) -> EventKind {
+    EventKind::ShareAccess(ShareAccess {
+        place: place.clone(),
+        email: email.into(),
+        duration: AccessDuration::SevenDays,
+    })
+}
+
 fn duplicate_event_ids_are_acknowledged_with_the_original_result_and_applied_once(b: Backend) {
     let f = fixture(b);
-    let share = |email: &str| {
-        EventKind::ShareAccess(ShareAccess {
-            place: f.place.clone(),
-            email: email.into(),
-            duration: AccessDuration::SevenDays,
-        })
-    };
+    let share = |email: &str| share_for_a_week(&f.place, email);
     let first = f
         .store
         .relay(&owner(), &[event(1, share("pro@example.com"))], NOW)
@@ -508,13 +511,7 @@ fn a_corrupt_record_is_reported_not_a_panic() {
 
 fn a_places_timeline_keeps_every_applied_and_refused_event_with_its_site_box(b: Backend) {
     let f = fixture(b);
-    let share = |email: &str| {
-        EventKind::ShareAccess(ShareAccess {
-            place: f.place.clone(),
-            email: email.into(),
-            duration: AccessDuration::SevenDays,
-        })
-    };
+    let share = |email: &str| share_for_a_week(&f.place, email);
     let nobody = AccountId::new("nobody@example.com");
     let pro = AccountId::new("pro@example.com");
     f.store

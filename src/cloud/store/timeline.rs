@@ -13,6 +13,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::CloudStore;
+use super::redb::RedbStore;
 use crate::cloud::CloudError;
 use crate::cloud::model::{AccountId, PlaceId, Timestamp};
 
@@ -103,13 +104,8 @@ impl CloudStore {
     ) -> Result<(Vec<TimelineEntry>, u64), CloudError> {
         match self {
             CloudStore::Redb(s) => {
-                let txn =
-                    s.db.begin_read()
-                        .map_err(|e| CloudError::store(s.path(), e))?;
-                let table = match txn.open_table(TIMELINE) {
-                    Ok(table) => table,
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), 0)),
-                    Err(e) => return Err(e.into()),
+                let Some(table) = redb_timeline(s)? else {
+                    return Ok((Vec::new(), 0));
                 };
                 let (mut entries, mut total) = (Vec::new(), 0);
                 for row in table
@@ -183,13 +179,8 @@ impl CloudStore {
         let mut out = HashMap::new();
         match self {
             CloudStore::Redb(s) => {
-                let txn =
-                    s.db.begin_read()
-                        .map_err(|e| CloudError::store(s.path(), e))?;
-                let table = match txn.open_table(TIMELINE) {
-                    Ok(table) => table,
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
-                    Err(e) => return Err(e.into()),
+                let Some(table) = redb_timeline(s)? else {
+                    return Ok(out);
                 };
                 for place in places {
                     let range =
@@ -239,6 +230,20 @@ impl CloudStore {
                 })
             }
         }
+    }
+}
+
+type TimelineTable = redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>;
+
+/// The timeline table for reading; `None` before the first event.
+fn redb_timeline(s: &RedbStore) -> Result<Option<TimelineTable>, CloudError> {
+    let txn =
+        s.db.begin_read()
+            .map_err(|e| CloudError::store(s.path(), e))?;
+    match txn.open_table(TIMELINE) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
