@@ -250,7 +250,7 @@ pub fn places(
                 (pager(paging))
             }
             @if rows.is_empty() && paging.total > 0 {
-                p { "This page is past the last of your " (paging.total) " Places." }
+                p { "This page is past the last of your " (paging.total) " Place" @if paging.total != 1 { "s" } "." }
             } @else if rows.is_empty() {
                 p { "No Place is shared with you yet: ask the homeowner or a pro with access to share one with your email, or open a share link." }
             } @else {
