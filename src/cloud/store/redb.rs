@@ -394,6 +394,7 @@ impl RedbStore {
                 result: decode("events", &key, v.value())?,
             });
         }
+        dump.timeline = super::timeline::redb_all(&txn)?;
         Ok(dump)
     }
 

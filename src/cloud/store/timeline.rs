@@ -233,6 +233,25 @@ impl CloudStore {
     }
 }
 
+/// Every Place's timeline, for `cloud copy`: oldest first within a Place.
+pub(super) fn redb_all(
+    txn: &redb::ReadTransaction,
+) -> Result<Vec<(PlaceId, TimelineEntry)>, CloudError> {
+    let table = match txn.open_table(TIMELINE) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut all = Vec::new();
+    for row in table.iter()? {
+        let (key, value) = row?;
+        let place = PlaceId(key.value().0.to_owned());
+        let entry = decode(&place, value.value())?;
+        all.push((place, entry));
+    }
+    Ok(all)
+}
+
 type TimelineTable = redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>;
 
 /// The timeline table for reading; `None` before the first event.
