@@ -15,16 +15,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use handoff::cloud::{
-    AccessDuration, AccountId, CloudStore, Command, PlaceId, ProcessorRecord, ProjectKey,
-};
+use handoff::cloud::{AccessDuration, AccountId, CloudStore, Command, PlaceId, ProcessorRecord};
 use handoff::identity::CertificateAuthority;
 use handoff::portal::{Clock, PortalOptions, RunningPortal, WebTls};
 use handoff::processor::Serial;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::TempDir;
+use common::{TempDir, newest_link};
 
 /// One answer: status, headers (names lowercased), body.
 #[derive(Debug)]
@@ -239,42 +237,13 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// The link in the newest sign-in mail to `email` in `DATA/mail/`.
-fn newest_link(data: &Path, email: &str) -> String {
-    let mut mails: Vec<_> = std::fs::read_dir(data.join("mail"))
-        .expect("the mail drop")
-        .map(|e| e.unwrap().path())
-        .collect();
-    mails.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
-    let mail = mails
-        .iter()
-        .rev()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .find(|m| m.contains(&format!("To: <{email}>")))
-        .expect("a sign-in mail");
-    mail.lines()
-        .find(|l| l.contains("/sign-in/"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 const PRO: &str = "pro@example.com";
 const OTHER: &str = "other@example.com";
 const HOMEOWNER: &str = "home@example.com";
 const SCRIPT: &str = "<script>alert(1)</script>";
 
 fn create(store: &CloudStore, id: &str, by: &str, processor: Option<ProcessorRecord>) {
-    let cmd = Command::CreatePlace {
-        place: PlaceId(id.into()),
-        by: AccountId::new(by),
-        key: ProjectKey(format!("key-{id}")),
-        remote_services: true,
-    };
-    store
-        .create_place(&cmd, processor, handoff::cloud::now())
-        .unwrap()
-        .unwrap();
+    common::create_place(store, id, by, true, processor);
 }
 
 fn run(store: &CloudStore, cmd: Command) {
@@ -611,6 +580,23 @@ async fn scenario(store: CloudStore, data: &Path) {
         "{}",
         forged.body
     );
+    // The timeline keeps the refusal (newest first): who asked, the rule,
+    // no site box (the portal); the claim before it came from the store.
+    let timeline = pro.get_json("/places/p-home").await["timeline"].clone();
+    assert_eq!(timeline[0]["result"], "refused", "{timeline}");
+    assert_eq!(timeline[0]["rule"], "homeowner_cannot_be_revoked_by_others");
+    assert_eq!(timeline[0]["account"], PRO);
+    assert_eq!(timeline[0]["what"], "revoke home@example.com");
+    assert!(timeline[0]["site_box"].is_null());
+    assert_eq!(timeline[1]["account"], HOMEOWNER, "{timeline}");
+    assert_eq!(timeline[1]["result"], "applied");
+    let home = pro.get("/places/p-home").await;
+    assert!(
+        home.body
+            .contains("refused: <code>homeowner_cannot_be_revoked_by_others</code>"),
+        "{}",
+        home.body
+    );
 
     // Share link: generated, redeemed by a second session, revoked.
     let made = pro
@@ -825,6 +811,47 @@ lan_test! {
             assert_eq!(page.status, 200);
             assert!(page.body.contains("p-pro"));
             assert!(page.header("content-security-policy").is_some_and(|c| c.contains("default-src 'none'")));
+            portal.stop().await;
+        });
+    }
+}
+
+lan_test! {
+    fn the_places_list_is_paged_a_hundred_rows_a_page() {
+        let dir = TempDir::new("portal-pages");
+        let data = dir.path("data");
+        let store = CloudStore::open(&data).unwrap();
+        for n in 0..250 {
+            create(&store, &format!("place-{n:03}"), PRO, None);
+        }
+        create(&store, "theirs", OTHER, None);
+        runtime().block_on(async {
+            let portal = start(Arc::new(store), &data, WebTls::PlainHttp, Clock::default()).await;
+            let mut pro = Browser::new(portal.local_addr);
+            pro.sign_in(&data, PRO).await;
+            let rows = |page: &Reply| page.body.matches("<a href=\"/places/").count();
+            let first = pro.get("/").await;
+            assert_eq!(rows(&first), 100);
+            assert!(first.body.contains("Page 1 of 3 (250 Places)"), "{}", first.body);
+            assert!(first.body.contains(r#"<a href="/?page=2" rel="next">"#));
+            assert!(!first.body.contains("rel=\"prev\""));
+            // 100 rows stay well under the 100 KB a page may weigh.
+            assert!(first.body.len() < 100_000, "{} bytes", first.body.len());
+            let last = pro.get("/?page=3").await;
+            assert_eq!(rows(&last), 50);
+            assert!(last.body.contains("place-249") && !last.body.contains("place-199"));
+            assert!(last.body.contains(r#"<a href="/?page=2" rel="prev">"#));
+            assert!(!last.body.contains("rel=\"next\""));
+            let past = pro.get("/?page=9").await;
+            assert_eq!((past.status, rows(&past)), (200, 0));
+            assert!(past.body.contains("past the last of your 250 Places"), "{}", past.body);
+            for bad in ["0", "-1", "two", ""] {
+                let reply = pro.get(&format!("/?page={bad}")).await;
+                assert_eq!(reply.status, 400, "page={bad}: {}", reply.body);
+            }
+            // The JSON is the whole list, as the CLI's.
+            let json = pro.get_json("/?page=2").await;
+            assert_eq!(json.as_array().unwrap().len(), 250);
             portal.stop().await;
         });
     }

@@ -606,11 +606,12 @@ fn run_copy(data: &Path, database: Option<&str>, args: CopyArgs) -> Result<ExitC
         json!({"places": copied.places, "grants": copied.grants, "processors": copied.processors,
                "daemons": copied.daemons, "spent_proofs": copied.spent_proofs,
                "deleted_places": copied.deleted_places, "events": copied.events,
+               "timeline": copied.timeline,
                "database": to.describe()}),
         || {
             format!(
                 "copied {} Places ({} grants), {} processors, {} daemons, {} spent proofs, {} \
-                 deleted Place ids and {} event results into {}",
+                 deleted Place ids, {} event results and {} timeline entries into {}",
                 copied.places,
                 copied.grants,
                 copied.processors,
@@ -618,6 +619,7 @@ fn run_copy(data: &Path, database: Option<&str>, args: CopyArgs) -> Result<ExitC
                 copied.spent_proofs,
                 copied.deleted_places,
                 copied.events,
+                copied.timeline,
                 to.describe()
             )
         },

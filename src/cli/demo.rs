@@ -33,6 +33,7 @@ use crate::identity::{
     KeyAlgorithm, PairingAuthority, PrivateKey, SimProcessorIdentity, sign_client_csr,
 };
 use crate::lan::PRIVATE_LAN_ENV;
+use crate::portal::{Clock, PortalOptions, RunningPortal, SIGN_IN_VALIDITY, WebTls};
 use crate::processor::SystemType;
 use crate::proto::Claimed;
 use crate::relay::link::{CloudLink, IDENTITY_DIR};
@@ -43,7 +44,19 @@ pub struct DemoArgs {
     /// How long to wait for the simulated site to be found
     #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
     pub timeout: Duration,
+    /// Keep the cloud and the Places portal serving after the story, until
+    /// Ctrl-C, so that a browser on this machine can open the sign-in link
+    #[arg(long)]
+    pub keep: bool,
+    /// Where the portal listens for this machine's browser (a loopback
+    /// address)
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub web: SocketAddr,
 }
+
+/// Set for the demo inside its private network by the process outside,
+/// which passes the browser's connections to this Unix socket.
+const WEB_SOCKET_ENV: &str = "HANDOFF_DEMO_WEB_SOCKET";
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
     let all = crate::lan::interfaces()?;
@@ -53,7 +66,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
                 "the private network for the demo could not be set up (is `ip` from iproute2 installed?)".into(),
             ));
         }
-        return reexec_in_private_lan().await;
+        return reexec_in_private_lan(&args).await;
+    }
+    if !args.web.ip().is_loopback() {
+        return Err(CliError::Usage(format!(
+            "--web {}: the demo's portal listens on a loopback address only",
+            args.web
+        )));
     }
 
     let scratch = std::env::temp_dir().join(format!("handoff-demo-{}", std::process::id()));
@@ -183,6 +202,7 @@ async fn story(
         .map_err(|e| CliError::Failed(format!("{e}")))?;
     let server =
         RunningServer::start(&data, store.clone(), addr, CloudServerOptions::default()).await?;
+    let portal = DemoPortal::start(store.clone(), &data, args.web).await?;
 
     // A responder multicasts a record at most once a second (RFC 6762 §6),
     // so a query right after the site's announcements would be answered a
@@ -288,6 +308,14 @@ async fn story(
         }
     }
 
+    portal.introduce(&store, args.keep)?;
+    if args.keep {
+        println!("\nServing until Ctrl-C.");
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(CliError::io("waiting for Ctrl-C"))?;
+    }
+    portal.stop().await;
     server.stop().await;
     servers.stop().await;
     tokio::task::spawn_blocking(move || advertiser.stop(Duration::from_secs(1)))
@@ -296,20 +324,190 @@ async fn story(
     Ok(code)
 }
 
+/// The portal of the demo's cloud, and how a browser on this machine
+/// reaches it.
+struct DemoPortal {
+    portal: RunningPortal,
+    /// The Unix socket the process outside passes connections to.
+    bridge: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DemoPortal {
+    async fn start(
+        store: Arc<CloudStore>,
+        data: &Path,
+        web: SocketAddr,
+    ) -> Result<DemoPortal, CliError> {
+        let socket = std::env::var_os(WEB_SOCKET_ENV).map(std::path::PathBuf::from);
+        let options = PortalOptions {
+            // Behind the bridge, any port of this network will do: the
+            // browser uses the one outside.
+            listen: if socket.is_some() {
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            } else {
+                web
+            },
+            tls: WebTls::CloudCa,
+            data_dir: data.to_owned(),
+            url: Some(format!("https://localhost:{}", web.port())),
+            clock: Clock::default(),
+            metrics: Default::default(),
+        };
+        let portal = RunningPortal::start(store, options)
+            .await
+            .map_err(|e| CliError::Failed(format!("the Places portal: {e}")))?;
+        let bridge = match socket {
+            None => None,
+            Some(path) => {
+                let listener = tokio::net::UnixListener::bind(&path)
+                    .map_err(CliError::io("listening on the demo's portal socket"))?;
+                let inside = portal.local_addr;
+                Some(tokio::spawn(async move {
+                    while let Ok((unix, _)) = listener.accept().await {
+                        tokio::spawn(async move {
+                            if let Ok(tcp) = tokio::net::TcpStream::connect(inside).await {
+                                pass(unix, tcp).await;
+                            }
+                        });
+                    }
+                }))
+            }
+        };
+        Ok(DemoPortal { portal, bridge })
+    }
+
+    /// The portal's address and a sign-in link for the pro.
+    fn introduce(&self, store: &CloudStore, keep: bool) -> Result<(), CliError> {
+        let link = crate::portal::sign_in_link(
+            store,
+            &AccountId::new(PRO),
+            &self.portal.url,
+            now(),
+            SIGN_IN_VALIDITY,
+        )?;
+        println!(
+            "\n5. The Places portal: {} (its certificate is from the demo cloud's CA; \
+             let the browser accept it).",
+            self.portal.url
+        );
+        println!("   Sign in as {PRO} (works once, for 15 minutes):\n   {link}");
+        if !keep {
+            println!(
+                "   The portal stops with the demo: run `handoff demo --keep` to open it in a browser."
+            );
+        }
+        Ok(())
+    }
+
+    async fn stop(self) {
+        if let Some(bridge) = self.bridge {
+            bridge.abort();
+        }
+        self.portal.stop().await;
+    }
+}
+
+/// Copies both ways until either side closes.
+async fn pass<A, B>(mut a: A, mut b: B)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+}
+
+/// With `--keep`: listens on `web` (loopback) outside the private
+/// network and passes every connection to `socket`, where the demo inside
+/// serves the portal.
+async fn bridge_from_outside(
+    web: SocketAddr,
+    socket: std::path::PathBuf,
+) -> Result<tokio::task::JoinHandle<()>, CliError> {
+    if !web.ip().is_loopback() {
+        return Err(CliError::Usage(format!(
+            "--web {web}: the demo's portal listens on a loopback address only"
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(web)
+        .await
+        .map_err(CliError::io("listening for the browser (--web)"))?;
+    Ok(tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                // The demo inside may not serve yet: the browser retries.
+                if let Ok(unix) = tokio::net::UnixStream::connect(&socket).await {
+                    pass(tcp, unix).await;
+                }
+            });
+        }
+    }))
+}
+
 /// Runs this same command again inside a fresh private network.
-async fn reexec_in_private_lan() -> Result<ExitCode, CliError> {
+async fn reexec_in_private_lan(demo: &DemoArgs) -> Result<ExitCode, CliError> {
     let exe = std::env::current_exe().map_err(CliError::io("finding this program"))?;
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let mut cmd = crate::lan::private_lan_command(&exe, &args);
-    let status = tokio::task::spawn_blocking(move || cmd.status())
-        .await
+    // Removed when the demo ends (at drop).
+    let mut bridge = None;
+    let _socket_dir = if demo.keep {
+        let dir = tempfile_dir()?;
+        let socket = dir.path.join("portal.sock");
+        cmd.env(WEB_SOCKET_ENV, &socket);
+        bridge = Some(bridge_from_outside(demo.web, socket).await?);
+        Some(dir)
+    } else {
+        None
+    };
+    let mut child = cmd.spawn().map_err(CliError::io(
+        "starting `unshare` (util-linux) for a private network",
+    ))?;
+    // `unshare` and its shell exec the demo: the child is the demo itself.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut waiting = tokio::task::spawn_blocking(move || child.wait());
+    let status = loop {
+        tokio::select! {
+            status = &mut waiting => break status,
+            // Ctrl-C (or a SIGINT to this process alone) is for the demo
+            // inside, which stops its servers and ends: pass it on, and
+            // wait for it rather than dying first.
+            Ok(()) = tokio::signal::ctrl_c(), if demo.keep => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+            }
+        }
+    };
+    let status = status
         .map_err(|e| CliError::Failed(e.to_string()))?
-        .map_err(CliError::io(
-            "starting `unshare` (util-linux) for a private network",
-        ))?;
+        .map_err(CliError::io("waiting for the demo in its private network"))?;
+    if let Some(bridge) = bridge {
+        bridge.abort();
+    }
     Ok(match status.code() {
         Some(0) => ExitCode::SUCCESS,
         Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
         None => ExitCode::FAILURE,
     })
+}
+
+/// A private (0700) scratch directory, removed at drop.
+struct ScratchDir {
+    path: std::path::PathBuf,
+}
+
+fn tempfile_dir() -> Result<ScratchDir, CliError> {
+    let path = std::env::temp_dir().join(format!(
+        "handoff-demo-web-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    crate::identity::files::ensure_private_dir(&path)
+        .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    Ok(ScratchDir { path })
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

@@ -7,6 +7,24 @@ use serde_json::{Value, json};
 use super::model::{GrantSource, Place, Remaining, Role, Timestamp};
 use super::store::ProcessorRecord;
 
+/// A moment as the timeline shows it: `2026-12-03 18:10:05 UTC`.
+pub fn time_text(at: Timestamp) -> String {
+    crate::identity::install::human_time(i64::try_from(at.0).unwrap_or(i64::MAX))
+}
+
+/// One timeline entry as `--json` and the portal's JSON show it.
+pub fn timeline_json(entry: &super::store::timeline::TimelineEntry) -> Value {
+    json!({
+        "at": entry.at.0,
+        "account": entry.account.as_str(),
+        "site_box": entry.site_box,
+        "what": entry.what,
+        "result": if entry.refused.is_some() { "refused" } else { "applied" },
+        "rule": entry.refused.as_ref().map(|(rule, _)| rule),
+        "why": entry.refused.as_ref().map(|(_, why)| why),
+    })
+}
+
 /// Time left as Manage Access shows it: `29d 23h`, `5h 10m`, `40s`.
 pub fn remaining_text(r: Remaining) -> String {
     let Remaining::Seconds(s) = r else {
@@ -58,4 +76,37 @@ pub fn place_json(place: &Place, processors: &[ProcessorRecord], at: Timestamp) 
             "account": a.as_str(), "role": role_text(g.role), "remaining_s": remaining_json(g.remaining(at)), "source": source_text(&g.source)
         })).collect::<Vec<_>>(),
     })
+}
+
+/// What a command asks, in words, for a Place's timeline. Never a secret:
+/// no project key, no share link secret.
+pub fn command_text(cmd: &super::rules::Command) -> String {
+    use super::rules::Command as C;
+    match cmd {
+        C::CreatePlace {
+            remote_services, ..
+        } => format!(
+            "create the Place (remote services {})",
+            if *remote_services { "on" } else { "off" }
+        ),
+        C::SetRemoteServices { enabled, .. } => format!(
+            "turn remote services {} (project file)",
+            if *enabled { "on" } else { "off" }
+        ),
+        C::ActivateProcessor { processor, .. } => {
+            format!("activate processor {processor} (project transfer)")
+        }
+        C::PresentProjectKey { .. } => "open the project file (Browse Local)".into(),
+        C::Claim { processor, .. } => format!("claim with processor {processor}'s button"),
+        C::Release { .. } => "Remove Home from Account".into(),
+        C::SupportRemovesHomeowner { .. } => "support removes the homeowner".into(),
+        C::ShareAccess {
+            email, duration, ..
+        } => format!("share with {email} for {duration}"),
+        C::NewShareLink { duration, .. } => format!("generate a share link ({duration})"),
+        C::RedeemLink { link, .. } => format!("redeem share link number {}", link.number),
+        C::RevokeAccess { target, force, .. } => {
+            format!("revoke {target}{}", if *force { " (forced)" } else { "" })
+        }
+    }
 }

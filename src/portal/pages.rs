@@ -5,7 +5,8 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::cloud::store::ProcessorRecord;
-use crate::cloud::views::{remaining_text, role_text, source_text};
+use crate::cloud::store::timeline::{Contact, TimelineEntry};
+use crate::cloud::views::{remaining_text, role_text, source_text, time_text};
 use crate::cloud::{AccessDuration, AccessEntry, AccountId, PlaceId, Remaining, Role, Status};
 
 /// Under this much time left, the Places list and Manage Access flag it.
@@ -47,6 +48,8 @@ pub struct PlaceRow {
     pub role: Role,
     pub remaining: Remaining,
     pub processors: usize,
+    /// The last event a site box relayed for the Place.
+    pub last_contact: Option<Contact>,
 }
 
 /// Whether (and how) a line of Manage Access can be revoked, as the rules
@@ -80,6 +83,9 @@ pub struct PlacePage {
     /// A link just generated: shown once.
     pub new_link: Option<String>,
     pub may_release: bool,
+    /// The newest events of the Place, newest first, and how many it has.
+    pub timeline: Vec<TimelineEntry>,
+    pub timeline_total: u64,
 }
 
 const CSS: &str = include_str!("portal.css");
@@ -154,6 +160,13 @@ fn status_badge(status: Status) -> Markup {
     }
 }
 
+fn contact(c: Option<&Contact>) -> Markup {
+    match c {
+        None => html! { "none yet" },
+        Some(c) => html! { (c.site_box) ", " (time_text(c.at)) },
+    }
+}
+
 fn remaining(r: Remaining) -> Markup {
     match r {
         Remaining::Seconds(s) if s < SOON => html! {
@@ -221,18 +234,28 @@ pub fn notice(title: &str, text: &str, viewer: Option<&Viewer<'_>>) -> Markup {
 }
 
 /// `/`: every Place the account reaches.
-pub fn places(viewer: &Viewer<'_>, rows: &[PlaceRow], message: Option<&Message>) -> Markup {
+pub fn places(
+    viewer: &Viewer<'_>,
+    rows: &[PlaceRow],
+    paging: Paging,
+    message: Option<&Message>,
+) -> Markup {
     layout(
         "Places",
         Some(viewer),
         message,
         html! {
             h1 { "Places" }
-            @if rows.is_empty() {
+            @if paging.pages > 1 {
+                (pager(paging))
+            }
+            @if rows.is_empty() && paging.total > 0 {
+                p { "This page is past the last of your " (paging.total) " Place" @if paging.total != 1 { "s" } "." }
+            } @else if rows.is_empty() {
                 p { "No Place is shared with you yet: ask the homeowner or a pro with access to share one with your email, or open a share link." }
             } @else {
                 table {
-                    thead { tr { th { "Place" } th { "Status" } th { "Role" } th { "Time left" } th { "Processors" } } }
+                    thead { tr { th { "Place" } th { "Status" } th { "Role" } th { "Time left" } th { "Processors" } th { "Last contact from a site box" } } }
                     tbody {
                         @for r in rows {
                             tr {
@@ -241,6 +264,7 @@ pub fn places(viewer: &Viewer<'_>, rows: &[PlaceRow], message: Option<&Message>)
                                 td { (role_text(r.role)) }
                                 td { (remaining(r.remaining)) }
                                 td { (r.processors) }
+                                td { (contact(r.last_contact.as_ref())) }
                             }
                         }
                     }
@@ -248,6 +272,33 @@ pub fn places(viewer: &Viewer<'_>, rows: &[PlaceRow], message: Option<&Message>)
             }
         },
     )
+}
+
+/// Which page of the Places list is shown.
+#[derive(Clone, Copy, Debug)]
+pub struct Paging {
+    /// From 1.
+    pub page: usize,
+    pub pages: usize,
+    /// Places the account reaches.
+    pub total: usize,
+}
+
+fn pager(p: Paging) -> Markup {
+    html! {
+        nav aria-label="Pages of the Places list" {
+            p {
+                "Page " (p.page) " of " (p.pages) " (" (p.total) " Places). "
+                @if p.page > 1 {
+                    a href={ "/?page=" (p.page.min(p.pages + 1) - 1) } rel="prev" { "← Previous page" }
+                    " "
+                }
+                @if p.page < p.pages {
+                    a href={ "/?page=" (p.page + 1) } rel="next" { "Next page →" }
+                }
+            }
+        }
+    }
 }
 
 /// `/places/{id}`: processors, Manage Access, Share, the share link.
@@ -266,6 +317,7 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
             p { "Remote services: on. They cannot be turned off (the designer greys the option out)." }
 
             h2 { "Processors" }
+            p { "Last contact from a site box: " (contact(page.row.last_contact.as_ref())) }
             @if page.processors.is_empty() {
                 p { "No processor is activated in this Place yet." }
             } @else {
@@ -331,6 +383,9 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
                 }
             }
 
+            h2 { "Timeline" }
+            (timeline(page))
+
             h2 { "Support" }
             p {
                 label for="support-line" { "Line for support (copy it)" }
@@ -338,6 +393,40 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
             }
         },
     )
+}
+
+/// Every event of the Place, applied or refused, newest first: the rule
+/// that spoke, who asked, and through which site box.
+fn timeline(page: &PlacePage) -> Markup {
+    let shown = page.timeline.len() as u64;
+    html! {
+        @if page.timeline.is_empty() {
+            p { "No event yet." }
+        } @else {
+            @if shown < page.timeline_total {
+                p { small { "The newest " (shown) " of " (page.timeline_total) " events." } }
+            }
+            table.timeline {
+                thead { tr { th { "When" } th { "Account" } th { "Site box" } th { "What was asked" } th { "Result" } } }
+                tbody {
+                    @for e in &page.timeline {
+                        tr {
+                            td { (time_text(e.at)) }
+                            td { (e.account) }
+                            td { @if let Some(site) = &e.site_box { (site) } @else { "operator or portal" } }
+                            td { (e.what) }
+                            td {
+                                @match &e.refused {
+                                    None => "applied",
+                                    Some((rule, why)) => span.refused-inline { "refused: " code { (rule) } " — " (why) },
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn revoke_cell(viewer: &Viewer<'_>, base: &str, row: &AccessRow) -> Markup {

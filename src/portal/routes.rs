@@ -18,7 +18,9 @@ use axum::{Extension, Form, Router};
 use maud::Markup;
 use serde_json::{Value, json};
 
-use super::pages::{self, AccessRow, DurationChoice, Message, PlacePage, PlaceRow, Revoke, Viewer};
+use super::pages::{
+    self, AccessRow, DurationChoice, Message, Paging, PlacePage, PlaceRow, Revoke, Viewer,
+};
 use super::session::{
     self, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_LIFETIME, SIGN_IN_VALIDITY,
 };
@@ -26,11 +28,18 @@ use super::{Portal, PortalError, actions, csrf};
 use crate::cloud::rules::{self, Command};
 use crate::cloud::store::fresh_secret;
 use crate::cloud::store::portal::{SessionRecord, SignIn};
-use crate::cloud::views::{place_json, remaining_json, role_text};
+use crate::cloud::store::timeline::Contact;
+use crate::cloud::views::{place_json, remaining_json, role_text, timeline_json};
 use crate::cloud::{
     AccessDuration, AccountId, CloudError, LinkSecret, Place, PlaceId, Refusal, Timestamp,
     access_list, guidance_for, status_for,
 };
+
+/// Rows on one page of the Places list: about 45 KB of HTML.
+const PAGE_ROWS: usize = 100;
+
+/// How many of a Place's newest events its page shows.
+const TIMELINE_SHOWN: usize = 100;
 
 /// The client's address, for the per-client sign-in limit.
 #[derive(Clone, Copy, Debug)]
@@ -207,28 +216,47 @@ impl Portal {
             .filter(|p| p.access(account, now).is_some()))
     }
 
-    fn place_rows(&self, account: &AccountId) -> Result<Vec<PlaceRow>, CloudError> {
+    /// Rows of the Places list: `page` (from 1) of [`PAGE_ROWS`], or every
+    /// row; and how many Places the account reaches in all.
+    fn place_rows(
+        &self,
+        account: &AccountId,
+        page: Option<usize>,
+    ) -> Result<(Vec<PlaceRow>, usize), CloudError> {
         let now = self.now();
         let mut counts: HashMap<PlaceId, usize> = HashMap::new();
         for p in self.store.processors()? {
             *counts.entry(p.place).or_default() += 1;
         }
-        Ok(self
-            .store
-            .places()?
+        let places = self.store.places()?;
+        let reachable: Vec<_> = places
             .iter()
-            .filter_map(|p| {
-                let grant = p.access(account, now)?;
-                Some(PlaceRow {
-                    id: p.id.clone(),
-                    status: status_for(p, account, now),
-                    guidance: guidance_for(p, account, now),
-                    role: grant.role,
-                    remaining: grant.remaining(now),
-                    processors: counts.get(&p.id).copied().unwrap_or(0),
-                })
+            .filter_map(|p| Some((p, p.access(account, now)?)))
+            .collect();
+        let total = reachable.len();
+        let shown: Vec<_> = match page {
+            None => reachable,
+            Some(page) => reachable
+                .into_iter()
+                .skip(page.saturating_sub(1).saturating_mul(PAGE_ROWS))
+                .take(PAGE_ROWS)
+                .collect(),
+        };
+        let ids: Vec<&PlaceId> = shown.iter().map(|(p, _)| &p.id).collect();
+        let mut contacts = self.store.last_contacts(&ids)?;
+        let rows = shown
+            .into_iter()
+            .map(|(p, grant)| PlaceRow {
+                id: p.id.clone(),
+                status: status_for(p, account, now),
+                guidance: guidance_for(p, account, now),
+                role: grant.role,
+                remaining: grant.remaining(now),
+                processors: counts.get(&p.id).copied().unwrap_or(0),
+                last_contact: contacts.remove(&p.id),
             })
-            .collect())
+            .collect();
+        Ok((rows, total))
     }
 
     /// The Place page's data: what the rules would answer to each control,
@@ -244,7 +272,7 @@ impl Portal {
         let grant = place.access(account, now).ok_or_else(|| {
             CloudError::Failed("the Place page of an account without access".into())
         })?;
-        let processors = self
+        let processors: Vec<_> = self
             .store
             .processors()?
             .into_iter()
@@ -300,6 +328,7 @@ impl Portal {
             }
             Err(r) => Err(r.to_string()),
         };
+        let (timeline, timeline_total) = self.store.timeline(&place.id, TIMELINE_SHOWN)?;
         let may_release = would(Command::Release {
             place: place.id.clone(),
             by: account.clone(),
@@ -312,7 +341,8 @@ impl Portal {
                 guidance: guidance_for(place, account, now),
                 role: grant.role,
                 remaining: grant.remaining(now),
-                processors: 0,
+                processors: processors.len(),
+                last_contact: self.store.last_contacts(&[&place.id])?.remove(&place.id),
             },
             processors,
             access,
@@ -320,6 +350,8 @@ impl Portal {
             link,
             new_link,
             may_release,
+            timeline,
+            timeline_total,
         })
     }
 
@@ -343,6 +375,11 @@ impl Portal {
             if let Some(link) = &new_link {
                 value["link"] = json!(link);
             }
+            let (timeline, total) = self.store.timeline(&place.id, TIMELINE_SHOWN)?;
+            value["timeline"] = timeline.iter().map(timeline_json).collect();
+            value["timeline_total"] = json!(total);
+            value["last_contact"] =
+                contact_json(self.store.last_contacts(&[&place.id])?.get(&place.id));
             return Ok(json_response(status, with_message(value, message.as_ref())));
         }
         let page = self.place_page(place, account, new_link)?;
@@ -359,13 +396,26 @@ impl Portal {
         message: Option<Message>,
         json: bool,
     ) -> Result<Response, PortalError> {
-        let rows = self.place_rows(&signed.record.account)?;
+        self.places_page(signed, message, json, 1)
+    }
+
+    /// Page `page` of the Places list; its JSON is the whole list, as the
+    /// CLI's `place list --json`.
+    fn places_page(
+        &self,
+        signed: &Signed,
+        message: Option<Message>,
+        json: bool,
+        page: usize,
+    ) -> Result<Response, PortalError> {
+        let (rows, total) = self.place_rows(&signed.record.account, (!json).then_some(page))?;
         if json {
             let list: Vec<Value> = rows
                 .iter()
                 .map(|r| {
                     json!({"place": r.id.0, "role": role_text(r.role), "remaining_s": remaining_json(r.remaining),
-                           "status": r.status.to_string(), "guidance": r.guidance, "processors": r.processors})
+                           "status": r.status.to_string(), "guidance": r.guidance, "processors": r.processors,
+                           "last_contact": contact_json(r.last_contact.as_ref())})
                 })
                 .collect();
             return Ok(json_response(
@@ -375,9 +425,25 @@ impl Portal {
         }
         Ok(html(
             StatusCode::OK,
-            pages::places(&signed.viewer(), &rows, message.as_ref()),
+            pages::places(
+                &signed.viewer(),
+                &rows,
+                Paging {
+                    page,
+                    pages: total.div_ceil(PAGE_ROWS).max(1),
+                    total,
+                },
+                message.as_ref(),
+            ),
         ))
     }
+}
+
+fn contact_json(contact: Option<&Contact>) -> Value {
+    contact.map_or(
+        Value::Null,
+        |c| json!({"site_box": c.site_box, "at": c.at.0}),
+    )
 }
 
 /// A JSON answer to a POST: what it did, as the CLI's `--json` says it
@@ -396,12 +462,31 @@ fn with_message(value: Value, message: Option<&Message>) -> Value {
     }
 }
 
-async fn places(State(portal): State<Arc<Portal>>, headers: HeaderMap, uri: Uri) -> Response {
+async fn places(
+    State(portal): State<Arc<Portal>>,
+    Query(query): Query<Fields>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     blocking(move || {
         let Some(signed) = portal.signed_in(&headers)? else {
             return Ok(to_sign_in(&uri));
         };
-        portal.places_response(&signed, None, wants_json(&headers))
+        let page = match query.get("page").map(|p| p.parse::<usize>()) {
+            None => 1,
+            Some(Ok(page)) if page >= 1 => page,
+            Some(_) => {
+                return Ok(html(
+                    StatusCode::BAD_REQUEST,
+                    pages::notice(
+                        "No such page",
+                        "A page of the Places list is a number from 1.",
+                        Some(&signed.viewer()),
+                    ),
+                ));
+            }
+        };
+        portal.places_page(&signed, None, wants_json(&headers), page)
     })
     .await
 }

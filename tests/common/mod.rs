@@ -513,3 +513,44 @@ pub fn lake_place(sim: &Sim, dir: &TempDir, remote_services: bool, bundle: &Path
 pub fn sim_identity_dir(state_dir: &Path) -> PathBuf {
     state_dir.join(handoff::identity::SIM_PAIRING_IDENTITY_DIR)
 }
+
+/// The link in the newest sign-in mail to `email` in `DATA/mail/`.
+pub fn newest_link(data: &Path, email: &str) -> String {
+    let mut mails: Vec<_> = std::fs::read_dir(data.join("mail"))
+        .expect("the mail drop")
+        .map(|e| e.unwrap().path())
+        .collect();
+    mails.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    let mail = mails
+        .iter()
+        .rev()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|m| m.contains(&format!("To: <{email}>")))
+        .expect("a sign-in mail");
+    mail.lines()
+        .find(|l| l.contains("/sign-in/"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Creates Place `id` by `by` (remote services on or off), with its first
+/// processor activated when given.
+pub fn create_place(
+    store: &handoff::cloud::CloudStore,
+    id: &str,
+    by: &str,
+    remote_services: bool,
+    processor: Option<handoff::cloud::ProcessorRecord>,
+) {
+    let cmd = handoff::cloud::Command::CreatePlace {
+        place: handoff::cloud::PlaceId(id.into()),
+        by: handoff::cloud::AccountId::new(by),
+        key: handoff::cloud::ProjectKey(format!("key-{id}")),
+        remote_services,
+    };
+    store
+        .create_place(&cmd, processor, handoff::cloud::now())
+        .unwrap()
+        .unwrap();
+}

@@ -1,7 +1,8 @@
 //! `handoff cloud copy`: a site's cloud moved from its redb file into
 //! PostgreSQL, whole, in one transaction: every Place with its grants and
 //! link, every processor, daemon, spent proof, deleted Place id and event
-//! result (so a daemon that resends an old event still gets its answer).
+//! result (so a daemon that resends an old event still gets its answer),
+//! and every Place's timeline.
 
 use super::{DaemonRecord, EventRecord, PgStore, ProcessorRecord, RedbStore};
 use crate::cloud::CloudError;
@@ -17,6 +18,8 @@ pub struct Dump {
     pub deleted_places: Vec<(PlaceId, Timestamp)>,
     pub spent_proofs: Vec<(Serial, Vec<u8>, Timestamp)>,
     pub events: Vec<EventRecord>,
+    /// Each Place's timeline, oldest first within a Place.
+    pub timeline: Vec<(PlaceId, super::timeline::TimelineEntry)>,
 }
 
 /// What was copied, counted.
@@ -29,6 +32,7 @@ pub struct Copied {
     pub deleted_places: usize,
     pub spent_proofs: usize,
     pub events: usize,
+    pub timeline: usize,
 }
 
 /// Copies `from` into `to`, which must hold no Place, processor or event
@@ -47,6 +51,7 @@ pub fn copy(from: &RedbStore, to: &PgStore) -> Result<Copied, CloudError> {
         deleted_places: dump.deleted_places.len(),
         spent_proofs: dump.spent_proofs.len(),
         events: dump.events.len(),
+        timeline: dump.timeline.len(),
     };
     to.import(&dump)?;
     Ok(copied)

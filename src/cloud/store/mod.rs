@@ -22,6 +22,7 @@ mod pg_rows;
 pub mod portal;
 pub mod postgres;
 pub mod redb;
+pub mod timeline;
 
 use std::path::Path;
 
@@ -184,6 +185,12 @@ pub(crate) trait PlaceTxn {
         result: &StoredResult,
         now: Timestamp,
     ) -> Result<(), CloudError>;
+    /// Adds `entry` to `place`'s timeline.
+    async fn record(
+        &mut self,
+        place: &PlaceId,
+        entry: &timeline::TimelineEntry,
+    ) -> Result<(), CloudError>;
 }
 
 /// The accounts a command is by and about: whose grants the rules read.
@@ -203,11 +210,30 @@ fn accounts_of(cmd: &Command) -> Vec<&AccountId> {
     }
 }
 
+/// Who acts in a command that names no account.
+fn no_account(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::SupportRemovesHomeowner { .. } => "support",
+        _ => "project file",
+    }
+}
+
 /// Applies `cmd` inside `txn`: read what the rules need, run them, write
 /// the outcome back (or delete the Place, remembering its id).
 pub(crate) async fn apply<T: PlaceTxn>(
     txn: &mut T,
     cmd: &Command,
+    now: Timestamp,
+) -> Result<Result<Vec<Event>, Refusal>, CloudError> {
+    apply_from(txn, cmd, None, now).await
+}
+
+/// [`apply`] for an event `site_box` relayed (`None`: the operator or the
+/// portal); the Place's timeline records it, applied or refused.
+pub(crate) async fn apply_from<T: PlaceTxn>(
+    txn: &mut T,
+    cmd: &Command,
+    site_box: Option<&str>,
     now: Timestamp,
 ) -> Result<Result<Vec<Event>, Refusal>, CloudError> {
     let id = cmd.place().clone();
@@ -234,7 +260,24 @@ pub(crate) async fn apply<T: PlaceTxn>(
         }
         other => other,
     };
-    let (next, events) = match rules::apply(current.as_ref(), cmd, now) {
+    let outcome = rules::apply(current.as_ref(), cmd, now);
+    // A command about no Place (an unknown id) has no timeline to go to.
+    if current.is_some() || matches!(outcome, Ok((Some(_), _))) {
+        let entry = timeline::TimelineEntry {
+            at: now,
+            account: accounts_of(cmd)
+                .first()
+                .map_or_else(|| AccountId::new(no_account(cmd)), |a| (*a).clone()),
+            site_box: site_box.map(str::to_owned),
+            what: super::views::command_text(cmd),
+            refused: outcome
+                .as_ref()
+                .err()
+                .map(|r| (r.rule().to_owned(), r.to_string())),
+        };
+        txn.record(&id, &entry).await?;
+    }
+    let (next, events) = match outcome {
         Ok(outcome) => outcome,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -331,17 +374,23 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
                     place,
                     by: account.clone(),
                 };
-                apply(txn, &cmd, now).await?.map(|_| ())
+                apply_from(txn, &cmd, Some(&event.id.daemon), now)
+                    .await?
+                    .map(|_| ())
             }
         },
         kind => match place_command(account, kind, secret.map(str::to_owned)) {
             None => Ok(()),
-            Some(cmd) => apply(txn, &cmd, now).await?.map(|events| {
-                link = events.iter().find_map(|ev| match ev {
-                    Event::ShareLinkCreated { number, .. } => secret.map(|s| (*number, s.into())),
-                    _ => None,
-                });
-            }),
+            Some(cmd) => apply_from(txn, &cmd, Some(&event.id.daemon), now)
+                .await?
+                .map(|events| {
+                    link = events.iter().find_map(|ev| match ev {
+                        Event::ShareLinkCreated { number, .. } => {
+                            secret.map(|s| (*number, s.into()))
+                        }
+                        _ => None,
+                    });
+                }),
         },
     };
     let stored = match &result {
@@ -396,6 +445,10 @@ pub(crate) async fn claim_in<T: PlaceTxn>(
     possession: Possession<'_>,
     now: Timestamp,
 ) -> Result<Result<(), Refusal>, CloudError> {
+    let site_box = match possession {
+        Possession::Relayed(id) => Some(id.daemon.as_str()),
+        Possession::Operator => None,
+    };
     let record = txn.processor(claim.serial).await?;
     // The pure check asks whether the proof was spent; the lookup is
     // async, so it is made first, for the proof's key if it has one.
@@ -415,7 +468,7 @@ pub(crate) async fn claim_in<T: PlaceTxn>(
             Ok(checked) => checked,
             Err(refusal) => return Ok(Err(refusal)),
         };
-    Ok(match (apply(txn, &cmd, now).await?, proof) {
+    Ok(match (apply_from(txn, &cmd, site_box, now).await?, proof) {
         (Err(Refusal::UnverifiedButtonPress), Err(e)) => Err(Refusal::BadClaimProof {
             reason: e.to_string(),
         }),

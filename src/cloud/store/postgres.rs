@@ -54,6 +54,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../../../migrations/0003_daemon_contact.sql"),
     ),
+    (4, include_str!("../../../migrations/0004_timeline.sql")),
 ];
 
 /// The schema version this build writes.

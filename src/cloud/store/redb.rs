@@ -366,6 +366,13 @@ impl PlaceTxn for RedbTxn<'_> {
         )?;
         Ok(())
     }
+    async fn record(
+        &mut self,
+        place: &PlaceId,
+        entry: &super::timeline::TimelineEntry,
+    ) -> Result<(), CloudError> {
+        super::timeline::redb_record(self.0, place, entry)
+    }
 }
 
 impl RedbStore {
@@ -617,6 +624,7 @@ impl RedbStore {
                 result: decode("events", &key, v.value())?,
             });
         }
+        dump.timeline = super::timeline::redb_all(&txn)?;
         Ok(dump)
     }
 

@@ -69,6 +69,7 @@ on_both_backends!(
     status_by_serial_or_mac_is_the_cloud_icon_and_unknown_processors_get_an_error,
     the_store_keeps_everything_across_a_reopen_and_a_second_handle,
     a_deleted_places_id_is_never_reused,
+    a_places_timeline_keeps_every_applied_and_refused_event_with_its_site_box,
 );
 pub(crate) const SERIAL: Serial = Serial(0x0123_4567);
 pub(crate) const MAC: Mac = Mac([0x02, 0x4c, 0x01, 0x23, 0x45, 0x67]);
@@ -266,15 +267,18 @@ fn a_claim_with_the_wrong_mac_is_refused(b: Backend) {
     );
 }
 
+/// A relayed share of `place` with `email` for 7 days.
+fn share_for_a_week(place: &PlaceId, email: &str) -> EventKind {
+    EventKind::ShareAccess(ShareAccess {
+        place: place.clone(),
+        email: email.into(),
+        duration: AccessDuration::SevenDays,
+    })
+}
+
 fn duplicate_event_ids_are_acknowledged_with_the_original_result_and_applied_once(b: Backend) {
     let f = fixture(b);
-    let share = |email: &str| {
-        EventKind::ShareAccess(ShareAccess {
-            place: f.place.clone(),
-            email: email.into(),
-            duration: AccessDuration::SevenDays,
-        })
-    };
+    let share = |email: &str| share_for_a_week(&f.place, email);
     let first = f
         .store
         .relay(&owner(), &[event(1, share("pro@example.com"))], NOW)
@@ -607,3 +611,112 @@ fn a_redb_file_of_whole_place_records_is_converted_when_opened() {
     assert_eq!(store.place(&place.id).unwrap().as_ref(), Some(&place));
 }
 mod daemons;
+fn a_places_timeline_keeps_every_applied_and_refused_event_with_its_site_box(b: Backend) {
+    let f = fixture(b);
+    let share = |email: &str| share_for_a_week(&f.place, email);
+    let nobody = AccountId::new("nobody@example.com");
+    let pro = AccountId::new("pro@example.com");
+    f.store
+        .relay(&owner(), &[event(1, share(pro.as_str()))], NOW)
+        .unwrap();
+    // A duplicate is the same event: not a second entry.
+    f.store
+        .relay(&owner(), &[event(1, share(pro.as_str()))], NOW)
+        .unwrap();
+    let refused = f
+        .store
+        .relay(&nobody, &[event(2, share("x@example.com"))], NOW)
+        .unwrap();
+    let link = f
+        .store
+        .relay(
+            &owner(),
+            &[event(
+                3,
+                EventKind::NewShareLink(NewShareLink {
+                    place: f.place.clone(),
+                    duration: AccessDuration::OneDay,
+                }),
+            )],
+            NOW,
+        )
+        .unwrap();
+    let Reply::Ack(Ack {
+        link: Some(issued), ..
+    }) = &link[0]
+    else {
+        panic!("no link: {link:?}")
+    };
+    let later = Timestamp(NOW.0 + 60);
+    f.store
+        .execute(
+            &Command::RevokeAccess {
+                place: f.place.clone(),
+                by: owner(),
+                target: pro.clone(),
+                force: false,
+            },
+            later,
+        )
+        .unwrap()
+        .unwrap();
+    // About no Place: nowhere to record it.
+    let nowhere = PlaceId("nowhere".into());
+    f.store
+        .execute(
+            &Command::Release {
+                place: nowhere.clone(),
+                by: owner(),
+            },
+            NOW,
+        )
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(f.store.timeline(&nowhere, 10).unwrap(), (vec![], 0));
+
+    let (all, total) = f.store.timeline(&f.place, 100).unwrap();
+    assert_eq!(total, 6, "{all:#?}");
+    let whats: Vec<&str> = all.iter().map(|e| e.what.as_str()).collect();
+    assert_eq!(
+        whats,
+        [
+            "revoke pro@example.com",
+            "generate a share link (1 day)",
+            "share with x@example.com for 7 days",
+            "share with pro@example.com for 7 days",
+            "activate processor 19088743 (project transfer)",
+            "create the Place (remote services on)",
+        ]
+    );
+    // The operator's revoke: no site box, the later time (PostgreSQL
+    // stamps its own clock).
+    assert_eq!(all[0].site_box, None);
+    if let Backend::Redb = b {
+        assert_eq!(all[0].at, later);
+    }
+    assert!(all.windows(2).all(|w| w[0].at >= w[1].at), "{all:#?}");
+    assert_eq!(all[0].account, owner());
+    // The refused share: who asked, through which site box, and the rule
+    // that spoke, as the relay's ack said it.
+    assert_eq!(all[2].account, nobody);
+    assert_eq!(all[2].site_box.as_deref(), Some("d1"));
+    assert_eq!(
+        all[2].refused.as_ref().map(|(rule, _)| rule.as_str()),
+        Some(rule(&refused[0]))
+    );
+    assert!(all.iter().filter(|e| e.refused.is_some()).count() == 1);
+    // Never the link's secret.
+    assert!(
+        all.iter()
+            .all(|e| !format!("{e:?}").contains(&issued.secret)),
+        "{all:#?}"
+    );
+    // The last contact from a site box: the newest relayed event.
+    let contacts = f.store.last_contacts(&[&f.place, &nowhere]).unwrap();
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(contacts[&f.place].site_box, "d1");
+    assert_eq!(contacts[&f.place].at, all[1].at);
+    // The newest first, as many as asked, and the count of all.
+    let (two, total) = f.store.timeline(&f.place, 2).unwrap();
+    assert_eq!((two.as_slice(), total), (&all[..2], 6));
+}

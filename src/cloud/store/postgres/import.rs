@@ -42,6 +42,9 @@ impl PgStore {
                     .await
                     .map_err(db("copying deleted Places"))?;
                 }
+                for (place, entry) in &dump.timeline {
+                    t.record(place, entry).await?;
+                }
                 for (serial, key, at) in &dump.spent_proofs {
                     t.spend(*serial, key, *at).await?;
                 }

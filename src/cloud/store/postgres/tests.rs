@@ -283,6 +283,12 @@ fn cloud_copy_moves_everything_and_both_stores_answer_alike() {
     assert_eq!(from.daemons().unwrap(), to.daemons().unwrap());
     assert_eq!(from.events().unwrap(), to.events().unwrap());
     assert_eq!(from.event_count().unwrap(), to.event_count().unwrap());
+    // Every Place's timeline, the deleted one's too.
+    for place in [f.place.clone(), PlaceId("gone".into())] {
+        let (entries, total) = from.timeline(&place, 100).unwrap();
+        assert!(total > 0, "{place}");
+        assert_eq!((entries, total), to.timeline(&place, 100).unwrap());
+    }
     let now = crate::cloud::now();
     for account in [owner(), site(), AccountId::new("guest@example.com")] {
         for query in [

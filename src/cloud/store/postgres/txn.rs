@@ -259,6 +259,14 @@ impl PlaceTxn for PgTxn<'_> {
             .map_err(db("storing an event"))?;
         Ok(())
     }
+
+    async fn record(
+        &mut self,
+        place: &PlaceId,
+        entry: &crate::cloud::store::timeline::TimelineEntry,
+    ) -> Result<(), CloudError> {
+        crate::cloud::store::timeline::pg_record(&self.tx, place, entry).await
+    }
 }
 
 impl PgTxn<'_> {
