@@ -9,6 +9,7 @@
 
 pub mod postgres;
 pub mod python;
+pub mod relay_conn;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
