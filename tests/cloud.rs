@@ -16,7 +16,7 @@ use handoff::proto::{
 };
 
 use common::relay_conn::Conn;
-use common::{Cloud, TempDir, handoff, handoff_bin};
+use common::{Cloud, TempDir, handoff, handoff_bin, runtime};
 
 const OWNER: &str = "designer@example.com";
 
@@ -84,13 +84,6 @@ fn share(place: &str, seq: u64) -> RelayMessage {
             duration: AccessDuration::SevenDays,
         }),
     })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn error_code(m: Option<RelayMessage>) -> String {

@@ -23,7 +23,7 @@ use handoff::proto::{
 
 use common::postgres::{Cluster, Private};
 use common::relay_conn::Conn;
-use common::{Cloud, TempDir, handoff};
+use common::{Cloud, TempDir, handoff, runtime};
 
 const OWNER: &str = "designer@example.com";
 const PLACE: &str = "lake";
@@ -71,6 +71,31 @@ fn setup(dir: &TempDir, url: &str) -> (PathBuf, PathBuf) {
     (data, bundle)
 }
 
+/// A test's own cluster with a fresh database set up as [`setup`] does.
+struct Site {
+    pg: Private,
+    url: String,
+    db: String,
+    data: PathBuf,
+    bundle: PathBuf,
+    _dir: TempDir,
+}
+
+fn site(pg: Private, tag: &str) -> Site {
+    let url = pg.cluster.fresh_database();
+    let db = common::postgres::database_name(&url).to_owned();
+    let dir = TempDir::new(tag);
+    let (data, bundle) = setup(&dir, &url);
+    Site {
+        pg,
+        url,
+        db,
+        data,
+        bundle,
+        _dir: dir,
+    }
+}
+
 fn event(seq: u64, kind: EventKind) -> RelayMessage {
     RelayMessage::Event(RelayEvent {
         id: EventId {
@@ -99,13 +124,6 @@ fn share_to(seq: u64, email: &str) -> RelayMessage {
             duration: AccessDuration::SevenDays,
         }),
     )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Opens a relay connection to `addr` and says hello.
@@ -168,11 +186,7 @@ lan_test! {
     /// duplicate: none was half-applied).
     fn a_database_that_goes_away_mid_batch_applies_nothing_of_it_and_the_resend_lands() {
         const EVENTS: u64 = 20;
-        let pg = Private::on_socket(common::migrate);
-        let url = pg.cluster.fresh_database();
-        let db = common::postgres::database_name(&url).to_owned();
-        let dir = TempDir::new("pg-away");
-        let (data, bundle) = setup(&dir, &url);
+        let Site { pg, url, db, data, bundle, .. } = &site(Private::on_socket(common::migrate), "pg-away");
         let _node = Cloud::start_on(&data, Some(&url), node_a());
         // The batch's 10th share waits for this lock, after 9 applied in
         // its transaction.
@@ -213,11 +227,7 @@ lan_test! {
     /// applied once, and sent again each is a duplicate.
     fn postgres_stopped_immediately_mid_stream_loses_nothing_acknowledged() {
         const EVENTS: u64 = 300;
-        let pg = Private::on_socket(common::migrate);
-        let url = pg.cluster.fresh_database();
-        let db = common::postgres::database_name(&url).to_owned();
-        let dir = TempDir::new("pg-immediate");
-        let (data, bundle) = setup(&dir, &url);
+        let Site { pg, url, db, data, bundle, .. } = &site(Private::on_socket(common::migrate), "pg-immediate");
         let _node = Cloud::start_on(&data, Some(&url), node_a());
         let rt = runtime();
         let mut acked = BTreeSet::new();
@@ -292,10 +302,7 @@ lan_test! {
     /// committed in the daemon's order.
     fn a_stalled_node_waking_up_never_applies_an_earlier_event_after_a_later_one() {
         let pg = Private::start(common::migrate, &["track_commit_timestamp = on".into()], "local all all trust\n");
-        let url = pg.cluster.fresh_database();
-        let db = common::postgres::database_name(&url).to_owned();
-        let dir = TempDir::new("pg-order");
-        let (data, bundle) = setup(&dir, &url);
+        let Site { pg, url, db, data, bundle, .. } = &site(pg, "pg-order");
         let _a = Cloud::start_on(&data, Some(&url), node_a());
         let _b = Cloud::start_on(&data, Some(&url), node_b());
         let revoke = event(

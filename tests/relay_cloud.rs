@@ -216,7 +216,7 @@ lan_test! {
             }
         }
         let durations = [AccessDuration::OneDay, AccessDuration::SevenDays, AccessDuration::OneYear];
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = common::runtime();
         let mut sent: Vec<(PathBuf, Vec<RelayEvent>)> = Vec::new();
         for s in 0..SITES {
             let state = dir.path(&format!("site-{s}"));

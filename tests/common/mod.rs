@@ -207,6 +207,14 @@ impl Run {
     }
 }
 
+/// A current-thread runtime for a test's async parts.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Runs `handoff ARGS…` to completion.
 pub fn handoff(args: &[&str]) -> Run {
     let out = Command::new(handoff_bin())
