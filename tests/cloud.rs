@@ -18,58 +18,12 @@ use handoff::proto::{
 use common::relay_conn::Conn;
 use common::{Cloud, TempDir, handoff, handoff_bin, runtime};
 
-const OWNER: &str = "designer@example.com";
+use common::{OWNER, cloud_args, setup_on};
 
 /// A data directory with a Place owned by OWNER and a daemon enrolled for
 /// OWNER; returns (data dir, bundle dir, place id).
 fn setup(dir: &TempDir) -> (PathBuf, PathBuf, String) {
     setup_on(dir, None)
-}
-
-/// `cloud --data DATA [--database URL]`: the start of every operator
-/// command on the store `database` chooses.
-fn cloud_args<'a>(data: &'a str, database: Option<&'a str>) -> Vec<&'a str> {
-    let mut args = vec!["cloud", "--data", data];
-    if let Some(url) = database {
-        args.extend(["--database", url]);
-    }
-    args
-}
-
-/// [`setup`] on the redb store in DATA or on the PostgreSQL `database`.
-fn setup_on(dir: &TempDir, database: Option<&str>) -> (PathBuf, PathBuf, String) {
-    let data = dir.path("cloud");
-    let bundle = dir.path("bundle");
-    let data_s = data.to_str().unwrap();
-    let project = dir.path("project.json");
-    let mut create = cloud_args(data_s, database);
-    create.extend([
-        "place",
-        "create",
-        "--as",
-        OWNER,
-        "--remote-services",
-        "--project-file",
-        project.to_str().unwrap(),
-        "--id",
-        "lake-house",
-    ]);
-    let run = handoff(&create);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert_eq!(run.stdout.trim(), "lake-house");
-    let mut enroll = cloud_args(data_s, database);
-    enroll.extend([
-        "enroll",
-        "--name",
-        "site-1",
-        "--account",
-        OWNER,
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    let run = handoff(&enroll);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    (data, bundle, "lake-house".into())
 }
 
 fn share(place: &str, seq: u64) -> RelayMessage {

@@ -23,10 +23,9 @@ use handoff::proto::{
 
 use common::postgres::{Cluster, Private};
 use common::relay_conn::Conn;
-use common::{Cloud, TempDir, handoff, runtime};
+use common::{Cloud, OWNER, TempDir, handoff, runtime, setup_on};
 
-const OWNER: &str = "designer@example.com";
-const PLACE: &str = "lake";
+const PLACE: &str = "lake-house";
 
 fn node_a() -> SocketAddr {
     "127.0.0.1:4433".parse().unwrap()
@@ -36,42 +35,7 @@ fn node_b() -> SocketAddr {
     "127.0.0.2:4433".parse().unwrap()
 }
 
-/// Place `lake` owned by OWNER in `url`, and daemon `site-1` of OWNER
-/// enrolled: (data dir, bundle dir).
-fn setup(dir: &TempDir, url: &str) -> (PathBuf, PathBuf) {
-    let (data, bundle) = (dir.path("cloud"), dir.path("bundle"));
-    let project = dir.path("project.json");
-    for args in [
-        &[
-            "place",
-            "create",
-            "--id",
-            PLACE,
-            "--as",
-            OWNER,
-            "--remote-services",
-            "--project-file",
-            project.to_str().unwrap(),
-        ][..],
-        &[
-            "enroll",
-            "--name",
-            "site-1",
-            "--account",
-            OWNER,
-            "--out",
-            bundle.to_str().unwrap(),
-        ][..],
-    ] {
-        let mut all = vec!["cloud", "--data", data.to_str().unwrap(), "--database", url];
-        all.extend(args);
-        let run = handoff(&all);
-        assert_eq!(run.code, Some(0), "{args:?}: {}", run.stderr);
-    }
-    (data, bundle)
-}
-
-/// A test's own cluster with a fresh database set up as [`setup`] does.
+/// A test's own cluster with a fresh database set up by [`setup_on`].
 struct Site {
     pg: Private,
     url: String,
@@ -85,7 +49,7 @@ fn site(pg: Private, tag: &str) -> Site {
     let url = pg.cluster.fresh_database();
     let db = common::postgres::database_name(&url).to_owned();
     let dir = TempDir::new(tag);
-    let (data, bundle) = setup(&dir, &url);
+    let (data, bundle, _) = setup_on(&dir, Some(&url));
     Site {
         pg,
         url,
