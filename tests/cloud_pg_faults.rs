@@ -150,7 +150,7 @@ lan_test! {
     /// duplicate: none was half-applied).
     fn a_database_that_goes_away_mid_batch_applies_nothing_of_it_and_the_resend_lands() {
         const EVENTS: u64 = 20;
-        let Site { pg, url, db, data, bundle, .. } = &site(Private::on_socket(common::migrate), "pg-away");
+        let Site { pg, url, db, data, bundle, _dir: _keep } = site(Private::on_socket(common::migrate), "pg-away");
         let _node = Cloud::start_on(&data, Some(&url), node_a());
         // The batch's 10th share waits for this lock, after 9 applied in
         // its transaction.
@@ -191,7 +191,7 @@ lan_test! {
     /// applied once, and sent again each is a duplicate.
     fn postgres_stopped_immediately_mid_stream_loses_nothing_acknowledged() {
         const EVENTS: u64 = 300;
-        let Site { pg, url, db, data, bundle, .. } = &site(Private::on_socket(common::migrate), "pg-immediate");
+        let Site { pg, url, db, data, bundle, _dir: _keep } = site(Private::on_socket(common::migrate), "pg-immediate");
         let _node = Cloud::start_on(&data, Some(&url), node_a());
         let rt = runtime();
         let mut acked = BTreeSet::new();
@@ -266,7 +266,7 @@ lan_test! {
     /// committed in the daemon's order.
     fn a_stalled_node_waking_up_never_applies_an_earlier_event_after_a_later_one() {
         let pg = Private::start(common::migrate, &["track_commit_timestamp = on".into()], "local all all trust\n");
-        let Site { pg, url, db, data, bundle, .. } = &site(pg, "pg-order");
+        let Site { pg, url, db, data, bundle, _dir: _keep } = site(pg, "pg-order");
         let _a = Cloud::start_on(&data, Some(&url), node_a());
         let _b = Cloud::start_on(&data, Some(&url), node_b());
         let revoke = event(
