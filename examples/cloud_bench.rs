@@ -121,12 +121,23 @@ fn per_event(backend: Backend, dir: &Path, grants: u64, events: u64) -> Duration
     median(samples)
 }
 
-/// Events/s with `daemons` relaying at once, each on its own Place.
-fn throughput(backend: Backend, dir: &Path, daemons: u64, events: u64) -> f64 {
-    let store = open(backend, dir);
+/// Events/s with `daemons` relaying at once, each on its own Place,
+/// through `nodes` stores on one database (PostgreSQL; each node its own
+/// pool and runtime, as two `cloud serve` processes would have; daemon d
+/// goes to node d mod `nodes`). redb has one node only.
+fn throughput(backend: Backend, dir: &Path, daemons: u64, events: u64, nodes: usize) -> f64 {
+    let stores: Vec<CloudStore> = match backend {
+        Backend::Redb => vec![open(backend, dir)],
+        Backend::Postgres => {
+            let url = cluster::fresh_database(migrate);
+            (0..nodes)
+                .map(|_| CloudStore::open_chosen(dir, Some(&url)).unwrap())
+                .collect()
+        }
+    };
     for d in 0..daemons {
         create(
-            &store,
+            &stores[0],
             &format!("p{d}"),
             &AccountId::new(&format!("d{d}@example.com")),
         );
@@ -135,7 +146,7 @@ fn throughput(backend: Backend, dir: &Path, daemons: u64, events: u64) -> f64 {
     let start = Instant::now();
     std::thread::scope(|s| {
         for d in 0..daemons {
-            let store = &store;
+            let store = &stores[d as usize % stores.len()];
             s.spawn(move || {
                 let account = AccountId::new(&format!("d{d}@example.com"));
                 for i in 0..per {
@@ -228,19 +239,24 @@ fn main() {
         println!("{g:>8}  {:>8.2}ms  {:>8.2}ms", ms(r), ms(p));
     }
     println!("\nevents/s, each daemon on its own Place ({events} events in all)");
-    println!("{:>8}  {:>10}  {:>10}", "daemons", "redb", "postgres");
+    println!(
+        "{:>8}  {:>10}  {:>14}  {:>14}",
+        "daemons", "redb", "postgres 1 node", "postgres 2 nodes"
+    );
     for &d in &daemons {
         let r = if skip("redb") {
             0.0
         } else {
-            throughput(Backend::Redb, &dir.join("redb"), d, events)
+            throughput(Backend::Redb, &dir.join("redb"), d, events, 1)
         };
-        let p = if skip("postgres") {
-            0.0
-        } else {
-            throughput(Backend::Postgres, &dir.join("pg"), d, events)
-        };
-        println!("{d:>8}  {r:>10.0}  {p:>10.0}");
+        let [p1, p2] = [1, 2].map(|nodes| {
+            if skip("postgres") {
+                0.0
+            } else {
+                throughput(Backend::Postgres, &dir.join("pg"), d, events, nodes)
+            }
+        });
+        println!("{d:>8}  {r:>10.0}  {p1:>14.0}  {p2:>14.0}");
     }
     if !skip("postgres") {
         println!(

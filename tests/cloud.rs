@@ -8,146 +8,22 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use handoff::cloud::AccessDuration;
-use handoff::cloud::authority::DaemonIdentity;
 use handoff::proto::{
-    self, EventId, EventKind, Hello, Outcome, RelayEvent, RelayMessage, ShareAccess, StatusQuery,
+    EventId, EventKind, Hello, Outcome, RelayEvent, RelayMessage, ShareAccess, StatusQuery,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
-use common::{Cloud, TempDir, handoff, handoff_bin};
+use common::relay_conn::Conn;
+use common::{Cloud, TempDir, handoff, handoff_bin, runtime};
 
-const OWNER: &str = "designer@example.com";
+use common::{OWNER, cloud_args, setup_on};
 
 /// A data directory with a Place owned by OWNER and a daemon enrolled for
 /// OWNER; returns (data dir, bundle dir, place id).
 fn setup(dir: &TempDir) -> (PathBuf, PathBuf, String) {
     setup_on(dir, None)
-}
-
-/// `cloud --data DATA [--database URL]`: the start of every operator
-/// command on the store `database` chooses.
-fn cloud_args<'a>(data: &'a str, database: Option<&'a str>) -> Vec<&'a str> {
-    let mut args = vec!["cloud", "--data", data];
-    if let Some(url) = database {
-        args.extend(["--database", url]);
-    }
-    args
-}
-
-/// [`setup`] on the redb store in DATA or on the PostgreSQL `database`.
-fn setup_on(dir: &TempDir, database: Option<&str>) -> (PathBuf, PathBuf, String) {
-    let data = dir.path("cloud");
-    let bundle = dir.path("bundle");
-    let data_s = data.to_str().unwrap();
-    let project = dir.path("project.json");
-    let mut create = cloud_args(data_s, database);
-    create.extend([
-        "place",
-        "create",
-        "--as",
-        OWNER,
-        "--remote-services",
-        "--project-file",
-        project.to_str().unwrap(),
-        "--id",
-        "lake-house",
-    ]);
-    let run = handoff(&create);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert_eq!(run.stdout.trim(), "lake-house");
-    let mut enroll = cloud_args(data_s, database);
-    enroll.extend([
-        "enroll",
-        "--name",
-        "site-1",
-        "--account",
-        OWNER,
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    let run = handoff(&enroll);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    (data, bundle, "lake-house".into())
-}
-
-struct Conn {
-    tls: TlsStream<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr, bundle: &Path) -> std::io::Result<Conn> {
-        let identity = DaemonIdentity::load(bundle).expect("bundle");
-        let config =
-            handoff::tls::cloud_client_config(&identity.identity, &identity.cloud_ca_pem).unwrap();
-        let tcp = TcpStream::connect(addr).await?;
-        let name = rustls::pki_types::ServerName::try_from(handoff::tls::CLOUD_SERVER_NAME)
-            .unwrap()
-            .to_owned();
-        let tls = TlsConnector::from(Arc::clone(&config))
-            .connect(name, tcp)
-            .await?;
-        Ok(Conn {
-            tls,
-            buf: Vec::new(),
-        })
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        self.tls.write_all(bytes).await.expect("write");
-        self.tls.flush().await.expect("flush");
-    }
-
-    async fn send(&mut self, messages: &[RelayMessage]) {
-        let mut out = Vec::new();
-        for m in messages {
-            out.extend(proto::encode(m).unwrap());
-        }
-        self.send_raw(&out).await;
-    }
-
-    /// The next message, or `None` at a clean end of stream (or an error
-    /// such as a refused handshake).
-    async fn recv(&mut self) -> Option<RelayMessage> {
-        self.recv_within(Duration::from_secs(10)).await
-    }
-
-    /// [`Conn::recv`], waiting up to `limit` for each read.
-    async fn recv_within(&mut self, limit: Duration) -> Option<RelayMessage> {
-        loop {
-            if let Some(len) = proto::check(&self.buf).expect("the cloud sends sane frames") {
-                let frame: Vec<u8> = self.buf.drain(..len).collect();
-                return Some(proto::decode(&frame).expect("the cloud's frame decodes"));
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(limit, self.tls.read(&mut chunk))
-                .await
-                .unwrap_or_else(|_| panic!("the cloud answers within {limit:?}"));
-            match n {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    async fn hello(&mut self) {
-        self.send(&[RelayMessage::Hello(Hello {
-            versions: vec![1],
-            software: Some("cloud test".into()),
-        })])
-        .await;
-        match self.recv().await {
-            Some(RelayMessage::HelloAck(ack)) => assert_eq!(ack.version, 1),
-            other => panic!("expected hello-ack, got {other:?}"),
-        }
-    }
 }
 
 fn share(place: &str, seq: u64) -> RelayMessage {
@@ -162,13 +38,6 @@ fn share(place: &str, seq: u64) -> RelayMessage {
             duration: AccessDuration::SevenDays,
         }),
     })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn error_code(m: Option<RelayMessage>) -> String {

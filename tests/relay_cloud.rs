@@ -6,12 +6,13 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use handoff::cloud::{AccessDuration, PlaceId};
 use handoff::outbox::Outbox;
-use handoff::proto::{EventKind, ShareAccess};
+use handoff::proto::{Ack, EventKind, Outcome, RelayEvent, RelayMessage, ShareAccess};
 
 use common::{Cloud, TempDir, handoff, handoff_bin};
 
@@ -173,56 +174,84 @@ lan_test! {
 }
 
 lan_test! {
-    /// The Place service at scale, in small: 16 site boxes relay to two
+    /// The Place service at the issue's size: 64 site boxes relay to two
     /// `cloud serve` nodes on one PostgreSQL database, each naming the
-    /// nodes in a random order (`--cloud A,B` or `B,A`), events on one
-    /// shared Place. Node A is SIGKILLed while they stream: the sites on A
-    /// move to B by themselves. Afterwards every event is applied exactly
-    /// once, every share landed, and of the links generated only the one
-    /// numbered last is active.
-    fn sites_relaying_to_two_postgres_nodes_survive_one_killed_mid_stream() {
-        const SITES: usize = 16;
-        const PER_SITE: usize = 40;
-        const LINK_EVERY: usize = 10;
+    /// nodes in a random order (`--cloud A,B` or `B,A`). Their events fall
+    /// on 4 shared Places: shares for 1 day, 7 days or 1 year, and new
+    /// links, from the homeowner's sites and from 8 pros' sites (each pro
+    /// has 30 days). Node A is SIGKILLed while they stream: the sites on A
+    /// move to B by themselves. Afterwards:
+    /// - every event is applied exactly once (the database's count is
+    ///   what was sent);
+    /// - at most one homeowner per Place; of each Place's links only the
+    ///   one numbered last is active;
+    /// - no grant reaches beyond its sharer's access (and the pros' 1-year
+    ///   shares were refused);
+    /// - each event, sent again, gets its original answer (a duplicate of
+    ///   what was applied, with the same link; the same refusal).
+    fn sixty_four_sites_relaying_to_two_postgres_nodes_keep_every_place_rule() {
+        const SITES: usize = 64;
+        const PER_SITE: usize = 10;
+        const PLACES: usize = 4;
+        const PROS: usize = 8;
         let url = common::postgres::fresh_database(common::migrate);
+        let db = common::postgres::database_name(&url).to_owned();
+        let sql = |q: &str| common::postgres::cluster(common::migrate).psql_in(&db, q);
         let dir = TempDir::new("two-nodes");
         let data = dir.path("cloud");
         let data_s = data.to_str().unwrap();
-        let run = handoff(&["cloud", "--data", data_s, "--database", &url, "place", "create", "--id", "lake",
-            "--as", OWNER, "--remote-services", "--project-file", dir.path("p.json").to_str().unwrap()]);
-        assert_eq!(run.code, Some(0), "{}", run.stderr);
-        let states: Vec<_> = (0..SITES).map(|s| dir.path(&format!("site-{s}"))).collect();
-        for (s, state) in states.iter().enumerate() {
-            let run = handoff(&["cloud", "--data", data_s, "--database", &url, "enroll", "--name", &format!("site-{s}"),
-                "--account", OWNER, "--out", state.join("cloud-identity").to_str().unwrap()]);
-            assert_eq!(run.code, Some(0), "{}", run.stderr);
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let cloud = |args: &[&str]| {
+            let mut all = vec!["cloud", "--data", data_s, "--database", &url];
+            all.extend(args);
+            let run = handoff(&all);
+            assert_eq!(run.code, Some(0), "{args:?}: {}", run.stderr);
+        };
+        let pro = |k: usize| format!("pro{k}@example.com");
+        for p in 0..PLACES {
+            let project = dir.path(&format!("p{p}.json"));
+            cloud(&["place", "create", "--id", &format!("lake{p}"), "--as", OWNER, "--remote-services",
+                "--project-file", project.to_str().unwrap()]);
+            for k in 0..PROS {
+                cloud(&["share", &format!("lake{p}"), "--as", OWNER, "--to", &pro(k), "--for", "30d"]);
+            }
+        }
+        let durations = [AccessDuration::OneDay, AccessDuration::SevenDays, AccessDuration::OneYear];
+        let rt = common::runtime();
+        let mut sent: Vec<(PathBuf, Vec<RelayEvent>)> = Vec::new();
+        for s in 0..SITES {
+            let state = dir.path(&format!("site-{s}"));
+            let account = if s % 4 == 0 { OWNER.to_owned() } else { pro(s % PROS) };
+            cloud(&["enroll", "--name", &format!("site-{s}"), "--account", &account, "--out",
+                state.join("cloud-identity").to_str().unwrap()]);
+            let events = rt.block_on(async {
                 let outbox = Outbox::open(state.join(handoff::outbox::FILE_NAME)).unwrap();
+                let mut events = Vec::new();
                 for i in 0..PER_SITE {
-                    let place = PlaceId("lake".into());
-                    let kind = if i % LINK_EVERY == LINK_EVERY - 1 {
+                    let place = PlaceId(format!("lake{}", (s + i) % PLACES));
+                    let kind = if i % 5 == 4 {
                         EventKind::NewShareLink(handoff::proto::NewShareLink { place, duration: AccessDuration::SevenDays })
                     } else {
-                        EventKind::ShareAccess(ShareAccess { place, email: format!("pro{s}-{i}@example.com"), duration: AccessDuration::SevenDays })
+                        let duration = durations[i % durations.len()];
+                        EventKind::ShareAccess(ShareAccess { place, email: format!("guest{s}-{i}@example.com"), duration })
                     };
-                    outbox.append(kind).await.unwrap();
+                    let id = outbox.append(kind.clone()).await.unwrap();
+                    events.push(RelayEvent { id, kind });
                 }
                 outbox.close().await;
+                events
             });
+            sent.push((state, events));
         }
         let (a, b): (SocketAddr, SocketAddr) =
             ("127.0.0.1:4433".parse().unwrap(), "127.0.0.2:4433".parse().unwrap());
         let mut node_a = Cloud::start_on(&data, Some(&url), a);
         let node_b = Cloud::start_on(&data, Some(&url), b);
-        let applied = || -> usize {
-            let db = common::postgres::database_name(&url);
-            common::postgres::cluster(common::migrate).psql_in(db, "SELECT count(*) FROM events").trim().parse().unwrap()
-        };
+        let applied = || -> usize { sql("SELECT count(*) FROM events").parse().unwrap() };
 
-        let relays: Vec<_> = states.iter().map(|state| {
+        let relays: Vec<_> = sent.iter().map(|(state, _)| {
             let nodes = if fastrand::bool() { format!("{a},{b}") } else { format!("{b},{a}") };
             Command::new(handoff_bin())
-                .args(["--state-dir", state.to_str().unwrap(), "relay", "--cloud", &nodes, "--timeout", "120s", "--json"])
+                .args(["--state-dir", state.to_str().unwrap(), "relay", "--cloud", &nodes, "--timeout", "300s", "--json"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -230,9 +259,9 @@ lan_test! {
                 .unwrap()
         }).collect();
         // Kill A once events flow, before they are all in.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while applied() == 0 {
-            assert!(std::time::Instant::now() < deadline, "no event was applied in 60 s");
+            assert!(std::time::Instant::now() < deadline, "no event was applied in 120 s");
             std::thread::sleep(Duration::from_millis(10));
         }
         node_a.kill9();
@@ -242,17 +271,53 @@ lan_test! {
         for (s, relay) in relays.into_iter().enumerate() {
             let out = relay.wait_with_output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(0), "site {s}: {stderr}");
+            // 3: all delivered, some refused (the pros' 1-year shares).
+            let refusals = if s % 4 == 0 { 0 } else { 3 };
+            assert_eq!(out.status.code(), Some(refusals), "site {s}: {stderr}");
             let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(report["backlog"], 0, "site {s}: {report}");
             assert_eq!(report["delivered"], PER_SITE, "site {s}: {report}");
         }
         assert_eq!(applied(), SITES * PER_SITE, "each event applied once (node A died at {at_kill})");
-        let place = handoff(&["cloud", "--data", data_s, "--database", &url, "place", "show", "lake", "--json"]).json();
-        let shares = SITES * (PER_SITE - PER_SITE / LINK_EVERY);
-        assert_eq!(place["access"].as_array().unwrap().len(), shares + 1, "every share landed");
-        let links = SITES * PER_SITE / LINK_EVERY;
-        assert_eq!(place["share_link"]["number"], links - 1, "the last numbered link is the active one: {place}");
+
+        assert_eq!(sql("SELECT count(*) FROM (SELECT place FROM grants WHERE role = 'homeowner' \
+            GROUP BY place HAVING count(*) > 1) AS two"), "0", "a Place with two homeowners");
+        assert_eq!(sql("SELECT count(*) FROM places WHERE links_issued > 0 \
+            AND link_number IS DISTINCT FROM links_issued - 1"), "0", "a Place whose active link is not its last");
+        assert_eq!(sql("SELECT sum(links_issued) FROM places"), sql("SELECT count(*) FROM events WHERE link_number IS NOT NULL"),
+            "each link generated is an applied event");
+        assert_eq!(sql("SELECT count(*) FROM grants g JOIN grants s ON s.place = g.place AND s.account = g.source_by \
+            WHERE g.source = 'share' AND s.expires IS NOT NULL AND (g.expires IS NULL OR g.expires > s.expires)"), "0",
+            "a grant beyond its sharer's access");
+        let pro_shares: usize = sql("SELECT count(*) FROM grants WHERE source = 'share' AND source_by LIKE 'pro%'").parse().unwrap();
+        let refused: usize = sql("SELECT count(*) FROM events WHERE rule = 'share_cannot_exceed_sharers_remaining_access'").parse().unwrap();
+        assert!(pro_shares > 0 && refused > 0, "the pros' shares within their access land ({pro_shares}) and beyond it are refused ({refused})");
+
+        // Every event again, through B: its original answer.
+        let same = |ack: &Ack| match &ack.outcome {
+            Outcome::Applied | Outcome::Duplicate => (None, ack.link.clone()),
+            Outcome::Refused { rule, .. } => (Some(rule.clone()), ack.link.clone()),
+        };
+        rt.block_on(async {
+            for (state, events) in &sent {
+                let outbox = Outbox::open(state.join(handoff::outbox::FILE_NAME)).unwrap();
+                let mut conn = common::relay_conn::Conn::open(b, &state.join("cloud-identity")).await.unwrap();
+                conn.hello().await;
+                conn.send(&events.iter().cloned().map(RelayMessage::Event).collect::<Vec<_>>()).await;
+                for event in events {
+                    let first = outbox.outcome(&event.id).await.unwrap().expect("an answer was kept");
+                    let again = match conn.recv().await {
+                        Some(RelayMessage::Ack(ack)) => ack,
+                        other => panic!("{:?}: expected an ack, got {other:?}", event.id),
+                    };
+                    assert_eq!(again.id, event.id);
+                    assert_ne!(again.outcome, Outcome::Applied, "{:?} applied twice", event.id);
+                    assert_eq!(same(&again), same(&first), "{:?}: not its original answer", event.id);
+                }
+                outbox.close().await;
+            }
+        });
+        assert_eq!(applied(), SITES * PER_SITE);
         drop(node_b);
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod postgres;
 pub mod python;
+pub mod relay_conn;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -204,6 +205,65 @@ impl Run {
             )
         })
     }
+}
+
+/// The account that owns the cloud tests' Places.
+pub const OWNER: &str = "designer@example.com";
+
+/// `cloud --data DATA [--database URL]`: the start of every operator
+/// command on the store `database` chooses.
+pub fn cloud_args<'a>(data: &'a str, database: Option<&'a str>) -> Vec<&'a str> {
+    let mut args = vec!["cloud", "--data", data];
+    if let Some(url) = database {
+        args.extend(["--database", url]);
+    }
+    args
+}
+
+/// A data directory with Place `lake-house` owned by OWNER and daemon
+/// `site-1` enrolled for OWNER (bundle in `bundle`), on the redb store in
+/// DATA or on the PostgreSQL `database`: (data dir, bundle dir, place id).
+pub fn setup_on(dir: &TempDir, database: Option<&str>) -> (PathBuf, PathBuf, String) {
+    let data = dir.path("cloud");
+    let bundle = dir.path("bundle");
+    let data_s = data.to_str().unwrap();
+    let project = dir.path("project.json");
+    let mut create = cloud_args(data_s, database);
+    create.extend([
+        "place",
+        "create",
+        "--as",
+        OWNER,
+        "--remote-services",
+        "--project-file",
+        project.to_str().unwrap(),
+        "--id",
+        "lake-house",
+    ]);
+    let run = handoff(&create);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "lake-house");
+    let mut enroll = cloud_args(data_s, database);
+    enroll.extend([
+        "enroll",
+        "--name",
+        "site-1",
+        "--account",
+        OWNER,
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    let run = handoff(&enroll);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    (data, bundle, "lake-house".into())
+}
+
+/// A current-thread runtime for a test's async parts.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Runs `handoff ARGS…` to completion.

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls};
 
@@ -128,19 +128,14 @@ impl PgStore {
     /// and migrates the database to this build's schema.
     ///
     /// # Errors
-    /// [`CloudError`] when the URL is not one, the database cannot be
-    /// reached or refuses the login, asks for TLS, or is newer than this
+    /// [`CloudError`] when the URL is not one, asks for TLS without a CA
+    /// ([`tls`]), the database cannot be reached, refuses the login or
+    /// shows a certificate the CA did not sign, or is newer than this
     /// build ([`CloudError::SchemaTooNew`]).
     pub fn connect(url: &str) -> Result<PgStore, CloudError> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(db("the --database URL"))?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(CloudError::Failed(
-                "the --database URL asks for TLS (sslmode=require), which this build does not \
-                 speak to PostgreSQL: use a Unix socket (?host=/run/postgresql) or a private \
-                 network"
-                    .into(),
-            ));
-        }
+        let (url, wanted) = tls::split(url)?;
+        let mut config =
+            tokio_postgres::Config::from_str(&url).map_err(db("the --database URL"))?;
         // SERIALIZABLE takes a predicate lock on a whole table for a
         // sequential scan, which the planner picks for small tables: then
         // transactions on different Places conflict with each other. An
@@ -156,13 +151,19 @@ impl PgStore {
             config.connect_timeout(Duration::from_secs(10));
         }
         let target = describe(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match wanted {
+            tls::Wanted::Plain => Manager::from_config(config, NoTls, manager_config),
+            tls::Wanted::Tls { root, check_name } => Manager::from_config(
+                config,
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(
+                    &root, check_name,
+                )?),
+                manager_config,
+            ),
+        };
         let pool = Pool::builder(manager)
             .max_size(16)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -671,6 +672,7 @@ impl PgTxn<'_> {
 
 mod daemons;
 mod import;
+mod tls;
 mod txn;
 
 #[cfg(test)]
