@@ -436,6 +436,34 @@ mod tests {
         assert_eq!(read_packet(b"\x00\x00\x84"), vec![]);
     }
 
+    /// A responder's answer split over two packets (SRV in one, TXT and
+    /// address in the next, as mdns-sd splits a fleet's answer): each
+    /// packet alone is only a sighting; read together, a whole record.
+    #[test]
+    fn an_answer_split_over_packets_is_one_record_when_read_together() {
+        let mut first = Packet::parse(&answer(120, false, false)).unwrap();
+        first.additional_records.clear();
+        let whole = Packet::parse(&answer(120, false, true)).unwrap();
+        let mut second = Packet::new_reply(7);
+        second.answers.push(whole.answers[1].clone());
+        second.additional_records = whole.additional_records.clone();
+        let (first, second) = (
+            first.build_bytes_vec().unwrap(),
+            second.build_bytes_vec().unwrap(),
+        );
+        assert!(matches!(&read_packet(&first)[..], [Heard::Srv { .. }]));
+        assert!(read_packet(&second).is_empty());
+        let mut together = Answers::default();
+        assert!(together.absorb_packet(&first, None));
+        assert!(together.absorb_packet(&second, None));
+        let heard = heard_in(&together);
+        let [Heard::Record(r)] = &heard[..] else {
+            panic!("{heard:?}")
+        };
+        assert_eq!(r.host, "Lutron-00000001.local.");
+        assert_eq!(r.txt.len(), 1);
+    }
+
     /// One packet asks for every instance of both types, by multicast (a
     /// unicast-response bit would send the answers to one socket only).
     #[test]
@@ -453,6 +481,10 @@ mod tests {
             })
             .collect();
         assert_eq!(asked, vec!["_lutron._tcp.local", "_leap._tcp.local"]);
+        assert_eq!(packet.id(), 0);
         assert_eq!(round_query(&[], 0), None);
+        // A legacy question carries its id, for the answers to echo.
+        let legacy = Packet::parse(&round_query(&crate::discovery::SERVICE_TYPES, 4242).unwrap());
+        assert_eq!(legacy.unwrap().id(), 4242);
     }
 }
