@@ -471,6 +471,19 @@ def watch_zeroconf(_tmp):
     return [proc], key
 
 
+def watch_mdns_sd(_tmp):
+    """A bare mdns-sd browser (examples/mdns_browse.rs): one line per instance."""
+    proc = subprocess.Popen(
+        [str(ROOT / "target/release/examples/mdns_browse"), "tool0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+
+    def key(line):
+        return line[len("resolved "):] if line.startswith("resolved ") else None
+
+    return [proc], key
+
+
 def avahi_key(line):
     """A resolved line of `avahi-browse -p`: =;IF;IPv4;NAME;TYPE;DOMAIN;HOST;ADDR;PORT;TXT."""
     f = line.split(";")

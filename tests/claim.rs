@@ -482,3 +482,28 @@ lan_test! {
         assert_nothing_stored(&state.0);
     }
 }
+
+lan_test! {
+    /// A port that accepts TCP and then says nothing (what a path with a
+    /// jumbo-frame hop does to a TLS handshake): the error says the
+    /// handshake stalled and to check the MTU, not only "timed out".
+    fn a_handshake_that_stalls_after_the_tcp_connect_says_to_check_the_mtu() {
+        let sim = Sim::start(&["--no-probe"]);
+        let state = TempDir::new("claim-stall");
+        let listener = std::net::TcpListener::bind(("127.0.9.9", 8083)).unwrap();
+        let held = std::thread::spawn(move || {
+            // Accept and hold the connection open, never writing a byte.
+            let (conn, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(15));
+            drop(conn);
+        });
+        let run = claim(&state.0, &sim, &["127.0.9.9", "--address", "127.0.9.9", "--key", "ec"]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(run.stderr.contains("TLS handshake stalled"), "{}", run.stderr);
+        assert!(run.stderr.contains("MTU"), "{}", run.stderr);
+        assert!(run.stderr.contains("port 8083"), "{}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        assert_nothing_stored(&state.0);
+        held.join().unwrap();
+    }
+}

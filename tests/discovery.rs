@@ -533,3 +533,75 @@ lan_test! {
         }
     }
 }
+
+/// Counts, for `window`, the mDNS responses multicast to the group that
+/// answer for `instance` (what a burst of liveness answers costs every
+/// mDNS stack on the LAN, mdns-sd's daemon in the browse included).
+fn multicast_answers_for(instance: &str, window: Duration) -> usize {
+    use nix::sys::socket::{
+        AddressFamily, IpMembershipRequest, MsgFlags, SockFlag, SockType, SockaddrIn, bind, recv,
+        setsockopt, socket, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+    setsockopt(&fd, sockopt::ReusePort, &true).unwrap();
+    setsockopt(
+        &fd,
+        sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(0, 200_000),
+    )
+    .unwrap();
+    bind(fd.as_raw_fd(), &SockaddrIn::new(0, 0, 0, 0, 5353)).unwrap();
+    let group = IpMembershipRequest::new(
+        "224.0.0.251".parse().unwrap(),
+        Some("127.0.0.1".parse().unwrap()),
+    );
+    setsockopt(&fd, sockopt::IpAddMembership, &group).unwrap();
+    let end = std::time::Instant::now() + window;
+    let mut buf = vec![0u8; 65_535];
+    let mut count = 0;
+    while std::time::Instant::now() < end {
+        let Ok(len) = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) else {
+            continue;
+        };
+        let packet = &buf[..len];
+        let response = packet.get(2).is_some_and(|flags| flags & 0x80 != 0);
+        if response
+            && packet
+                .windows(instance.len())
+                .any(|w| w == instance.as_bytes())
+        {
+            count += 1;
+        }
+    }
+    count
+}
+
+lan_test! {
+    /// Liveness rounds ask a legacy question: processors answer it by
+    /// unicast to the browse alone, so the burst of answers never reaches
+    /// the group (and mdns-sd's daemon, which re-reads its whole cache for
+    /// every packet it gets). Asked by multicast, as before, a 6 s bound
+    /// makes a round every 2 s, each answered to the group.
+    fn liveness_rounds_are_answered_to_the_browse_not_to_the_group() {
+        let watch = Watch::start(&["--liveness", "6s"]);
+        let a = Sim::start(&["--seed", "41", "--no-probe", "--instance-name", "Liveness A"]);
+        let ida = a.ids()[0].clone();
+        watch.wait_for(Duration::from_secs(10), "added A", |e| is_event(e, "added", &ida));
+        // Past mdns-sd's own first re-queries (1 s, 3 s, 7 s after it starts).
+        std::thread::sleep(Duration::from_secs(8));
+        let answers = multicast_answers_for("Liveness A", Duration::from_secs(7));
+        assert!(answers <= 1, "{answers} multicast answers in 7 s of 2 s rounds");
+        // And A is still there: it answered every round, to the browse.
+        let later = watch.drain(Duration::from_secs(1));
+        assert!(!later.iter().any(|e| e["event"] == "removed"), "{later:#?}");
+        drop(a);
+    }
+}

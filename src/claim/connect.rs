@@ -70,6 +70,12 @@ pub async fn pair(
                 reason: e.to_string(),
             });
         }
+        Err(e) if is_stalled_handshake(&e) => {
+            return Err(ClaimError::HandshakeStalled {
+                processor: name,
+                port: PAIRING_PORT,
+            });
+        }
         Err(e) => {
             return Err(ClaimError::Unreachable {
                 processor: name,
@@ -151,6 +157,11 @@ pub async fn open_main_port(
             } else if refused_our_certificate(&e) {
                 ClaimError::CredentialRefused {
                     processor: name.clone(),
+                }
+            } else if is_stalled_handshake(&e) {
+                ClaimError::HandshakeStalled {
+                    processor: name.clone(),
+                    port: MAIN_PORT,
                 }
             } else {
                 ClaimError::MainPortRefused {
@@ -254,24 +265,45 @@ async fn connect(
     ip: IpAddr,
     port: u16,
 ) -> io::Result<TlsStream<TcpStream>> {
-    let attempt = async {
-        let tcp = TcpStream::connect((ip, port)).await?;
-        // Small request/response frames, each its own write: without this,
-        // Nagle holds a frame until the previous one is acknowledged, and
-        // the peer's delayed ACK adds ~40 ms per round trip.
-        tcp.set_nodelay(true)?;
-        TlsConnector::from(config)
-            .connect(tls::processor_server_name(ip), tcp)
-            .await
-    };
-    tokio::time::timeout(STEP, attempt)
+    let deadline = tokio::time::Instant::now() + STEP;
+    let tcp = tokio::time::timeout_at(deadline, TcpStream::connect((ip, port)))
         .await
         .unwrap_or_else(|_| {
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "no TLS handshake within 10 s",
+                "no TCP connection within 10 s",
             ))
-        })
+        })?;
+    // Small request/response frames, each its own write: without this,
+    // Nagle holds a frame until the previous one is acknowledged, and the
+    // peer's delayed ACK adds ~40 ms per round trip.
+    tcp.set_nodelay(true)?;
+    let handshake = TlsConnector::from(config).connect(tls::processor_server_name(ip), tcp);
+    tokio::time::timeout_at(deadline, handshake)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, HandshakeStalled)))
+}
+
+/// The TCP connection opened but the TLS handshake did not finish in
+/// time: small packets pass and the big ones (the processor's certificate
+/// chain) do not, as where two subnets disagree on the MTU.
+#[derive(Debug)]
+struct HandshakeStalled;
+
+impl std::fmt::Display for HandshakeStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the TLS handshake stalled after the TCP connection opened"
+        )
+    }
+}
+
+impl std::error::Error for HandshakeStalled {}
+
+fn is_stalled_handshake(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<HandshakeStalled>())
 }
 
 fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {

@@ -142,6 +142,14 @@ pub enum ClaimError {
          nothing was stored; run the command again"
     )]
     MainPortRefused { processor: String, reason: String },
+    #[error(
+        "{processor} accepted a TCP connection on port {port}, but the TLS handshake stalled \
+         (nothing came back within 10 s). That is typical of an MTU mismatch on the way, such \
+         as jumbo frames on one subnet and not the other: small packets pass, the processor's \
+         certificate does not. Check the MTU of every hop (for example `ping -M do -s 1472 \
+         ADDRESS` must get replies) — nothing was stored"
+    )]
+    HandshakeStalled { processor: String, port: u16 },
     #[error("{processor} answered its main port unexpectedly: {reason} — nothing was stored")]
     MainPortProtocol { processor: String, reason: String },
     #[error(

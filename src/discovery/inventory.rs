@@ -245,10 +245,12 @@ impl Inventory {
 
     /// The processor at `host` still advertises `fullname` (an SRV answer
     /// seen by itself): it counts as seen under that name this round.
-    pub fn sighted(&mut self, fullname: &str, host: &str) {
+    /// Whether a processor known at that host under that name was found.
+    pub fn sighted(&mut self, fullname: &str, host: &str) -> bool {
         let Some(holders) = self.names.get(fullname) else {
-            return;
+            return false;
         };
+        let mut found = false;
         for id in &holders.all {
             if let Some(seen) = self
                 .entries
@@ -257,8 +259,10 @@ impl Inventory {
                 .filter(|s| s.info.host.eq_ignore_ascii_case(host))
             {
                 seen.round = self.round;
+                found = true;
             }
         }
+        found
     }
 
     fn file(

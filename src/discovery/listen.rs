@@ -9,6 +9,7 @@
 //! hands on every complete record that a packet carries, so a processor
 //! behind a shared name is seen whenever it answers.
 
+use std::collections::{HashMap, HashSet};
 use std::io::IoSlice;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
@@ -33,10 +34,18 @@ const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 /// a processor asked again one by one.
 const RECEIVE_BUFFER: usize = 2 << 20;
 
+/// An interface the browse uses: where questions go out, and the IPv4
+/// address they leave from (a legacy question's answers come back to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Outlet {
+    pub index: u32,
+    pub address: Ipv4Addr,
+}
+
 /// Opens the listening socket on the named interfaces (their IPv4
-/// addresses join the mDNS group), and returns it with the indexes of
-/// the interfaces it joined on (where [`ask`] sends).
-pub(super) fn open(interfaces: &[String]) -> std::io::Result<(UdpSocket, Vec<u32>)> {
+/// addresses join the mDNS group), and returns it with the interfaces it
+/// joined on (where [`ask`] sends, and the only ones [`run`] hears).
+pub(super) fn open(interfaces: &[String]) -> std::io::Result<(UdpSocket, Vec<Outlet>)> {
     let fd = socket(
         AddressFamily::Inet,
         SockType::Datagram,
@@ -45,6 +54,8 @@ pub(super) fn open(interfaces: &[String]) -> std::io::Result<(UdpSocket, Vec<u32
     )?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     setsockopt(&fd, sockopt::ReusePort, &true)?;
+    // Which interface each packet came in on: only the chosen ones count.
+    setsockopt(&fd, sockopt::Ipv4PacketInfo, &true)?;
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = setsockopt(&fd, sockopt::RcvBuf, &RECEIVE_BUFFER);
     bind(
@@ -54,9 +65,7 @@ pub(super) fn open(interfaces: &[String]) -> std::io::Result<(UdpSocket, Vec<u32
     let all = crate::lan::interfaces().map_err(std::io::Error::other)?;
     let mut joined = Vec::new();
     for interface in all.iter().filter(|i| interfaces.contains(&i.name)) {
-        if interface.addresses.iter().any(IpAddr::is_ipv4) {
-            joined.push(nix::net::if_::if_nametoindex(interface.name.as_str())?);
-        }
+        let index = nix::net::if_::if_nametoindex(interface.name.as_str())?;
         for address in &interface.addresses {
             if let IpAddr::V4(v4) = address {
                 let request = IpMembershipRequest::new(MDNS_GROUP, Some(*v4));
@@ -66,18 +75,50 @@ pub(super) fn open(interfaces: &[String]) -> std::io::Result<(UdpSocket, Vec<u32
                 {
                     return Err(e.into());
                 }
+                if !joined.iter().any(|o: &Outlet| o.index == index) {
+                    joined.push(Outlet {
+                        index,
+                        address: *v4,
+                    });
+                }
             }
         }
     }
     Ok((UdpSocket::from_std(std::net::UdpSocket::from(fd))?, joined))
 }
 
+/// Opens the socket that asks legacy questions (RFC 6762 §6.7): from an
+/// ephemeral port, so every responder answers it by unicast, to this
+/// socket alone. mdns-sd never sees those answers: a liveness round costs
+/// its daemon nothing (it re-reads its whole cache for every packet it
+/// gets, which made each round's burst of answers the idle daemon's main
+/// cost).
+pub(super) fn open_asker() -> std::io::Result<UdpSocket> {
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // The answers to one question come as one burst (processor-protocol.md §5).
+    let _ = setsockopt(&fd, sockopt::RcvBuf, &RECEIVE_BUFFER);
+    // RFC 6762 §11: mDNS packets are sent with IP TTL 255.
+    setsockopt(&fd, sockopt::IpMulticastTtl, &255u8)?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+    )?;
+    UdpSocket::from_std(std::net::UdpSocket::from(fd))
+}
+
 /// The one question of a liveness round: every instance of these service
-/// types, asked by multicast (QM) from port 5353 so that every responder
-/// answers to the group, where both this socket and mdns-sd's cache hear
-/// it. Built once per round; `None` when no type is given.
-pub(super) fn round_query(types: &[&str]) -> Option<Vec<u8>> {
-    let mut packet = Packet::new_query(0);
+/// types. With `id` 0 it is asked by multicast (QM) from port 5353, so
+/// that every responder answers to the group, where both this socket and
+/// mdns-sd's cache hear it; with another id it is a legacy question, sent
+/// from [`open_asker`]'s socket and answered to it alone, echoing the id.
+/// `None` when no type is given.
+pub(super) fn round_query(types: &[&str], id: u16) -> Option<Vec<u8>> {
+    let mut packet = Packet::new_query(id);
     for ty in types {
         let name = Name::new(ty.trim_end_matches('.')).ok()?;
         packet.questions.push(Question::new(
@@ -93,16 +134,18 @@ pub(super) fn round_query(types: &[&str]) -> Option<Vec<u8>> {
     packet.build_bytes_vec().ok()
 }
 
-/// Sends a query to the mDNS group out of each interface (by index, with
-/// IP_PKTINFO: the socket is bound to every address). Returns how many
-/// interfaces it went out on.
-pub(super) fn ask(sock: &UdpSocket, interfaces: &[u32], query: &[u8]) -> usize {
+/// Sends a query to the mDNS group out of each interface (by index, from
+/// its address, with IP_PKTINFO: the socket is bound to every address).
+/// Returns how many interfaces it went out on.
+pub(super) fn ask(sock: &UdpSocket, interfaces: &[Outlet], query: &[u8]) -> usize {
     let group = SockaddrIn::from(SocketAddrV4::new(MDNS_GROUP, mdns_sd::MDNS_PORT));
     let mut sent = 0;
-    for index in interfaces {
+    for outlet in interfaces {
         let info = nix::libc::in_pktinfo {
-            ipi_ifindex: i32::try_from(*index).unwrap_or(0),
-            ipi_spec_dst: nix::libc::in_addr { s_addr: 0 },
+            ipi_ifindex: i32::try_from(outlet.index).unwrap_or(0),
+            ipi_spec_dst: nix::libc::in_addr {
+                s_addr: u32::from(outlet.address).to_be(),
+            },
             ipi_addr: nix::libc::in_addr { s_addr: 0 },
         };
         let result = sendmsg(
@@ -114,7 +157,10 @@ pub(super) fn ask(sock: &UdpSocket, interfaces: &[u32], query: &[u8]) -> usize {
         );
         match result {
             Ok(_) => sent += 1,
-            Err(e) => tracing::debug!(interface = index, "cannot send the liveness query: {e}"),
+            Err(e) => tracing::debug!(
+                interface = outlet.index,
+                "cannot send the liveness query: {e}"
+            ),
         }
     }
     sent
@@ -130,24 +176,140 @@ pub enum Heard {
     Srv { fullname: String, host: String },
 }
 
-/// Reads packets until the receiver goes, sending on what each says.
-pub(super) async fn run(sock: std::sync::Arc<UdpSocket>, tx: mpsc::UnboundedSender<Heard>) {
+/// Where a packet came from: the group (heard by the 5353 listener, on a
+/// chosen interface) or an answer to this browse's own legacy question.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Via {
+    Group,
+    Asked,
+}
+
+/// Reads the 5353 listener's packets until the receiver goes, sending on
+/// what each says. Packets that came in on an interface not chosen are
+/// dropped: the socket also gets what other programs' group memberships
+/// let in elsewhere.
+pub(super) async fn run(
+    sock: std::sync::Arc<UdpSocket>,
+    interfaces: Vec<Outlet>,
+    tx: mpsc::UnboundedSender<(Via, Vec<Heard>)>,
+) {
     let mut buf = vec![0u8; 65_535];
     loop {
-        let (len, from) = match sock.recv_from(&mut buf).await {
+        let got = sock
+            .async_io(tokio::io::Interest::READABLE, || {
+                recv_with_interface(sock.as_raw_fd(), &mut buf)
+            })
+            .await;
+        let (len, index) = match got {
             Ok(got) => got,
             Err(e) => {
                 tracing::debug!("mDNS listener stopped: {e}");
                 return;
             }
         };
-        for heard in read_packet(&buf[..len]) {
-            tracing::trace!(%from, "{heard:?}");
-            if tx.send(heard).is_err() {
-                return;
-            }
+        if !interfaces.iter().any(|o| Some(o.index) == index) {
+            continue;
+        }
+        if !send_all(&tx, Via::Group, read_packet(&buf[..len])) {
+            return;
         }
     }
+}
+
+/// Reads the answers to the legacy questions (those that echo `id`) until
+/// the receiver goes. A responder may split its answer over several
+/// packets (one for a whole simulated fleet, 90 packets for 500
+/// processors), with one processor's SRV in one packet and its TXT in the
+/// next: the packets from one address are read together, and what they
+/// say is handed on once that address has been quiet for [`BURST_GAP`].
+pub(super) async fn run_asker(
+    sock: std::sync::Arc<UdpSocket>,
+    id: u16,
+    tx: mpsc::UnboundedSender<(Via, Vec<Heard>)>,
+) {
+    let mut buf = vec![0u8; 65_535];
+    let mut burst: HashMap<IpAddr, Answers> = HashMap::new();
+    let mut packets = 0usize;
+    loop {
+        let got = if burst.is_empty() {
+            sock.recv_from(&mut buf).await.map(Some)
+        } else {
+            match tokio::time::timeout(BURST_GAP, sock.recv_from(&mut buf)).await {
+                Ok(got) => got.map(Some),
+                Err(_) => Ok(None),
+            }
+        };
+        let (len, from) = match got {
+            Ok(Some(got)) => got,
+            Ok(None) => {
+                packets = 0;
+                for (_, answers) in burst.drain() {
+                    if !send_all(&tx, Via::Asked, heard_in(&answers)) {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("mDNS asker stopped: {e}");
+                return;
+            }
+        };
+        let bytes = &buf[..len];
+        // A response (QR set) to this browse's question.
+        if bytes.get(2).is_none_or(|flags| flags & 0x80 == 0) {
+            continue;
+        }
+        if burst.len() >= MAX_BURST_SOURCES && !burst.contains_key(&from.ip()) {
+            continue;
+        }
+        if packets < MAX_BURST_PACKETS
+            && burst
+                .entry(from.ip())
+                .or_default()
+                .absorb_packet(bytes, Some(id))
+        {
+            packets += 1;
+        }
+    }
+}
+
+/// How long a responder's answer may pause between two of its packets
+/// (they are sent back to back).
+const BURST_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Bounds on one burst of answers kept before it is read: what a LAN may
+/// send is not ours to hold without limit.
+const MAX_BURST_SOURCES: usize = 4096;
+const MAX_BURST_PACKETS: usize = 8192;
+
+/// Hands on what one packet said, in one message (one wake-up of the
+/// browse per packet, not per record). Whether the receiver is still there.
+fn send_all(tx: &mpsc::UnboundedSender<(Via, Vec<Heard>)>, via: Via, heard: Vec<Heard>) -> bool {
+    if heard.is_empty() {
+        return true;
+    }
+    tracing::trace!(?via, "{heard:?}");
+    tx.send((via, heard)).is_ok()
+}
+
+/// One datagram and the index of the interface it came in on.
+fn recv_with_interface(fd: i32, buf: &mut [u8]) -> std::io::Result<(usize, Option<u32>)> {
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::libc::in_pktinfo);
+    let msg = nix::sys::socket::recvmsg::<SockaddrIn>(
+        fd,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    let index = msg.cmsgs()?.find_map(|c| match c {
+        nix::sys::socket::ControlMessageOwned::Ipv4PacketInfo(info) => {
+            u32::try_from(info.ipi_ifindex).ok()
+        }
+        _ => None,
+    });
+    Ok((msg.bytes, index))
 }
 
 /// What one answer packet says about processor service instances: whole
@@ -170,16 +332,26 @@ pub fn read_packet(bytes: &[u8]) -> Vec<Heard> {
     for rr in records() {
         answers.absorb(rr);
     }
+    heard_in(&answers)
+}
+
+/// Whole records where the answers hold SRV, TXT and an address, else the
+/// SRV alone.
+fn heard_in(answers: &Answers) -> Vec<Heard> {
     let mut heard: Vec<Heard> = answers
         .complete_records()
         .into_iter()
         .map(Heard::Record)
         .collect();
+    let complete: HashSet<String> = heard
+        .iter()
+        .filter_map(|h| match h {
+            Heard::Record(r) => Some(r.fullname.clone()),
+            Heard::Srv { .. } => None,
+        })
+        .collect();
     for (inst, _, (host, _)) in answers.service_srvs() {
-        if !heard
-            .iter()
-            .any(|h| matches!(h, Heard::Record(r) if r.fullname == *inst))
-        {
+        if !complete.contains(inst) {
             heard.push(Heard::Srv {
                 fullname: inst.clone(),
                 host: host.clone(),
@@ -264,11 +436,40 @@ mod tests {
         assert_eq!(read_packet(b"\x00\x00\x84"), vec![]);
     }
 
+    /// A responder's answer split over two packets (SRV in one, TXT and
+    /// address in the next, as mdns-sd splits a fleet's answer): each
+    /// packet alone is only a sighting; read together, a whole record.
+    #[test]
+    fn an_answer_split_over_packets_is_one_record_when_read_together() {
+        let (srv_only, whole) = (answer(120, false, false), answer(120, false, true));
+        let mut first = Packet::parse(&srv_only).unwrap();
+        first.additional_records.clear();
+        let whole = Packet::parse(&whole).unwrap();
+        let mut second = Packet::new_reply(7);
+        second.answers.push(whole.answers[1].clone());
+        second.additional_records = whole.additional_records.clone();
+        let (first, second) = (
+            first.build_bytes_vec().unwrap(),
+            second.build_bytes_vec().unwrap(),
+        );
+        assert!(matches!(&read_packet(&first)[..], [Heard::Srv { .. }]));
+        assert!(read_packet(&second).is_empty());
+        let mut together = Answers::default();
+        assert!(together.absorb_packet(&first, None));
+        assert!(together.absorb_packet(&second, None));
+        let heard = heard_in(&together);
+        let [Heard::Record(r)] = &heard[..] else {
+            panic!("{heard:?}")
+        };
+        assert_eq!(r.host, "Lutron-00000001.local.");
+        assert_eq!(r.txt.len(), 1);
+    }
+
     /// One packet asks for every instance of both types, by multicast (a
     /// unicast-response bit would send the answers to one socket only).
     #[test]
     fn the_round_query_is_one_multicast_ptr_question_per_type() {
-        let bytes = round_query(&crate::discovery::SERVICE_TYPES).unwrap();
+        let bytes = round_query(&crate::discovery::SERVICE_TYPES, 0).unwrap();
         let packet = Packet::parse(&bytes).unwrap();
         assert!(!packet.has_flags(PacketFlag::RESPONSE));
         let asked: Vec<String> = packet
@@ -281,6 +482,10 @@ mod tests {
             })
             .collect();
         assert_eq!(asked, vec!["_lutron._tcp.local", "_leap._tcp.local"]);
-        assert_eq!(round_query(&[]), None);
+        assert_eq!(packet.id(), 0);
+        assert_eq!(round_query(&[], 0), None);
+        // A legacy question carries its id, for the answers to echo.
+        let legacy = round_query(&crate::discovery::SERVICE_TYPES, 4242).unwrap();
+        assert_eq!(Packet::parse(&legacy).unwrap().id(), 4242);
     }
 }

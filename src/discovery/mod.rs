@@ -9,12 +9,19 @@
 //! one (and dropped when they still do not answer), so a vanished
 //! processor is reported within the bound while a quiet LAN costs one
 //! packet and its answers per round, not a question per processor.
+//!
+//! Most rounds ask a legacy question (RFC 6762 §6.7, from an ephemeral
+//! port): every processor answers it by unicast, to this browse's own
+//! socket, so mdns-sd's daemon, which re-reads its whole cache for every
+//! packet it gets, never sees the burst. About once a minute the round is
+//! asked by multicast instead, so that mdns-sd's cache hears the answers
+//! and never ages into per-name refresh queries of its own.
 
 mod inventory;
 mod listen;
 mod unicast;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use inventory::{Identity, Inventory, InventoryEvent, InventoryEventJson};
+pub use listen::Via;
 pub use unicast::{UnicastResponse, query_host, read_response};
 
 use crate::lan::LanError;
@@ -81,18 +89,24 @@ pub struct Discovery {
     /// When to re-read mdns-sd's view of every service (see [`Discovery::rebrowse`]).
     refresh_at: Option<Instant>,
     /// Complete records as single answer packets carry them (see [`listen`]).
-    direct: mpsc::UnboundedReceiver<listen::Heard>,
-    direct_tx: mpsc::UnboundedSender<listen::Heard>,
-    /// The listener's records for names mdns-sd has not resolved yet
-    /// (they often come first), replayed when it does.
-    early: HashMap<String, Vec<ServiceRecord>>,
-    /// The listener's task, ended with the browse (it would otherwise hold
-    /// its socket until the next packet came).
-    listener: Option<tokio::task::JoinHandle<()>>,
+    direct: mpsc::UnboundedReceiver<(Via, Vec<listen::Heard>)>,
+    /// The listeners' tasks, ended with the browse (they would otherwise
+    /// hold their sockets until the next packet came).
+    listeners: Vec<tokio::task::JoinHandle<()>>,
     /// The listener's socket and the interfaces it sends a round's
     /// question out of; `None` when it could not open (every name is then
     /// asked one by one, as mdns-sd does it).
-    asker: Option<(Arc<UdpSocket>, Vec<u32>)>,
+    asker: Option<(Arc<UdpSocket>, Vec<listen::Outlet>)>,
+    /// The socket that asks legacy questions, and the id they carry;
+    /// `None` when it could not open or processors do not answer it.
+    legacy: Option<(Arc<UdpSocket>, u16)>,
+    /// Whether this round's question was a legacy one, how many answers
+    /// it got, and how many legacy rounds in a row got none.
+    round_legacy: bool,
+    round_answers: usize,
+    silent_legacy_rounds: u32,
+    /// When a round last asked by multicast (see [`CACHE_REFRESH`]).
+    refreshed_at: Option<Instant>,
     /// Liveness questions sent (the round's and the one-by-one re-asks),
     /// for the metrics.
     questions_sent: u64,
@@ -117,6 +131,7 @@ impl Discovery {
         restrict_interfaces(&daemon, &options.interfaces)?;
         let (events_tx, events) = mpsc::unbounded_channel();
         let (direct_tx, direct) = mpsc::unbounded_channel();
+        let now = Instant::now();
         let next_check = options.liveness.map(|l| Instant::now() + check_every(l));
         let mut discovery = Discovery {
             daemon,
@@ -132,26 +147,57 @@ impl Discovery {
             verify_pace: Duration::ZERO,
             refresh_at: None,
             direct,
-            direct_tx,
-            listener: None,
-            early: HashMap::new(),
+            listeners: Vec::new(),
             asker: None,
+            legacy: None,
+            round_legacy: false,
+            round_answers: 0,
+            silent_legacy_rounds: 0,
+            refreshed_at: Some(now),
             questions_sent: 0,
             reverified: Arc::default(),
         };
         match listen::open(&options.interfaces) {
-            Ok((sock, indexes)) => {
+            Ok((sock, outlets)) => {
                 let sock = Arc::new(sock);
-                let task = tokio::spawn(listen::run(sock.clone(), discovery.direct_tx.clone()));
-                discovery.listener = Some(task);
-                discovery.asker = Some((sock, indexes));
+                let task = listen::run(sock.clone(), outlets.clone(), direct_tx.clone());
+                discovery.listeners.push(tokio::spawn(task));
+                discovery.asker = Some((sock, outlets));
             }
             // mdns-sd's events still work; only processors sharing an
             // instance name are then seen less well.
             Err(e) => tracing::warn!("cannot listen to mDNS answers directly: {e}"),
         }
+        match listen::open_asker() {
+            Ok(sock) => {
+                let sock = Arc::new(sock);
+                let id = fastrand::u16(1..);
+                let task = listen::run_asker(sock.clone(), id, direct_tx);
+                discovery.listeners.push(tokio::spawn(task));
+                discovery.legacy = Some((sock, id));
+            }
+            Err(e) => tracing::debug!("cannot ask legacy mDNS questions: {e}"),
+        }
         discovery.browse()?;
+        // A first legacy question, beside mdns-sd's: its answers come at
+        // once, undelayed (RFC 6762 §6.7) and to a socket with room for
+        // the whole burst.
+        discovery.ask_legacy(&SERVICE_TYPES);
         Ok(discovery)
+    }
+
+    /// Asks a legacy question for every instance of these types; whether
+    /// it went out.
+    fn ask_legacy(&mut self, types: &[&str]) -> bool {
+        let (Some((sock, id)), Some((_, outlets))) = (&self.legacy, &self.asker) else {
+            return false;
+        };
+        let Some(query) = listen::round_query(types, *id) else {
+            return false;
+        };
+        let sent = listen::ask(sock, outlets, &query);
+        self.questions_sent += sent as u64;
+        sent > 0
     }
 
     /// Starts (or restarts) the browse of every service type. mdns-sd keeps
@@ -189,13 +235,11 @@ impl Discovery {
                     Some(ev) => self.apply(ev),
                     None => return Err(DiscoveryError::Stopped),
                 },
-                Some(heard) = self.direct.recv() => match heard {
-                    // Only names mdns-sd resolved: it keeps to the chosen
-                    // interfaces, while this socket may also get what other
-                    // programs' group memberships let in.
-                    listen::Heard::Record(record) => self.heard(record),
-                    listen::Heard::Srv { fullname, host } => self.inventory.sighted(&fullname, &host),
-                },
+                Some((via, heard)) = self.direct.recv() => {
+                    for heard in heard {
+                        self.heard(via, heard);
+                    }
+                }
                 _ = sleep_until_opt(check) => self.start_round(),
                 _ = sleep_until_opt(window) => self.close_window(),
                 _ = sleep_until_opt(verify) => self.verify_some()?,
@@ -230,12 +274,7 @@ impl Discovery {
             ServiceEvent::ServiceResolved(resolved) => {
                 let record = record_of(&resolved);
                 let info = ProcessorInfo::from_record(&record);
-                let mut changes = self.inventory.resolved(&record.fullname, info);
-                for early in self.early.remove(&record.fullname).unwrap_or_default() {
-                    let info = ProcessorInfo::from_record(&early);
-                    changes.extend(self.inventory.confirmed(&early.fullname, info));
-                }
-                changes
+                self.inventory.resolved(&record.fullname, info)
             }
             ServiceEvent::ServiceRemoved(_, fullname) => self.inventory.removed(&fullname),
             _ => Vec::new(),
@@ -243,25 +282,30 @@ impl Discovery {
         self.note(changes);
     }
 
-    /// A record as one answer packet carried it. It counts only under a
-    /// name mdns-sd resolved: mdns-sd keeps to the chosen interfaces, while
-    /// this socket may also get what other programs' group memberships let
-    /// in. Until then it waits (the packets often come first).
-    fn heard(&mut self, record: ServiceRecord) {
-        if self.inventory.knows_name(&record.fullname) {
-            let info = ProcessorInfo::from_record(&record);
-            let changes = self.inventory.confirmed(&record.fullname, info);
-            self.note(changes);
-            return;
-        }
-        if self.early.len() >= MAX_EARLY_NAMES && !self.early.contains_key(&record.fullname) {
-            return;
-        }
-        let waiting = self.early.entry(record.fullname.clone()).or_default();
-        // One per host: the latest word of each processor under the name.
-        waiting.retain(|r| !r.host.eq_ignore_ascii_case(&record.host));
-        if waiting.len() < MAX_EARLY_PER_NAME {
-            waiting.push(record);
+    /// What one answer packet said, heard on a chosen interface or in
+    /// answer to this browse's own question. A processor already known
+    /// under the name that answers the round's legacy question is only
+    /// marked seen: the round is about who is there, and what changed is
+    /// announced (and read again by the multicast rounds).
+    fn heard(&mut self, via: Via, heard: listen::Heard) {
+        match heard {
+            listen::Heard::Record(record) => {
+                if via == Via::Asked {
+                    self.round_answers += 1;
+                    if self.inventory.sighted(&record.fullname, &record.host) {
+                        return;
+                    }
+                }
+                let info = ProcessorInfo::from_record(&record);
+                let changes = self.inventory.confirmed(&record.fullname, info);
+                self.note(changes);
+            }
+            listen::Heard::Srv { fullname, host } => {
+                if via == Via::Asked {
+                    self.round_answers += 1;
+                }
+                self.inventory.sighted(&fullname, &host);
+            }
         }
     }
 
@@ -283,12 +327,14 @@ impl Discovery {
         self.pending.extend(changes);
     }
 
-    /// Starts a liveness round: one question per service type, multicast
-    /// to the whole LAN (RFC 6762 §5.2), which every processor answers with
-    /// its records; the listener notes each answer as a sighting. mdns-sd's
-    /// cache hears the same answers, so its records never age into its own
-    /// per-name refresh queries. Those that did not answer when the window
-    /// closes are asked one by one (see [`Discovery::close_window`]).
+    /// Starts a liveness round: one question per service type to the whole
+    /// LAN, which every processor answers with its records; each answer is
+    /// noted as a sighting. The question is a legacy one (answered to this
+    /// browse alone) unless mdns-sd's cache is due to hear the answers
+    /// (see [`CACHE_REFRESH`]), or processors stopped answering legacy
+    /// questions: then it is multicast (RFC 6762 §5.2). Those that did not
+    /// answer when the window closes are asked one by one (see
+    /// [`Discovery::close_window`]).
     fn start_round(&mut self) {
         let Some(liveness) = self.liveness else {
             self.next_check = None;
@@ -304,10 +350,20 @@ impl Discovery {
             .into_iter()
             .filter(|ty| self.inventory.instance_names().any(|n| is_of_type(n, ty)))
             .collect();
-        if let (Some((sock, interfaces)), Some(query)) = (&self.asker, listen::round_query(&types))
-        {
-            let sent = listen::ask(sock, interfaces, &query);
-            self.questions_sent += sent as u64;
+        let now = Instant::now();
+        let refresh_due = self
+            .refreshed_at
+            .is_none_or(|at| now.duration_since(at) >= CACHE_REFRESH);
+        self.round_answers = 0;
+        self.round_legacy = !refresh_due && self.ask_legacy(&types);
+        if !self.round_legacy {
+            self.refreshed_at = Some(now);
+            if let (Some((sock, interfaces)), Some(query)) =
+                (&self.asker, listen::round_query(&types, 0))
+            {
+                let sent = listen::ask(sock, interfaces, &query);
+                self.questions_sent += sent as u64;
+            }
         }
         self.window_at = Some(Instant::now() + answer_window(liveness));
     }
@@ -327,6 +383,7 @@ impl Discovery {
         let Some(liveness) = self.liveness else {
             return;
         };
+        self.note_legacy_answers();
         self.to_verify = self.inventory.unheard_names().map(String::from).collect();
         if self.to_verify.is_empty() {
             return;
@@ -338,6 +395,25 @@ impl Discovery {
         let batches = self.to_verify.len().div_ceil(VERIFY_BATCH).max(1);
         self.verify_pace = (check_every(liveness) / 4) / u32::try_from(batches).unwrap_or(u32::MAX);
         self.verify_at = Some(Instant::now());
+    }
+
+    /// A legacy round nobody answered is followed by a multicast one; after
+    /// [`MAX_SILENT_LEGACY_ROUNDS`] in a row, the processors here do not
+    /// answer legacy questions (or none is left), and every round is
+    /// multicast from then on.
+    fn note_legacy_answers(&mut self) {
+        if !self.round_legacy {
+            return;
+        }
+        if self.round_answers > 0 {
+            self.silent_legacy_rounds = 0;
+            return;
+        }
+        self.refreshed_at = None;
+        self.silent_legacy_rounds += 1;
+        if self.silent_legacy_rounds >= MAX_SILENT_LEGACY_ROUNDS && self.legacy.take().is_some() {
+            tracing::debug!("no answer to legacy questions: asking every round by multicast");
+        }
     }
 
     /// Asks the next few names of the round.
@@ -371,17 +447,21 @@ impl Discovery {
     }
 }
 
-/// Bounds on the listener's records kept for names not yet resolved: what
-/// a LAN may send is not ours to hold without limit.
-const MAX_EARLY_NAMES: usize = 4096;
-const MAX_EARLY_PER_NAME: usize = 64;
+/// How often a round asks by multicast, so that mdns-sd's cache hears the
+/// answers: it asks again by itself, name by name, for a record at 80 % of
+/// its TTL (96 s for the 120 s SRV and address records).
+const CACHE_REFRESH: Duration = Duration::from_secs(60);
+
+/// Legacy rounds in a row without any answer before the rounds go back to
+/// multicast for good.
+const MAX_SILENT_LEGACY_ROUNDS: u32 = 2;
 
 /// Names asked together in a liveness round.
 const VERIFY_BATCH: usize = 10;
 
 impl Drop for Discovery {
     fn drop(&mut self) {
-        if let Some(task) = self.listener.take() {
+        for task in self.listeners.drain(..) {
             task.abort();
         }
         let _ = self.daemon.shutdown();

@@ -101,7 +101,7 @@ impl Answers {
 
     /// Takes in one response packet; false when it does not parse or
     /// answers another query than `id` (any id when `None`).
-    fn absorb_packet(&mut self, bytes: &[u8], id: Option<u16>) -> bool {
+    pub(super) fn absorb_packet(&mut self, bytes: &[u8], id: Option<u16>) -> bool {
         let Ok(packet) = Packet::parse(bytes) else {
             return false;
         };
