@@ -45,15 +45,19 @@ pub(super) fn run(
             ))
         }
         DaemonCommand::Revoke { name, json } => {
+            // Whether it was revoked before this run: the record as it was,
+            // not a comparison of times (two revokes in one second).
+            let before = store.daemons()?.into_iter().find(|d| d.name == name);
             let Some(record) = store.revoke_daemon(&name, at)? else {
                 return Err(CloudError::NoSuchDaemon { name }.into());
             };
             let when = record.revoked_at.unwrap_or(at);
+            let already = before.is_some_and(|b| b.revoked_at.is_some());
             Ok(print(json, daemon_json(&record), || {
-                let first = if when == at {
-                    "revoked"
-                } else {
+                let first = if already {
                     "was already revoked"
+                } else {
+                    "revoked"
                 };
                 format!(
                     "{first} {} ({}) at {}: the cloud refuses its identity and closes its \
