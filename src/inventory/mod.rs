@@ -167,6 +167,14 @@ fn items<'v>(v: &'v Value, key: &str) -> impl Iterator<Item = &'v Value> {
     v.get(key).and_then(Value::as_array).into_iter().flatten()
 }
 
+/// A device's firmware as the processor names it, if it says.
+fn firmware(device: &Value) -> Option<String> {
+    device
+        .pointer("/FirmwareImage/Firmware/DisplayName")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 fn text(v: &Value, key: &str) -> String {
     v.get(key)
         .and_then(Value::as_str)
@@ -253,10 +261,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
             device_type: text(this, "DeviceType"),
             model: text(this, "ModelNumber"),
             serial: this.get("SerialNumber").and_then(Value::as_u64),
-            firmware: this
-                .pointer("/FirmwareImage/Firmware/DisplayName")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            firmware: firmware(this),
             macs: items(this, "NetworkInterfaces")
                 .filter_map(|i| i.get("MACAddress").and_then(Value::as_str))
                 .map(str::to_owned)
@@ -358,10 +363,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
             device_type: text(d, "DeviceType"),
             model: text(d, "ModelNumber"),
             serial: d.get("SerialNumber").and_then(Value::as_u64),
-            firmware: d
-                .pointer("/FirmwareImage/Firmware/DisplayName")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            firmware: firmware(d),
             buttons,
         }
     }
