@@ -61,7 +61,7 @@ mod daemons;
 const DAEMONS: TableDefinition<&str, &[u8]> = TableDefinition::new("daemons");
 
 /// A Place without its grants, as `place_rows` keeps it.
-#[derive(Serialize, Deserialize)]
+#[derive(PartialEq, Serialize, Deserialize)]
 struct PlaceRow {
     remote_services: bool,
     project_key: ProjectKey,
@@ -274,7 +274,12 @@ impl PlaceTxn for RedbTxn<'_> {
         };
         // Only what differs from what `place_for` gave is written: a grant
         // it did not load is in neither, and stays as it is.
-        rows.insert(id.0.as_str(), encode(&PlaceRow::of(next))?.as_slice())?;
+        // The row is written when it changed (most events only add or
+        // change a grant), as on PostgreSQL.
+        let row = PlaceRow::of(next);
+        if before.is_none_or(|b| PlaceRow::of(b) != row) {
+            rows.insert(id.0.as_str(), encode(&row)?.as_slice())?;
+        }
         let empty = Default::default();
         let old = before.map_or(&empty, |b| &b.grants);
         for (account, grant) in &next.grants {
