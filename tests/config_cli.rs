@@ -42,6 +42,44 @@ fn config_check_prints_the_effective_configuration_of_the_example() {
 }
 
 #[test]
+fn config_check_without_home_names_the_units_state_directory_instead_of_failing() {
+    // A root shell in a container or a package script has no HOME: the
+    // file is still fine, and the daemon gets its directory from systemd.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/handoff.example.toml");
+    let bare = |json: bool| {
+        let mut cmd = handoff(&["config", "check", example]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.env_remove("HANDOFF_STATE_DIR")
+            .env_remove("HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("STATE_DIRECTORY")
+            .output()
+            .unwrap()
+    };
+    let out = bare(true);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["state_dir_from_unit"], true);
+    assert_eq!(v["config"]["state_dir"], "/var/lib/handoff");
+    let out = bare(false);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("$STATE_DIRECTORY"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Where something names it, that wins and nothing is said of the unit.
+    let out = run(&["config", "check", "--json", example]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state_dir_from_unit"], false);
+    assert_eq!(v["config"]["state_dir"], "/var/lib/handoff-test");
+}
+
+#[test]
 fn config_check_refuses_an_unknown_key_with_exit_2_naming_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("handoff.toml");

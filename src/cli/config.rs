@@ -45,8 +45,26 @@ pub fn run(args: ConfigArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, Cli
     }
 }
 
+/// The state directory the packaged unit gives the daemon
+/// (`StateDirectory=handoff`, so `$STATE_DIRECTORY`).
+const UNIT_STATE_DIR: &str = "/var/lib/handoff";
+
 fn run_check(args: CheckArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
+    // Where nothing names a state directory here (no flag, no `state_dir`,
+    // no HOME: a root shell in a container, a package script), the file is
+    // still fine: the daemon under its unit gets one from systemd. Check
+    // the file and say which directory the daemon would use, not fail.
+    let mut unit_default = false;
     let loaded = config::load(args.file.as_deref()).and_then(|(config, source)| {
+        let named = state_dir.is_some()
+            || config.state_dir.is_some()
+            || crate::dirs::default_state_dir().is_some();
+        let state_dir = if named {
+            state_dir
+        } else {
+            unit_default = true;
+            Some(PathBuf::from(UNIT_STATE_DIR))
+        };
         let effective = config.resolve(state_dir, &source)?;
         Ok((effective, source))
     });
@@ -68,6 +86,7 @@ fn run_check(args: CheckArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, Cl
             "file": path,
             "found": found,
             "valid": true,
+            "state_dir_from_unit": unit_default,
             "config": effective,
         });
         format!("{value}\n")
@@ -79,7 +98,15 @@ fn run_check(args: CheckArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, Cl
         } else {
             format!("# no file at {path}: all defaults\n")
         };
-        format!("{header}{body}")
+        let note = if unit_default {
+            format!(
+                "# state_dir: nothing here names one (no --state-dir, no state_dir, no HOME); \
+                 the daemon under its unit uses $STATE_DIRECTORY, {UNIT_STATE_DIR}\n"
+            )
+        } else {
+            String::new()
+        };
+        format!("{header}{note}{body}")
     };
     print_stdout(&text).map_err(CliError::io("cannot write to stdout"))?;
     Ok(ExitCode::SUCCESS)
