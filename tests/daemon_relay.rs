@@ -75,6 +75,13 @@ lan_test! {
         assert!(credential.join("cert.pem").exists(), "kept while the release is unanswered");
         let h = health(&run_s).unwrap();
         assert_eq!(h["relay"]["backlog"], 1, "{h}");
+        // It says why it is not delivering, not only that it is not.
+        let h = wait_health(&run_s, "the lost connection reported", |h| {
+            h["relay"]["connected"] == false && h["relay"]["last_error"].is_string()
+        });
+        assert_eq!(h["relay"]["cloud"], addr().to_string(), "{h}");
+        let table = handoff(&["--runtime-dir", &run_s, "health"]);
+        assert!(table.stdout.contains("; not connected: "), "{}", table.stdout);
         std::thread::sleep(Duration::from_millis(20));
         let stuck = handoff(&["--runtime-dir", &run_s, "health", "--stuck-after", "10ms"]);
         assert_eq!(stuck.code, Some(2), "{}\n{}", stuck.stdout, stuck.stderr);
@@ -96,5 +103,38 @@ lan_test! {
         assert!(!credential.exists());
         let stats = handoff(&["cloud", "--data", data_s, "stats", "--json"]).json();
         assert_eq!(stats["events"], 2, "claim and release, each once");
+        let h = wait_health(&run_s, "connected again", |h| h["relay"]["connected"] == true);
+        assert!(handoff(&["--runtime-dir", &run_s, "health"]).stdout.contains("; connected"), "{h}");
+
+        // The cloud's operator revokes this site box: `health` says so and
+        // what to do, exit 2, not a silent backoff forever.
+        let daemons = handoff(&["cloud", "--data", data_s, "daemon", "list", "--json"]).json();
+        let name = daemons[0]["name"].as_str().unwrap().to_owned();
+        let revoke = handoff(&["cloud", "--data", data_s, "daemon", "revoke", &name]);
+        assert_eq!(revoke.code, Some(0), "{}", revoke.stderr);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let told = loop {
+            let h = handoff(&["--runtime-dir", &run_s, "health", "--json"]);
+            if h.code == Some(2) { break h; }
+            assert_eq!(h.code, Some(0), "{}", h.stderr);
+            assert!(Instant::now() < deadline, "health never said the identity was revoked");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let h = told.json();
+        assert_eq!((h["relay"]["connected"].clone(), h["relay"]["last_error_code"].clone()),
+            (Value::Bool(false), Value::from("revoked")), "{h}");
+        assert!(told.stderr.contains("revoked this site box's identity"), "{}", told.stderr);
+    }
+}
+
+/// Polls `health --json` until `done` holds (or fails after 90 s).
+fn wait_health(run: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(h) = health(run).filter(|h| done(h)) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "health never showed: {what}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

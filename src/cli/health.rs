@@ -39,7 +39,7 @@ struct HealthJson<'a> {
     last_event_ms: Option<u64>,
     /// null while the daemon runs no relay: no backlog is known, and none
     /// is made up.
-    relay: Option<RelayJson>,
+    relay: Option<RelayJson<'a>>,
 }
 
 /// What `health --json` prints when no daemon answers: a script reading
@@ -53,9 +53,19 @@ struct NotRunningJson<'a> {
 }
 
 #[derive(Serialize)]
-struct RelayJson {
+struct RelayJson<'a> {
     backlog: u64,
     oldest_unsent_ms: Option<u64>,
+    /// host:port of the cloud; null from a daemon that does not say.
+    cloud: Option<&'a str>,
+    account: Option<&'a str>,
+    /// Whether a connection to the cloud is up; null from a daemon that
+    /// does not say.
+    connected: Option<bool>,
+    /// Why the last connection ended (kept after reconnecting).
+    last_error: Option<&'a str>,
+    /// The code of the cloud's error frame that ended it (`revoked`).
+    last_error_code: Option<&'a str>,
 }
 
 pub async fn run(args: HealthArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliError> {
@@ -87,6 +97,19 @@ pub async fn run(args: HealthArgs, sockets: &[PathBuf]) -> Result<ExitCode, CliE
         table(&report)
     };
     print_stdout(&text).map_err(CliError::io("writing to stdout"))?;
+    let revoked = report
+        .relay
+        .as_ref()
+        .filter(|r| r.connected != Some(true))
+        .filter(|r| r.last_error_code.as_deref() == Some(crate::proto::error_code::REVOKED));
+    if revoked.is_some() {
+        eprintln!(
+            "the cloud's operator revoked this site box's identity: nothing more is relayed \
+             until the operator enrolls it again under another name (`handoff cloud enroll`) \
+             and the new bundle is installed; the events stay in the outbox until then"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let stuck = report
         .relay
         .as_ref()
@@ -115,6 +138,11 @@ fn json(h: &HealthReport) -> HealthJson<'_> {
         relay: h.relay.as_ref().map(|r| RelayJson {
             backlog: r.backlog,
             oldest_unsent_ms: r.oldest_unsent_ms,
+            cloud: r.cloud.as_deref(),
+            account: r.account.as_deref(),
+            connected: r.connected,
+            last_error: r.last_error.as_deref(),
+            last_error_code: r.last_error_code.as_deref(),
         }),
     }
 }
@@ -131,10 +159,19 @@ fn table(h: &HealthReport) -> String {
     };
     let relay = match &h.relay {
         None => "not running in this daemon (no backlog to report)".into(),
-        Some(r) => match r.oldest_unsent_ms {
-            Some(ms) => format!("{} unsent, oldest {} old", r.backlog, human_ms(ms)),
-            None => format!("{} unsent", r.backlog),
-        },
+        Some(r) => {
+            let backlog = match r.oldest_unsent_ms {
+                Some(ms) => format!("{} unsent, oldest {} old", r.backlog, human_ms(ms)),
+                None => format!("{} unsent", r.backlog),
+            };
+            let link = match (r.connected, r.last_error.as_deref()) {
+                (Some(true), _) => "; connected".to_string(),
+                (Some(false), Some(why)) => format!("; not connected: {why}"),
+                (Some(false), None) => "; not connected yet".to_string(),
+                (None, _) => String::new(),
+            };
+            format!("{backlog}{link}")
+        }
     };
     format!(
         "daemon      running, pid {} ({}), up {}\nprocessors  {}\nlast event  {last}\nrelay       {relay}\n",
@@ -174,11 +211,47 @@ mod tests {
                 oldest_unsent_ms: Some(61_000),
                 cloud: None,
                 account: None,
+                connected: None,
+                last_error: None,
+                last_error_code: None,
             }),
             Some(4_000),
         ));
         assert!(t.contains("last event  4s ago"), "{t}");
         assert!(t.contains("2 unsent, oldest 1m 1s old"), "{t}");
+        assert!(
+            !t.contains("connected"),
+            "nothing said of a link not reported: {t}"
+        );
+    }
+
+    #[test]
+    fn the_table_says_why_the_relay_is_not_connected() {
+        let relay = |connected, err: Option<&str>| RelayHealth {
+            backlog: 1,
+            oldest_unsent_ms: Some(3_000),
+            cloud: Some("cloud:4433".into()),
+            account: None,
+            connected,
+            last_error: err.map(Into::into),
+            last_error_code: None,
+        };
+        let t = table(&report(
+            Some(relay(Some(false), Some("the cloud closed the connection"))),
+            None,
+        ));
+        assert!(
+            t.contains("; not connected: the cloud closed the connection"),
+            "{t}"
+        );
+        let t = table(&report(Some(relay(Some(false), None)), None));
+        assert!(t.contains("; not connected yet"), "{t}");
+        let t = table(&report(Some(relay(Some(true), Some("an old error"))), None));
+        assert!(t.contains("; connected"), "{t}");
+        assert!(
+            !t.contains("an old error"),
+            "a past error is not news once reconnected: {t}"
+        );
     }
 
     #[test]

@@ -280,7 +280,12 @@ pub async fn run(
     if let Some((link, outbox)) = &relay {
         // On the first STATUS line already, not once the relay reports.
         let stats = outbox.stats(std::time::SystemTime::now());
-        publish_backlog(&live, link, stats.backlog, stats.oldest_pending_age);
+        let before = crate::relay::RelayStatus {
+            backlog: stats.backlog,
+            oldest_pending_age: stats.oldest_pending_age,
+            ..crate::relay::RelayStatus::default()
+        };
+        publish_relay(&live, link, &before);
     }
     notify::ready(&live);
     // The watchdog pings start after READY: one before it confuses systemd
@@ -517,9 +522,7 @@ async fn run_relay(
 ) -> (&'static str, Result<(), DaemonError>) {
     let (status, mut watch) = crate::relay::status_channel(&outbox);
     live.counters().watch_relay(watch.clone());
-    let publish = |s: &crate::relay::RelayStatus| {
-        publish_backlog(&live, &link, s.backlog, s.oldest_pending_age);
-    };
+    let publish = |s: &crate::relay::RelayStatus| publish_relay(&live, &link, s);
     publish(&watch.borrow());
     tracing::info!(cloud = %link.addresses(), site = %link.site, account = %link.account, "relay started");
     let relay = tokio::spawn(crate::relay::run(
@@ -549,19 +552,23 @@ async fn run_relay(
     ("relay", Ok(()))
 }
 
-/// The relay's backlog into the live inventory's health (and so into
-/// `handoff health` and the STATUS line).
-fn publish_backlog(
+/// The relay's backlog and connection into the live inventory's health
+/// (and so into `handoff health` and the STATUS line).
+fn publish_relay(
     live: &LiveInventory,
     link: &crate::relay::link::CloudLink,
-    backlog: usize,
-    oldest: Option<Duration>,
+    s: &crate::relay::RelayStatus,
 ) {
     live.set_relay_health(Some(crate::proto::control::RelayHealth {
-        backlog: backlog as u64,
-        oldest_unsent_ms: oldest.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        backlog: s.backlog as u64,
+        oldest_unsent_ms: s
+            .oldest_pending_age
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         cloud: Some(link.address()),
         account: Some(link.account.clone()),
+        connected: Some(s.connected),
+        last_error: s.last_error.clone(),
+        last_error_code: s.last_error_code.clone(),
     }));
 }
 

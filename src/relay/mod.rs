@@ -220,6 +220,9 @@ pub struct RelayStatus {
     pub acknowledged: u64,
     /// Why the last connection ended, if one did. Kept after reconnecting.
     pub last_error: Option<String>,
+    /// The code of the cloud's error frame that ended it, when one did
+    /// (`revoked`: this site box's identity will not be let in again).
+    pub last_error_code: Option<String>,
     /// While waiting to reconnect: how long the wait is.
     pub retry_in: Option<Duration>,
     /// The cloud's answers since the relay started, by outcome (every
@@ -319,6 +322,10 @@ pub async fn run<C: Connector>(
         status.send_modify(|s| {
             s.connected = false;
             s.last_error = Some(err.to_string());
+            s.last_error_code = match &err {
+                RelayError::Peer { code, .. } => Some(code.clone()),
+                _ => None,
+            };
             s.retry_in = Some(delay);
             s.reconnects += 1;
         });

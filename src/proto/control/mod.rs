@@ -267,6 +267,17 @@ pub struct RelayHealth {
     /// The account its identity acts for in that cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// Whether a connection to the cloud is up; `None` from a daemon that
+    /// does not say.
+    #[serde(rename = "up", default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    /// Why the last connection ended, if one did (kept after reconnecting).
+    #[serde(rename = "err", default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The code of the cloud's error frame that ended it (relay.cddl's
+    /// error codes: `revoked` when the operator revoked this site box).
+    #[serde(rename = "err-code", default, skip_serializing_if = "Option::is_none")]
+    pub last_error_code: Option<String>,
 }
 
 /// Why a frame was not acted on.

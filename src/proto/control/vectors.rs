@@ -137,6 +137,9 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                     oldest_unsent_ms: Some(90_000),
                     cloud: None,
                     account: None,
+                    connected: None,
+                    last_error: None,
+                    last_error_code: None,
                 }),
             }),
         ),
@@ -154,6 +157,33 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
                     oldest_unsent_ms: None,
                     cloud: Some("cloud.example.net:4433".into()),
                     account: Some("site-box@integrator.example".into()),
+                    connected: None,
+                    last_error: None,
+                    last_error_code: None,
+                }),
+            }),
+        ),
+        (
+            "health-report-relay-revoked",
+            ControlMessage::HealthReport(HealthReport {
+                request: 3,
+                processors: 2,
+                uptime_ms: 5_000,
+                last_event_ms: Some(400),
+                pid: 4242,
+                software: "handoff 0.1.0".into(),
+                relay: Some(RelayHealth {
+                    backlog: 1,
+                    oldest_unsent_ms: Some(30_000),
+                    cloud: Some("cloud.example.net:4433".into()),
+                    account: Some("site-box@integrator.example".into()),
+                    connected: Some(false),
+                    last_error: Some(
+                        "the cloud reported an error (revoked): the cloud's operator revoked \
+                         this site box's identity ('site-a')"
+                            .into(),
+                    ),
+                    last_error_code: Some("revoked".into()),
                 }),
             }),
         ),
