@@ -122,7 +122,7 @@ pub async fn run(args: InspectArgs, state_dir: Option<PathBuf>) -> Result<ExitCo
         pending.iter().for_each(PendingFile::abandon);
         return Err(e);
     }
-    let stdout = BufWriter::new(std::io::stdout().lock());
+    let stdout = BufWriter::new(super::output::QuietStdout::new());
     sinks.push(if args.json {
         Box::new(JsonReport::new(stdout))
     } else {

@@ -150,10 +150,108 @@ pub fn print_stdout(text: &str) -> std::io::Result<()> {
     }
 }
 
+/// Stdout for output written piece by piece: once the reader has gone
+/// (`| head`), the rest is dropped quietly, as [`print_stdout`] does, so
+/// that a closed pipe is neither an error nor the end of files written
+/// beside it.
+pub struct QuietStdout<W = std::io::StdoutLock<'static>> {
+    out: W,
+    closed: bool,
+}
+
+impl QuietStdout {
+    pub fn new() -> QuietStdout {
+        QuietStdout::over(std::io::stdout().lock())
+    }
+}
+
+impl<W: Write> QuietStdout<W> {
+    pub fn over(out: W) -> QuietStdout<W> {
+        QuietStdout { out, closed: false }
+    }
+
+    fn quiet(&mut self, r: std::io::Result<()>) -> std::io::Result<()> {
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: Write> Write for QuietStdout<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.closed {
+            let r = self.out.write_all(buf);
+            self.quiet(r)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.out.flush();
+        self.quiet(r)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::processor::{ServiceRecord, TxtEntry};
+
+    /// A writer whose reader went away after `room` bytes.
+    struct Pipe {
+        got: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.got.len() >= self.room {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.room - self.got.len());
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_drops_the_rest_quietly_but_other_errors_stay() {
+        let mut out = QuietStdout::over(Pipe {
+            got: Vec::new(),
+            room: 5,
+        });
+        out.write_all(b"abc").unwrap();
+        out.write_all(b"defgh").unwrap();
+        out.write_all(b"more").unwrap();
+        out.flush().unwrap();
+        assert_eq!(out.out.got, b"abcde");
+        assert!(out.closed);
+
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from_raw_os_error(28))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = QuietStdout::over(Full);
+        assert!(
+            out.write_all(b"x").is_err(),
+            "a full disk is still an error"
+        );
+    }
 
     #[test]
     fn table_aligns_columns_and_dashes_missing_facts() {
