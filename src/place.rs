@@ -35,6 +35,59 @@ impl AccountId {
         AccountId(email.trim().to_lowercase())
     }
 
+    /// The account `text` names, when it reads as an email address a
+    /// person could have: one `@`, a local part, and a domain of at least
+    /// two labels whose last is a top-level domain. A share or a takeover
+    /// to `pro@example` (the `.com` forgotten) would give access to nobody
+    /// and, in a takeover, lock the integrator out: it is refused before
+    /// anything happens.
+    ///
+    /// # Errors
+    /// [`NotAnEmail`], saying what is wrong.
+    pub fn parse(text: &str) -> Result<AccountId, NotAnEmail> {
+        let refuse = |why: &'static str| NotAnEmail {
+            text: text.to_owned(),
+            why,
+        };
+        let email = text.trim();
+        if email.len() > 254 {
+            return Err(refuse("longer than an email address can be"));
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err(refuse("no @"));
+        };
+        if domain.contains('@') {
+            return Err(refuse("more than one @"));
+        }
+        if local.is_empty() || local.len() > 64 {
+            return Err(refuse("nothing, or too much, before the @"));
+        }
+        let odd = |c: char| c.is_control() || c.is_whitespace() || "\"(),:;<>[\\]".contains(c);
+        if local.chars().any(odd) || local.starts_with('.') || local.ends_with('.') {
+            return Err(refuse("a character an address cannot have before the @"));
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        let label_ok = |l: &&str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        };
+        if !labels.iter().all(label_ok) {
+            return Err(refuse("the part after the @ is not a domain name"));
+        }
+        let tld = labels[labels.len() - 1];
+        let tld_ok = tld.starts_with("xn--")
+            || (tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic));
+        if labels.len() < 2 || !tld_ok {
+            return Err(refuse(
+                "the domain has no top-level domain (name@company.com, not name@company)",
+            ));
+        }
+        Ok(AccountId::new(email))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -44,6 +97,14 @@ impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Text that is not an email address, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("'{text}' is not an email address (a myLutron account): {why}")]
+pub struct NotAnEmail {
+    pub text: String,
+    pub why: &'static str,
 }
 
 /// A Place's identifier in the cloud.

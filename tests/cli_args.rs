@@ -59,6 +59,21 @@ fn a_zero_timeout_is_a_usage_error() {
 }
 
 #[test]
+fn a_takeover_to_an_address_that_is_not_an_email_is_a_usage_error() {
+    // The `.com` forgotten: the takeover would release the home with
+    // nobody given access, so it stops before the button.
+    let dir = TempDir::new("args");
+    for (email, says) in [
+        ("pro@example", "has no top-level domain"),
+        ("pro.example.com", "no @"),
+        ("pro@example..com", "not a domain name"),
+    ] {
+        let args = ["takeover", "0236e6a7", "--share-to", email];
+        assert_usage(&run_in(&dir, &args), &args, says);
+    }
+}
+
+#[test]
 fn a_cloud_that_is_not_host_port_is_a_usage_error() {
     let dir = TempDir::new("args");
     for (args, says) in [

@@ -372,7 +372,7 @@ mod tests {
                 "takeover",
                 "x",
                 "--share-to",
-                "a@b",
+                "a@b.example",
                 "--timeout",
                 "0",
             ],
@@ -381,14 +381,14 @@ mod tests {
                 "takeover",
                 "x",
                 "--share-to",
-                "a@b",
+                "a@b.example",
                 "--button-timeout",
                 "0",
             ],
             &["handoff", "claim", ""],
             &["handoff", "release", " "],
             &["handoff", "status", ""],
-            &["handoff", "takeover", "", "--share-to", "a@b"],
+            &["handoff", "takeover", "", "--share-to", "a@b.example"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(

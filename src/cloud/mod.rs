@@ -106,8 +106,8 @@ pub enum CloudError {
     NoPemCertificate { path: PathBuf, reason: String },
     #[error("'{name}' cannot be a site name: use letters, digits, spaces or dashes")]
     BadSiteName { name: String },
-    #[error("'{text}' is not an email address (the myLutron account)")]
-    NotAnEmail { text: String },
+    #[error("'{text}' is not an email address (the myLutron account): {why}")]
+    NotAnEmail { text: String, why: &'static str },
     #[error(
         "the site name '{name}' was revoked: its certificates stay refused, so it cannot be \
          enrolled again (enroll the site box under another name)"

@@ -39,12 +39,10 @@ pub fn check_site_name(name: &str) -> Result<(), CloudError> {
 /// # Errors
 /// [`CloudError::NotAnEmail`].
 pub fn account_for_enrolment(email: &str) -> Result<AccountId, CloudError> {
-    if !email.contains('@') {
-        return Err(CloudError::NotAnEmail {
-            text: email.to_owned(),
-        });
-    }
-    Ok(AccountId::new(email))
+    AccountId::parse(email).map_err(|e| CloudError::NotAnEmail {
+        text: email.to_owned(),
+        why: e.why,
+    })
 }
 
 #[cfg(test)]
@@ -87,11 +85,18 @@ mod tests {
             account_for_enrolment(" Tech@Example.com ").unwrap(),
             AccountId::new("tech@example.com")
         );
-        for bad in ["", "tech", "tech.example.com"] {
+        for (bad, why) in [
+            ("", "no @"),
+            ("tech", "no @"),
+            ("tech.example.com", "no @"),
+            ("tech@example", "the domain has no top-level domain"),
+        ] {
             let e = account_for_enrolment(bad).expect_err(bad);
-            assert_eq!(
-                e.to_string(),
-                format!("'{bad}' is not an email address (the myLutron account)")
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "'{bad}' is not an email address (the myLutron account): {why}"
+                )),
+                "{e}"
             );
         }
     }

@@ -41,6 +41,13 @@ pub enum Refusal {
     },
     #[error("{target} is this Place's homeowner; {}", self.guidance())]
     TargetIsHomeowner { target: AccountId },
+    /// A share to text that is not an email address (`pro@example`):
+    /// access for nobody, and in a takeover the integrator locked out.
+    #[error("'{target}' is not an email address ({why}); {}", self.guidance())]
+    NotAnEmail {
+        target: AccountId,
+        why: &'static str,
+    },
     #[error("this share link is no longer active; {}", self.guidance())]
     LinkNotActive,
     #[error("{target} has no access to revoke")]
@@ -83,6 +90,7 @@ impl Refusal {
                 "share_cannot_exceed_sharers_remaining_access"
             }
             Refusal::TargetIsHomeowner { .. } => "homeowner_cannot_be_revoked_by_others",
+            Refusal::NotAnEmail { .. } => "share_goes_to_an_email_address",
             Refusal::LinkNotActive => "new_share_link_disables_the_old_one",
             Refusal::NothingToRevoke { .. } => "revoke_removes_access",
             Refusal::LastAccessWithoutProcessor => "last_person_cannot_revoke_self_without_force",
@@ -115,6 +123,9 @@ impl Refusal {
             }
             Refusal::TargetIsHomeowner { .. } => {
                 "only the homeowner themselves (Remove Home from Account) or Lutron Tech Support can remove a homeowner account"
+            }
+            Refusal::NotAnEmail { .. } => {
+                "share with the person's myLutron email address (name@company.com): check it for a typo"
             }
             Refusal::LinkNotActive => {
                 "only the latest share link works, and none once a homeowner has claimed the system: ask for a new link or a share by email"

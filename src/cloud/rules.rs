@@ -336,6 +336,12 @@ pub fn apply(
             ..
         } => {
             let sharer = check_access(place, by, now)?;
+            if let Err(e) = AccountId::parse(email.as_str()) {
+                return Err(Refusal::NotAnEmail {
+                    target: email.clone(),
+                    why: e.why,
+                });
+            }
             check_share_duration(by, sharer, *duration, now)?;
             if place.homeowner() == Some(email) {
                 return Err(Refusal::TargetIsHomeowner {

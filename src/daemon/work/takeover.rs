@@ -43,11 +43,8 @@ impl Work {
                     .into(),
             ));
         }
-        if !req.share_to.contains('@') {
-            return Err(failed(format!(
-                "'{}' is not an email address (the pro's myLutron account)",
-                req.share_to
-            )));
+        if let Err(e) = crate::place::AccountId::parse(&req.share_to) {
+            return Err(failed(e.to_string()));
         }
         let (serial, mac) = self
             .identify(&Target::parse(&req.processor), true)

@@ -18,6 +18,46 @@ fn share_grants_access_for_the_chosen_duration() {
 }
 
 #[test]
+fn share_goes_to_an_email_address() {
+    for (typo, why) in [
+        ("pro@example", "top-level domain"),
+        ("pro.example.com", "no @"),
+        ("pro@@example.com", "more than one @"),
+        ("pro@example..com", "not a domain name"),
+        ("pro name@example.com", "before the @"),
+    ] {
+        let mut places = place(true);
+        let refusal = refused(
+            &mut places,
+            &share(&designer(), &acct(typo), AccessDuration::SevenDays),
+            T0,
+        );
+        assert_eq!(refusal.rule(), "share_goes_to_an_email_address", "{typo}");
+        assert!(refusal.to_string().contains(why), "{typo}: {refusal}");
+        assert_eq!(
+            remaining(&places, &acct(typo), T0),
+            None,
+            "{typo}: no grant"
+        );
+    }
+    // Addresses people have: subdomains, plus tags, IDN and punycode.
+    for fine in [
+        "pro+site@mail.example.co.uk",
+        "o'brien@example.com",
+        "pro@bücher.de",
+        "pro@example.xn--p1ai",
+    ] {
+        let mut places = place(true);
+        run(
+            &mut places,
+            &share(&designer(), &acct(fine), AccessDuration::SevenDays),
+            T0,
+        );
+        assert!(remaining(&places, &acct(fine), T0).is_some(), "{fine}");
+    }
+}
+
+#[test]
 fn share_cannot_exceed_sharers_remaining_access() {
     let mut places = place(true);
     run(
