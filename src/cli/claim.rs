@@ -149,7 +149,12 @@ async fn claim_route(args: &ClaimArgs, state_dir: &Path) -> Result<SiteClient, C
                 let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
                 if let Some((_, socket)) = crate::daemon::connect_first(&sockets).await? {
                     return Err(CliError::Failed(format!(
-                        "the daemon at {} relays to no cloud. {NO_CLOUD}",
+                        "the daemon at {} relays to no cloud (no [cloud] address in its \
+                         configuration), so a homeowner claim through it has nowhere to go: \
+                         set one and restart the daemon, or pass --cloud ADDR (with \
+                         --cloud-identity DIR, the account that becomes homeowner). Nothing \
+                         was done. To pair without claiming (Home Assistant, an inspection): \
+                         handoff pair PROCESSOR",
                         socket.display()
                     )));
                 }
