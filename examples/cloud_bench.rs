@@ -137,7 +137,6 @@ fn per_event(backend: Backend, dir: &Path, grants: u64, events: u64, pg: PgOptio
         if pg.statements {
             psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
             psql(url, "SELECT pg_stat_statements_reset()");
-            psql(url, "SELECT pg_stat_reset_shared('wal')");
         }
     }
     let samples = (0..events)
@@ -175,14 +174,6 @@ fn per_event(backend: Backend, dir: &Path, grants: u64, events: u64, pg: PgOptio
             ),
         );
         println!("  per event: pages touched | WAL bytes: {totals}");
-        // The commits' WAL flushes (the whole cluster's, which only this
-        // bench uses; track_wal_io_timing).
-        let syncs = psql(
-            url,
-            "SELECT wal_sync, round((wal_sync_time / nullif(wal_sync, 0))::numeric, 3) \
-             FROM pg_stat_wal",
-        );
-        println!("  WAL flushes | mean ms per flush: {syncs}");
     }
     median(samples)
 }
@@ -297,8 +288,7 @@ fn main() {
         if pg.statements {
             std::env::set_var(
                 "HANDOFF_PG_SETTINGS",
-                "shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all \
-                 track_wal_io_timing=on",
+                "shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all",
             );
         }
     };
