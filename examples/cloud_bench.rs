@@ -11,7 +11,15 @@
 //! ```text
 //! cargo run --release --example cloud_bench -- [--grants 10,1000,10000]
 //!     [--events N] [--daemons 1,16,64] [--dir DIR] [--only redb|postgres]
+//!     [--no-settle] [--statements] [--per-event-only]
 //! ```
+//!
+//! After a Place is filled, PostgreSQL is settled as a long-lived
+//! database is (`CHECKPOINT`, then `ANALYZE`: the fill's dirty pages
+//! written and its statistics known, which autovacuum and the
+//! checkpointer do on their own a little later) unless `--no-settle`.
+//! `--statements` loads pg_stat_statements and prints, per grant count,
+//! the mean time of each statement of the measured events.
 //!
 //! PostgreSQL is a throwaway cluster (tests/common/postgres.rs) started
 //! durable (fsync on), as redb commits with fsync. A measurement, not a
@@ -46,17 +54,28 @@ enum Backend {
     Postgres,
 }
 
-fn open(backend: Backend, dir: &Path) -> CloudStore {
+fn open(backend: Backend, dir: &Path) -> (CloudStore, Option<String>) {
     match backend {
         Backend::Redb => {
             let _ = std::fs::remove_dir_all(dir);
-            CloudStore::open(dir).unwrap()
+            (CloudStore::open(dir).unwrap(), None)
         }
         Backend::Postgres => {
             let url = cluster::fresh_database(migrate);
-            CloudStore::open_chosen(dir, Some(&url)).unwrap()
+            (CloudStore::open_chosen(dir, Some(&url)).unwrap(), Some(url))
         }
     }
+}
+
+/// What the measurement does around the events on PostgreSQL.
+#[derive(Clone, Copy)]
+struct PgOptions {
+    settle: bool,
+    statements: bool,
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    cluster::cluster(migrate).psql_in(cluster::database_name(url), sql)
 }
 
 fn owner() -> AccountId {
@@ -98,8 +117,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 /// Median time of one event on a Place that has `grants` grants.
-fn per_event(backend: Backend, dir: &Path, grants: u64, events: u64) -> Duration {
-    let store = open(backend, dir);
+fn per_event(backend: Backend, dir: &Path, grants: u64, events: u64, pg: PgOptions) -> Duration {
+    let (store, url) = open(backend, dir);
     create(&store, "p", &owner());
     let now = handoff::cloud::now();
     let mut seq = 0;
@@ -110,6 +129,16 @@ fn per_event(backend: Backend, dir: &Path, grants: u64, events: u64) -> Duration
         seq += batch.len() as u64;
         store.relay(&owner(), &batch, now).unwrap();
     }
+    if let Some(url) = &url {
+        if pg.settle {
+            psql(url, "CHECKPOINT");
+            psql(url, "ANALYZE");
+        }
+        if pg.statements {
+            psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+            psql(url, "SELECT pg_stat_statements_reset()");
+        }
+    }
     let samples = (0..events)
         .map(|i| {
             let event = share("p", "bench", i, &format!("new{i}@example.com"));
@@ -118,6 +147,34 @@ fn per_event(backend: Backend, dir: &Path, grants: u64, events: u64) -> Duration
             start.elapsed()
         })
         .collect();
+    if let Some(url) = url.as_deref().filter(|_| pg.statements) {
+        println!("  statements of the measured events, {grants} grants (mean ms, calls):");
+        let db = cluster::database_name(url);
+        let rows = psql(
+            url,
+            &format!(
+                "SELECT round(mean_exec_time::numeric, 3), calls, \
+                 left(regexp_replace(query, '\\s+', ' ', 'g'), 90) \
+                 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+                 WHERE d.datname = '{db}' ORDER BY total_exec_time DESC LIMIT 12"
+            ),
+        );
+        for row in rows.lines() {
+            println!("    {row}");
+        }
+        // What does not depend on the machine's load: the pages each
+        // event's statements touched and the WAL they wrote.
+        let totals = psql(
+            url,
+            &format!(
+                "SELECT round(sum(shared_blks_hit + shared_blks_read)::numeric / {events}, 1), \
+                 round(sum(wal_bytes) / {events}, 0) \
+                 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+                 WHERE d.datname = '{db}' AND query NOT LIKE '%pg_stat_statements%'"
+            ),
+        );
+        println!("  per event: pages touched | WAL bytes: {totals}");
+    }
     median(samples)
 }
 
@@ -127,7 +184,7 @@ fn per_event(backend: Backend, dir: &Path, grants: u64, events: u64) -> Duration
 /// goes to node d mod `nodes`). redb has one node only.
 fn throughput(backend: Backend, dir: &Path, daemons: u64, events: u64, nodes: usize) -> f64 {
     let stores: Vec<CloudStore> = match backend {
-        Backend::Redb => vec![open(backend, dir)],
+        Backend::Redb => vec![open(backend, dir).0],
         Backend::Postgres => {
             let url = cluster::fresh_database(migrate);
             (0..nodes)
@@ -220,23 +277,38 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let skip = |b: &str| only.as_deref().is_some_and(|o| o != b);
+    let pg = PgOptions {
+        settle: !args.iter().any(|a| a == "--no-settle"),
+        statements: args.iter().any(|a| a == "--statements"),
+    };
     let nan = Duration::ZERO;
     // SAFETY: set before any thread is started.
-    unsafe { std::env::set_var("HANDOFF_PG_DURABLE", "1") };
+    unsafe {
+        std::env::set_var("HANDOFF_PG_DURABLE", "1");
+        if pg.statements {
+            std::env::set_var(
+                "HANDOFF_PG_SETTINGS",
+                "shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all",
+            );
+        }
+    };
     println!("per-event cost (median of {events} events, one transaction each)");
     println!("{:>8}  {:>10}  {:>10}", "grants", "redb", "postgres");
     for &g in &grants {
         let r = if skip("redb") {
             nan
         } else {
-            per_event(Backend::Redb, &dir.join("redb"), g, events)
+            per_event(Backend::Redb, &dir.join("redb"), g, events, pg)
         };
         let p = if skip("postgres") {
             nan
         } else {
-            per_event(Backend::Postgres, &dir.join("pg"), g, events)
+            per_event(Backend::Postgres, &dir.join("pg"), g, events, pg)
         };
         println!("{g:>8}  {:>8.2}ms  {:>8.2}ms", ms(r), ms(p));
+    }
+    if args.iter().any(|a| a == "--per-event-only") {
+        return;
     }
     println!("\nevents/s, each daemon on its own Place ({events} events in all)");
     println!(

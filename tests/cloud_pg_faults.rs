@@ -422,3 +422,84 @@ fn give_to_postgres(top: &Path, certs: &Path) {
         assert!(status.success());
     }
 }
+
+lan_test! {
+    /// The real `handoff relay` delivering 600 queued events to a node
+    /// whose PostgreSQL is stopped (`-m immediate`) mid-stream and started
+    /// again a second later: the node answers the batches in flight with
+    /// error frames, the relay keeps them queued and resends, and finishes
+    /// on its own (exit 0, backlog 0). Afterwards the database holds every
+    /// event exactly once.
+    fn handoff_relay_resends_what_a_node_could_not_store_when_its_database_went_away() {
+        const EVENTS: usize = 600;
+        let Site { pg, url, db, data, _dir: dir, .. } = site(Private::on_socket(common::migrate), "relay-db-away");
+        let state = dir.path("state");
+        let mut enroll = common::cloud_args(data.to_str().unwrap(), Some(&url));
+        let identity = state.join("cloud-identity");
+        enroll.extend(["enroll", "--name", "site-2", "--account", OWNER, "--out", identity.to_str().unwrap()]);
+        let run = handoff(&enroll);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        queue_shares(&state, EVENTS);
+        let _node = Cloud::start_on(&data, Some(&url), node_a());
+
+        let relay = std::process::Command::new(common::handoff_bin())
+            .args(["--state-dir", state.to_str().unwrap(), "relay", "--cloud", &node_a().to_string(),
+                "--timeout", "300s", "--json"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        pg.cluster.wait_until(&db, "SELECT count(*) >= 100 FROM events", "t");
+        pg.stop_immediate();
+        let stopped_at: u64 = {
+            // Not a timed assertion: the database stays down a while, so
+            // that batches meet it down.
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            pg.start_again();
+            count(&pg.cluster, &db, "SELECT count(*) FROM events")
+        };
+        let out = relay.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["applied"], EVENTS as u64, "{report}");
+        assert_eq!(report["backlog"], 0, "{report}");
+        assert!((stopped_at as usize) < EVENTS, "the stop landed after the stream: {stopped_at}");
+        assert!(
+            stderr.contains("the cloud could not store the event"),
+            "the relay never met a node without its database:\n{stderr}"
+        );
+        assert_eq!(count(&pg.cluster, &db, "SELECT count(*) FROM events") as usize, EVENTS);
+        // Each event's share landed: every pro has a grant.
+        assert_eq!(
+            count(&pg.cluster, &db, "SELECT count(*) FROM grants WHERE account LIKE 'pro%'") as usize,
+            EVENTS
+        );
+        assert_eq!(count(&pg.cluster, &db, "SELECT count(*) FROM grants") as usize, EVENTS + 1);
+        // Nothing is left to send.
+        let again = handoff(&["--state-dir", state.to_str().unwrap(), "relay", "--cloud", &node_a().to_string(),
+            "--timeout", "10s", "--json"]);
+        assert_eq!(again.code, Some(0), "{}", again.stderr);
+        assert_eq!(again.json()["delivered"], 0);
+    }
+}
+
+/// `n` shares to pro0… pro`n-1`, queued in `state`'s outbox as the daemon
+/// queues them while the cloud is out of reach.
+fn queue_shares(state: &Path, n: usize) {
+    runtime().block_on(async {
+        let outbox = handoff::outbox::Outbox::open(state.join(handoff::outbox::FILE_NAME)).unwrap();
+        for i in 0..n {
+            outbox
+                .append(EventKind::ShareAccess(ShareAccess {
+                    place: PlaceId(PLACE.into()),
+                    email: pro(i as u64),
+                    duration: AccessDuration::SevenDays,
+                }))
+                .await
+                .unwrap();
+        }
+        outbox.close().await;
+    });
+}

@@ -63,6 +63,13 @@ impl CloudAuthority {
         self.ca.certificate_pem()
     }
 
+    /// The CA's private key, for what is derived from it (the share-link
+    /// key, [`crate::cloud::store::LinkKey`]). Never logged or written
+    /// anywhere else.
+    pub fn key_pem(&self) -> crate::identity::PrivateKeyPem {
+        self.ca.key().to_pem()
+    }
+
     /// A fresh certificate for the relay server.
     ///
     /// # Errors

@@ -75,6 +75,17 @@ fn durability() -> Vec<&'static str> {
     }
 }
 
+/// More `-c NAME=VALUE` settings for the shared cluster, space-separated
+/// in `HANDOFF_PG_SETTINGS` (`bench/cloud --statements` loads
+/// pg_stat_statements this way).
+fn extra_settings() -> Vec<String> {
+    std::env::var("HANDOFF_PG_SETTINGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .flat_map(|s| ["-c".to_owned(), s.to_owned()])
+        .collect()
+}
+
 fn bin_dir() -> PathBuf {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -165,6 +176,7 @@ impl Cluster {
                 .arg(&socket_dir)
                 .args(["-c", "listen_addresses="])
                 .args(durability())
+                .args(extra_settings())
                 .args(["-c", "max_connections=300"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())

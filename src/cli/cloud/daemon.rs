@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::print::print;
 use crate::cli::CliError;
-use crate::cloud::store::DaemonRecord;
+use crate::cloud::store::{DaemonRecord, Revocation};
 use crate::cloud::{CloudError, CloudStore, Timestamp};
 use crate::identity::install::human_time;
 
@@ -45,14 +45,13 @@ pub(super) fn run(
             ))
         }
         DaemonCommand::Revoke { name, json } => {
-            // Whether it was revoked before this run: the record as it was,
-            // not a comparison of times (two revokes in one second).
-            let before = store.daemons()?.into_iter().find(|d| d.name == name);
-            let Some(record) = store.revoke_daemon(&name, at)? else {
+            // Whether this run revoked it, as the store's one transaction
+            // saw it (not a comparison of times: two revokes in one second).
+            let Some(Revocation { record, changed }) = store.revoke_daemon(&name, at)? else {
                 return Err(CloudError::NoSuchDaemon { name }.into());
             };
             let when = record.revoked_at.unwrap_or(at);
-            let already = before.is_some_and(|b| b.revoked_at.is_some());
+            let already = !changed;
             Ok(print(json, daemon_json(&record), || {
                 let first = if already {
                     "was already revoked"

@@ -18,6 +18,7 @@
 //! original answer and nothing is applied twice.
 
 pub mod copy;
+mod link_key;
 mod pg_rows;
 pub mod portal;
 pub mod postgres;
@@ -40,6 +41,8 @@ use crate::proto::{
     error_code,
 };
 
+pub use link_key::LinkKey;
+use link_key::LinkKeys;
 pub use postgres::PgStore;
 pub use redb::{RedbStore, STORE_FILE};
 
@@ -89,23 +92,42 @@ impl DaemonRecord {
     }
 }
 
-/// An event's result as stored: what a duplicate gets again.
+/// What `revoke_daemon` did: the daemon's record afterwards, and whether
+/// this call revoked it (`false`: it was revoked before).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    pub record: DaemonRecord,
+    pub changed: bool,
+}
+
+/// An event's result as stored: what a duplicate gets again. A link an
+/// event made is kept as its number: its secret is derived again
+/// ([`LinkKey`]), never stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoredResult {
-    Applied { link: Option<(u64, String)> },
+    Applied { link: Option<u64> },
     Refused { rule: String, why: String },
 }
 
 impl StoredResult {
-    /// The ack for `id`: a refusal as stored, an applied event as
-    /// `applied` (the first time) or `duplicate` (every time after), with
-    /// its link.
-    fn ack(self, id: &crate::proto::EventId, applied: Outcome) -> Ack {
+    /// The ack for `account`'s event `id`: a refusal as stored, an applied
+    /// event as `applied` (the first time) or `duplicate` (every time
+    /// after), with its link.
+    fn ack(
+        self,
+        account: &AccountId,
+        id: &crate::proto::EventId,
+        applied: Outcome,
+        key: &LinkKey,
+    ) -> Ack {
         match self {
             StoredResult::Applied { link } => Ack {
                 id: id.clone(),
                 outcome: applied,
-                link: link.map(|(number, secret)| IssuedLink { number, secret }),
+                link: link.map(|number| IssuedLink {
+                    number,
+                    secret: key.secret_for(account, id).0,
+                }),
             },
             StoredResult::Refused { rule, why } => Ack {
                 id: id.clone(),
@@ -146,8 +168,8 @@ pub(crate) trait PlaceTxn {
     /// by and about `accounts`: their grants, the homeowner's, the share
     /// link's creator's, and (`one_other_live`) one more live grant, which
     /// is all "is anyone else left" asks. Both backends return no more
-    /// (one record per grant). The share link's secret may be a digest
-    /// ([`Self::link_for_rules`]).
+    /// (one record per grant). The share link's secret is its digest
+    /// ([`link_digest`]).
     async fn place_for(
         &mut self,
         place: &PlaceId,
@@ -157,7 +179,7 @@ pub(crate) trait PlaceTxn {
     ) -> Result<Option<Place>, CloudError>;
     /// Writes `next` where `before` was (both as [`Self::place_for`] gave
     /// them: only what differs is written), or deletes the Place and
-    /// remembers its id.
+    /// remembers its id. A share link's secret is already its digest.
     async fn save_place(
         &mut self,
         before: Option<&Place>,
@@ -165,8 +187,6 @@ pub(crate) trait PlaceTxn {
         id: &PlaceId,
         now: Timestamp,
     ) -> Result<(), CloudError>;
-    /// A presented link secret as this backend's Places hold it.
-    fn link_for_rules(&self, secret: &LinkSecret) -> LinkSecret;
     async fn processor(&mut self, serial: Serial) -> Result<Option<ProcessorRecord>, CloudError>;
     async fn processor_by_mac(&mut self, mac: Mac) -> Result<Option<ProcessorRecord>, CloudError>;
     async fn put_processor(&mut self, record: &ProcessorRecord) -> Result<(), CloudError>;
@@ -245,18 +265,34 @@ pub(crate) async fn apply_from<T: PlaceTxn>(
     let current = txn
         .place_for(&id, &accounts_of(cmd), one_other, now)
         .await?;
-    let redeem;
+    // A Place holds its link's digest, never the secret: the rules see
+    // the digest of a new link and of a presented one.
+    let hashed;
     let cmd = match cmd {
         Command::RedeemLink { place, by, link } => {
-            redeem = Command::RedeemLink {
+            hashed = Command::RedeemLink {
                 place: place.clone(),
                 by: by.clone(),
                 link: super::ShareLink {
                     number: link.number,
-                    secret: txn.link_for_rules(&link.secret),
+                    secret: LinkSecret(link_digest(&link.secret)),
                 },
             };
-            &redeem
+            &hashed
+        }
+        Command::NewShareLink {
+            place,
+            by,
+            secret,
+            duration,
+        } => {
+            hashed = Command::NewShareLink {
+                place: place.clone(),
+                by: by.clone(),
+                secret: LinkSecret(link_digest(secret)),
+                duration: *duration,
+            };
+            &hashed
         }
         other => other,
     };
@@ -340,18 +376,23 @@ pub(crate) async fn activate<T: PlaceTxn>(
     Ok(Ok(events))
 }
 
-/// One relayed event inside the batch's transaction. `secret`: the share
-/// link secret a NewShareLink gets (chosen before the transaction, so a
-/// rerun of it picks no new randomness).
+/// One relayed event inside the batch's transaction. A NewShareLink's
+/// secret is derived from `key` and the event's id ([`LinkKey`]): the same
+/// on a rerun of the transaction and for a duplicate on any node.
 pub(crate) async fn relay_event<T: PlaceTxn>(
     txn: &mut T,
     account: &AccountId,
     event: &RelayEvent,
-    secret: Option<&str>,
+    key: &LinkKey,
     now: Timestamp,
 ) -> Result<Reply, CloudError> {
     if let Some(stored) = txn.event(account, &event.id).await? {
-        return Ok(Reply::Ack(stored.ack(&event.id, Outcome::Duplicate)));
+        return Ok(Reply::Ack(stored.ack(
+            account,
+            &event.id,
+            Outcome::Duplicate,
+            key,
+        )));
     }
     let mut link = None;
     let result = match &event.kind {
@@ -379,41 +420,36 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
                     .map(|_| ())
             }
         },
-        kind => match place_command(account, kind, secret.map(str::to_owned)) {
-            None => Ok(()),
-            Some(cmd) => apply_from(txn, &cmd, Some(&event.id.daemon), now)
-                .await?
-                .map(|events| {
-                    link = events.iter().find_map(|ev| match ev {
-                        Event::ShareLinkCreated { number, .. } => {
-                            secret.map(|s| (*number, s.into()))
-                        }
-                        _ => None,
-                    });
-                }),
-        },
+        kind => {
+            let secret = matches!(kind, EventKind::NewShareLink(_))
+                .then(|| key.secret_for(account, &event.id).0);
+            match place_command(account, kind, secret) {
+                None => Ok(()),
+                Some(cmd) => apply_from(txn, &cmd, Some(&event.id.daemon), now)
+                    .await?
+                    .map(|events| {
+                        link = events.iter().find_map(|ev| match ev {
+                            Event::ShareLinkCreated { number, .. } => Some(*number),
+                            _ => None,
+                        });
+                    }),
+            }
+        }
     };
     let stored = match &result {
-        Ok(()) => StoredResult::Applied { link: link.clone() },
+        Ok(()) => StoredResult::Applied { link },
         Err(refusal) => StoredResult::Refused {
             rule: refusal.rule().into(),
             why: refusal.to_string(),
         },
     };
     txn.put_event(account, &event.id, &stored, now).await?;
-    Ok(Reply::Ack(stored.ack(&event.id, Outcome::Applied)))
-}
-
-/// The link secrets a batch may need, one per NewShareLink, chosen before
-/// its transaction (randomness is not rerun with a retried transaction).
-pub(crate) fn secrets_for(events: &[RelayEvent]) -> Result<Vec<Option<String>>, CloudError> {
-    events
-        .iter()
-        .map(|e| match e.kind {
-            EventKind::NewShareLink(_) => fresh_secret().map(Some),
-            _ => Ok(None),
-        })
-        .collect()
+    Ok(Reply::Ack(stored.ack(
+        account,
+        &event.id,
+        Outcome::Applied,
+        key,
+    )))
 }
 
 /// The Place a Released event names, directly or by its processor.
@@ -533,8 +569,8 @@ pub(crate) fn fresh_secret() -> Result<String, CloudError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// SHA-256 of a share link's secret, hex: what the PostgreSQL store keeps
-/// instead of the secret, so that reading the database grants nothing.
+/// SHA-256 of a share link's secret, hex: what both stores keep instead of
+/// the secret, so that reading the database grants nothing.
 pub(crate) fn link_digest(secret: &LinkSecret) -> String {
     let hash = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
         .tls13()
@@ -581,7 +617,9 @@ impl CloudStore {
     /// login, or has a schema newer than this build.
     pub fn open_chosen(dir: &Path, database: Option<&str>) -> Result<CloudStore, CloudError> {
         match database {
-            Some(url) => PgStore::connect(url).map(CloudStore::Postgres),
+            Some(url) => PgStore::connect(url)
+                .map(|s| s.with_link_keys(LinkKeys::in_dir(dir)))
+                .map(CloudStore::Postgres),
             None => CloudStore::open(dir),
         }
     }
@@ -670,8 +708,12 @@ impl CloudStore {
         events: &[RelayEvent],
         now: Timestamp,
     ) -> Result<Vec<Reply>, CloudError> {
-        let secrets = secrets_for(events)?;
-        each!(self.relay(account, events, &secrets, now))
+        let key = match self {
+            CloudStore::Redb(s) => s.link_keys(),
+            CloudStore::Postgres(s) => s.link_keys(),
+        }
+        .get()?;
+        each!(self.relay(account, events, key, now))
     }
 
     /// A homeowner claim with its proof, outside the relay (the operator
@@ -749,7 +791,8 @@ impl CloudStore {
     }
 
     /// Revokes the daemon `name` at `now` (a second revoke keeps the
-    /// first time). `None`: no daemon has that name.
+    /// first time, and says it changed nothing). `None`: no daemon has
+    /// that name.
     ///
     /// # Errors
     /// [`CloudError`] when the store fails or the record is corrupt.
@@ -757,7 +800,7 @@ impl CloudStore {
         &self,
         name: &str,
         now: Timestamp,
-    ) -> Result<Option<DaemonRecord>, CloudError> {
+    ) -> Result<Option<Revocation>, CloudError> {
         each!(self.revoke_daemon(name, now))
     }
 

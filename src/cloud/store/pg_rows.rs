@@ -139,18 +139,13 @@ pub(super) fn processor_row(serial: i64, row: &Row) -> Result<ProcessorRecord, C
     })
 }
 
-/// A stored event result from (outcome, rule, why, link_number,
-/// link_secret).
+/// A stored event result from (outcome, rule, why, link_number).
 pub(super) fn result_row(key: &str, row: &Row) -> Result<StoredResult, CloudError> {
     let outcome: String = row.get(0);
     match outcome.as_str() {
-        "applied" => {
-            let number: Option<i64> = row.get(3);
-            let secret: Option<String> = row.get(4);
-            Ok(StoredResult::Applied {
-                link: number.zip(secret).map(|(n, s)| (n as u64, s)),
-            })
-        }
+        "applied" => Ok(StoredResult::Applied {
+            link: row.get::<_, Option<i64>>(3).map(|n| n as u64),
+        }),
         "refused" => Ok(StoredResult::Refused {
             rule: row.get::<_, Option<String>>(1).unwrap_or_default(),
             why: row.get::<_, Option<String>>(2).unwrap_or_default(),
@@ -159,32 +154,15 @@ pub(super) fn result_row(key: &str, row: &Row) -> Result<StoredResult, CloudErro
     }
 }
 
-/// (outcome, rule, why, link_number, link_secret) of a stored result.
-#[allow(clippy::type_complexity)]
+/// (outcome, rule, why, link_number) of a stored result.
 pub(super) fn result_columns(
     result: &StoredResult,
-) -> (
-    &'static str,
-    Option<&str>,
-    Option<&str>,
-    Option<i64>,
-    Option<&str>,
-) {
+) -> (&'static str, Option<&str>, Option<&str>, Option<i64>) {
     match result {
-        StoredResult::Applied { link } => (
-            "applied",
-            None,
-            None,
-            link.as_ref().map(|(n, _)| *n as i64),
-            link.as_ref().map(|(_, s)| s.as_str()),
-        ),
-        StoredResult::Refused { rule, why } => (
-            "refused",
-            Some(rule.as_str()),
-            Some(why.as_str()),
-            None,
-            None,
-        ),
+        StoredResult::Applied { link } => ("applied", None, None, link.map(|n| n as i64)),
+        StoredResult::Refused { rule, why } => {
+            ("refused", Some(rule.as_str()), Some(why.as_str()), None)
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 //!   COMMIT) reruns the whole operation with a capped, jittered backoff;
 //!   after [`MAX_TRIES`] it fails with [`CloudError::Busy`] (the relay
 //!   answers `busy`, and the daemon resends later). The operations do
-//!   nothing but read and write the transaction, so a rerun is safe;
-//!   randomness (a link secret) is chosen before it.
+//!   nothing but read and write the transaction, so a rerun is safe; a
+//!   relayed link's secret is derived from the event's id, not drawn.
 //! - An event reads only the rows the rules need ([`super::PlaceTxn::place_for`])
 //!   and writes only the rows that changed, so its cost does not grow
 //!   with the Place's grants.
@@ -31,6 +31,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls};
 
+use super::link_key::{LinkKey, LinkKeys};
 use super::pg_rows::{self, GRANT_COLUMNS, PLACE_COLUMNS};
 use super::{DaemonRecord, EventRecord, PlaceTxn, ProcessorRecord, Reply};
 use crate::cloud::model::{AccountId, Place, PlaceId, Timestamp};
@@ -55,6 +56,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../../../migrations/0003_daemon_contact.sql"),
     ),
     (4, include_str!("../../../migrations/0004_timeline.sql")),
+    (
+        5,
+        include_str!("../../../migrations/0005_no_link_secrets.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -69,6 +74,7 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     retries: AtomicU64,
     target: String,
+    links: LinkKeys,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -181,9 +187,21 @@ impl PgStore {
             runtime: Some(runtime),
             retries: AtomicU64::new(0),
             target,
+            links: LinkKeys::default(),
         };
         store.block(|| store.migrate())?;
         Ok(store)
+    }
+
+    /// Share-link secrets of relayed events derived from the CA in a data
+    /// directory ([`LinkKey`]); without it this store relays no batch.
+    pub(super) fn with_link_keys(mut self, links: LinkKeys) -> PgStore {
+        self.links = links;
+        self
+    }
+
+    pub(super) fn link_keys(&self) -> &LinkKeys {
+        &self.links
     }
 
     /// The database, for people (no password).
@@ -379,15 +397,14 @@ impl PgStore {
         &self,
         account: &AccountId,
         events: &[RelayEvent],
-        secrets: &[Option<String>],
+        key: &LinkKey,
         _now: Timestamp,
     ) -> Result<Vec<Reply>, CloudError> {
         self.block(|| {
             self.transaction(async |t, now| {
                 let mut replies = Vec::with_capacity(events.len());
-                for (event, secret) in events.iter().zip(secrets) {
-                    replies
-                        .push(super::relay_event(t, account, event, secret.as_deref(), now).await?);
+                for event in events {
+                    replies.push(super::relay_event(t, account, event, key, now).await?);
                 }
                 Ok(replies)
             })
@@ -520,8 +537,8 @@ impl PgStore {
             self.transaction(async |t, _| {
                 let rows =
                     t.tx.query(
-                        "SELECT outcome, rule, why, link_number, link_secret, account, daemon, \
-                         seq FROM events ORDER BY account, daemon, seq",
+                        "SELECT outcome, rule, why, link_number, account, daemon, seq \
+                         FROM events ORDER BY account, daemon, seq",
                         &[],
                     )
                     .await
@@ -529,7 +546,7 @@ impl PgStore {
                 rows.iter()
                     .map(|row| {
                         let (account, daemon, seq): (String, String, i64) =
-                            (row.get(5), row.get(6), row.get(7));
+                            (row.get(4), row.get(5), row.get(6));
                         Ok(EventRecord {
                             result: pg_rows::result_row(&format!("{account}/{daemon}/{seq}"), row)?,
                             account: AccountId::new(&account),

@@ -28,11 +28,10 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::link_key::{LinkKey, LinkKeys};
 use super::{DaemonRecord, PlaceTxn, ProcessorRecord, Reply, StoredResult};
 use crate::cloud::CloudError;
-use crate::cloud::model::{
-    AccountId, ActiveLink, Grant, LinkSecret, Place, PlaceId, ProjectKey, Timestamp,
-};
+use crate::cloud::model::{AccountId, ActiveLink, Grant, Place, PlaceId, ProjectKey, Timestamp};
 use crate::cloud::refusal::Refusal;
 use crate::cloud::rules::{Command, Event};
 use crate::processor::{Mac, Serial};
@@ -56,6 +55,7 @@ const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("
 /// (processor serial, certificate serial) → when the proof was spent.
 const SPENT_PROOFS: TableDefinition<(u32, &[u8]), u64> = TableDefinition::new("spent_proofs");
 mod daemons;
+mod link_secrets;
 
 /// Enrolled daemons by name.
 const DAEMONS: TableDefinition<&str, &[u8]> = TableDefinition::new("daemons");
@@ -185,6 +185,7 @@ fn convert_whole_places(txn: &WriteTransaction) -> Result<usize, CloudError> {
 pub struct RedbStore {
     pub(super) db: Database,
     path: PathBuf,
+    links: LinkKeys,
 }
 
 /// Runs a store operation over a redb transaction to its end. redb never
@@ -293,10 +294,6 @@ impl PlaceTxn for RedbTxn<'_> {
         Ok(())
     }
 
-    fn link_for_rules(&self, secret: &LinkSecret) -> LinkSecret {
-        secret.clone()
-    }
-
     async fn processor(&mut self, serial: Serial) -> Result<Option<ProcessorRecord>, CloudError> {
         let table = self.0.open_table(PROCESSORS)?;
         let value = table.get(serial.0)?;
@@ -392,10 +389,21 @@ impl RedbStore {
             .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
             .create(&path)
             .map_err(|e| CloudError::store(&path, e))?;
-        let store = RedbStore { db, path };
+        let store = RedbStore {
+            db,
+            path,
+            links: LinkKeys::in_dir(dir),
+        };
         // Create every table once, so readers never meet a missing one.
         let converted = store.write(|txn| {
             let converted = convert_whole_places(txn)?;
+            let forgotten = link_secrets::forget(txn)?;
+            if forgotten > 0 {
+                tracing::info!(
+                    records = forgotten,
+                    "share-link secrets removed from the store"
+                );
+            }
             txn.open_table(PLACES)?;
             txn.open_table(GRANTS)?;
             txn.open_table(DELETED)?;
@@ -417,6 +425,10 @@ impl RedbStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub(super) fn link_keys(&self) -> &LinkKeys {
+        &self.links
     }
 
     fn write<T>(
@@ -462,23 +474,14 @@ impl RedbStore {
         &self,
         account: &AccountId,
         events: &[RelayEvent],
-        secrets: &[Option<String>],
+        key: &LinkKey,
         now: Timestamp,
     ) -> Result<Vec<Reply>, CloudError> {
         self.write(|txn| {
             let mut txn = RedbTxn(txn);
             events
                 .iter()
-                .zip(secrets)
-                .map(|(event, secret)| {
-                    complete(super::relay_event(
-                        &mut txn,
-                        account,
-                        event,
-                        secret.as_deref(),
-                        now,
-                    ))
-                })
+                .map(|event| complete(super::relay_event(&mut txn, account, event, key, now)))
                 .collect()
         })
     }

@@ -611,6 +611,7 @@ fn a_redb_file_of_whole_place_records_is_converted_when_opened() {
     assert_eq!(store.place(&place.id).unwrap().as_ref(), Some(&place));
 }
 mod daemons;
+mod link_secrets;
 fn a_places_timeline_keeps_every_applied_and_refused_event_with_its_site_box(b: Backend) {
     let f = fixture(b);
     let share = |email: &str| share_for_a_week(&f.place, email);

@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 use super::{PgStore, db};
 use crate::cloud::CloudError;
 use crate::cloud::model::{AccountId, Timestamp};
-use crate::cloud::store::DaemonRecord;
+use crate::cloud::store::{DaemonRecord, Revocation};
 
 /// The columns [`record`] reads, in its order.
 pub(super) const COLUMNS: &str = "name, account, enrolled_at, revoked_at, last_contact";
@@ -26,21 +26,38 @@ impl PgStore {
         &self,
         name: &str,
         now: Timestamp,
-    ) -> Result<Option<DaemonRecord>, CloudError> {
+    ) -> Result<Option<Revocation>, CloudError> {
         self.block(|| {
             self.transaction(async |t, _| {
-                // coalesce: a second revoke keeps the first time.
+                // Only a daemon not revoked yet changes: a second revoke
+                // keeps the first time, and says it changed nothing.
                 let row =
                     t.tx.query_opt(
                         &format!(
-                            "UPDATE daemons SET revoked_at = coalesce(revoked_at, $2)
-                             WHERE name = $1 RETURNING {COLUMNS}"
+                            "UPDATE daemons SET revoked_at = $2
+                             WHERE name = $1 AND revoked_at IS NULL RETURNING {COLUMNS}"
                         ),
                         &[&name, &(now.0 as i64)],
                     )
                     .await
                     .map_err(db("revoking a daemon"))?;
-                Ok(row.as_ref().map(record))
+                if let Some(row) = row {
+                    return Ok(Some(Revocation {
+                        record: record(&row),
+                        changed: true,
+                    }));
+                }
+                let row =
+                    t.tx.query_opt(
+                        &format!("SELECT {COLUMNS} FROM daemons WHERE name = $1"),
+                        &[&name],
+                    )
+                    .await
+                    .map_err(db("revoking a daemon"))?;
+                Ok(row.as_ref().map(|row| Revocation {
+                    record: record(row),
+                    changed: false,
+                }))
             })
         })
     }

@@ -5,7 +5,7 @@ use redb::{ReadableTable, Table};
 use super::{DAEMONS, RedbStore, decode, encode};
 use crate::cloud::CloudError;
 use crate::cloud::model::Timestamp;
-use crate::cloud::store::DaemonRecord;
+use crate::cloud::store::{DaemonRecord, Revocation};
 
 /// [`CloudError::RevokedName`] if `name` is enrolled and revoked.
 pub(super) fn refuse_revoked(table: &Table<&str, &[u8]>, name: &str) -> Result<(), CloudError> {
@@ -33,17 +33,18 @@ impl RedbStore {
         &self,
         name: &str,
         now: Timestamp,
-    ) -> Result<Option<DaemonRecord>, CloudError> {
+    ) -> Result<Option<Revocation>, CloudError> {
         self.write(|txn| {
             let mut table = txn.open_table(DAEMONS)?;
             let Some(mut record) = get(&table, name)? else {
                 return Ok(None);
             };
-            if record.revoked_at.is_none() {
+            let changed = record.revoked_at.is_none();
+            if changed {
                 record.revoked_at = Some(now);
                 put(&mut table, &record)?;
             }
-            Ok(Some(record))
+            Ok(Some(Revocation { record, changed }))
         })
     }
 

@@ -27,11 +27,15 @@ fn a_revoked_daemon_stays_revoked_and_its_name_cannot_be_enrolled_again(b: Backe
     assert!(store.daemons_seen(&names, later).unwrap().is_empty());
     let lake = store.revoke_daemon("lake", Timestamp(NOW.0 + 100)).unwrap();
     let lake = lake.expect("lake is enrolled");
+    assert!(lake.changed, "the first revoke changes the record");
+    let lake = lake.record;
     assert_eq!(lake.revoked_at, Some(Timestamp(NOW.0 + 100)));
     assert_eq!(lake.last_contact, Some(later));
-    // A second revoke keeps the first time.
+    // A second revoke keeps the first time and says it changed nothing.
     let again = store.revoke_daemon("lake", Timestamp(NOW.0 + 200)).unwrap();
-    assert_eq!(again.unwrap().revoked_at, Some(Timestamp(NOW.0 + 100)));
+    let again = again.expect("lake is enrolled");
+    assert!(!again.changed, "lake was revoked already");
+    assert_eq!(again.record.revoked_at, Some(Timestamp(NOW.0 + 100)));
 
     assert_eq!(store.revoked_daemons().unwrap(), ["lake"]);
     // A revoked daemon is reported, and its contact is no longer recorded.
