@@ -149,12 +149,21 @@ fn group_socket(interfaces: &[String]) -> Result<UdpSocket, LegacyError> {
     UdpSocket::from_std(socket.into()).map_err(bind)
 }
 
-/// One query read off `socket`, with its sender.
+/// One query read off `socket`, with its sender. The buffer is made once
+/// a datagram is there: a thousand idle processors hold none.
 async fn next_query(socket: &UdpSocket) -> io::Result<(Vec<u8>, SocketAddr)> {
-    let mut buf = vec![0u8; MAX_QUERY];
-    let (len, from) = socket.recv_from(&mut buf).await?;
-    buf.truncate(len);
-    Ok((buf, from))
+    loop {
+        socket.readable().await?;
+        let mut buf = vec![0u8; MAX_QUERY];
+        match socket.try_recv_from(&mut buf) {
+            Ok((len, from)) => {
+                buf.truncate(len);
+                return Ok((buf, from));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Queries to one processor's address: it alone answers.
