@@ -336,3 +336,92 @@ lan_test! {
         assert!(!daemon.state.join("credentials").exists());
     }
 }
+
+/// A processor paired by the daemon: the pair command's exit code is 0.
+fn pair_through(daemon: &Daemon, address: &str) {
+    let (mut pair, lines) = daemon.spawn_pair(address, &[]);
+    assert_eq!(wait_exit(&mut pair), 0, "{}", rest(&lines));
+}
+
+/// No report file, and no half-written one beside it.
+fn assert_no_report(dir: &TempDir, html: &Path) {
+    assert!(!html.exists(), "a report from a failed read");
+    let left: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("report"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+lan_test! {
+    /// On a site box the credential is the daemon's: `inspect` asks the
+    /// daemon, which reads the house and streams the report back. It is
+    /// the report a local read with the same credential gives.
+    fn inspect_through_the_daemon_equals_inspect_with_its_credential_locally() {
+        let dir = TempDir::new("daemon-inspect");
+        let sim = Sim::start(&["--count", "1", "--system-type", "qsx", "--no-probe", "--auto-press", "200ms"]);
+        let daemon = Daemon::start(&dir, &common::sim_identity_dir(&sim.state_dir), &[]);
+        let address = sim.manifest[0]["addresses"][0].as_str().unwrap().to_owned();
+        pair_through(&daemon, &address);
+
+        let html = dir.path("report.html");
+        // The CLI's own state directory does not exist: only the daemon can read it.
+        let through = daemon.cli(&["inspect", &address, "--json", "--html", html.to_str().unwrap()]);
+        assert_eq!(through.code, Some(0), "{}", through.stderr);
+        let local = handoff(&["--runtime-dir", dir.path("no-daemon-here").to_str().unwrap(),
+            "--state-dir", daemon.state.to_str().unwrap(), "inspect", &address, "--json"]);
+        assert_eq!(local.code, Some(0), "{}", local.stderr);
+        let (through_json, local_json) = (through.json(), local.json());
+        assert_eq!(through_json, local_json);
+        assert_eq!(through_json["counts"]["devices"],
+            sim.manifest[0]["house"]["devices"].as_array().unwrap().len());
+        assert!(std::fs::read_to_string(&html).unwrap().contains("</html>"));
+
+        // A processor the daemon holds no credential for: the CLI tries
+        // its own, and says both.
+        let none = daemon.cli(&["inspect", "127.0.9.9", "--json"]);
+        assert_eq!(none.code, Some(1), "{}", none.stderr);
+        assert!(none.stderr.contains("the daemon at ") && none.stderr.contains("holds no credential"),
+            "{}", none.stderr);
+        assert!(none.stdout.is_empty(), "{}", none.stdout);
+    }
+}
+
+lan_test! {
+    fn a_processor_that_drops_mid_read_through_the_daemon_is_a_clear_error_and_no_report() {
+        let dir = TempDir::new("daemon-inspect-drop");
+        let sim = Sim::start(&["--count", "1", "--system-type", "ra3", "--no-probe", "--auto-press", "200ms",
+            "--fault", "drops-mid-read"]);
+        let daemon = Daemon::start(&dir, &common::sim_identity_dir(&sim.state_dir), &[]);
+        let address = sim.manifest[0]["addresses"][0].as_str().unwrap().to_owned();
+        pair_through(&daemon, &address);
+        let html = dir.path("report.html");
+        let run = daemon.cli(&["inspect", &address, "--html", html.to_str().unwrap()]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(run.stderr.contains("dropped the connection while its house was read"), "{}", run.stderr);
+        assert!(run.stderr.contains("no report was written"), "{}", run.stderr);
+        assert_no_report(&dir, &html);
+    }
+}
+
+lan_test! {
+    fn a_credential_no_longer_accepted_through_the_daemon_says_to_claim_again() {
+        let dir = TempDir::new("daemon-inspect-forgot");
+        let sim_state = TempDir::new("daemon-inspect-forgot-sim");
+        let sim_dir = sim_state.0.to_str().unwrap().to_owned();
+        let sim = Sim::start(&["--count", "1", "--no-probe", "--auto-press", "200ms", "--state-dir", &sim_dir]);
+        let daemon = Daemon::start(&dir, &common::sim_identity_dir(&sim.state_dir), &[]);
+        let address = sim.manifest[0]["addresses"][0].as_str().unwrap().to_owned();
+        pair_through(&daemon, &address);
+        sim.stop();
+        let _sim = Sim::start(&["--count", "1", "--no-probe", "--state-dir", &sim_dir, "--fault", "forgets-clients"]);
+        let html = dir.path("report.html");
+        let run = daemon.cli(&["inspect", &address, "--html", html.to_str().unwrap()]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(run.stderr.contains("no longer accepts handoff's credential"), "{}", run.stderr);
+        assert!(run.stderr.contains("claim it again"), "{}", run.stderr);
+        assert_no_report(&dir, &html);
+    }
+}

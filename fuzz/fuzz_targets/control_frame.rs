@@ -1,6 +1,8 @@
 //! The CBOR control frame codec (`proto/control.cddl`): what the daemon
 //! reads from any local user allowed on its socket.
 //!
+//! Seeds: proto/vectors/control/, framed (house-* and inspect included).
+//!
 //! Checks: no panic; `check` never claims more than is buffered and only
 //! an oversized prefix is fatal; the error frame answering any decode
 //! error can be sent; whatever decodes (but an unknown kind) re-encodes to

@@ -25,6 +25,7 @@
 
 mod connect;
 mod device_uid;
+mod inspect;
 mod record;
 pub mod takeover;
 mod target;
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 pub use connect::{MainPortIdentity, is_credential_refusal};
 pub use device_uid::{ANONYMOUS_DEVICE_UID, device_uid_towards};
+pub use inspect::read_house;
 pub use record::{ClaimRecord, credential_files};
 pub use target::{Resolved, Target, discover, resolve};
 pub use wire::parse_device_uid;
@@ -181,6 +183,9 @@ pub enum ClaimError {
         .dir.display()
     )]
     NotClaimed { target: String, dir: PathBuf },
+    /// Reading a house failed; says what happened and what to do.
+    #[error("{0}")]
+    HouseRead(String),
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error(transparent)]

@@ -1,9 +1,11 @@
 //! `handoff inspect PROCESSOR`: the handover report of a claimed
 //! processor's house, read over its main port with the stored credential.
 //!
-//! Not through the daemon: this reads the credential from the state
-//! directory itself, so on a site box run it with the daemon's
-//! `--state-dir`.
+//! Through a running daemon when there is one (on a site box the
+//! credentials are the daemon's, in a state directory only it may read):
+//! it reads the house and streams the report back over the control
+//! socket. Else, or when the daemon holds no credential for the processor,
+//! with this state directory's own.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal};
@@ -14,13 +16,11 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, parse_timeout};
-use crate::claim::{ClaimError, Target, is_credential_refusal, open_claimed};
+use crate::claim::{ClaimError, Target, read_house};
+use crate::daemon::DaemonError;
+use crate::inventory::Sink;
 use crate::inventory::report::{Fanout, HtmlReport, JsonReport, MarkdownReport};
-use crate::inventory::{InventoryError, Reader, Sink};
-use crate::leap::{ConnectionError, MainClient, MainClientError};
-
-/// How long each answer may take: a big area's list is one frame.
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+use crate::proto::control::error_code;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -90,18 +90,8 @@ impl PendingFile {
 }
 
 pub async fn run(args: InspectArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, CliError> {
-    let Some(state_dir) = state_dir else {
-        return Err(CliError::Failed(
-            "no state directory: pass --state-dir DIR (where `handoff claim` kept the credential)"
-                .into(),
-        ));
-    };
-    let target = Target::parse(&args.processor);
-    let (resolved, stream) = open_claimed(&state_dir, &target, args.timeout).await?;
-    let name = resolved.describe();
-
     let mut pending = Vec::new();
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
     let mut open = |path: &Path, html: bool| -> Result<(), CliError> {
         let (file, handle) = PendingFile::create(path)?;
         pending.push(file);
@@ -129,23 +119,7 @@ pub async fn run(args: InspectArgs, state_dir: Option<PathBuf>) -> Result<ExitCo
         Box::new(MarkdownReport::new(stdout))
     });
     let mut fanout = Fanout(sinks);
-
-    let show_progress = std::io::stderr().is_terminal();
-    let mut progress = |done: usize, total: usize| {
-        if show_progress {
-            eprint!(
-                "\rreading the house of {name}: area {}/{total}   ",
-                done + 1
-            );
-        }
-    };
-    let mut client = MainClient::new(stream, "handoff-inspect", ANSWER_WITHIN);
-    let result = Reader::new(&mut client)
-        .read(&resolved.address.to_string(), &mut fanout, &mut progress)
-        .await;
-    if show_progress {
-        eprintln!();
-    }
+    let result = read(&args, state_dir, &mut fanout).await;
     drop(fanout);
     match result {
         Ok(warnings) => {
@@ -159,34 +133,59 @@ pub async fn run(args: InspectArgs, state_dir: Option<PathBuf>) -> Result<ExitCo
         }
         Err(e) => {
             pending.iter().for_each(PendingFile::abandon);
-            Err(explain(&resolved.describe(), e))
+            Err(e)
         }
     }
 }
 
-/// One line saying what went wrong and what to do.
-fn explain(name: &str, e: InventoryError) -> CliError {
-    if let InventoryError::Main {
-        source: MainClientError::Connection(ConnectionError::Io(io)),
-        ..
-    } = &e
-        && is_credential_refusal(io)
-    {
-        return ClaimError::CredentialRefused {
-            processor: name.to_owned(),
+/// Reads the house into `sink`: through a running daemon, which keeps the
+/// credentials on a site box; with this state directory's credential when
+/// no daemon runs or it holds none for the processor.
+async fn read(
+    args: &InspectArgs,
+    state_dir: Option<PathBuf>,
+    sink: &mut Fanout,
+) -> Result<Vec<String>, CliError> {
+    let sockets = super::CONTROL_SOCKETS.get().cloned().unwrap_or_default();
+    let mut daemon_said = None;
+    if let Some((mut client, path)) = crate::daemon::connect_first(&sockets).await? {
+        match client.inspect(&args.processor, args.timeout, sink).await {
+            Ok(warnings) => return Ok(warnings),
+            // Before any of the report: an older daemon, or a credential
+            // that is this user's own.
+            Err(DaemonError::Refused { code, reason })
+                if code == error_code::NOT_IMPLEMENTED || code == error_code::UNKNOWN_KIND =>
+            {
+                daemon_said = Some(format!("the daemon at {}: {reason}", path.display()));
+            }
+            Err(DaemonError::Refused { reason, .. }) => return Err(CliError::Failed(reason)),
+            Err(e) => return Err(e.into()),
         }
-        .into();
     }
-    match e {
-        InventoryError::Main {
-            url,
-            source: MainClientError::Closed | MainClientError::Connection(_),
-        } => CliError::Failed(format!(
-            "{name} dropped the connection while its house was read (at {url}); no report was \
-             written — run `handoff inspect` again"
-        )),
-        other => CliError::Failed(format!(
-            "reading the house of {name}: {other}; no report was written"
-        )),
+    let Some(state_dir) = state_dir else {
+        return Err(CliError::Failed(
+            "no state directory: pass --state-dir DIR (where `handoff claim` kept the credential)"
+                .into(),
+        ));
+    };
+    let show_progress = std::io::stderr().is_terminal();
+    let mut progress = |name: &str, done: usize, total: usize| {
+        if show_progress {
+            eprint!(
+                "\rreading the house of {name}: area {}/{total}   ",
+                done + 1
+            );
+        }
+    };
+    let target = Target::parse(&args.processor);
+    let result = read_house(&state_dir, &target, args.timeout, sink, &mut progress).await;
+    if show_progress {
+        eprintln!();
     }
+    result.map_err(|e| match (e, daemon_said) {
+        (e @ ClaimError::NotClaimed { .. }, Some(daemon)) => {
+            CliError::Failed(format!("{daemon}; and here: {e}"))
+        }
+        (e, _) => e.into(),
+    })
 }

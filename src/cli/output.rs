@@ -154,14 +154,14 @@ pub fn print_stdout(text: &str) -> std::io::Result<()> {
 /// (`| head`), the rest is dropped quietly, as [`print_stdout`] does, so
 /// that a closed pipe is neither an error nor the end of files written
 /// beside it.
-pub struct QuietStdout<W = std::io::StdoutLock<'static>> {
+pub struct QuietStdout<W = std::io::Stdout> {
     out: W,
     closed: bool,
 }
 
 impl QuietStdout {
     pub fn new() -> QuietStdout {
-        QuietStdout::over(std::io::stdout().lock())
+        QuietStdout::over(std::io::stdout())
     }
 }
 

@@ -70,7 +70,8 @@ pub struct SimArgs {
     /// impostor-pairing (the pairing port shows the pairing identity's own
     /// certificate), names-other-mac (the processor CA names another MAC),
     /// forgets-clients (the main port refuses every client certificate, as
-    /// after the processor's pairings were removed)
+    /// after the processor's pairings were removed), drops-mid-read (the
+    /// main port closes each connection after 6 requests)
     #[arg(long, value_enum, value_name = "FAULT")]
     pub fault: Option<Fault>,
 

@@ -10,12 +10,16 @@ use super::DaemonError;
 use crate::processor::ProcessorInfo;
 use crate::proto::control::{
     ClaimRequest, ControlMessage, Done, HealthReport, OutcomeRequest, Progress, Queued,
-    ReleaseRequest, Request, TakeoverRequest, WatchEvent,
+    ReleaseRequest, Request, TakeoverRequest, WatchEvent, error_code,
 };
 use crate::proto::{FrameConnection, FrameIoError};
 
 /// How long a client waits for the daemon to answer one frame.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `inspect` waits for the next frame of a house: an area can
+/// take the daemon many requests, each of which it gives up on after 10 s.
+const HOUSE_FRAME_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A connection to the daemon.
 pub struct ControlClient<S> {
@@ -364,6 +368,102 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlClient<S> {
                     });
                 }
                 None => return Err(self.closed().await),
+            }
+        }
+    }
+
+    /// The house of a claimed processor, read by the daemon with the
+    /// credential it keeps, into `sink` as it streams in (an area at a
+    /// time: an area split over frames is joined first). Returns the
+    /// report's warnings.
+    ///
+    /// # Errors
+    /// [`DaemonError::Refused`]: `not-implemented` before anything reached
+    /// the sink (the daemon holds no credential for it, so the caller may
+    /// read with its own), `failed` with what happened and what to do; a
+    /// sink that fails; or the connection failing. After any error the
+    /// sink holds part of a report, not to be kept.
+    pub async fn inspect(
+        &mut self,
+        processor: &str,
+        wait: Duration,
+        sink: &mut dyn crate::inventory::Sink,
+    ) -> Result<Vec<String>, DaemonError> {
+        let request = self.take_request();
+        let msg = ControlMessage::Inspect(crate::proto::control::InspectRequest {
+            request,
+            processor: processor.to_owned(),
+            wait_ms: millis(wait),
+        });
+        self.writer
+            .write_frame(&msg)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let written = |e: std::io::Error| DaemonError::Io {
+            context: "writing the report".into(),
+            source: e,
+        };
+        let mut limit = wait + ANSWER_TIMEOUT;
+        let mut started = false;
+        let mut warnings = Vec::new();
+        let mut area: Option<crate::inventory::AreaReport> = None;
+        loop {
+            let answer = match self.answer_within(request, limit).await {
+                Ok(Some(answer)) => answer,
+                Ok(None) => return Err(self.closed().await),
+                // Only a refusal before the report began lets the caller
+                // read it another way.
+                Err(DaemonError::Refused { code, reason })
+                    if started && code == error_code::NOT_IMPLEMENTED =>
+                {
+                    return Err(DaemonError::Refused {
+                        code: error_code::FAILED.into(),
+                        reason,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            // Each area may take the daemon many requests to the processor.
+            limit = HOUSE_FRAME_TIMEOUT;
+            match answer {
+                ControlMessage::HouseStart(start) if !started => {
+                    started = true;
+                    sink.start(&start.processor, &start.project)
+                        .map_err(written)?;
+                }
+                ControlMessage::HouseArea(part) if started => {
+                    let part = *part;
+                    let whole = match area.take() {
+                        Some(mut joined) if joined.area == part.area.area => {
+                            joined.zones.extend(part.area.zones);
+                            joined.devices.extend(part.area.devices);
+                            joined
+                        }
+                        Some(_) => {
+                            return Err(DaemonError::Unexpected {
+                                kind: "house-area of another area before the last one ended".into(),
+                            });
+                        }
+                        None => part.area,
+                    };
+                    if part.more {
+                        area = Some(whole);
+                    } else {
+                        sink.area(&whole).map_err(written)?;
+                    }
+                }
+                ControlMessage::HouseWarnings(w) if started && area.is_none() => {
+                    warnings.extend(w.list);
+                }
+                ControlMessage::HouseEnd(end) if started && area.is_none() => {
+                    sink.finish(&end.counts, &warnings).map_err(written)?;
+                    return Ok(warnings);
+                }
+                other => {
+                    return Err(DaemonError::Unexpected {
+                        kind: other.kind().to_owned(),
+                    });
+                }
             }
         }
     }

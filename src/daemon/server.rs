@@ -258,6 +258,9 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Ok(())
             }
+            ControlMessage::Inspect(req) => {
+                serve_inspect(&mut writer, &work, req, shutdown.clone()).await
+            }
             ControlMessage::Unknown { kind } => {
                 tracing::debug!(kind, "control socket: unserved kind");
                 send(
@@ -275,6 +278,30 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         if answered.is_err() {
             return;
         }
+    }
+}
+
+/// Reads a house for this client and streams it: the reading fills a
+/// bounded queue (see [`crate::daemon::work`]'s inspect) while this drains
+/// it onto the connection. A client gone stops the reading at its next
+/// frame; the daemon stopping stops both.
+async fn serve_inspect<W: AsyncWrite + Unpin>(
+    writer: &mut FrameConnection<W>,
+    work: &Work,
+    req: crate::proto::control::InspectRequest,
+    mut shutdown: Shutdown,
+) -> Result<(), ()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(super::work::HOUSE_QUEUE);
+    let read = work.inspect(req, tx);
+    let drain = async {
+        while let Some(msg) = rx.recv().await {
+            send(writer, &msg).await?;
+        }
+        Ok(())
+    };
+    tokio::select! {
+        _ = shutdown.wait() => Err(()),
+        (_, drained) = async { tokio::join!(read, drain) } => drained,
     }
 }
 

@@ -13,7 +13,7 @@ pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -36,7 +36,7 @@ pub enum InventoryError {
     Write(#[from] std::io::Error),
 }
 
-#[derive(Serialize, Clone, Debug, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessorFacts {
     pub name: String,
     pub device_type: String,
@@ -47,20 +47,20 @@ pub struct ProcessorFacts {
     pub address: String,
 }
 
-#[derive(Serialize, Clone, Debug, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProjectFacts {
     pub name: String,
     pub product_type: String,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct AreaItem {
     pub id: String,
     pub name: String,
     pub parent: Option<String>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ZoneItem {
     pub id: String,
     pub name: String,
@@ -70,14 +70,14 @@ pub struct ZoneItem {
     pub level: Value,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ButtonItem {
     pub id: String,
     pub number: Option<u64>,
     pub engraving: String,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct DeviceItem {
     pub id: String,
     pub name: String,
@@ -90,7 +90,7 @@ pub struct DeviceItem {
 }
 
 /// One area as read: its zones and devices.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct AreaReport {
     #[serde(flatten)]
     pub area: AreaItem,
@@ -99,7 +99,7 @@ pub struct AreaReport {
 }
 
 /// Totals, by zone type and by device type.
-#[derive(Serialize, Clone, Debug, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub areas: usize,
     pub zones: usize,
@@ -248,8 +248,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
     pub async fn read(
         mut self,
         address: &str,
-        sink: &mut dyn Sink,
-        progress: &mut dyn FnMut(usize, usize),
+        sink: &mut (dyn Sink + Send),
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<Vec<String>, InventoryError> {
         let this = self.list(THIS_DEVICE_URL, "Devices").await?;
         let this = this.first().ok_or(InventoryError::Malformed {
@@ -385,8 +385,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
         &mut self,
         areas: &[AreaItem],
         processor_href: &str,
-        sink: &mut dyn Sink,
-        progress: &mut dyn FnMut(usize, usize),
+        sink: &mut (dyn Sink + Send),
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<(), InventoryError> {
         let devices = self.list("/device", "Devices").await?;
         let mut buttons: BTreeMap<String, Vec<ButtonItem>> = BTreeMap::new();
@@ -454,8 +454,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Reader<'a, S> {
         &mut self,
         areas: &[AreaItem],
         processor_href: &str,
-        sink: &mut dyn Sink,
-        progress: &mut dyn FnMut(usize, usize),
+        sink: &mut (dyn Sink + Send),
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<(), InventoryError> {
         let mut seen: BTreeSet<String> = BTreeSet::new();
         for (i, area) in areas.iter().enumerate() {

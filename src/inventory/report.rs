@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{AreaReport, Counts, ProcessorFacts, ProjectFacts, Sink};
 
 /// Several sinks fed at once.
-pub struct Fanout(pub Vec<Box<dyn Sink>>);
+pub struct Fanout(pub Vec<Box<dyn Sink + Send>>);
 
 impl Sink for Fanout {
     fn start(&mut self, p: &ProcessorFacts, project: &ProjectFacts) -> std::io::Result<()> {

@@ -302,13 +302,7 @@ pub fn generate(p: &SimProcessor) -> House {
     let seed =
         splitmix64(u64::from(p.serial.0) ^ kind.bytes().fold(0, |h, b| h * 31 + u64::from(b)));
     let mut b = Builder {
-        house: House {
-            project: String::new(),
-            areas: Vec::new(),
-            devices: Vec::new(),
-            zones: Vec::new(),
-            buttons: Vec::new(),
-        },
+        house: House::default(),
         next_id: super::house::PROCESSOR_DEVICE_ID,
         dice: Dice(seed),
         catalogue: catalogue(&p.system_type),

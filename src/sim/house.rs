@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub const PROCESSOR_DEVICE_ID: u32 = 1;
 
 /// A house, as the file format and the manifest write it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct House {
     /// `Project.Name`.
@@ -28,6 +28,85 @@ pub struct House {
     pub devices: Vec<Device>,
     pub zones: Vec<Zone>,
     pub buttons: Vec<Button>,
+    /// Lookups by id, made on first use: the main port answers a read of
+    /// a 10,000-device house one device at a time, and a linear search
+    /// each made that read quadratic.
+    #[serde(skip)]
+    index: Index,
+}
+
+/// Positions in a house's lists by id, and the relations the main port
+/// walks. The lists' structure never changes once a house is made (only
+/// levels and occupancy do); an index that no longer matches (someone
+/// pushed to a list after the first lookup) is noticed by the lengths and
+/// made again.
+#[derive(Default)]
+struct Index(std::sync::OnceLock<Positions>);
+
+#[derive(Default)]
+struct Positions {
+    lengths: [usize; 4],
+    areas: std::collections::HashMap<u32, usize>,
+    devices: std::collections::HashMap<u32, usize>,
+    zones: std::collections::HashMap<u32, usize>,
+    buttons: std::collections::HashMap<u32, usize>,
+    buttons_of: std::collections::HashMap<u32, Vec<usize>>,
+    device_of_zone: std::collections::HashMap<u32, usize>,
+    zones_in: std::collections::HashMap<u32, Vec<usize>>,
+    devices_in: std::collections::HashMap<u32, Vec<usize>>,
+    children_of: std::collections::HashMap<u32, Vec<usize>>,
+}
+
+impl Clone for Index {
+    /// A copy's lists may change before its first lookup: it makes its own.
+    fn clone(&self) -> Index {
+        Index::default()
+    }
+}
+
+/// Not part of what a house is.
+impl PartialEq for Index {
+    fn eq(&self, _: &Index) -> bool {
+        true
+    }
+}
+impl Eq for Index {}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Index")
+    }
+}
+
+impl Positions {
+    fn of(house: &House) -> Positions {
+        let mut p = Positions {
+            lengths: house.lengths(),
+            ..Positions::default()
+        };
+        for (i, a) in house.areas.iter().enumerate() {
+            p.areas.entry(a.id).or_insert(i);
+            if let Some(parent) = a.parent {
+                p.children_of.entry(parent).or_default().push(i);
+            }
+        }
+        for (i, d) in house.devices.iter().enumerate() {
+            p.devices.entry(d.id).or_insert(i);
+            p.devices_in.entry(d.area).or_default().push(i);
+            if let Some(zone) = d.zone {
+                p.device_of_zone.entry(zone).or_insert(i);
+            }
+        }
+        for (i, z) in house.zones.iter().enumerate() {
+            p.zones.entry(z.id).or_insert(i);
+            p.zones_in.entry(z.area).or_default().push(i);
+        }
+        for (i, b) in house.buttons.iter().enumerate() {
+            p.buttons.entry(b.id).or_insert(i);
+            p.buttons_of.entry(b.device).or_default().push(i);
+        }
+        p
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -255,25 +334,112 @@ impl House {
         Ok(())
     }
 
+    fn lengths(&self) -> [usize; 4] {
+        [
+            self.areas.len(),
+            self.devices.len(),
+            self.zones.len(),
+            self.buttons.len(),
+        ]
+    }
+
+    /// The index, made (again) when the lists are not what it was made of.
+    fn positions(&mut self) -> &Positions {
+        if self
+            .index
+            .0
+            .get()
+            .is_some_and(|p| p.lengths != self.lengths())
+        {
+            self.index = Index::default();
+        }
+        self.index.0.get_or_init(|| Positions::of(self))
+    }
+
+    /// The index, or `None` when the lists grew since it was made (a house
+    /// shared behind `&` cannot make it again): then lookups search.
+    fn indexed(&self) -> Option<&Positions> {
+        match self.index.0.get() {
+            Some(p) if p.lengths == self.lengths() => Some(p),
+            Some(_) => None,
+            None => Some(self.index.0.get_or_init(|| Positions::of(self))),
+        }
+    }
+
     pub fn area(&self, id: u32) -> Option<&Area> {
-        self.areas.iter().find(|a| a.id == id)
+        match self.indexed() {
+            Some(p) => p.areas.get(&id).map(|&i| &self.areas[i]),
+            None => self.areas.iter().find(|a| a.id == id),
+        }
     }
 
     pub fn device(&self, id: u32) -> Option<&Device> {
-        self.devices.iter().find(|d| d.id == id)
+        match self.indexed() {
+            Some(p) => p.devices.get(&id).map(|&i| &self.devices[i]),
+            None => self.devices.iter().find(|d| d.id == id),
+        }
     }
 
     pub fn zone(&self, id: u32) -> Option<&Zone> {
-        self.zones.iter().find(|z| z.id == id)
+        match self.indexed() {
+            Some(p) => p.zones.get(&id).map(|&i| &self.zones[i]),
+            None => self.zones.iter().find(|z| z.id == id),
+        }
+    }
+
+    /// A zone to change (its level).
+    pub fn zone_mut(&mut self, id: u32) -> Option<&mut Zone> {
+        let i = *self.positions().zones.get(&id)?;
+        self.zones.get_mut(i)
+    }
+
+    /// An area to change (its occupancy).
+    pub fn area_mut(&mut self, id: u32) -> Option<&mut Area> {
+        let i = *self.positions().areas.get(&id)?;
+        self.areas.get_mut(i)
     }
 
     pub fn button(&self, id: u32) -> Option<&Button> {
-        self.buttons.iter().find(|b| b.id == id)
+        match self.indexed() {
+            Some(p) => p.buttons.get(&id).map(|&i| &self.buttons[i]),
+            None => self.buttons.iter().find(|b| b.id == id),
+        }
     }
 
     /// Whether an area has children (LEAP `IsLeaf` is its negation).
     pub fn has_children(&self, area: u32) -> bool {
-        self.areas.iter().any(|a| a.parent == Some(area))
+        self.children_of(area).next().is_some()
+    }
+
+    /// `list`'s items at these positions, or those `keep` picks when the
+    /// index is stale.
+    fn picked<'h, T>(
+        list: &'h [T],
+        positions: Option<Option<&'h Vec<usize>>>,
+        keep: impl Fn(&T) -> bool + 'h,
+    ) -> Box<dyn Iterator<Item = &'h T> + 'h> {
+        match positions {
+            Some(at) => Box::new(at.into_iter().flatten().map(move |&i| &list[i])),
+            None => Box::new(list.iter().filter(move |t| keep(t))),
+        }
+    }
+
+    /// The zones in an area, in house order.
+    pub fn zones_in(&self, area: u32) -> impl Iterator<Item = &Zone> {
+        let at = self.indexed().map(|p| p.zones_in.get(&area));
+        Self::picked(&self.zones, at, move |z| z.area == area)
+    }
+
+    /// The devices in an area, in house order.
+    pub fn devices_in(&self, area: u32) -> impl Iterator<Item = &Device> {
+        let at = self.indexed().map(|p| p.devices_in.get(&area));
+        Self::picked(&self.devices, at, move |d| d.area == area)
+    }
+
+    /// An area's children, in house order.
+    pub fn children_of(&self, area: u32) -> impl Iterator<Item = &Area> {
+        let at = self.indexed().map(|p| p.children_of.get(&area));
+        Self::picked(&self.areas, at, move |a| a.parent == Some(area))
     }
 
     /// The area the processor sits in: the first leaf area (an equipment
@@ -288,11 +454,15 @@ impl House {
 
     /// The device a zone is driven by.
     pub fn device_of_zone(&self, zone: u32) -> Option<&Device> {
-        self.devices.iter().find(|d| d.zone == Some(zone))
+        match self.indexed() {
+            Some(p) => p.device_of_zone.get(&zone).map(|&i| &self.devices[i]),
+            None => self.devices.iter().find(|d| d.zone == Some(zone)),
+        }
     }
 
     pub fn buttons_of(&self, device: u32) -> impl Iterator<Item = &Button> {
-        self.buttons.iter().filter(move |b| b.device == device)
+        let at = self.indexed().map(|p| p.buttons_of.get(&device));
+        Self::picked(&self.buttons, at, move |b| b.device == device)
     }
 
     /// Areas with an occupancy sensor in them: each is an occupancy group.
@@ -347,7 +517,7 @@ pub fn house_text(house: &House) -> String {
             ""
         };
         let _ = writeln!(out, "{pad}{} [area {}]{occupancy}", a.name, a.id);
-        for z in house.zones.iter().filter(|z| z.area == id) {
+        for z in house.zones_in(id) {
             let level = match z.zone_type {
                 ZoneType::FanSpeed => fan_speed(z.level).to_string(),
                 ZoneType::Switched => (if z.level > 0 { "on" } else { "off" }).to_string(),
@@ -359,7 +529,7 @@ pub fn house_text(house: &House) -> String {
                 z.id, z.name, z.zone_type
             );
         }
-        for d in house.devices.iter().filter(|d| d.area == id) {
+        for d in house.devices_in(id) {
             let _ = writeln!(
                 out,
                 "{pad}  device {} {}: {} {} serial {} firmware {}",
@@ -373,7 +543,7 @@ pub fn house_text(house: &House) -> String {
                 );
             }
         }
-        for child in house.areas.iter().filter(|c| c.parent == Some(id)) {
+        for child in house.children_of(id) {
             area(house, child.id, depth + 1, out);
         }
     }
@@ -446,5 +616,44 @@ mod tests {
         assert_eq!(fan_speed(0), "Off");
         assert_eq!(fan_speed(30), "Low");
         assert_eq!(fan_speed(100), "High");
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    /// Lookups by id agree with a search of the lists, before and after
+    /// the lists grow (the index is made again, or searched around).
+    #[test]
+    fn lookups_by_id_agree_with_the_lists_even_after_they_grow() {
+        let mut house = example();
+        for d in &house.devices {
+            assert_eq!(house.device(d.id), Some(d));
+            assert_eq!(
+                house.buttons_of(d.id).count(),
+                house.buttons.iter().filter(|b| b.device == d.id).count()
+            );
+        }
+        for a in &house.areas {
+            let zones: Vec<_> = house.zones.iter().filter(|z| z.area == a.id).collect();
+            assert_eq!(house.zones_in(a.id).collect::<Vec<_>>(), zones);
+            assert_eq!(
+                house.has_children(a.id),
+                house.areas.iter().any(|c| c.parent == Some(a.id))
+            );
+        }
+        assert_eq!(house.device(999_999), None);
+        let mut extra = house.zones[0].clone();
+        extra.id = 999_999;
+        house.zones.push(extra.clone());
+        assert_eq!(
+            house.zone(999_999),
+            Some(&extra),
+            "a zone pushed after the first lookup"
+        );
+        assert!(house.zones_in(extra.area).any(|z| z.id == 999_999));
+        assert_eq!(house.zone_mut(999_999).map(|z| z.id), Some(999_999));
+        assert_eq!(house.clone(), house, "the index is not part of a house");
     }
 }

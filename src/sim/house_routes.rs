@@ -136,7 +136,7 @@ fn button_group_json(house: &House, d: &Device, expanded: bool) -> Value {
 /// The control stations of an area: its devices grouped by `station`.
 fn stations(house: &House, area: u32) -> Vec<Value> {
     let mut stations: Vec<(&str, Vec<&Device>)> = Vec::new();
-    for d in house.devices.iter().filter(|d| d.area == area) {
+    for d in house.devices_in(area) {
         let Some(name) = d.station.as_deref() else {
             continue;
         };
@@ -147,11 +147,7 @@ fn stations(house: &House, area: u32) -> Vec<Value> {
     }
     // A device without a station (a Pico, a sensor) is a station of its
     // own, so that the area walk finds every device.
-    for d in house
-        .devices
-        .iter()
-        .filter(|d| d.area == area && d.station.is_none())
-    {
+    for d in house.devices_in(area).filter(|d| d.station.is_none()) {
         stations.push((d.name.as_str(), vec![d]));
     }
     stations
@@ -181,9 +177,8 @@ fn occupancy_groups(house: &House) -> Vec<Value> {
         .into_iter()
         .map(|area| {
             let sensors: Vec<Value> = house
-                .devices
-                .iter()
-                .filter(|d| d.area == area && is_occupancy_sensor(&d.device_type))
+                .devices_in(area)
+                .filter(|d| is_occupancy_sensor(&d.device_type))
                 .map(|d| json!({"OccupancySensor": href("occupancysensor", d.id)}))
                 .collect();
             json!({
@@ -336,12 +331,7 @@ pub fn resource(house: &House, url: &str) -> Option<Resource> {
             "/associatedzone" => many(
                 "MultipleZoneDefinition",
                 "Zones",
-                house
-                    .zones
-                    .iter()
-                    .filter(|z| z.area == id)
-                    .map(zone_json)
-                    .collect(),
+                house.zones_in(id).map(zone_json).collect(),
             ),
             "/associatedcontrolstation" => many(
                 "MultipleControlStationDefinition",

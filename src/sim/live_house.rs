@@ -113,7 +113,7 @@ impl LiveHouse {
     pub fn command_zone(&self, zone: u32, command: &Value) -> Result<Zone, CommandError> {
         let changed = {
             let mut house = self.lock();
-            let Some(z) = house.zones.iter_mut().find(|z| z.id == zone) else {
+            let Some(z) = house.zone_mut(zone) else {
                 return Err(CommandError::NotFound(format!("/zone/{zone}")));
             };
             let level = target_level(z, command)?;
@@ -208,7 +208,7 @@ impl LiveHouse {
             if !house.sensed_areas().contains(&area) {
                 return Err(CommandError::NotFound(format!("/occupancygroup/{area}")));
             }
-            if let Some(a) = house.areas.iter_mut().find(|a| a.id == area) {
+            if let Some(a) = house.area_mut(area) {
                 a.occupied = occupied;
             }
         }

@@ -46,8 +46,20 @@ pub async fn serve_main_connection<S: AsyncRead + AsyncWrite + Unpin>(
     processor: &SimProcessor,
     house: &LiveHouse,
 ) {
+    serve_main_connection_until(stream, processor, house, None).await;
+}
+
+/// As [`serve_main_connection`], but the connection is closed once
+/// `requests` requests are answered (`--fault drops-mid-read`), as by a
+/// processor that reboots or loses its link in the middle of a read.
+pub async fn serve_main_connection_until<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    processor: &SimProcessor,
+    house: &LiveHouse,
+    requests: Option<usize>,
+) {
     let mut connection = Connection::new(stream);
-    match serve(&mut connection, processor, house).await {
+    match serve(&mut connection, processor, house, requests).await {
         Ok(()) => {}
         Err(e) => tracing::info!(
             id = %processor.serial.id(), serial = %processor.serial, mac = %processor.mac,
@@ -61,6 +73,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     connection: &mut Connection<S>,
     processor: &SimProcessor,
     house: &LiveHouse,
+    mut requests_left: Option<usize>,
 ) -> Result<(), MainPortError> {
     let mut session = Session {
         processor,
@@ -88,8 +101,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             },
             frame = connection.read_frame() => vec![match frame {
                 Ok(None) => return Ok(()),
+                Ok(Some(_)) if requests_left == Some(0) => return Ok(()),
                 Ok(Some(object)) => match Communique::from_object(object.clone()) {
-                    Ok(request) => session.answer(&request),
+                    Ok(request) => {
+                        requests_left = requests_left.map(|n| n - 1);
+                        session.answer(&request)
+                    }
                     Err(e) => unreadable(Some(&object), e.to_string()),
                 },
                 Err(ConnectionError::Codec(e)) if e.is_fatal() => {

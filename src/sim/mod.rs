@@ -13,6 +13,7 @@ pub mod house;
 mod house_routes;
 #[cfg(test)]
 mod house_vectors;
+pub mod legacy;
 pub mod live_house;
 pub mod main_routes;
 pub mod main_server;
@@ -30,6 +31,7 @@ pub use control::{
 };
 pub use fleet::{FleetError, FleetSpec, SERVICE_TYPE, SRV_PORT, SimProcessor, build_fleet};
 pub use house::{House, HouseError, house_text};
+pub use legacy::{LegacyError, LegacyResponder};
 pub use live_house::{HouseSlot, LiveHouse};
 pub use pairing_server::{PairingPort, PairingPortOptions};
 pub use servers::{
@@ -56,6 +58,8 @@ pub enum SimError {
     Authority(#[from] crate::identity::IdentityError),
     #[error("mDNS: {0}")]
     Mdns(#[from] mdns_sd::Error),
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
     #[error(
         "refusing to advertise simulated processors here: this network namespace has {0}; \
          multicast would reach a real LAN. Run inside a private network \
@@ -84,6 +88,9 @@ pub struct Advertiser {
     /// even after probing renamed one).
     fullnames: Vec<String>,
     records: Vec<ServiceRecord>,
+    /// Answers legacy queries from each processor's own address (see
+    /// [`legacy`]); stops with the advertiser.
+    _legacy: LegacyResponder,
 }
 
 impl Advertiser {
@@ -95,16 +102,33 @@ impl Advertiser {
     /// is announced, under the name probing left it (a name another
     /// responder holds gets ` (2)`): see [`Advertiser::records`].
     ///
+    /// Legacy queries (RFC 6762 §6.7) are answered by [`LegacyResponder`],
+    /// from each processor's own address, not by mdns-sd: call it within
+    /// a tokio runtime.
+    ///
     /// # Errors
     /// [`SimError::Mdns`] when the mDNS daemon fails;
-    /// [`SimError::NotAnnounced`] when probing does not finish in time.
+    /// [`SimError::NotAnnounced`] when probing does not finish in time;
+    /// [`SimError::Legacy`] when a processor's port 5353 cannot be bound.
     pub fn start(
         fleet: &[SimProcessor],
         interfaces: &[String],
         probe: bool,
     ) -> Result<Advertiser, SimError> {
+        let filter = legacy::MdnsSocketsFilter::before()?;
         let daemon = ServiceDaemon::new()?;
         restrict_interfaces(&daemon, interfaces)?;
+        // Its sockets are open once its thread answers.
+        let _ = daemon.status()?.recv_timeout(Duration::from_secs(5));
+        match filter.apply() {
+            Ok(0) => tracing::warn!(
+                "mDNS's socket not found: legacy queries are also answered from the interface's address"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("{e}: legacy queries are also answered from the interface's address")
+            }
+        }
         let announcements = if probe {
             Some(watch_announcements(&daemon)?)
         } else {
@@ -143,10 +167,22 @@ impl Advertiser {
                 }
             }
         }
+        let legacy = LegacyResponder::start(
+            records.iter().cloned().zip(fleet.iter().map(|p| p.address)),
+            interfaces,
+        );
+        let legacy = match legacy {
+            Ok(legacy) => legacy,
+            Err(e) => {
+                let _ = daemon.shutdown();
+                return Err(e.into());
+            }
+        };
         Ok(Advertiser {
             daemon,
             fullnames,
             records,
+            _legacy: legacy,
         })
     }
 

@@ -23,7 +23,7 @@ use super::SimProcessor;
 use super::control::Buttons;
 use super::house::House;
 use super::live_house::HouseSlot;
-use super::main_server::serve_main_connection;
+use super::main_server::serve_main_connection_until;
 use super::pairing_server::{PairingPort, PairingPortOptions};
 use crate::identity::{
     CertificateAuthority, IdentityError, PairingAuthority, SimProcessorIdentity,
@@ -36,6 +36,11 @@ pub use crate::leap::{MAIN_PORT, PAIRING_PORT};
 /// Connections each port of each processor serves at once; more wait in
 /// the kernel's backlog.
 pub const MAX_CONNECTIONS_PER_PORT: usize = 32;
+
+/// Requests a main-port connection is answered under
+/// [`Fault::DropsMidRead`]: the identity, the project, the areas, and a
+/// few of the first area's.
+const DROP_AFTER_REQUESTS: usize = 6;
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,6 +84,10 @@ pub enum Fault {
     /// issued before; its own key and CA stay, so a client's pin still
     /// matches. New pairings are refused on the main port too.
     ForgetsClients,
+    /// The main port closes each connection after answering a few
+    /// requests (6), as a processor that reboots or loses its link in the
+    /// middle of a client's read.
+    DropsMidRead,
     /// The advertisement carries control characters (ESC, BEL, newline) in
     /// its instance name, its host name and a TXT key, as a hostile device
     /// on the LAN could, to rewrite a terminal or forge log lines.
@@ -191,6 +200,8 @@ impl FleetServers {
             let processor = Arc::new(p.clone());
             let house = Arc::new(HouseSlot::new(p.clone(), options.house.clone()));
             let main_house = house.clone();
+            let requests =
+                (options.fault == Some(Fault::DropsMidRead)).then_some(DROP_AFTER_REQUESTS);
             servers.tasks.spawn(accept_loop(
                 pairing_listener,
                 TlsAcceptor::from(pairing_tls),
@@ -207,7 +218,8 @@ impl FleetServers {
                 move |stream, processor| {
                     let house = main_house.clone();
                     async move {
-                        serve_main_connection(stream, &processor, house.live()).await;
+                        serve_main_connection_until(stream, &processor, house.live(), requests)
+                            .await;
                     }
                 },
             ));

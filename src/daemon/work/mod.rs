@@ -1,6 +1,7 @@
 //! Work the daemon performs for a command over the control socket, by
 //! what it serves: pairings, claims and releases ([`pairing`]), takeovers
-//! ([`takeover`]), questions to the cloud ([`status`]); here, what they
+//! ([`takeover`]), questions to the cloud ([`status`]), houses read for
+//! `inspect` ([`inspect`]); here, what they
 //! share (the settings, the outbox and its events, finding a processor in
 //! the inventory, one claim at a time per processor) and reloads.
 //!
@@ -32,6 +33,8 @@ use crate::proto::control::{CloudResult, ControlError, OutcomeRequest, error_cod
 use crate::proto::{EventId, EventKind, Outcome};
 use crate::relay::link::CloudLink;
 
+mod inspect;
+pub use inspect::HOUSE_QUEUE;
 mod pairing;
 mod status;
 mod takeover;

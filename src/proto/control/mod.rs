@@ -12,6 +12,7 @@
 //! the client rebuilds the same [`ProcessorInfo`] and prints it with the
 //! same code as a standalone discover, so both outputs are identical.
 
+mod house;
 mod processor;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,10 @@ use super::frame::{FrameMessage, MAX_ITEM, canonical, decode_as, encode_message}
 use super::relay::{from_value, kind_of, text_entry, to_map};
 use crate::processor::ProcessorInfo;
 
+pub use house::{
+    HouseArea, HouseEnd, HouseStart, HouseWarnings, InspectRequest, house_area_frames,
+    house_warnings_frames,
+};
 pub use processor::ProcessorWire;
 pub use work::{
     ClaimRequest, ClaimedProcessor, CloudResult, Done, KeyKind, OutcomeRequest, Progress,
@@ -105,6 +110,16 @@ pub enum ControlMessage {
     Takeover(Box<TakeoverRequest>),
     /// Daemon → client: the configuration was applied.
     Reloaded(Reloaded),
+    /// Client → daemon: read a claimed processor's house.
+    Inspect(InspectRequest),
+    /// Daemon → client: the house report begins.
+    HouseStart(Box<HouseStart>),
+    /// Daemon → client: one area of the house, or part of one.
+    HouseArea(Box<HouseArea>),
+    /// Daemon → client: some of the report's warnings.
+    HouseWarnings(HouseWarnings),
+    /// Daemon → client: the report is complete.
+    HouseEnd(Box<HouseEnd>),
     /// Either way: why a frame was not acted on. Never a silent close.
     Error(ControlError),
     /// A kind this build does not know. Decoded, never encoded.
@@ -324,7 +339,7 @@ impl ControlError {
 
 impl ControlMessage {
     /// Every kind a vector must exist for, as the `"k"` values.
-    pub const KINDS: [&'static str; 19] = [
+    pub const KINDS: [&'static str; 24] = [
         "inventory",
         "watch",
         "health",
@@ -343,6 +358,11 @@ impl ControlMessage {
         "status",
         "status-report",
         "takeover",
+        "inspect",
+        "house-start",
+        "house-area",
+        "house-warnings",
+        "house-end",
         "error",
     ];
 
@@ -367,6 +387,11 @@ impl ControlMessage {
             ControlMessage::Status(_) => "status",
             ControlMessage::StatusReport(_) => "status-report",
             ControlMessage::Takeover(_) => "takeover",
+            ControlMessage::Inspect(_) => "inspect",
+            ControlMessage::HouseStart(_) => "house-start",
+            ControlMessage::HouseArea(_) => "house-area",
+            ControlMessage::HouseWarnings(_) => "house-warnings",
+            ControlMessage::HouseEnd(_) => "house-end",
             ControlMessage::Error(_) => "error",
             ControlMessage::Unknown { kind } => kind,
         }
@@ -393,6 +418,11 @@ impl ControlMessage {
             ControlMessage::Release(m) => Some(m.request),
             ControlMessage::Progress(m) => Some(m.request),
             ControlMessage::Done(m) => Some(m.request),
+            ControlMessage::Inspect(m) => Some(m.request),
+            ControlMessage::HouseStart(m) => Some(m.request),
+            ControlMessage::HouseArea(m) => Some(m.request),
+            ControlMessage::HouseWarnings(m) => Some(m.request),
+            ControlMessage::HouseEnd(m) => Some(m.request),
             ControlMessage::Error(m) => m.request,
             ControlMessage::Unknown { .. } => None,
         }
@@ -442,6 +472,11 @@ impl FrameMessage for ControlMessage {
             ControlMessage::Release(m) => to_map(m)?,
             ControlMessage::Progress(m) => to_map(m)?,
             ControlMessage::Done(m) => to_map(m)?,
+            ControlMessage::Inspect(m) => to_map(m)?,
+            ControlMessage::HouseStart(m) => to_map(m)?,
+            ControlMessage::HouseArea(m) => to_map(m)?,
+            ControlMessage::HouseWarnings(m) => to_map(m)?,
+            ControlMessage::HouseEnd(m) => to_map(m)?,
             ControlMessage::Error(m) => to_map(m)?,
             ControlMessage::Unknown { kind } => {
                 return Err(ProtoError::Unencodable {
@@ -528,6 +563,13 @@ impl FrameMessage for ControlMessage {
             "status-report" => {
                 ControlMessage::StatusReport(Box::new(from_value(&map).map_err(invalid)?))
             }
+            "inspect" => ControlMessage::Inspect(from_value(&map).map_err(invalid)?),
+            "house-start" => {
+                ControlMessage::HouseStart(Box::new(from_value(&map).map_err(invalid)?))
+            }
+            "house-area" => ControlMessage::HouseArea(Box::new(from_value(&map).map_err(invalid)?)),
+            "house-warnings" => ControlMessage::HouseWarnings(from_value(&map).map_err(invalid)?),
+            "house-end" => ControlMessage::HouseEnd(Box::new(from_value(&map).map_err(invalid)?)),
             "error" => ControlMessage::Error(from_value(&map).map_err(invalid)?),
             other => ControlMessage::Unknown {
                 kind: other.to_owned(),

@@ -427,6 +427,63 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
             })),
         ),
         (
+            "inspect",
+            ControlMessage::Inspect(InspectRequest {
+                request: 9,
+                processor: "0236e6a7".into(),
+                wait_ms: 5000,
+            }),
+        ),
+        (
+            "house-start",
+            ControlMessage::HouseStart(Box::new(house_start())),
+        ),
+        (
+            "house-area",
+            ControlMessage::HouseArea(Box::new(HouseArea {
+                request: 9,
+                area: kitchen(),
+                more: false,
+            })),
+        ),
+        (
+            "house-area-more",
+            ControlMessage::HouseArea(Box::new(HouseArea {
+                request: 9,
+                area: crate::inventory::AreaReport {
+                    zones: Vec::new(),
+                    ..kitchen()
+                },
+                more: true,
+            })),
+        ),
+        (
+            "house-warnings",
+            ControlMessage::HouseWarnings(HouseWarnings {
+                request: 9,
+                list: vec![
+                    "device 31 (Hall) has type \"Mystery\", which handoff does not know; kept as read"
+                        .into(),
+                ],
+            }),
+        ),
+        (
+            "house-end",
+            ControlMessage::HouseEnd(Box::new(HouseEnd {
+                request: 9,
+                counts: crate::inventory::Counts {
+                    areas: 1,
+                    zones: 2,
+                    devices: 1,
+                    buttons: 2,
+                    zones_by_type: [("Dimmed".to_string(), 1), ("Shade".to_string(), 1)]
+                        .into_iter()
+                        .collect(),
+                    devices_by_type: [("SunnataKeypad".to_string(), 1)].into_iter().collect(),
+                },
+            })),
+        ),
+        (
             "error",
             ControlMessage::Error(ControlError::new(
                 error_code::UNKNOWN_KIND,
@@ -435,6 +492,72 @@ pub(super) fn samples() -> Vec<(&'static str, ControlMessage)> {
             )),
         ),
     ]
+}
+
+fn house_start() -> HouseStart {
+    HouseStart {
+        request: 9,
+        processor: crate::inventory::ProcessorFacts {
+            name: "Processor".into(),
+            device_type: "RadioRa3Processor".into(),
+            model: "JanusProcRA3".into(),
+            serial: Some(37_152_423),
+            firmware: Some("23.06.28f000".into()),
+            macs: vec!["02:4c:02:36:e6:a7".into()],
+            address: "127.0.1.1".into(),
+        },
+        project: crate::inventory::ProjectFacts {
+            name: "Lakeside".into(),
+            product_type: "Lutron RadioRA 3 Project".into(),
+        },
+    }
+}
+
+/// An area with a dimmer at 75 %, a shade at an unknown level and a
+/// keypad; its parent is another area.
+fn kitchen() -> crate::inventory::AreaReport {
+    use crate::inventory::{AreaItem, AreaReport, ButtonItem, DeviceItem, ZoneItem};
+    AreaReport {
+        area: AreaItem {
+            id: "4".into(),
+            name: "Kitchen".into(),
+            parent: Some("1".into()),
+        },
+        zones: vec![
+            ZoneItem {
+                id: "12".into(),
+                name: "Island".into(),
+                zone_type: "Dimmed".into(),
+                level: serde_json::json!(75),
+            },
+            ZoneItem {
+                id: "13".into(),
+                name: "Window".into(),
+                zone_type: "Shade".into(),
+                level: serde_json::Value::Null,
+            },
+        ],
+        devices: vec![DeviceItem {
+            id: "31".into(),
+            name: "Door".into(),
+            device_type: "SunnataKeypad".into(),
+            model: "RRST-W4B-XX".into(),
+            serial: Some(90_000_031),
+            firmware: None,
+            buttons: vec![
+                ButtonItem {
+                    id: "311".into(),
+                    number: Some(1),
+                    engraving: "Cook".into(),
+                },
+                ButtonItem {
+                    id: "312".into(),
+                    number: Some(2),
+                    engraving: "Dine".into(),
+                },
+            ],
+        }],
+    }
 }
 
 fn event_id() -> crate::proto::EventId {
