@@ -373,6 +373,8 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
                 proof,
                 at,
                 possession: None,
+                model: None,
+                firmware: None,
             };
             let account = AccountId::new(&claim.actor.account);
             Ok(match store.claim(&account, &event, at)? {

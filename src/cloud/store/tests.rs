@@ -167,6 +167,8 @@ pub(crate) fn claimed(proof: Vec<u8>) -> EventKind {
         proof,
         at: NOW,
         possession: None,
+        model: None,
+        firmware: None,
     })
 }
 
