@@ -22,6 +22,7 @@ mod pg_rows;
 pub mod portal;
 pub mod postgres;
 pub mod redb;
+pub mod reports;
 pub mod timeline;
 
 use std::path::Path;
@@ -190,6 +191,14 @@ pub(crate) trait PlaceTxn {
         &mut self,
         place: &PlaceId,
         entry: &timeline::TimelineEntry,
+    ) -> Result<(), CloudError>;
+    async fn processor_report(
+        &mut self,
+        serial: Serial,
+    ) -> Result<Option<reports::ProcessorReport>, CloudError>;
+    async fn put_processor_report(
+        &mut self,
+        report: &reports::ProcessorReport,
     ) -> Result<(), CloudError>;
 }
 
@@ -393,6 +402,9 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
                 }),
         },
     };
+    if result.is_ok() {
+        report_contact(txn, event, now).await?;
+    }
     let stored = match &result {
         Ok(()) => StoredResult::Applied { link: link.clone() },
         Err(refusal) => StoredResult::Refused {
@@ -402,6 +414,41 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
     };
     txn.put_event(account, &event.id, &stored, now).await?;
     Ok(Reply::Ack(stored.ack(&event.id, Outcome::Applied)))
+}
+
+/// Keeps what an applied event says of its processor: the site box that
+/// relayed it, when, and the model and firmware a claim reports
+/// ([`reports`]). A release names its processor only by serial, which
+/// must be of the Place released.
+async fn report_contact<T: PlaceTxn>(
+    txn: &mut T,
+    event: &RelayEvent,
+    now: Timestamp,
+) -> Result<(), CloudError> {
+    let (serial, reported) = match &event.kind {
+        EventKind::Claimed(c) => (c.serial, (c.model.as_deref(), c.firmware.as_deref())),
+        EventKind::Released(e) => {
+            let Some(serial) = e.serial else {
+                return Ok(());
+            };
+            let of_place = txn
+                .processor(serial)
+                .await?
+                .is_some_and(|r| e.place.as_ref().is_none_or(|p| *p == r.place));
+            if !of_place {
+                return Ok(());
+            }
+            (serial, (None, None))
+        }
+        _ => return Ok(()),
+    };
+    let before = txn.processor_report(serial).await?;
+    let (report, dropped) =
+        reports::ProcessorReport::after(before, serial, &event.id.daemon, reported, now);
+    for why in dropped {
+        tracing::warn!("{why}");
+    }
+    txn.put_processor_report(&report).await
 }
 
 /// The link secrets a batch may need, one per NewShareLink, chosen before

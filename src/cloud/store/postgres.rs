@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../../../migrations/0003_daemon_contact.sql"),
     ),
     (4, include_str!("../../../migrations/0004_timeline.sql")),
+    (
+        6,
+        include_str!("../../../migrations/0006_processor_reports.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -378,6 +378,20 @@ impl PlaceTxn for RedbTxn<'_> {
     ) -> Result<(), CloudError> {
         super::timeline::redb_record(self.0, place, entry)
     }
+
+    async fn processor_report(
+        &mut self,
+        serial: Serial,
+    ) -> Result<Option<super::reports::ProcessorReport>, CloudError> {
+        super::reports::redb_get(self.0, serial)
+    }
+
+    async fn put_processor_report(
+        &mut self,
+        report: &super::reports::ProcessorReport,
+    ) -> Result<(), CloudError> {
+        super::reports::redb_put(self.0, report)
+    }
 }
 
 impl RedbStore {
@@ -630,6 +644,7 @@ impl RedbStore {
             });
         }
         dump.timeline = super::timeline::redb_all(&txn)?;
+        dump.reports = super::reports::redb_all(&txn)?;
         Ok(dump)
     }
 
