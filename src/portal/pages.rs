@@ -5,6 +5,7 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::cloud::store::ProcessorRecord;
+use crate::cloud::store::reports::{ProcessorReport, ReportedIdentity};
 use crate::cloud::store::timeline::{Contact, TimelineEntry};
 use crate::cloud::views::{remaining_text, role_text, source_text, time_text};
 use crate::cloud::{AccessDuration, AccessEntry, AccountId, PlaceId, Remaining, Role, Status};
@@ -73,9 +74,15 @@ pub struct DurationChoice {
     pub refused: Option<String>,
 }
 
+/// A processor of the Place page, with what site boxes reported of it.
+pub struct ProcessorRow {
+    pub record: ProcessorRecord,
+    pub report: Option<ProcessorReport>,
+}
+
 pub struct PlacePage {
     pub row: PlaceRow,
-    pub processors: Vec<ProcessorRecord>,
+    pub processors: Vec<ProcessorRow>,
     pub access: Vec<AccessRow>,
     pub durations: Vec<DurationChoice>,
     /// `Err`: why no link can be generated.
@@ -164,6 +171,22 @@ fn contact(c: Option<&Contact>) -> Markup {
     match c {
         None => html! { "none yet" },
         Some(c) => html! { (c.site_box) ", " (time_text(c.at)) },
+    }
+}
+
+const NOT_REPORTED: &str = "not reported yet";
+
+/// A field a site box reported, said as its claim: "reported by SITE-BOX
+/// at TIME".
+fn reported(
+    identity: Option<&ReportedIdentity>,
+    field: impl Fn(&ReportedIdentity) -> Option<&str>,
+) -> Markup {
+    match identity.and_then(|i| Some((i, field(i)?))) {
+        None => html! { (NOT_REPORTED) },
+        Some((i, value)) => html! {
+            (value) br; small { "reported by " (i.site_box) " at " (time_text(i.at)) }
+        },
     }
 }
 
@@ -322,9 +345,20 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
                 p { "No processor is activated in this Place yet." }
             } @else {
                 table {
-                    thead { tr { th { "Serial" } th { "ID" } th { "MAC" } } }
-                    tbody { @for p in &page.processors { tr { td { (p.serial) } td { (p.serial.id()) } td { (p.mac()) } } } }
+                    thead { tr { th { "Serial" } th { "ID" } th { "MAC" } th { "Model" } th { "Firmware" } th { "Last relayed by" } } }
+                    tbody {
+                        @for p in &page.processors {
+                            @let identity = p.report.as_ref().and_then(|r| r.identity.as_ref());
+                            tr {
+                                td { (p.record.serial) } td { (p.record.serial.id()) } td { (p.record.mac()) }
+                                td { (reported(identity, |i| i.model.as_deref())) }
+                                td { (reported(identity, |i| i.firmware.as_deref())) }
+                                td { @match &p.report { None => { (NOT_REPORTED) }, Some(r) => { (r.site_box) ", " (time_text(r.at)) } } }
+                            }
+                        }
+                    }
                 }
+                p { small { "Model and firmware are what a site box reported; the cloud does not check them." } }
             }
 
             h2 { "Manage Access" }
@@ -476,7 +510,7 @@ fn support_line(page: &PlacePage) -> String {
     let processors: Vec<String> = page
         .processors
         .iter()
-        .map(|p| format!("serial {} MAC {}", p.serial, p.mac()))
+        .map(|p| format!("serial {} MAC {}", p.record.serial, p.record.mac()))
         .collect();
     format!(
         "Place {}; status {}; {}",

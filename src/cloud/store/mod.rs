@@ -349,12 +349,13 @@ pub(crate) async fn activate<T: PlaceTxn>(
     Ok(Ok(events))
 }
 
-/// One relayed event inside the batch's transaction. `secret`: the share
-/// link secret a NewShareLink gets (chosen before the transaction, so a
-/// rerun of it picks no new randomness).
+/// One relayed event inside the batch's transaction, sent for `account`
+/// by the site box named `site` (its certificate's site name, when
+/// known). `secret`: the share link secret a NewShareLink gets (chosen
+/// before the transaction, so a rerun of it picks no new randomness).
 pub(crate) async fn relay_event<T: PlaceTxn>(
     txn: &mut T,
-    account: &AccountId,
+    (account, site): (&AccountId, Option<&str>),
     event: &RelayEvent,
     secret: Option<&str>,
     now: Timestamp,
@@ -403,7 +404,7 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
         },
     };
     if result.is_ok() {
-        report_contact(txn, event, now).await?;
+        report_contact(txn, site.unwrap_or(&event.id.daemon), event, now).await?;
     }
     let stored = match &result {
         Ok(()) => StoredResult::Applied { link: link.clone() },
@@ -417,11 +418,12 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
 }
 
 /// Keeps what an applied event says of its processor: the site box that
-/// relayed it, when, and the model and firmware a claim reports
-/// ([`reports`]). A release names its processor only by serial, which
-/// must be of the Place released.
+/// relayed it (`site_box`), when, and the model and firmware a claim
+/// reports ([`reports`]). A release names its processor only by serial,
+/// which must be of the Place released.
 async fn report_contact<T: PlaceTxn>(
     txn: &mut T,
+    site_box: &str,
     event: &RelayEvent,
     now: Timestamp,
 ) -> Result<(), CloudError> {
@@ -444,7 +446,7 @@ async fn report_contact<T: PlaceTxn>(
     };
     let before = txn.processor_report(serial).await?;
     let (report, dropped) =
-        reports::ProcessorReport::after(before, serial, &event.id.daemon, reported, now);
+        reports::ProcessorReport::after(before, serial, site_box, reported, now);
     for why in dropped {
         tracing::warn!("{why}");
     }
@@ -717,8 +719,23 @@ impl CloudStore {
         events: &[RelayEvent],
         now: Timestamp,
     ) -> Result<Vec<Reply>, CloudError> {
+        self.relay_from(account, None, events, now)
+    }
+
+    /// [`Self::relay`] for the site box whose certificate names the site
+    /// `site` (`None`: not known; the events' daemon id stands for it).
+    ///
+    /// # Errors
+    /// As [`Self::relay`].
+    pub fn relay_from(
+        &self,
+        account: &AccountId,
+        site: Option<&str>,
+        events: &[RelayEvent],
+        now: Timestamp,
+    ) -> Result<Vec<Reply>, CloudError> {
         let secrets = secrets_for(events)?;
-        each!(self.relay(account, events, &secrets, now))
+        each!(self.relay((account, site), events, &secrets, now))
     }
 
     /// A homeowner claim with its proof, outside the relay (the operator

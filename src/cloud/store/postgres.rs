@@ -381,7 +381,7 @@ impl PgStore {
 
     pub(super) fn relay(
         &self,
-        account: &AccountId,
+        (account, site): (&AccountId, Option<&str>),
         events: &[RelayEvent],
         secrets: &[Option<String>],
         _now: Timestamp,
@@ -390,8 +390,9 @@ impl PgStore {
             self.transaction(async |t, now| {
                 let mut replies = Vec::with_capacity(events.len());
                 for (event, secret) in events.iter().zip(secrets) {
+                    let sender = (account, site);
                     replies
-                        .push(super::relay_event(t, account, event, secret.as_deref(), now).await?);
+                        .push(super::relay_event(t, sender, event, secret.as_deref(), now).await?);
                 }
                 Ok(replies)
             })

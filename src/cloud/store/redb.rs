@@ -474,7 +474,7 @@ impl RedbStore {
 
     pub(super) fn relay(
         &self,
-        account: &AccountId,
+        (account, site): (&AccountId, Option<&str>),
         events: &[RelayEvent],
         secrets: &[Option<String>],
         now: Timestamp,
@@ -487,7 +487,7 @@ impl RedbStore {
                 .map(|(event, secret)| {
                     complete(super::relay_event(
                         &mut txn,
-                        account,
+                        (account, site),
                         event,
                         secret.as_deref(),
                         now,
