@@ -174,6 +174,32 @@ fn contact(c: Option<&Contact>) -> Markup {
     }
 }
 
+/// The Place page's processors: what the cloud knows (serial, MAC) and
+/// what site boxes reported, each cell saying which.
+fn processor_table(processors: &[ProcessorRow]) -> Markup {
+    html! {
+        @if processors.is_empty() {
+            p { "No processor is activated in this Place yet." }
+        } @else {
+            table {
+                thead { tr { th { "Serial" } th { "ID" } th { "MAC" } th { "Model" } th { "Firmware" } th { "Last relayed by" } } }
+                tbody {
+                    @for p in processors {
+                        @let identity = p.report.as_ref().and_then(|r| r.identity.as_ref());
+                        tr {
+                            td { (p.record.serial) } td { (p.record.serial.id()) } td { (p.record.mac()) }
+                            td { (reported(identity, |i| i.model.as_deref())) }
+                            td { (reported(identity, |i| i.firmware.as_deref())) }
+                            td { @match &p.report { None => { (NOT_REPORTED) }, Some(r) => { (r.site_box) ", " (time_text(r.at)) } } }
+                        }
+                    }
+                }
+            }
+            p { small { "Model and firmware are what a site box reported; the cloud does not check them." } }
+        }
+    }
+}
+
 const NOT_REPORTED: &str = "not reported yet";
 
 /// A field a site box reported, said as its claim: "reported by SITE-BOX
@@ -341,25 +367,7 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
 
             h2 { "Processors" }
             p { "Last contact from a site box: " (contact(page.row.last_contact.as_ref())) }
-            @if page.processors.is_empty() {
-                p { "No processor is activated in this Place yet." }
-            } @else {
-                table {
-                    thead { tr { th { "Serial" } th { "ID" } th { "MAC" } th { "Model" } th { "Firmware" } th { "Last relayed by" } } }
-                    tbody {
-                        @for p in &page.processors {
-                            @let identity = p.report.as_ref().and_then(|r| r.identity.as_ref());
-                            tr {
-                                td { (p.record.serial) } td { (p.record.serial.id()) } td { (p.record.mac()) }
-                                td { (reported(identity, |i| i.model.as_deref())) }
-                                td { (reported(identity, |i| i.firmware.as_deref())) }
-                                td { @match &p.report { None => { (NOT_REPORTED) }, Some(r) => { (r.site_box) ", " (time_text(r.at)) } } }
-                            }
-                        }
-                    }
-                }
-                p { small { "Model and firmware are what a site box reported; the cloud does not check them." } }
-            }
+            (processor_table(&page.processors))
 
             h2 { "Manage Access" }
             table {
@@ -567,4 +575,63 @@ pub fn redeem_refused(viewer: &Viewer<'_>, message: &Message) -> Markup {
             p { a href="/" { "Back to your Places" } }
         },
     )
+}
+
+#[cfg(test)]
+mod processor_table_tests {
+    use super::*;
+    use crate::place::Timestamp;
+    use crate::cloud::store::reports::ProcessorReport;
+    use crate::processor::Serial;
+
+    fn row(report: Option<ProcessorReport>) -> ProcessorRow {
+        ProcessorRow {
+            record: ProcessorRecord {
+                place: crate::place::PlaceId("lake".into()),
+                serial: Serial(0x0236_e6a7),
+                mac: [2, 0x4c, 2, 0x36, 0xe6, 0xa7],
+                ca_der: Vec::new(),
+            },
+            report,
+        }
+    }
+
+    #[test]
+    fn a_processor_row_says_who_reported_what_and_never_leaves_a_cell_empty() {
+        let never = processor_table(&[row(None)]).into_string();
+        assert_eq!(
+            never.matches("<td>not reported yet</td>").count(),
+            3,
+            "{never}"
+        );
+        assert!(!never.contains("<td></td>"), "{never}");
+
+        // A site box that reported only a hostile model: escaped, said as
+        // its claim; the firmware it did not report is "not reported yet".
+        let (report, _) = ProcessorReport::after(
+            None,
+            Serial(0x0236_e6a7),
+            "lake-box",
+            (Some("<script>alert(1)</script>"), None),
+            Timestamp(1_796_000_000),
+        );
+        let page = processor_table(&[row(Some(report))]).into_string();
+        assert!(!page.contains("<script>"), "{page}");
+        let when = crate::cloud::views::time_text(Timestamp(1_796_000_000));
+        assert!(
+            page.contains(&format!(
+                "<td>&lt;script&gt;alert(1)&lt;/script&gt;<br><small>reported by lake-box at {when}</small></td>"
+            )),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("<td>lake-box, {when}</td>")),
+            "{page}"
+        );
+        assert_eq!(
+            page.matches("<td>not reported yet</td>").count(),
+            1,
+            "{page}"
+        );
+    }
 }
