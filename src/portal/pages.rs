@@ -580,8 +580,8 @@ pub fn redeem_refused(viewer: &Viewer<'_>, message: &Message) -> Markup {
 #[cfg(test)]
 mod processor_table_tests {
     use super::*;
-    use crate::place::Timestamp;
     use crate::cloud::store::reports::ProcessorReport;
+    use crate::place::Timestamp;
     use crate::processor::Serial;
 
     fn row(report: Option<ProcessorReport>) -> ProcessorRow {

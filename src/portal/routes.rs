@@ -272,14 +272,7 @@ impl Portal {
         let grant = place.access(account, now).ok_or_else(|| {
             CloudError::Failed("the Place page of an account without access".into())
         })?;
-        let records: Vec<_> = self
-            .store
-            .processors()?
-            .into_iter()
-            .filter(|p| p.place == place.id)
-            .collect();
-        let serials: Vec<_> = records.iter().map(|p| p.serial).collect();
-        let mut reports = self.store.processor_reports(&serials)?;
+        let (records, mut reports) = self.store.place_processors(&place.id)?;
         let processors: Vec<_> = records
             .into_iter()
             .map(|record| pages::ProcessorRow {
@@ -377,14 +370,7 @@ impl Portal {
         let account = &signed.record.account;
         if json {
             let now = self.now();
-            let processors: Vec<_> = self
-                .store
-                .processors()?
-                .into_iter()
-                .filter(|p| p.place == place.id)
-                .collect();
-            let serials: Vec<_> = processors.iter().map(|p| p.serial).collect();
-            let reports = self.store.processor_reports(&serials)?;
+            let (processors, reports) = self.store.place_processors(&place.id)?;
             let mut value = place_json(place, &processors, &reports, now);
             value["status"] = json!(status_for(place, account, now).to_string());
             value["guidance"] = json!(guidance_for(place, account, now));

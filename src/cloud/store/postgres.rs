@@ -109,7 +109,7 @@ impl CloudError {
     }
 }
 
-fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> CloudError {
+pub(super) fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> CloudError {
     move |source| CloudError::Database {
         context: context.into(),
         source,

@@ -701,6 +701,19 @@ impl From<redb::StorageError> for CloudError {
     }
 }
 
+/// `table` for reading, or `None` in a file written before it existed
+/// (redb creates a table with its first write).
+pub(super) fn table_if_any<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, CloudError> {
+    match txn.open_table(table) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CloudError> {
     let mut out = Vec::new();
     ciborium::into_writer(value, &mut out)

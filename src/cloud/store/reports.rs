@@ -18,8 +18,11 @@ use std::collections::HashMap;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::CloudStore;
+use super::postgres::db;
+use super::redb::table_if_any;
+use super::{CloudStore, ProcessorRecord};
 use crate::cloud::CloudError;
+use crate::cloud::model::PlaceId;
 use crate::cloud::model::Timestamp;
 use crate::processor::Serial;
 
@@ -130,10 +133,8 @@ pub(super) fn redb_put(txn: &WriteTransaction, report: &ProcessorReport) -> Resu
 
 /// Every report, for `cloud copy`, in serial order.
 pub(super) fn redb_all(txn: &redb::ReadTransaction) -> Result<Vec<ProcessorReport>, CloudError> {
-    let table = match txn.open_table(REPORTS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
+    let Some(table) = table_if_any(txn, REPORTS)? else {
+        return Ok(Vec::new());
     };
     let mut all = Vec::new();
     for row in table.iter()? {
@@ -169,11 +170,11 @@ pub(super) async fn pg_get(
             "SELECT {PG_COLUMNS} FROM processor_reports WHERE serial = $1"
         ))
         .await
-        .map_err(pg("reading a processor report"))?;
+        .map_err(db("reading a processor report"))?;
     let row = tx
         .query_opt(&stmt, &[&i64::from(serial.0)])
         .await
-        .map_err(pg("reading a processor report"))?;
+        .map_err(db("reading a processor report"))?;
     Ok(row.as_ref().map(pg_row))
 }
 
@@ -188,7 +189,7 @@ pub(super) async fn pg_put(
                  firmware = $5, reported_by = $6, reported_at = $7"
         ))
         .await
-        .map_err(pg("keeping a processor report"))?;
+        .map_err(db("keeping a processor report"))?;
     let identity = report.identity.as_ref();
     tx.execute(
         &stmt,
@@ -203,18 +204,25 @@ pub(super) async fn pg_put(
         ],
     )
     .await
-    .map_err(pg("keeping a processor report"))?;
+    .map_err(db("keeping a processor report"))?;
     Ok(())
 }
 
-fn pg(context: &'static str) -> impl Fn(tokio_postgres::Error) -> CloudError {
-    move |source| CloudError::Database {
-        context: context.into(),
-        source,
-    }
-}
-
 impl CloudStore {
+    /// The processors of `place`, and the reports of those that have one.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails or a record is corrupt.
+    pub fn place_processors(
+        &self,
+        place: &PlaceId,
+    ) -> Result<(Vec<ProcessorRecord>, HashMap<Serial, ProcessorReport>), CloudError> {
+        let mut processors = self.processors()?;
+        processors.retain(|p| p.place == *place);
+        let serials: Vec<_> = processors.iter().map(|p| p.serial).collect();
+        Ok((processors, self.processor_reports(&serials)?))
+    }
+
     /// The reports of each of `serials` that has one.
     ///
     /// # Errors
@@ -229,10 +237,8 @@ impl CloudStore {
                 let txn =
                     s.db.begin_read()
                         .map_err(|e| CloudError::store(s.path(), e))?;
-                let table = match txn.open_table(REPORTS) {
-                    Ok(table) => table,
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
-                    Err(e) => return Err(e.into()),
+                let Some(table) = table_if_any(&txn, REPORTS)? else {
+                    return Ok(out);
                 };
                 for serial in serials {
                     if let Some(v) = table.get(serial.0)? {
@@ -254,7 +260,7 @@ impl CloudStore {
                                 &[&keys],
                             )
                             .await
-                            .map_err(pg("reading processor reports"))?;
+                            .map_err(db("reading processor reports"))?;
                         for row in &rows {
                             let report = pg_row(row);
                             out.insert(report.serial, report);
