@@ -363,6 +363,8 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
     if let Some(stored) = txn.event(account, &event.id).await? {
         return Ok(Reply::Ack(stored.ack(&event.id, Outcome::Duplicate)));
     }
+    // Who relayed, as the timeline and the processors' reports name it.
+    let site_box = site.unwrap_or(&event.id.daemon);
     let mut link = None;
     let result = match &event.kind {
         EventKind::Unknown { kind } => {
@@ -375,7 +377,8 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
             }));
         }
         EventKind::Claimed(claim) => {
-            claim_in(txn, account, claim, Possession::Relayed(&event.id), now).await?
+            let possession = Possession::Relayed(&event.id);
+            claim_in(txn, (account, Some(site_box)), claim, possession, now).await?
         }
         EventKind::Released(e) => match released_place(txn, e).await? {
             Err(refusal) => Err(refusal),
@@ -384,14 +387,14 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
                     place,
                     by: account.clone(),
                 };
-                apply_from(txn, &cmd, Some(&event.id.daemon), now)
+                apply_from(txn, &cmd, Some(site_box), now)
                     .await?
                     .map(|_| ())
             }
         },
         kind => match place_command(account, kind, secret.map(str::to_owned)) {
             None => Ok(()),
-            Some(cmd) => apply_from(txn, &cmd, Some(&event.id.daemon), now)
+            Some(cmd) => apply_from(txn, &cmd, Some(site_box), now)
                 .await?
                 .map(|events| {
                     link = events.iter().find_map(|ev| match ev {
@@ -404,7 +407,7 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
         },
     };
     if result.is_ok() {
-        report_contact(txn, site.unwrap_or(&event.id.daemon), event, now).await?;
+        report_contact(txn, site_box, event, now).await?;
     }
     let stored = match &result {
         Ok(()) => StoredResult::Applied { link: link.clone() },
@@ -489,15 +492,11 @@ async fn released_place<T: PlaceTxn>(
 /// applied.
 pub(crate) async fn claim_in<T: PlaceTxn>(
     txn: &mut T,
-    account: &AccountId,
+    (account, site_box): (&AccountId, Option<&str>),
     claim: &crate::proto::Claimed,
     possession: Possession<'_>,
     now: Timestamp,
 ) -> Result<Result<(), Refusal>, CloudError> {
-    let site_box = match possession {
-        Possession::Relayed(id) => Some(id.daemon.as_str()),
-        Possession::Operator => None,
-    };
     let record = txn.processor(claim.serial).await?;
     // The pure check asks whether the proof was spent; the lookup is
     // async, so it is made first, for the proof's key if it has one.

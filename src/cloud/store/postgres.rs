@@ -407,7 +407,8 @@ impl PgStore {
     ) -> Result<Result<(), Refusal>, CloudError> {
         self.block(|| {
             self.transaction(async |t, now| {
-                super::claim_in(t, account, claim, super::Possession::Operator, now).await
+                let operator = (account, None);
+                super::claim_in(t, operator, claim, super::Possession::Operator, now).await
             })
         })
     }

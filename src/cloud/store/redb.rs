@@ -506,7 +506,7 @@ impl RedbStore {
         self.write(|txn| {
             complete(super::claim_in(
                 &mut RedbTxn(txn),
-                account,
+                (account, None),
                 claim,
                 super::Possession::Operator,
                 now,

@@ -757,11 +757,13 @@ fn a_processor_keeps_what_the_site_box_that_relayed_for_it_last_reported(b: Back
     assert_eq!((identity.site_box.as_str(), identity.at), ("d1", report.at));
     assert_eq!(identity.model.as_deref(), Some("RadioRA 3 Processor"));
     assert_eq!(identity.firmware, None, "control characters are dropped");
-    // An older daemon releases it later, by serial, reporting nothing.
+    // An older daemon releases it later, by serial, reporting nothing,
+    // through a connection whose certificate names the site "old-box":
+    // that name, not the outbox's id, is who relayed, in the timeline too.
     let later = NOW.plus(60);
     let release = RelayEvent {
         id: EventId {
-            daemon: "old-box".into(),
+            daemon: "9f0c4e1d".into(),
             seq: 1,
         },
         kind: EventKind::Released(Released {
@@ -769,8 +771,13 @@ fn a_processor_keeps_what_the_site_box_that_relayed_for_it_last_reported(b: Back
             serial: Some(SERIAL),
         }),
     };
-    let applied = f.store.relay(&site(), &[release], later).unwrap();
+    let applied = f
+        .store
+        .relay_from(&site(), Some("old-box"), &[release], later)
+        .unwrap();
     assert_eq!(outcome(&applied[0]), &Outcome::Applied);
+    let newest = f.store.timeline(&f.place, 1).unwrap().0.remove(0);
+    assert_eq!(newest.site_box.as_deref(), Some("old-box"), "{newest:?}");
     let report = &f.store.processor_reports(&[SERIAL, Serial(1)]).unwrap()[&SERIAL];
     assert_eq!(
         (report.site_box.as_str(), report.at),
