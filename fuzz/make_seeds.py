@@ -171,7 +171,7 @@ def cbor_text(s):
     return (bytes([0x60 + len(b)]) if len(b) < 24 else bytes([0x78, len(b)])) + b
 
 
-relay_words = """k v sw id ev p sn mac proof at email dur link force r rule why q st code n s
+relay_words = """k v sw id ev p sn mac proof at pop model fw email dur link force r rule why q st code n s
 hello hello-ack event ack status-query status error claimed released share-access
 new-share-link redeem-link revoke-access applied duplicate refused green yellow grey
 1d 7d 30d 1y unlimited malformed too-large unknown-kind unknown-event

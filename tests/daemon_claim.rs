@@ -205,6 +205,18 @@ lan_test! {
         }
         let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
         assert_eq!(place["homeowner"], "integrator@example.com", "{place}");
+        // The claim reported what the daemon's discovery saw of the
+        // processor, and the cloud keeps it as said by the site box
+        // enrolled as site-1 (not the outbox's random daemon id).
+        let told = &place["processors"][0];
+        assert_eq!(told["serial"].as_u64(), p["serial"].as_u64(), "{place}");
+        assert_eq!((told["model"].as_str(), told["firmware"].as_str()),
+            (p["product"].as_str(), p["firmware"].as_str()), "{told} vs {p}");
+        assert!(told["model"].is_string() && told["firmware"].is_string(), "{told}");
+        assert_eq!((told["reported_by"].as_str(), told["last_site_box"].as_str()),
+            (Some("site-1"), Some("site-1")), "{told}");
+        let claimed_at = told["last_contact"].as_u64().unwrap_or_else(|| panic!("{told}"));
+        assert_eq!(told["reported_at"].as_u64(), Some(claimed_at), "{told}");
         let st = daemon.cli(&["status", &id, "--json"]).json()["status"].clone();
         assert_eq!(st["place"], "lake", "the daemon's account has the Place now: {st}");
 
@@ -223,6 +235,12 @@ lan_test! {
         assert!(!credential.exists());
         let place = handoff(&["cloud", "--data", data_s, "place", "show", "lake", "--json"]).json();
         assert_eq!(place["homeowner"], Value::Null, "{place}");
+        // The release is a contact too; it reports no model, so the
+        // claim's stays, with its time.
+        let told = &place["processors"][0];
+        assert!(told["last_contact"].as_u64() >= Some(claimed_at), "{told}");
+        assert_eq!((told["model"].as_str(), told["reported_at"].as_u64()),
+            (p["product"].as_str(), Some(claimed_at)), "{told}");
         let stats = handoff(&["cloud", "--data", data_s, "stats", "--json"]).json();
         assert_eq!(stats["events"], 2, "claim and release, each once");
 

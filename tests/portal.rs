@@ -559,6 +559,25 @@ async fn scenario(store: CloudStore, data: &Path) {
     // The homeowner: no Revoke button, the reason instead; a forged revoke
     // is refused with the CLI's rule and guidance; no share link.
     let home = pro.get("/places/p-home").await;
+    // Its processor was claimed from the store, not relayed: no site box
+    // reported anything, and the table says so in every such cell.
+    assert_eq!(
+        home.body.matches("<td>not reported yet</td>").count(),
+        3,
+        "{}",
+        home.body
+    );
+    let processor = pro.get_json("/places/p-home").await["processors"][0].clone();
+    assert_eq!(processor["id"], "0236e6a7", "{processor}");
+    for field in [
+        "model",
+        "firmware",
+        "reported_by",
+        "last_site_box",
+        "last_contact",
+    ] {
+        assert!(processor[field].is_null(), "{field}: {processor}");
+    }
     assert!(
         home.body
             .contains("Not revocable: home@example.com is this Place&#39;s homeowner")

@@ -261,6 +261,12 @@ pub struct ClaimOutcome {
     /// or the vendor's tool shows. `None` only from an older daemon.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_sha256: Option<String>,
+    /// The model and firmware discovery advertised, reported with the
+    /// claim to the cloud.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
     pub credential_dir: PathBuf,
     pub files: Vec<PathBuf>,
     pub exported: Vec<PathBuf>,
@@ -390,6 +396,8 @@ pub async fn claim_resolved_with_key(
         address: resolved.address,
         product: resolved.product.clone(),
         device_uid: device_uid.clone(),
+        model: resolved.model.clone(),
+        firmware: resolved.firmware.clone(),
     };
     store.save(seen.serial, &credential)?;
     record.save(&store.dir(seen.serial))?;
@@ -406,6 +414,8 @@ pub async fn claim_resolved_with_key(
         product: resolved.product,
         device_uid,
         ca_sha256: ca_fingerprint(&credential.processor_ca_pem),
+        model: resolved.model,
+        firmware: resolved.firmware,
         files: record::credential_files(&credential_dir),
         credential_dir,
         exported,
@@ -438,6 +448,8 @@ impl ClaimOutcome {
             // The relay signs it as it leaves, once the event has its id
             // (crate::relay::possession).
             possession: None,
+            model: self.model.clone(),
+            firmware: self.firmware.clone(),
         }))
     }
 }
@@ -543,6 +555,8 @@ pub async fn verify_claimed(
         serial: Some(serial),
         mac: record.as_ref().and_then(|r| r.mac),
         product: record.map_or_else(|| "processor".to_owned(), |r| r.product),
+        model: None,
+        firmware: None,
         source: "the stored claim",
     };
     let seen = connect::read_identity(&resolved, &credential).await?;
@@ -594,6 +608,8 @@ pub async fn open_claimed(
         serial: Some(serial),
         mac,
         product: record.map_or_else(|| "processor".to_owned(), |r| r.product),
+        model: None,
+        firmware: None,
         source: "the stored claim",
     };
     let stream = connect::open_main_port(&resolved, &credential).await?;

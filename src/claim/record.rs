@@ -37,6 +37,12 @@ pub struct ClaimRecord {
     pub address: IpAddr,
     pub product: String,
     pub device_uid: String,
+    /// What discovery advertised at the claim, reported with it to the
+    /// cloud (absent from older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
 }
 
 impl ClaimRecord {

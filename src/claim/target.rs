@@ -192,6 +192,10 @@ pub struct Resolved {
     pub mac: Option<Mac>,
     /// "RadioRA 3 Processor", or "processor" when not advertised.
     pub product: String,
+    /// The model and firmware discovery advertised, to report to the
+    /// cloud with the claim; `None` when not advertised.
+    pub model: Option<String>,
+    pub firmware: Option<String>,
     /// Where the facts came from, for messages: "discovery" or "the
     /// command line".
     pub source: &'static str,
@@ -222,6 +226,8 @@ impl Resolved {
                 _ => None,
             },
             product: "processor".into(),
+            model: None,
+            firmware: None,
             source: "the command line",
         }
     }
@@ -240,6 +246,8 @@ impl Resolved {
             serial: p.serial,
             mac: p.mac,
             product: p.product(),
+            model: p.system_type.as_ref().map(|_| p.product()),
+            firmware: p.firmware.clone(),
             source: "discovery",
         })
     }

@@ -44,6 +44,10 @@ impl TryFrom<ClaimedProcessor> for ClaimOutcome {
             product: claimed.product,
             device_uid: claimed.device_uid,
             ca_sha256: claimed.ca_sha256,
+            // The daemon relays the claim itself: the command needs not
+            // what it reported.
+            model: None,
+            firmware: None,
             credential_dir: claimed.dir.into(),
             files: claimed.files.into_iter().map(PathBuf::from).collect(),
             exported: Vec::new(),
@@ -89,6 +93,8 @@ mod tests {
             product: "RadioRA 3 Processor".into(),
             device_uid: "000000000000".into(),
             ca_sha256: Some("AB:CD".into()),
+            model: None,
+            firmware: None,
             credential_dir: PathBuf::from("/var/lib/handoff/credentials/37152423"),
             files: vec![PathBuf::from(
                 "/var/lib/handoff/credentials/37152423/key.pem",

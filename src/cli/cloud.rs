@@ -373,6 +373,8 @@ pub async fn run(args: CloudArgs, state_dir: Option<PathBuf>) -> Result<ExitCode
                 proof,
                 at,
                 possession: None,
+                model: None,
+                firmware: None,
             };
             let account = AccountId::new(&claim.actor.account);
             Ok(match store.claim(&account, &event, at)? {
@@ -606,12 +608,13 @@ fn run_copy(data: &Path, database: Option<&str>, args: CopyArgs) -> Result<ExitC
         json!({"places": copied.places, "grants": copied.grants, "processors": copied.processors,
                "daemons": copied.daemons, "spent_proofs": copied.spent_proofs,
                "deleted_places": copied.deleted_places, "events": copied.events,
-               "timeline": copied.timeline,
+               "timeline": copied.timeline, "processor_reports": copied.reports,
                "database": to.describe()}),
         || {
             format!(
                 "copied {} Places ({} grants), {} processors, {} daemons, {} spent proofs, {} \
-                 deleted Place ids, {} event results and {} timeline entries into {}",
+                 deleted Place ids, {} event results, {} timeline entries and {} processor \
+                 reports into {}",
                 copied.places,
                 copied.grants,
                 copied.processors,
@@ -620,6 +623,7 @@ fn run_copy(data: &Path, database: Option<&str>, args: CopyArgs) -> Result<ExitC
                 copied.deleted_places,
                 copied.events,
                 copied.timeline,
+                copied.reports,
                 to.describe()
             )
         },

@@ -177,6 +177,8 @@ async fn story(
                 proof: proof.to_vec(),
                 at: now(),
                 possession: None,
+                model: None,
+                firmware: None,
             };
             store
                 .claim(&AccountId::new("homeowner@example.com"), &claim, now())?

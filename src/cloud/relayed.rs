@@ -158,6 +158,8 @@ mod tests {
             proof: b"not a certificate".to_vec(),
             at: Timestamp(0),
             possession: None,
+            model: None,
+            firmware: None,
         }
     }
 

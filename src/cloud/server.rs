@@ -190,6 +190,7 @@ async fn connection(
         conn: FrameConnection::new(tls),
         store,
         account,
+        site: Some(site),
         options,
         shutdown,
         revoked: Some(connected),
@@ -247,6 +248,7 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         conn: FrameConnection::new(stream),
         store,
         account,
+        site: None,
         options,
         shutdown,
         revoked: None,
@@ -259,6 +261,9 @@ struct Session<'a, S> {
     conn: FrameConnection<S>,
     store: Arc<CloudStore>,
     account: AccountId,
+    /// The site name its certificate carries, when it came through the
+    /// TLS server: who relayed, for the processors' reports.
+    site: Option<String>,
     options: &'a ServerOptions,
     shutdown: Shutdown,
     /// The daemon's admission, when it came through the TLS server.
@@ -366,10 +371,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
         let store = self.store.clone();
         let account = self.account.clone();
+        let site = self.site.clone();
         let batch = events.clone();
         let started = std::time::Instant::now();
-        let result =
-            tokio::task::spawn_blocking(move || store.relay(&account, &batch, now())).await;
+        let result = tokio::task::spawn_blocking(move || {
+            store.relay_from(&account, site.as_deref(), &batch, now())
+        })
+        .await;
         if let Ok(Ok(replies)) = &result {
             self.options.metrics.batch(events.len(), started.elapsed());
             for reply in replies {

@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 
 use super::model::{GrantSource, Place, Remaining, Role, Timestamp};
 use super::store::ProcessorRecord;
+use super::store::reports::ProcessorReport;
+use crate::processor::Serial;
 
 /// A moment as the timeline shows it: `2026-12-03 18:10:05 UTC`.
 pub fn time_text(at: Timestamp) -> String {
@@ -63,15 +65,38 @@ pub fn source_text(source: &GrantSource) -> String {
     }
 }
 
+/// One processor, with what site boxes reported of it (`null` where
+/// nothing was): `model` and `firmware` as `reported_by` reported them at
+/// `reported_at`, and the site box that last relayed for it
+/// (`last_site_box`, at `last_contact`). Times in seconds since the epoch.
+pub fn processor_json(p: &ProcessorRecord, report: Option<&ProcessorReport>) -> Value {
+    let identity = report.and_then(|r| r.identity.as_ref());
+    json!({
+        "serial": p.serial.0, "id": p.serial.id(), "mac": p.mac().to_string(),
+        "model": identity.and_then(|i| i.model.as_deref()),
+        "firmware": identity.and_then(|i| i.firmware.as_deref()),
+        "reported_by": identity.map(|i| i.site_box.as_str()),
+        "reported_at": identity.map(|i| i.at.0),
+        "last_site_box": report.map(|r| r.site_box.as_str()),
+        "last_contact": report.map(|r| r.at.0),
+    })
+}
+
 /// Everything the cloud holds about one Place, as `place show` and
-/// `place list --json` print it.
-pub fn place_json(place: &Place, processors: &[ProcessorRecord], at: Timestamp) -> Value {
+/// `place list --json` print it (`reports`: of its processors, as
+/// [`super::CloudStore::processor_reports`] reads them).
+pub fn place_json(
+    place: &Place,
+    processors: &[ProcessorRecord],
+    reports: &std::collections::HashMap<Serial, ProcessorReport>,
+    at: Timestamp,
+) -> Value {
     json!({
         "place": place.id.0,
         "remote_services": place.remote_services,
         "homeowner": place.homeowner().map(|a| a.as_str()),
         "share_link": place.share_link.as_ref().map(|l| json!({"number": l.link.number, "by": l.by.as_str(), "for": l.duration.code()})),
-        "processors": processors.iter().filter(|p| p.place == place.id).map(|p| json!({"serial": p.serial.0, "id": p.serial.id(), "mac": p.mac().to_string()})).collect::<Vec<_>>(),
+        "processors": processors.iter().filter(|p| p.place == place.id).map(|p| processor_json(p, reports.get(&p.serial))).collect::<Vec<_>>(),
         "access": place.grants.iter().filter(|(_, g)| g.is_live(at)).map(|(a, g)| json!({
             "account": a.as_str(), "role": role_text(g.role), "remaining_s": remaining_json(g.remaining(at)), "source": source_text(&g.source)
         })).collect::<Vec<_>>(),

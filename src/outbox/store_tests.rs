@@ -235,6 +235,8 @@ async fn an_oversized_event_is_refused_and_the_next_one_is_queued() {
         proof: vec![0; 70 * 1024],
         at: crate::place::Timestamp(0),
         possession: None,
+        model: None,
+        firmware: None,
     });
     let err = outbox.append(huge).await.unwrap_err();
     assert!(matches!(err, OutboxError::Unencodable { .. }), "{err}");
@@ -409,6 +411,8 @@ async fn disk_full_body(dir: PathBuf) {
             proof: proof.clone(),
             at: crate::place::Timestamp(0),
             possession: None,
+            model: None,
+            firmware: None,
         })
     };
     let mut queued = Vec::new();

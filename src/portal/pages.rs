@@ -5,6 +5,7 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::cloud::store::ProcessorRecord;
+use crate::cloud::store::reports::{ProcessorReport, ReportedIdentity};
 use crate::cloud::store::timeline::{Contact, TimelineEntry};
 use crate::cloud::views::{remaining_text, role_text, source_text, time_text};
 use crate::cloud::{AccessDuration, AccessEntry, AccountId, PlaceId, Remaining, Role, Status};
@@ -73,9 +74,15 @@ pub struct DurationChoice {
     pub refused: Option<String>,
 }
 
+/// A processor of the Place page, with what site boxes reported of it.
+pub struct ProcessorRow {
+    pub record: ProcessorRecord,
+    pub report: Option<ProcessorReport>,
+}
+
 pub struct PlacePage {
     pub row: PlaceRow,
-    pub processors: Vec<ProcessorRecord>,
+    pub processors: Vec<ProcessorRow>,
     pub access: Vec<AccessRow>,
     pub durations: Vec<DurationChoice>,
     /// `Err`: why no link can be generated.
@@ -164,6 +171,48 @@ fn contact(c: Option<&Contact>) -> Markup {
     match c {
         None => html! { "none yet" },
         Some(c) => html! { (c.site_box) ", " (time_text(c.at)) },
+    }
+}
+
+/// The Place page's processors: what the cloud knows (serial, MAC) and
+/// what site boxes reported, each cell saying which.
+fn processor_table(processors: &[ProcessorRow]) -> Markup {
+    html! {
+        @if processors.is_empty() {
+            p { "No processor is activated in this Place yet." }
+        } @else {
+            table {
+                thead { tr { th { "Serial" } th { "ID" } th { "MAC" } th { "Model" } th { "Firmware" } th { "Last relayed by" } } }
+                tbody {
+                    @for p in processors {
+                        @let identity = p.report.as_ref().and_then(|r| r.identity.as_ref());
+                        tr {
+                            td { (p.record.serial) } td { (p.record.serial.id()) } td { (p.record.mac()) }
+                            td { (reported(identity, |i| i.model.as_deref())) }
+                            td { (reported(identity, |i| i.firmware.as_deref())) }
+                            td { @match &p.report { None => { (NOT_REPORTED) }, Some(r) => { (r.site_box) ", " (time_text(r.at)) } } }
+                        }
+                    }
+                }
+            }
+            p { small { "Model and firmware are what a site box reported; the cloud does not check them." } }
+        }
+    }
+}
+
+const NOT_REPORTED: &str = "not reported yet";
+
+/// A field a site box reported, said as its claim: "reported by SITE-BOX
+/// at TIME".
+fn reported(
+    identity: Option<&ReportedIdentity>,
+    field: impl Fn(&ReportedIdentity) -> Option<&str>,
+) -> Markup {
+    match identity.and_then(|i| Some((i, field(i)?))) {
+        None => html! { (NOT_REPORTED) },
+        Some((i, value)) => html! {
+            (value) br; small { "reported by " (i.site_box) " at " (time_text(i.at)) }
+        },
     }
 }
 
@@ -318,14 +367,7 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
 
             h2 { "Processors" }
             p { "Last contact from a site box: " (contact(page.row.last_contact.as_ref())) }
-            @if page.processors.is_empty() {
-                p { "No processor is activated in this Place yet." }
-            } @else {
-                table {
-                    thead { tr { th { "Serial" } th { "ID" } th { "MAC" } } }
-                    tbody { @for p in &page.processors { tr { td { (p.serial) } td { (p.serial.id()) } td { (p.mac()) } } } }
-                }
-            }
+            (processor_table(&page.processors))
 
             h2 { "Manage Access" }
             table {
@@ -476,7 +518,7 @@ fn support_line(page: &PlacePage) -> String {
     let processors: Vec<String> = page
         .processors
         .iter()
-        .map(|p| format!("serial {} MAC {}", p.serial, p.mac()))
+        .map(|p| format!("serial {} MAC {}", p.record.serial, p.record.mac()))
         .collect();
     format!(
         "Place {}; status {}; {}",
@@ -533,4 +575,63 @@ pub fn redeem_refused(viewer: &Viewer<'_>, message: &Message) -> Markup {
             p { a href="/" { "Back to your Places" } }
         },
     )
+}
+
+#[cfg(test)]
+mod processor_table_tests {
+    use super::*;
+    use crate::cloud::store::reports::ProcessorReport;
+    use crate::place::Timestamp;
+    use crate::processor::Serial;
+
+    fn row(report: Option<ProcessorReport>) -> ProcessorRow {
+        ProcessorRow {
+            record: ProcessorRecord {
+                place: crate::place::PlaceId("lake".into()),
+                serial: Serial(0x0236_e6a7),
+                mac: [2, 0x4c, 2, 0x36, 0xe6, 0xa7],
+                ca_der: Vec::new(),
+            },
+            report,
+        }
+    }
+
+    #[test]
+    fn a_processor_row_says_who_reported_what_and_never_leaves_a_cell_empty() {
+        let never = processor_table(&[row(None)]).into_string();
+        assert_eq!(
+            never.matches("<td>not reported yet</td>").count(),
+            3,
+            "{never}"
+        );
+        assert!(!never.contains("<td></td>"), "{never}");
+
+        // A site box that reported only a hostile model: escaped, said as
+        // its claim; the firmware it did not report is "not reported yet".
+        let (report, _) = ProcessorReport::after(
+            None,
+            Serial(0x0236_e6a7),
+            "lake-box",
+            (Some("<script>alert(1)</script>"), None),
+            Timestamp(1_796_000_000),
+        );
+        let page = processor_table(&[row(Some(report))]).into_string();
+        assert!(!page.contains("<script>"), "{page}");
+        let when = crate::cloud::views::time_text(Timestamp(1_796_000_000));
+        assert!(
+            page.contains(&format!(
+                "<td>&lt;script&gt;alert(1)&lt;/script&gt;<br><small>reported by lake-box at {when}</small></td>"
+            )),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("<td>lake-box, {when}</td>")),
+            "{page}"
+        );
+        assert_eq!(
+            page.matches("<td>not reported yet</td>").count(),
+            1,
+            "{page}"
+        );
+    }
 }

@@ -272,11 +272,13 @@ impl Portal {
         let grant = place.access(account, now).ok_or_else(|| {
             CloudError::Failed("the Place page of an account without access".into())
         })?;
-        let processors: Vec<_> = self
-            .store
-            .processors()?
+        let (records, mut reports) = self.store.place_processors(&place.id)?;
+        let processors: Vec<_> = records
             .into_iter()
-            .filter(|p| p.place == place.id)
+            .map(|record| pages::ProcessorRow {
+                report: reports.remove(&record.serial),
+                record,
+            })
             .collect();
         let access = access_list(place, account, now)
             .unwrap_or_default()
@@ -368,8 +370,8 @@ impl Portal {
         let account = &signed.record.account;
         if json {
             let now = self.now();
-            let processors = self.store.processors()?;
-            let mut value = place_json(place, &processors, now);
+            let (processors, reports) = self.store.place_processors(&place.id)?;
+            let mut value = place_json(place, &processors, &reports, now);
             value["status"] = json!(status_for(place, account, now).to_string());
             value["guidance"] = json!(guidance_for(place, account, now));
             if let Some(link) = &new_link {

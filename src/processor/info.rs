@@ -325,26 +325,13 @@ impl<'a> TxtFields<'a> {
             warnings.push(format!("{key} has no value; ignored"));
             return None;
         };
-        if raw.is_empty() {
-            warnings.push(format!("{key} is empty; ignored"));
-            return None;
+        match super::field_text(raw) {
+            Ok(text) => Some(text.to_string()),
+            Err(why) => {
+                warnings.push(format!("{key} {why}; ignored"));
+                None
+            }
         }
-        if raw.len() > MAX_FIELD_LEN {
-            warnings.push(format!(
-                "{key} is {} bytes long (at most {MAX_FIELD_LEN} expected); ignored",
-                raw.len()
-            ));
-            return None;
-        }
-        let Ok(text) = std::str::from_utf8(raw) else {
-            warnings.push(format!("{key} is not UTF-8; ignored"));
-            return None;
-        };
-        if text.chars().any(|c| c.is_control()) {
-            warnings.push(format!("{key} contains control characters; ignored"));
-            return None;
-        }
-        Some(text.to_string())
     }
 }
 

@@ -12,4 +12,4 @@ mod text;
 pub use info::{MAX_FIELD_LEN, ProcessorInfo, ProcessorJson, ServiceRecord, TxtEntry};
 pub use kind::{DevClass, Serial, SystemType};
 pub use mac::{Mac, MacParseError};
-pub use text::{printable, printable_but};
+pub use text::{field_text, printable, printable_but};

@@ -26,9 +26,57 @@ pub fn printable_but<'a>(s: &'a str, keep: &[char]) -> std::borrow::Cow<'a, str>
     out.into()
 }
 
+/// `raw` as the text of a short field a processor reports (firmware,
+/// model), or why it cannot be one: empty, longer than
+/// [`super::MAX_FIELD_LEN`] bytes, not UTF-8, or with control characters.
+/// The one rule for such text, whether it came off the LAN in a TXT record
+/// or from a site box in a relayed event.
+///
+/// # Errors
+/// The reason, to follow the field's name: "is empty", …
+pub fn field_text(raw: &[u8]) -> Result<&str, String> {
+    if raw.is_empty() {
+        return Err("is empty".into());
+    }
+    if raw.len() > super::MAX_FIELD_LEN {
+        return Err(format!(
+            "is {} bytes long (at most {} expected)",
+            raw.len(),
+            super::MAX_FIELD_LEN
+        ));
+    }
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Err("is not UTF-8".into());
+    };
+    if text.chars().any(char::is_control) {
+        return Err("contains control characters".into());
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{field_text, printable};
+
+    #[test]
+    fn a_reported_field_is_short_printable_text() {
+        assert_eq!(field_text(b"26.00.14f000"), Ok("26.00.14f000"));
+        assert_eq!(field_text("Caséta".as_bytes()), Ok("Caséta"));
+        assert_eq!(field_text(&[b'x'; 64]).map(str::len), Ok(64));
+        assert_eq!(
+            field_text(&[b'x'; 65]),
+            Err("is 65 bytes long (at most 64 expected)".into())
+        );
+        assert_eq!(field_text(b""), Err("is empty".into()));
+        assert_eq!(field_text(b"\xff\xfe"), Err("is not UTF-8".into()));
+        for bad in ["a\x1b[2Jb", "1.0\n", "x\u{7f}", "\u{85}"] {
+            assert_eq!(
+                field_text(bad.as_bytes()),
+                Err("contains control characters".into()),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {

@@ -322,6 +322,15 @@ pub struct Claimed {
         with = "crate::proto::wire::opt_byte_string"
     )]
     pub possession: Option<Vec<u8>>,
+    /// The processor's model, as the site box's discovery names it
+    /// ("RadioRA 3 Processor"). A claim of the site box, not proven:
+    /// absent from older daemons, and the cloud drops one that breaks
+    /// [`crate::processor::field_text`]'s rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The firmware it advertises (`CODEVER`); as `model`.
+    #[serde(rename = "fw", default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
 }
 
 /// Remove Home from Account. Names the Place, or the processor whose

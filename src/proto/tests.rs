@@ -93,6 +93,8 @@ fn claim_of_size(size: usize) -> RelayMessage {
                 proof: vec![0xaa; proof_len],
                 at: Timestamp(0),
                 possession: None,
+                model: None,
+                firmware: None,
             }),
         )
     };

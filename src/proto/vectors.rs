@@ -58,6 +58,26 @@ pub(super) fn samples() -> Vec<(&'static str, RelayMessage)> {
                     // Likewise a placeholder: an ECDSA signature's DER
                     // shape, some 70 bytes in a real event.
                     possession: Some(vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02]),
+                    model: None,
+                    firmware: None,
+                }),
+            ),
+        ),
+        (
+            // As a daemon that knows the processor's model and firmware
+            // sends it; "event-claimed" is the older daemons' frame.
+            "event-claimed-reported",
+            event(
+                7,
+                EventKind::Claimed(Claimed {
+                    place: None,
+                    serial: Serial(37152423),
+                    mac: MAC,
+                    proof: vec![0x30, 0x82, 0x01, 0x0a, 0x30, 0x81, 0xb0],
+                    at: Timestamp(1_790_000_000),
+                    possession: Some(vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02]),
+                    model: Some("RadioRA 3 Processor".into()),
+                    firmware: Some("26.00.14f000".into()),
                 }),
             ),
         ),

@@ -278,6 +278,8 @@ fn stored_outcome(record: ClaimRecord, dir: PathBuf) -> ClaimOutcome {
         ca_sha256: std::fs::read_to_string(dir.join("processor-ca.pem"))
             .ok()
             .and_then(|pem| super::ca_fingerprint(&pem)),
+        model: record.model,
+        firmware: record.firmware,
         files: credential_files(&dir),
         credential_dir: dir,
         exported: Vec::new(),

@@ -192,7 +192,8 @@ pub(super) fn run(
                 return Ok(refused(&Refusal::NoSuchPlace { place: id }, json));
             };
             let processors = store.processors()?;
-            let value = place_json(&p, &processors, at);
+            let reports = store.processor_reports(&serials(&processors))?;
+            let value = place_json(&p, &processors, &reports, at);
             Ok(print(json, value.clone(), || {
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             }))
@@ -213,9 +214,10 @@ pub(super) fn run(
                 ));
             }
             let processors = store.processors()?;
+            let reports = store.processor_reports(&serials(&processors))?;
             let all: Vec<Value> = places
                 .iter()
-                .map(|p| place_json(p, &processors, at))
+                .map(|p| place_json(p, &processors, &reports, at))
                 .collect();
             Ok(print(json, json!(all), || {
                 places
@@ -233,4 +235,8 @@ pub(super) fn run(
             }))
         }
     }
+}
+
+fn serials(processors: &[crate::cloud::store::ProcessorRecord]) -> Vec<crate::processor::Serial> {
+    processors.iter().map(|p| p.serial).collect()
 }

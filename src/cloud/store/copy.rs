@@ -2,7 +2,7 @@
 //! PostgreSQL, whole, in one transaction: every Place with its grants and
 //! link, every processor, daemon, spent proof, deleted Place id and event
 //! result (so a daemon that resends an old event still gets its answer),
-//! and every Place's timeline.
+//! every Place's timeline, and what site boxes reported of each processor.
 
 use super::{DaemonRecord, EventRecord, PgStore, ProcessorRecord, RedbStore};
 use crate::cloud::CloudError;
@@ -20,6 +20,8 @@ pub struct Dump {
     pub events: Vec<EventRecord>,
     /// Each Place's timeline, oldest first within a Place.
     pub timeline: Vec<(PlaceId, super::timeline::TimelineEntry)>,
+    /// What site boxes said of each processor.
+    pub reports: Vec<super::reports::ProcessorReport>,
 }
 
 /// What was copied, counted.
@@ -33,6 +35,7 @@ pub struct Copied {
     pub spent_proofs: usize,
     pub events: usize,
     pub timeline: usize,
+    pub reports: usize,
 }
 
 /// Copies `from` into `to`, which must hold no Place, processor or event
@@ -52,6 +55,7 @@ pub fn copy(from: &RedbStore, to: &PgStore) -> Result<Copied, CloudError> {
         spent_proofs: dump.spent_proofs.len(),
         events: dump.events.len(),
         timeline: dump.timeline.len(),
+        reports: dump.reports.len(),
     };
     to.import(&dump)?;
     Ok(copied)

@@ -23,6 +23,7 @@ mod pg_rows;
 pub mod portal;
 pub mod postgres;
 pub mod redb;
+pub mod reports;
 pub mod timeline;
 
 use std::path::Path;
@@ -211,6 +212,14 @@ pub(crate) trait PlaceTxn {
         place: &PlaceId,
         entry: &timeline::TimelineEntry,
     ) -> Result<(), CloudError>;
+    async fn processor_report(
+        &mut self,
+        serial: Serial,
+    ) -> Result<Option<reports::ProcessorReport>, CloudError>;
+    async fn put_processor_report(
+        &mut self,
+        report: &reports::ProcessorReport,
+    ) -> Result<(), CloudError>;
 }
 
 /// The accounts a command is by and about: whose grants the rules read.
@@ -376,12 +385,14 @@ pub(crate) async fn activate<T: PlaceTxn>(
     Ok(Ok(events))
 }
 
-/// One relayed event inside the batch's transaction. A NewShareLink's
-/// secret is derived from `key` and the event's id ([`LinkKey`]): the same
-/// on a rerun of the transaction and for a duplicate on any node.
+/// One relayed event inside the batch's transaction, sent for `account`
+/// by the site box named `site` (its certificate's site name, when
+/// known). A NewShareLink's secret is derived from `key` and the event's
+/// id ([`LinkKey`]): the same on a rerun of the transaction and for a
+/// duplicate on any node.
 pub(crate) async fn relay_event<T: PlaceTxn>(
     txn: &mut T,
-    account: &AccountId,
+    (account, site): (&AccountId, Option<&str>),
     event: &RelayEvent,
     key: &LinkKey,
     now: Timestamp,
@@ -394,6 +405,8 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
             key,
         )));
     }
+    // Who relayed, as the timeline and the processors' reports name it.
+    let site_box = site.unwrap_or(&event.id.daemon);
     let mut link = None;
     let result = match &event.kind {
         EventKind::Unknown { kind } => {
@@ -406,7 +419,8 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
             }));
         }
         EventKind::Claimed(claim) => {
-            claim_in(txn, account, claim, Possession::Relayed(&event.id), now).await?
+            let possession = Possession::Relayed(&event.id);
+            claim_in(txn, (account, Some(site_box)), claim, possession, now).await?
         }
         EventKind::Released(e) => match released_place(txn, e).await? {
             Err(refusal) => Err(refusal),
@@ -415,7 +429,7 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
                     place,
                     by: account.clone(),
                 };
-                apply_from(txn, &cmd, Some(&event.id.daemon), now)
+                apply_from(txn, &cmd, Some(site_box), now)
                     .await?
                     .map(|_| ())
             }
@@ -425,7 +439,7 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
                 .then(|| key.secret_for(account, &event.id).0);
             match place_command(account, kind, secret) {
                 None => Ok(()),
-                Some(cmd) => apply_from(txn, &cmd, Some(&event.id.daemon), now)
+                Some(cmd) => apply_from(txn, &cmd, Some(site_box), now)
                     .await?
                     .map(|events| {
                         link = events.iter().find_map(|ev| match ev {
@@ -436,6 +450,9 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
             }
         }
     };
+    if result.is_ok() {
+        report_contact(txn, site_box, event, now).await?;
+    }
     let stored = match &result {
         Ok(()) => StoredResult::Applied { link },
         Err(refusal) => StoredResult::Refused {
@@ -450,6 +467,42 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
         Outcome::Applied,
         key,
     )))
+}
+
+/// Keeps what an applied event says of its processor: the site box that
+/// relayed it (`site_box`), when, and the model and firmware a claim
+/// reports ([`reports`]). A release names its processor only by serial,
+/// which must be of the Place released.
+async fn report_contact<T: PlaceTxn>(
+    txn: &mut T,
+    site_box: &str,
+    event: &RelayEvent,
+    now: Timestamp,
+) -> Result<(), CloudError> {
+    let (serial, reported) = match &event.kind {
+        EventKind::Claimed(c) => (c.serial, (c.model.as_deref(), c.firmware.as_deref())),
+        EventKind::Released(e) => {
+            let Some(serial) = e.serial else {
+                return Ok(());
+            };
+            let of_place = txn
+                .processor(serial)
+                .await?
+                .is_some_and(|r| e.place.as_ref().is_none_or(|p| *p == r.place));
+            if !of_place {
+                return Ok(());
+            }
+            (serial, (None, None))
+        }
+        _ => return Ok(()),
+    };
+    let before = txn.processor_report(serial).await?;
+    let (report, dropped) =
+        reports::ProcessorReport::after(before, serial, site_box, reported, now);
+    for why in dropped {
+        tracing::warn!("{why}");
+    }
+    txn.put_processor_report(&report).await
 }
 
 /// The Place a Released event names, directly or by its processor.
@@ -476,15 +529,11 @@ async fn released_place<T: PlaceTxn>(
 /// applied.
 pub(crate) async fn claim_in<T: PlaceTxn>(
     txn: &mut T,
-    account: &AccountId,
+    (account, site_box): (&AccountId, Option<&str>),
     claim: &crate::proto::Claimed,
     possession: Possession<'_>,
     now: Timestamp,
 ) -> Result<Result<(), Refusal>, CloudError> {
-    let site_box = match possession {
-        Possession::Relayed(id) => Some(id.daemon.as_str()),
-        Possession::Operator => None,
-    };
     let record = txn.processor(claim.serial).await?;
     // The pure check asks whether the proof was spent; the lookup is
     // async, so it is made first, for the proof's key if it has one.
@@ -708,12 +757,27 @@ impl CloudStore {
         events: &[RelayEvent],
         now: Timestamp,
     ) -> Result<Vec<Reply>, CloudError> {
+        self.relay_from(account, None, events, now)
+    }
+
+    /// [`Self::relay`] for the site box whose certificate names the site
+    /// `site` (`None`: not known; the events' daemon id stands for it).
+    ///
+    /// # Errors
+    /// As [`Self::relay`].
+    pub fn relay_from(
+        &self,
+        account: &AccountId,
+        site: Option<&str>,
+        events: &[RelayEvent],
+        now: Timestamp,
+    ) -> Result<Vec<Reply>, CloudError> {
         let key = match self {
             CloudStore::Redb(s) => s.link_keys(),
             CloudStore::Postgres(s) => s.link_keys(),
         }
         .get()?;
-        each!(self.relay(account, events, key, now))
+        each!(self.relay((account, site), events, key, now))
     }
 
     /// A homeowner claim with its proof, outside the relay (the operator

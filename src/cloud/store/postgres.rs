@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         5,
         include_str!("../../../migrations/0005_no_link_secrets.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/0006_processor_reports.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -111,7 +115,7 @@ impl CloudError {
     }
 }
 
-fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> CloudError {
+pub(super) fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> CloudError {
     move |source| CloudError::Database {
         context: context.into(),
         source,
@@ -395,7 +399,7 @@ impl PgStore {
 
     pub(super) fn relay(
         &self,
-        account: &AccountId,
+        (account, site): (&AccountId, Option<&str>),
         events: &[RelayEvent],
         key: &LinkKey,
         _now: Timestamp,
@@ -404,7 +408,7 @@ impl PgStore {
             self.transaction(async |t, now| {
                 let mut replies = Vec::with_capacity(events.len());
                 for event in events {
-                    replies.push(super::relay_event(t, account, event, key, now).await?);
+                    replies.push(super::relay_event(t, (account, site), event, key, now).await?);
                 }
                 Ok(replies)
             })
@@ -419,7 +423,8 @@ impl PgStore {
     ) -> Result<Result<(), Refusal>, CloudError> {
         self.block(|| {
             self.transaction(async |t, now| {
-                super::claim_in(t, account, claim, super::Possession::Operator, now).await
+                let operator = (account, None);
+                super::claim_in(t, operator, claim, super::Possession::Operator, now).await
             })
         })
     }

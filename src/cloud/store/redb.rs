@@ -375,6 +375,20 @@ impl PlaceTxn for RedbTxn<'_> {
     ) -> Result<(), CloudError> {
         super::timeline::redb_record(self.0, place, entry)
     }
+
+    async fn processor_report(
+        &mut self,
+        serial: Serial,
+    ) -> Result<Option<super::reports::ProcessorReport>, CloudError> {
+        super::reports::redb_get(self.0, serial)
+    }
+
+    async fn put_processor_report(
+        &mut self,
+        report: &super::reports::ProcessorReport,
+    ) -> Result<(), CloudError> {
+        super::reports::redb_put(self.0, report)
+    }
 }
 
 impl RedbStore {
@@ -472,7 +486,7 @@ impl RedbStore {
 
     pub(super) fn relay(
         &self,
-        account: &AccountId,
+        (account, site): (&AccountId, Option<&str>),
         events: &[RelayEvent],
         key: &LinkKey,
         now: Timestamp,
@@ -481,7 +495,15 @@ impl RedbStore {
             let mut txn = RedbTxn(txn);
             events
                 .iter()
-                .map(|event| complete(super::relay_event(&mut txn, account, event, key, now)))
+                .map(|event| {
+                    complete(super::relay_event(
+                        &mut txn,
+                        (account, site),
+                        event,
+                        key,
+                        now,
+                    ))
+                })
                 .collect()
         })
     }
@@ -495,7 +517,7 @@ impl RedbStore {
         self.write(|txn| {
             complete(super::claim_in(
                 &mut RedbTxn(txn),
-                account,
+                (account, None),
                 claim,
                 super::Possession::Operator,
                 now,
@@ -633,6 +655,7 @@ impl RedbStore {
             });
         }
         dump.timeline = super::timeline::redb_all(&txn)?;
+        dump.reports = super::reports::redb_all(&txn)?;
         Ok(dump)
     }
 
@@ -686,6 +709,19 @@ impl From<redb::StorageError> for CloudError {
             path: PathBuf::new(),
             source: Box::new(e.into()),
         }
+    }
+}
+
+/// `table` for reading, or `None` in a file written before it existed
+/// (redb creates a table with its first write).
+pub(super) fn table_if_any<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, CloudError> {
+    match txn.open_table(table) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -70,6 +70,7 @@ on_both_backends!(
     the_store_keeps_everything_across_a_reopen_and_a_second_handle,
     a_deleted_places_id_is_never_reused,
     a_places_timeline_keeps_every_applied_and_refused_event_with_its_site_box,
+    a_processor_keeps_what_the_site_box_that_relayed_for_it_last_reported,
 );
 pub(crate) const SERIAL: Serial = Serial(0x0123_4567);
 pub(crate) const MAC: Mac = Mac([0x02, 0x4c, 0x01, 0x23, 0x45, 0x67]);
@@ -167,6 +168,8 @@ pub(crate) fn claimed(proof: Vec<u8>) -> EventKind {
         proof,
         at: NOW,
         possession: None,
+        model: None,
+        firmware: None,
     })
 }
 
@@ -720,4 +723,70 @@ fn a_places_timeline_keeps_every_applied_and_refused_event_with_its_site_box(b: 
     // The newest first, as many as asked, and the count of all.
     let (two, total) = f.store.timeline(&f.place, 2).unwrap();
     assert_eq!((two.as_slice(), total), (&all[..2], 6));
+}
+
+fn a_processor_keeps_what_the_site_box_that_relayed_for_it_last_reported(b: Backend) {
+    let f = fixture(b);
+    let none = f.store.processor_reports(&[SERIAL]).unwrap();
+    assert!(none.is_empty(), "not reported yet: {none:?}");
+    // A claim another account's site box cannot prove writes nothing.
+    let thief = AccountId::new("thief@example.com");
+    let mut forged = event(1, claimed(b"garbage".to_vec()));
+    if let EventKind::Claimed(c) = &mut forged.kind {
+        c.model = Some("Forged".into());
+    }
+    let refused = f.store.relay(&thief, &[forged], NOW).unwrap();
+    assert!(matches!(outcome(&refused[0]), Outcome::Refused { .. }));
+    assert!(f.store.processor_reports(&[SERIAL]).unwrap().is_empty());
+    // The claim reports the model and firmware, one of them hostile.
+    let mut claim = claimed_by(&site(), 2, &proof(&f.ca));
+    if let EventKind::Claimed(c) = &mut claim.kind {
+        c.model = Some("RadioRA 3 Processor".into());
+        c.firmware = Some("26.00\x1b[2J".into());
+    }
+    let applied = f.store.relay(&site(), &[claim], NOW).unwrap();
+    assert_eq!(outcome(&applied[0]), &Outcome::Applied);
+    // When: as the Place's timeline has the event (PostgreSQL applies a
+    // relayed batch at the database's clock, redb at the given one).
+    let applied_at = |store: &CloudStore| store.timeline(&f.place, 1).unwrap().0[0].at;
+    let report = &f.store.processor_reports(&[SERIAL]).unwrap()[&SERIAL];
+    assert_eq!(
+        (report.site_box.as_str(), report.at),
+        ("d1", applied_at(&f.store))
+    );
+    let identity = report.identity.clone().unwrap();
+    assert_eq!((identity.site_box.as_str(), identity.at), ("d1", report.at));
+    assert_eq!(identity.model.as_deref(), Some("RadioRA 3 Processor"));
+    assert_eq!(identity.firmware, None, "control characters are dropped");
+    // An older daemon releases it later, by serial, reporting nothing,
+    // through a connection whose certificate names the site "old-box":
+    // that name, not the outbox's id, is who relayed, in the timeline too.
+    let later = NOW.plus(60);
+    let release = RelayEvent {
+        id: EventId {
+            daemon: "9f0c4e1d".into(),
+            seq: 1,
+        },
+        kind: EventKind::Released(Released {
+            place: None,
+            serial: Some(SERIAL),
+        }),
+    };
+    let applied = f
+        .store
+        .relay_from(&site(), Some("old-box"), &[release], later)
+        .unwrap();
+    assert_eq!(outcome(&applied[0]), &Outcome::Applied);
+    let newest = f.store.timeline(&f.place, 1).unwrap().0.remove(0);
+    assert_eq!(newest.site_box.as_deref(), Some("old-box"), "{newest:?}");
+    let report = &f.store.processor_reports(&[SERIAL, Serial(1)]).unwrap()[&SERIAL];
+    assert_eq!(
+        (report.site_box.as_str(), report.at),
+        ("old-box", applied_at(&f.store))
+    );
+    assert_eq!(
+        report.identity,
+        Some(identity),
+        "kept, with who said it and when"
+    );
 }

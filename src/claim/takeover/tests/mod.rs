@@ -81,6 +81,8 @@ fn outcome() -> Box<ClaimOutcome> {
         credential_dir: PathBuf::from("/state/credentials/37152423"),
         files: Vec::new(),
         exported: Vec::new(),
+        model: None,
+        firmware: None,
     })
 }
 

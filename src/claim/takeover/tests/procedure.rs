@@ -206,6 +206,8 @@ impl FakeBackend<'_> {
             address: IpAddr::from([127, 0, 1, 1]),
             product: "RadioRA 3 processor".into(),
             device_uid: "uid".into(),
+            model: None,
+            firmware: None,
         };
         record.save(&dir).unwrap();
         stored_outcome(record, dir)

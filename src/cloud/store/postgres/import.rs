@@ -45,6 +45,9 @@ impl PgStore {
                 for (place, entry) in &dump.timeline {
                     t.record(place, entry).await?;
                 }
+                for report in &dump.reports {
+                    t.put_processor_report(report).await?;
+                }
                 for (serial, key, at) in &dump.spent_proofs {
                     t.spend(*serial, key, *at).await?;
                 }

@@ -179,13 +179,14 @@ fn cloud_copy_moves_everything_and_both_stores_answer_alike() {
         from.relay(who, &[event(seq, kind)], crate::cloud::now())
             .unwrap()
     };
-    // A homeowner came and went (their proof is spent)…
-    from.relay(
-        &site(),
-        &[claimed_by(&site(), 4, &proof(&f.ca))],
-        crate::cloud::now(),
-    )
-    .unwrap();
+    // A homeowner came and went (their proof is spent; their site box
+    // reported the processor's model and firmware)…
+    let mut claim = claimed_by(&site(), 4, &proof(&f.ca));
+    if let EventKind::Claimed(c) = &mut claim.kind {
+        c.model = Some("RadioRA 3 Processor".into());
+        c.firmware = Some("26.00.14f000".into());
+    }
+    from.relay(&site(), &[claim], crate::cloud::now()).unwrap();
     relay(
         &site(),
         5,
@@ -262,8 +263,13 @@ fn cloud_copy_moves_everything_and_both_stores_answer_alike() {
     };
     let copied = crate::cloud::store::copy::copy(redb, &to_pg).unwrap();
     assert_eq!(
-        (copied.places, copied.events, copied.spent_proofs),
-        (1, 6, 1)
+        (
+            copied.places,
+            copied.events,
+            copied.spent_proofs,
+            copied.reports
+        ),
+        (1, 6, 1, 1)
     );
     drop(to_pg);
     let to = CloudStore::open_chosen(&f._dir.path().join("data"), Some(&url)).unwrap();
@@ -272,6 +278,9 @@ fn cloud_copy_moves_everything_and_both_stores_answer_alike() {
     let places = |s: &CloudStore| s.places().unwrap().iter().cloned().collect::<Vec<_>>();
     assert_eq!(places(from), places(&to));
     assert_eq!(from.processors().unwrap(), to.processors().unwrap());
+    let reports = from.processor_reports(&[SERIAL]).unwrap();
+    assert!(reports[&SERIAL].identity.is_some(), "{reports:?}");
+    assert_eq!(reports, to.processor_reports(&[SERIAL]).unwrap());
     assert_eq!(from.daemons().unwrap(), to.daemons().unwrap());
     assert_eq!(from.events().unwrap(), to.events().unwrap());
     assert_eq!(from.event_count().unwrap(), to.event_count().unwrap());

@@ -275,6 +275,20 @@ impl PlaceTxn for PgTxn<'_> {
     ) -> Result<(), CloudError> {
         crate::cloud::store::timeline::pg_record(&self.tx, place, entry).await
     }
+
+    async fn processor_report(
+        &mut self,
+        serial: Serial,
+    ) -> Result<Option<crate::cloud::store::reports::ProcessorReport>, CloudError> {
+        crate::cloud::store::reports::pg_get(&self.tx, serial).await
+    }
+
+    async fn put_processor_report(
+        &mut self,
+        report: &crate::cloud::store::reports::ProcessorReport,
+    ) -> Result<(), CloudError> {
+        crate::cloud::store::reports::pg_put(&self.tx, report).await
+    }
 }
 
 impl PgTxn<'_> {
