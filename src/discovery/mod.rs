@@ -129,6 +129,7 @@ impl Discovery {
     pub fn start(options: DiscoveryOptions) -> Result<Discovery, DiscoveryError> {
         let daemon = ServiceDaemon::new()?;
         restrict_interfaces(&daemon, &options.interfaces)?;
+        daemon.set_ip_check_interval(IP_CHECK_INTERVAL_SECS)?;
         let (events_tx, events) = mpsc::unbounded_channel();
         let (direct_tx, direct) = mpsc::unbounded_channel();
         let now = Instant::now();
@@ -351,9 +352,11 @@ impl Discovery {
             .filter(|ty| self.inventory.instance_names().any(|n| is_of_type(n, ty)))
             .collect();
         let now = Instant::now();
+        // The last round that still makes it: the next one would come
+        // after mdns-sd's own refresh queries.
         let refresh_due = self
             .refreshed_at
-            .is_none_or(|at| now.duration_since(at) >= CACHE_REFRESH);
+            .is_none_or(|at| now.duration_since(at) + check_every(liveness) > CACHE_REFRESH);
         self.round_answers = 0;
         self.round_legacy = !refresh_due && self.ask_legacy(&types);
         if !self.round_legacy {
@@ -447,10 +450,19 @@ impl Discovery {
     }
 }
 
-/// How often a round asks by multicast, so that mdns-sd's cache hears the
-/// answers: it asks again by itself, name by name, for a record at 80 % of
-/// its TTL (96 s for the 120 s SRV and address records).
-const CACHE_REFRESH: Duration = Duration::from_secs(60);
+/// How long mdns-sd's cache may go without hearing the answers: it asks
+/// again by itself, name by name, for a record at 80 % of its TTL (96 s
+/// for the 120 s SRV and address records). A round asks by multicast when
+/// the next one would come later than this (every 80–90 s with a round every
+/// 10 s); the answers take at most the round's window (2 s).
+const CACHE_REFRESH: Duration = Duration::from_secs(90);
+
+/// How often mdns-sd looks for addresses that came or went on the
+/// interfaces (its default is 5 s). Each look is a wake-up of its thread,
+/// which then re-reads its whole cache: with 500 processors, a tenth of
+/// the idle daemon's CPU. An address a DHCP lease brings is used at most
+/// this late.
+const IP_CHECK_INTERVAL_SECS: u32 = 30;
 
 /// Legacy rounds in a row without any answer before the rounds go back to
 /// multicast for good.
