@@ -13,7 +13,7 @@
 //! Most rounds ask a legacy question (RFC 6762 §6.7, from an ephemeral
 //! port): every processor answers it by unicast, to this browse's own
 //! socket, so mdns-sd's daemon, which re-reads its whole cache for every
-//! packet it gets, never sees the burst. About once a minute the round is
+//! packet it gets, never sees the burst. Every 80–90 s the round is
 //! asked by multicast instead, so that mdns-sd's cache hears the answers
 //! and never ages into per-name refresh queries of its own.
 
@@ -129,6 +129,7 @@ impl Discovery {
     pub fn start(options: DiscoveryOptions) -> Result<Discovery, DiscoveryError> {
         let daemon = ServiceDaemon::new()?;
         restrict_interfaces(&daemon, &options.interfaces)?;
+        daemon.set_ip_check_interval(IP_CHECK_INTERVAL_SECS)?;
         let (events_tx, events) = mpsc::unbounded_channel();
         let (direct_tx, direct) = mpsc::unbounded_channel();
         let now = Instant::now();
@@ -353,7 +354,7 @@ impl Discovery {
         let now = Instant::now();
         let refresh_due = self
             .refreshed_at
-            .is_none_or(|at| now.duration_since(at) >= CACHE_REFRESH);
+            .is_none_or(|at| multicast_due(now.duration_since(at), check_every(liveness)));
         self.round_answers = 0;
         self.round_legacy = !refresh_due && self.ask_legacy(&types);
         if !self.round_legacy {
@@ -447,10 +448,26 @@ impl Discovery {
     }
 }
 
-/// How often a round asks by multicast, so that mdns-sd's cache hears the
-/// answers: it asks again by itself, name by name, for a record at 80 % of
-/// its TTL (96 s for the 120 s SRV and address records).
-const CACHE_REFRESH: Duration = Duration::from_secs(60);
+/// How long mdns-sd's cache may go without hearing the answers: it asks
+/// again by itself, name by name, for a record at 80 % of its TTL (96 s
+/// for the 120 s SRV and address records). A round asks by multicast when
+/// the next one would come later than this (every 80–90 s with a round every
+/// 10 s); the answers take at most the round's window (2 s).
+const CACHE_REFRESH: Duration = Duration::from_secs(90);
+
+/// How often mdns-sd looks for addresses that came or went on the
+/// interfaces (its default is 5 s). Each look is a wake-up of its thread,
+/// which then re-reads its whole cache: at the default, a quarter of its
+/// wake-ups with 500 processors at rest (12 of 53 a minute, by strace).
+/// An address a DHCP lease brings is used at most this late.
+const IP_CHECK_INTERVAL_SECS: u32 = 30;
+
+/// Whether a round, `since` the last multicast one and `every` before the
+/// next, must ask by multicast: it is the last that still comes before
+/// [`CACHE_REFRESH`].
+fn multicast_due(since: Duration, every: Duration) -> bool {
+    since + every > CACHE_REFRESH
+}
 
 /// Legacy rounds in a row without any answer before the rounds go back to
 /// multicast for good.
@@ -545,6 +562,36 @@ fn log_change(change: &InventoryEvent) {
     if let InventoryEvent::Added(p) = change {
         for w in &p.warnings {
             tracing::warn!(id = %id, mac = %mac, "{w}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// mdns-sd asks again by itself, name by name, for a record at 96 s
+    /// (80 % of 120 s): the multicast round must come before that, but as
+    /// rarely as it can (each one wakes mdns-sd for the whole burst).
+    #[test]
+    fn the_multicast_round_is_the_last_before_mdns_sd_would_refresh() {
+        let s = Duration::from_secs;
+        let multicast_at = |every: Duration| {
+            (1..)
+                .map(|k| every * k)
+                .find(|&since| multicast_due(since, every))
+                .unwrap()
+        };
+        // The default 30 s liveness: a round every 10 s.
+        assert_eq!(multicast_at(check_every(DEFAULT_LIVENESS)), s(90));
+        assert!(multicast_due(s(80) + Duration::from_millis(3), s(10)));
+        // Every round bound, from the shortest liveness to one round a
+        // minute: never later than 90 s (answers within 2 s), never
+        // sooner than a round before that.
+        for every in [s(2), s(7), s(10), s(29), s(31), s(45), s(59)] {
+            let at = multicast_at(every);
+            assert!(at <= s(90), "{every:?}: {at:?}");
+            assert!(at + every > s(90), "{every:?}: {at:?} is too soon");
         }
     }
 }
