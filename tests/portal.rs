@@ -636,30 +636,66 @@ async fn scenario(store: CloudStore, data: &Path) {
             .links_issued
     };
     let before = issued(&store);
-    let form = [("csrf", csrf.as_str()), ("duration", "1d"), ("form", nonce.as_str())];
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("duration", "1d"),
+        ("form", nonce.as_str()),
+    ];
     let first = pro.submit("/places/p-pro/links", &form).await;
     assert!(first.body.contains("generated"), "{}", first.body);
     let again = pro.submit("/places/p-pro/links", &form).await;
-    assert!(again.body.contains("this form was sent already"), "{}", again.body);
+    assert!(
+        again.body.contains("this form was sent already"),
+        "{}",
+        again.body
+    );
     assert!(!again.body.contains("id=\"new-link\""), "{}", again.body);
-    assert_eq!(issued(&store), before + 1, "a form sent twice made two links");
+    assert_eq!(
+        issued(&store),
+        before + 1,
+        "a form sent twice made two links"
+    );
     // A JSON client (no nonce) gets JSON, not a redirect.
     let json = pro
-        .send("POST", "/places/p-pro/links", Some(&[("csrf", &csrf), ("duration", "1d")]), true)
+        .send(
+            "POST",
+            "/places/p-pro/links",
+            Some(&[("csrf", &csrf), ("duration", "1d")]),
+            true,
+        )
         .await;
     assert_eq!(json.status, 200, "{json:?}");
     let json: serde_json::Value = serde_json::from_str(&json.body).unwrap();
     assert_eq!(json["result"], "applied", "{json}");
-    assert!(json["data"]["link"].as_str().is_some_and(|l| l.contains("/links/")), "{json}");
+    assert!(
+        json["data"]["link"]
+            .as_str()
+            .is_some_and(|l| l.contains("/links/")),
+        "{json}"
+    );
     let refused = pro
-        .send("POST", "/places/p-home/access/home@example.com/revoke", Some(&[("csrf", &csrf)]), true)
+        .send(
+            "POST",
+            "/places/p-home/access/home@example.com/revoke",
+            Some(&[("csrf", &csrf)]),
+            true,
+        )
         .await;
     assert_eq!(refused.status, 409, "{refused:?}");
-    assert!(refused.body.contains("homeowner_cannot_be_revoked_by_others"), "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("homeowner_cannot_be_revoked_by_others"),
+        "{}",
+        refused.body
+    );
     // A nonce the portal could not have made is a bad form, not stored.
     let long = "x".repeat(65);
     let bad = pro
-        .post("/places/p-pro/links", &[("csrf", &csrf), ("duration", "1d"), ("form", &long)])
+        .post(
+            "/places/p-pro/links",
+            &[("csrf", &csrf), ("duration", "1d"), ("form", &long)],
+        )
         .await;
     assert_eq!(bad.status, 400, "{bad:?}");
 

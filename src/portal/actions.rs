@@ -71,7 +71,12 @@ async fn act(
     portal: Arc<Portal>,
     id: String,
     SignedForm { signed, form, json }: SignedForm,
-    work: impl FnOnce(&Portal, &Signed, &Place, &Fields) -> Result<Result<Outcome, Response>, PortalError>
+    work: impl FnOnce(
+        &Portal,
+        &Signed,
+        &Place,
+        &Fields,
+    ) -> Result<Result<Outcome, Response>, PortalError>
     + Send
     + 'static,
 ) -> Response {
@@ -92,33 +97,28 @@ pub(super) async fn share(
     Path(id): Path<String>,
     form: SignedForm,
 ) -> Response {
-    act(
-        portal,
-        id,
-        form,
-        |portal, signed, place, form| {
-            let (Some(email), Some(duration)) = (
-                form.get("email").filter(|e| e.contains('@')),
-                duration(form),
-            ) else {
-                return Ok(Err(bad_form(
-                    "a share needs an email address and one of the listed durations",
-                )));
-            };
-            let to = AccountId::new(email);
-            let cmd = Command::ShareAccess {
-                place: place.id.clone(),
-                by: signed.record.account.clone(),
-                email: to.clone(),
-                duration,
-            };
-            let outcome = portal
-                .store
-                .execute(&cmd, portal.now())?
-                .map(|_| format!("shared Place {} with {to} for {duration}", place.id));
-            Ok(Ok((outcome, None)))
-        },
-    )
+    act(portal, id, form, |portal, signed, place, form| {
+        let (Some(email), Some(duration)) = (
+            form.get("email").filter(|e| e.contains('@')),
+            duration(form),
+        ) else {
+            return Ok(Err(bad_form(
+                "a share needs an email address and one of the listed durations",
+            )));
+        };
+        let to = AccountId::new(email);
+        let cmd = Command::ShareAccess {
+            place: place.id.clone(),
+            by: signed.record.account.clone(),
+            email: to.clone(),
+            duration,
+        };
+        let outcome = portal
+            .store
+            .execute(&cmd, portal.now())?
+            .map(|_| format!("shared Place {} with {to} for {duration}", place.id));
+        Ok(Ok((outcome, None)))
+    })
     .await
 }
 
@@ -131,10 +131,22 @@ pub(super) async fn new_link(
         let Some(duration) = duration(form) else {
             return Ok(Err(bad_form("a link needs one of the listed durations")));
         };
-        let made = new_share_link(&portal.store, &place.id, &signed.record.account, duration, portal.now())?;
-        let url = made.as_ref().ok().map(|link| redeem_url(&portal.url, &place.id, link));
+        let made = new_share_link(
+            &portal.store,
+            &place.id,
+            &signed.record.account,
+            duration,
+            portal.now(),
+        )?;
+        let url = made
+            .as_ref()
+            .ok()
+            .map(|link| redeem_url(&portal.url, &place.id, link));
         let outcome = made.map(|link| {
-            format!("share link number {} generated (the old one no longer works); it gives {duration}", link.number)
+            format!(
+                "share link number {} generated (the old one no longer works); it gives {duration}",
+                link.number
+            )
         });
         Ok(Ok((outcome, url)))
     })
@@ -156,35 +168,30 @@ pub(super) async fn revoke(
     Path((id, target)): Path<(String, String)>,
     form: SignedForm,
 ) -> Response {
-    act(
-        portal,
-        id,
-        form,
-        move |portal, signed, place, form| {
-            let target = AccountId::new(&target);
-            let cmd = Command::RevokeAccess {
-                place: place.id.clone(),
-                by: signed.record.account.clone(),
-                target: target.clone(),
-                // The second, explicit confirmation of the last-person guard.
-                force: form.get("force").is_some_and(|f| f == "yes"),
-            };
-            let outcome = portal.store.execute(&cmd, portal.now())?.map(|events| {
-                if events
-                    .iter()
-                    .any(|e| matches!(e, Event::PlaceDeleted { .. }))
-                {
-                    format!(
-                        "revoked {target}; Place {} had no one left and is deleted",
-                        place.id
-                    )
-                } else {
-                    format!("revoked {target}'s access to Place {}", place.id)
-                }
-            });
-            Ok(Ok((outcome, None)))
-        },
-    )
+    act(portal, id, form, move |portal, signed, place, form| {
+        let target = AccountId::new(&target);
+        let cmd = Command::RevokeAccess {
+            place: place.id.clone(),
+            by: signed.record.account.clone(),
+            target: target.clone(),
+            // The second, explicit confirmation of the last-person guard.
+            force: form.get("force").is_some_and(|f| f == "yes"),
+        };
+        let outcome = portal.store.execute(&cmd, portal.now())?.map(|events| {
+            if events
+                .iter()
+                .any(|e| matches!(e, Event::PlaceDeleted { .. }))
+            {
+                format!(
+                    "revoked {target}; Place {} had no one left and is deleted",
+                    place.id
+                )
+            } else {
+                format!("revoked {target}'s access to Place {}", place.id)
+            }
+        });
+        Ok(Ok((outcome, None)))
+    })
     .await
 }
 
@@ -244,13 +251,21 @@ pub(super) async fn redeem(
             },
         };
         match portal.store.execute(&cmd, portal.now())? {
-            Ok(_) => portal.after(&signed, &id, Ok(format!("you now have access to Place {id}")), None, json),
+            Ok(_) => portal.after(
+                &signed,
+                &id,
+                Ok(format!("you now have access to Place {id}")),
+                None,
+                json,
+            ),
             Err(refusal) if json => Ok(json_response(
                 StatusCode::CONFLICT,
                 super::routes::message_json(&Message::refused(&refusal)),
             )),
             // To the Places list: the account may have no access to the Place.
-            Err(refusal) => portal.redirect_with(&signed.secret, "/", Message::refused(&refusal), None, false),
+            Err(refusal) => {
+                portal.redirect_with(&signed.secret, "/", Message::refused(&refusal), None, false)
+            }
         }
     })
     .await

@@ -10,12 +10,12 @@
 
 use std::sync::Arc;
 
+use axum::Form;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Form;
 
 use super::pages::{Message, Viewer};
 use super::routes::{Fields, forbidden, json_response, to_sign_in, wants_json};
@@ -112,11 +112,16 @@ impl FromRequest<Arc<Portal>> for SignedForm {
         };
         if nonce.is_empty()
             || nonce.len() > NONCE_MAX
-            || !nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !nonce
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
-            return Err(super::routes::bad_form("this form's nonce is not one the portal made"));
+            return Err(super::routes::bad_form(
+                "this form's nonce is not one the portal made",
+            ));
         }
-        let (portal, secret, expires) = (portal.clone(), signed.secret.clone(), signed.record.expires);
+        let (portal, secret, expires) =
+            (portal.clone(), signed.secret.clone(), signed.record.expires);
         let first = off_workers(move || {
             if portal.store.first_use_of_form(&secret, &nonce, expires)? {
                 return Ok(None);
@@ -125,7 +130,9 @@ impl FromRequest<Arc<Portal>> for SignedForm {
                 "this form was sent already (a refresh or the back button): it was not done again"
                     .into(),
             );
-            Ok(Some(portal.redirect_with(&secret, &back, again, None, json)?))
+            Ok(Some(
+                portal.redirect_with(&secret, &back, again, None, json)?,
+            ))
         })
         .await?;
         match first {
@@ -138,7 +145,10 @@ impl FromRequest<Arc<Portal>> for SignedForm {
 /// The page a form at `path` belongs to: its Place's page, else the
 /// Places list.
 fn back_to(path: &str) -> String {
-    match path.strip_prefix("/places/").and_then(|rest| rest.split('/').next()) {
+    match path
+        .strip_prefix("/places/")
+        .and_then(|rest| rest.split('/').next())
+    {
         Some(id) if !id.is_empty() => format!("/places/{id}"),
         _ => "/".to_owned(),
     }

@@ -18,13 +18,11 @@ use axum::{Extension, Form, Router};
 use maud::Markup;
 use serde_json::{Value, json};
 
-use super::pages::{
-    self, AccessRow, DurationChoice, Message, Paging, PlacePage, PlaceRow, Revoke,
-};
+use super::extract::{Flash, Signed, SignedForm};
+use super::pages::{self, AccessRow, DurationChoice, Message, Paging, PlacePage, PlaceRow, Revoke};
 use super::session::{
     self, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_LIFETIME, SIGN_IN_VALIDITY,
 };
-use super::extract::{Flash, Signed, SignedForm};
 use super::{Portal, PortalError, actions, csrf};
 use crate::cloud::rules::{self, Command};
 use crate::cloud::store::fresh_secret;
@@ -350,8 +348,11 @@ impl Portal {
     ) -> Result<Response, PortalError> {
         let account = &signed.record.account;
         let (message, new_link) = flash.map_or((None, None), |f| (Some(f.message), f.link));
-        let skip = timeline_page.saturating_sub(1).saturating_mul(TIMELINE_SHOWN);
-        let (timeline, timeline_total) = self.store.timeline_page(&place.id, skip, TIMELINE_SHOWN)?;
+        let skip = timeline_page
+            .saturating_sub(1)
+            .saturating_mul(TIMELINE_SHOWN);
+        let (timeline, timeline_total) =
+            self.store.timeline_page(&place.id, skip, TIMELINE_SHOWN)?;
         if json {
             let now = self.now();
             let processors = self.store.processors()?;
@@ -367,7 +368,13 @@ impl Portal {
                 contact_json(self.store.last_contacts(&[&place.id])?.get(&place.id));
             return Ok(json_response(status, with_message(value, message.as_ref())));
         }
-        let page = self.place_page(place, account, new_link, (timeline, timeline_total), timeline_page)?;
+        let page = self.place_page(
+            place,
+            account,
+            new_link,
+            (timeline, timeline_total),
+            timeline_page,
+        )?;
         Ok(html(
             status,
             pages::place(&signed.viewer(), &page, message.as_ref()),
@@ -500,7 +507,14 @@ async fn place(
             None => Ok(not_found_page(Some(&signed))),
             Some(p) => {
                 let flash = portal.take_flash(&signed)?;
-                portal.place_response(&signed, &p, StatusCode::OK, flash, wants_json(&headers), page)
+                portal.place_response(
+                    &signed,
+                    &p,
+                    StatusCode::OK,
+                    flash,
+                    wants_json(&headers),
+                    page,
+                )
             }
         }
     })
@@ -708,7 +722,10 @@ async fn sign_in_use(
     .await
 }
 
-async fn sign_out(State(portal): State<Arc<Portal>>, form: Result<SignedForm, Response>) -> Response {
+async fn sign_out(
+    State(portal): State<Arc<Portal>>,
+    form: Result<SignedForm, Response>,
+) -> Response {
     // Signed out already (or never in): the sign-in page, as asked.
     let SignedForm { signed, .. } = match form {
         Ok(form) => form,

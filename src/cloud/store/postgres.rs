@@ -55,10 +55,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../../../migrations/0003_daemon_contact.sql"),
     ),
     (4, include_str!("../../../migrations/0004_timeline.sql")),
-    (
-        7,
-        include_str!("../../../migrations/0007_portal_forms.sql"),
-    ),
+    (7, include_str!("../../../migrations/0007_portal_forms.sql")),
 ];
 
 /// The schema version this build writes.
@@ -464,7 +461,12 @@ impl PgStore {
                 let ids =
                     t.tx.query(
                         &format!("SELECT place {live} ORDER BY place OFFSET $3 LIMIT $4"),
-                        &[&who, &at, &(skip as i64), &(take.min(i64::MAX as usize) as i64)],
+                        &[
+                            &who,
+                            &at,
+                            &(skip as i64),
+                            &(take.min(i64::MAX as usize) as i64),
+                        ],
                     )
                     .await
                     .map_err(db("listing an account's Places"))?;

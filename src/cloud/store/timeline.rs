@@ -158,7 +158,11 @@ impl CloudStore {
                         t.tx.query(
                             "SELECT at, account, site_box, what, rule, why FROM place_events
                              WHERE place = $1 ORDER BY id DESC OFFSET $3 LIMIT $2",
-                            &[&place.0, &(limit as i64), &(skip.min(i64::MAX as usize) as i64)],
+                            &[
+                                &place.0,
+                                &(limit as i64),
+                                &(skip.min(i64::MAX as usize) as i64),
+                            ],
                         )
                         .await
                         .map_err(pg("reading a Place's events"))?;
