@@ -3,9 +3,10 @@
 //! timeline ("what did every event do, and who asked").
 //!
 //! Recorded by [`super::apply`], so every way in (relayed by a site box,
-//! the operator CLI, the portal) leaves the same trace. A refusal decided
-//! before the rules (a claim proof that does not verify) is not a Place
-//! event and is not recorded here; the relay's own results keep it.
+//! the operator CLI, the portal) leaves the same trace. A claim refused
+//! before the rules (a proof that does not verify, a wrong MAC, a spent
+//! proof) is recorded too, in the Place it names, when the relaying
+//! account reaches that Place (`claim_in` in [`super`]).
 
 use std::collections::HashMap;
 
