@@ -72,7 +72,7 @@ pub enum PortalError {
 }
 
 /// How the portal speaks to browsers.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WebTls {
     /// A certificate the cloud's CA issues at each start.
     CloudCa,
