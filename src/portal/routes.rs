@@ -456,20 +456,24 @@ fn with_message(value: Value, message: Option<&Message>) -> Value {
 }
 
 /// A page number from the query's `key`: absent is 1; 0, a negative or a
-/// word is a 400 that says what a page is.
-fn page_number(query: &Fields, key: &str, signed: &Signed) -> Result<usize, Response> {
+/// word is `None` (a 400, [`no_such_page`]).
+fn page_number(query: &Fields, key: &str) -> Option<usize> {
     match query.get(key).map(|p| p.parse::<usize>()) {
-        None => Ok(1),
-        Some(Ok(page)) if page >= 1 => Ok(page),
-        Some(_) => Err(html(
-            StatusCode::BAD_REQUEST,
-            pages::notice(
-                "No such page",
-                &format!("`{key}` is a page number, from 1."),
-                Some(&signed.viewer()),
-            ),
-        )),
+        None => Some(1),
+        Some(Ok(page)) if page >= 1 => Some(page),
+        Some(_) => None,
     }
+}
+
+fn no_such_page(key: &str, signed: &Signed) -> Response {
+    html(
+        StatusCode::BAD_REQUEST,
+        pages::notice(
+            "No such page",
+            &format!("`{key}` is a page number, from 1."),
+            Some(&signed.viewer()),
+        ),
+    )
 }
 
 async fn places(
@@ -479,9 +483,8 @@ async fn places(
     headers: HeaderMap,
 ) -> Response {
     blocking(move || {
-        let page = match page_number(&query, "page", &signed) {
-            Ok(page) => page,
-            Err(answer) => return Ok(answer),
+        let Some(page) = page_number(&query, "page") else {
+            return Ok(no_such_page("page", &signed));
         };
         let message = portal.take_flash(&signed)?.map(|f| f.message);
         portal.places_page(&signed, message, wants_json(&headers), page)
@@ -497,9 +500,8 @@ async fn place(
     headers: HeaderMap,
 ) -> Response {
     blocking(move || {
-        let page = match page_number(&query, "timeline_page", &signed) {
-            Ok(page) => page,
-            Err(answer) => return Ok(answer),
+        let Some(page) = page_number(&query, "timeline_page") else {
+            return Ok(no_such_page("timeline_page", &signed));
         };
         match portal.reachable(&PlaceId(id), &signed.record.account)? {
             // What a POST did to a Place now out of reach is on the list.
