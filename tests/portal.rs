@@ -48,25 +48,23 @@ impl Reply {
             .collect()
     }
 
-    /// The value of the first hidden `csrf` field of the page.
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a form with a CSRF token");
-        let rest = &self.body[at + 19..];
+    /// The value of the first hidden field `name` of the page.
+    fn hidden(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let at = self.body.find(&marker).expect("a form with that field");
+        let rest = &self.body[at + marker.len()..];
         rest[..rest.find('"').unwrap()].to_owned()
+    }
+
+    /// The page's first CSRF token.
+    fn csrf(&self) -> String {
+        self.hidden("csrf")
     }
 
     /// The nonce of the page's first form (each form has its own; the
     /// portal takes any of the page's, once).
     fn nonce(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"form\" value=\"")
-            .expect("a form with a nonce");
-        let rest = &self.body[at + 19..];
-        rest[..rest.find('"').unwrap()].to_owned()
+        self.hidden("form")
     }
 
     fn redirects_to_sign_in(&self) -> bool {
