@@ -584,8 +584,14 @@ async fn sign_in_form(
     blocking(move || {
         let (token, cookie) = pre_session(&headers, portal.secure)?;
         let next = session::local_target(query.get("next").map(String::as_str));
+        // After a request (POST/redirect/GET): which address the link went
+        // to, as the form's owner typed it.
+        let sent = query.get("sent").and_then(|e| mail_address(e));
         Ok(with_cookie(
-            html(StatusCode::OK, pages::sign_in(&token, &next, None, None)),
+            html(
+                StatusCode::OK,
+                pages::sign_in(&token, &next, sent.as_ref().map(AccountId::as_str), None),
+            ),
             cookie,
         ))
     })
@@ -653,10 +659,10 @@ async fn sign_in_request(
         }
         let path = super::write_mail(&portal.mail_dir, &account, &link, now)?;
         tracing::info!(%account, mail = %path.display(), "portal: sign-in link written");
-        Ok(html(
-            StatusCode::OK,
-            pages::sign_in(&csrf, &next, Some(account.as_str()), None),
-        ))
+        let query =
+            serde_urlencoded::to_string([("sent", account.as_str()), ("next", next.as_str())])
+                .unwrap_or_default();
+        Ok(see_other(&format!("/sign-in?{query}")))
     })
     .await
 }
