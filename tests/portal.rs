@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use handoff::cloud::{AccountId, CloudStore, Command, PlaceId, ProcessorRecord};
+use handoff::cloud::{AccessDuration, AccountId, CloudStore, Command, PlaceId, ProcessorRecord};
 use handoff::identity::CertificateAuthority;
 use handoff::portal::{Clock, PortalOptions, RunningPortal, WebTls};
 use handoff::processor::Serial;
@@ -48,14 +48,23 @@ impl Reply {
             .collect()
     }
 
-    /// The value of the first hidden `csrf` field of the page.
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a form with a CSRF token");
-        let rest = &self.body[at + 19..];
+    /// The value of the first hidden field `name` of the page.
+    fn hidden(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let at = self.body.find(&marker).expect("a form with that field");
+        let rest = &self.body[at + marker.len()..];
         rest[..rest.find('"').unwrap()].to_owned()
+    }
+
+    /// The page's first CSRF token.
+    fn csrf(&self) -> String {
+        self.hidden("csrf")
+    }
+
+    /// The nonce of the page's first form (each form has its own; the
+    /// portal takes any of the page's, once).
+    fn nonce(&self) -> String {
+        self.hidden("form")
     }
 
     fn redirects_to_sign_in(&self) -> bool {
@@ -94,6 +103,16 @@ impl Browser {
 
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
         self.send("POST", path, Some(form), false).await
+    }
+
+    /// A POST as a browser sends a form: it must answer 303 (POST,
+    /// redirect, GET); the page it leads to is the answer.
+    async fn submit(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let posted = self.post(path, form).await;
+        assert_eq!(posted.status, 303, "POST {path}: {posted:?}");
+        assert!(posted.body.is_empty(), "{}", posted.body);
+        let to = posted.header("location").expect("a Location").to_owned();
+        self.get(&to).await
     }
 
     async fn send(
@@ -161,7 +180,12 @@ impl Browser {
                 &[("csrf", &csrf), ("email", email), ("next", "/")],
             )
             .await;
-        assert_eq!(sent.status, 200, "{}", sent.body);
+        // POST/redirect/GET: a refresh of the answer sends no second mail.
+        assert_eq!(sent.status, 303, "{}", sent.body);
+        let to = sent.header("location").unwrap().to_owned();
+        assert!(to.starts_with("/sign-in?sent="), "{to}");
+        let shown = self.get(&to).await;
+        assert!(shown.body.contains("is on its way"), "{}", shown.body);
         let link = newest_link(data, email);
         self.follow_sign_in_link(&link).await
     }
@@ -470,7 +494,9 @@ async fn scenario(store: CloudStore, data: &Path) {
     let theirs = pro.get("/places/p-other").await;
     let none = pro.get("/places/p-nothing").await;
     assert_eq!((theirs.status, none.status), (404, 404));
-    assert_eq!(theirs.body, none.body);
+    // The same page but for the nonce each page's forms get.
+    let blank = |r: &Reply| r.body.replace(&r.nonce(), "NONCE");
+    assert_eq!(blank(&theirs), blank(&none));
     let page = pro.get("/places/p-pro").await;
     let csrf = page.csrf();
     let forged = pro
@@ -507,7 +533,7 @@ async fn scenario(store: CloudStore, data: &Path) {
         "a forged POST shared the Place"
     );
     let shared = pro
-        .post(
+        .submit(
             "/places/p-pro/share",
             &[share[0], share[1], ("csrf", &csrf)],
         )
@@ -522,13 +548,15 @@ async fn scenario(store: CloudStore, data: &Path) {
     );
 
     // The helper has 7 days: longer shares are disabled, with the reason.
+    // (7 days itself is allowed only within the second the share was
+    // made: a clock tick later it is longer than what is left.)
     let mut helper_browser = Browser::new(addr);
     helper_browser.sign_in(data, "helper@example.com").await;
     let helper_page = helper_browser.get("/places/p-pro").await;
     assert!(
         helper_page
             .body
-            .contains(r#"<option value="7d" selected>7 days</option>"#),
+            .contains(r#"<option value="1d">1 day</option>"#),
         "{}",
         helper_page.body
     );
@@ -600,12 +628,12 @@ async fn scenario(store: CloudStore, data: &Path) {
         home.body
     );
     let forged = pro
-        .post(
+        .submit(
             "/places/p-home/access/home@example.com/revoke",
             &[("csrf", &csrf)],
         )
         .await;
-    assert_eq!(forged.status, 409);
+    assert!(forged.body.contains("Refused: "), "{}", forged.body);
     assert!(
         forged
             .body
@@ -631,9 +659,85 @@ async fn scenario(store: CloudStore, data: &Path) {
         home.body
     );
 
+    // POST/redirect/GET: the message shows once; a form sent again (the
+    // back button, a resubmitted refresh) does not act again.
+    assert!(!home.body.contains("Refused: "), "the flash showed twice");
+    let page = pro.get("/places/p-pro").await;
+    let nonce = page.nonce();
+    let issued = |store: &CloudStore| {
+        store
+            .place(&PlaceId("p-pro".into()))
+            .unwrap()
+            .unwrap()
+            .links_issued
+    };
+    let before = issued(&store);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("duration", "1d"),
+        ("form", nonce.as_str()),
+    ];
+    let first = pro.submit("/places/p-pro/links", &form).await;
+    assert!(first.body.contains("generated"), "{}", first.body);
+    let again = pro.submit("/places/p-pro/links", &form).await;
+    assert!(
+        again.body.contains("this form was sent already"),
+        "{}",
+        again.body
+    );
+    assert!(!again.body.contains("id=\"new-link\""), "{}", again.body);
+    assert_eq!(
+        issued(&store),
+        before + 1,
+        "a form sent twice made two links"
+    );
+    // A JSON client (no nonce) gets JSON, not a redirect.
+    let json = pro
+        .send(
+            "POST",
+            "/places/p-pro/links",
+            Some(&[("csrf", &csrf), ("duration", "1d")]),
+            true,
+        )
+        .await;
+    assert_eq!(json.status, 200, "{json:?}");
+    let json: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(json["result"], "applied", "{json}");
+    assert!(
+        json["data"]["link"]
+            .as_str()
+            .is_some_and(|l| l.contains("/links/")),
+        "{json}"
+    );
+    let refused = pro
+        .send(
+            "POST",
+            "/places/p-home/access/home@example.com/revoke",
+            Some(&[("csrf", &csrf)]),
+            true,
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{refused:?}");
+    assert!(
+        refused
+            .body
+            .contains("homeowner_cannot_be_revoked_by_others"),
+        "{}",
+        refused.body
+    );
+    // A nonce the portal could not have made is a bad form, not stored.
+    let long = "x".repeat(65);
+    let bad = pro
+        .post(
+            "/places/p-pro/links",
+            &[("csrf", &csrf), ("duration", "1d"), ("form", &long)],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+
     // Share link: generated, redeemed by a second session, revoked.
     let made = pro
-        .post(
+        .submit(
             "/places/p-pro/links",
             &[("csrf", &csrf), ("duration", "1d")],
         )
@@ -668,7 +772,7 @@ async fn scenario(store: CloudStore, data: &Path) {
         serde_urlencoded::from_str(redeem_path.split('?').nth(1).unwrap()).unwrap();
     let ocsrf = confirm.csrf();
     let redeemed = other
-        .post(
+        .submit(
             &format!("/links/{number}/redeem"),
             &[
                 ("csrf", &ocsrf),
@@ -680,7 +784,7 @@ async fn scenario(store: CloudStore, data: &Path) {
     assert_eq!(redeemed.status, 200, "{}", redeemed.body);
     assert!(redeemed.body.contains("you now have access to Place p-pro"));
     let revoked = pro
-        .post(
+        .submit(
             "/places/p-pro/access/other%40example.com/revoke",
             &[("csrf", &csrf)],
         )
@@ -703,12 +807,12 @@ async fn scenario(store: CloudStore, data: &Path) {
         alone.body
     );
     let once = pro
-        .post(
+        .submit(
             "/places/p-alone/access/pro%40example.com/revoke",
             &[("csrf", &csrf)],
         )
         .await;
-    assert_eq!(once.status, 409);
+    assert!(once.body.contains("Refused: "), "{}", once.body);
     assert!(
         once.body
             .contains("last_person_cannot_revoke_self_without_force"),
@@ -716,7 +820,7 @@ async fn scenario(store: CloudStore, data: &Path) {
         once.body
     );
     let twice = pro
-        .post(
+        .submit(
             "/places/p-alone/access/pro%40example.com/revoke",
             &[("csrf", &csrf), ("force", "yes")],
         )
@@ -750,7 +854,7 @@ async fn scenario(store: CloudStore, data: &Path) {
                 .status,
         );
     }
-    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(statuses, [303, 303, 303, 303, 303, 429]);
     // Last, since it moves the portal's clock ahead of the database's
     // (PostgreSQL decides the rules' time by its own clock).
     // A link after its 15 minutes is refused.
@@ -858,6 +962,15 @@ lan_test! {
             create(&store, &format!("place-{n:03}"), PRO, None);
         }
         create(&store, "theirs", OTHER, None);
+        // 1 creation + 229 shares: a timeline of 230 events.
+        for n in 0..229 {
+            run(&store, Command::ShareAccess {
+                place: PlaceId("place-000".into()),
+                by: AccountId::new(PRO),
+                email: AccountId::new(&format!("h{n:03}@example.com")),
+                duration: AccessDuration::OneDay,
+            });
+        }
         runtime().block_on(async {
             let portal = start(Arc::new(store), &data, WebTls::PlainHttp, Clock::default()).await;
             let mut pro = Browser::new(portal.local_addr);
@@ -885,6 +998,31 @@ lan_test! {
             // The JSON is the whole list, as the CLI's.
             let json = pro.get_json("/?page=2").await;
             assert_eq!(json.as_array().unwrap().len(), 250);
+
+            // The timeline is paged too, newest first, beyond its newest 100.
+            let events = |page: &Reply| page.body.matches("<td>operator or portal</td>").count();
+            let newest = pro.get("/places/place-000").await;
+            assert_eq!(events(&newest), 100);
+            assert!(newest.body.contains("Events 1–100 of 230, newest first."), "{}", newest.body);
+            assert!(newest.body.contains("share with h228@example.com"), "{}", newest.body);
+            assert!(newest.body.contains(r##"<a href="/places/place-000?timeline_page=2#timeline" rel="next">"##), "{}", newest.body);
+            let oldest = pro.get("/places/place-000?timeline_page=3").await;
+            assert_eq!(events(&oldest), 30);
+            assert!(oldest.body.contains("Events 201–230 of 230"), "{}", oldest.body);
+            assert!(oldest.body.contains("share with h000@example.com"), "{}", oldest.body);
+            let timeline = &oldest.body[oldest.body.find("id=\"timeline\"").unwrap()..];
+            assert!(!timeline.contains("h100@example.com"), "{timeline}");
+            assert!(!oldest.body.contains("rel=\"next\""));
+            let json = pro.get_json("/places/place-000?timeline_page=2").await;
+            assert_eq!(json["timeline"].as_array().unwrap().len(), 100);
+            assert_eq!(json["timeline_total"], 230);
+            assert!(json["timeline"][0]["what"].as_str().unwrap().contains("h128@"), "{json}");
+            let past = pro.get("/places/place-000?timeline_page=4").await;
+            assert!(past.body.contains("past the oldest of the Place&#39;s 230 events") || past.body.contains("past the oldest of the Place's 230 events"), "{}", past.body);
+            for bad in ["0", "-1", "two"] {
+                let reply = pro.get(&format!("/places/place-000?timeline_page={bad}")).await;
+                assert_eq!(reply.status, 400, "timeline_page={bad}: {}", reply.body);
+            }
             portal.stop().await;
         });
     }

@@ -473,6 +473,32 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
             .await
             .contains("stops working when you generate a new one")
     );
+    // POST/redirect/GET: the browser is on the Place page, and a refresh
+    // sends nothing again: still one link generated, and the new link is
+    // not shown a second time.
+    let generated = |page: &str| page.matches("generate a share link (7 days)").count();
+    let before = text(&pro).await;
+    assert_eq!(generated(&before), 1, "{before}");
+    assert!(before.contains("Done: share link number"), "{before}");
+    assert_eq!(
+        pro.current_url().await.unwrap().path(),
+        "/places/lake-house"
+    );
+    pro.refresh().await.unwrap();
+    let after = text(&pro).await;
+    assert_eq!(
+        generated(&after),
+        1,
+        "a refresh generated another link: {after}"
+    );
+    assert!(
+        !after.contains("Done: share link number"),
+        "the message showed twice: {after}"
+    );
+    assert!(
+        pro.find(Locator::Id("new-link")).await.is_err(),
+        "the link was shown twice"
+    );
     // The whole page, for the README.
     pro.set_window_size(1100, 2300).await.unwrap();
     screenshot(&pro, "portal-place.png").await;
@@ -560,7 +586,9 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
     submit(&pro, Locator::Css(&revoke_self)).await;
     let page = text(&pro).await;
     assert!(page.contains("had no one left and is deleted"), "{page}");
-    assert!(pro.current_url().await.unwrap().path().ends_with("/revoke"));
+    // The Place is gone: the answer led to the Places list (POST,
+    // redirect, GET).
+    assert_eq!(pro.current_url().await.unwrap().path(), "/");
     pro.goto(base).await.unwrap();
     assert!(!text(&pro).await.contains("empty-loft"));
 

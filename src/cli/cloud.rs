@@ -17,6 +17,7 @@ mod access;
 mod daemon;
 mod place;
 mod print;
+mod serve_config;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,7 +42,7 @@ use crate::cloud::{
     AccountId, CloudError, CloudStore, Command, PlaceId, ProjectFile, account_for_enrolment,
     check_site_name, now,
 };
-use crate::portal::{Clock, PortalOptions, RunningPortal, WebTls};
+use crate::portal::{Clock, PortalOptions, RunningPortal};
 use crate::processor::{Mac, Serial};
 use crate::proto::{Claimed, StatusQuery};
 
@@ -122,22 +123,28 @@ pub struct ServeArgs {
     /// Connections served at once; more wait to be accepted
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
-    /// Also serve the Places portal (web pages) on this address
+    /// A TOML file with the portal's `[web]` section (see
+    /// cloud-serve.example.toml); a flag given here wins over the file
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also serve the Places portal (web pages) on this address [file:
+    /// `[web] listen`]
     #[arg(long, value_name = "ADDR")]
     pub web: Option<SocketAddr>,
     /// The portal's certificate chain (PEM) [default: one the cloud's CA
-    /// issues for the address and localhost]
-    #[arg(long, value_name = "FILE", requires_all = ["web", "web_key"])]
+    /// issues for the address and localhost] [file: `cert`]
+    #[arg(long, value_name = "FILE")]
     pub web_cert: Option<PathBuf>,
-    /// The key of --web-cert (PEM)
-    #[arg(long, value_name = "FILE", requires_all = ["web", "web_cert"])]
+    /// The key of --web-cert (PEM) [file: `key`]
+    #[arg(long, value_name = "FILE")]
     pub web_key: Option<PathBuf>,
     /// Serve the portal as plain HTTP (loopback only, behind a TLS proxy)
-    #[arg(long, requires = "web", conflicts_with = "web_cert")]
+    /// [file: `plain_http`]
+    #[arg(long)]
     pub web_plain_http: bool,
     /// The address people open the portal at, for links in sign-in mail
-    /// [default: https://localhost:PORT]
-    #[arg(long, value_name = "URL", requires = "web")]
+    /// [default: https://localhost:PORT] [file: `url`]
+    #[arg(long, value_name = "URL")]
     pub web_url: Option<String>,
     /// Serve Prometheus metrics (GET /metrics, plain HTTP) on this
     /// address: relayed events by outcome and rule, batches, transaction
@@ -469,6 +476,9 @@ async fn run_serve(
     database: Option<&str>,
     args: ServeArgs,
 ) -> Result<ExitCode, CliError> {
+    // The configuration first: a mistake in it is told before anything
+    // is opened or bound.
+    let web = serve_config::web_settings(&args)?;
     if database.is_some() {
         eprintln!("handoff cloud: connecting to the database and migrating its schema…");
     }
@@ -489,19 +499,14 @@ async fn run_serve(
         ..ServerOptions::default()
     };
     let server = RunningServer::start(data, store.clone(), args.listen, options).await?;
-    let portal = match args.web {
+    let portal = match web {
         None => None,
-        Some(listen) => {
-            let tls = match (args.web_cert, args.web_key) {
-                _ if args.web_plain_http => WebTls::PlainHttp,
-                (Some(cert), Some(key)) => WebTls::Files { cert, key },
-                _ => WebTls::CloudCa,
-            };
+        Some(web) => {
             let options = PortalOptions {
-                listen,
-                tls,
+                listen: web.listen,
+                tls: web.tls,
                 data_dir: data.to_owned(),
-                url: args.web_url,
+                url: web.url,
                 clock: Clock::default(),
                 metrics: metrics.clone(),
             };

@@ -1,58 +1,29 @@
 //! Every POST that changes a Place: the same commands of the rules, in the
 //! store's one transaction, as the operator CLI (`src/cli/cloud/`) runs
-//! them. Each answers with the page again and what happened; a refusal
-//! shows the rule's name and guidance, as the CLI prints them.
+//! them. Each answers 303 to the page, which shows what happened once; a
+//! refusal shows the rule's name and guidance, as the CLI prints them.
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 
+use super::extract::{Signed, SignedForm};
 use super::pages::{self, Message};
-use super::routes::{
-    Fields, Signed, blocking, forbidden, html, json_response, not_found_page, to_sign_in,
-    wants_json,
-};
-use super::{Portal, PortalError, csrf};
+use super::routes::{Fields, bad_form, blocking, html, json_response, not_found_page};
+use super::{Portal, PortalError};
 use crate::cloud::share_link::new_share_link;
 use crate::cloud::{
     AccessDuration, AccountId, Command, Event, LinkSecret, Place, PlaceId, Refusal, ShareLink,
 };
 
-/// What a POST on a Place needs before it acts: a session (else sign-in),
-/// the form's CSRF token (else 403), access to the Place (else 404).
-enum Gate {
-    Pass(Signed, Place),
-    Answer(Response),
-}
-
 impl Portal {
-    fn gate(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-        form: &Fields,
-        id: &str,
-    ) -> Result<Gate, PortalError> {
-        let Some(signed) = self.signed_in(headers)? else {
-            return Ok(Gate::Answer(to_sign_in(uri)));
-        };
-        if !csrf::matches(&signed.record.csrf, form.get("csrf").map(String::as_str)) {
-            return Ok(Gate::Answer(forbidden()));
-        }
-        Ok(
-            match self.reachable(&PlaceId(id.to_owned()), &signed.record.account)? {
-                Some(place) => Gate::Pass(signed, place),
-                None => Gate::Answer(not_found_page(Some(&signed))),
-            },
-        )
-    }
-
-    /// The answer after `outcome`: the Place page with the message, or the
-    /// Places list when the account no longer reaches the Place (it
-    /// revoked itself, released the home, or the Place is gone).
+    /// The answer after `outcome`: to a browser, 303 to the Place page
+    /// with the message as the session's flash, or to the Places list
+    /// when the account no longer reaches the Place (it revoked itself,
+    /// released the home, or the Place is gone); to a JSON client, that
+    /// page's JSON with the message.
     fn after(
         &self,
         signed: &Signed,
@@ -65,11 +36,21 @@ impl Portal {
             Ok(done) => (StatusCode::OK, Message::Done(done)),
             Err(refusal) => (StatusCode::CONFLICT, Message::refused(&refusal)),
         };
-        match self.reachable(id, &signed.record.account)? {
-            Some(place) => {
-                self.place_response(signed, &place, status, Some(message), new_link, json)
-            }
-            None => self.places_response(signed, Some(message), json),
+        let reachable = self.reachable(id, &signed.record.account)?;
+        if !json {
+            let to = match reachable {
+                Some(_) => format!("/places/{}", pages::segment(&id.0)),
+                None => "/".to_owned(),
+            };
+            return self.redirect_with(&signed.secret, &to, message, new_link, false);
+        }
+        let flash = super::extract::Flash {
+            message,
+            link: new_link,
+        };
+        match reachable {
+            Some(place) => self.place_response(signed, &place, status, Some(flash), true, 1),
+            None => self.places_page(signed, Some(flash.message), true, 1),
         }
     }
 }
@@ -79,26 +60,17 @@ fn duration(form: &Fields) -> Option<AccessDuration> {
         .and_then(|d| AccessDuration::from_code(d))
 }
 
-fn bad_form(what: &str) -> Response {
-    html(
-        StatusCode::BAD_REQUEST,
-        pages::notice("Bad form", what, None),
-    )
-}
-
 /// What an action did: the message (or the rules' refusal), and a share
 /// link to show once.
 type Outcome = (Result<String, Refusal>, Option<String>);
 
-/// A POST on a Place: the gate, then `work` (off the async workers), then
-/// the page again with what it did. `work` answers `Err(response)` for a
-/// form it cannot read.
+/// A POST on Place `id`: the Place if the account reaches it (else 404),
+/// then `work` (off the async workers), then the answer with what it did.
+/// `work` answers `Err(response)` for a form it cannot read.
 async fn act(
     portal: Arc<Portal>,
     id: String,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Fields,
+    SignedForm { signed, form, json }: SignedForm,
     work: impl FnOnce(
         &Portal,
         &Signed,
@@ -109,14 +81,11 @@ async fn act(
     + 'static,
 ) -> Response {
     blocking(move || {
-        let (signed, place) = match portal.gate(&headers, &uri, &form, &id)? {
-            Gate::Pass(signed, place) => (signed, place),
-            Gate::Answer(response) => return Ok(response),
+        let Some(place) = portal.reachable(&PlaceId(id), &signed.record.account)? else {
+            return Ok(not_found_page(Some(&signed)));
         };
         match work(&portal, &signed, &place, &form)? {
-            Ok((outcome, link)) => {
-                portal.after(&signed, &place.id, outcome, link, wants_json(&headers))
-            }
+            Ok((outcome, link)) => portal.after(&signed, &place.id, outcome, link, json),
             Err(response) => Ok(response),
         }
     })
@@ -126,57 +95,58 @@ async fn act(
 pub(super) async fn share(
     State(portal): State<Arc<Portal>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    Form(form): Form<Fields>,
+    form: SignedForm,
 ) -> Response {
-    act(
-        portal,
-        id,
-        headers,
-        uri,
-        form,
-        |portal, signed, place, form| {
-            let (Some(email), Some(duration)) = (
-                form.get("email").filter(|e| e.contains('@')),
-                duration(form),
-            ) else {
-                return Ok(Err(bad_form(
-                    "a share needs an email address and one of the listed durations",
-                )));
-            };
-            let to = AccountId::new(email);
-            let cmd = Command::ShareAccess {
-                place: place.id.clone(),
-                by: signed.record.account.clone(),
-                email: to.clone(),
-                duration,
-            };
-            let outcome = portal
-                .store
-                .execute(&cmd, portal.now())?
-                .map(|_| format!("shared Place {} with {to} for {duration}", place.id));
-            Ok(Ok((outcome, None)))
-        },
-    )
+    act(portal, id, form, |portal, signed, place, form| {
+        let (Some(email), Some(duration)) = (
+            form.get("email").filter(|e| e.contains('@')),
+            duration(form),
+        ) else {
+            return Ok(Err(bad_form(
+                "a share needs an email address and one of the listed durations",
+            )));
+        };
+        let to = AccountId::new(email);
+        let cmd = Command::ShareAccess {
+            place: place.id.clone(),
+            by: signed.record.account.clone(),
+            email: to.clone(),
+            duration,
+        };
+        let outcome = portal
+            .store
+            .execute(&cmd, portal.now())?
+            .map(|_| format!("shared Place {} with {to} for {duration}", place.id));
+        Ok(Ok((outcome, None)))
+    })
     .await
 }
 
 pub(super) async fn new_link(
     State(portal): State<Arc<Portal>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    Form(form): Form<Fields>,
+    form: SignedForm,
 ) -> Response {
-    act(portal, id, headers, uri, form, |portal, signed, place, form| {
+    act(portal, id, form, |portal, signed, place, form| {
         let Some(duration) = duration(form) else {
             return Ok(Err(bad_form("a link needs one of the listed durations")));
         };
-        let made = new_share_link(&portal.store, &place.id, &signed.record.account, duration, portal.now())?;
-        let url = made.as_ref().ok().map(|link| redeem_url(&portal.url, &place.id, link));
+        let made = new_share_link(
+            &portal.store,
+            &place.id,
+            &signed.record.account,
+            duration,
+            portal.now(),
+        )?;
+        let url = made
+            .as_ref()
+            .ok()
+            .map(|link| redeem_url(&portal.url, &place.id, link));
         let outcome = made.map(|link| {
-            format!("share link number {} generated (the old one no longer works); it gives {duration}", link.number)
+            format!(
+                "share link number {} generated (the old one no longer works); it gives {duration}",
+                link.number
+            )
         });
         Ok(Ok((outcome, url)))
     })
@@ -196,52 +166,41 @@ fn redeem_url(base: &str, place: &PlaceId, link: &ShareLink) -> String {
 pub(super) async fn revoke(
     State(portal): State<Arc<Portal>>,
     Path((id, target)): Path<(String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-    Form(form): Form<Fields>,
+    form: SignedForm,
 ) -> Response {
-    act(
-        portal,
-        id,
-        headers,
-        uri,
-        form,
-        move |portal, signed, place, form| {
-            let target = AccountId::new(&target);
-            let cmd = Command::RevokeAccess {
-                place: place.id.clone(),
-                by: signed.record.account.clone(),
-                target: target.clone(),
-                // The second, explicit confirmation of the last-person guard.
-                force: form.get("force").is_some_and(|f| f == "yes"),
-            };
-            let outcome = portal.store.execute(&cmd, portal.now())?.map(|events| {
-                if events
-                    .iter()
-                    .any(|e| matches!(e, Event::PlaceDeleted { .. }))
-                {
-                    format!(
-                        "revoked {target}; Place {} had no one left and is deleted",
-                        place.id
-                    )
-                } else {
-                    format!("revoked {target}'s access to Place {}", place.id)
-                }
-            });
-            Ok(Ok((outcome, None)))
-        },
-    )
+    act(portal, id, form, move |portal, signed, place, form| {
+        let target = AccountId::new(&target);
+        let cmd = Command::RevokeAccess {
+            place: place.id.clone(),
+            by: signed.record.account.clone(),
+            target: target.clone(),
+            // The second, explicit confirmation of the last-person guard.
+            force: form.get("force").is_some_and(|f| f == "yes"),
+        };
+        let outcome = portal.store.execute(&cmd, portal.now())?.map(|events| {
+            if events
+                .iter()
+                .any(|e| matches!(e, Event::PlaceDeleted { .. }))
+            {
+                format!(
+                    "revoked {target}; Place {} had no one left and is deleted",
+                    place.id
+                )
+            } else {
+                format!("revoked {target}'s access to Place {}", place.id)
+            }
+        });
+        Ok(Ok((outcome, None)))
+    })
     .await
 }
 
 pub(super) async fn release(
     State(portal): State<Arc<Portal>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    Form(form): Form<Fields>,
+    form: SignedForm,
 ) -> Response {
-    act(portal, id, headers, uri, form, |portal, signed, place, form| {
+    act(portal, id, form, |portal, signed, place, form| {
         if form.get("confirm").is_none_or(|c| c != "yes") {
             return Ok(Err(bad_form("tick the confirmation to remove the home from your account")));
         }
@@ -260,41 +219,25 @@ pub(super) async fn release(
 /// `GET /links/{number}`: a button, so that opening (or prefetching) a
 /// share link redeems nothing.
 pub(super) async fn redeem_confirm(
-    State(portal): State<Arc<Portal>>,
     Path(number): Path<u64>,
     Query(query): Query<Fields>,
-    headers: HeaderMap,
-    uri: Uri,
+    signed: Signed,
 ) -> Response {
-    blocking(move || {
-        let Some(signed) = portal.signed_in(&headers)? else {
-            return Ok(to_sign_in(&uri));
-        };
-        let (Some(place), Some(secret)) = (query.get("place"), query.get("secret")) else {
-            return Ok(bad_form("a share link names its Place and secret"));
-        };
-        Ok(html(
-            StatusCode::OK,
-            pages::redeem(&signed.viewer(), number, place, secret),
-        ))
-    })
-    .await
+    let (Some(place), Some(secret)) = (query.get("place"), query.get("secret")) else {
+        return bad_form("a share link names its Place and secret");
+    };
+    html(
+        StatusCode::OK,
+        pages::redeem(&signed.viewer(), number, place, secret),
+    )
 }
 
 pub(super) async fn redeem(
     State(portal): State<Arc<Portal>>,
     Path(number): Path<u64>,
-    headers: HeaderMap,
-    uri: Uri,
-    Form(form): Form<Fields>,
+    SignedForm { signed, form, json }: SignedForm,
 ) -> Response {
     blocking(move || {
-        let Some(signed) = portal.signed_in(&headers)? else {
-            return Ok(to_sign_in(&uri));
-        };
-        if !csrf::matches(&signed.record.csrf, form.get("csrf").map(String::as_str)) {
-            return Ok(forbidden());
-        }
         let (Some(place), Some(secret)) = (form.get("place"), form.get("secret")) else {
             return Ok(bad_form("a share link names its Place and secret"));
         };
@@ -307,18 +250,22 @@ pub(super) async fn redeem(
                 secret: LinkSecret(secret.clone()),
             },
         };
-        let json = wants_json(&headers);
         match portal.store.execute(&cmd, portal.now())? {
-            Ok(_) => portal.after(&signed, &id, Ok(format!("you now have access to Place {id}")), None, json),
+            Ok(_) => portal.after(
+                &signed,
+                &id,
+                Ok(format!("you now have access to Place {id}")),
+                None,
+                json,
+            ),
             Err(refusal) if json => Ok(json_response(
                 StatusCode::CONFLICT,
-                serde_json::json!({"result": "refused", "rule": refusal.rule(), "why": refusal.to_string(), "guidance": refusal.guidance()}),
+                super::routes::message_json(&Message::refused(&refusal)),
             )),
-            // Not the Place page: the account may have no access to it.
-            Err(refusal) => Ok(html(
-                StatusCode::CONFLICT,
-                pages::redeem_refused(&signed.viewer(), &Message::refused(&refusal)),
-            )),
+            // To the Places list: the account may have no access to the Place.
+            Err(refusal) => {
+                portal.redirect_with(&signed.secret, "/", Message::refused(&refusal), None, false)
+            }
         }
     })
     .await

@@ -7,7 +7,10 @@
 //!   [`crate::cloud::rules`] and one store transaction, as the operator
 //!   CLI does; [`pages`]: the maud templates (HTML-escaped, no script);
 //!   [`session`]: sign-in links, sessions, cookies, rate limits;
-//!   [`csrf`]: the token every form carries.
+//!   [`csrf`]: the token every form carries; [`extract`]: the signed-in
+//!   request and the signed form, checked once for every route.
+//! - Every POST answers 303 to its page (POST/redirect/GET), the message
+//!   kept as the session's one-shot flash; a form sent twice acts once.
 //! - HTTPS with a certificate the cloud's CA issues for the listen address
 //!   and `localhost` (or `--web-cert/--web-key`); plain HTTP only on a
 //!   loopback address, behind a TLS-terminating proxy.
@@ -18,6 +21,7 @@
 
 mod actions;
 mod csrf;
+mod extract;
 mod pages;
 mod routes;
 mod session;
@@ -68,7 +72,7 @@ pub enum PortalError {
 }
 
 /// How the portal speaks to browsers.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WebTls {
     /// A certificate the cloud's CA issues at each start.
     CloudCa,

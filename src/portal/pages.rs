@@ -13,24 +13,24 @@ use crate::cloud::{AccessDuration, AccessEntry, AccountId, PlaceId, Remaining, R
 /// Under this much time left, the Places list and Manage Access flag it.
 pub const SOON: u64 = 3 * 24 * 3600;
 
-/// What the last POST did, shown above the page.
-#[derive(Debug)]
+/// What the last POST did, shown above the page it redirected to.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Message {
     Done(String),
     /// The rules said no: the same rule name and guidance as the CLI.
     Refused {
-        rule: &'static str,
+        rule: String,
         why: String,
-        guidance: &'static str,
+        guidance: String,
     },
 }
 
 impl Message {
     pub fn refused(refusal: &crate::cloud::Refusal) -> Message {
         Message::Refused {
-            rule: refusal.rule(),
+            rule: refusal.rule().to_owned(),
             why: refusal.to_string(),
-            guidance: refusal.guidance(),
+            guidance: refusal.guidance().to_owned(),
         }
     }
 }
@@ -38,7 +38,33 @@ impl Message {
 /// Who is looking, for the header and the forms.
 pub struct Viewer<'a> {
     pub account: &'a AccountId,
-    pub csrf: &'a str,
+    csrf: &'a str,
+    /// The page's nonce; each form adds its number, so each form of the
+    /// page is sent once ([`super::extract`]).
+    nonce: &'a str,
+    forms: std::cell::Cell<u32>,
+}
+
+impl<'a> Viewer<'a> {
+    pub fn new(account: &'a AccountId, csrf: &'a str, nonce: &'a str) -> Viewer<'a> {
+        Viewer {
+            account,
+            csrf,
+            nonce,
+            forms: std::cell::Cell::new(0),
+        }
+    }
+}
+
+/// The hidden fields every form of a signed-in page carries: the
+/// session's CSRF token and this form's own nonce.
+fn signed_fields(viewer: &Viewer<'_>) -> Markup {
+    let n = viewer.forms.get();
+    viewer.forms.set(n + 1);
+    html! {
+        input type="hidden" name="csrf" value=(viewer.csrf);
+        input type="hidden" name="form" value={ (viewer.nonce) "-" (n) };
+    }
 }
 
 /// One line of the Places list.
@@ -90,9 +116,12 @@ pub struct PlacePage {
     /// A link just generated: shown once.
     pub new_link: Option<String>,
     pub may_release: bool,
-    /// The newest events of the Place, newest first, and how many it has.
+    /// A page of the Place's events, newest first, and how many it has.
     pub timeline: Vec<TimelineEntry>,
     pub timeline_total: u64,
+    /// Which page of the timeline (from 1), of `per_page` events.
+    pub timeline_page: usize,
+    pub timeline_per_page: usize,
 }
 
 const CSS: &str = include_str!("portal.css");
@@ -118,7 +147,7 @@ fn layout(
                     @if let Some(v) = viewer {
                         span.who { "Signed in as " strong { (v.account) } }
                         form method="post" action="/sign-out" {
-                            input type="hidden" name="csrf" value=(v.csrf);
+                            (signed_fields(v))
                             button type="submit" { "Sign out" }
                         }
                     }
@@ -387,7 +416,7 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
 
             h2 { "Share Access" }
             form method="post" action={ (base) "/share" } {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                (signed_fields(viewer))
                 label for="share-email" { "Email to share with" }
                 input id="share-email" type="email" name="email" required;
                 label for="share-duration" { "Access duration" }
@@ -404,7 +433,7 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
                         input id="new-link" type="text" readonly value=(link);
                     }
                     form method="post" action={ (base) "/links" } {
-                        input type="hidden" name="csrf" value=(viewer.csrf);
+                        (signed_fields(viewer))
                         label for="link-duration" { "Access the link gives" }
                         (duration_select("link-duration", &page.durations))
                         button type="submit" { "Generate New Link" }
@@ -418,15 +447,15 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
             @if page.may_release {
                 h2 { "Remove Home from Account" }
                 form method="post" action={ (base) "/release" } {
-                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    (signed_fields(viewer))
                     input id="release-confirm" type="checkbox" name="confirm" value="yes" required;
                     label for="release-confirm" { "I understand this account stops being the homeowner; the system can be claimed again with the processor's button" }
                     button type="submit" { "Remove Home from Account" }
                 }
             }
 
-            h2 { "Timeline" }
-            (timeline(page))
+            h2 id="timeline" { "Timeline" }
+            (timeline(page, &base))
 
             h2 { "Support" }
             p {
@@ -439,14 +468,31 @@ pub fn place(viewer: &Viewer<'_>, page: &PlacePage, message: Option<&Message>) -
 
 /// Every event of the Place, applied or refused, newest first: the rule
 /// that spoke, who asked, and through which site box.
-fn timeline(page: &PlacePage) -> Markup {
-    let shown = page.timeline.len() as u64;
+fn timeline(page: &PlacePage, base: &str) -> Markup {
+    let first = (page.timeline_page - 1) * page.timeline_per_page;
+    let pages = (page.timeline_total as usize)
+        .div_ceil(page.timeline_per_page)
+        .max(1);
     html! {
-        @if page.timeline.is_empty() {
+        @if page.timeline.is_empty() && page.timeline_total > 0 {
+            p { "This page is past the oldest of the Place's " (page.timeline_total) " events." }
+            p { a href=(base) { "Back to the newest events" } }
+        } @else if page.timeline.is_empty() {
             p { "No event yet." }
         } @else {
-            @if shown < page.timeline_total {
-                p { small { "The newest " (shown) " of " (page.timeline_total) " events." } }
+            @if pages > 1 {
+                nav aria-label="Pages of the timeline" {
+                    p {
+                        small { "Events " (first + 1) "–" (first + page.timeline.len()) " of " (page.timeline_total) ", newest first. " }
+                        @if page.timeline_page > 1 {
+                            a href={ (base) "?timeline_page=" (page.timeline_page - 1) "#timeline" } rel="prev" { "← Newer events" }
+                            " "
+                        }
+                        @if page.timeline_page < pages {
+                            a href={ (base) "?timeline_page=" (page.timeline_page + 1) "#timeline" } rel="next" { "Older events →" }
+                        }
+                    }
+                }
             }
             table.timeline {
                 thead { tr { th { "When" } th { "Account" } th { "Site box" } th { "What was asked" } th { "Result" } } }
@@ -480,7 +526,7 @@ fn revoke_cell(viewer: &Viewer<'_>, base: &str, row: &AccessRow) -> Markup {
     match &row.revoke {
         Revoke::Allowed => html! {
             form method="post" action=(action) {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                (signed_fields(viewer))
                 button type="submit" aria-label=(label) { "Revoke" }
             }
         },
@@ -488,7 +534,7 @@ fn revoke_cell(viewer: &Viewer<'_>, base: &str, row: &AccessRow) -> Markup {
             let check = format!("force-{}", segment(row.entry.account.as_str()));
             html! {
                 form method="post" action=(action) {
-                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    (signed_fields(viewer))
                     p.refused-inline { "You are the last person with access and no processor is activated: revoking deletes the Place for good." }
                     input id=(check) type="checkbox" name="force" value="yes";
                     label for=(check) { "Yes, delete the Place: it cannot be recovered" }
@@ -556,23 +602,11 @@ pub fn redeem(viewer: &Viewer<'_>, number: u64, place: &str, secret: &str) -> Ma
             h1 { "Share link" }
             p { "This link gives your account access to Place " strong { (place) } "." }
             form method="post" action={ "/links/" (number) "/redeem" } {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                (signed_fields(viewer))
                 input type="hidden" name="place" value=(place);
                 input type="hidden" name="secret" value=(secret);
                 button type="submit" { "Redeem link" }
             }
-        },
-    )
-}
-
-/// A refused redeem: the rule speaks, on a page of its own.
-pub fn redeem_refused(viewer: &Viewer<'_>, message: &Message) -> Markup {
-    layout(
-        "Share link refused",
-        Some(viewer),
-        Some(message),
-        html! {
-            p { a href="/" { "Back to your Places" } }
         },
     )
 }

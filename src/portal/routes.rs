@@ -18,9 +18,8 @@ use axum::{Extension, Form, Router};
 use maud::Markup;
 use serde_json::{Value, json};
 
-use super::pages::{
-    self, AccessRow, DurationChoice, Message, Paging, PlacePage, PlaceRow, Revoke, Viewer,
-};
+use super::extract::{Flash, Signed, SignedForm};
+use super::pages::{self, AccessRow, DurationChoice, Message, Paging, PlacePage, PlaceRow, Revoke};
 use super::session::{
     self, PRE_SESSION_COOKIE, SESSION_COOKIE, SESSION_LIFETIME, SIGN_IN_VALIDITY,
 };
@@ -28,7 +27,7 @@ use super::{Portal, PortalError, actions, csrf};
 use crate::cloud::rules::{self, Command};
 use crate::cloud::store::fresh_secret;
 use crate::cloud::store::portal::{SessionRecord, SignIn};
-use crate::cloud::store::timeline::Contact;
+use crate::cloud::store::timeline::{Contact, TimelineEntry};
 use crate::cloud::views::{place_json, remaining_json, role_text, timeline_json};
 use crate::cloud::{
     AccessDuration, AccountId, CloudError, LinkSecret, Place, PlaceId, Refusal, Timestamp,
@@ -38,7 +37,7 @@ use crate::cloud::{
 /// Rows on one page of the Places list: about 45 KB of HTML.
 const PAGE_ROWS: usize = 100;
 
-/// How many of a Place's newest events its page shows.
+/// How many of a Place's events a page of its timeline shows.
 const TIMELINE_SHOWN: usize = 100;
 
 /// The client's address, for the per-client sign-in limit.
@@ -121,15 +120,26 @@ pub(super) async fn blocking(
 ) -> Response {
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "portal: a request failed");
-            html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pages::notice("Something failed", &e.to_string(), None),
-            )
-        }
+        Ok(Err(e)) => failed(&e),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// The answer when the store (or the randomness) failed: logged, and a
+/// page that says so.
+pub(super) fn failed(e: &PortalError) -> Response {
+    tracing::error!(error = %e, "portal: a request failed");
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        pages::notice("Something failed", &e.to_string(), None),
+    )
+}
+
+pub(super) fn bad_form(what: &str) -> Response {
+    html(
+        StatusCode::BAD_REQUEST,
+        pages::notice("Bad form", what, None),
+    )
 }
 
 pub(super) fn html(status: StatusCode, page: Markup) -> Response {
@@ -157,7 +167,7 @@ pub(super) fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
 }
 
@@ -168,39 +178,9 @@ pub(super) fn to_sign_in(uri: &Uri) -> Response {
     see_other(&format!("/sign-in?{query}"))
 }
 
-/// A signed-in request: the session's secret and record.
-pub(super) struct Signed {
-    pub secret: String,
-    pub record: SessionRecord,
-}
-
-impl Signed {
-    pub fn viewer(&self) -> Viewer<'_> {
-        Viewer {
-            account: &self.record.account,
-            csrf: &self.record.csrf,
-        }
-    }
-}
-
 impl Portal {
     pub(super) fn now(&self) -> Timestamp {
         self.clock.now()
-    }
-
-    /// The live session the request's cookie opens.
-    pub(super) fn signed_in(&self, headers: &HeaderMap) -> Result<Option<Signed>, CloudError> {
-        let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
-        let Some(secret) = session::cookie(cookies, SESSION_COOKIE) else {
-            return Ok(None);
-        };
-        Ok(self
-            .store
-            .session(secret, self.now())?
-            .map(|record| Signed {
-                secret: secret.to_owned(),
-                record,
-            }))
     }
 
     /// The Place if `account` has access to it now; `None` is a 404.
@@ -224,24 +204,21 @@ impl Portal {
         page: Option<usize>,
     ) -> Result<(Vec<PlaceRow>, usize), CloudError> {
         let now = self.now();
-        let mut counts: HashMap<PlaceId, usize> = HashMap::new();
+        let (skip, take) = match page {
+            None => (0, usize::MAX),
+            Some(page) => (page.saturating_sub(1).saturating_mul(PAGE_ROWS), PAGE_ROWS),
+        };
+        let (places, total) = self.store.account_places(account, now, skip, take)?;
+        let mut counts: HashMap<&PlaceId, usize> = places.iter().map(|p| (&p.id, 0)).collect();
         for p in self.store.processors()? {
-            *counts.entry(p.place).or_default() += 1;
+            if let Some(n) = counts.get_mut(&p.place) {
+                *n += 1;
+            }
         }
-        let places = self.store.places()?;
-        let reachable: Vec<_> = places
+        let shown: Vec<_> = places
             .iter()
             .filter_map(|p| Some((p, p.access(account, now)?)))
             .collect();
-        let total = reachable.len();
-        let shown: Vec<_> = match page {
-            None => reachable,
-            Some(page) => reachable
-                .into_iter()
-                .skip(page.saturating_sub(1).saturating_mul(PAGE_ROWS))
-                .take(PAGE_ROWS)
-                .collect(),
-        };
         let ids: Vec<&PlaceId> = shown.iter().map(|(p, _)| &p.id).collect();
         let mut contacts = self.store.last_contacts(&ids)?;
         let rows = shown
@@ -266,6 +243,8 @@ impl Portal {
         place: &Place,
         account: &AccountId,
         new_link: Option<String>,
+        (timeline, timeline_total): (Vec<TimelineEntry>, u64),
+        timeline_page: usize,
     ) -> Result<PlacePage, CloudError> {
         let now = self.now();
         let would = |cmd: Command| rules::apply(Some(place), &cmd, now).map(|_| ());
@@ -330,7 +309,6 @@ impl Portal {
             }
             Err(r) => Err(r.to_string()),
         };
-        let (timeline, timeline_total) = self.store.timeline(&place.id, TIMELINE_SHOWN)?;
         let may_release = would(Command::Release {
             place: place.id.clone(),
             by: account.clone(),
@@ -354,20 +332,29 @@ impl Portal {
             may_release,
             timeline,
             timeline_total,
+            timeline_page,
+            timeline_per_page: TIMELINE_SHOWN,
         })
     }
 
-    /// The Place page (or its JSON), with what the last POST did.
+    /// The Place page (or its JSON): timeline page `timeline_page` (from
+    /// 1), with what the last POST did.
     pub(super) fn place_response(
         &self,
         signed: &Signed,
         place: &Place,
         status: StatusCode,
-        message: Option<Message>,
-        new_link: Option<String>,
+        flash: Option<Flash>,
         json: bool,
+        timeline_page: usize,
     ) -> Result<Response, PortalError> {
         let account = &signed.record.account;
+        let (message, new_link) = flash.map_or((None, None), |f| (Some(f.message), f.link));
+        let skip = timeline_page
+            .saturating_sub(1)
+            .saturating_mul(TIMELINE_SHOWN);
+        let (timeline, timeline_total) =
+            self.store.timeline_page(&place.id, skip, TIMELINE_SHOWN)?;
         if json {
             let now = self.now();
             let (processors, reports) = self.store.place_processors(&place.id)?;
@@ -377,33 +364,28 @@ impl Portal {
             if let Some(link) = &new_link {
                 value["link"] = json!(link);
             }
-            let (timeline, total) = self.store.timeline(&place.id, TIMELINE_SHOWN)?;
             value["timeline"] = timeline.iter().map(timeline_json).collect();
-            value["timeline_total"] = json!(total);
+            value["timeline_total"] = json!(timeline_total);
             value["last_contact"] =
                 contact_json(self.store.last_contacts(&[&place.id])?.get(&place.id));
             return Ok(json_response(status, with_message(value, message.as_ref())));
         }
-        let page = self.place_page(place, account, new_link)?;
+        let page = self.place_page(
+            place,
+            account,
+            new_link,
+            (timeline, timeline_total),
+            timeline_page,
+        )?;
         Ok(html(
             status,
             pages::place(&signed.viewer(), &page, message.as_ref()),
         ))
     }
 
-    /// The Places list (or its JSON), with what the last POST did.
-    pub(super) fn places_response(
-        &self,
-        signed: &Signed,
-        message: Option<Message>,
-        json: bool,
-    ) -> Result<Response, PortalError> {
-        self.places_page(signed, message, json, 1)
-    }
-
-    /// Page `page` of the Places list; its JSON is the whole list, as the
-    /// CLI's `place list --json`.
-    fn places_page(
+    /// Page `page` of the Places list (its JSON is the whole list, as the
+    /// CLI's `place list --json`), with what the last POST did.
+    pub(super) fn places_page(
         &self,
         signed: &Signed,
         message: Option<Message>,
@@ -450,45 +432,64 @@ fn contact_json(contact: Option<&Contact>) -> Value {
 
 /// A JSON answer to a POST: what it did, as the CLI's `--json` says it
 /// (`result`, and a refusal's `rule`, `why`, `guidance`).
-fn with_message(value: Value, message: Option<&Message>) -> Value {
+pub(super) fn message_json(message: &Message) -> Value {
     match message {
-        None => value,
-        Some(Message::Done(text)) => json!({"result": "applied", "message": text, "data": value}),
-        Some(Message::Refused {
+        Message::Done(text) => json!({"result": "applied", "message": text}),
+        Message::Refused {
             rule,
             why,
             guidance,
-        }) => {
-            json!({"result": "refused", "rule": rule, "why": why, "guidance": guidance})
-        }
+        } => json!({"result": "refused", "rule": rule, "why": why, "guidance": guidance}),
     }
+}
+
+/// The page's data with what the last POST did (`data`, beside an
+/// applied message).
+fn with_message(value: Value, message: Option<&Message>) -> Value {
+    match message {
+        None => value,
+        Some(m @ Message::Done(_)) => {
+            let mut out = message_json(m);
+            out["data"] = value;
+            out
+        }
+        Some(m) => message_json(m),
+    }
+}
+
+/// A page number from the query's `key`: absent is 1; 0, a negative or a
+/// word is `None` (a 400, [`no_such_page`]).
+fn page_number(query: &Fields, key: &str) -> Option<usize> {
+    match query.get(key).map(|p| p.parse::<usize>()) {
+        None => Some(1),
+        Some(Ok(page)) if page >= 1 => Some(page),
+        Some(_) => None,
+    }
+}
+
+fn no_such_page(key: &str, signed: &Signed) -> Response {
+    html(
+        StatusCode::BAD_REQUEST,
+        pages::notice(
+            "No such page",
+            &format!("`{key}` is a page number, from 1."),
+            Some(&signed.viewer()),
+        ),
+    )
 }
 
 async fn places(
     State(portal): State<Arc<Portal>>,
     Query(query): Query<Fields>,
+    signed: Signed,
     headers: HeaderMap,
-    uri: Uri,
 ) -> Response {
     blocking(move || {
-        let Some(signed) = portal.signed_in(&headers)? else {
-            return Ok(to_sign_in(&uri));
+        let Some(page) = page_number(&query, "page") else {
+            return Ok(no_such_page("page", &signed));
         };
-        let page = match query.get("page").map(|p| p.parse::<usize>()) {
-            None => 1,
-            Some(Ok(page)) if page >= 1 => page,
-            Some(_) => {
-                return Ok(html(
-                    StatusCode::BAD_REQUEST,
-                    pages::notice(
-                        "No such page",
-                        "A page of the Places list is a number from 1.",
-                        Some(&signed.viewer()),
-                    ),
-                ));
-            }
-        };
-        portal.places_page(&signed, None, wants_json(&headers), page)
+        let message = portal.take_flash(&signed)?.map(|f| f.message);
+        portal.places_page(&signed, message, wants_json(&headers), page)
     })
     .await
 }
@@ -496,23 +497,29 @@ async fn places(
 async fn place(
     State(portal): State<Arc<Portal>>,
     Path(id): Path<String>,
+    Query(query): Query<Fields>,
+    signed: Signed,
     headers: HeaderMap,
-    uri: Uri,
 ) -> Response {
     blocking(move || {
-        let Some(signed) = portal.signed_in(&headers)? else {
-            return Ok(to_sign_in(&uri));
+        let Some(page) = page_number(&query, "timeline_page") else {
+            return Ok(no_such_page("timeline_page", &signed));
         };
         match portal.reachable(&PlaceId(id), &signed.record.account)? {
+            // What a POST did to a Place now out of reach is on the list.
+            None if signed.record.flash.is_some() => Ok(see_other("/")),
             None => Ok(not_found_page(Some(&signed))),
-            Some(p) => portal.place_response(
-                &signed,
-                &p,
-                StatusCode::OK,
-                None,
-                None,
-                wants_json(&headers),
-            ),
+            Some(p) => {
+                let flash = portal.take_flash(&signed)?;
+                portal.place_response(
+                    &signed,
+                    &p,
+                    StatusCode::OK,
+                    flash,
+                    wants_json(&headers),
+                    page,
+                )
+            }
         }
     })
     .await
@@ -579,8 +586,14 @@ async fn sign_in_form(
     blocking(move || {
         let (token, cookie) = pre_session(&headers, portal.secure)?;
         let next = session::local_target(query.get("next").map(String::as_str));
+        // After a request (POST/redirect/GET): which address the link went
+        // to, as the form's owner typed it.
+        let sent = query.get("sent").and_then(|e| mail_address(e));
         Ok(with_cookie(
-            html(StatusCode::OK, pages::sign_in(&token, &next, None, None)),
+            html(
+                StatusCode::OK,
+                pages::sign_in(&token, &next, sent.as_ref().map(AccountId::as_str), None),
+            ),
             cookie,
         ))
     })
@@ -648,10 +661,10 @@ async fn sign_in_request(
         }
         let path = super::write_mail(&portal.mail_dir, &account, &link, now)?;
         tracing::info!(%account, mail = %path.display(), "portal: sign-in link written");
-        Ok(html(
-            StatusCode::OK,
-            pages::sign_in(&csrf, &next, Some(account.as_str()), None),
-        ))
+        let query =
+            serde_urlencoded::to_string([("sent", account.as_str()), ("next", next.as_str())])
+                .unwrap_or_default();
+        Ok(see_other(&format!("/sign-in?{query}")))
     })
     .await
 }
@@ -695,6 +708,7 @@ async fn sign_in_use(
                     account,
                     expires: now.plus(SESSION_LIFETIME),
                     csrf: fresh_secret()?,
+                    flash: None,
                 };
                 portal.store.put_session(&secret, &record, now)?;
                 let next = session::local_target(form.get("next").map(String::as_str));
@@ -720,16 +734,15 @@ async fn sign_in_use(
 
 async fn sign_out(
     State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
-    Form(form): Form<Fields>,
+    form: Result<SignedForm, Response>,
 ) -> Response {
+    // Signed out already (or never in): the sign-in page, as asked.
+    let SignedForm { signed, .. } = match form {
+        Ok(form) => form,
+        Err(answer) if answer.status() == StatusCode::SEE_OTHER => return see_other("/sign-in"),
+        Err(answer) => return answer,
+    };
     blocking(move || {
-        let Some(signed) = portal.signed_in(&headers)? else {
-            return Ok(see_other("/sign-in"));
-        };
-        if !csrf::matches(&signed.record.csrf, form.get("csrf").map(String::as_str)) {
-            return Ok(forbidden());
-        }
         portal.store.end_session(&signed.secret)?;
         let cookie = session::set_cookie(SESSION_COOKIE, "", 0, portal.secure);
         Ok(with_cookie(see_other("/sign-in"), Some(cookie)))

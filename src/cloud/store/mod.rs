@@ -551,7 +551,11 @@ pub(crate) async fn claim_in<T: PlaceTxn>(
             spent
         }) {
             Ok(checked) => checked,
-            Err(refusal) => return Ok(Err(refusal)),
+            Err(refusal) => {
+                let named = claim.place.as_ref().or(record.as_ref().map(|r| &r.place));
+                record_refused_claim(txn, named, account, claim, site_box, &refusal, now).await?;
+                return Ok(Err(refusal));
+            }
         };
     Ok(match (apply_from(txn, &cmd, site_box, now).await?, proof) {
         (Err(Refusal::UnverifiedButtonPress), Err(e)) => Err(Refusal::BadClaimProof {
@@ -564,6 +568,46 @@ pub(crate) async fn claim_in<T: PlaceTxn>(
         }
         (Ok(_), Err(_)) => Err(Refusal::UnverifiedButtonPress),
     })
+}
+
+/// A claim refused before the rules (a proof that does not verify, a
+/// wrong MAC, a spent proof, a processor of another Place) goes into the
+/// timeline of the Place it names, as the rules' refusals do, but only
+/// when that Place exists and `account` (the site box's) reaches it:
+/// nothing is written about, or to, a Place the account cannot see.
+async fn record_refused_claim<T: PlaceTxn>(
+    txn: &mut T,
+    named: Option<&PlaceId>,
+    account: &AccountId,
+    claim: &crate::proto::Claimed,
+    site_box: Option<&str>,
+    refusal: &Refusal,
+    now: Timestamp,
+) -> Result<(), CloudError> {
+    let Some(id) = named else {
+        return Ok(());
+    };
+    let reached = txn
+        .place_for(id, &[account], false, now)
+        .await?
+        .is_some_and(|p| p.access(account, now).is_some());
+    if !reached {
+        return Ok(());
+    }
+    let asked = Command::Claim {
+        place: id.clone(),
+        by: account.clone(),
+        processor: claim.serial,
+        press_verified: false,
+    };
+    let entry = timeline::TimelineEntry {
+        at: now,
+        account: account.clone(),
+        site_box: site_box.map(str::to_owned),
+        what: super::views::command_text(&asked),
+        refused: Some((refusal.rule().to_owned(), refusal.to_string())),
+    };
+    txn.record(id, &entry).await
 }
 
 /// The cloud icon for the processor `query` names, as `account` sees it.

@@ -15,12 +15,14 @@ use super::postgres::PgStore;
 use super::redb::RedbStore;
 use super::{CloudStore, link_digest};
 use crate::cloud::CloudError;
-use crate::cloud::model::{AccountId, LinkSecret, Timestamp};
+use crate::cloud::model::{AccountId, LinkSecret, Place, Timestamp};
 
 /// digest → [`SignInRecord`].
 const SIGN_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("portal_sign_in");
 /// digest → [`SessionRecord`].
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("portal_sessions");
+/// (session digest, form nonce) → the session's expiry.
+const USED_FORMS: TableDefinition<(&str, &str), u64> = TableDefinition::new("portal_used_forms");
 
 /// An issued sign-in link, as kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +39,10 @@ pub struct SessionRecord {
     pub account: AccountId,
     pub expires: Timestamp,
     pub csrf: String,
+    /// The one-shot message of this session's last POST, for the page it
+    /// redirects to (the portal's JSON; [`CloudStore::take_flash`]).
+    #[serde(default)]
+    pub flash: Option<String>,
 }
 
 /// What presenting a sign-in link did.
@@ -107,30 +113,23 @@ impl CloudStore {
     pub fn use_sign_in(&self, secret: &str, now: Timestamp) -> Result<SignIn, CloudError> {
         let key = digest(secret);
         match self {
-            CloudStore::Redb(s) => {
-                let txn =
-                    s.db.begin_write()
-                        .map_err(|e| CloudError::store(s.path(), e))?;
-                let outcome = {
-                    let mut table = txn.open_table(SIGN_IN)?;
-                    let found = table
-                        .get(key.as_str())?
-                        .map(|v| decode::<SignInRecord>("portal_sign_in", v.value()))
-                        .transpose()?;
-                    match found {
-                        None => SignIn::Unknown,
-                        Some(r) if r.used => SignIn::Used,
-                        Some(r) if now >= r.expires => SignIn::Expired,
-                        Some(mut r) => {
-                            r.used = true;
-                            table.insert(key.as_str(), encode(&r)?.as_slice())?;
-                            SignIn::Accepted(r.account)
-                        }
+            CloudStore::Redb(s) => redb_write(s, |txn| {
+                let mut table = txn.open_table(SIGN_IN)?;
+                let found = table
+                    .get(key.as_str())?
+                    .map(|v| decode::<SignInRecord>("portal_sign_in", v.value()))
+                    .transpose()?;
+                Ok(match found {
+                    None => SignIn::Unknown,
+                    Some(r) if r.used => SignIn::Used,
+                    Some(r) if now >= r.expires => SignIn::Expired,
+                    Some(mut r) => {
+                        r.used = true;
+                        table.insert(key.as_str(), encode(&r)?.as_slice())?;
+                        SignIn::Accepted(r.account)
                     }
-                };
-                txn.commit().map_err(|e| CloudError::store(s.path(), e))?;
-                Ok(outcome)
-            }
+                })
+            }),
             CloudStore::Postgres(s) => pg_use_sign_in(s, &key, now),
         }
     }
@@ -149,6 +148,11 @@ impl CloudStore {
             CloudStore::Redb(s) => {
                 redb_put(s, SESSIONS, &digest(secret), &encode(record)?, now, |b| {
                     decode::<SessionRecord>("portal_sessions", b).map(|r| r.expires)
+                })?;
+                redb_write(s, |txn| {
+                    let mut table = txn.open_table(USED_FORMS)?;
+                    table.retain(|_, expires| expires > now.0)?;
+                    Ok(())
                 })
             }
             CloudStore::Postgres(s) => pg_put_session(s, &digest(secret), record, now),
@@ -192,23 +196,129 @@ impl CloudStore {
     pub fn end_session(&self, secret: &str) -> Result<(), CloudError> {
         let key = digest(secret);
         match self {
-            CloudStore::Redb(s) => {
-                let txn =
-                    s.db.begin_write()
-                        .map_err(|e| CloudError::store(s.path(), e))?;
+            CloudStore::Redb(s) => redb_write(s, |txn| {
                 txn.open_table(SESSIONS)?.remove(key.as_str())?;
-                txn.commit().map_err(|e| CloudError::store(s.path(), e))
-            }
-            CloudStore::Postgres(s) => s.block(|| {
-                s.transaction(async |t, _| {
-                    t.tx.execute("DELETE FROM sessions WHERE secret_sha256 = $1", &[&key])
-                        .await
-                        .map_err(pg("ending a session"))?;
-                    Ok(())
-                })
+                Ok(())
             }),
+            CloudStore::Postgres(s) => pg_run(
+                s,
+                &[(
+                    "ending a session",
+                    "DELETE FROM sessions WHERE secret_sha256 = $1",
+                    &[&key],
+                )],
+            )
+            .map(drop),
         }
     }
+
+    /// Sets (or with `None` clears) the one-shot message of the session
+    /// `secret` opens, and answers the message it had.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails.
+    pub fn swap_flash(
+        &self,
+        secret: &str,
+        flash: Option<&str>,
+    ) -> Result<Option<String>, CloudError> {
+        let key = digest(secret);
+        match self {
+            CloudStore::Redb(s) => redb_write(s, |txn| {
+                let mut table = txn.open_table(SESSIONS)?;
+                let found = table
+                    .get(key.as_str())?
+                    .map(|v| decode::<SessionRecord>("portal_sessions", v.value()))
+                    .transpose()?;
+                let Some(mut record) = found else {
+                    return Ok(None);
+                };
+                let was = std::mem::replace(&mut record.flash, flash.map(str::to_owned));
+                table.insert(key.as_str(), encode(&record)?.as_slice())?;
+                Ok(was)
+            }),
+            CloudStore::Postgres(s) => {
+                let rows = pg_run(
+                    s,
+                    &[(
+                        "keeping a session's message",
+                        "WITH was AS (SELECT flash FROM sessions WHERE secret_sha256 = $1 FOR UPDATE),
+                              set AS (UPDATE sessions SET flash = $2 WHERE secret_sha256 = $1)
+                         SELECT flash FROM was",
+                        &[&key, &flash],
+                    )],
+                )?;
+                Ok(rows.first().and_then(|r| r.get(0)))
+            }
+        }
+    }
+
+    /// Marks form `nonce` of the session `secret` opens as sent; `false`
+    /// when it was sent before (a refresh or the back button sending it
+    /// again), so the form acts once. Kept until `expires` (the
+    /// session's end, when the form could not be sent anyway).
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails.
+    pub fn first_use_of_form(
+        &self,
+        secret: &str,
+        nonce: &str,
+        expires: Timestamp,
+    ) -> Result<bool, CloudError> {
+        let key = digest(secret);
+        match self {
+            CloudStore::Redb(s) => redb_write(s, |txn| {
+                let mut table = txn.open_table(USED_FORMS)?;
+                Ok(table.insert((key.as_str(), nonce), expires.0)?.is_none())
+            }),
+            CloudStore::Postgres(s) => {
+                let rows = pg_run(
+                    s,
+                    &[(
+                        "keeping a sent form",
+                        "INSERT INTO used_forms (session_sha256, nonce, expires) VALUES ($1, $2, $3)
+                         ON CONFLICT DO NOTHING RETURNING nonce",
+                        &[&key, &nonce, &(expires.0 as i64)],
+                    )],
+                )?;
+                Ok(!rows.is_empty())
+            }
+        }
+    }
+
+    /// The Places `account` reaches at `now`, in id order: `skip` passed
+    /// over and at most `take` read (the Places list's page), and how
+    /// many it reaches in all. Reads only this account's grants and the
+    /// page's Places, not the whole cloud.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails.
+    pub fn account_places(
+        &self,
+        account: &AccountId,
+        now: Timestamp,
+        skip: usize,
+        take: usize,
+    ) -> Result<(Vec<Place>, usize), CloudError> {
+        match self {
+            CloudStore::Redb(s) => s.account_places(account, now, skip, take),
+            CloudStore::Postgres(s) => s.account_places(account, now, skip, take),
+        }
+    }
+}
+
+/// One write transaction on redb, committed when `body` succeeds.
+fn redb_write<T>(
+    s: &RedbStore,
+    body: impl FnOnce(&redb::WriteTransaction) -> Result<T, CloudError>,
+) -> Result<T, CloudError> {
+    let txn =
+        s.db.begin_write()
+            .map_err(|e| CloudError::store(s.path(), e))?;
+    let out = body(&txn)?;
+    txn.commit().map_err(|e| CloudError::store(s.path(), e))?;
+    Ok(out)
 }
 
 /// Inserts `bytes` under `key` in `table` and sweeps the rows that
@@ -221,10 +331,7 @@ fn redb_put(
     now: Timestamp,
     expires_of: impl Fn(&[u8]) -> Result<Timestamp, CloudError>,
 ) -> Result<(), CloudError> {
-    let txn =
-        s.db.begin_write()
-            .map_err(|e| CloudError::store(s.path(), e))?;
-    {
+    redb_write(s, |txn| {
         let mut t = txn.open_table(table)?;
         let mut stale = Vec::new();
         for entry in t.iter()? {
@@ -239,8 +346,8 @@ fn redb_put(
             t.remove(k.as_str())?;
         }
         t.insert(key, bytes)?;
-    }
-    txn.commit().map_err(|e| CloudError::store(s.path(), e))
+        Ok(())
+    })
 }
 
 /// How long an expired row is kept before it is swept.
@@ -253,6 +360,26 @@ fn pg(context: &'static str) -> impl Fn(tokio_postgres::Error) -> CloudError {
     }
 }
 
+type Params<'a> = [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// The shape of every portal operation on PostgreSQL: `statements` run
+/// in order in one SERIALIZABLE transaction (retried as every store
+/// transaction is), and the rows the last one returned.
+fn pg_run(
+    s: &PgStore,
+    statements: &[(&'static str, &str, &Params<'_>)],
+) -> Result<Vec<tokio_postgres::Row>, CloudError> {
+    s.block(|| {
+        s.transaction(async |t, _| {
+            let mut rows = Vec::new();
+            for (context, sql, params) in statements {
+                rows = t.tx.query(*sql, params).await.map_err(pg(context))?;
+            }
+            Ok(rows)
+        })
+    })
+}
+
 fn pg_put_sign_in(
     s: &PgStore,
     key: &str,
@@ -260,52 +387,49 @@ fn pg_put_sign_in(
     now: Timestamp,
 ) -> Result<(), CloudError> {
     let stale = now.0.saturating_sub(SWEEP_AFTER) as i64;
-    s.block(|| {
-        s.transaction(async |t, _| {
-            t.tx.execute("DELETE FROM sign_in_links WHERE expires <= $1", &[&stale])
-                .await
-                .map_err(pg("sweeping sign-in links"))?;
-            t.tx.execute(
+    let (account, expires) = (record.account.as_str(), record.expires.0 as i64);
+    pg_run(
+        s,
+        &[
+            (
+                "sweeping sign-in links",
+                "DELETE FROM sign_in_links WHERE expires <= $1",
+                &[&stale],
+            ),
+            (
+                "keeping a sign-in link",
                 "INSERT INTO sign_in_links (secret_sha256, account, expires) VALUES ($1, $2, $3)",
-                &[&key, &record.account.as_str(), &(record.expires.0 as i64)],
-            )
-            .await
-            .map_err(pg("keeping a sign-in link"))?;
-            Ok(())
-        })
-    })
+                &[&key, &account, &expires],
+            ),
+        ],
+    )
+    .map(drop)
 }
 
 fn pg_use_sign_in(s: &PgStore, key: &str, now: Timestamp) -> Result<SignIn, CloudError> {
-    s.block(|| {
-        s.transaction(async |t, _| {
-            let row =
-                t.tx.query_opt(
-                    "SELECT account, expires, used_at FROM sign_in_links WHERE secret_sha256 = $1",
-                    &[&key],
-                )
-                .await
-                .map_err(pg("reading a sign-in link"))?;
-            let Some(row) = row else {
-                return Ok(SignIn::Unknown);
-            };
-            let account: String = row.get(0);
-            let expires: i64 = row.get(1);
-            let used: Option<i64> = row.get(2);
-            if used.is_some() {
-                return Ok(SignIn::Used);
-            }
-            if now.0 as i64 >= expires {
-                return Ok(SignIn::Expired);
-            }
-            t.tx.execute(
-                "UPDATE sign_in_links SET used_at = $2 WHERE secret_sha256 = $1",
-                &[&key, &(now.0 as i64)],
-            )
-            .await
-            .map_err(pg("spending a sign-in link"))?;
-            Ok(SignIn::Accepted(AccountId::new(&account)))
-        })
+    // One statement: the link as it was, and spent if it was live.
+    let rows = pg_run(
+        s,
+        &[(
+            "spending a sign-in link",
+            "WITH was AS (SELECT account, expires, used_at FROM sign_in_links
+                          WHERE secret_sha256 = $1 FOR UPDATE),
+                  spent AS (UPDATE sign_in_links SET used_at = $2
+                            WHERE secret_sha256 = $1 AND used_at IS NULL AND expires > $2)
+             SELECT account, expires, used_at FROM was",
+            &[&key, &(now.0 as i64)],
+        )],
+    )?;
+    let Some(row) = rows.first() else {
+        return Ok(SignIn::Unknown);
+    };
+    let expires: i64 = row.get(1);
+    Ok(if row.get::<_, Option<i64>>(2).is_some() {
+        SignIn::Used
+    } else if now.0 as i64 >= expires {
+        SignIn::Expired
+    } else {
+        SignIn::Accepted(AccountId::new(row.get::<_, &str>(0)))
     })
 }
 
@@ -315,38 +439,44 @@ fn pg_put_session(
     record: &SessionRecord,
     now: Timestamp,
 ) -> Result<(), CloudError> {
-    let stale = now.0 as i64;
-    s.block(|| {
-        s.transaction(async |t, _| {
-            t.tx.execute("DELETE FROM sessions WHERE expires <= $1", &[&stale])
-                .await
-                .map_err(pg("sweeping sessions"))?;
-            t.tx.execute(
-                "INSERT INTO sessions (secret_sha256, account, expires, csrf) VALUES ($1, $2, $3, $4)",
-                &[&key, &record.account.as_str(), &(record.expires.0 as i64), &record.csrf],
-            )
-            .await
-            .map_err(pg("keeping a session"))?;
-            Ok(())
-        })
-    })
+    let (account, expires) = (record.account.as_str(), record.expires.0 as i64);
+    pg_run(
+        s,
+        &[
+            (
+                "sweeping sessions",
+                "DELETE FROM sessions WHERE expires <= $1",
+                &[&(now.0 as i64)],
+            ),
+            (
+                "sweeping used forms",
+                "DELETE FROM used_forms WHERE expires <= $1",
+                &[&(now.0 as i64)],
+            ),
+            (
+                "keeping a session",
+                "INSERT INTO sessions (secret_sha256, account, expires, csrf, flash)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&key, &account, &expires, &record.csrf, &record.flash],
+            ),
+        ],
+    )
+    .map(drop)
 }
 
 fn pg_session(s: &PgStore, key: &str) -> Result<Option<SessionRecord>, CloudError> {
-    s.block(|| {
-        s.transaction(async |t, _| {
-            let row =
-                t.tx.query_opt(
-                    "SELECT account, expires, csrf FROM sessions WHERE secret_sha256 = $1",
-                    &[&key],
-                )
-                .await
-                .map_err(pg("reading a session"))?;
-            Ok(row.map(|row| SessionRecord {
-                account: AccountId::new(row.get::<_, &str>(0)),
-                expires: Timestamp(row.get::<_, i64>(1) as u64),
-                csrf: row.get(2),
-            }))
-        })
-    })
+    let rows = pg_run(
+        s,
+        &[(
+            "reading a session",
+            "SELECT account, expires, csrf, flash FROM sessions WHERE secret_sha256 = $1",
+            &[&key],
+        )],
+    )?;
+    Ok(rows.first().map(|row| SessionRecord {
+        account: AccountId::new(row.get::<_, &str>(0)),
+        expires: Timestamp(row.get::<_, i64>(1) as u64),
+        csrf: row.get(2),
+        flash: row.get(3),
+    }))
 }

@@ -64,6 +64,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         6,
         include_str!("../../../migrations/0006_processor_reports.sql"),
     ),
+    (7, include_str!("../../../migrations/0007_portal_forms.sql")),
 ];
 
 /// The schema version this build writes.
@@ -457,6 +458,45 @@ impl PgStore {
                     out.extend(t.whole_place(&id).await?);
                 }
                 Ok(out)
+            })
+        })
+    }
+
+    /// The Places `account` has a live grant in, in id order: `skip`
+    /// passed over, at most `take` read whole; and how many in all.
+    pub(super) fn account_places(
+        &self,
+        account: &AccountId,
+        now: Timestamp,
+        skip: usize,
+        take: usize,
+    ) -> Result<(Vec<Place>, usize), CloudError> {
+        self.block(|| {
+            self.transaction(async |t, _| {
+                let live = "FROM grants WHERE account = $1 AND (expires IS NULL OR expires > $2)";
+                let (who, at) = (account.as_str(), now.0 as i64);
+                let total: i64 =
+                    t.tx.query_one(&format!("SELECT count(*) {live}"), &[&who, &at])
+                        .await
+                        .map_err(db("counting an account's Places"))?
+                        .get(0);
+                let ids =
+                    t.tx.query(
+                        &format!("SELECT place {live} ORDER BY place OFFSET $3 LIMIT $4"),
+                        &[
+                            &who,
+                            &at,
+                            &(skip as i64),
+                            &(take.min(i64::MAX as usize) as i64),
+                        ],
+                    )
+                    .await
+                    .map_err(db("listing an account's Places"))?;
+                let mut out = Vec::with_capacity(ids.len());
+                for row in ids {
+                    out.extend(t.whole_place(&PlaceId(row.get(0))).await?);
+                }
+                Ok((out, total as usize))
             })
         })
     }

@@ -587,6 +587,39 @@ impl RedbStore {
         Ok(places)
     }
 
+    /// The Places `account` has a live grant in, in id order: `skip`
+    /// of them passed over, at most `take` read whole; and how many there
+    /// are in all. One pass over the grants' keys, decoding only this
+    /// account's (the table has no index by account).
+    pub(super) fn account_places(
+        &self,
+        account: &AccountId,
+        now: Timestamp,
+        skip: usize,
+        take: usize,
+    ) -> Result<(Vec<Place>, usize), CloudError> {
+        let txn = self.read()?;
+        let rows = txn.open_table(PLACES).map_err(|e| self.err(e))?;
+        let grants = txn.open_table(GRANTS).map_err(|e| self.err(e))?;
+        let mut ids = Vec::new();
+        for entry in grants.iter().map_err(|e| self.err(e))? {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            let (place, who) = k.value();
+            if who != account.as_str() {
+                continue;
+            }
+            let grant: Grant = decode("grants", &format!("{place}/{who}"), v.value())?;
+            if grant.is_live(now) {
+                ids.push(PlaceId(place.to_owned()));
+            }
+        }
+        let mut places = Vec::new();
+        for id in ids.iter().skip(skip).take(take) {
+            places.extend(read_place(&rows, &grants, id)?);
+        }
+        Ok((places, ids.len()))
+    }
+
     pub(super) fn processor(&self, serial: Serial) -> Result<Option<ProcessorRecord>, CloudError> {
         let txn = self.read()?;
         let table = txn.open_table(PROCESSORS).map_err(|e| self.err(e))?;

@@ -263,10 +263,38 @@ fn a_claim_with_the_wrong_mac_is_refused(b: Backend) {
     if let EventKind::Claimed(c) = &mut kind {
         c.mac = Mac([2, 0x4c, 0, 0, 0, 1]);
     }
-    let replies = f.store.relay(&site(), &[event(1, kind)], NOW).unwrap();
+    let replies = f
+        .store
+        .relay(&site(), &[event(1, kind.clone())], NOW)
+        .unwrap();
     assert_eq!(
         rule(&replies[0]),
         "claim_proof_is_checked_against_the_processor_ca"
+    );
+    // The site box's account has no access to the Place: its timeline
+    // gets nothing (a stranger writes nowhere it cannot read).
+    let (_, before) = f.store.timeline(&f.place, 100).unwrap();
+    assert_eq!(before, 2, "create and activate only");
+    // Relayed by an account with access, the refusal decided before the
+    // rules is in the Place's timeline, with its rule and site box.
+    let replies = f.store.relay(&owner(), &[event(2, kind)], NOW).unwrap();
+    assert_eq!(
+        rule(&replies[0]),
+        "claim_proof_is_checked_against_the_processor_ca"
+    );
+    let (entries, total) = f.store.timeline(&f.place, 100).unwrap();
+    assert_eq!(total, 3, "{entries:#?}");
+    assert_eq!(entries[0].account, owner());
+    assert_eq!(entries[0].site_box.as_deref(), Some("d1"));
+    assert_eq!(
+        entries[0].what,
+        format!("claim with processor {}'s button", SERIAL)
+    );
+    let (said, why) = entries[0].refused.clone().expect("refused");
+    assert_eq!(said, "claim_proof_is_checked_against_the_processor_ca");
+    assert!(
+        why.contains("the claim says 02:4c:00:00:00:01") || why.contains("MAC"),
+        "{why}"
     );
 }
 

@@ -3,9 +3,10 @@
 //! timeline ("what did every event do, and who asked").
 //!
 //! Recorded by [`super::apply`], so every way in (relayed by a site box,
-//! the operator CLI, the portal) leaves the same trace. A refusal decided
-//! before the rules (a claim proof that does not verify) is not a Place
-//! event and is not recorded here; the relay's own results keep it.
+//! the operator CLI, the portal) leaves the same trace. A claim refused
+//! before the rules (a proof that does not verify, a wrong MAC, a spent
+//! proof) is recorded too, in the Place it names, when the relaying
+//! account reaches that Place (`claim_in` in [`super`]).
 
 use std::collections::HashMap;
 
@@ -102,24 +103,45 @@ impl CloudStore {
         place: &PlaceId,
         limit: usize,
     ) -> Result<(Vec<TimelineEntry>, u64), CloudError> {
+        self.timeline_page(place, 0, limit)
+    }
+
+    /// The events of `place` newest first, the newest `skip` passed over,
+    /// at most `limit` of them; and how many it has in all.
+    ///
+    /// # Errors
+    /// [`CloudError`] when the store fails.
+    pub fn timeline_page(
+        &self,
+        place: &PlaceId,
+        skip: usize,
+        limit: usize,
+    ) -> Result<(Vec<TimelineEntry>, u64), CloudError> {
         match self {
             CloudStore::Redb(s) => {
                 let Some(table) = redb_timeline(s)? else {
                     return Ok((Vec::new(), 0));
                 };
-                let (mut entries, mut total) = (Vec::new(), 0);
+                let all = (place.0.as_str(), 0)..=(place.0.as_str(), u64::MAX);
+                // Sequences within a Place have no gaps: the newest is
+                // total - 1, and the page ends `skip` below it.
+                let Some(newest) = table.range(all)?.next_back().transpose()? else {
+                    return Ok((Vec::new(), 0));
+                };
+                let total = newest.0.value().1 + 1;
+                let Some(top) = (skip as u64)
+                    .checked_add(1)
+                    .and_then(|n| total.checked_sub(n))
+                else {
+                    return Ok((Vec::new(), total));
+                };
+                let mut entries = Vec::new();
                 for row in table
-                    .range((place.0.as_str(), 0)..=(place.0.as_str(), u64::MAX))?
+                    .range((place.0.as_str(), 0)..=(place.0.as_str(), top))?
                     .rev()
+                    .take(limit)
                 {
-                    let (key, value) = row?;
-                    if total == 0 {
-                        total = key.value().1 + 1;
-                    }
-                    if entries.len() == limit {
-                        break;
-                    }
-                    entries.push(decode(place, value.value())?);
+                    entries.push(decode(place, row?.1.value())?);
                 }
                 Ok((entries, total))
             }
@@ -136,8 +158,12 @@ impl CloudStore {
                     let rows =
                         t.tx.query(
                             "SELECT at, account, site_box, what, rule, why FROM place_events
-                             WHERE place = $1 ORDER BY id DESC LIMIT $2",
-                            &[&place.0, &(limit as i64)],
+                             WHERE place = $1 ORDER BY id DESC OFFSET $3 LIMIT $2",
+                            &[
+                                &place.0,
+                                &(limit as i64),
+                                &(skip.min(i64::MAX as usize) as i64),
+                            ],
                         )
                         .await
                         .map_err(pg("reading a Place's events"))?;

@@ -105,6 +105,14 @@ pub fn load(explicit: Option<&Path>) -> Result<(Config, ConfigSource), ConfigErr
     Ok((config, source))
 }
 
+/// Reads the TOML file `path` (it must exist) as `T`.
+///
+/// # Errors
+/// See [`ConfigError`].
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    super::parse_toml(&read_limited(path)?, path)
+}
+
 fn read_limited(path: &Path) -> Result<String, ConfigError> {
     use std::io::Read;
     let read_err = |source: std::io::Error| {

@@ -19,8 +19,44 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod load;
 
-pub use load::{ConfigError, default_config_path, default_config_path_from, load};
+pub use load::{ConfigError, default_config_path, default_config_path_from, load, load_toml};
 use load::{key_at, line_column};
+
+/// Parses a TOML file's text as `T`; `path` only names it in errors. The
+/// site daemon's configuration and `cloud serve --config` both read
+/// through it, so a mistake is told the same way in both.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with the line, column and key of the first
+/// mistake: an unknown key, a value of the wrong type, a bad duration or
+/// address, broken TOML.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column, key) = match e.span() {
+            Some(span) => {
+                let (line, column) = line_column(text, span.start);
+                (line, column, key_at(text, span, e.message()))
+            }
+            None => (0, 0, None),
+        };
+        let mut message = e.message().trim_end().to_string();
+        // serde says "unknown field `adress`"; name the whole key.
+        if let (Some(rest), Some(key)) = (message.strip_prefix("unknown field `"), &key) {
+            let rest = rest.split_once('`').map_or("", |(_, after)| after);
+            message = format!("unknown key `{key}`{rest}");
+        }
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            key,
+            message,
+        }
+    })
+}
 
 use crate::discovery::MIN_LIVENESS;
 use crate::identity::PAIRING_IDENTITY_DIR;
@@ -287,28 +323,7 @@ impl Config {
     /// mistake: an unknown key, a value of the wrong type, a bad duration
     /// or address, broken TOML.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let (line, column, key) = match e.span() {
-                Some(span) => {
-                    let (line, column) = line_column(text, span.start);
-                    (line, column, key_at(text, span, e.message()))
-                }
-                None => (0, 0, None),
-            };
-            let mut message = e.message().trim_end().to_string();
-            // serde says "unknown field `adress`"; name the whole key.
-            if let (Some(rest), Some(key)) = (message.strip_prefix("unknown field `"), &key) {
-                let rest = rest.split_once('`').map_or("", |(_, after)| after);
-                message = format!("unknown key `{key}`{rest}");
-            }
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                column,
-                key,
-                message,
-            }
-        })
+        parse_toml(text, path)
     }
 
     /// Fills the defaults that depend on the machine: the state directory

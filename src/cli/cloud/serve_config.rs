@@ -1,0 +1,206 @@
+//! `handoff cloud serve --config FILE`: the portal's `[web]` section in a
+//! TOML file, so a unit file need not carry every flag. A flag given on
+//! the command line wins over the file's key. Mistakes are refused as the
+//! site daemon's configuration refuses them (the key and its line; an
+//! unknown key is never ignored). `cloud-serve.example.toml` at the top of
+//! the repository documents every key; a test parses it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ServeArgs;
+use crate::cli::CliError;
+use crate::portal::WebTls;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServeFile {
+    #[serde(default)]
+    web: WebSection,
+    /// Read only to refuse it clearly: this build sends no SMTP.
+    smtp: Option<toml::Value>,
+}
+
+/// `[web]`: the same settings as the `--web…` flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct WebSection {
+    listen: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    plain_http: Option<bool>,
+    url: Option<String>,
+}
+
+/// The portal's settings, flags over file: where it listens, how it
+/// speaks TLS, and the address people open. `None`: no portal.
+#[derive(Debug, PartialEq)]
+pub(super) struct Web {
+    pub listen: SocketAddr,
+    pub tls: WebTls,
+    pub url: Option<String>,
+}
+
+/// Reads `--config FILE` (when given) and merges the flags over it.
+///
+/// # Errors
+/// [`CliError::Failed`] for a file that cannot be read or has a mistake
+/// (naming the file, line and key); [`CliError::Usage`] for settings that
+/// cannot go together.
+pub(super) fn web_settings(args: &ServeArgs) -> Result<Option<Web>, CliError> {
+    let file = match &args.config {
+        Some(path) => load(path)?,
+        None => ServeFile::default(),
+    };
+    merge(args, file.web)
+}
+
+fn load(path: &Path) -> Result<ServeFile, CliError> {
+    let file: ServeFile =
+        crate::daemon::config::load_toml(path).map_err(|e| CliError::Failed(e.to_string()))?;
+    if file.smtp.is_some() {
+        return Err(CliError::Failed(format!(
+            "{}: key `smtp`: this build sends no SMTP; remove the section (sign-in mail is \
+             written to DATA/mail/ as .eml files)",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+fn merge(args: &ServeArgs, file: WebSection) -> Result<Option<Web>, CliError> {
+    let cert = args.web_cert.clone().or(file.cert);
+    let key = args.web_key.clone().or(file.key);
+    let plain = args.web_plain_http || file.plain_http.unwrap_or(false);
+    let url = args.web_url.clone().or(file.url);
+    let Some(listen) = args.web.or(file.listen) else {
+        if cert.is_some() || key.is_some() || plain || url.is_some() {
+            return Err(CliError::Usage(
+                "the portal's settings need an address to serve it on: --web ADDR or `listen` \
+                 in [web]"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let tls = match (cert, key, plain) {
+        (None, None, true) => WebTls::PlainHttp,
+        (Some(_), _, true) | (_, Some(_), true) => {
+            return Err(CliError::Usage(
+                "plain HTTP and a certificate cannot go together: choose --web-plain-http \
+                 (`plain_http`) or --web-cert/--web-key (`cert`/`key`)"
+                    .into(),
+            ));
+        }
+        (Some(cert), Some(key), false) => WebTls::Files { cert, key },
+        (None, None, false) => WebTls::CloudCa,
+        (Some(_), None, false) | (None, Some(_), false) => {
+            return Err(CliError::Usage(
+                "a certificate needs its key: give both --web-cert and --web-key (`cert` and \
+                 `key` in [web])"
+                    .into(),
+            ));
+        }
+    };
+    Ok(Some(Web { listen, tls, url }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(flags: &[&str]) -> ServeArgs {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let mut argv = vec!["serve"];
+        argv.extend_from_slice(flags);
+        Cli::try_parse_from(argv).unwrap().serve
+    }
+
+    fn file(text: &str) -> WebSection {
+        crate::daemon::config::parse_toml::<ServeFile>(text, Path::new("serve.toml"))
+            .unwrap()
+            .web
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let web = file(
+            "[web]\nlisten = \"127.0.0.1:8443\"\nplain_http = true\nurl = \"https://places.example\"\n",
+        );
+        let merged = merge(&args(&["--web", "127.0.0.1:9443"]), web)
+            .unwrap()
+            .unwrap();
+        assert_eq!(merged.listen, "127.0.0.1:9443".parse().unwrap());
+        assert_eq!(merged.tls, WebTls::PlainHttp);
+        assert_eq!(merged.url.as_deref(), Some("https://places.example"));
+        let web = file("[web]\nlisten = \"127.0.0.1:8443\"\nurl = \"https://a.example\"\n");
+        let merged = merge(&args(&["--web-url", "https://b.example"]), web)
+            .unwrap()
+            .unwrap();
+        assert_eq!(merged.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(merged.tls, WebTls::CloudCa);
+        assert_eq!(merged.url.as_deref(), Some("https://b.example"));
+    }
+
+    #[test]
+    fn no_address_no_portal_and_settings_without_one_are_refused() {
+        assert_eq!(merge(&args(&[]), WebSection::default()).unwrap(), None);
+        let err = merge(&args(&["--web-plain-http"]), WebSection::default()).unwrap_err();
+        assert!(matches!(err, CliError::Usage(_)), "{err}");
+        let err = merge(
+            &args(&[]),
+            file("[web]\ncert = \"c.pem\"\nkey = \"k.pem\"\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`listen` in [web]"), "{err}");
+        let err = merge(
+            &args(&["--web", "127.0.0.1:1", "--web-cert", "c.pem"]),
+            WebSection::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("needs its key"), "{err}");
+        let err = merge(
+            &args(&["--web", "127.0.0.1:1", "--web-plain-http"]),
+            file("[web]\ncert = \"c.pem\"\nkey = \"k.pem\"\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot go together"), "{err}");
+    }
+
+    #[test]
+    fn a_mistake_in_the_file_names_its_key_and_line() {
+        let bad = |text: &str| {
+            crate::daemon::config::parse_toml::<ServeFile>(text, Path::new("serve.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let typo = bad("[web]\nlisten = \"127.0.0.1:8443\"\nplain_htp = true\n");
+        assert!(typo.starts_with("serve.toml:3:"), "{typo}");
+        assert!(typo.contains("unknown key `web.plain_htp`"), "{typo}");
+        let address = bad("[web]\nlisten = \"localhost\"\n");
+        assert!(
+            address.contains("serve.toml:2:") && address.contains("key `web.listen`"),
+            "{address}"
+        );
+        let kind = bad("[web]\nplain_http = \"yes\"\n");
+        assert!(kind.contains("key `web.plain_http`"), "{kind}");
+    }
+
+    #[test]
+    fn the_example_file_parses_and_says_what_it_sets() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cloud-serve.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: ServeFile = crate::daemon::config::parse_toml(&text, &path).unwrap();
+        assert!(parsed.smtp.is_none());
+        let web = merge(&args(&[]), parsed.web).unwrap().unwrap();
+        assert_eq!(web.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(web.tls, WebTls::CloudCa);
+    }
+}
