@@ -731,3 +731,59 @@ lan_test! {
         );
     }
 }
+
+lan_test! {
+    /// `handoff inspect --html`'s report, the file an integrator sends the
+    /// homeowner, opened in the real browser: every device of the
+    /// simulator's house is on the rendered page, with its serial, and the
+    /// page runs no script and fetches nothing.
+    fn the_inspect_report_renders_in_chromium_with_every_device() {
+        let sim = common::Sim::start(&["--count", "1", "--system-type", "ra3", "--auto-press",
+            "200ms", "--no-probe"]);
+        let state = TempDir::new("inspect-browser");
+        let st = state.0.to_str().unwrap().to_owned();
+        let p = &sim.manifest[0];
+        let ip = p["addresses"][0].as_str().unwrap();
+        let identity = common::sim_identity_dir(&sim.state_dir);
+        let pair = handoff(&["--state-dir", &st, "pair", ip, "--pairing-identity",
+            identity.to_str().unwrap()]);
+        assert_eq!(pair.code, Some(0), "{}", pair.stderr);
+        let html = state.path("report.html");
+        let inspect = handoff(&["--state-dir", &st, "inspect", ip, "--html", html.to_str().unwrap()]);
+        assert_eq!(inspect.code, Some(0), "{}", inspect.stderr);
+        let devices = p["house"]["devices"].as_array().unwrap();
+        assert!(devices.len() > 5, "a house worth reading: {}", devices.len());
+
+        let driver = Driver::start();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let browser = driver.session().await;
+            browser.goto(&format!("file://{}", html.display())).await.expect("the report opens");
+            let title = browser.title().await.unwrap();
+            let project = p["house"]["project"].as_str().unwrap();
+            assert!(title.contains(project), "title {title:?}, project {project:?}");
+            let shown = text(&browser).await;
+            for d in devices {
+                let (name, serial) = (d["name"].as_str().unwrap(), d["serial"].to_string());
+                assert!(shown.contains(name), "device {name} not shown:\n{shown}");
+                assert!(shown.contains(&serial), "serial {serial} of {name} not shown");
+            }
+            let counted = |script: &'static str| {
+                let browser = browser.clone();
+                async move { browser.execute(script, vec![]).await.unwrap() }
+            };
+            assert_eq!(counted("return document.scripts.length").await, json!(0), "no script");
+            assert_eq!(
+                counted("return performance.getEntriesByType('resource').length").await,
+                json!(0),
+                "nothing fetched"
+            );
+            assert_eq!(
+                counted("return document.querySelectorAll('link[rel=stylesheet]').length").await,
+                json!(0),
+                "its style is in the page"
+            );
+            browser.close().await.unwrap();
+        });
+    }
+}
