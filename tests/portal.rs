@@ -389,6 +389,18 @@ async fn scenario(store: CloudStore, data: &Path) {
             )
             .await;
         assert!(reply.redirects_to_sign_in(), "POST {path}: {reply:?}");
+        // Signing in comes back to the form's page, not to the action
+        // (a POST-only URL: a GET of it would be 405).
+        let back = if path.starts_with("/links/") {
+            "%2Flinks%2F1"
+        } else {
+            "%2Fplaces%2Fp-pro"
+        };
+        assert_eq!(
+            reply.header("location"),
+            Some(format!("/sign-in?next={back}").as_str()),
+            "POST {path}"
+        );
     }
     // The sign-in form itself wants its CSRF token.
     let forged = Browser::new(addr).post("/sign-in", &[("email", PRO)]).await;

@@ -78,7 +78,7 @@ impl FromRequestParts<Arc<Portal>> for Signed {
         let (portal, headers) = (portal.clone(), parts.headers.clone());
         off_workers(move || Ok(portal.signed_in(&headers)?))
             .await?
-            .ok_or_else(|| to_sign_in(&parts.uri))
+            .ok_or_else(|| to_sign_in(&parts.method, &parts.uri))
     }
 }
 

@@ -172,10 +172,26 @@ pub(super) fn see_other(to: &str) -> Response {
 }
 
 /// The sign-in page, coming back to `uri` afterwards.
-pub(super) fn to_sign_in(uri: &Uri) -> Response {
-    let next = uri.path_and_query().map_or("/", |p| p.as_str());
+pub(super) fn to_sign_in(method: &axum::http::Method, uri: &Uri) -> Response {
+    let next = if method == axum::http::Method::GET {
+        uri.path_and_query().map_or("/", |p| p.as_str()).to_owned()
+    } else {
+        page_of_action(uri.path())
+    };
     let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
     see_other(&format!("/sign-in?{query}"))
+}
+
+/// The page a form was sent from, to come back to after signing in: an
+/// action's own URL has no page (`/places/ID/share` is POST only), and the
+/// form is not sent again by a sign-in.
+fn page_of_action(path: &str) -> String {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["places", id, ..] => format!("/places/{id}"),
+        ["links", number, "redeem"] => format!("/links/{number}"),
+        _ => "/".into(),
+    }
 }
 
 impl Portal {
