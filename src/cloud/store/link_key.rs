@@ -37,7 +37,9 @@ impl std::fmt::Debug for LinkKey {
     }
 }
 
-fn suite() -> &'static rustls::Tls13CipherSuite {
+/// The TLS 1.3 suite whose HKDF, HMAC and hash the link secrets use (the
+/// tree's one provider, aws-lc-rs).
+pub(super) fn suite() -> &'static rustls::Tls13CipherSuite {
     match rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256.tls13() {
         Some(suite) => suite,
         None => unreachable!("a TLS 1.3 suite is one"),
@@ -67,12 +69,7 @@ impl LinkKey {
         }
         message.extend_from_slice(&id.seq.to_be_bytes());
         let tag = suite().hkdf_provider.hmac_sign(&self.0, &message);
-        LinkSecret(
-            tag.as_ref()[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        )
+        LinkSecret(super::hex(&tag.as_ref()[..16]))
     }
 }
 

@@ -659,19 +659,22 @@ pub(crate) fn fresh_secret() -> Result<String, CloudError> {
         .secure_random
         .fill(&mut bytes)
         .map_err(|_| CloudError::Failed("no randomness for a link secret".into()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&bytes))
+}
+
+/// Bytes as lower-case hex: how link secrets and their digests are written.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 of a share link's secret, hex: what both stores keep instead of
 /// the secret, so that reading the database grants nothing.
 pub(crate) fn link_digest(secret: &LinkSecret) -> String {
-    let hash = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
-        .tls13()
-        .map(|suite| suite.common.hash_provider.hash(secret.0.as_bytes()));
-    match hash {
-        Some(out) => out.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
-        None => unreachable!("a TLS 1.3 suite always has its hash"),
-    }
+    let hash = link_key::suite()
+        .common
+        .hash_provider
+        .hash(secret.0.as_bytes());
+    hex(hash.as_ref())
 }
 
 /// The store: the embedded redb file (the default) or a PostgreSQL
