@@ -189,3 +189,51 @@ fn health_json_without_a_daemon_says_so_on_stdout() {
         run.stderr
     );
 }
+
+/// What a command prints goes to a full disk as one error line and exit 1,
+/// and to a pipe whose reader has gone (`| head`) quietly: never a panic.
+#[test]
+fn output_to_a_full_disk_is_an_error_and_to_a_closed_pipe_is_quiet() {
+    let dir = TempDir::new("stdout");
+    let data = dir.path("cloud");
+    let data = data.to_str().unwrap();
+    let project = dir.path("p.json");
+    let made = handoff(&[
+        "cloud",
+        "--data",
+        data,
+        "place",
+        "create",
+        "--id",
+        "lake",
+        "--as",
+        "owner@example.com",
+        "--remote-services",
+        "--project-file",
+        project.to_str().unwrap(),
+    ]);
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    let show = |stdout: std::process::Stdio| {
+        std::process::Command::new(common::handoff_bin())
+            .args(["cloud", "--data", data, "place", "show", "lake", "--json"])
+            .stdout(stdout)
+            .output()
+            .unwrap()
+    };
+
+    let full = show(std::fs::File::create("/dev/full").unwrap().into());
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(full.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not be written to standard output"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let closed = show(writer.into());
+    let err = String::from_utf8_lossy(&closed.stderr);
+    assert_eq!(closed.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}

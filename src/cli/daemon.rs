@@ -13,6 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::{CliError, parse_duration};
+use crate::cli::output::outln;
 use crate::daemon::{self, DaemonSettings, config};
 use crate::shutdown::shutdown_channel;
 
@@ -218,7 +219,7 @@ pub async fn run_reload(args: ReloadArgs, sockets: &[PathBuf]) -> Result<ExitCod
         Ok(later) => later,
         Err(daemon::DaemonError::Refused { reason, .. }) => {
             if args.json {
-                println!("{}", serde_json::json!({"reloaded": false, "why": reason}));
+                outln!("{}", serde_json::json!({"reloaded": false, "why": reason}));
             }
             return Err(CliError::Failed(format!(
                 "the daemon at {} kept its running settings: {reason}",
@@ -228,11 +229,11 @@ pub async fn run_reload(args: ReloadArgs, sockets: &[PathBuf]) -> Result<ExitCod
         Err(e) => return Err(e.into()),
     };
     if args.json {
-        println!("{}", serde_json::json!({"reloaded": true, "later": later}));
+        outln!("{}", serde_json::json!({"reloaded": true, "later": later}));
     } else if later.is_empty() {
-        println!("the daemon at {} applied its configuration", path.display());
+        outln!("the daemon at {} applied its configuration", path.display());
     } else {
-        println!(
+        outln!(
             "the daemon at {} applied its configuration; these take effect at its next restart: {}",
             path.display(),
             later.join(", ")

@@ -10,6 +10,7 @@ use clap_complete::Shell;
 use super::output::print_stdout;
 use super::{Cli, CliError};
 use crate::atomic_file::{self, Readers};
+use crate::cli::output::outln;
 
 const BIN: &str = "handoff";
 
@@ -119,7 +120,7 @@ pub fn run_man(args: ManArgs) -> Result<ExitCode, CliError> {
                 dir.display()
             )))?;
             for path in written {
-                println!("{}", path.display());
+                outln!("{}", path.display());
             }
         }
     }

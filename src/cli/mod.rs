@@ -228,7 +228,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    if let Some(e) = output::stdout_failure() {
+        eprintln!("error: the output could not be written to standard output: {e}");
+        return ExitCode::FAILURE;
+    }
+    match result {
         Ok(code) => code,
         Err(CliError::Usage(e)) => {
             eprintln!("error: {e}");

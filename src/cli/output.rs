@@ -150,6 +150,46 @@ pub fn print_stdout(text: &str) -> std::io::Result<()> {
     }
 }
 
+/// What went wrong writing the CLI's own lines ([`outln!`]) other than a
+/// closed pipe, kept so that the command ends non-zero with it.
+static STDOUT_FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Writes one line of a command's output, as `println!` would, but never
+/// panics: a closed pipe (`| head`) drops the rest quietly, and any other
+/// error (a full disk under `> file`) drops the rest and is reported once
+/// when the command ends ([`stdout_failure`]). A command such as `takeover`
+/// must finish its steps whatever became of its standard output.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::Ordering;
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|_| out.write_all(b"\n")) {
+        CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = STDOUT_FAILED.set(e.to_string());
+        }
+    }
+}
+
+/// The error that stopped [`line`]'s output, other than a closed pipe.
+pub fn stdout_failure() -> Option<&'static str> {
+    STDOUT_FAILED.get().map(String::as_str)
+}
+
+/// `println!` for the CLI: see [`line`].
+macro_rules! outln {
+    () => {
+        $crate::cli::output::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
 /// Stdout for output written piece by piece: once the reader has gone
 /// (`| head`), the rest is dropped quietly, as [`print_stdout`] does, so
 /// that a closed pipe is neither an error nor the end of files written

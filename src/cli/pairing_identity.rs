@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::CliError;
+use crate::cli::output::outln;
 use crate::identity::install::{
     self, CertificateFacts, INSTALLED_NAMES, IdentityPems, Installed, human_time, rfc3339,
 };
@@ -141,18 +142,18 @@ async fn install_cmd(args: InstallArgs, target: &Path) -> Result<ExitCode, CliEr
         }))?;
     } else {
         match &outcome {
-            Installed::New => println!("installed the pairing identity in {}", target.display()),
-            Installed::Unchanged => println!(
+            Installed::New => outln!("installed the pairing identity in {}", target.display()),
+            Installed::Unchanged => outln!(
                 "the same pairing identity is already installed in {}: nothing changed",
                 target.display()
             ),
-            Installed::Replaced { backup } => println!(
+            Installed::Replaced { backup } => outln!(
                 "replaced the pairing identity in {}; the old one is kept in {}",
                 target.display(),
                 backup.display()
             ),
         }
-        println!("  from         {source}");
+        outln!("  from         {source}");
         print_facts(&facts);
     }
     Ok(ExitCode::SUCCESS)
@@ -191,17 +192,19 @@ fn show(dir: &Path, json: bool) -> Result<ExitCode, CliError> {
             "authorities": authorities.iter().map(|a| facts_json(a, now)).collect::<Vec<_>>(),
         }))?;
     } else {
-        println!("pairing identity in {}", dir.display());
-        println!(
+        outln!("pairing identity in {}", dir.display());
+        outln!(
             "  files        {} (secret), {}, {}",
-            INSTALLED_NAMES[0], INSTALLED_NAMES[1], INSTALLED_NAMES[2]
+            INSTALLED_NAMES[0],
+            INSTALLED_NAMES[1],
+            INSTALLED_NAMES[2]
         );
         print_facts(&facts);
         if facts.not_after < now {
-            println!("  EXPIRED      processors will refuse it: install a current one");
+            outln!("  EXPIRED      processors will refuse it: install a current one");
         }
         for (i, a) in authorities.iter().enumerate() {
-            println!(
+            outln!(
                 "  {:<13}{} (SHA-256 {}, until {})",
                 if i == 0 { "trusts" } else { "" },
                 a.subject,
@@ -214,14 +217,14 @@ fn show(dir: &Path, json: bool) -> Result<ExitCode, CliError> {
 }
 
 fn print_facts(f: &CertificateFacts) {
-    println!("  certificate  {}", f.subject);
-    println!("  issued by    {}", f.issuer);
-    println!(
+    outln!("  certificate  {}", f.subject);
+    outln!("  issued by    {}", f.issuer);
+    outln!(
         "  valid        {} – {}",
         human_time(f.not_before),
         human_time(f.not_after)
     );
-    println!("  SHA-256      {}", f.sha256);
+    outln!("  SHA-256      {}", f.sha256);
 }
 
 fn facts_json(f: &CertificateFacts, now: i64) -> Value {
@@ -238,7 +241,7 @@ fn facts_json(f: &CertificateFacts, now: i64) -> Value {
 fn print_json(value: &Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 

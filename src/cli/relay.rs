@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, parse_duration};
+use crate::cli::output::outln;
 use crate::relay::address::CloudAddresses;
 use crate::relay::link::CloudLink;
 use crate::site::SiteClient;
@@ -108,13 +109,13 @@ pub async fn run(
         // said about what it did.
         outbox.close().await;
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"cloud": link.addresses().to_string(), "delivered": 0,
                     "applied": 0, "refused": [], "backlog": 0, "last_error": null})
             );
         } else {
-            println!(
+            outln!(
                 "nothing is queued: no event waits for the cloud ({} was not contacted)",
                 link.addresses()
             );
@@ -153,7 +154,7 @@ pub async fn run(
     outbox.close().await;
     let cloud = link.address();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "cloud": cloud,
@@ -167,19 +168,20 @@ pub async fn run(
         );
     } else {
         let plural = |n: usize| if n == 1 { "" } else { "s" };
-        println!(
+        outln!(
             "the cloud at {cloud} applied {applied} queued event{} and refused {}",
             plural(applied),
             refused.len()
         );
         for (id, rule, why) in &refused {
-            println!(
+            outln!(
                 "  refused event ({}, {}): {why}\n    (rule: {rule})",
-                id.daemon, id.seq
+                id.daemon,
+                id.seq
             );
         }
         if emptied {
-            println!("nothing is waiting");
+            outln!("nothing is waiting");
         } else {
             eprintln!(
                 "{} event{} still queued ({}); they stay in the outbox for the next run",

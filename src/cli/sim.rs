@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 
 use super::CliError;
 use crate::atomic_file::{self, Readers};
+use crate::cli::output::outln;
 use crate::identity::PairingAuthority;
 use crate::leap::{MAIN_PORT, PAIRING_PORT};
 use crate::processor::{ProcessorInfo, SystemType};
@@ -305,15 +306,15 @@ async fn act(state_dir: Option<PathBuf>, action: &SimAction) -> Result<ExitCode,
                 .await
                 .map_err(SimError::from)?;
             if *json {
-                println!("{text}");
+                outln!("{text}");
             } else {
                 let house: crate::sim::House = serde_json::from_str(&text)
                     .map_err(|e| CliError::Failed(format!("the simulator sent no house: {e}")))?;
-                print!("{}", crate::sim::house_text(&house));
+                outln!("{}", crate::sim::house_text(&house).trim_end_matches('\n'));
             }
             return Ok(ExitCode::SUCCESS);
         }
     };
-    println!("{}", done.map_err(SimError::from)?);
+    outln!("{}", done.map_err(SimError::from)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::relay::CloudFlags;
 use super::{CliError, parse_timeout};
 use crate::claim::Target;
+use crate::cli::output::outln;
 use crate::cloud::Status;
 use crate::processor::{Mac, Serial};
 
@@ -132,9 +133,9 @@ pub async fn run(args: StatusArgs, state_dir: Option<PathBuf>) -> Result<ExitCod
         ));
     }
     if args.json {
-        println!("{}", serde_json::Value::Object(out));
+        outln!("{}", serde_json::Value::Object(out));
     } else {
-        println!("{}", lines.join("\n"));
+        outln!("{}", lines.join("\n"));
     }
     Ok(ExitCode::SUCCESS)
 }

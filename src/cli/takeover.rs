@@ -23,6 +23,7 @@ use super::status::identify;
 use super::{CliError, parse_timeout, shutdown_signal};
 use crate::claim::takeover::{ButtonStep, TakeoverBackend, TakeoverEnd, TakeoverPlan, takeover};
 use crate::claim::{ClaimOptions, Target};
+use crate::cli::output::outln;
 use crate::cloud::{AccessDuration, AccountId, Status};
 use crate::daemon::DaemonError;
 use crate::identity::KeyAlgorithm;
@@ -191,7 +192,7 @@ fn report(end: &TakeoverEnd, json: bool) -> ExitCode {
             mac,
         } => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"result": "refused", "status": status.to_string(), "why": guidance})
                 );
@@ -210,7 +211,7 @@ fn report(end: &TakeoverEnd, json: bool) -> ExitCode {
         }
         TakeoverEnd::NothingToDo { place, account } => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"result": "nothing-to-do", "place": place, "account": account})
                 );
@@ -224,7 +225,7 @@ fn report(end: &TakeoverEnd, json: bool) -> ExitCode {
             guidance,
         } => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"result": "refused", "step": step, "rule": rule, "why": guidance})
                 );
@@ -234,7 +235,7 @@ fn report(end: &TakeoverEnd, json: bool) -> ExitCode {
         }
         TakeoverEnd::Interrupted { step, reason } => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"result": "interrupted", "step": step, "why": reason})
                 );
@@ -247,7 +248,7 @@ fn report(end: &TakeoverEnd, json: bool) -> ExitCode {
         }
         TakeoverEnd::Cancelled => {
             if json {
-                println!("{}", json!({"result": "cancelled"}));
+                outln!("{}", json!({"result": "cancelled"}));
             }
             eprintln!("cancelled before the claim: nothing changed");
             ExitCode::from(130)
@@ -261,13 +262,13 @@ fn report(end: &TakeoverEnd, json: bool) -> ExitCode {
             account,
         } => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"result": "done", "place": place, "serial": serial.0,
                            "shared_with": share_to, "for": duration.code(), "until": until})
                 );
             } else {
-                println!(
+                outln!(
                     "done: {share_to} has access to Place {place} {}; the home was removed from \
                      {account}'s account, so the homeowner can claim the system with its button",
                     until

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
+use crate::cli::output::outln;
 use crate::cloud::Refusal;
 pub(super) use crate::cloud::views::{
     place_json, remaining_json, remaining_text, role_text, source_text,
@@ -14,7 +15,7 @@ pub(super) use crate::cloud::views::{
 /// rule, and what to do.
 pub(super) fn refused(refusal: &Refusal, json: bool) -> ExitCode {
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"result": "refused", "rule": refusal.rule(), "why": refusal.to_string(), "guidance": refusal.guidance()})
         );
@@ -26,9 +27,9 @@ pub(super) fn refused(refusal: &Refusal, json: bool) -> ExitCode {
 
 pub(super) fn print(json: bool, value: Value, human: impl FnOnce() -> String) -> ExitCode {
     if json {
-        println!("{value}");
+        outln!("{value}");
     } else {
-        println!("{}", human());
+        outln!("{}", human());
     }
     ExitCode::SUCCESS
 }
