@@ -65,7 +65,8 @@ pub enum ClaimError {
     Lan(#[from] crate::lan::LanError),
     #[error(
         "no processor with {target} answered on {searched} within {} — check that this \
-         machine is on the processor's network, or give its address with --address IP",
+         machine is on the processor's network, or name the processor by its IP address \
+         instead (every command that takes PROCESSOR accepts one)",
         humantime::format_duration(*.waited)
     )]
     NotFound {
@@ -85,7 +86,9 @@ pub enum ClaimError {
         waited: Duration,
         near: String,
     },
-    #[error("the processor with {target} advertises no address — give it with --address IP")]
+    #[error(
+        "the processor with {target} advertises no address — name the processor by its IP address instead"
+    )]
     NoAddress { target: String },
     #[error(
         "processor {id} is already paired (credential in {}) — run `handoff unpair {id}` \
@@ -179,10 +182,16 @@ pub enum ClaimError {
     CredentialRefused { processor: String },
     #[error(
         "no credential for {target} in {} — it is not paired here (paired with another \
-         --state-dir?)",
+         --state-dir?){hint}",
         .dir.display()
     )]
-    NotClaimed { target: String, dir: PathBuf },
+    NotClaimed {
+        target: String,
+        dir: PathBuf,
+        /// For a processor named by address or host: that the record keeps
+        /// the one it was paired at.
+        hint: &'static str,
+    },
     /// Reading a house failed; says what happened and what to do.
     #[error("{0}")]
     HouseRead(String),
@@ -632,9 +641,17 @@ pub fn paired(state_dir: &Path, target: &Target) -> Result<(Serial, Option<Mac>)
         other => ClaimRecord::load(&store.dir(*serial)).is_some_and(|r| r.matches(other)),
     });
     let Some(serial) = found else {
+        let hint = match target {
+            Target::Address(_) | Target::HostName(_) => {
+                "; a processor is found here by the address it was paired at: if its address \
+                 changed, name it by its serial, id or MAC"
+            }
+            _ => "",
+        };
         return Err(ClaimError::NotClaimed {
             target: target.to_string(),
             dir: state_dir.join("credentials"),
+            hint,
         });
     };
     let mac = ClaimRecord::load(&store.dir(serial)).and_then(|r| r.mac);
@@ -676,4 +693,33 @@ pub fn unpair(state_dir: &Path, target: &Target) -> Result<(Serial, Option<Mac>)
     let (serial, mac) = paired(state_dir, target)?;
     forget(state_dir, serial)?;
     Ok((serial, mac))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A processor named by address is looked up by the address it was
+    /// paired at; when none matches, the error says to name it otherwise
+    /// (DHCP moves processors), and only then.
+    #[test]
+    fn not_paired_by_address_says_how_to_name_a_processor_that_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let by_address = paired(dir.path(), &Target::parse("192.0.2.7")).unwrap_err();
+        assert!(
+            by_address
+                .to_string()
+                .contains("if its address changed, name it by its serial"),
+            "{by_address}"
+        );
+        let by_serial = paired(dir.path(), &Target::parse("12345678")).unwrap_err();
+        assert!(
+            by_serial.to_string().contains("not paired here"),
+            "{by_serial}"
+        );
+        assert!(
+            !by_serial.to_string().contains("address changed"),
+            "{by_serial}"
+        );
+    }
 }
