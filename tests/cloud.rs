@@ -765,3 +765,69 @@ fn a_second_revoke_at_once_says_it_was_already_revoked() {
         second.stdout
     );
 }
+
+/// A site name acts for one account, and a bundle on disk is never
+/// overwritten: enrolling `site-1` for another account, or into a
+/// directory that holds a bundle, is refused and changes nothing; the same
+/// account again gets a new bundle and is told the old one stays valid.
+/// No network: operator commands only.
+#[test]
+fn enrolling_a_name_again_keeps_its_account_and_never_overwrites_a_bundle() {
+    let dir = TempDir::new("cloud-enroll-again");
+    let (data, bundle, _) = setup(&dir);
+    let data = data.to_str().unwrap();
+    let enroll = |account: &str, out: &Path| {
+        handoff(&[
+            "cloud",
+            "--data",
+            data,
+            "enroll",
+            "--name",
+            "site-1",
+            "--account",
+            account,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let listed = || handoff(&["cloud", "--data", data, "daemon", "list", "--json"]).stdout;
+    let before = listed();
+    let cert = std::fs::read(bundle.join("cert.pem")).unwrap();
+
+    let other = dir.path("other-account");
+    let run = enroll("someone@example.com", &other);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("'site-1' is enrolled for"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !other.exists(),
+        "nothing is written for a refused enrolment"
+    );
+
+    let run = enroll(OWNER, &bundle);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("already holds an identity bundle"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(bundle.join("cert.pem")).unwrap(),
+        cert,
+        "the bundle is untouched"
+    );
+    assert_eq!(listed(), before);
+
+    let second = dir.path("second-bundle");
+    let run = enroll(OWNER, &second);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("that bundle stays valid too"),
+        "{}",
+        run.stderr
+    );
+    assert!(second.join("cert.pem").exists());
+}

@@ -440,22 +440,45 @@ fn run_enroll(data: &Path, database: Option<&str>, args: EnrollArgs) -> Result<E
     check_site_name(&args.name)?;
     let account = account_for_enrolment(&args.account)?;
     let store = CloudStore::open_chosen(data, database)?;
-    // A revoked name is refused before anything is written.
-    if store
-        .daemons()?
-        .iter()
-        .any(|d| d.name == args.name && d.revoked_at.is_some())
-    {
-        return Err(CloudError::RevokedName { name: args.name }.into());
+    // A revoked name, a name that acts for another account, and a bundle
+    // already in --out are refused before anything is written.
+    let before = store.daemons()?.into_iter().find(|d| d.name == args.name);
+    if let Some(old) = &before {
+        if old.revoked_at.is_some() {
+            return Err(CloudError::RevokedName { name: args.name }.into());
+        }
+        if old.account != account {
+            return Err(CliError::Failed(format!(
+                "'{}' is enrolled for {}: a site name acts for one account, and its bundles \
+                 stay valid until the name is revoked; enroll the site box under another name",
+                args.name, old.account
+            )));
+        }
     }
     let authority = CloudAuthority::load_or_create(data).map_err(CloudError::from)?;
     let out = args
         .out
         .unwrap_or_else(|| data.join("daemons").join(&args.name));
+    if out.join(crate::cloud::authority::BUNDLE_CERT).exists() {
+        return Err(CliError::Failed(format!(
+            "{} already holds an identity bundle: pick another --out (a site box's bundle is \
+             never overwritten; `handoff cloud daemon revoke NAME` shuts an old one out)",
+            out.display()
+        )));
+    }
     let bundle = authority
         .enroll(&args.name, &account, &out)
         .map_err(CloudError::from)?;
     store.add_daemon(&DaemonRecord::enrolled(&args.name, account.clone(), now()))?;
+    if let Some(old) = before {
+        eprintln!(
+            "note: '{}' was enrolled before ({}); that bundle stays valid too: `handoff cloud \
+             daemon revoke {}` shuts out every bundle of the name",
+            args.name,
+            crate::cloud::views::time_text(old.enrolled_at),
+            args.name
+        );
+    }
     Ok(print(
         args.json,
         json!({"site": bundle.site, "account": account.as_str(), "bundle": bundle.dir}),

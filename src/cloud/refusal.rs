@@ -33,7 +33,7 @@ pub enum Refusal {
     HomeownerEstablished,
     #[error("this system already has a homeowner — ask them for Remote Assistance from Installer; {}", self.guidance())]
     AlreadyHasHomeowner,
-    #[error("cannot share for {requested}: {by} has only {remaining:?} of access left; {}", self.guidance())]
+    #[error("cannot share for {requested}: {by} has only {} of access left; {}", super::views::remaining_text(*.remaining), self.guidance())]
     ShareExceedsRemainingAccess {
         by: AccountId,
         requested: AccessDuration,
@@ -158,6 +158,24 @@ mod tests {
 
     /// Every rule a refusal names has a test named after it somewhere in
     /// `src/cloud`: the rule table cannot name a test that does not exist.
+    /// What a person reads: the time left as Manage Access shows it, never
+    /// the type's debug form (`Seconds(604800)`).
+    #[test]
+    fn a_share_beyond_ones_access_says_the_time_left_as_people_read_it() {
+        let refusal = Refusal::ShareExceedsRemainingAccess {
+            by: AccountId::new("pro@example.com"),
+            requested: AccessDuration::ThirtyDays,
+            remaining: Remaining::Seconds(7 * 86_400),
+        };
+        let text = refusal.to_string();
+        assert!(
+            text.starts_with(
+                "cannot share for 30 days: pro@example.com has only 7d 0h of access left;"
+            ),
+            "{text}"
+        );
+    }
+
     #[test]
     fn every_rule_a_refusal_names_has_a_test_of_that_name() {
         let a = AccountId::new("a@example.com");
