@@ -96,6 +96,34 @@ impl IdentityPems {
     /// [`IdentityError::Missing`] naming the first missing file;
     /// [`IdentityError::Io`]; [`IdentityError::Corrupt`] if one is not text.
     pub fn read_dir(dir: &Path) -> Result<Self, IdentityError> {
+        match fs::metadata(dir) {
+            Err(source) => {
+                return Err(IdentityError::Io {
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(IdentityError::NotAnIdentity {
+                    reason: format!(
+                        "{} is a file: give the directory that holds the identity's three files",
+                        dir.display()
+                    ),
+                });
+            }
+            Ok(_) => {}
+        }
+        // The bundle `handoff cloud enroll` writes is the other identity a
+        // site box holds: say so rather than name a missing file.
+        if dir.join(super::daemon::BUNDLE_CA).exists() {
+            return Err(IdentityError::NotAnIdentity {
+                reason: format!(
+                    "{} is a cloud identity bundle (from `handoff cloud enroll`, for \
+                     --cloud-identity), not a pairing identity",
+                    dir.display()
+                ),
+            });
+        }
         let (key_path, key) = read_one(dir, KEY_NAMES, HINT_KEY)?;
         let key = Zeroizing::new(key);
         let (cert_path, certificate) = read_one(dir, CERT_NAMES, HINT_CERT)?;

@@ -271,3 +271,31 @@ fn the_simulator_adopts_its_own_earlier_directory_and_refuses_a_foreign_one() {
     );
     assert!(names(&foreign.path().join("sim/pairing-authority")).is_empty());
 }
+
+/// The directory given to `pairing-identity install` does not exist, is a
+/// file, or is the cloud bundle a site box also holds: each is said as
+/// such, not as a missing client key.
+#[test]
+fn an_install_from_the_wrong_directory_says_what_it_is() {
+    use super::install::IdentityPems;
+    let dir = tempfile::tempdir().unwrap();
+    let none = IdentityPems::read_dir(&dir.path().join("typo")).unwrap_err();
+    assert!(
+        matches!(none, IdentityError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{none}"
+    );
+    let file = dir.path().join("client-key.pem");
+    fs::write(&file, "x").unwrap();
+    let a_file = IdentityPems::read_dir(&file).unwrap_err();
+    assert!(a_file.to_string().contains("is a file"), "{a_file}");
+    let bundle = dir.path().join("cloud-identity");
+    fs::create_dir(&bundle).unwrap();
+    for name in [daemon::BUNDLE_KEY, daemon::BUNDLE_CERT, daemon::BUNDLE_CA] {
+        fs::write(bundle.join(name), "x").unwrap();
+    }
+    let cloud = IdentityPems::read_dir(&bundle).unwrap_err();
+    assert!(
+        cloud.to_string().contains("is a cloud identity bundle"),
+        "{cloud}"
+    );
+}
