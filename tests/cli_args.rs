@@ -166,6 +166,21 @@ lan_test! {
     }
 }
 
+lan_test! {
+    /// A LAN address typed for `--first-ip` is not this private network's:
+    /// said as such (it read "is another simulator running?"), exit 1,
+    /// and a taken address still says what it says.
+    fn a_sim_on_an_address_this_network_lacks_says_so() {
+        let dir = TempDir::new("sim-first-ip");
+        let args = ["sim", "--count", "1", "--first-ip", "192.0.2.10"];
+        let run = run_in(&dir, &args);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(run.stderr.contains("that address is not on this network"), "{}", run.stderr);
+        assert!(!run.stderr.contains("another simulator"), "{}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+}
+
 #[test]
 fn health_json_without_a_daemon_says_so_on_stdout() {
     let dir = TempDir::new("health");

@@ -19,6 +19,9 @@ use crate::sim::{
     build_fleet, check_private_network, press_from_terminal,
 };
 
+/// From this many processors on, `sim` shows its progress while it starts.
+const PROGRESS_FROM: usize = 50;
+
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct SimArgs {
@@ -171,9 +174,31 @@ pub async fn run(args: SimArgs, state_dir: Option<PathBuf>) -> Result<ExitCode, 
         house: template.clone(),
         fault: args.fault,
     };
-    let servers = FleetServers::start(&fleet, &authority, options)
-        .await
-        .map_err(SimError::from)?;
+    // A large fleet takes a while the first time (each processor's keys
+    // are made and kept): say so, and count on a terminal.
+    let bar = (fleet.len() >= PROGRESS_FROM).then(|| {
+        eprintln!(
+            "preparing {} simulated processors (keys made on a first run are kept in {})",
+            fleet.len(),
+            state_dir.join("sim").display()
+        );
+        let bar = indicatif::ProgressBar::new(fleet.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{pos}/{len} processors ready {wide_bar}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let started = FleetServers::start_with_progress(&fleet, &authority, options, |ready| {
+        if let Some(bar) = &bar {
+            bar.set_position(ready as u64);
+        }
+    })
+    .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let servers = started.map_err(SimError::from)?;
     let control = match ControlSocket::start(&state_dir, servers.buttons()).await {
         Ok(control) => control,
         Err(e) => {

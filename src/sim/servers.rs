@@ -56,16 +56,26 @@ pub enum ServerError {
     },
     #[error("processor {serial}: {source}")]
     Tls { serial: Serial, source: TlsError },
-    #[error(
-        "cannot listen on {addr}: {source} — is another simulator running on these \
-         addresses? Use --first-ip to pick others"
-    )]
+    #[error("cannot listen on {addr}: {source} — {}", bind_hint(.source))]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
     #[error("no simulated processor has serial {0}")]
     UnknownProcessor(Serial),
+}
+
+/// What to do when a processor's address cannot be listened on: in use
+/// (another simulator), or not this network's at all (a LAN address typed
+/// for `--first-ip`).
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+        "that address is not on this network: simulated processors use addresses of the \
+         private network they run in (127.0.0.0/8 on its loopback, the default); pick one \
+         with --first-ip"
+    } else {
+        "is another simulator running on these addresses? Use --first-ip to pick others"
+    }
 }
 
 /// A way every processor of the fleet misbehaves, so that tests can show
@@ -135,6 +145,21 @@ impl FleetServers {
         fleet: &[SimProcessor],
         authority: &PairingAuthority,
         options: ServerOptions,
+    ) -> Result<FleetServers, ServerError> {
+        FleetServers::start_with_progress(fleet, authority, options, |_| {}).await
+    }
+
+    /// [`FleetServers::start`], calling `progress` with the number of
+    /// processors ready after each one (a large fleet takes a while: each
+    /// processor's keys are made on its first run).
+    ///
+    /// # Errors
+    /// As [`FleetServers::start`].
+    pub async fn start_with_progress(
+        fleet: &[SimProcessor],
+        authority: &PairingAuthority,
+        options: ServerOptions,
+        mut progress: impl FnMut(usize),
     ) -> Result<FleetServers, ServerError> {
         let mut servers = FleetServers {
             ports: Vec::with_capacity(fleet.len()),
@@ -228,6 +253,7 @@ impl FleetServers {
                 pairing,
                 house,
             });
+            progress(servers.ports.len());
         }
         Ok(servers)
     }
