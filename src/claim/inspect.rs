@@ -6,15 +6,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{ClaimError, Target, is_credential_refusal, open_claimed};
+use super::{ClaimError, Locate, Target, is_credential_refusal, open_claimed};
 use crate::inventory::{InventoryError, Reader, Sink};
 use crate::leap::{ConnectionError, MainClient, MainClientError};
 
 /// How long each answer may take: a big area's list is one frame.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-/// Reads the house of the claimed processor `target` names (found within
-/// `timeout` when not named by address) into `sink`; `progress` hears the
+/// Reads the house of the claimed processor `target` names (found as
+/// `locate` says when not named by address) into `sink`; `progress` hears the
 /// processor's name, then each area begun and the number of areas.
 /// Returns the report's warnings.
 ///
@@ -27,11 +27,11 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 pub async fn read_house(
     state_dir: &Path,
     target: &Target,
-    timeout: Duration,
+    locate: Locate,
     sink: &mut (dyn Sink + Send),
     progress: &mut (dyn FnMut(&str, usize, usize) + Send),
 ) -> Result<Vec<String>, ClaimError> {
-    let (resolved, stream) = open_claimed(state_dir, target, timeout).await?;
+    let (resolved, stream) = open_claimed(state_dir, target, locate).await?;
     let name = resolved.describe();
     let mut client = MainClient::new(stream, "handoff-inspect", ANSWER_WITHIN);
     Reader::new(&mut client)

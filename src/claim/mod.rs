@@ -582,9 +582,18 @@ pub async fn verify_claimed(
     Ok(seen)
 }
 
+/// Where a claimed processor named otherwise than by address is: found by
+/// browsing for it, or already known (a daemon's live inventory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Locate {
+    /// Browse for it for up to this long.
+    Browse(std::time::Duration),
+    /// It answers at this address.
+    At(std::net::IpAddr),
+}
+
 /// Opens the main port of the claimed processor `target` names, with its
-/// stored credential: at the address typed, else where discovery finds it
-/// within `timeout`.
+/// stored credential: at the address typed, else as `locate` says.
 ///
 /// # Errors
 /// [`ClaimError::NotClaimed`] without a credential; as
@@ -592,7 +601,7 @@ pub async fn verify_claimed(
 pub async fn open_claimed(
     state_dir: &Path,
     target: &Target,
-    timeout: std::time::Duration,
+    locate: Locate,
 ) -> Result<
     (
         Resolved,
@@ -604,9 +613,10 @@ pub async fn open_claimed(
     let store = CredentialStore::new(state_dir);
     let credential = store.load(serial)?;
     let record = ClaimRecord::load(&store.dir(serial));
-    let address = match target {
-        Target::Address(ip) => *ip,
-        _ => {
+    let address = match (target, locate) {
+        (Target::Address(ip), _) => *ip,
+        (_, Locate::At(ip)) => ip,
+        (_, Locate::Browse(timeout)) => {
             resolve(&Target::Serial(serial), &[], timeout)
                 .await?
                 .address

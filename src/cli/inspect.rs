@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, parse_timeout};
-use crate::claim::{ClaimError, Target, read_house};
+use crate::claim::{ClaimError, Locate, Target, read_house};
 use crate::daemon::DaemonError;
 use crate::inventory::Sink;
 use crate::inventory::report::{Fanout, HtmlReport, JsonReport, MarkdownReport};
@@ -178,7 +178,14 @@ async fn read(
         }
     };
     let target = Target::parse(&args.processor);
-    let result = read_house(&state_dir, &target, args.timeout, sink, &mut progress).await;
+    let result = read_house(
+        &state_dir,
+        &target,
+        Locate::Browse(args.timeout),
+        sink,
+        &mut progress,
+    )
+    .await;
     if show_progress {
         eprintln!();
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Work;
-use crate::claim::{ClaimError, Target};
+use crate::claim::{ClaimError, Locate, Target};
 use crate::inventory::{AreaReport, Counts, ProcessorFacts, ProjectFacts, Sink};
 use crate::proto::control::{
     ControlError, ControlMessage, HouseEnd, HouseStart, InspectRequest, error_code,
@@ -77,9 +77,28 @@ impl Work {
             request,
             tx: tx.clone(),
         };
-        let result =
-            crate::claim::read_house(&self.state_dir, &target, wait, &mut sink, &mut |_, _, _| {})
-                .await;
+        // Where it is comes from the live inventory, not a second browse.
+        let located = match crate::claim::paired(&self.state_dir, &target) {
+            Ok(_) if matches!(target, Target::Address(_)) => Ok(Locate::Browse(wait)),
+            Ok((serial, _)) => self
+                .find(&Target::Serial(serial))
+                .await
+                .map(|found| Locate::At(found.address)),
+            Err(e) => Err(e),
+        };
+        let result = match located {
+            Ok(locate) => {
+                crate::claim::read_house(
+                    &self.state_dir,
+                    &target,
+                    locate,
+                    &mut sink,
+                    &mut |_, _, _| {},
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
         let error = match result {
             Ok(_) => return,
             Err(ClaimError::NotClaimed { target, .. }) => ControlError::new(
