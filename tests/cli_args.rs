@@ -181,6 +181,34 @@ lan_test! {
     }
 }
 
+lan_test! {
+    /// A second simulator started with the same --seed advertises the same
+    /// serials: mDNS renames its host, and clients would see one processor
+    /// at two addresses. It says so at the default log level.
+    fn a_second_sim_with_the_same_seed_warns_of_the_serial_clash() {
+        let _first = Sim::start(&["--count", "1", "--seed", "5", "--no-probe"]);
+        let dir = TempDir::new("same-seed");
+        let (manifest, log) = (dir.path("m.json"), dir.path("stderr"));
+        let mut second = std::process::Command::new(common::handoff_bin())
+            .args(["--state-dir", dir.path("state").to_str().unwrap(), "sim", "--count", "1"])
+            .args(["--seed", "5", "--first-ip", "127.0.2.1", "--manifest"])
+            .arg(&manifest)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !manifest.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = second.kill();
+        let _ = second.wait();
+        let said = std::fs::read_to_string(&log).unwrap();
+        assert!(manifest.exists(), "the second simulator never announced: {said}");
+        assert!(said.contains("the same --seed?"), "{said}");
+    }
+}
+
 #[test]
 fn health_json_without_a_daemon_says_so_on_stdout() {
     let dir = TempDir::new("health");

@@ -269,11 +269,23 @@ fn wait_announced(
         let left = deadline.saturating_duration_since(Instant::now());
         match events.recv_timeout(left) {
             Ok(DaemonEvent::NameChange(change)) => {
-                tracing::info!(
-                    "{} is taken; advertising as {}",
-                    change.original,
-                    change.new_name
-                );
+                if change.original.to_lowercase().starts_with("lutron-") {
+                    // The host name is the serial's: another processor
+                    // here has this one's serial.
+                    tracing::warn!(
+                        "another processor on this network already has the host name {} (the \
+                         same serial: two simulators started with the same --seed?); advertising \
+                         as {}, and clients will see one processor at two addresses",
+                        change.original,
+                        change.new_name
+                    );
+                } else {
+                    tracing::info!(
+                        "{} is taken; advertising as {}",
+                        change.original,
+                        change.new_name
+                    );
+                }
                 renamed.insert(change.original.to_lowercase(), change.new_name);
             }
             Ok(DaemonEvent::Announce(fullname, _)) => {
