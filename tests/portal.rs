@@ -1463,8 +1463,11 @@ lan_test! {
     /// A form whose action failed in the store (a 500) is not "sent
     /// already": its nonce is kept in the action's transaction. Once with
     /// PostgreSQL stopped between loading the form and sending it, once
-    /// with the grants table gone (the session and the nonce could be
-    /// written, the action could not).
+    /// with the timeline's table gone (the session, the Place and the
+    /// nonce can be read and written, the action cannot: its event is not
+    /// recorded). Only the second tells a nonce kept in a transaction of
+    /// its own from one kept with the action: with PostgreSQL down the
+    /// session cannot be read either.
     fn a_form_whose_action_failed_in_the_store_can_be_sent_again_and_acts_once() {
         let pg = common::postgres::Private::on_socket(common::migrate);
         let url = pg.cluster.fresh_database();
@@ -1481,7 +1484,7 @@ lan_test! {
             pro.sign_in(&data, PRO).await;
             for (n, (break_it, mend)) in [
                 (Box::new(|| pg.stop_immediate()) as Box<dyn Fn()>, Box::new(|| pg.start_again()) as Box<dyn Fn()>),
-                (Box::new(|| { pg.cluster.psql_in(&db, "ALTER TABLE grants RENAME TO grants_away"); }), Box::new(|| { pg.cluster.psql_in(&db, "ALTER TABLE grants_away RENAME TO grants"); })),
+                (Box::new(|| { pg.cluster.psql_in(&db, "ALTER TABLE place_events RENAME TO place_events_away"); }), Box::new(|| { pg.cluster.psql_in(&db, "ALTER TABLE place_events_away RENAME TO place_events"); })),
             ].into_iter().enumerate() {
                 let email = format!("pro{n}@example.com");
                 let shown = pro.get("/places/p-pro").await;

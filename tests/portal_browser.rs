@@ -794,6 +794,11 @@ lan_test! {
             let (lake, _) = row(&pro, "lake-house").await;
             // The takeover shared lake-house for 30 days.
             assert!(lake.contains("Green") && lake.contains("29d 23h"), "{lake}");
+            // The pro made harbor-view without remote services: theirs
+            // alone, grey.
+            let (harbor, colour) = row(&pro, "harbor-view").await;
+            assert_eq!(colour, GREY, "{harbor}");
+            assert!(harbor.contains("Grey") && harbor.contains("Not in the Places list of anyone else"), "{harbor}");
             pro.close().await.unwrap();
         });
         nix::sys::signal::kill(
