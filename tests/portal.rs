@@ -1262,8 +1262,20 @@ async fn grey_scenario(store: CloudStore, data: &Path, url: Option<&str>) {
         "{}",
         off.body
     );
-    // No field at all: a bad form.
+    // No field at all, or a typo: a bad form, not a request to disable.
     assert_eq!(pro.post(&action, &[("csrf", &csrf)]).await.status, 400);
+    let typo = pro
+        .post(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("remote_services", "enable"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(typo.status, 400, "{typo:?}");
+    assert!(typo.body.contains("never off"), "{}", typo.body);
 
     // Step one: the confirmation page, nothing enabled yet.
     let shown = pro.get(&page).await;

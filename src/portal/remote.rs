@@ -82,7 +82,8 @@ impl Portal {
 
 /// `POST /places/{id}/remote-services`: with `remote_services=enabled`
 /// and no `confirm`, the confirmation page; with `confirm=yes`, enable.
-/// Any other value asks to turn them off: refused by the rules.
+/// `disabled` (or `off`, `no`, …) asks to turn them off: refused by the
+/// rules. Any other value is a bad form.
 pub(super) async fn remote_services(
     State(portal): State<Arc<Portal>>,
     Path(id): Path<String>,
@@ -95,7 +96,17 @@ pub(super) async fn remote_services(
                 "the remote services form says `remote_services=enabled`",
             )));
         };
-        let enabled = asked == ENABLED;
+        // Anything but the two plain answers is a typo, not a request to
+        // turn them off.
+        let enabled = match asked.as_str() {
+            ENABLED => true,
+            "disabled" | "disable" | "off" | "no" | "false" | "0" => false,
+            _ => {
+                return Ok(Err(bad_form(
+                    "`remote_services` is `enabled` (they can be turned on, never off)",
+                )));
+            }
+        };
         let confirmed = form.get("confirm").is_some_and(|c| c == "yes");
         if enabled && !confirmed {
             return Ok(Err(if json {
