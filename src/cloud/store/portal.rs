@@ -578,3 +578,53 @@ fn pg_session(s: &PgStore, key: &str) -> Result<Option<SessionRecord>, CloudErro
         flash: row.get(3),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flash_opens_only_under_its_sessions_secret_and_unaltered() {
+        let text = r#"{"link":"https://x/links/3?secret=00112233445566778899aabbccddeeff"}"#;
+        let sealed = seal("session-a", text).unwrap();
+        assert!(!sealed.contains("00112233"), "{sealed}");
+        assert_eq!(unseal("session-a", &sealed).as_deref(), Some(text));
+        assert_eq!(unseal("session-b", &sealed), None);
+        assert_ne!(
+            seal("session-a", text).unwrap(),
+            sealed,
+            "a fresh salt each time"
+        );
+        // One flipped bit of the body, the salt or the tag: none.
+        let parts: Vec<&str> = sealed.split(':').collect();
+        for at in 1..4 {
+            let mut altered = parts.clone();
+            let flipped = format!(
+                "{}{}",
+                if altered[at].starts_with('0') {
+                    '1'
+                } else {
+                    '0'
+                },
+                &altered[at][1..]
+            );
+            altered[at] = &flipped;
+            assert_eq!(unseal("session-a", &altered.join(":")), None, "part {at}");
+        }
+        for junk in [
+            "",
+            "v1",
+            "v1:a:b:c:d",
+            r#"{"message":"plain"}"#,
+            "v1:s:zz:t",
+        ] {
+            assert_eq!(unseal("session-a", junk), None, "{junk}");
+        }
+        // Long messages (a refusal's guidance, a long Place id) too.
+        let long = "é".repeat(5000);
+        assert_eq!(
+            unseal("k", &seal("k", &long).unwrap()).as_deref(),
+            Some(long.as_str())
+        );
+    }
+}
