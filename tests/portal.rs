@@ -1039,3 +1039,495 @@ lan_test! {
         });
     }
 }
+
+const GREY: &str = "p-grey";
+
+/// Everything the store holds, as bytes to search: the redb file, or
+/// every row of every table of the database (`url`) as text.
+fn store_bytes(store: &CloudStore, url: Option<&str>) -> Vec<u8> {
+    match (store.path(), url) {
+        (Some(path), _) => std::fs::read(path).unwrap(),
+        (None, Some(url)) => {
+            let c = common::postgres::cluster(common::migrate);
+            let db = common::postgres::database_name(url);
+            let tables = c.psql_in(
+                db,
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+            );
+            tables
+                .lines()
+                .filter(|t| !t.is_empty())
+                .map(|table| c.psql_in(db, &format!("SELECT t::text FROM {table} t")))
+                .collect::<String>()
+                .into_bytes()
+        }
+        (None, None) => unreachable!("a database has a URL"),
+    }
+}
+
+fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A grey Place (created by the pro with remote services off): only its
+/// creator sees it, grey, and enables remote services in two steps; never
+/// a disable control; everyone else gets 404 before and after. Then the
+/// share link of Generate New Link: between the POST and the page its
+/// redirect leads to, no byte of the store holds the link's secret.
+async fn grey_scenario(store: CloudStore, data: &Path, url: Option<&str>) {
+    create(&store, "p-pro", PRO, None);
+    let ca = CertificateAuthority::pairing_authority("processor").unwrap();
+    common::create_place(
+        &store,
+        GREY,
+        PRO,
+        false,
+        Some(ProcessorRecord {
+            place: PlaceId(GREY.into()),
+            serial: Serial(0x0236_e6b1),
+            mac: [2, 0x4c, 2, 0x36, 0xe6, 0xb1],
+            ca_der: ca.certificate_der().to_vec(),
+        }),
+    );
+    let store = Arc::new(store);
+    let portal = start(store.clone(), data, WebTls::PlainHttp, Clock::default()).await;
+    let addr = portal.local_addr;
+    let mut pro = Browser::new(addr);
+    pro.sign_in(data, PRO).await;
+    let mut other = Browser::new(addr);
+    other.sign_in(data, OTHER).await;
+    let page = format!("/places/{GREY}");
+    let action = format!("{page}/remote-services");
+
+    // The list: grey, icon and word and the vendor's sentence, marked as
+    // nobody else's; in JSON too.
+    let list = pro.get("/").await;
+    let row = &list.body[list
+        .body
+        .find(&format!("<a href=\"{page}\">"))
+        .expect("the grey Place is listed for its creator")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    for text in [
+        "status grey",
+        "Grey",
+        "remote services are disabled",
+        "Not in the Places list of anyone else until remote services are enabled",
+        "creator (no access",
+    ] {
+        assert!(row.contains(text), "{text}: {row}");
+    }
+    let json = pro.get_json("/").await;
+    let grey = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["place"] == GREY)
+        .expect("in the JSON list")
+        .clone();
+    assert_eq!(
+        (
+            grey["status"].as_str(),
+            grey["role"].as_str(),
+            grey["waiting_for_remote_services"].as_bool()
+        ),
+        (Some("grey"), Some("creator"), Some(true)),
+        "{grey}"
+    );
+    assert!(grey["remaining_s"].is_null(), "{grey}");
+
+    // Anyone else: not in their list, 404 for the page and every POST.
+    let theirs = other.get("/").await;
+    assert!(!theirs.body.contains(GREY), "{}", theirs.body);
+    assert_eq!(other.get(&page).await.status, 404);
+    let ocsrf = theirs.csrf();
+    for (path, form) in [
+        (
+            action.clone(),
+            vec![
+                ("csrf", ocsrf.as_str()),
+                ("remote_services", "enabled"),
+                ("confirm", "yes"),
+            ],
+        ),
+        (
+            action.clone(),
+            vec![("csrf", ocsrf.as_str()), ("remote_services", "enabled")],
+        ),
+        (
+            format!("{page}/share"),
+            vec![
+                ("csrf", ocsrf.as_str()),
+                ("email", "x@example.com"),
+                ("duration", "1d"),
+            ],
+        ),
+        (
+            format!("{page}/links"),
+            vec![("csrf", ocsrf.as_str()), ("duration", "1d")],
+        ),
+        (
+            format!("{page}/access/pro%40example.com/revoke"),
+            vec![("csrf", ocsrf.as_str())],
+        ),
+        (
+            format!("{page}/release"),
+            vec![("csrf", ocsrf.as_str()), ("confirm", "yes")],
+        ),
+    ] {
+        let reply = other.post(&path, &form).await;
+        assert_eq!(reply.status, 404, "POST {path}: {reply:?}");
+    }
+    assert!(
+        !store
+            .place(&PlaceId(GREY.into()))
+            .unwrap()
+            .unwrap()
+            .remote_services
+    );
+
+    // The creator's page: processors, support line, Enable; nothing else.
+    let shown = pro.get(&page).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    for text in [
+        "Enable remote services",
+        "Grey",
+        "Not in the Places list of anyone else",
+        "serial",
+        "02:4c:02:36:e6:b1",
+        "Line for support",
+    ] {
+        assert!(
+            shown.body.to_lowercase().contains(&text.to_lowercase()),
+            "{text}: {}",
+            shown.body
+        );
+    }
+    for absent in [
+        "Manage Access",
+        "Share Access",
+        "Generate New Link",
+        "Timeline",
+        "Revoke",
+        "Remove Home",
+    ] {
+        assert!(!shown.body.contains(absent), "{absent}: {}", shown.body);
+    }
+    let csrf = shown.csrf();
+    // Its other controls are refused by the rules, by name.
+    let refused = pro
+        .submit(
+            &format!("{page}/share"),
+            &[
+                ("csrf", &csrf),
+                ("email", "x@example.com"),
+                ("duration", "1d"),
+            ],
+        )
+        .await;
+    assert!(
+        refused
+            .body
+            .contains("no_place_operation_without_remote_services"),
+        "{}",
+        refused.body
+    );
+    // A forged request to turn them off: refused by name, in HTML and JSON.
+    let off = pro
+        .submit(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("remote_services", "disabled"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert!(
+        off.body.contains("remote_services_cannot_be_disabled"),
+        "{}",
+        off.body
+    );
+    let off = pro
+        .send(
+            "POST",
+            &action,
+            Some(&[("csrf", &csrf), ("remote_services", "off")]),
+            true,
+        )
+        .await;
+    assert_eq!(off.status, 409, "{off:?}");
+    assert!(
+        off.body
+            .contains("\"rule\":\"remote_services_cannot_be_disabled\""),
+        "{}",
+        off.body
+    );
+    // No field at all, or a typo: a bad form, not a request to disable.
+    assert_eq!(pro.post(&action, &[("csrf", &csrf)]).await.status, 400);
+    let typo = pro
+        .post(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("remote_services", "enable"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(typo.status, 400, "{typo:?}");
+    assert!(typo.body.contains("never off"), "{}", typo.body);
+
+    // Step one: the confirmation page, nothing enabled yet.
+    let shown = pro.get(&page).await;
+    let step_one = pro
+        .post(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("form", &shown.nonce()),
+                ("remote_services", "enabled"),
+            ],
+        )
+        .await;
+    assert_eq!(step_one.status, 200, "{step_one:?}");
+    assert!(
+        step_one.body.contains("This cannot be undone."),
+        "{}",
+        step_one.body
+    );
+    assert!(
+        step_one.body.contains("the designer greys the option out"),
+        "{}",
+        step_one.body
+    );
+    assert!(
+        step_one.body.contains("name=\"confirm\" value=\"yes\""),
+        "{}",
+        step_one.body
+    );
+    assert!(
+        !store
+            .place(&PlaceId(GREY.into()))
+            .unwrap()
+            .unwrap()
+            .remote_services,
+        "step one enabled"
+    );
+    let json = pro
+        .send(
+            "POST",
+            &action,
+            Some(&[("csrf", &csrf), ("remote_services", "enabled")]),
+            true,
+        )
+        .await;
+    assert_eq!(json.status, 400, "{json:?}");
+    assert!(json.body.contains("needs_confirmation"), "{}", json.body);
+    assert!(
+        !store
+            .place(&PlaceId(GREY.into()))
+            .unwrap()
+            .unwrap()
+            .remote_services
+    );
+
+    // Step two, with the confirmation page's own token and nonce.
+    let second = [
+        ("csrf", step_one.csrf()),
+        ("form", step_one.nonce()),
+        ("remote_services", "enabled".to_owned()),
+        ("confirm", "yes".to_owned()),
+    ];
+    let second: Vec<(&str, &str)> = second.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let green = pro.submit(&action, &second).await;
+    assert_eq!(green.status, 200, "{}", green.body);
+    assert!(
+        green
+            .body
+            .contains("remote services are on for Place p-grey"),
+        "{}",
+        green.body
+    );
+    assert!(green.body.contains("status green"), "{}", green.body);
+    assert!(
+        green.body.contains("Manage Access") && green.body.contains("created the Place"),
+        "{}",
+        green.body
+    );
+    assert!(
+        store
+            .place(&PlaceId(GREY.into()))
+            .unwrap()
+            .unwrap()
+            .remote_services
+    );
+    // Never a control to turn them off: no form posts to the action.
+    assert!(!green.body.contains("/remote-services\""), "{}", green.body);
+    assert!(
+        !green.body.to_lowercase().contains("disable remote"),
+        "{}",
+        green.body
+    );
+    // The same confirmation sent again acts once; enabling again by JSON
+    // is a no-op, not an error.
+    let again = pro.submit(&action, &second).await;
+    assert!(
+        again.body.contains("this form was sent already"),
+        "{}",
+        again.body
+    );
+    let json = pro
+        .send(
+            "POST",
+            &action,
+            Some(&[
+                ("csrf", &csrf),
+                ("remote_services", "enabled"),
+                ("confirm", "yes"),
+            ]),
+            true,
+        )
+        .await;
+    assert_eq!(json.status, 200, "{json:?}");
+    assert!(json.body.contains("were on already"), "{}", json.body);
+    let json = pro.get_json(&page).await;
+    assert_eq!(json["status"], "green", "{json}");
+    assert_eq!(json["remote_services"], true, "{json}");
+    // Nobody else got anything: still 404, still not listed.
+    assert_eq!(other.get(&page).await.status, 404);
+    assert!(!other.get("/").await.body.contains(GREY));
+    let forged = other
+        .post(
+            &action,
+            &[("csrf", &ocsrf), ("remote_services", "disabled")],
+        )
+        .await;
+    assert_eq!(forged.status, 404, "{forged:?}");
+
+    // Generate New Link: the 303 is answered, its page not yet fetched;
+    // the secret the page then shows is in no byte of the store.
+    let shown = pro.get("/places/p-pro").await;
+    let posted = pro
+        .post(
+            "/places/p-pro/links",
+            &[
+                ("csrf", &shown.csrf()),
+                ("form", &shown.nonce()),
+                ("duration", "1d"),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status, 303, "{posted:?}");
+    let held = store_bytes(&store, url);
+    let made = pro.get(posted.header("location").unwrap()).await;
+    let link = made
+        .body
+        .split("id=\"new-link\" type=\"text\" readonly value=\"")
+        .nth(1)
+        .expect("the new link, shown once");
+    let link = link[..link.find('"').unwrap()].replace("&amp;", "&");
+    let query: BTreeMap<String, String> =
+        serde_urlencoded::from_str(link.split('?').nth(1).unwrap()).unwrap();
+    let secret = &query["secret"];
+    assert_eq!(secret.len(), 32, "{link}");
+    assert!(
+        !holds(&held, secret.as_bytes()),
+        "the link's secret is in the store"
+    );
+    let raw: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&secret[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert!(
+        !holds(&held, &raw),
+        "the link's secret (raw) is in the store"
+    );
+    assert!(!holds(&held, link.as_bytes()));
+    // Shown once.
+    assert!(
+        !pro.get("/places/p-pro")
+            .await
+            .body
+            .contains(secret.as_str())
+    );
+    portal.stop().await;
+}
+
+lan_test! {
+    fn a_grey_place_is_its_creators_alone_until_enabled_on_redb() {
+        let dir = TempDir::new("portal-grey");
+        let data = dir.path("data");
+        let store = CloudStore::open(&data).unwrap();
+        runtime().block_on(grey_scenario(store, &data, None));
+    }
+}
+
+lan_test! {
+    fn a_grey_place_is_its_creators_alone_until_enabled_on_postgres() {
+        let dir = TempDir::new("portal-grey-pg");
+        let data = dir.path("data");
+        let url = common::postgres::fresh_database(common::migrate);
+        let store = CloudStore::open_chosen(&data, Some(&url)).unwrap();
+        runtime().block_on(grey_scenario(store, &data, Some(&url)));
+    }
+}
+
+lan_test! {
+    /// A form whose action failed in the store (a 500) is not "sent
+    /// already": its nonce is kept in the action's transaction. Once with
+    /// PostgreSQL stopped between loading the form and sending it, once
+    /// with the timeline's table gone (the session, the Place and the
+    /// nonce can be read and written, the action cannot: its event is not
+    /// recorded). Only the second tells a nonce kept in a transaction of
+    /// its own from one kept with the action: with PostgreSQL down the
+    /// session cannot be read either.
+    fn a_form_whose_action_failed_in_the_store_can_be_sent_again_and_acts_once() {
+        let pg = common::postgres::Private::on_socket(common::migrate);
+        let url = pg.cluster.fresh_database();
+        let db = common::postgres::database_name(&url).to_owned();
+        let dir = TempDir::new("portal-pg-down");
+        let data = dir.path("data");
+        let store = CloudStore::open_chosen(&data, Some(&url)).unwrap();
+        create(&store, "p-pro", PRO, None);
+        let store = Arc::new(store);
+        let grants = |store: &CloudStore| store.place(&PlaceId("p-pro".into())).unwrap().unwrap().grants.len();
+        runtime().block_on(async {
+            let portal = start(store.clone(), &data, WebTls::PlainHttp, Clock::default()).await;
+            let mut pro = Browser::new(portal.local_addr);
+            pro.sign_in(&data, PRO).await;
+            for (n, (break_it, mend)) in [
+                (Box::new(|| pg.stop_immediate()) as Box<dyn Fn()>, Box::new(|| pg.start_again()) as Box<dyn Fn()>),
+                (Box::new(|| { pg.cluster.psql_in(&db, "ALTER TABLE place_events RENAME TO place_events_away"); }), Box::new(|| { pg.cluster.psql_in(&db, "ALTER TABLE place_events_away RENAME TO place_events"); })),
+            ].into_iter().enumerate() {
+                let email = format!("pro{n}@example.com");
+                let shown = pro.get("/places/p-pro").await;
+                let form = [("csrf", shown.csrf()), ("form", shown.nonce()), ("email", email.clone()), ("duration", "1d".to_owned())];
+                let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let before = grants(&store);
+                break_it();
+                let failed = pro.post("/places/p-pro/share", &form).await;
+                assert_eq!(failed.status, 500, "{n}: {failed:?}");
+                mend();
+                // The pool's connections died with the server: the first
+                // use of a dead one may fail; the store is up again when a
+                // read succeeds.
+                let mut up = false;
+                for _ in 0..100 {
+                    if store.place(&PlaceId("p-pro".into())).is_ok() {
+                        up = true;
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                assert!(up, "{n}: the store did not come back");
+                assert_eq!(grants(&store), before, "{n}: the failed form did something");
+                let done = pro.submit("/places/p-pro/share", &form).await;
+                assert!(done.body.contains(&format!("shared Place p-pro with {email}")), "{n}: {}", done.body);
+                assert_eq!(grants(&store), before + 1, "{n}");
+                let again = pro.submit("/places/p-pro/share", &form).await;
+                assert!(again.body.contains("this form was sent already"), "{n}: {}", again.body);
+                assert_eq!(grants(&store), before + 1, "{n}: acted twice");
+            }
+            portal.stop().await;
+        });
+    }
+}

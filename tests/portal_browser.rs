@@ -43,6 +43,7 @@ const SITE_BOX: &str = "lake-box";
 /// The designer's icon colours (`portal.css`), as the browser computes
 /// them.
 const GREEN: &str = "rgb(42, 157, 58)";
+const GREY: &str = "rgb(153, 153, 153)";
 const RED: &str = "rgba(155, 34, 38, 1)";
 
 /// Debian's Chromium and its WebDriver (`HANDOFF_CHROMIUM`,
@@ -152,7 +153,7 @@ fn processor(place: &str, serial: u32) -> ProcessorRecord {
 
 /// The pro's Places: one shared by the office for 30 days (green, with a
 /// processor), one for a day (ends soon), one without remote services
-/// (grey: no one reaches it), one with no one else and no processor (the last-person guard),
+/// (grey: only the pro, its creator, sees it), one with no one else and no processor (the last-person guard),
 /// and one with a homeowner.
 fn fill(store: &CloudStore) {
     create(
@@ -419,9 +420,17 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
         .await
         .unwrap();
     assert_eq!(soon, RED, "the flag on a time that ends soon");
-    // Without remote services there is no Place to reach (the designer's
-    // grey): it is not listed.
-    assert!(!text(&pro).await.contains("old-barn"));
+    // Without remote services nobody reaches the Place (the designer's
+    // grey): only its creator sees it listed, grey, marked as such.
+    let (barn, colour) = row(&pro, "old-barn").await;
+    assert_eq!(colour, GREY, "old-barn's icon");
+    for said in [
+        "Grey",
+        "remote services are disabled",
+        "Not in the Places list of anyone else until remote services are enabled",
+    ] {
+        assert!(barn.contains(said), "{said}: {barn}");
+    }
     let (flat, _) = row(&pro, "city-flat").await;
     assert!(flat.contains("unlimited"), "{flat}");
     screenshot(&pro, "portal-places.png").await;
@@ -558,6 +567,75 @@ async fn scenario(base: &str, data: &Path, refusal: &Value) {
     }
     friend
         .goto(&format!("{base}/places/lake-house"))
+        .await
+        .unwrap();
+    assert!(text(&friend).await.contains("Not found"));
+
+    // The grey Place: another account never sees it; its creator enables
+    // remote services, confirming that it cannot be undone; it turns
+    // green, with no control anywhere to turn them off; the other account
+    // still does not see it (it has no grant).
+    friend.goto(base).await.unwrap();
+    assert!(!text(&friend).await.contains("old-barn"));
+    friend
+        .goto(&format!("{base}/places/old-barn"))
+        .await
+        .unwrap();
+    assert!(text(&friend).await.contains("Not found"));
+    open_place(&pro, base, "old-barn").await;
+    let page = text(&pro).await;
+    for absent in [
+        "Manage Access",
+        "Share Access",
+        "Generate New Link",
+        "Timeline",
+    ] {
+        assert!(!page.contains(absent), "{absent}: {page}");
+    }
+    assert!(page.contains("Line for support"), "{page}");
+    click_button(&pro, "Enable remote services…").await;
+    let page = text(&pro).await;
+    assert!(page.contains("This cannot be undone."), "{page}");
+    assert!(page.contains("the designer greys the option out"), "{page}");
+    assert!(
+        !page.contains("Done:"),
+        "the first step enabled something: {page}"
+    );
+    tick(&pro, Locator::Id("confirm-remote")).await;
+    click_button(&pro, "Enable remote services").await;
+    let page = text(&pro).await;
+    assert!(
+        page.contains("Done: remote services are on for Place old-barn"),
+        "{page}"
+    );
+    assert_eq!(pro.current_url().await.unwrap().path(), "/places/old-barn");
+    let colour = pro
+        .find(Locator::Css(".status svg"))
+        .await
+        .unwrap()
+        .css_value("fill")
+        .await
+        .unwrap();
+    assert_eq!(colour, GREEN, "old-barn's icon once enabled: {page}");
+    assert!(
+        page.contains("Green") && page.contains("Manage Access"),
+        "{page}"
+    );
+    assert!(page.contains("They cannot be turned off"), "{page}");
+    // No control to turn them off: no form posts to the action, no
+    // button or link says "disable".
+    assert!(
+        pro.find(Locator::Css("form[action$='/remote-services']"))
+            .await
+            .is_err(),
+        "a remote services control is still on the page"
+    );
+    assert!(!page.to_lowercase().contains("disable remote"), "{page}");
+    assert!(!text(&friend).await.contains("old-barn"));
+    friend.goto(base).await.unwrap();
+    assert!(!text(&friend).await.contains("old-barn"));
+    friend
+        .goto(&format!("{base}/places/old-barn"))
         .await
         .unwrap();
     assert!(text(&friend).await.contains("Not found"));
@@ -716,6 +794,11 @@ lan_test! {
             let (lake, _) = row(&pro, "lake-house").await;
             // The takeover shared lake-house for 30 days.
             assert!(lake.contains("Green") && lake.contains("29d 23h"), "{lake}");
+            // The pro made harbor-view without remote services: theirs
+            // alone, grey.
+            let (harbor, colour) = row(&pro, "harbor-view").await;
+            assert_eq!(colour, GREY, "{harbor}");
+            assert!(harbor.contains("Grey") && harbor.contains("Not in the Places list of anyone else"), "{harbor}");
             pro.close().await.unwrap();
         });
         nix::sys::signal::kill(

@@ -149,9 +149,16 @@ async fn story(
         let identity =
             SimProcessorIdentity::load_or_create(&state, p.serial, p.mac, &p.serial.host_name())
                 .map_err(|e| CliError::Failed(e.to_string()))?;
+        // The pro made harbor-view's project: the portal shows it to them
+        // grey, with the Enable remote services control, and to no one else.
+        let creator = if place == "harbor-view" {
+            PRO
+        } else {
+            "designer@example.com"
+        };
         let create = Command::CreatePlace {
             place: PlaceId(place.into()),
-            by: AccountId::new("designer@example.com"),
+            by: AccountId::new(creator),
             key: ProjectKey(crate::cloud::store::fresh_secret()?),
             remote_services: place != "harbor-view",
         };
@@ -393,6 +400,10 @@ impl DemoPortal {
             self.portal.url
         );
         println!("   Sign in as {PRO} (works once, for 15 minutes):\n   {link}");
+        println!(
+            "   {PRO} made harbor-view without remote services: the portal shows it to them \
+             alone, grey, with Enable remote services (it asks twice: it cannot be undone)."
+        );
         if !keep {
             println!(
                 "   The portal stops with the demo: run `handoff demo --keep` to open it in a browser."

@@ -134,6 +134,25 @@ impl Place {
             .map(|(a, _)| a)
     }
 
+    /// The account that created this grey Place, when `account` is it: its
+    /// grant is dormant (no access, no share, no link) until remote
+    /// services are enabled, and only it sees the Place, grey.
+    pub fn is_waiting_creator(&self, account: &AccountId) -> bool {
+        !self.remote_services
+            && self
+                .grants
+                .get(account)
+                .is_some_and(|g| g.source == GrantSource::Creator)
+    }
+
+    /// The creator of this grey Place, if it was created with one (Places
+    /// created before handoff kept it have none).
+    pub fn waiting_creator(&self) -> Option<&AccountId> {
+        self.grants
+            .keys()
+            .find(|account| self.is_waiting_creator(account))
+    }
+
     /// `account`'s live grant, if it has access at `now`. Without remote
     /// services nobody reaches the Place, whatever the grants say.
     pub fn access(&self, account: &AccountId, now: Timestamp) -> Option<&Grant> {

@@ -27,6 +27,10 @@ pub enum Refusal {
     RemoteServicesCannotBeDisabled,
     #[error("that is not this Place's project file; {}", self.guidance())]
     WrongProjectKey,
+    /// Remote services asked for without the project key by an account
+    /// that did not create the Place.
+    #[error("{by} did not create this Place, so cannot enable its remote services without the project file; {}", self.guidance())]
+    NotTheCreator { by: AccountId },
     #[error("{account} has no access to this Place; {}", self.guidance())]
     NoAccess { account: AccountId },
     #[error("this system already has a homeowner; {}", self.guidance())]
@@ -83,6 +87,7 @@ impl Refusal {
             Refusal::RemoteServicesDisabled { .. } => "no_place_operation_without_remote_services",
             Refusal::RemoteServicesCannotBeDisabled => "remote_services_cannot_be_disabled",
             Refusal::WrongProjectKey => "project_key_must_match_the_place",
+            Refusal::NotTheCreator { .. } => "remote_services_can_be_enabled_by_the_creator",
             Refusal::NoAccess { .. } => "only_accounts_with_access_manage_a_place",
             Refusal::HomeownerEstablished => "project_key_reports_yellow_once_a_homeowner_exists",
             Refusal::AlreadyHasHomeowner => "second_claim_refused_with_remote_assistance_guidance",
@@ -116,6 +121,9 @@ impl Refusal {
                 "once a system has Remote Services enabled it cannot be disabled"
             }
             Refusal::WrongProjectKey => "locate the original project file of this system",
+            Refusal::NotTheCreator { .. } => {
+                "ask the account that created the Place, or open the original project file and enable remote services (Tools > Project Settings, then Transfer)"
+            }
             Refusal::NoAccess { .. } => ASK_FOR_SHARE,
             Refusal::HomeownerEstablished | Refusal::AlreadyHasHomeowner => ASK_HOMEOWNER,
             Refusal::ShareExceedsRemainingAccess { .. } => {
@@ -191,6 +199,7 @@ mod tests {
             },
             Refusal::RemoteServicesCannotBeDisabled,
             Refusal::WrongProjectKey,
+            Refusal::NotTheCreator { by: a.clone() },
             Refusal::NoAccess { account: a.clone() },
             Refusal::HomeownerEstablished,
             Refusal::AlreadyHasHomeowner,

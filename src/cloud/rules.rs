@@ -28,7 +28,9 @@
 //! | forced: the Place is gone | `forced_last_revoke_deletes_the_place` |
 //! | with a processor activated, the last may leave | `last_person_may_revoke_self_when_a_processor_is_activated` |
 //! | remote services can be enabled | `remote_services_can_be_enabled_with_the_project_key` |
+//! | … by the Place's creator (who holds the project file), without the key | `remote_services_can_be_enabled_by_the_creator` |
 //! | … never disabled | `remote_services_cannot_be_disabled` |
+//! | the creator of a grey Place holds a dormant grant: no access until enabled | `a_grey_places_creator_has_no_access_until_remote_services_are_enabled` |
 //! | no Place operation without remote services | `no_place_operation_without_remote_services` |
 //! | at most one homeowner | `second_claim_refused_with_remote_assistance_guidance` |
 //! | a claim needs the verified button press | `claim_needs_a_verified_button_press` |
@@ -87,8 +89,9 @@ use crate::processor::Serial;
 /// here as `press_verified`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Command {
-    /// A project is started in the designer; with remote services on, its
-    /// creator has unlimited access. The id must be fresh (a GUID): a
+    /// A project is started in the designer; its creator has unlimited
+    /// access, dormant until remote services are on (a grey Place gives
+    /// nobody access, its creator included). The id must be fresh (a GUID): a
     /// deleted Place's id is never reused, or its old links would match the
     /// new Place's.
     CreatePlace {
@@ -101,6 +104,15 @@ pub enum Command {
     SetRemoteServices {
         place: PlaceId,
         key: ProjectKey,
+        enabled: bool,
+    },
+    /// The Place's creator (the account that holds the project file)
+    /// enables remote services from the Places portal, without presenting
+    /// the key. `enabled: false` is only ever refused: there is no way
+    /// back (the designer greys the option out).
+    SetRemoteServicesAsCreator {
+        place: PlaceId,
+        by: AccountId,
         enabled: bool,
     },
     /// The project was transferred to a processor.
@@ -156,6 +168,7 @@ impl Command {
         match self {
             Command::CreatePlace { place, .. }
             | Command::SetRemoteServices { place, .. }
+            | Command::SetRemoteServicesAsCreator { place, .. }
             | Command::ActivateProcessor { place, .. }
             | Command::PresentProjectKey { place, .. }
             | Command::Claim { place, .. }
@@ -256,6 +269,22 @@ pub fn apply(
                     events.push(Event::RemoteServicesEnabled { place: id });
                 }
                 _ => {}
+            }
+        }
+        Command::SetRemoteServicesAsCreator { by, enabled, .. } => {
+            if !enabled {
+                return Err(Refusal::RemoteServicesCannotBeDisabled);
+            }
+            let creator = place
+                .grants
+                .get(by)
+                .is_some_and(|g| g.source == GrantSource::Creator);
+            if !creator {
+                return Err(Refusal::NotTheCreator { by: by.clone() });
+            }
+            if !place.remote_services {
+                next.remote_services = true;
+                events.push(Event::RemoteServicesEnabled { place: id });
             }
         }
         Command::ActivateProcessor { key, processor, .. } => {
@@ -462,13 +491,17 @@ fn create(
         processors: Default::default(),
     };
     let mut events = vec![Event::PlaceCreated { place: id }];
+    let grant = Grant {
+        role: Role::ProInstaller,
+        expires: None,
+        source: GrantSource::Creator,
+    };
     if remote_services {
-        let grant = Grant {
-            role: Role::ProInstaller,
-            expires: None,
-            source: GrantSource::Creator,
-        };
         grant_to(&mut place, &mut events, by, grant);
+    } else {
+        // Dormant: no access (and no AccessGranted event) until remote
+        // services are enabled; it says who may enable them.
+        place.grants.insert(by.clone(), grant);
     }
     (Some(place), events)
 }

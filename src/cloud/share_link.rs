@@ -55,6 +55,22 @@ pub fn new_share_link(
     duration: AccessDuration,
     now: Timestamp,
 ) -> Result<Result<ShareLink, Refusal>, CloudError> {
+    let (cmd, secret) = new_link_command(place, by, duration)?;
+    Ok(store
+        .execute(&cmd, now)?
+        .map(|events| issued_link(&events, secret)))
+}
+
+/// The command that generates `place`'s share link for `by`, with a fresh
+/// secret; [`issued_link`] reads the link it made from its events.
+///
+/// # Errors
+/// [`CloudError`] when the randomness fails.
+pub fn new_link_command(
+    place: &PlaceId,
+    by: &AccountId,
+    duration: AccessDuration,
+) -> Result<(Command, LinkSecret), CloudError> {
     let secret = LinkSecret(fresh_secret()?);
     let cmd = Command::NewShareLink {
         place: place.clone(),
@@ -62,15 +78,13 @@ pub fn new_share_link(
         secret: secret.clone(),
         duration,
     };
-    Ok(store
-        .execute(&cmd, now)?
-        .map(|events| issued_link(&events, secret)))
+    Ok((cmd, secret))
 }
 
 /// The link that `events` report created, with the secret the caller chose.
 /// Without such an event the number reads 0, as the command line always
 /// printed it.
-fn issued_link(events: &[Event], secret: LinkSecret) -> ShareLink {
+pub fn issued_link(events: &[Event], secret: LinkSecret) -> ShareLink {
     let number = events
         .iter()
         .find_map(|e| match e {

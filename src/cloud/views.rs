@@ -97,7 +97,9 @@ pub fn place_json(
         "homeowner": place.homeowner().map(|a| a.as_str()),
         "share_link": place.share_link.as_ref().map(|l| json!({"number": l.link.number, "by": l.by.as_str(), "for": l.duration.code()})),
         "processors": processors.iter().filter(|p| p.place == place.id).map(|p| processor_json(p, reports.get(&p.serial))).collect::<Vec<_>>(),
-        "access": place.grants.iter().filter(|(_, g)| g.is_live(at)).map(|(a, g)| json!({
+        // A grey Place's creator grant is dormant: no access to list.
+        "waiting_creator": place.waiting_creator().map(|a| a.as_str()),
+        "access": place.grants.iter().filter(|(_, g)| place.remote_services && g.is_live(at)).map(|(a, g)| json!({
             "account": a.as_str(), "role": role_text(g.role), "remaining_s": remaining_json(g.remaining(at)), "source": source_text(&g.source)
         })).collect::<Vec<_>>(),
     })
@@ -116,6 +118,10 @@ pub fn command_text(cmd: &super::rules::Command) -> String {
         ),
         C::SetRemoteServices { enabled, .. } => format!(
             "turn remote services {} (project file)",
+            if *enabled { "on" } else { "off" }
+        ),
+        C::SetRemoteServicesAsCreator { enabled, .. } => format!(
+            "turn remote services {} (the Place's creator)",
             if *enabled { "on" } else { "off" }
         ),
         C::ActivateProcessor { processor, .. } => {

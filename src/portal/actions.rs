@@ -9,11 +9,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::extract::{Signed, SignedForm};
+use super::extract::{Signed, SignedForm, Stop};
 use super::pages::{self, Message};
 use super::routes::{Fields, bad_form, blocking, html, json_response, not_found_page};
 use super::{Portal, PortalError};
-use crate::cloud::share_link::new_share_link;
+use crate::cloud::share_link::{issued_link, new_link_command};
 use crate::cloud::{
     AccessDuration, AccountId, Command, Event, LinkSecret, Place, PlaceId, Refusal, ShareLink,
 };
@@ -66,17 +66,14 @@ type Outcome = (Result<String, Refusal>, Option<String>);
 
 /// A POST on Place `id`: the Place if the account reaches it (else 404),
 /// then `work` (off the async workers), then the answer with what it did.
-/// `work` answers `Err(response)` for a form it cannot read.
-async fn act(
+/// `work` answers `Err(response)` for a form it cannot read, and runs its
+/// command with [`Portal::run_form`] (the form's nonce in the same
+/// transaction).
+pub(super) async fn act(
     portal: Arc<Portal>,
     id: String,
     SignedForm { signed, form, json }: SignedForm,
-    work: impl FnOnce(
-        &Portal,
-        &Signed,
-        &Place,
-        &Fields,
-    ) -> Result<Result<Outcome, Response>, PortalError>
+    work: impl FnOnce(&Portal, &Signed, &Place, &Fields) -> Result<Result<Outcome, Response>, Stop>
     + Send
     + 'static,
 ) -> Response {
@@ -84,9 +81,13 @@ async fn act(
         let Some(place) = portal.reachable(&PlaceId(id), &signed.record.account)? else {
             return Ok(not_found_page(Some(&signed)));
         };
-        match work(&portal, &signed, &place, &form)? {
-            Ok((outcome, link)) => portal.after(&signed, &place.id, outcome, link, json),
-            Err(response) => Ok(response),
+        match work(&portal, &signed, &place, &form) {
+            Ok(Ok((outcome, link))) => portal.after(&signed, &place.id, outcome, link, json),
+            Ok(Err(response)) => Ok(response),
+            Err(stop) => {
+                let page = format!("/places/{}", pages::segment(&place.id.0));
+                Ok(portal.stopped(&signed, &page, stop, json))
+            }
         }
     })
     .await
@@ -114,8 +115,7 @@ pub(super) async fn share(
             duration,
         };
         let outcome = portal
-            .store
-            .execute(&cmd, portal.now())?
+            .run_form(signed, form, &cmd)?
             .map(|_| format!("shared Place {} with {to} for {duration}", place.id));
         Ok(Ok((outcome, None)))
     })
@@ -131,13 +131,10 @@ pub(super) async fn new_link(
         let Some(duration) = duration(form) else {
             return Ok(Err(bad_form("a link needs one of the listed durations")));
         };
-        let made = new_share_link(
-            &portal.store,
-            &place.id,
-            &signed.record.account,
-            duration,
-            portal.now(),
-        )?;
+        let (cmd, secret) = new_link_command(&place.id, &signed.record.account, duration)?;
+        let made = portal
+            .run_form(signed, form, &cmd)?
+            .map(|events| issued_link(&events, secret));
         let url = made
             .as_ref()
             .ok()
@@ -177,7 +174,7 @@ pub(super) async fn revoke(
             // The second, explicit confirmation of the last-person guard.
             force: form.get("force").is_some_and(|f| f == "yes"),
         };
-        let outcome = portal.store.execute(&cmd, portal.now())?.map(|events| {
+        let outcome = portal.run_form(signed, form, &cmd)?.map(|events| {
             if events
                 .iter()
                 .any(|e| matches!(e, Event::PlaceDeleted { .. }))
@@ -208,7 +205,7 @@ pub(super) async fn release(
             place: place.id.clone(),
             by: signed.record.account.clone(),
         };
-        let outcome = portal.store.execute(&cmd, portal.now())?.map(|_| {
+        let outcome = portal.run_form(signed, form, &cmd)?.map(|_| {
             format!("Place {} has no homeowner now: it can be claimed again with the processor's button", place.id)
         });
         Ok(Ok((outcome, None)))
@@ -250,7 +247,11 @@ pub(super) async fn redeem(
                 secret: LinkSecret(secret.clone()),
             },
         };
-        match portal.store.execute(&cmd, portal.now())? {
+        let done = match portal.run_form(&signed, &form, &cmd) {
+            Ok(done) => done,
+            Err(stop) => return Ok(portal.stopped(&signed, "/", stop, json)),
+        };
+        match done {
             Ok(_) => portal.after(
                 &signed,
                 &id,

@@ -1,12 +1,13 @@
 //! Who a request is from, checked once for every route: [`Signed`] (a
 //! live session, else the sign-in page) and [`SignedForm`] (that, plus a
-//! form whose CSRF token is the session's, else 403, and which was not
-//! sent before, else back to its page with "sent already").
+//! form whose CSRF token is the session's, else 403).
 //!
 //! A form carries a nonce (`form`, [`super::pages`] puts a fresh one in
-//! each), kept in the store when the form is first sent: a refresh or the
-//! back button sending it again acts once, on any `cloud serve` node. A
-//! client that sends no nonce (a script asking for JSON) opts out.
+//! each), kept in the store in the transaction of what the form does
+//! ([`Portal::run_form`]): a refresh or the back button sending it again
+//! acts once, on any `cloud serve` node, and a form whose action failed
+//! (a store error) can be sent again. A client that sends no nonce (a
+//! script asking for JSON) opts out.
 
 use std::sync::Arc;
 
@@ -21,8 +22,8 @@ use super::pages::{Message, Viewer};
 use super::routes::{Fields, forbidden, json_response, to_sign_in, wants_json};
 use super::session::{self, SESSION_COOKIE};
 use super::{Portal, PortalError, csrf};
-use crate::cloud::CloudError;
-use crate::cloud::store::portal::SessionRecord;
+use crate::cloud::store::portal::{SentForm, SessionRecord};
+use crate::cloud::{CloudError, Command, Event, Refusal};
 
 /// A signed-in request: the session's secret and record.
 pub(super) struct Signed {
@@ -82,7 +83,8 @@ impl FromRequestParts<Arc<Portal>> for Signed {
     }
 }
 
-/// A signed-in POST with its form: CSRF checked, sent for the first time.
+/// A signed-in POST with its form: CSRF checked, its nonce (if any) well
+/// formed; whether it was sent before is asked with what it does.
 pub(super) struct SignedForm {
     pub signed: Signed,
     pub form: Fields,
@@ -100,7 +102,6 @@ impl FromRequest<Arc<Portal>> for SignedForm {
         let (mut parts, body) = request.into_parts();
         let signed = Signed::from_request_parts(&mut parts, portal).await?;
         let json = wants_json(&parts.headers);
-        let back = back_to(parts.uri.path());
         let Form(form) = Form::<Fields>::from_request(Request::from_parts(parts, body), portal)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -120,25 +121,60 @@ impl FromRequest<Arc<Portal>> for SignedForm {
                 "this form's nonce is not one the portal made",
             ));
         }
-        let (portal, secret, expires) =
-            (portal.clone(), signed.secret.clone(), signed.record.expires);
-        let first = off_workers(move || {
-            if portal.store.first_use_of_form(&secret, &nonce, expires)? {
-                return Ok(None);
+        Ok(SignedForm { signed, form, json })
+    }
+}
+
+/// Why a form's action stopped short of an answer of its own.
+pub(super) enum Stop {
+    /// The store (or the randomness) failed: nothing was done, and the
+    /// form's nonce was not kept, so it can be sent again.
+    Failed(PortalError),
+    /// The form was sent before (a refresh or the back button): not done
+    /// again.
+    SentAlready,
+}
+
+impl<E: Into<PortalError>> From<E> for Stop {
+    fn from(e: E) -> Stop {
+        Stop::Failed(e.into())
+    }
+}
+
+impl Portal {
+    /// Runs `cmd` for the form `fields` of `signed`'s session: its nonce
+    /// (if it carries one) is kept in the same store transaction as the
+    /// command ([`crate::cloud::CloudStore::execute_form`]).
+    pub(super) fn run_form(
+        &self,
+        signed: &Signed,
+        fields: &Fields,
+        cmd: &Command,
+    ) -> Result<Result<Vec<Event>, Refusal>, Stop> {
+        let sent = fields.get("form").map(|nonce| SentForm {
+            session: &signed.secret,
+            nonce,
+            expires: signed.record.expires,
+        });
+        self.store
+            .execute_form(cmd, self.now(), sent.as_ref())?
+            .ok_or(Stop::SentAlready)
+    }
+
+    /// The answer when `stop` came: the error page, or back to `path`'s
+    /// page saying the form was not done again.
+    pub(super) fn stopped(&self, signed: &Signed, path: &str, stop: Stop, json: bool) -> Response {
+        let again = Message::Done(
+            "this form was sent already (a refresh or the back button): it was not done again"
+                .into(),
+        );
+        let answer = match stop {
+            Stop::Failed(e) => Err(e),
+            Stop::SentAlready => {
+                self.redirect_with(&signed.secret, &back_to(path), again, None, json)
             }
-            let again = Message::Done(
-                "this form was sent already (a refresh or the back button): it was not done again"
-                    .into(),
-            );
-            Ok(Some(
-                portal.redirect_with(&secret, &back, again, None, json)?,
-            ))
-        })
-        .await?;
-        match first {
-            None => Ok(SignedForm { signed, form, json }),
-            Some(answer) => Err(answer),
-        }
+        };
+        answer.unwrap_or_else(|e| super::routes::failed(&e))
     }
 }
 

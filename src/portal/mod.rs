@@ -8,7 +8,9 @@
 //!   CLI does; [`pages`]: the maud templates (HTML-escaped, no script);
 //!   [`session`]: sign-in links, sessions, cookies, rate limits;
 //!   [`csrf`]: the token every form carries; [`extract`]: the signed-in
-//!   request and the signed form, checked once for every route.
+//!   request and the signed form, checked once for every route;
+//!   [`remote`]: a grey Place for its creator, and Enable remote services
+//!   (two steps, never a disable control).
 //! - Every POST answers 303 to its page (POST/redirect/GET), the message
 //!   kept as the session's one-shot flash; a form sent twice acts once.
 //! - HTTPS with a certificate the cloud's CA issues for the listen address
@@ -23,6 +25,7 @@ mod actions;
 mod csrf;
 mod extract;
 mod pages;
+mod remote;
 mod routes;
 mod session;
 

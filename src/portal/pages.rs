@@ -58,7 +58,7 @@ impl<'a> Viewer<'a> {
 
 /// The hidden fields every form of a signed-in page carries: the
 /// session's CSRF token and this form's own nonce.
-fn signed_fields(viewer: &Viewer<'_>) -> Markup {
+pub(super) fn signed_fields(viewer: &Viewer<'_>) -> Markup {
     let n = viewer.forms.get();
     viewer.forms.set(n + 1);
     html! {
@@ -77,6 +77,9 @@ pub struct PlaceRow {
     pub processors: usize,
     /// The last event a site box relayed for the Place.
     pub last_contact: Option<Contact>,
+    /// A grey Place the account created: its grant is dormant (no role
+    /// in effect, no time running) and nobody else sees the Place.
+    pub waiting: bool,
 }
 
 /// Whether (and how) a line of Manage Access can be revoked, as the rules
@@ -126,7 +129,7 @@ pub struct PlacePage {
 
 const CSS: &str = include_str!("portal.css");
 
-fn layout(
+pub(super) fn layout(
     title: &str,
     viewer: Option<&Viewer<'_>>,
     message: Option<&Message>,
@@ -180,7 +183,7 @@ fn message_box(message: &Message) -> Markup {
 
 /// The designer's cloud icon: a shape, a colour and the word, so that
 /// colour is never the only sign.
-fn status_badge(status: Status) -> Markup {
+pub(super) fn status_badge(status: Status) -> Markup {
     let (class, word) = match status {
         Status::Green => ("green", "Green"),
         Status::Yellow => ("yellow", "Yellow"),
@@ -205,7 +208,7 @@ fn contact(c: Option<&Contact>) -> Markup {
 
 /// The Place page's processors: what the cloud knows (serial, MAC) and
 /// what site boxes reported, each cell saying which.
-fn processor_table(processors: &[ProcessorRow]) -> Markup {
+pub(super) fn processor_table(processors: &[ProcessorRow]) -> Markup {
     html! {
         @if processors.is_empty() {
             p { "No processor is activated in this Place yet." }
@@ -338,9 +341,15 @@ pub fn places(
                         @for r in rows {
                             tr {
                                 td { a href={ "/places/" (segment(&r.id.0)) } { (r.id) } }
-                                td { (status_badge(r.status)) br; small { (r.guidance) } }
-                                td { (role_text(r.role)) }
-                                td { (remaining(r.remaining)) }
+                                @if r.waiting {
+                                    td { (status_badge(r.status)) br; small { (r.guidance) " " strong { (super::remote::ONLY_YOU) } } }
+                                    td { "creator (no access until remote services are on)" }
+                                    td { "—" }
+                                } @else {
+                                    td { (status_badge(r.status)) br; small { (r.guidance) } }
+                                    td { (role_text(r.role)) }
+                                    td { (remaining(r.remaining)) }
+                                }
                                 td { (r.processors) }
                                 td { (contact(r.last_contact.as_ref())) }
                             }
@@ -561,15 +570,19 @@ fn duration_select(id: &str, choices: &[DurationChoice]) -> Markup {
 }
 
 fn support_line(page: &PlacePage) -> String {
-    let processors: Vec<String> = page
-        .processors
+    support_text(&page.row.id, page.row.status, &page.processors)
+}
+
+/// The line for support: the Place, its status, its processors.
+pub(super) fn support_text(id: &PlaceId, status: Status, processors: &[ProcessorRow]) -> String {
+    let processors: Vec<String> = processors
         .iter()
         .map(|p| format!("serial {} MAC {}", p.record.serial, p.record.mac()))
         .collect();
     format!(
         "Place {}; status {}; {}",
-        page.row.id,
-        page.row.status,
+        id,
+        status,
         if processors.is_empty() {
             "no processor".into()
         } else {

@@ -60,6 +60,10 @@ pub(super) fn router(portal: Arc<Portal>) -> Router {
             post(actions::revoke),
         )
         .route("/places/{id}/release", post(actions::release))
+        .route(
+            "/places/{id}/remote-services",
+            post(super::remote::remote_services),
+        )
         .route("/links/{number}", get(actions::redeem_confirm))
         .route("/links/{number}/redeem", post(actions::redeem))
         .fallback(not_found)
@@ -199,7 +203,9 @@ impl Portal {
         self.clock.now()
     }
 
-    /// The Place if `account` has access to it now; `None` is a 404.
+    /// The Place if `account` has access to it now, or created it grey
+    /// (its grant dormant until remote services are on: it sees the grey
+    /// page, [`super::remote`]); `None` is a 404.
     pub(super) fn reachable(
         &self,
         id: &PlaceId,
@@ -209,7 +215,7 @@ impl Portal {
         Ok(self
             .store
             .place(id)?
-            .filter(|p| p.access(account, now).is_some()))
+            .filter(|p| p.access(account, now).is_some() || p.is_waiting_creator(account)))
     }
 
     /// Rows of the Places list: `page` (from 1) of [`PAGE_ROWS`], or every
@@ -231,9 +237,14 @@ impl Portal {
                 *n += 1;
             }
         }
+        // A grey Place's creator sees it, grey, with its dormant grant.
         let shown: Vec<_> = places
             .iter()
-            .filter_map(|p| Some((p, p.access(account, now)?)))
+            .filter_map(|p| match p.access(account, now) {
+                Some(grant) => Some((p, grant)),
+                None if p.is_waiting_creator(account) => Some((p, p.grants.get(account)?)),
+                None => None,
+            })
             .collect();
         let ids: Vec<&PlaceId> = shown.iter().map(|(p, _)| &p.id).collect();
         let mut contacts = self.store.last_contacts(&ids)?;
@@ -247,6 +258,7 @@ impl Portal {
                 remaining: grant.remaining(now),
                 processors: counts.get(&p.id).copied().unwrap_or(0),
                 last_contact: contacts.remove(&p.id),
+                waiting: p.is_waiting_creator(account),
             })
             .collect();
         Ok((rows, total))
@@ -339,6 +351,7 @@ impl Portal {
                 remaining: grant.remaining(now),
                 processors: processors.len(),
                 last_contact: self.store.last_contacts(&[&place.id])?.remove(&place.id),
+                waiting: false,
             },
             processors,
             access,
@@ -365,6 +378,9 @@ impl Portal {
         timeline_page: usize,
     ) -> Result<Response, PortalError> {
         let account = &signed.record.account;
+        if place.is_waiting_creator(account) {
+            return self.grey_response(signed, place, status, flash, json);
+        }
         let (message, new_link) = flash.map_or((None, None), |f| (Some(f.message), f.link));
         let skip = timeline_page
             .saturating_sub(1)
@@ -413,9 +429,15 @@ impl Portal {
             let list: Vec<Value> = rows
                 .iter()
                 .map(|r| {
-                    json!({"place": r.id.0, "role": role_text(r.role), "remaining_s": remaining_json(r.remaining),
+                    let (role, remaining) = if r.waiting {
+                        ("creator", Value::Null)
+                    } else {
+                        (role_text(r.role), remaining_json(r.remaining))
+                    };
+                    json!({"place": r.id.0, "role": role, "remaining_s": remaining,
                            "status": r.status.to_string(), "guidance": r.guidance, "processors": r.processors,
-                           "last_contact": contact_json(r.last_contact.as_ref())})
+                           "last_contact": contact_json(r.last_contact.as_ref()),
+                           "waiting_for_remote_services": r.waiting})
                 })
                 .collect();
             return Ok(json_response(
@@ -461,7 +483,7 @@ pub(super) fn message_json(message: &Message) -> Value {
 
 /// The page's data with what the last POST did (`data`, beside an
 /// applied message).
-fn with_message(value: Value, message: Option<&Message>) -> Value {
+pub(super) fn with_message(value: Value, message: Option<&Message>) -> Value {
     match message {
         None => value,
         Some(m @ Message::Done(_)) => {

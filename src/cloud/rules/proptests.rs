@@ -54,6 +54,9 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (project_key(), any::<bool>()).prop_map(move |(key, enabled)| {
             Command::SetRemoteServices { place: place(), key, enabled }
         }),
+        1 => (account(), any::<bool>()).prop_map(move |(by, enabled)| {
+            Command::SetRemoteServicesAsCreator { place: place(), by, enabled }
+        }),
         1 => (project_key(), processor()).prop_map(move |(key, processor)| {
             Command::ActivateProcessor { place: place(), key, processor }
         }),
@@ -134,10 +137,17 @@ fn check_step(
             .filter(|g| g.role == Role::Homeowner)
             .count();
         prop_assert!(homeowners <= 1, "{} homeowners after {:?}", homeowners, cmd);
-        // Nobody can come by a grant while the project is not in the cloud.
+        // Nobody can come by a grant while the project is not in the
+        // cloud: its creator's is the only one, dormant, giving no access.
         prop_assert!(
-            p.remote_services || p.grants.is_empty(),
+            p.remote_services
+                || (p.grants.len() <= 1
+                    && p.grants.values().all(|g| g.source == GrantSource::Creator)),
             "grants without remote services"
+        );
+        prop_assert!(
+            p.remote_services || p.live_accounts(now).next().is_none(),
+            "access without remote services"
         );
     }
 

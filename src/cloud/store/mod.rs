@@ -229,6 +229,7 @@ fn accounts_of(cmd: &Command) -> Vec<&AccountId> {
         | Command::PresentProjectKey { by, .. }
         | Command::Claim { by, .. }
         | Command::Release { by, .. }
+        | Command::SetRemoteServicesAsCreator { by, .. }
         | Command::NewShareLink { by, .. }
         | Command::RedeemLink { by, .. } => vec![by],
         Command::ShareAccess { by, email, .. } => vec![by, email],

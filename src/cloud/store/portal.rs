@@ -1,5 +1,6 @@
 //! What the Places portal ([`crate::portal`]) keeps in the cloud's store,
-//! on both backends: one-time sign-in links and sessions.
+//! on both backends: one-time sign-in links, sessions, and the nonces of
+//! the forms sent (each kept in the transaction of what its form did).
 //!
 //! Both are kept as the SHA-256 of their secret ([`super::link_digest`]),
 //! never the secret: a copy of the store or the database signs no one in.
@@ -16,6 +17,8 @@ use super::redb::RedbStore;
 use super::{CloudStore, link_digest};
 use crate::cloud::CloudError;
 use crate::cloud::model::{AccountId, LinkSecret, Place, Timestamp};
+use crate::cloud::refusal::Refusal;
+use crate::cloud::rules::{Command, Event};
 
 /// digest → [`SignInRecord`].
 const SIGN_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("portal_sign_in");
@@ -23,6 +26,16 @@ const SIGN_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("portal_sign_
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("portal_sessions");
 /// (session digest, form nonce) → the session's expiry.
 const USED_FORMS: TableDefinition<(&str, &str), u64> = TableDefinition::new("portal_used_forms");
+
+/// A form of a portal session, as sent: the session's secret (its
+/// digest is kept, never the secret), the form's nonce, and when the
+/// session ends.
+#[derive(Clone, Copy, Debug)]
+pub struct SentForm<'a> {
+    pub session: &'a str,
+    pub nonce: &'a str,
+    pub expires: Timestamp,
+}
 
 /// An issued sign-in link, as kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +68,72 @@ pub enum SignIn {
     Expired,
     /// Never issued by this cloud (or swept long after it expired).
     Unknown,
+}
+
+/// `text` sealed under a session's `secret`: a fresh salt, `text` XORed
+/// with an HKDF-SHA-256 keystream of (salt, secret), and an HMAC of both
+/// (`v1:SALT:CIPHERTEXT:TAG`, hex).
+fn seal(secret: &str, text: &str) -> Result<String, CloudError> {
+    let salt = super::fresh_secret()?;
+    let (stream, tag) = flash_keys(secret, &salt, text.len());
+    let sealed: Vec<u8> = text.bytes().zip(stream).map(|(a, b)| a ^ b).collect();
+    let sealed = super::hex(&sealed);
+    Ok(format!("v1:{salt}:{sealed}:{}", tag(&sealed)))
+}
+
+/// The text [`seal`] sealed under `secret`; `None` when it was sealed
+/// under another secret, altered, or is not a sealed message.
+fn unseal(secret: &str, sealed: &str) -> Option<String> {
+    let mut parts = sealed.split(':');
+    let (Some("v1"), Some(salt), Some(body), Some(given), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let bytes = unhex(body)?;
+    let (stream, tag) = flash_keys(secret, salt, bytes.len());
+    // An altered or foreign message reads as none (timing is no oracle
+    // here: the tag covers a random salt the store already holds).
+    if tag(body) != given {
+        return None;
+    }
+    String::from_utf8(bytes.iter().zip(stream).map(|(a, b)| a ^ b).collect()).ok()
+}
+
+/// The keystream of `len` bytes and the tagging function for a flash
+/// sealed under `secret` with `salt`.
+fn flash_keys(secret: &str, salt: &str, len: usize) -> (Vec<u8>, impl Fn(&str) -> String) {
+    let hkdf = super::link_key::suite().hkdf_provider;
+    let expander = hkdf.extract_from_secret(Some(salt.as_bytes()), secret.as_bytes());
+    let mut stream = Vec::with_capacity(len + 32);
+    let mut block = 0u64;
+    while stream.len() < len {
+        let okm = expander.expand_block(&[b"handoff portal flash", &block.to_be_bytes()]);
+        stream.extend_from_slice(okm.as_ref());
+        block += 1;
+    }
+    stream.truncate(len);
+    let key = expander.expand_block(&[b"handoff portal flash tag"]);
+    let salt = salt.to_owned();
+    let tag = move |body: &str| {
+        let message = format!("{salt}:{body}");
+        super::hex(&hkdf.hmac_sign(&key, message.as_bytes()).as_ref()[..16])
+    };
+    (stream, tag)
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn digest(secret: &str) -> String {
@@ -213,7 +292,10 @@ impl CloudStore {
     }
 
     /// Sets (or with `None` clears) the one-shot message of the session
-    /// `secret` opens, and answers the message it had.
+    /// `secret` opens, and answers the message it had. The message is kept
+    /// sealed under `secret`, which only the browser holds (the store
+    /// keys the session by its digest): a new share link's URL in it is
+    /// a secret that no row or byte of the store holds.
     ///
     /// # Errors
     /// [`CloudError`] when the store fails.
@@ -223,7 +305,9 @@ impl CloudStore {
         flash: Option<&str>,
     ) -> Result<Option<String>, CloudError> {
         let key = digest(secret);
-        match self {
+        let flash = flash.map(|text| seal(secret, text)).transpose()?;
+        let flash = flash.as_deref();
+        let was = match self {
             CloudStore::Redb(s) => redb_write(s, |txn| {
                 let mut table = txn.open_table(SESSIONS)?;
                 let found = table
@@ -250,40 +334,54 @@ impl CloudStore {
                 )?;
                 Ok(rows.first().and_then(|r| r.get(0)))
             }
-        }
+        }?;
+        Ok(was.and_then(|sealed: String| unseal(secret, &sealed)))
     }
 
-    /// Marks form `nonce` of the session `secret` opens as sent; `false`
-    /// when it was sent before (a refresh or the back button sending it
-    /// again), so the form acts once. Kept until `expires` (the
-    /// session's end, when the form could not be sent anyway).
+    /// [`CloudStore::execute`] for a form of a portal session: the form's
+    /// nonce is kept as sent in the same transaction as what it does. A
+    /// store failure leaves neither, so the form can be sent again; a form
+    /// sent twice (a refresh, the back button) acts once: `Ok(None)`, and
+    /// nothing was done. A refusal by the rules keeps the nonce (sending
+    /// the form again is refused again). Nonces are kept until the
+    /// session's end (`form.expires`), when the form cannot be sent anyway.
     ///
     /// # Errors
     /// [`CloudError`] when the store fails.
-    pub fn first_use_of_form(
+    pub fn execute_form(
         &self,
-        secret: &str,
-        nonce: &str,
-        expires: Timestamp,
-    ) -> Result<bool, CloudError> {
-        let key = digest(secret);
+        cmd: &Command,
+        now: Timestamp,
+        form: Option<&SentForm<'_>>,
+    ) -> Result<Option<Result<Vec<Event>, Refusal>>, CloudError> {
+        let Some(form) = form else {
+            return self.execute(cmd, now).map(Some);
+        };
+        let key = digest(form.session);
         match self {
-            CloudStore::Redb(s) => redb_write(s, |txn| {
+            CloudStore::Redb(s) => s.execute_after(cmd, now, |txn| {
                 let mut table = txn.open_table(USED_FORMS)?;
-                Ok(table.insert((key.as_str(), nonce), expires.0)?.is_none())
+                Ok(table
+                    .insert((key.as_str(), form.nonce), form.expires.0)?
+                    .is_none())
             }),
-            CloudStore::Postgres(s) => {
-                let rows = pg_run(
-                    s,
-                    &[(
-                        "keeping a sent form",
-                        "INSERT INTO used_forms (session_sha256, nonce, expires) VALUES ($1, $2, $3)
-                         ON CONFLICT DO NOTHING RETURNING nonce",
-                        &[&key, &nonce, &(expires.0 as i64)],
-                    )],
-                )?;
-                Ok(!rows.is_empty())
-            }
+            CloudStore::Postgres(s) => s.block(|| {
+                s.transaction(async |t, now| {
+                    let kept = t
+                        .tx
+                        .query(
+                            "INSERT INTO used_forms (session_sha256, nonce, expires) VALUES ($1, $2, $3)
+                             ON CONFLICT DO NOTHING RETURNING nonce",
+                            &[&key, &form.nonce, &(form.expires.0 as i64)],
+                        )
+                        .await
+                        .map_err(pg("keeping a sent form"))?;
+                    if kept.is_empty() {
+                        return Ok(None);
+                    }
+                    super::apply(t, cmd, now).await.map(Some)
+                })
+            }),
         }
     }
 
@@ -479,4 +577,54 @@ fn pg_session(s: &PgStore, key: &str) -> Result<Option<SessionRecord>, CloudErro
         csrf: row.get(2),
         flash: row.get(3),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flash_opens_only_under_its_sessions_secret_and_unaltered() {
+        let text = r#"{"link":"https://x/links/3?secret=00112233445566778899aabbccddeeff"}"#;
+        let sealed = seal("session-a", text).unwrap();
+        assert!(!sealed.contains("00112233"), "{sealed}");
+        assert_eq!(unseal("session-a", &sealed).as_deref(), Some(text));
+        assert_eq!(unseal("session-b", &sealed), None);
+        assert_ne!(
+            seal("session-a", text).unwrap(),
+            sealed,
+            "a fresh salt each time"
+        );
+        // One flipped bit of the body, the salt or the tag: none.
+        let parts: Vec<&str> = sealed.split(':').collect();
+        for at in 1..4 {
+            let mut altered = parts.clone();
+            let flipped = format!(
+                "{}{}",
+                if altered[at].starts_with('0') {
+                    '1'
+                } else {
+                    '0'
+                },
+                &altered[at][1..]
+            );
+            altered[at] = &flipped;
+            assert_eq!(unseal("session-a", &altered.join(":")), None, "part {at}");
+        }
+        for junk in [
+            "",
+            "v1",
+            "v1:a:b:c:d",
+            r#"{"message":"plain"}"#,
+            "v1:s:zz:t",
+        ] {
+            assert_eq!(unseal("session-a", junk), None, "{junk}");
+        }
+        // Long messages (a refusal's guidance, a long Place id) too.
+        let long = "é".repeat(5000);
+        assert_eq!(
+            unseal("k", &seal("k", &long).unwrap()).as_deref(),
+            Some(long.as_str())
+        );
+    }
 }

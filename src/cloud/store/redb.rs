@@ -466,6 +466,22 @@ impl RedbStore {
         self.write(|txn| complete(super::apply(&mut RedbTxn(txn), cmd, now)))
     }
 
+    /// [`Self::execute`] after `first` in the same transaction; `None`
+    /// (nothing done) when `first` says no.
+    pub(super) fn execute_after(
+        &self,
+        cmd: &Command,
+        now: Timestamp,
+        first: impl FnOnce(&WriteTransaction) -> Result<bool, CloudError>,
+    ) -> Result<Option<Result<Vec<Event>, Refusal>>, CloudError> {
+        self.write(|txn| {
+            if !first(txn)? {
+                return Ok(None);
+            }
+            complete(super::apply(&mut RedbTxn(txn), cmd, now)).map(Some)
+        })
+    }
+
     pub(super) fn create_place(
         &self,
         cmd: &Command,

@@ -71,6 +71,7 @@ on_both_backends!(
     a_deleted_places_id_is_never_reused,
     a_places_timeline_keeps_every_applied_and_refused_event_with_its_site_box,
     a_processor_keeps_what_the_site_box_that_relayed_for_it_last_reported,
+    a_grey_places_creator_grant_is_stored_dormant_and_wakes_when_the_creator_enables,
 );
 pub(crate) const SERIAL: Serial = Serial(0x0123_4567);
 pub(crate) const MAC: Mac = Mac([0x02, 0x4c, 0x01, 0x23, 0x45, 0x67]);
@@ -470,6 +471,79 @@ fn the_store_keeps_everything_across_a_reopen_and_a_second_handle(b: Backend) {
             .unwrap()
             .remote_services
     );
+}
+
+/// A grey Place keeps its creator (so the portal can show it to them and
+/// let them enable remote services) but the grant acts as no access:
+/// not in the status a site box asks for, not in the access list; the
+/// Places list read finds it only for the creator, and it survives a
+/// reopen. Enabling (by the creator, without the key) wakes it.
+fn a_grey_places_creator_grant_is_stored_dormant_and_wakes_when_the_creator_enables(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, url) = b.open(dir.path(), None);
+    let id = PlaceId("grey".into());
+    let ca = CertificateAuthority::processor_ca(MAC).unwrap();
+    store
+        .create_place(
+            &Command::CreatePlace {
+                place: id.clone(),
+                by: owner(),
+                key: ProjectKey("k".into()),
+                remote_services: false,
+            },
+            Some(ProcessorRecord {
+                place: id.clone(),
+                serial: SERIAL,
+                mac: MAC.0,
+                ca_der: ca.certificate_der().to_vec(),
+            }),
+            NOW,
+        )
+        .unwrap()
+        .unwrap();
+    drop(store);
+    let store = b.open(dir.path(), url.as_deref()).0;
+    let place = store.place(&id).unwrap().unwrap();
+    assert!(place.is_waiting_creator(&owner()), "{place:?}");
+    assert!(place.access(&owner(), NOW).is_none());
+    let json = crate::cloud::views::place_json(&place, &[], &Default::default(), NOW);
+    assert_eq!(json["access"], serde_json::json!([]), "{json}");
+    assert_eq!(json["waiting_creator"], owner().as_str());
+    let (listed, total) = store.account_places(&owner(), NOW, 0, 10).unwrap();
+    assert_eq!((listed.len(), total), (1, 1));
+    assert_eq!(store.account_places(&site(), NOW, 0, 10).unwrap().1, 0);
+    let by_serial = StatusQuery::BySerial {
+        query: 1,
+        serial: SERIAL,
+    };
+    let st = store.status(&owner(), &by_serial, NOW).unwrap().unwrap();
+    assert_eq!(
+        (st.status, st.place, st.access),
+        (Status::Grey, None, Some(false))
+    );
+    let enable = |by: AccountId| Command::SetRemoteServicesAsCreator {
+        place: id.clone(),
+        by,
+        enabled: true,
+    };
+    assert_eq!(
+        store
+            .execute(&enable(site()), NOW)
+            .unwrap()
+            .unwrap_err()
+            .rule(),
+        "remote_services_can_be_enabled_by_the_creator"
+    );
+    assert!(!store.place(&id).unwrap().unwrap().remote_services);
+    store.execute(&enable(owner()), NOW).unwrap().unwrap();
+    assert_eq!(store.execute(&enable(owner()), NOW).unwrap(), Ok(vec![]));
+    let st = store.status(&owner(), &by_serial, NOW).unwrap().unwrap();
+    assert_eq!(
+        (st.status, st.place, st.access),
+        (Status::Green, Some(id.clone()), Some(true))
+    );
+    let place = store.place(&id).unwrap().unwrap();
+    assert!(place.access(&owner(), NOW).is_some());
 }
 
 fn a_deleted_places_id_is_never_reused(b: Backend) {

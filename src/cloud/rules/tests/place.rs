@@ -39,6 +39,79 @@ fn remote_services_cannot_be_disabled() {
     assert!(places.get(&home()).is_some_and(|p| p.remote_services));
 }
 
+fn enable_as(by: &AccountId, enabled: bool) -> Command {
+    Command::SetRemoteServicesAsCreator {
+        place: home(),
+        by: by.clone(),
+        enabled,
+    }
+}
+
+#[test]
+fn remote_services_can_be_enabled_by_the_creator() {
+    let mut places = Places::default();
+    run(&mut places, &create(false), T0);
+    // Someone else (a forged request: the portal answers 404 before the
+    // rules) is refused by name, and nothing changes.
+    assert_eq!(
+        refused(&mut places, &enable_as(&pro(), true), T0),
+        Refusal::NotTheCreator { by: pro() }
+    );
+    assert_eq!(
+        refused(&mut places, &enable_as(&pro(), true), T0).rule(),
+        "remote_services_can_be_enabled_by_the_creator"
+    );
+    // The creator, without the key: its dormant grant wakes up.
+    let events = run(&mut places, &enable_as(&designer(), true), T0);
+    assert_eq!(events, vec![Event::RemoteServicesEnabled { place: home() }]);
+    assert!(has_access(&places, &designer(), T0));
+    let p = places.get(&home()).expect("place");
+    assert_eq!(status_for(p, &designer(), T0), Status::Green);
+    assert_eq!(places_for(&places, &designer(), T0).len(), 1);
+    // Twice: a no-op, not an error.
+    assert!(run(&mut places, &enable_as(&designer(), true), T0).is_empty());
+    // The key's way stays, and it too is a no-op now.
+    assert!(run(&mut places, &enable(true), T0).is_empty());
+    // Still nobody else; and never back.
+    assert_eq!(
+        refused(&mut places, &enable_as(&pro(), true), T0),
+        Refusal::NotTheCreator { by: pro() }
+    );
+    for by in [designer(), pro()] {
+        assert_eq!(
+            refused(&mut places, &enable_as(&by, false), T0),
+            Refusal::RemoteServicesCannotBeDisabled
+        );
+    }
+}
+
+#[test]
+fn a_grey_places_creator_has_no_access_until_remote_services_are_enabled() {
+    let mut places = Places::default();
+    let events = run(&mut places, &create(false), T0);
+    // No AccessGranted: nobody was given access.
+    assert_eq!(events, vec![Event::PlaceCreated { place: home() }]);
+    let p = places.get(&home()).expect("place");
+    assert!(p.is_waiting_creator(&designer()));
+    assert!(!p.is_waiting_creator(&pro()));
+    assert_eq!(p.waiting_creator(), Some(&designer()));
+    assert!(p.access(&designer(), T0).is_none());
+    assert_eq!(p.live_accounts(T0).count(), 0);
+    assert_eq!(status_for(p, &designer(), T0), Status::Grey);
+    assert!(places_for(&places, &designer(), T0).is_empty());
+    assert!(crate::cloud::access_list(p, &designer(), T0).is_err());
+    // Even asking to disable a grey Place is refused: there is no off switch.
+    assert_eq!(
+        refused(&mut places, &enable_as(&designer(), false), T0),
+        Refusal::RemoteServicesCannotBeDisabled
+    );
+    // The project file's way enables it too, and the creator is in.
+    run(&mut places, &enable(true), T0);
+    let p = places.get(&home()).expect("place");
+    assert!(!p.is_waiting_creator(&designer()));
+    assert!(p.access(&designer(), T0).is_some());
+}
+
 #[test]
 fn no_place_operation_without_remote_services() {
     let mut places = Places::default();
