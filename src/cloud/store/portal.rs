@@ -9,6 +9,7 @@
 //! PostgreSQL transaction is SERIALIZABLE; redb's writers take turns).
 //! Rows past their expiry are swept when a new one is written.
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -70,60 +71,50 @@ pub enum SignIn {
     Unknown,
 }
 
-/// `text` sealed under a session's `secret`: a fresh salt, `text` XORed
-/// with an HKDF-SHA-256 keystream of (salt, secret), and an HMAC of both
-/// (`v1:SALT:CIPHERTEXT:TAG`, hex).
+/// `text` sealed under a session's `secret` with AES-256-GCM (aws-lc-rs):
+/// the key is HKDF-SHA-256 of (salt, secret) for a fresh salt, so the store
+/// holds nothing that opens it without the browser's cookie
+/// (`v2:SALT:CIPHERTEXT+TAG`, hex).
 fn seal(secret: &str, text: &str) -> Result<String, CloudError> {
     let salt = super::fresh_secret()?;
-    let (stream, tag) = flash_keys(secret, &salt, text.len());
-    let sealed: Vec<u8> = text.bytes().zip(stream).map(|(a, b)| a ^ b).collect();
-    let sealed = super::hex(&sealed);
-    Ok(format!("v1:{salt}:{sealed}:{}", tag(&sealed)))
+    let mut sealed = text.as_bytes().to_vec();
+    flash_key(secret, &salt)
+        .and_then(|key| {
+            let nonce = Nonce::assume_unique_for_key([0; NONCE_LEN]);
+            key.seal_in_place_append_tag(nonce, Aad::empty(), &mut sealed)
+                .ok()
+        })
+        .ok_or_else(|| CloudError::Failed("cannot seal a portal message".into()))?;
+    Ok(format!("v2:{salt}:{}", super::hex(&sealed)))
 }
 
 /// The text [`seal`] sealed under `secret`; `None` when it was sealed
 /// under another secret, altered, or is not a sealed message.
 fn unseal(secret: &str, sealed: &str) -> Option<String> {
     let mut parts = sealed.split(':');
-    let (Some("v1"), Some(salt), Some(body), Some(given), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let (Some("v2"), Some(salt), Some(body), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return None;
     };
-    let bytes = unhex(body)?;
-    let (stream, tag) = flash_keys(secret, salt, bytes.len());
-    // An altered or foreign message reads as none (timing is no oracle
-    // here: the tag covers a random salt the store already holds).
-    if tag(body) != given {
-        return None;
-    }
-    String::from_utf8(bytes.iter().zip(stream).map(|(a, b)| a ^ b).collect()).ok()
+    let mut bytes = unhex(body)?;
+    let nonce = Nonce::assume_unique_for_key([0; NONCE_LEN]);
+    let text = flash_key(secret, salt)?
+        .open_in_place(nonce, Aad::empty(), &mut bytes)
+        .ok()?;
+    String::from_utf8(text.to_vec()).ok()
 }
 
-/// The keystream of `len` bytes and the tagging function for a flash
-/// sealed under `secret` with `salt`.
-fn flash_keys(secret: &str, salt: &str, len: usize) -> (Vec<u8>, impl Fn(&str) -> String) {
+/// The AES-256-GCM key of a flash sealed under `secret` with `salt`: one
+/// key per seal (the salt is fresh), so a fixed nonce is never reused.
+fn flash_key(secret: &str, salt: &str) -> Option<LessSafeKey> {
     let hkdf = super::link_key::suite().hkdf_provider;
     let expander = hkdf.extract_from_secret(Some(salt.as_bytes()), secret.as_bytes());
-    let mut stream = Vec::with_capacity(len + 32);
-    let mut block = 0u64;
-    while stream.len() < len {
-        let okm = expander.expand_block(&[b"handoff portal flash", &block.to_be_bytes()]);
-        stream.extend_from_slice(okm.as_ref());
-        block += 1;
-    }
-    stream.truncate(len);
-    let key = expander.expand_block(&[b"handoff portal flash tag"]);
-    let salt = salt.to_owned();
-    let tag = move |body: &str| {
-        let message = format!("{salt}:{body}");
-        super::hex(&hkdf.hmac_sign(&key, message.as_bytes()).as_ref()[..16])
-    };
-    (stream, tag)
+    let okm = expander.expand_block(&[b"handoff portal flash v2"]);
+    // HKDF-SHA-256's block is the 32 bytes AES-256 takes.
+    UnboundKey::new(&AES_256_GCM, okm.as_ref())
+        .ok()
+        .map(LessSafeKey::new)
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -595,9 +586,21 @@ mod tests {
             sealed,
             "a fresh salt each time"
         );
-        // One flipped bit of the body, the salt or the tag: none.
+        // A flipped bit of the salt, the ciphertext or the tag: none.
         let parts: Vec<&str> = sealed.split(':').collect();
-        for at in 1..4 {
+        assert_eq!(parts.len(), 3, "{sealed}");
+        let body = parts[2];
+        let tag_flipped = format!(
+            "{}{}",
+            &body[..body.len() - 1],
+            if body.ends_with('0') { '1' } else { '0' }
+        );
+        assert_eq!(
+            unseal("session-a", &format!("v2:{}:{tag_flipped}", parts[1])),
+            None,
+            "the tag"
+        );
+        for at in 1..3 {
             let mut altered = parts.clone();
             let flipped = format!(
                 "{}{}",
@@ -617,6 +620,10 @@ mod tests {
             "v1:a:b:c:d",
             r#"{"message":"plain"}"#,
             "v1:s:zz:t",
+            "v2",
+            "v2:a:b:c",
+            "v2:s:zz",
+            "v2:s:",
         ] {
             assert_eq!(unseal("session-a", junk), None, "{junk}");
         }
