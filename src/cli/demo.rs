@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use super::CliError;
 use super::output::{print_stdout, processor_table};
 use super::relay::CloudFlags;
+use crate::cli::output::outln;
 use crate::cloud::authority::CloudAuthority;
 use crate::cloud::server::{RunningServer, ServerOptions as CloudServerOptions};
 use crate::cloud::{
@@ -120,7 +121,7 @@ async fn story(
     };
     let fleet = build_fleet(&spec).map_err(crate::sim::SimError::from)?;
     let interfaces = crate::lan::choose_interfaces(all, &[])?;
-    println!(
+    outln!(
         "A private network with one cloud (on {CLOUD_ADDR}) and one simulated site: three \
          processors on 127.0.1.1–127.0.1.3, buttons pressed 1 s after a client waits."
     );
@@ -191,7 +192,7 @@ async fn story(
                 .claim(&AccountId::new("homeowner@example.com"), &claim, now())?
                 .map_err(|r| CliError::Failed(r.to_string()))?;
         }
-        println!(
+        outln!(
             "  Place {place}: {} {}, {how}",
             p.system_type.product(None),
             p.serial.id()
@@ -217,7 +218,7 @@ async fn story(
     // so a query right after the site's announcements would be answered a
     // second late. Real sites have been up for days: let this one settle.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    println!("\n1. Discover the processors over mDNS (_lutron._tcp):");
+    outln!("\n1. Discover the processors over mDNS (_lutron._tcp):");
     let started = Instant::now();
     let mut discovery = Discovery::start(DiscoveryOptions {
         interfaces,
@@ -236,7 +237,7 @@ async fn story(
     let found = discovery.inventory().len();
     print_stdout(&processor_table(discovery.inventory().processors()))
         .map_err(CliError::io("writing to stdout"))?;
-    println!(
+    outln!(
         "Found {found} of {} processors in {:.2}s, each with its MAC address and serial.",
         fleet.len(),
         elapsed.as_secs_f64()
@@ -249,7 +250,7 @@ async fn story(
         )));
     }
 
-    println!("\n2. Ask the cloud each Place's status, as {INTEGRATOR}:");
+    outln!("\n2. Ask the cloud each Place's status, as {INTEGRATOR}:");
     let cloud: crate::relay::address::CloudAddresses =
         CLOUD_ADDR.parse().map_err(CliError::Failed)?;
     let link = CloudLink::new(&cloud, &state.join(IDENTITY_DIR)).map_err(CliError::Failed)?;
@@ -258,7 +259,7 @@ async fn story(
             .place_status(Some(p.serial), Some(p.mac), Duration::from_secs(10))
             .await
             .map_err(CliError::Failed)?;
-        println!(
+        outln!(
             "  {:<6} {} {} — {}",
             st.status.to_string().to_uppercase(),
             p.system_type.short_name(),
@@ -268,7 +269,7 @@ async fn story(
     }
 
     let ready = &fleet[2];
-    println!(
+    outln!(
         "\n3. Take over {} {} for {PRO} (claim with the button, share, Remove Home from Account):",
         ready.system_type.short_name(),
         ready.serial.id()
@@ -290,12 +291,12 @@ async fn story(
     };
     let code = super::takeover::run(takeover, Some(state.clone())).await?;
 
-    println!("\n4. Who has access to lake-house now (Manage Access, as {PRO}):");
+    outln!("\n4. Who has access to lake-house now (Manage Access, as {PRO}):");
     if let Some(place) = store.place(&PlaceId("lake-house".into()))? {
         match access_list(&place, &AccountId::new(PRO), now()) {
             Ok(entries) => {
                 for e in entries {
-                    println!(
+                    outln!(
                         "  {:<24} {:<14} {}",
                         e.account.as_str(),
                         match e.role {
@@ -308,18 +309,18 @@ async fn story(
                         }
                     );
                 }
-                println!(
+                outln!(
                     "  homeowner: {} (the real homeowner can claim it with the button)",
                     place.homeowner().map_or("none", |a| a.as_str())
                 );
             }
-            Err(r) => println!("  refused: {r}"),
+            Err(r) => outln!("  refused: {r}"),
         }
     }
 
     portal.introduce(&store, args.keep)?;
     if args.keep {
-        println!("\nServing until Ctrl-C.");
+        outln!("\nServing until Ctrl-C.");
         tokio::signal::ctrl_c()
             .await
             .map_err(CliError::io("waiting for Ctrl-C"))?;
@@ -394,18 +395,18 @@ impl DemoPortal {
             now(),
             SIGN_IN_VALIDITY,
         )?;
-        println!(
+        outln!(
             "\n5. The Places portal: {} (its certificate is from the demo cloud's CA; \
              let the browser accept it).",
             self.portal.url
         );
-        println!("   Sign in as {PRO} (works once, for 15 minutes):\n   {link}");
-        println!(
+        outln!("   Sign in as {PRO} (works once, for 15 minutes):\n   {link}");
+        outln!(
             "   {PRO} made harbor-view without remote services: the portal shows it to them \
              alone, grey, with Enable remote services (it asks twice: it cannot be undone)."
         );
         if !keep {
-            println!(
+            outln!(
                 "   The portal stops with the demo: run `handoff demo --keep` to open it in a browser."
             );
         }
