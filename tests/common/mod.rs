@@ -7,9 +7,11 @@
 //! runs. Processes the body starts live in the same namespace.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod postgres;
 pub mod python;
 pub mod relay_conn;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -465,6 +467,14 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A loopback port nothing listens on (just now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Waits until something listens on `addr`.
