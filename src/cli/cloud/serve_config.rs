@@ -354,5 +354,89 @@ mod tests {
         let web = merge(&args(&[]), parsed.web).unwrap().unwrap();
         assert_eq!(web.listen, "127.0.0.1:8443".parse().unwrap());
         assert_eq!(web.tls, WebTls::CloudCa);
+        // Its [smtp] block, uncommented but for the files it names.
+        let smtp_block: String = text[text.find("# [smtp]").unwrap()..]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| *l == "[smtp]" || (l.contains(" = ") && !l.starts_with("password_file")))
+            .filter(|l| !l.starts_with("user") && !l.starts_with("ca "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed: ServeFile = crate::daemon::config::parse_toml(&smtp_block, &path).unwrap();
+        let smtp = smtp(parsed.smtp.unwrap(), &path).unwrap();
+        assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 587));
+        assert_eq!(smtp.tls, SmtpTls::StartTls);
+        assert_eq!(smtp.from.email.to_string(), "places@example.com");
+        assert!(smtp.login.is_none() && smtp.ca.is_none());
+    }
+
+    fn smtp_file(text: &str) -> Result<SmtpSettings, String> {
+        let path = Path::new("serve.toml");
+        let parsed: ServeFile = crate::daemon::config::parse_toml(text, path).unwrap();
+        smtp(parsed.smtp.unwrap(), path).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn smtp_without_tls_only_to_loopback_and_the_port_follows_the_mode() {
+        let with = |host: &str, tls: &str| {
+            smtp_file(&format!(
+                "[smtp]\nhost = \"{host}\"\ntls = \"{tls}\"\nfrom = \"a@example.com\"\n"
+            ))
+        };
+        for host in ["localhost", "127.0.0.1", "::1", "[::1]"] {
+            assert_eq!(with(host, "none").unwrap().port, 25, "{host}");
+        }
+        for host in ["smtp.example.com", "192.0.2.1", "localhost.example.com"] {
+            let err = with(host, "none").unwrap_err();
+            assert!(
+                err.contains("key `smtp.tls`") && err.contains("loopback"),
+                "{err}"
+            );
+        }
+        assert_eq!(with("smtp.example.com", "tls").unwrap().port, 465);
+        assert_eq!(
+            with("smtp.example.com", "tls").unwrap().tls,
+            SmtpTls::Implicit
+        );
+    }
+
+    #[test]
+    fn smtp_files_are_checked_at_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("password");
+        std::fs::write(&secret, "s3cret\nignored\n").unwrap();
+        let login = format!(
+            "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"a@example.com\"\nuser = \"u\"\n\
+             password_file = \"{}\"\n",
+            secret.display()
+        );
+        for mode in [0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = smtp_file(&login).unwrap_err();
+            assert!(err.contains("key `smtp.password_file`"), "{err}");
+            assert!(err.contains(&format!("mode {mode:o}")), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (user, password) = smtp_file(&login).unwrap().login.unwrap();
+        assert_eq!((user.as_str(), password.as_str()), ("u", "s3cret"));
+        let half = "[smtp]\nhost = \"h\"\nfrom = \"a@example.com\"\nuser = \"u\"\n";
+        assert!(smtp_file(half).unwrap_err().contains("key `smtp.user`"));
+
+        let ca = dir.path().join("ca.pem");
+        let with_ca = format!(
+            "[smtp]\nhost = \"h\"\nfrom = \"a@example.com\"\nca = \"{}\"\n",
+            ca.display()
+        );
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let err = smtp_file(&with_ca).unwrap_err();
+        assert!(
+            err.contains("key `smtp.ca`") && err.contains("no certificate"),
+            "{err}"
+        );
+        let authority = crate::identity::CertificateAuthority::pairing_authority("relay").unwrap();
+        std::fs::write(&ca, authority.certificate_pem()).unwrap();
+        assert_eq!(smtp_file(&with_ca).unwrap().ca.unwrap().len(), 1);
     }
 }
