@@ -195,6 +195,11 @@ lan_test! {
             let line = served.ask_and_fail(PRO).await;
             assert!(line.contains("Connection refused") || line.contains("connection"), "{line}");
             served.no_mail_drop();
+            // An address no relay can be given is refused as one, not
+            // tried (and told "could not be sent").
+            let odd = served.ask("a\"b@example.com").await;
+            assert_eq!(odd.status, 400, "{}", odd.body);
+            assert!(odd.body.contains("not an email address"), "{}", odd.body);
             // The failed requests counted: the sixth for the address is
             // refused by the limit before any try.
             for _ in 1..5 {

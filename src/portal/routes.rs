@@ -630,14 +630,16 @@ async fn sign_in_form(
 
 /// An email address a sign-in mail may go to: it has an `@`, no
 /// whitespace or control character (nothing to inject into a header),
-/// and fits an address's 254 bytes.
+/// fits an address's 254 bytes, and is one an SMTP relay can be given
+/// (lettre's parse), so that it is refused before it counts.
 fn mail_address(text: &str) -> Option<AccountId> {
     let text = text.trim();
     let fine = text.len() <= 254
         && text.contains('@')
         && !text
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        && text.parse::<lettre::Address>().is_ok();
     fine.then(|| AccountId::new(text))
 }
 
