@@ -488,10 +488,14 @@ pub fn wait_for_port(addr: std::net::SocketAddr) {
 
 /// The lines `child` writes on its (piped) stderr, as they come.
 pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stderr = child.stderr.take().expect("stderr piped");
+    lines_of(child.stderr.take().expect("stderr piped"))
+}
+
+/// The lines `from` gives, as they come, read by a thread of their own.
+pub fn lines_of(from: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
             }

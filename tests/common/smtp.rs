@@ -3,7 +3,6 @@
 //! `smtp_server.py` beside this file. Start it inside the test's private
 //! network (`lan_test!`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -88,15 +87,7 @@ impl SmtpServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("run /usr/bin/python3 (python3-aiosmtpd)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = super::lines_of(child.stdout.take().unwrap());
         let ready = lines.recv_timeout(Duration::from_secs(30));
         assert_eq!(
             ready.as_deref(),
