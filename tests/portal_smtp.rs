@@ -151,7 +151,7 @@ lan_test! {
     fn a_sign_in_link_goes_through_starttls_with_a_private_ca_and_signs_in() {
         let dir = TempDir::new("smtp-starttls");
         let ca = TestCa::new(&dir, "relay");
-        let relay = SmtpServer::start(&dir, SmtpOptions { tls: Some(&ca), login: None });
+        let relay = SmtpServer::start(&dir, SmtpOptions { tls: Some(&ca), ..Default::default() });
         let mut served = serve(
             &dir,
             &smtp_section(relay.port, &format!("ca = \"{}\"\n", ca.ca.display())),
@@ -187,6 +187,33 @@ lan_test! {
 }
 
 lan_test! {
+    fn implicit_tls_and_plain_smtp_to_loopback_deliver_too() {
+        let dir = TempDir::new("smtp-modes");
+        let ca = TestCa::new(&dir, "relay");
+        let implicit = SmtpServer::start(
+            &dir,
+            SmtpOptions { tls: Some(&ca), implicit: true, ..Default::default() },
+        );
+        let plain = SmtpServer::start(&dir, SmtpOptions::default());
+        let modes = [
+            (&implicit, format!("tls = \"tls\"\nca = \"{}\"\n", ca.ca.display())),
+            (&plain, "tls = \"none\"\n".to_owned()),
+        ];
+        for (relay, extra) in modes {
+            let mut served = serve(&dir, &smtp_section(relay.port, &extra));
+            common::runtime().block_on(async {
+                let asked = served.ask(PRO).await;
+                assert_eq!(asked.status, 303, "{extra}: {}", asked.body);
+            });
+            let mails = relay.received();
+            assert_eq!(mails.len(), 1, "{extra}: {mails:?}");
+            assert!(has_link(&mails[0]), "{}", mails[0]);
+            served.no_mail_drop();
+        }
+    }
+}
+
+lan_test! {
     fn a_relay_that_is_down_gives_a_page_that_says_so_and_no_link_anywhere() {
         let dir = TempDir::new("smtp-down");
         // Nothing listens there.
@@ -216,7 +243,7 @@ lan_test! {
         let dir = TempDir::new("smtp-other-ca");
         let ours = TestCa::new(&dir, "ours");
         let theirs = TestCa::new(&dir, "theirs");
-        let relay = SmtpServer::start(&dir, SmtpOptions { tls: Some(&theirs), login: None });
+        let relay = SmtpServer::start(&dir, SmtpOptions { tls: Some(&theirs), ..Default::default() });
         let mut served = serve(
             &dir,
             &smtp_section(relay.port, &format!("ca = \"{}\"\n", ours.ca.display())),
@@ -237,7 +264,7 @@ lan_test! {
         let ca = TestCa::new(&dir, "relay");
         let relay = SmtpServer::start(
             &dir,
-            SmtpOptions { tls: Some(&ca), login: Some(("places", PASSWORD)) },
+            SmtpOptions { tls: Some(&ca), login: Some(("places", PASSWORD)), ..Default::default() },
         );
         let login = |password: &str| {
             format!(

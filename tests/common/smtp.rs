@@ -51,6 +51,8 @@ impl TestCa {
 pub struct SmtpOptions<'a> {
     /// STARTTLS with this certificate, required.
     pub tls: Option<&'a TestCa>,
+    /// With `tls`: TLS from the first byte instead of STARTTLS.
+    pub implicit: bool,
     /// AUTH required, with this login only.
     pub login: Option<(&'a str, &'a str)>,
 }
@@ -77,6 +79,9 @@ impl SmtpServer {
             .arg(&out);
         if let Some(ca) = options.tls {
             cmd.arg("--cert").arg(&ca.cert).arg("--key").arg(&ca.key);
+            if options.implicit {
+                cmd.arg("--implicit");
+            }
         }
         if let Some((user, password)) = options.login {
             cmd.args(["--user", user, "--password", password]);

@@ -3,7 +3,8 @@ python3-aiosmtpd), configured from the command line, on loopback.
 
 Each mail it takes is written to OUT/N.eml: the envelope as X-Envelope-From
 and X-Envelope-To lines, then the message as received. With --cert/--key
-it offers STARTTLS and requires it; with --user/--password it requires AUTH
+it offers STARTTLS and requires it (with --implicit, TLS from the first
+byte instead); with --user/--password it requires AUTH
 (over TLS) and takes only that login. It prints "ready" once listening and
 stops when its standard input closes.
 """
@@ -23,6 +24,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--implicit", action="store_true")
     ap.add_argument("--user")
     ap.add_argument("--password")
     args = ap.parse_args()
@@ -55,7 +57,10 @@ def main():
     if args.cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.cert, args.key)
-        kwargs.update(tls_context=tls, require_starttls=True)
+        if args.implicit:
+            kwargs.update(ssl_context=tls)
+        else:
+            kwargs.update(tls_context=tls, require_starttls=True)
     if args.user:
         kwargs.update(
             authenticator=authenticator,
