@@ -17,7 +17,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
@@ -77,10 +76,7 @@ struct Driver {
 impl Driver {
     fn start() -> Driver {
         let (chromium, driver) = browser_binaries();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = common::free_port();
         let log = TempDir::new("chromedriver");
         let child = Process::new(&driver)
             .arg(format!("--port={port}"))
@@ -732,6 +728,7 @@ lan_test! {
                     url: None,
                     clock: clock.clone(),
                     metrics: Default::default(),
+                    smtp: None,
                 },
             )
             .await
@@ -751,10 +748,7 @@ lan_test! {
 lan_test! {
     fn the_demo_kept_serving_signs_the_pro_in_from_a_browser() {
         browser_binaries();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let web = format!("127.0.0.1:{port}");
         let mut demo = Process::new(common::handoff_bin())
             .args(["demo", "--keep", "--web", &web])

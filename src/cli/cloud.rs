@@ -501,7 +501,7 @@ async fn run_serve(
 ) -> Result<ExitCode, CliError> {
     // The configuration first: a mistake in it is told before anything
     // is opened or bound.
-    let web = serve_config::web_settings(&args)?;
+    let (web, smtp) = serve_config::web_settings(&args)?;
     if database.is_some() {
         eprintln!("handoff cloud: connecting to the database and migrating its schema…");
     }
@@ -532,16 +532,14 @@ async fn run_serve(
                 url: web.url,
                 clock: Clock::default(),
                 metrics: metrics.clone(),
+                smtp,
             };
             let portal = RunningPortal::start(store.clone(), options)
                 .await
                 .map_err(|e| CliError::Failed(e.to_string()))?;
             eprintln!(
-                "handoff cloud: serving the Places portal at {} (on {}); sign-in mail goes to {} \
-                 (no SMTP)",
-                portal.url,
-                portal.local_addr,
-                data.join(crate::portal::MAIL_DIR).display()
+                "handoff cloud: serving the Places portal at {} (on {}); sign-in mail goes to {}",
+                portal.url, portal.local_addr, portal.mail
             );
             Some(portal)
         }

@@ -362,6 +362,7 @@ impl DemoPortal {
             url: Some(format!("https://localhost:{}", web.port())),
             clock: Clock::default(),
             metrics: Default::default(),
+            smtp: None,
         };
         let portal = RunningPortal::start(store, options)
             .await

@@ -16,14 +16,15 @@
 //! - HTTPS with a certificate the cloud's CA issues for the listen address
 //!   and `localhost` (or `--web-cert/--web-key`); plain HTTP only on a
 //!   loopback address, behind a TLS-terminating proxy.
-//! - Sign-in mail is written as `.eml` files into `DATA/mail/`: this build
-//!   sends no SMTP.
+//! - Sign-in mail ([`mail`]) goes through the SMTP relay of `[smtp]`, else
+//!   is written as `.eml` files into `DATA/mail/`.
 //!
 //! The portal depends on `cloud`; nothing in `cloud` knows it exists.
 
 mod actions;
 mod csrf;
 mod extract;
+mod mail;
 mod pages;
 mod remote;
 mod routes;
@@ -39,9 +40,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+pub use mail::{SEND_TIMEOUT, SmtpSettings, SmtpTls};
 pub use session::{Clock, SIGN_IN_VALIDITY};
 
-use crate::atomic_file::{self, Readers};
+use crate::atomic_file;
 use crate::cloud::authority::CloudAuthority;
 use crate::cloud::store::fresh_secret;
 use crate::cloud::{AccountId, CloudError, CloudStore, Timestamp};
@@ -97,13 +99,16 @@ pub struct PortalOptions {
     pub clock: Clock,
     /// Where requests are counted, by route and status.
     pub metrics: Arc<crate::cloud::metrics::CloudMetrics>,
+    /// The relay sign-in mail goes through; `None`: `.eml` files in
+    /// `DATA/mail/`.
+    pub smtp: Option<SmtpSettings>,
 }
 
 /// What the routes share.
 #[derive(Debug)]
 pub(crate) struct Portal {
     store: Arc<CloudStore>,
-    mail_dir: PathBuf,
+    mailer: mail::Mailer,
     url: String,
     /// `Secure` on the cookies: everywhere but plain HTTP.
     secure: bool,
@@ -118,6 +123,8 @@ pub struct RunningPortal {
     pub local_addr: SocketAddr,
     /// The address people open (links in mail start with it).
     pub url: String,
+    /// Where sign-in mail goes, in words.
+    pub mail: String,
     stop: ShutdownTrigger,
     task: tokio::task::JoinHandle<()>,
 }
@@ -158,9 +165,11 @@ impl RunningPortal {
             .url
             .clone()
             .unwrap_or_else(|| default_url(local_addr, plain));
+        let mailer = mail::Mailer::new(options.smtp.as_ref(), options.data_dir.join(MAIL_DIR))?;
+        let mail = mailer.describe();
         let portal = Arc::new(Portal {
             store,
-            mail_dir: options.data_dir.join(MAIL_DIR),
+            mailer,
             url: url.trim_end_matches('/').to_owned(),
             secure: !plain,
             clock: options.clock,
@@ -172,6 +181,7 @@ impl RunningPortal {
         Ok(RunningPortal {
             local_addr,
             url,
+            mail,
             stop,
             task,
         })
@@ -291,25 +301,4 @@ pub fn sign_in_link(
     let secret = fresh_secret()?;
     store.put_sign_in(&secret, account, now.plus(valid_for), now)?;
     Ok(format!("{}/sign-in/{secret}", url.trim_end_matches('/')))
-}
-
-/// Writes the sign-in mail for `to` into `dir` (0700; the file 0600,
-/// written whole or not at all): the link is a credential for 15 minutes.
-fn write_mail(
-    dir: &Path,
-    to: &AccountId,
-    link: &str,
-    now: Timestamp,
-) -> Result<PathBuf, PortalError> {
-    crate::identity::files::ensure_private_dir(dir).map_err(CloudError::from)?;
-    let name = format!("{}-{}.eml", now.0, &fresh_secret()?[..8]);
-    let path = dir.join(name);
-    let text = format!(
-        "From: handoff Places <no-reply@handoff.invalid>\r\nTo: <{to}>\r\nSubject: Your \
-         handoff Places sign-in link\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nOpen this \
-         link to sign in to handoff Places:\r\n\r\n{link}\r\n\r\nIt works once, for 15 minutes. \
-         If you did not ask for it, ignore this mail.\r\n"
-    );
-    atomic_file::write(&path, text.as_bytes(), Readers::Owner)?;
-    Ok(path)
 }

@@ -268,7 +268,6 @@ pub fn sign_in(csrf: &str, next: &str, sent: Option<&str>, message: Option<&Mess
             @if let Some(email) = sent {
                 p.notice.done role="status" {
                     "A sign-in link for " strong { (email) } " is on its way. It works once, for 15 minutes. "
-                    "(This cloud writes its mail as .eml files into DATA/mail/: it sends no SMTP.)"
                 }
             }
             form method="post" action="/sign-in" {

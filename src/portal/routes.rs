@@ -627,10 +627,22 @@ async fn sign_in_form(
         // After a request (POST/redirect/GET): which address the link went
         // to, as the form's owner typed it.
         let sent = query.get("sent").and_then(|e| mail_address(e));
+        let drop_note = (sent.is_some() && portal.mailer.is_drop()).then(|| {
+            Message::Done(
+                "this Place service writes its mail as .eml files into DATA/mail/ (it has no \
+                 [smtp] relay)"
+                    .into(),
+            )
+        });
         Ok(with_cookie(
             html(
                 StatusCode::OK,
-                pages::sign_in(&token, &next, sent.as_ref().map(AccountId::as_str), None),
+                pages::sign_in(
+                    &token,
+                    &next,
+                    sent.as_ref().map(AccountId::as_str),
+                    drop_note.as_ref(),
+                ),
             ),
             cookie,
         ))
@@ -640,15 +652,29 @@ async fn sign_in_form(
 
 /// An email address a sign-in mail may go to: it has an `@`, no
 /// whitespace or control character (nothing to inject into a header),
-/// and fits an address's 254 bytes.
+/// fits an address's 254 bytes, and is one an SMTP relay can be given
+/// (lettre's parse), so that it is refused before it counts.
 fn mail_address(text: &str) -> Option<AccountId> {
     let text = text.trim();
     let fine = text.len() <= 254
         && text.contains('@')
         && !text
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        && text.parse::<lettre::Address>().is_ok();
     fine.then(|| AccountId::new(text))
+}
+
+/// What the sign-in form asked for, once checked and counted: the answer
+/// already, or a link to send.
+enum Asked {
+    Answer(Response),
+    Send {
+        account: AccountId,
+        link: String,
+        csrf: String,
+        next: String,
+    },
 }
 
 async fn sign_in_request(
@@ -657,54 +683,90 @@ async fn sign_in_request(
     headers: HeaderMap,
     Form(form): Form<Fields>,
 ) -> Response {
-    blocking(move || {
-        if !pre_session_ok(&headers, &form) {
-            return Ok(forbidden());
-        }
-        let csrf = form.get("csrf").cloned().unwrap_or_default();
-        let next = session::local_target(form.get("next").map(String::as_str));
-        let Some(account) = form.get("email").and_then(|e| mail_address(e)) else {
-            let message = Message::Done("that is not an email address: nothing was sent".into());
-            return Ok(html(
-                StatusCode::BAD_REQUEST,
-                pages::sign_in(&csrf, &next, None, Some(&message)),
-            ));
+    let checking = portal.clone();
+    let asked =
+        tokio::task::spawn_blocking(move || ask_sign_in(&checking, client, &headers, &form));
+    let (account, link, csrf, next) = match asked.await {
+        Ok(Ok(Asked::Send {
+            account,
+            link,
+            csrf,
+            next,
+        })) => (account, link, csrf, next),
+        Ok(Ok(Asked::Answer(response))) => return response,
+        Ok(Err(e)) => return failed(&e),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    // The request counted already: a failed send is not free to repeat.
+    if let Err(e) = portal.mailer.send(&account, &link, portal.now()).await {
+        tracing::warn!(%account, error = %e, "portal: the sign-in mail could not be sent");
+        let message = Message::Refused {
+            rule: "sign_in_mail_is_sent".into(),
+            why: "the sign-in mail could not be sent".into(),
+            guidance: "try again in a few minutes, or ask the operator of this Place service \
+                       for a sign-in link (`handoff cloud sign-in-link`)"
+                .into(),
         };
-        let now = portal.now();
-        let admitted = match portal.limits.lock() {
-            Ok(mut limits) => limits.admit(&account, client, now),
-            Err(_) => Err(session::Limited::Client),
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::sign_in(&csrf, &next, None, Some(&message)),
+        );
+    }
+    let query = serde_urlencoded::to_string([("sent", account.as_str()), ("next", next.as_str())])
+        .unwrap_or_default();
+    see_other(&format!("/sign-in?{query}"))
+}
+
+/// Checks the sign-in form and the limits, and issues the link.
+fn ask_sign_in(
+    portal: &Portal,
+    client: IpAddr,
+    headers: &HeaderMap,
+    form: &Fields,
+) -> Result<Asked, PortalError> {
+    if !pre_session_ok(headers, form) {
+        return Ok(Asked::Answer(forbidden()));
+    }
+    let csrf = form.get("csrf").cloned().unwrap_or_default();
+    let next = session::local_target(form.get("next").map(String::as_str));
+    let Some(account) = form.get("email").and_then(|e| mail_address(e)) else {
+        let message = Message::Done("that is not an email address: nothing was sent".into());
+        return Ok(Asked::Answer(html(
+            StatusCode::BAD_REQUEST,
+            pages::sign_in(&csrf, &next, None, Some(&message)),
+        )));
+    };
+    let now = portal.now();
+    let admitted = match portal.limits.lock() {
+        Ok(mut limits) => limits.admit(&account, client, now),
+        Err(_) => Err(session::Limited::Client),
+    };
+    if let Err(limit) = admitted {
+        let why = match limit {
+            session::Limited::Address => "too many sign-in links were asked for this address",
+            session::Limited::Client => "too many sign-in links were asked from this computer",
         };
-        if let Err(limit) = admitted {
-            let why = match limit {
-                session::Limited::Address => "too many sign-in links were asked for this address",
-                session::Limited::Client => "too many sign-in links were asked from this computer",
-            };
-            return Ok(html(
-                StatusCode::TOO_MANY_REQUESTS,
-                pages::notice(
-                    "Try again later",
-                    &format!("{why}: wait 15 minutes, or use a link already sent"),
-                    None,
-                ),
-            ));
-        }
-        let mut link =
-            super::sign_in_link(&portal.store, &account, &portal.url, now, SIGN_IN_VALIDITY)?;
-        if next != "/" {
-            link.push('?');
-            link.push_str(
-                &serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default(),
-            );
-        }
-        let path = super::write_mail(&portal.mail_dir, &account, &link, now)?;
-        tracing::info!(%account, mail = %path.display(), "portal: sign-in link written");
-        let query =
-            serde_urlencoded::to_string([("sent", account.as_str()), ("next", next.as_str())])
-                .unwrap_or_default();
-        Ok(see_other(&format!("/sign-in?{query}")))
+        return Ok(Asked::Answer(html(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::notice(
+                "Try again later",
+                &format!("{why}: wait 15 minutes, or use a link already sent"),
+                None,
+            ),
+        )));
+    }
+    let mut link =
+        super::sign_in_link(&portal.store, &account, &portal.url, now, SIGN_IN_VALIDITY)?;
+    if next != "/" {
+        link.push('?');
+        link.push_str(&serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default());
+    }
+    Ok(Asked::Send {
+        account,
+        link,
+        csrf,
+        next,
     })
-    .await
 }
 
 async fn sign_in_confirm(

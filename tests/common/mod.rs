@@ -7,9 +7,11 @@
 //! runs. Processes the body starts live in the same namespace.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod postgres;
 pub mod python;
 pub mod relay_conn;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -467,6 +469,14 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A loopback port nothing listens on (just now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Waits until something listens on `addr`.
 pub fn wait_for_port(addr: std::net::SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -478,10 +488,14 @@ pub fn wait_for_port(addr: std::net::SocketAddr) {
 
 /// The lines `child` writes on its (piped) stderr, as they come.
 pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stderr = child.stderr.take().expect("stderr piped");
+    lines_of(child.stderr.take().expect("stderr piped"))
+}
+
+/// The lines `from` gives, as they come, read by a thread of their own.
+pub fn lines_of(from: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
             }
