@@ -445,34 +445,57 @@ pub fn apply(
         Command::RevokeAccess {
             by, target, force, ..
         } => {
-            check_access(place, by, now)?;
-            let Some(grant) = place.access(target, now) else {
-                return Err(Refusal::NothingToRevoke {
-                    target: target.clone(),
-                });
-            };
-            if grant.role == Role::Homeowner {
-                return Err(Refusal::TargetIsHomeowner {
-                    target: target.clone(),
-                });
-            }
+            let deletes_place = check_revoke(place, by, target, *force, now)?;
             next.grants.remove(target);
             events.push(Event::AccessRevoked {
                 place: id.clone(),
                 account: target.clone(),
                 by: by.clone(),
             });
-            let last = by == target && next.live_accounts(now).next().is_none();
-            if last && place.processors.is_empty() {
-                if !force {
-                    return Err(Refusal::LastAccessWithoutProcessor);
-                }
+            if deletes_place {
                 events.push(Event::PlaceDeleted { place: id });
                 return Ok((None, events));
             }
         }
     }
     Ok((Some(next), events))
+}
+
+/// Whether `by` may revoke `target`'s access (the rules of
+/// [`Command::RevokeAccess`]), without applying it: `Ok(true)` when the
+/// revoke, forced, deletes the Place (the last access and no processor).
+/// The Place page asks this for every row of Manage Access, so it borrows
+/// the Place rather than cloning it as [`apply`] does.
+///
+/// # Errors
+/// The [`Refusal`] that [`apply`] would give.
+pub fn check_revoke(
+    place: &Place,
+    by: &AccountId,
+    target: &AccountId,
+    force: bool,
+    now: Timestamp,
+) -> Result<bool, Refusal> {
+    check_access(place, by, now)?;
+    let Some(grant) = place.access(target, now) else {
+        return Err(Refusal::NothingToRevoke {
+            target: target.clone(),
+        });
+    };
+    if grant.role == Role::Homeowner {
+        return Err(Refusal::TargetIsHomeowner {
+            target: target.clone(),
+        });
+    }
+    // Nobody with live access would be left once `target`'s grant goes.
+    let last = by == target && place.live_accounts(now).all(|a| a == target);
+    if last && place.processors.is_empty() {
+        if !force {
+            return Err(Refusal::LastAccessWithoutProcessor);
+        }
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 fn create(

@@ -291,13 +291,8 @@ impl Portal {
             .unwrap_or_default()
             .into_iter()
             .map(|entry| {
-                let revoke = match would(Command::RevokeAccess {
-                    place: place.id.clone(),
-                    by: account.clone(),
-                    target: entry.account.clone(),
-                    force: false,
-                }) {
-                    Ok(()) => Revoke::Allowed,
+                let revoke = match rules::check_revoke(place, account, &entry.account, false, now) {
+                    Ok(_) => Revoke::Allowed,
                     Err(Refusal::LastAccessWithoutProcessor) => Revoke::LastPerson,
                     Err(r) => Revoke::Refused(r.to_string()),
                 };

@@ -130,6 +130,32 @@ fn check_step(
         Ok(events) => events,
     };
 
+    // The Place page's dry run of a revoke says what applying it did.
+    if let (
+        Some(p),
+        Command::RevokeAccess {
+            by, target, force, ..
+        },
+    ) = (pre, cmd)
+    {
+        let checked = super::check_revoke(p, by, target, *force, now);
+        match (&checked, outcome) {
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (Ok(deletes), Ok(events)) => prop_assert_eq!(
+                *deletes,
+                events
+                    .iter()
+                    .any(|e| matches!(e, Event::PlaceDeleted { .. }))
+            ),
+            _ => prop_assert!(
+                false,
+                "check_revoke said {:?}, applying {:?}",
+                checked,
+                outcome
+            ),
+        }
+    }
+
     if let Some(p) = post {
         let homeowners = p
             .grants
