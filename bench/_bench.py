@@ -137,6 +137,8 @@ def enter_private_lan(with_build=True, packages=(), want_avahi=False):
         return os.environ.get("HANDOFF_BENCH_AVAHI") == "1"
     if with_build and "BENCH_BIN" not in os.environ:
         build()
+    if not os.access(BIN, os.X_OK):
+        die(f"no handoff to run at {BIN} (BENCH_BIN)")
     if packages:
         venv(packages)
     avahi = want_avahi and ensure_avahi()
