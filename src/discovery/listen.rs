@@ -269,33 +269,45 @@ pub(super) async fn run_asker(
     let mut buf = vec![0u8; 65_535];
     let mut burst = Bursts::new(id);
     loop {
-        let got = if burst.is_empty() {
-            sock.recv_from(&mut buf).await.map(Some)
-        } else {
-            match tokio::time::timeout(BURST_GAP, sock.recv_from(&mut buf)).await {
-                Ok(got) => got.map(Some),
-                Err(_) => Ok(None),
-            }
-        };
-        let (len, from) = match got {
-            Ok(Some(got)) => got,
-            Ok(None) => {
-                if forget.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                    burst.forget();
-                }
-                for heard in burst.finish() {
-                    if !send_all(&tx, Via::Asked, heard) {
-                        return;
-                    }
-                }
-                continue;
+        // The burst's first packet, then what came meanwhile, read every
+        // BURST_GAP in one go (the socket's buffer holds a burst): a few
+        // wake-ups a round, not one per packet.
+        let first = sock.recv_from(&mut buf).await;
+        let mut got = match first {
+            Ok((len, from)) => {
+                burst.absorb(from.ip(), &buf[..len]);
+                true
             }
             Err(e) => {
                 tracing::debug!("mDNS asker stopped: {e}");
                 return;
             }
         };
-        burst.absorb(from.ip(), &buf[..len]);
+        while got {
+            tokio::time::sleep(BURST_GAP).await;
+            got = false;
+            loop {
+                match sock.try_recv_from(&mut buf) {
+                    Ok((len, from)) => {
+                        burst.absorb(from.ip(), &buf[..len]);
+                        got = true;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::debug!("mDNS asker stopped: {e}");
+                        return;
+                    }
+                }
+            }
+        }
+        if forget.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            burst.forget();
+        }
+        for heard in burst.finish() {
+            if !send_all(&tx, Via::Asked, heard) {
+                return;
+            }
+        }
     }
 }
 
@@ -322,10 +334,6 @@ impl Bursts {
             bytes: 0,
             last: HashMap::new(),
         }
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.open.is_empty()
     }
 
     /// Keeps a packet from `from` if it is a response (QR set) that echoes
@@ -378,7 +386,7 @@ impl Bursts {
 }
 
 /// How long a responder's answer may pause between two of its packets
-/// (they are sent back to back).
+/// (they are sent back to back), and how often a burst is read.
 const BURST_GAP: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Bounds on one burst of answers kept before it is read: what a LAN may
@@ -587,7 +595,7 @@ mod tests {
             matches!(&first[..], [h] if matches!(&h[..], [Heard::Record(_)])),
             "{first:?}"
         );
-        assert!(bursts.is_empty());
+        assert!(bursts.open.is_empty());
 
         bursts.absorb(from, &whole);
         assert_eq!(bursts.finish(), vec![vec![sighting.clone()]]);
@@ -612,7 +620,7 @@ mod tests {
         bursts.absorb(from, &stranger.build_bytes_vec().unwrap());
         bursts.absorb(from, &answer(120, true, true));
         bursts.absorb(from, b"\x00\x00");
-        assert!(bursts.is_empty());
+        assert!(bursts.open.is_empty());
     }
 
     /// One packet asks for every instance of both types, by multicast (a
