@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target/release/handoff"
+# BENCH_BIN: another build of handoff to measure (to compare profiles);
+# the default is the one `cargo build --release` makes.
+BIN = Path(os.environ.get("BENCH_BIN", ROOT / "target/release/handoff"))
 VENV = ROOT / "target/bench-venv"
 PY = VENV / "bin/python"
 PYDIR = Path(__file__).resolve().parent / "py"
@@ -133,8 +135,10 @@ def enter_private_lan(with_build=True, packages=(), want_avahi=False):
         # the harness started.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         return os.environ.get("HANDOFF_BENCH_AVAHI") == "1"
-    if with_build:
+    if with_build and "BENCH_BIN" not in os.environ:
         build()
+    if not os.access(BIN, os.X_OK):
+        die(f"no handoff to run at {BIN} (BENCH_BIN)")
     if packages:
         venv(packages)
     avahi = want_avahi and ensure_avahi()
@@ -456,6 +460,43 @@ def watch_handoff(tmp):
         return None
 
     return [proc], key
+
+
+# The `Environment=` of systemd/handoff.service, which the daemon runs with.
+DAEMON_UNIT_ENV = " ".join(
+    line.split("=", 1)[1].strip()
+    for line in (ROOT / "systemd/handoff.service").read_text().splitlines()
+    if line.startswith("Environment=")
+)
+
+
+def watch_daemon(tmp):
+    """`handoff daemon` as systemd runs it (default liveness, no cloud,
+    no configuration file): the processors it knows, read from `handoff
+    health --json` (one line per poll; the key is the count)."""
+    state, run = tmp / "daemon-state", tmp / "daemon-run"
+    dirs = ["--state-dir", str(state), "--runtime-dir", str(run)]
+    config = tmp / "daemon.toml"
+    config.write_text("")
+    env = handoff_env(tmp)
+    # The systemd unit's environment, to measure without it: BENCH_DAEMON_ENV="" .
+    for kv in os.environ.get("BENCH_DAEMON_ENV", DAEMON_UNIT_ENV).split():
+        k, _, v = kv.partition("=")
+        env[k] = v
+    proc = subprocess.Popen(
+        [str(BIN), "daemon", *dirs, "--config", str(config), "--interface", "tool0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )
+
+    def poll():
+        r = subprocess.run([str(BIN), "health", "--json", *dirs], capture_output=True, text=True,
+                           env=handoff_env(tmp))
+        try:
+            return json.loads(r.stdout).get("processors", 0)
+        except ValueError:
+            return 0
+
+    return [proc], poll
 
 
 def watch_zeroconf(_tmp):

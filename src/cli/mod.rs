@@ -217,8 +217,17 @@ pub fn main() -> ExitCode {
     };
     let sink = crate::daemon::logging::init(cli.log_format, configured, cli.verbose);
     let _ = LOG_SINK.set(sink);
+    // The daemon waits on the network and the control socket, and its few
+    // slow steps (key generation) run on blocking threads: one worker is
+    // enough, and an idle daemon is then one thread woken, not two that
+    // hand work to each other (and one stack less in its memory).
+    let workers = if matches!(cli.command, Command::Daemon(_)) {
+        1
+    } else {
+        2
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
     {

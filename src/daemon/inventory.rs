@@ -24,6 +24,9 @@ pub struct LiveInventory {
     events: broadcast::Sender<Arc<InventoryEvent>>,
     started: Instant,
     counters: DaemonCounters,
+    /// Woken when what the systemd STATUS line shows may have changed
+    /// (see [`LiveInventory::changed`]).
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -76,6 +79,7 @@ impl LiveInventory {
             events,
             started,
             counters: DaemonCounters::default(),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -126,6 +130,7 @@ impl LiveInventory {
         // Sent under the lock, so that a subscriber's snapshot and its
         // first event never overlap or leave a gap. No receiver is fine.
         let _ = self.events.send(event.clone());
+        self.changed.notify_one();
         Some(event)
     }
 
@@ -180,6 +185,14 @@ impl LiveInventory {
     /// The hook for the relay: its backlog as `handoff health` shows it.
     pub fn set_relay_health(&self, relay: Option<RelayHealth>) {
         self.lock().relay = relay;
+        self.changed.notify_one();
+    }
+
+    /// Returns once the inventory or the relay's health changed since the
+    /// last return (at once if it did meanwhile): for the one task that
+    /// shows them to systemd, which then sleeps instead of polling.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// The health report as of `now`.

@@ -47,9 +47,10 @@ pub fn reloading() {
 /// How often a STATUS line is refreshed at most.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
-/// Until shutdown: a STATUS line whenever the inventory size changed (at
-/// most once a second), and WATCHDOG=1 at half of `WATCHDOG_USEC` when
-/// systemd asked for it.
+/// Until shutdown: a STATUS line whenever the inventory size or the
+/// relay's backlog changed (at most once a second), and WATCHDOG=1 at half
+/// of `WATCHDOG_USEC` when systemd asked for it. It sleeps in between: an
+/// idle daemon is woken by the watchdog alone, not once a second.
 pub async fn keep_systemd_informed(live: Arc<LiveInventory>, mut shutdown: Shutdown) {
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     if let Some(every) = watchdog {
@@ -60,14 +61,19 @@ pub async fn keep_systemd_informed(live: Arc<LiveInventory>, mut shutdown: Shutd
     }
     let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut status = tokio::time::interval(STATUS_EVERY);
-    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shown = full_status(&live);
+    // When the next STATUS line may go: a change is shown at once, and
+    // those that follow it within STATUS_EVERY together, at its end.
+    let mut next = tokio::time::Instant::now();
+    let mut due = None;
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = ping.tick(), if watchdog.is_some() => send(&[NotifyState::Watchdog]),
-            _ = status.tick() => {
+            _ = live.changed(), if due.is_none() => due = Some(next),
+            _ = super::sleep_until_opt(due) => {
+                due = None;
+                next = tokio::time::Instant::now() + STATUS_EVERY;
                 let line = full_status(&live);
                 if line != shown {
                     send(&[NotifyState::Status(&line)]);

@@ -134,13 +134,36 @@ pub(super) fn round_query(types: &[&str], id: u16) -> Option<Vec<u8>> {
     packet.build_bytes_vec().ok()
 }
 
+/// Whether a question sent out of `outlet` also goes to this host's own
+/// sockets (IP_MULTICAST_LOOP). A legacy question goes to the LAN only,
+/// except on the loopback interface, where every responder is on this
+/// host: otherwise mdns-sd's socket (and the 5353 listener) would get
+/// each round's question, and mdns-sd re-reads its whole cache for every
+/// packet it gets (a millisecond with 500 processors). A processor is
+/// never the site box itself; a simulator on this host but on another
+/// interface gets no legacy question, and the rounds go back to
+/// multicast after [`super::MAX_SILENT_LEGACY_ROUNDS`] unanswered ones.
+pub(super) fn legacy_loops_back(outlet: &Outlet) -> bool {
+    outlet.address.is_loopback()
+}
+
 /// Sends a query to the mDNS group out of each interface (by index, from
 /// its address, with IP_PKTINFO: the socket is bound to every address).
-/// Returns how many interfaces it went out on.
-pub(super) fn ask(sock: &UdpSocket, interfaces: &[Outlet], query: &[u8]) -> usize {
+/// With `legacy`, this host's own sockets hear it only on the loopback
+/// interface (see [`legacy_loops_back`]). Returns how many interfaces it
+/// went out on.
+pub(super) fn ask(sock: &UdpSocket, interfaces: &[Outlet], query: &[u8], legacy: bool) -> usize {
     let group = SockaddrIn::from(SocketAddrV4::new(MDNS_GROUP, mdns_sd::MDNS_PORT));
     let mut sent = 0;
     for outlet in interfaces {
+        if legacy
+            && let Err(e) = setsockopt(sock, sockopt::IpMulticastLoop, &legacy_loops_back(outlet))
+        {
+            tracing::debug!(
+                interface = outlet.index,
+                "cannot set IP_MULTICAST_LOOP: {e}"
+            );
+        }
         let info = nix::libc::in_pktinfo {
             ipi_ifindex: i32::try_from(outlet.index).unwrap_or(0),
             ipi_spec_dst: nix::libc::in_addr {
@@ -174,6 +197,19 @@ pub enum Heard {
     /// An SRV alone (an answer to a liveness check): the processor at
     /// `host` still advertises `fullname`.
     Srv { fullname: String, host: String },
+}
+
+impl Heard {
+    /// The SRV alone: who still advertises the name, at which host.
+    fn sighting(&self) -> Heard {
+        match self {
+            Heard::Record(r) => Heard::Srv {
+                fullname: r.fullname.clone(),
+                host: r.host.clone(),
+            },
+            srv @ Heard::Srv { .. } => srv.clone(),
+        }
+    }
 }
 
 /// Where a packet came from: the group (heard by the 5353 listener, on a
@@ -221,67 +257,142 @@ pub(super) async fn run(
 /// packets (one for a whole simulated fleet, 90 packets for 500
 /// processors), with one processor's SRV in one packet and its TXT in the
 /// next: the packets from one address are read together, and what they
-/// say is handed on once that address has been quiet for [`BURST_GAP`].
+/// say is handed on once that address has been quiet for [`BURST_GAP`]
+/// (see [`Bursts`]). `forget` set (by a sighting that found nobody) makes
+/// the next burst be read in full.
 pub(super) async fn run_asker(
     sock: std::sync::Arc<UdpSocket>,
     id: u16,
+    forget: std::sync::Arc<std::sync::atomic::AtomicBool>,
     tx: mpsc::UnboundedSender<(Via, Vec<Heard>)>,
 ) {
     let mut buf = vec![0u8; 65_535];
-    let mut burst: HashMap<IpAddr, Answers> = HashMap::new();
-    let mut packets = 0usize;
+    let mut burst = Bursts::new(id);
     loop {
-        let got = if burst.is_empty() {
-            sock.recv_from(&mut buf).await.map(Some)
-        } else {
-            match tokio::time::timeout(BURST_GAP, sock.recv_from(&mut buf)).await {
-                Ok(got) => got.map(Some),
-                Err(_) => Ok(None),
-            }
-        };
-        let (len, from) = match got {
-            Ok(Some(got)) => got,
-            Ok(None) => {
-                packets = 0;
-                for (_, answers) in burst.drain() {
-                    if !send_all(&tx, Via::Asked, heard_in(&answers)) {
-                        return;
-                    }
-                }
-                continue;
+        // The burst's first packet, then what came meanwhile, read every
+        // BURST_GAP in one go (the socket's buffer holds a burst): a few
+        // wake-ups a round, not one per packet.
+        let first = sock.recv_from(&mut buf).await;
+        let mut got = match first {
+            Ok((len, from)) => {
+                burst.absorb(from.ip(), &buf[..len]);
+                true
             }
             Err(e) => {
                 tracing::debug!("mDNS asker stopped: {e}");
                 return;
             }
         };
-        let bytes = &buf[..len];
-        // A response (QR set) to this browse's question.
-        if bytes.get(2).is_none_or(|flags| flags & 0x80 == 0) {
-            continue;
+        while got {
+            tokio::time::sleep(BURST_GAP).await;
+            got = false;
+            loop {
+                match sock.try_recv_from(&mut buf) {
+                    Ok((len, from)) => {
+                        burst.absorb(from.ip(), &buf[..len]);
+                        got = true;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::debug!("mDNS asker stopped: {e}");
+                        return;
+                    }
+                }
+            }
         }
-        if burst.len() >= MAX_BURST_SOURCES && !burst.contains_key(&from.ip()) {
-            continue;
+        if forget.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            burst.forget();
         }
-        if packets < MAX_BURST_PACKETS
-            && burst
-                .entry(from.ip())
-                .or_default()
-                .absorb_packet(bytes, Some(id))
-        {
-            packets += 1;
+        for heard in burst.finish() {
+            if !send_all(&tx, Via::Asked, heard) {
+                return;
+            }
         }
     }
 }
 
+/// The legacy answers of one round, kept as packets per responder until
+/// the burst ends, and what each responder's packets said last round.
+///
+/// At rest every processor answers each round with the same bytes. A
+/// responder whose packets are byte for byte those it sent last round is
+/// not read again: its answer is the sightings (SRV name and host) of
+/// last round's records, all a round needs to mark who is there. Anything
+/// that changed (a record, the order of packets) is read in full.
+pub(super) struct Bursts {
+    id: u16,
+    open: HashMap<IpAddr, Vec<Vec<u8>>>,
+    bytes: usize,
+    last: HashMap<IpAddr, (u64, Vec<Heard>)>,
+}
+
+impl Bursts {
+    pub(super) fn new(id: u16) -> Bursts {
+        Bursts {
+            id,
+            open: HashMap::new(),
+            bytes: 0,
+            last: HashMap::new(),
+        }
+    }
+
+    /// Keeps a packet from `from` if it is a response (QR set) that echoes
+    /// this browse's id, within the bounds.
+    pub(super) fn absorb(&mut self, from: IpAddr, bytes: &[u8]) {
+        let ours = bytes.len() > 2
+            && u16::from_be_bytes([bytes[0], bytes[1]]) == self.id
+            && bytes[2] & 0x80 != 0;
+        if !ours
+            || self.bytes + bytes.len() > MAX_BURST_BYTES
+            || (self.open.len() >= MAX_BURST_SOURCES && !self.open.contains_key(&from))
+        {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.open.entry(from).or_default().push(bytes.to_vec());
+    }
+
+    /// Reads the burst that ended: what each responder said, by responder.
+    pub(super) fn finish(&mut self) -> Vec<Vec<Heard>> {
+        self.bytes = 0;
+        let mut last = HashMap::with_capacity(self.open.len());
+        let mut out = Vec::with_capacity(self.open.len());
+        for (from, packets) in self.open.drain() {
+            let mut hasher = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&packets, &mut hasher);
+            let digest = std::hash::Hasher::finish(&hasher);
+            let heard = match self.last.remove(&from) {
+                Some((before, seen)) if before == digest => seen,
+                _ => {
+                    let mut answers = Answers::default();
+                    for packet in &packets {
+                        answers.absorb_packet(packet, Some(self.id));
+                    }
+                    heard_in(&answers)
+                }
+            };
+            let seen = heard.iter().map(Heard::sighting).collect();
+            last.insert(from, (digest, seen));
+            out.push(heard);
+        }
+        self.last = last;
+        out
+    }
+
+    /// Reads every responder's next answer in full.
+    pub(super) fn forget(&mut self) {
+        self.last.clear();
+    }
+}
+
 /// How long a responder's answer may pause between two of its packets
-/// (they are sent back to back).
+/// (they are sent back to back), and how often a burst is read.
 const BURST_GAP: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Bounds on one burst of answers kept before it is read: what a LAN may
 /// send is not ours to hold without limit.
 const MAX_BURST_SOURCES: usize = 4096;
-const MAX_BURST_PACKETS: usize = 8192;
+const MAX_BURST_BYTES: usize = 4 << 20;
 
 /// Hands on what one packet said, in one message (one wake-up of the
 /// browse per packet, not per record). Whether the receiver is still there.
@@ -463,6 +574,53 @@ mod tests {
         };
         assert_eq!(r.host, "Lutron-00000001.local.");
         assert_eq!(r.txt.len(), 1);
+    }
+
+    /// A responder that answers a round with the same bytes as the last is
+    /// not read again: its answer is last round's sightings. A change, or
+    /// a forget, reads it in full; another id or a query is not kept.
+    #[test]
+    fn an_unchanged_legacy_answer_is_last_rounds_sightings() {
+        let from: IpAddr = Ipv4Addr::new(127, 0, 1, 1).into();
+        let other: IpAddr = Ipv4Addr::new(127, 0, 1, 2).into();
+        let whole = answer(120, false, true);
+        let sighting = Heard::Srv {
+            fullname: "Lutron Status._lutron._tcp.local.".into(),
+            host: "Lutron-00000001.local.".into(),
+        };
+        let mut bursts = Bursts::new(0);
+        bursts.absorb(from, &whole);
+        let first = bursts.finish();
+        assert!(
+            matches!(&first[..], [h] if matches!(&h[..], [Heard::Record(_)])),
+            "{first:?}"
+        );
+        assert!(bursts.open.is_empty());
+
+        bursts.absorb(from, &whole);
+        assert_eq!(bursts.finish(), vec![vec![sighting.clone()]]);
+        // The same bytes from another responder are that responder's first.
+        bursts.absorb(other, &whole);
+        assert!(matches!(&bursts.finish()[0][..], [Heard::Record(_)]));
+
+        // A changed answer (no TXT now) is read: an SRV alone.
+        bursts.absorb(from, &answer(120, false, false));
+        assert_eq!(bursts.finish(), vec![vec![sighting.clone()]]);
+        bursts.absorb(from, &whole);
+        assert!(matches!(&bursts.finish()[0][..], [Heard::Record(_)]));
+        bursts.absorb(from, &whole);
+        assert_eq!(bursts.finish(), vec![vec![sighting]]);
+        bursts.forget();
+        bursts.absorb(from, &whole);
+        assert!(matches!(&bursts.finish()[0][..], [Heard::Record(_)]));
+
+        // Not ours: another id, a query, a stub.
+        let mut stranger = Packet::parse(&whole).unwrap();
+        stranger.set_id(7);
+        bursts.absorb(from, &stranger.build_bytes_vec().unwrap());
+        bursts.absorb(from, &answer(120, true, true));
+        bursts.absorb(from, b"\x00\x00");
+        assert!(bursts.open.is_empty());
     }
 
     /// One packet asks for every instance of both types, by multicast (a

@@ -23,7 +23,7 @@ mod unicast;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
@@ -100,6 +100,9 @@ pub struct Discovery {
     /// The socket that asks legacy questions, and the id they carry;
     /// `None` when it could not open or processors do not answer it.
     legacy: Option<(Arc<UdpSocket>, u16)>,
+    /// Set when a legacy answer read as a sighting found nobody: the
+    /// asker then reads every next answer in full ([`listen::Bursts`]).
+    reread: Arc<AtomicBool>,
     /// Whether this round's question was a legacy one, how many answers
     /// it got, and how many legacy rounds in a row got none.
     round_legacy: bool,
@@ -157,6 +160,7 @@ impl Discovery {
             refreshed_at: Some(now),
             questions_sent: 0,
             reverified: Arc::default(),
+            reread: Arc::default(),
         };
         match listen::open(&options.interfaces) {
             Ok((sock, outlets)) => {
@@ -173,7 +177,7 @@ impl Discovery {
             Ok(sock) => {
                 let sock = Arc::new(sock);
                 let id = fastrand::u16(1..);
-                let task = listen::run_asker(sock.clone(), id, direct_tx);
+                let task = listen::run_asker(sock.clone(), id, discovery.reread.clone(), direct_tx);
                 discovery.listeners.push(tokio::spawn(task));
                 discovery.legacy = Some((sock, id));
             }
@@ -196,7 +200,7 @@ impl Discovery {
         let Some(query) = listen::round_query(types, *id) else {
             return false;
         };
-        let sent = listen::ask(sock, outlets, &query);
+        let sent = listen::ask(sock, outlets, &query, true);
         self.questions_sent += sent as u64;
         sent > 0
     }
@@ -302,10 +306,15 @@ impl Discovery {
                 self.note(changes);
             }
             listen::Heard::Srv { fullname, host } => {
+                let found = self.inventory.sighted(&fullname, &host);
                 if via == Via::Asked {
                     self.round_answers += 1;
+                    // A memo of the asker's, or a partial answer: either
+                    // way, the next answers are read in full.
+                    if !found {
+                        self.reread.store(true, Ordering::Relaxed);
+                    }
                 }
-                self.inventory.sighted(&fullname, &host);
             }
         }
     }
@@ -362,7 +371,7 @@ impl Discovery {
             if let (Some((sock, interfaces)), Some(query)) =
                 (&self.asker, listen::round_query(&types, 0))
             {
-                let sent = listen::ask(sock, interfaces, &query);
+                let sent = listen::ask(sock, interfaces, &query, false);
                 self.questions_sent += sent as u64;
             }
         }
