@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::IoSlice;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
     AddressFamily, ControlMessage, IpMembershipRequest, MsgFlags, SockFlag, SockType, SockaddrIn,
@@ -93,7 +93,7 @@ pub(super) fn open(interfaces: &[String]) -> std::io::Result<(UdpSocket, Vec<Out
 /// its daemon nothing (it re-reads its whole cache for every packet it
 /// gets, which made each round's burst of answers the idle daemon's main
 /// cost).
-pub(super) fn open_asker() -> std::io::Result<std::net::UdpSocket> {
+pub(super) fn open_asker() -> std::io::Result<UdpSocket> {
     let fd = socket(
         AddressFamily::Inet,
         SockType::Datagram,
@@ -108,7 +108,7 @@ pub(super) fn open_asker() -> std::io::Result<std::net::UdpSocket> {
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
     )?;
-    Ok(std::net::UdpSocket::from(fd))
+    UdpSocket::from_std(std::net::UdpSocket::from(fd))
 }
 
 /// The one question of a liveness round: every instance of these service
@@ -152,12 +152,7 @@ pub(super) fn legacy_loops_back(outlet: &Outlet) -> bool {
 /// With `legacy`, this host's own sockets hear it only on the loopback
 /// interface (see [`legacy_loops_back`]). Returns how many interfaces it
 /// went out on.
-pub(super) fn ask<S: AsFd + AsRawFd>(
-    sock: &S,
-    interfaces: &[Outlet],
-    query: &[u8],
-    legacy: bool,
-) -> usize {
+pub(super) fn ask(sock: &UdpSocket, interfaces: &[Outlet], query: &[u8], legacy: bool) -> usize {
     let group = SockaddrIn::from(SocketAddrV4::new(MDNS_GROUP, mdns_sd::MDNS_PORT));
     let mut sent = 0;
     for outlet in interfaces {
@@ -265,69 +260,51 @@ pub(super) async fn run(
 /// say is handed on once that address has been quiet for [`BURST_GAP`]
 /// (see [`Bursts`]). `forget` set (by a sighting that found nobody) makes
 /// the next burst be read in full.
-///
-/// It runs on a thread of its own, with the socket outside tokio's
-/// reactor: there every packet of a burst was a new edge that woke the
-/// runtime (about 120 wake-ups a round for 500 processors, measured with
-/// strace) even while this reader slept between reads. Here the socket is
-/// polled only while nothing is arriving; a burst is read every
-/// [`BURST_GAP`] from the socket's buffer and handed on at once: one
-/// wake-up of the runtime a burst.
-pub(super) fn run_asker(
-    sock: &std::net::UdpSocket,
+pub(super) async fn run_asker(
+    sock: std::sync::Arc<UdpSocket>,
     id: u16,
-    forget: &std::sync::atomic::AtomicBool,
-    tx: &mpsc::UnboundedSender<(Via, Vec<Heard>)>,
+    forget: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tx: mpsc::UnboundedSender<(Via, Vec<Heard>)>,
 ) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut buf = vec![0u8; 65_535];
     let mut burst = Bursts::new(id);
-    // How often an idle reader looks whether its browse has ended.
-    let idle = PollTimeout::from(2_000u16);
     loop {
-        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, idle) {
-            Ok(0) => {
-                if tx.is_closed() {
-                    return;
-                }
-                continue;
+        // The burst's first packet, then what came meanwhile, read every
+        // BURST_GAP in one go (the socket's buffer holds a burst): a few
+        // wake-ups a round, not one per packet.
+        let first = sock.recv_from(&mut buf).await;
+        let mut got = match first {
+            Ok((len, from)) => {
+                burst.absorb(from.ip(), &buf[..len]);
+                true
             }
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 tracing::debug!("mDNS asker stopped: {e}");
                 return;
             }
-        }
-        // The burst's packets, read every BURST_GAP in one go (the
-        // socket's buffer holds a burst) until one gap brings nothing.
-        loop {
-            let mut got = false;
+        };
+        while got {
+            tokio::time::sleep(BURST_GAP).await;
+            got = false;
             loop {
-                match sock.recv_from(&mut buf) {
+                match sock.try_recv_from(&mut buf) {
                     Ok((len, from)) => {
                         burst.absorb(from.ip(), &buf[..len]);
                         got = true;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         tracing::debug!("mDNS asker stopped: {e}");
                         return;
                     }
                 }
             }
-            if !got {
-                break;
-            }
-            std::thread::sleep(BURST_GAP);
         }
         if forget.swap(false, std::sync::atomic::Ordering::Relaxed) {
             burst.forget();
         }
         for heard in burst.finish() {
-            if !send_all(tx, Via::Asked, heard) {
+            if !send_all(&tx, Via::Asked, heard) {
                 return;
             }
         }

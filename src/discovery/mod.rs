@@ -99,7 +99,7 @@ pub struct Discovery {
     asker: Option<(Arc<UdpSocket>, Vec<listen::Outlet>)>,
     /// The socket that asks legacy questions, and the id they carry;
     /// `None` when it could not open or processors do not answer it.
-    legacy: Option<(Arc<std::net::UdpSocket>, u16)>,
+    legacy: Option<(Arc<UdpSocket>, u16)>,
     /// Set when a legacy answer read as a sighting found nobody: the
     /// asker then reads every next answer in full ([`listen::Bursts`]).
     reread: Arc<AtomicBool>,
@@ -177,15 +177,9 @@ impl Discovery {
             Ok(sock) => {
                 let sock = Arc::new(sock);
                 let id = fastrand::u16(1..);
-                let (reader, reread) = (sock.clone(), discovery.reread.clone());
-                // Its own thread, outside tokio's reactor: see run_asker.
-                let spawned = std::thread::Builder::new()
-                    .name("mdns-asker".into())
-                    .spawn(move || listen::run_asker(&reader, id, &reread, &direct_tx));
-                match spawned {
-                    Ok(_) => discovery.legacy = Some((sock, id)),
-                    Err(e) => tracing::warn!("cannot start the legacy mDNS reader: {e}"),
-                }
+                let task = listen::run_asker(sock.clone(), id, discovery.reread.clone(), direct_tx);
+                discovery.listeners.push(tokio::spawn(task));
+                discovery.legacy = Some((sock, id));
             }
             Err(e) => tracing::debug!("cannot ask legacy mDNS questions: {e}"),
         }
