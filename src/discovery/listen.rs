@@ -11,8 +11,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::IoSlice;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::time::Duration;
 
 use nix::sys::socket::{
     AddressFamily, ControlMessage, IpMembershipRequest, MsgFlags, SockFlag, SockType, SockaddrIn,
@@ -20,7 +22,6 @@ use nix::sys::socket::{
 };
 use simple_dns::rdata::RData;
 use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, TYPE};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::unicast::Answers;
@@ -84,7 +85,7 @@ pub(super) fn open(interfaces: &[String]) -> std::io::Result<(UdpSocket, Vec<Out
             }
         }
     }
-    Ok((UdpSocket::from_std(std::net::UdpSocket::from(fd))?, joined))
+    Ok((UdpSocket::from(fd), joined))
 }
 
 /// Opens the socket that asks legacy questions (RFC 6762 §6.7): from an
@@ -108,7 +109,7 @@ pub(super) fn open_asker() -> std::io::Result<UdpSocket> {
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
     )?;
-    UdpSocket::from_std(std::net::UdpSocket::from(fd))
+    Ok(UdpSocket::from(fd))
 }
 
 /// The one question of a liveness round: every instance of these service
@@ -152,7 +153,7 @@ pub(super) fn legacy_loops_back(outlet: &Outlet) -> bool {
 /// With `legacy`, this host's own sockets hear it only on the loopback
 /// interface (see [`legacy_loops_back`]). Returns how many interfaces it
 /// went out on.
-pub(super) fn ask(sock: &UdpSocket, interfaces: &[Outlet], query: &[u8], legacy: bool) -> usize {
+pub(super) fn ask(sock: &impl AsFd, interfaces: &[Outlet], query: &[u8], legacy: bool) -> usize {
     let group = SockaddrIn::from(SocketAddrV4::new(MDNS_GROUP, mdns_sd::MDNS_PORT));
     let mut sent = 0;
     for outlet in interfaces {
@@ -172,7 +173,7 @@ pub(super) fn ask(sock: &UdpSocket, interfaces: &[Outlet], query: &[u8], legacy:
             ipi_addr: nix::libc::in_addr { s_addr: 0 },
         };
         let result = sendmsg(
-            sock.as_raw_fd(),
+            sock.as_fd().as_raw_fd(),
             &[IoSlice::new(query)],
             &[ControlMessage::Ipv4PacketInfo(&info)],
             MsgFlags::empty(),
@@ -221,32 +222,30 @@ pub enum Via {
 }
 
 /// Reads the 5353 listener's packets until the receiver goes, sending on
-/// what each says. Packets that came in on an interface not chosen are
-/// dropped: the socket also gets what other programs' group memberships
-/// let in elsewhere.
+/// what they say, a burst at a time (see [`read_bursts`]). Packets that
+/// came in on an interface not chosen are dropped: the socket also gets
+/// what other programs' group memberships let in elsewhere.
 pub(super) async fn run(
-    sock: std::sync::Arc<UdpSocket>,
+    sock: Arc<UdpSocket>,
     interfaces: Vec<Outlet>,
     tx: mpsc::UnboundedSender<(Via, Vec<Heard>)>,
 ) {
     let mut buf = vec![0u8; 65_535];
+    let mut heard = Vec::new();
     loop {
-        let got = sock
-            .async_io(tokio::io::Interest::READABLE, || {
-                recv_with_interface(sock.as_raw_fd(), &mut buf)
-            })
-            .await;
-        let (len, index) = match got {
-            Ok(got) => got,
-            Err(e) => {
-                tracing::debug!("mDNS listener stopped: {e}");
-                return;
+        let read = read_bursts(&sock, GROUP_BURST_MAX, || {
+            let (len, index) = recv_with_interface(sock.as_raw_fd(), &mut buf)?;
+            if interfaces.iter().any(|o| Some(o.index) == index) {
+                heard.extend(read_packet(&buf[..len]));
             }
-        };
-        if !interfaces.iter().any(|o| Some(o.index) == index) {
-            continue;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = read {
+            tracing::debug!("mDNS listener stopped: {e}");
+            return;
         }
-        if !send_all(&tx, Via::Group, read_packet(&buf[..len])) {
+        if !send_all(&tx, Via::Group, std::mem::take(&mut heard)) {
             return;
         }
     }
@@ -256,58 +255,71 @@ pub(super) async fn run(
 /// the receiver goes. A responder may split its answer over several
 /// packets (one for a whole simulated fleet, 90 packets for 500
 /// processors), with one processor's SRV in one packet and its TXT in the
-/// next: the packets from one address are read together, and what they
-/// say is handed on once that address has been quiet for [`BURST_GAP`]
-/// (see [`Bursts`]). `forget` set (by a sighting that found nobody) makes
-/// the next burst be read in full.
+/// next: the packets from one address are read together, and what the
+/// whole burst says is handed on at its end (see [`Bursts`]). `forget`
+/// set (by a sighting that found nobody) makes the next burst be read in
+/// full.
 pub(super) async fn run_asker(
-    sock: std::sync::Arc<UdpSocket>,
+    sock: Arc<UdpSocket>,
     id: u16,
-    forget: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    forget: Arc<std::sync::atomic::AtomicBool>,
     tx: mpsc::UnboundedSender<(Via, Vec<Heard>)>,
 ) {
     let mut buf = vec![0u8; 65_535];
     let mut burst = Bursts::new(id);
     loop {
-        // The burst's first packet, then what came meanwhile, read every
-        // BURST_GAP in one go (the socket's buffer holds a burst): a few
-        // wake-ups a round, not one per packet.
-        let first = sock.recv_from(&mut buf).await;
-        let mut got = match first {
-            Ok((len, from)) => {
-                burst.absorb(from.ip(), &buf[..len]);
-                true
-            }
-            Err(e) => {
-                tracing::debug!("mDNS asker stopped: {e}");
-                return;
-            }
-        };
-        while got {
-            tokio::time::sleep(BURST_GAP).await;
-            got = false;
-            loop {
-                match sock.try_recv_from(&mut buf) {
-                    Ok((len, from)) => {
-                        burst.absorb(from.ip(), &buf[..len]);
-                        got = true;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        tracing::debug!("mDNS asker stopped: {e}");
-                        return;
-                    }
-                }
-            }
+        let read = read_bursts(&sock, ASKED_BURST_MAX, || {
+            let (len, from) = sock.recv_from(&mut buf)?;
+            burst.absorb(from.ip(), &buf[..len]);
+            Ok(())
+        })
+        .await;
+        if let Err(e) = read {
+            tracing::debug!("mDNS asker stopped: {e}");
+            return;
         }
         if forget.swap(false, std::sync::atomic::Ordering::Relaxed) {
             burst.forget();
         }
-        for heard in burst.finish() {
-            if !send_all(&tx, Via::Asked, heard) {
-                return;
+        if !send_all(&tx, Via::Asked, burst.finish()) {
+            return;
+        }
+    }
+}
+
+/// Waits for a burst of packets on a non-blocking socket and reads it with
+/// `read_one` (one datagram, or `WouldBlock`): what is there when the
+/// first comes, then every [`BURST_GAP`] what came meanwhile, until a gap
+/// brings nothing or the burst has lasted `longest` (a LAN that never
+/// stops talking is still heard, a burst at a time). The socket is in the runtime's poll set only while
+/// waiting for a burst's first packet (four system calls a burst):
+/// registered throughout, every
+/// packet of a burst of 500 was an edge that woke the runtime (about 120
+/// wake-ups a liveness round, though the reader slept between reads).
+async fn read_bursts(
+    sock: &Arc<UdpSocket>,
+    longest: Duration,
+    mut read_one: impl FnMut() -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    // A duplicate of the descriptor, registered for this wait alone: its
+    // drop takes it out of the poll set and closes it (the socket stays).
+    tokio::net::UdpSocket::from_std(sock.try_clone()?)?
+        .readable()
+        .await?;
+    let end = tokio::time::Instant::now() + longest;
+    loop {
+        let mut got = false;
+        loop {
+            match read_one() {
+                Ok(()) => got = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
             }
         }
+        if !got || tokio::time::Instant::now() >= end {
+            return Ok(());
+        }
+        tokio::time::sleep(BURST_GAP).await;
     }
 }
 
@@ -352,11 +364,11 @@ impl Bursts {
         self.open.entry(from).or_default().push(bytes.to_vec());
     }
 
-    /// Reads the burst that ended: what each responder said, by responder.
-    pub(super) fn finish(&mut self) -> Vec<Vec<Heard>> {
+    /// Reads the burst that ended: what every responder said.
+    pub(super) fn finish(&mut self) -> Vec<Heard> {
         self.bytes = 0;
         let mut last = HashMap::with_capacity(self.open.len());
-        let mut out = Vec::with_capacity(self.open.len());
+        let mut out = Vec::new();
         for (from, packets) in self.open.drain() {
             let mut hasher = std::hash::DefaultHasher::new();
             std::hash::Hash::hash(&packets, &mut hasher);
@@ -373,7 +385,7 @@ impl Bursts {
             };
             let seen = heard.iter().map(Heard::sighting).collect();
             last.insert(from, (digest, seen));
-            out.push(heard);
+            out.extend(heard);
         }
         self.last = last;
         out
@@ -387,15 +399,25 @@ impl Bursts {
 
 /// How long a responder's answer may pause between two of its packets
 /// (they are sent back to back), and how often a burst is read.
-const BURST_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+const BURST_GAP: Duration = Duration::from_millis(20);
+
+/// The longest burst of group traffic read before what it said is handed
+/// on: a multicast round's answers (spread over 20–120 ms, RFC 6762 §6)
+/// come in one or two messages, and a busy LAN is heard four times a
+/// second.
+const GROUP_BURST_MAX: Duration = Duration::from_millis(250);
+
+/// The longest burst of answers to a legacy question: they come at once,
+/// undelayed (RFC 6762 §6.7), within about 100 ms for 500 processors.
+const ASKED_BURST_MAX: Duration = Duration::from_secs(1);
 
 /// Bounds on one burst of answers kept before it is read: what a LAN may
 /// send is not ours to hold without limit.
 const MAX_BURST_SOURCES: usize = 4096;
 const MAX_BURST_BYTES: usize = 4 << 20;
 
-/// Hands on what one packet said, in one message (one wake-up of the
-/// browse per packet, not per record). Whether the receiver is still there.
+/// Hands on what a burst said, in one message (one wake-up of the browse
+/// per burst, not per packet or record). Whether the receiver is still there.
 fn send_all(tx: &mpsc::UnboundedSender<(Via, Vec<Heard>)>, via: Via, heard: Vec<Heard>) -> bool {
     if heard.is_empty() {
         return true;
@@ -591,28 +613,25 @@ mod tests {
         let mut bursts = Bursts::new(0);
         bursts.absorb(from, &whole);
         let first = bursts.finish();
-        assert!(
-            matches!(&first[..], [h] if matches!(&h[..], [Heard::Record(_)])),
-            "{first:?}"
-        );
+        assert!(matches!(&first[..], [Heard::Record(_)]), "{first:?}");
         assert!(bursts.open.is_empty());
 
         bursts.absorb(from, &whole);
-        assert_eq!(bursts.finish(), vec![vec![sighting.clone()]]);
+        assert_eq!(bursts.finish(), vec![sighting.clone()]);
         // The same bytes from another responder are that responder's first.
         bursts.absorb(other, &whole);
-        assert!(matches!(&bursts.finish()[0][..], [Heard::Record(_)]));
+        assert!(matches!(&bursts.finish()[..], [Heard::Record(_)]));
 
         // A changed answer (no TXT now) is read: an SRV alone.
         bursts.absorb(from, &answer(120, false, false));
-        assert_eq!(bursts.finish(), vec![vec![sighting.clone()]]);
+        assert_eq!(bursts.finish(), vec![sighting.clone()]);
         bursts.absorb(from, &whole);
-        assert!(matches!(&bursts.finish()[0][..], [Heard::Record(_)]));
+        assert!(matches!(&bursts.finish()[..], [Heard::Record(_)]));
         bursts.absorb(from, &whole);
-        assert_eq!(bursts.finish(), vec![vec![sighting]]);
+        assert_eq!(bursts.finish(), vec![sighting]);
         bursts.forget();
         bursts.absorb(from, &whole);
-        assert!(matches!(&bursts.finish()[0][..], [Heard::Record(_)]));
+        assert!(matches!(&bursts.finish()[..], [Heard::Record(_)]));
 
         // Not ours: another id, a query, a stub.
         let mut stranger = Packet::parse(&whole).unwrap();
