@@ -1192,7 +1192,7 @@ struct Zeroconf {
     ///
     /// When the run loop goes through a single iteration, it will
     /// set its timeout to the earliest timer in this list.
-    timers: BinaryHeap<Reverse<Instant>>,
+    timers: Timers,
 
     status: DaemonStatus,
 
@@ -1393,7 +1393,7 @@ impl Zeroconf {
         let service_name_len_max = SERVICE_NAME_LEN_MAX_DEFAULT;
         let ip_check_interval = IP_CHECK_INTERVAL_IN_SECS_DEFAULT as u64 * 1000;
 
-        let timers = BinaryHeap::new();
+        let timers = Timers::new();
 
         // Enable everything, including loopback interfaces.
         let if_selections = vec![];
@@ -1660,9 +1660,14 @@ impl Zeroconf {
             let earliest_timer = self.peek_earliest_timer();
             let timeout = earliest_timer.map(|timer| {
                 // If `timer` already passed, set `timeout` to be 1ms.
+                // handoff patch: rounded up to the next whole millisecond
+                // (mio passes whole milliseconds to epoll, rounded down, so
+                // every timer woke the loop twice: just before, then 1 ms
+                // later).
                 timer
                     .saturating_duration_since(now)
                     .max(Duration::from_millis(1))
+                    + Duration::from_nanos(999_999)
             });
 
             // Process incoming packets, command events and optional timeout.
@@ -5311,11 +5316,80 @@ fn hostname_change(original: &str) -> String {
     parts.join(".")
 }
 
+/// handoff patch (see vendor/mdns-sd/HANDOFF-PATCH.md): the run loop's
+/// timers, each instant kept once, and those due more than
+/// [`Timers::COARSE_AFTER`] from now rounded up to a whole
+/// [`Timers::GRAIN`].
+///
+/// Upstream pushes two timers (expiry and refresh) for every record of
+/// every response into a plain heap, and pops them only when due: with 500
+/// responders answering a query every 90 s, about 4,500 instants a round,
+/// those of 75-minute records (PTR, TXT) held for 75 minutes (over 100,000
+/// entries, 2 MB and more), and those of 120 s records spread over the
+/// responders' answer delays, each waking the run loop (which re-reads the
+/// whole cache) for nothing.
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<Instant>>,
+    pending: HashSet<Instant>,
+    base: Instant,
+}
+
+impl Timers {
+    /// Timers due sooner than this are kept exact (retransmissions, the
+    /// 20-120 ms response delays, probes).
+    const COARSE_AFTER: Duration = Duration::from_secs(5);
+    /// The grain of the others (cache refresh and expiry): at most this late.
+    const GRAIN: Duration = Duration::from_millis(500);
+
+    fn new() -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+            pending: HashSet::new(),
+            base: Instant::now(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, Reverse(at): Reverse<Instant>) {
+        let at = self.coarse(at);
+        if self.pending.insert(at) {
+            self.heap.push(Reverse(at));
+        }
+    }
+
+    pub(crate) fn peek(&self) -> Option<&Reverse<Instant>> {
+        self.heap.peek()
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Reverse<Instant>> {
+        let popped = self.heap.pop();
+        if let Some(Reverse(at)) = popped {
+            self.pending.remove(&at);
+        }
+        popped
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    fn coarse(&self, at: Instant) -> Instant {
+        if at.saturating_duration_since(Instant::now()) < Self::COARSE_AFTER {
+            return at;
+        }
+        let grain = Self::GRAIN.as_nanos();
+        let grains = at.saturating_duration_since(self.base).as_nanos().div_ceil(grain);
+        match std::convert::TryFrom::try_from(grains * grain) {
+            Ok(nanos) => self.base + Duration::from_nanos(nanos),
+            Err(_) => at,
+        }
+    }
+}
+
 /// Check probes in a registry and returns: a probing packet to send out, and a list of probe names
 /// that are finished.
 fn check_probing(
     dns_registry: &mut DnsRegistry,
-    timers: &mut BinaryHeap<Reverse<Instant>>,
+    timers: &mut Timers,
     now: Instant,
 ) -> (DnsOutgoing, Vec<String>) {
     let mut expired_probes = Vec::new();
