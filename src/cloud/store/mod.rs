@@ -668,12 +668,7 @@ pub(crate) fn fresh_secret() -> Result<String, CloudError> {
         .secure_random
         .fill(&mut bytes)
         .map_err(|_| CloudError::Failed("no randomness for a link secret".into()))?;
-    Ok(hex(&bytes))
-}
-
-/// Bytes as lower-case hex: how link secrets and their digests are written.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(crate::hex::encode(&bytes))
 }
 
 /// SHA-256 of a share link's secret, hex: what both stores keep instead of
@@ -683,7 +678,7 @@ pub(crate) fn link_digest(secret: &LinkSecret) -> String {
         .common
         .hash_provider
         .hash(secret.0.as_bytes());
-    hex(hash.as_ref())
+    crate::hex::encode(hash.as_ref())
 }
 
 /// The store: the embedded redb file (the default) or a PostgreSQL
