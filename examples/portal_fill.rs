@@ -2,11 +2,14 @@
 //! by pro@example.com, shared to GRANTS accounts (`u1@example.com`…), with
 //! EVENTS events in its timeline (the shares, then shares again to the
 //! same accounts, each one transaction through the rules, as the operator
-//! CLI and the portal apply them).
+//! CLI and the portal apply them). With `--others N`, also N grants of
+//! other accounts in Places pro@example.com has no grant in (`other-1`…,
+//! 100 grants each: a creator `c1@example.com`… and 99 shares), so that
+//! the store holds many grants besides the account's own.
 //!
 //! ```text
 //! cargo run --release --example portal_fill -- --data DIR [--database URL]
-//!     [--grants 1000] [--events 10000]
+//!     [--grants 1000] [--events 10000] [--others 0]
 //! ```
 
 use std::path::PathBuf;
@@ -27,6 +30,7 @@ fn main() {
     let database = arg(&args, "--database");
     let grants: u64 = arg(&args, "--grants").map_or(1000, |n| n.parse().expect("--grants N"));
     let events: u64 = arg(&args, "--events").map_or(10_000, |n| n.parse().expect("--events N"));
+    let others: u64 = arg(&args, "--others").map_or(0, |n| n.parse().expect("--others N"));
     assert!(
         grants >= 1 && events >= grants,
         "--events must be at least --grants"
@@ -67,4 +71,41 @@ fn main() {
         "Place big: {grants} grants, {events} events in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if others > 0 {
+        let started = Instant::now();
+        fill_others(&store, others, now);
+        eprintln!(
+            "{others} grants of other accounts in {} other Places in {:.1} s",
+            others.div_ceil(100),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// `count` grants in Places `other-1`… of 100 grants each, none of them
+/// pro@example.com's.
+fn fill_others(store: &CloudStore, count: u64, now: handoff::cloud::Timestamp) {
+    for n in 0..count {
+        let (place, at) = (PlaceId(format!("other-{}", n / 100 + 1)), n % 100);
+        let creator = AccountId::new(&format!("c{}@example.com", n / 100 + 1));
+        let cmd = if at == 0 {
+            Command::CreatePlace {
+                place,
+                by: creator,
+                key: ProjectKey(format!("key-other-{n}")),
+                remote_services: true,
+            }
+        } else {
+            Command::ShareAccess {
+                place,
+                by: creator,
+                email: AccountId::new(&format!("o{n}@example.com")),
+                duration: AccessDuration::ThirtyDays,
+            }
+        };
+        store
+            .execute(&cmd, now)
+            .expect("the store")
+            .expect("a Place or a share");
+    }
 }

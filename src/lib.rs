@@ -18,7 +18,8 @@
 //! - [`daemon`]: the site service and its control socket;
 //! - [`cloud`]: the reference Place service (rules, store, relay server);
 //! - [`sim`]: simulated processors; [`cli`]: the command line;
-//! - [`atomic_file`] is how any of them replaces a file, [`shutdown`] how
+//! - [`atomic_file`] is how any of them replaces a file, [`hex`] how they
+//!   write bytes as hex digits and read them back, [`shutdown`] how
 //!   their long-running tasks are stopped, [`metrics`] how the daemon's
 //!   and the Place service's Prometheus metrics leave the process.
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod cloud;
 pub mod daemon;
 pub mod dirs;
 pub mod discovery;
+pub mod hex;
 pub mod identity;
 pub mod inventory;
 pub mod lan;

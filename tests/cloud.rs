@@ -831,3 +831,58 @@ fn enrolling_a_name_again_keeps_its_account_and_never_overwrites_a_bundle() {
     );
     assert!(second.join("cert.pem").exists());
 }
+
+/// `place list --as` names the Places the account reaches (it reads that
+/// account's grants only), each with its time left: not another
+/// account's, not a Place whose remote services are off. No network:
+/// operator commands only.
+#[test]
+fn place_list_as_an_account_names_only_the_places_it_reaches() {
+    let dir = TempDir::new("cloud-place-list-as");
+    let (data, _, _) = setup(&dir);
+    let data = data.to_str().unwrap();
+    let create = |id: &str, by: &str, remote: bool| {
+        let project = dir.path(&format!("{id}.json"));
+        let mut args = vec!["cloud", "--data", data, "place", "create", "--as", by];
+        args.extend(["--project-file", project.to_str().unwrap(), "--id", id]);
+        if remote {
+            args.push("--remote-services");
+        }
+        let run = handoff(&args);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+    };
+    let other = "other@example.com";
+    create("cabin", other, true);
+    create("shed", other, true);
+    create("grey", OWNER, false);
+    let run = handoff(&[
+        "cloud", "--data", data, "share", "cabin", "--as", other, "--to", OWNER, "--for", "7d",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let list = |account: &str| {
+        let run = handoff(&[
+            "cloud", "--data", data, "place", "list", "--as", account, "--json",
+        ]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["place"].as_str().unwrap().to_owned(),
+                    p["remaining_s"].is_null(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(OWNER),
+        [("cabin".to_owned(), false), ("lake-house".to_owned(), true)]
+    );
+    assert_eq!(
+        list(other),
+        [("cabin".to_owned(), true), ("shed".to_owned(), true)]
+    );
+    assert_eq!(list("nobody@example.com"), []);
+}

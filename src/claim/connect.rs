@@ -242,14 +242,7 @@ pub fn named_macs<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> Vec<Mac> {
 }
 
 fn mac_from_hex(hex: &str) -> Option<Mac> {
-    if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut mac = [0u8; 6];
-    for (i, byte) in mac.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(Mac(mac))
+    crate::hex::decode(hex)?.try_into().ok().map(Mac)
 }
 
 fn server_identity(stream: &TlsStream<TcpStream>) -> Option<ServerIdentity> {
@@ -379,5 +372,29 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AlertWatch<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::CertificateAuthority;
+
+    /// A Caséta bridge's CA writes its MAC upper case; any case reads.
+    #[test]
+    fn a_bridge_cas_common_name_names_its_mac() {
+        let mac = Mac([0x02, 0x4c, 0xab, 0xcd, 0xef, 0x01]);
+        let ca = CertificateAuthority::processor_ca(mac).unwrap();
+        assert_eq!(named_macs([ca.certificate_der().as_ref()]), vec![mac]);
+        assert_eq!(mac_from_hex("024cabcdef01"), Some(mac));
+        for bad in [
+            "024cabcdef0",
+            "024cabcdef012",
+            "024cabcdef0g",
+            "+24cabcdef01",
+            "",
+        ] {
+            assert_eq!(mac_from_hex(bad), None, "{bad:?}");
+        }
     }
 }

@@ -62,7 +62,7 @@ fn local_address_towards(processor: IpAddr) -> Result<IpAddr, String> {
 }
 
 fn bare_hex(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&mac)
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl CertificateAuthority {
     /// # Errors
     /// [`IdentityError::KeyGeneration`] or [`IdentityError::Build`].
     pub fn processor_ca(mac: Mac) -> Result<Self, IdentityError> {
-        let hex: String = mac.0.iter().map(|b| format!("{b:02X}")).collect();
+        let hex = crate::hex::encode(&mac.0).to_uppercase();
         Self::self_signed(&format!("SmartBridge{hex}"))
     }
 

@@ -33,23 +33,7 @@ impl Mac {
     /// The 12 lowercase hex digits without separators, as LEAP's
     /// `DeviceUID` carries them.
     pub fn bare_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn hex_pair(pair: &[u8]) -> Option<u8> {
-    match pair {
-        [hi, lo] => Some(hex_digit(*hi)? << 4 | hex_digit(*lo)?),
-        _ => None,
+        crate::hex::encode(&self.0)
     }
 }
 
@@ -65,7 +49,7 @@ impl FromStr for Mac {
         match bytes.len() {
             12 => {
                 for (i, pair) in bytes.chunks(2).enumerate() {
-                    out[i] = hex_pair(pair).ok_or_else(err)?;
+                    out[i] = crate::hex::byte(pair).ok_or_else(err)?;
                 }
             }
             14 => {
@@ -78,7 +62,7 @@ impl FromStr for Mac {
                     return Err(err());
                 }
                 for (i, pair) in digits.chunks(2).enumerate() {
-                    out[i] = hex_pair(pair).ok_or_else(err)?;
+                    out[i] = crate::hex::byte(pair).ok_or_else(err)?;
                 }
             }
             17 => {
@@ -90,7 +74,7 @@ impl FromStr for Mac {
                     if i >= 6 {
                         return Err(err());
                     }
-                    out[i] = hex_pair(group).ok_or_else(err)?;
+                    out[i] = crate::hex::byte(group).ok_or_else(err)?;
                 }
             }
             _ => return Err(err()),

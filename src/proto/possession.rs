@@ -55,9 +55,8 @@ mod tests {
             seq: 13,
         };
         let bytes = signed_bytes(&id, " Owner@Example.com", Serial(37152423), &[0x30, 0x82]);
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
-            hex,
+            crate::hex::encode(&bytes),
             "85781b68616e646f666620636c61696d20706f7373657373696f6e2076318266642d37\
              6633610d716f776e6572406578616d706c652e636f6d1a0236e6a7423082"
         );

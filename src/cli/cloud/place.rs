@@ -12,8 +12,8 @@ use crate::cli::CliError;
 use crate::cloud::certificate_file::read_certificate;
 use crate::cloud::store::ProcessorRecord;
 use crate::cloud::{
-    AccountId, CloudStore, Command, PlaceId, ProjectFile, Refusal, Timestamp, mint_place_id,
-    places_for,
+    AccountId, CloudStore, Command, PlaceId, Places, ProjectFile, Refusal, Timestamp,
+    mint_place_id, places_for,
 };
 use crate::processor::Mac;
 
@@ -199,9 +199,11 @@ pub(super) fn run(
             }))
         }
         PlaceCommand::List { account, json } => {
-            let places = store.places()?;
             if let Some(account) = account {
-                let list = places_for(&places, &AccountId::new(&account), at);
+                // Only the Places the account has a grant in are read.
+                let account = AccountId::new(&account);
+                let (reached, _) = store.account_places(&account, at, 0, usize::MAX)?;
+                let list = places_for(&Places::from_places(reached), &account, at);
                 return Ok(print(
                     json,
                     json!(list.iter().map(|p| json!({"place": p.place.0, "role": role_text(p.role), "remaining_s": super::print::remaining_json(p.remaining)})).collect::<Vec<_>>()),
@@ -213,6 +215,7 @@ pub(super) fn run(
                     },
                 ));
             }
+            let places = store.places()?;
             let processors = store.processors()?;
             let reports = store.processor_reports(&serials(&processors))?;
             let all: Vec<Value> = places

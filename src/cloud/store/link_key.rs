@@ -69,7 +69,7 @@ impl LinkKey {
         }
         message.extend_from_slice(&id.seq.to_be_bytes());
         let tag = suite().hkdf_provider.hmac_sign(&self.0, &message);
-        LinkSecret(super::hex(&tag.as_ref()[..16]))
+        LinkSecret(crate::hex::encode(&tag.as_ref()[..16]))
     }
 }
 

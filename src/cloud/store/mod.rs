@@ -409,6 +409,9 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
     // Who relayed, as the timeline and the processors' reports name it.
     let site_box = site.unwrap_or(&event.id.daemon);
     let mut link = None;
+    // A release that names only its serial finds its Place by the
+    // processor: the record, kept for `report_contact`.
+    let mut released = None;
     let result = match &event.kind {
         EventKind::Unknown { kind } => {
             // Not stored: a later build may know it.
@@ -425,7 +428,8 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
         }
         EventKind::Released(e) => match released_place(txn, e).await? {
             Err(refusal) => Err(refusal),
-            Ok(place) => {
+            Ok((place, record)) => {
+                released = record;
                 let cmd = Command::Release {
                     place,
                     by: account.clone(),
@@ -452,7 +456,7 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
         }
     };
     if result.is_ok() {
-        report_contact(txn, site_box, event, now).await?;
+        report_contact(txn, site_box, event, released, now).await?;
     }
     let stored = match &result {
         Ok(()) => StoredResult::Applied { link },
@@ -473,11 +477,13 @@ pub(crate) async fn relay_event<T: PlaceTxn>(
 /// Keeps what an applied event says of its processor: the site box that
 /// relayed it (`site_box`), when, and the model and firmware a claim
 /// reports ([`reports`]). A release names its processor only by serial,
-/// which must be of the Place released.
+/// which must be of the Place released; `released` is its record when
+/// [`released_place`] read it already.
 async fn report_contact<T: PlaceTxn>(
     txn: &mut T,
     site_box: &str,
     event: &RelayEvent,
+    released: Option<ProcessorRecord>,
     now: Timestamp,
 ) -> Result<(), CloudError> {
     let (serial, reported) = match &event.kind {
@@ -486,10 +492,11 @@ async fn report_contact<T: PlaceTxn>(
             let Some(serial) = e.serial else {
                 return Ok(());
             };
-            let of_place = txn
-                .processor(serial)
-                .await?
-                .is_some_and(|r| e.place.as_ref().is_none_or(|p| *p == r.place));
+            let record = match released {
+                Some(record) => Some(record),
+                None => txn.processor(serial).await?,
+            };
+            let of_place = record.is_some_and(|r| e.place.as_ref().is_none_or(|p| *p == r.place));
             if !of_place {
                 return Ok(());
             }
@@ -506,13 +513,14 @@ async fn report_contact<T: PlaceTxn>(
     txn.put_processor_report(&report).await
 }
 
-/// The Place a Released event names, directly or by its processor.
+/// The Place a Released event names, directly or by its processor; and
+/// the processor's record when it was read to find the Place.
 async fn released_place<T: PlaceTxn>(
     txn: &mut T,
     e: &crate::proto::Released,
-) -> Result<Result<PlaceId, Refusal>, CloudError> {
+) -> Result<Result<(PlaceId, Option<ProcessorRecord>), Refusal>, CloudError> {
     if let Some(place) = &e.place {
-        return Ok(Ok(place.clone()));
+        return Ok(Ok((place.clone(), None)));
     }
     let Some(serial) = e.serial else {
         return Ok(Err(Refusal::NoSuchPlace {
@@ -520,7 +528,7 @@ async fn released_place<T: PlaceTxn>(
         }));
     };
     Ok(match txn.processor(serial).await? {
-        Some(record) => Ok(record.place),
+        Some(record) => Ok((record.place.clone(), Some(record))),
         None => Err(Refusal::UnknownProcessor { serial }),
     })
 }
@@ -660,12 +668,7 @@ pub(crate) fn fresh_secret() -> Result<String, CloudError> {
         .secure_random
         .fill(&mut bytes)
         .map_err(|_| CloudError::Failed("no randomness for a link secret".into()))?;
-    Ok(hex(&bytes))
-}
-
-/// Bytes as lower-case hex: how link secrets and their digests are written.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(crate::hex::encode(&bytes))
 }
 
 /// SHA-256 of a share link's secret, hex: what both stores keep instead of
@@ -675,7 +678,7 @@ pub(crate) fn link_digest(secret: &LinkSecret) -> String {
         .common
         .hash_provider
         .hash(secret.0.as_bytes());
-    hex(hash.as_ref())
+    crate::hex::encode(hash.as_ref())
 }
 
 /// The store: the embedded redb file (the default) or a PostgreSQL

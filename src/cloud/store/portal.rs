@@ -85,7 +85,7 @@ fn seal(secret: &str, text: &str) -> Result<String, CloudError> {
                 .ok()
         })
         .ok_or_else(|| CloudError::Failed("cannot seal a portal message".into()))?;
-    Ok(format!("v2:{salt}:{}", super::hex(&sealed)))
+    Ok(format!("v2:{salt}:{}", crate::hex::encode(&sealed)))
 }
 
 /// The text [`seal`] sealed under `secret`; `None` when it was sealed
@@ -97,7 +97,7 @@ fn unseal(secret: &str, sealed: &str) -> Option<String> {
     else {
         return None;
     };
-    let mut bytes = unhex(body)?;
+    let mut bytes = crate::hex::decode(body)?;
     let nonce = Nonce::assume_unique_for_key([0; NONCE_LEN]);
     let text = flash_key(secret, salt)?
         .open_in_place(nonce, Aad::empty(), &mut bytes)
@@ -115,16 +115,6 @@ fn flash_key(secret: &str, salt: &str) -> Option<LessSafeKey> {
     UnboundKey::new(&AES_256_GCM, okm.as_ref())
         .ok()
         .map(LessSafeKey::new)
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn digest(secret: &str) -> String {

@@ -13,7 +13,9 @@
 //! reads the grants its rule needs and writes the ones that changed, so
 //! its cost does not grow with the Place's grants. Files written before
 //! this layout (one `places` record holding every grant) are converted
-//! when opened, in one transaction.
+//! when opened, in one transaction. The same keys turned round,
+//! (account, Place), are an index ([`by_account`]): an account's Places
+//! are read without a pass over every grant of the cloud.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -42,7 +44,8 @@ pub const STORE_FILE: &str = "cloud.redb";
 
 /// Place id → its [`PlaceRow`].
 pub(super) const PLACES: TableDefinition<&str, &[u8]> = TableDefinition::new("place_rows");
-/// (Place id, account) → that account's [`Grant`] in the Place.
+/// (Place id, account) → that account's [`Grant`] in the Place; written
+/// only through [`by_account::Grants`], which keeps the index by account.
 const GRANTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("grants");
 /// The layout before `place_rows` and `grants`: Place id → the whole
 /// Place. Converted and dropped at open.
@@ -54,6 +57,7 @@ const PROCESSORS: TableDefinition<u32, &[u8]> = TableDefinition::new("processors
 const EVENTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("events");
 /// (processor serial, certificate serial) → when the proof was spent.
 const SPENT_PROOFS: TableDefinition<(u32, &[u8]), u64> = TableDefinition::new("spent_proofs");
+mod by_account;
 mod daemons;
 mod link_secrets;
 
@@ -98,10 +102,11 @@ impl PlaceRow {
     }
 }
 
-/// The keys of `place`'s grants in [`GRANTS`]: every account sorts after
-/// "" and, as valid UTF-8, before U+10FFFF.
-fn grants_of(place: &str) -> std::ops::RangeInclusive<(&str, &str)> {
-    (place, "")..=(place, "\u{10FFFF}")
+/// The keys whose first part is `first` in a table keyed by two strings
+/// (a Place's grants, an account's Places): every second part sorts
+/// after "" and, as valid UTF-8, before U+10FFFF.
+fn prefixed(first: &str) -> std::ops::RangeInclusive<(&str, &str)> {
+    (first, "")..=(first, "\u{10FFFF}")
 }
 
 fn read_row(
@@ -135,7 +140,7 @@ fn read_place(
         return Ok(None);
     };
     let mut place = row.into_place(id);
-    for entry in grants.range(grants_of(&id.0))? {
+    for entry in grants.range(prefixed(&id.0))? {
         let (k, v) = entry?;
         let (_, account) = k.value();
         let grant = decode("grants", &format!("{}/{account}", id.0), v.value())?;
@@ -162,17 +167,14 @@ fn convert_whole_places(txn: &WriteTransaction) -> Result<usize, CloudError> {
         }
     }
     let mut rows = txn.open_table(PLACES)?;
-    let mut grants = txn.open_table(GRANTS)?;
+    let mut grants = by_account::Grants::open(txn)?;
     for place in &places {
         rows.insert(
             place.id.0.as_str(),
             encode(&PlaceRow::of(place))?.as_slice(),
         )?;
         for (account, grant) in &place.grants {
-            grants.insert(
-                (place.id.0.as_str(), account.as_str()),
-                encode(grant)?.as_slice(),
-            )?;
+            grants.put(&place.id, account, grant)?;
         }
     }
     drop((rows, grants));
@@ -234,7 +236,7 @@ impl PlaceTxn for RedbTxn<'_> {
         }
         if one_other_live {
             let mut other = None;
-            for entry in grants.range(grants_of(&id.0))? {
+            for entry in grants.range(prefixed(&id.0))? {
                 let (k, v) = entry?;
                 let (_, account) = k.value();
                 let account = AccountId::new(account);
@@ -260,16 +262,10 @@ impl PlaceTxn for RedbTxn<'_> {
         now: Timestamp,
     ) -> Result<(), CloudError> {
         let mut rows = self.0.open_table(PLACES)?;
-        let mut grants = self.0.open_table(GRANTS)?;
+        let mut grants = by_account::Grants::open(self.0)?;
         let Some(next) = next else {
             rows.remove(id.0.as_str())?;
-            let accounts: Vec<String> = grants
-                .range(grants_of(&id.0))?
-                .map(|entry| entry.map(|(k, _)| k.value().1.to_owned()))
-                .collect::<Result<_, _>>()?;
-            for account in &accounts {
-                grants.remove((id.0.as_str(), account.as_str()))?;
-            }
+            grants.remove_place(id)?;
             self.0.open_table(DELETED)?.insert(id.0.as_str(), now.0)?;
             return Ok(());
         };
@@ -285,11 +281,11 @@ impl PlaceTxn for RedbTxn<'_> {
         let old = before.map_or(&empty, |b| &b.grants);
         for (account, grant) in &next.grants {
             if old.get(account) != Some(grant) {
-                grants.insert((id.0.as_str(), account.as_str()), encode(grant)?.as_slice())?;
+                grants.put(id, account, grant)?;
             }
         }
         for account in old.keys().filter(|a| !next.grants.contains_key(*a)) {
-            grants.remove((id.0.as_str(), account.as_str()))?;
+            grants.remove(id, account.as_str())?;
         }
         Ok(())
     }
@@ -411,6 +407,10 @@ impl RedbStore {
         // Create every table once, so readers never meet a missing one.
         let converted = store.write(|txn| {
             let converted = convert_whole_places(txn)?;
+            let indexed = by_account::build(txn)?;
+            if indexed > 0 {
+                tracing::info!(grants = indexed, "grants indexed by account");
+            }
             let forgotten = link_secrets::forget(txn)?;
             if forgotten > 0 {
                 tracing::info!(
@@ -420,6 +420,7 @@ impl RedbStore {
             }
             txn.open_table(PLACES)?;
             txn.open_table(GRANTS)?;
+            txn.open_table(by_account::BY_ACCOUNT)?;
             txn.open_table(DELETED)?;
             txn.open_table(PROCESSORS)?;
             txn.open_table(EVENTS)?;
@@ -605,8 +606,8 @@ impl RedbStore {
 
     /// The Places `account` has a live grant in, in id order: `skip`
     /// of them passed over, at most `take` read whole; and how many there
-    /// are in all. One pass over the grants' keys, decoding only this
-    /// account's (the table has no index by account).
+    /// are in all. Reads this account's keys in the index by account and
+    /// its grant in each of those Places, never another account's.
     pub(super) fn account_places(
         &self,
         account: &AccountId,
@@ -617,23 +618,20 @@ impl RedbStore {
         let txn = self.read()?;
         let rows = txn.open_table(PLACES).map_err(|e| self.err(e))?;
         let grants = txn.open_table(GRANTS).map_err(|e| self.err(e))?;
-        let mut ids = Vec::new();
-        for entry in grants.iter().map_err(|e| self.err(e))? {
-            let (k, v) = entry.map_err(|e| self.err(e))?;
-            let (place, who) = k.value();
-            if who != account.as_str() {
-                continue;
-            }
-            let grant: Grant = decode("grants", &format!("{place}/{who}"), v.value())?;
-            if grant.is_live(now) {
-                ids.push(PlaceId(place.to_owned()));
+        let index = txn
+            .open_table(by_account::BY_ACCOUNT)
+            .map_err(|e| self.err(e))?;
+        let mut live = Vec::new();
+        for id in by_account::places_of(&index, account)? {
+            if read_grant(&grants, &id, account.as_str())?.is_some_and(|g| g.is_live(now)) {
+                live.push(id);
             }
         }
         let mut places = Vec::new();
-        for id in ids.iter().skip(skip).take(take) {
+        for id in live.iter().skip(skip).take(take) {
             places.extend(read_place(&rows, &grants, id)?);
         }
-        Ok((places, ids.len()))
+        Ok((places, live.len()))
     }
 
     pub(super) fn processor(&self, serial: Serial) -> Result<Option<ProcessorRecord>, CloudError> {

@@ -715,6 +715,7 @@ fn a_redb_file_of_whole_place_records_is_converted_when_opened() {
     let store = CloudStore::open(&data).unwrap();
     assert_eq!(store.place(&place.id).unwrap().as_ref(), Some(&place));
 }
+mod by_account;
 mod daemons;
 mod link_secrets;
 fn a_places_timeline_keeps_every_applied_and_refused_event_with_its_site_box(b: Backend) {

@@ -139,10 +139,7 @@ fn no_link_secret_is_in_the_store_after_links_were_made(b: Backend) {
 
     let held = everything(&store, url.as_deref());
     for secret in [&relayed.secret, &operator.secret.0] {
-        let raw: Vec<u8> = (0..secret.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&secret[i..i + 2], 16).unwrap())
-            .collect();
+        let raw = crate::hex::decode(secret).unwrap();
         assert!(
             !contains(&held, secret.as_bytes()),
             "the secret {secret} is stored"
