@@ -291,13 +291,15 @@ pub(super) async fn run_asker(
 /// `read_one` (one datagram, or `WouldBlock`): what is there when the
 /// first comes, then every [`BURST_GAP`] what came meanwhile, until a gap
 /// brings nothing or the burst has lasted `longest` (a LAN that never
-/// stops talking is still heard, a burst at a time). The socket is in the runtime's poll set only while
-/// waiting for a burst's first packet (four system calls a burst):
-/// registered throughout, every
-/// packet of a burst of 500 was an edge that woke the runtime (about 120
-/// wake-ups a liveness round, though the reader slept between reads).
+/// stops talking is still heard, a burst at a time).
+///
+/// The socket is in the runtime's poll set only while waiting for a
+/// burst's first packet (four system calls a burst). Registered
+/// throughout, every packet of a burst of 500 was an edge that woke the
+/// runtime (about 120 wake-ups a liveness round, though the reader slept
+/// between reads).
 async fn read_bursts(
-    sock: &Arc<UdpSocket>,
+    sock: &UdpSocket,
     longest: Duration,
     mut read_one: impl FnMut() -> std::io::Result<()>,
 ) -> std::io::Result<()> {

@@ -22,12 +22,12 @@ mod listen;
 mod unicast;
 
 use std::collections::VecDeque;
+use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
-use std::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
