@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
+use crate::processor::Mac;
+
 /// What other clients send.
 pub const ANONYMOUS_DEVICE_UID: &str = "000000000000";
 
@@ -13,7 +15,7 @@ pub const ANONYMOUS_DEVICE_UID: &str = "000000000000";
 /// logged at debug level: nothing here is worth failing a claim for.
 pub fn device_uid_towards(processor: IpAddr) -> String {
     match local_mac_towards(processor) {
-        Ok(mac) => bare_hex(mac),
+        Ok(mac) => Mac(mac).bare_hex(),
         Err(why) => {
             tracing::debug!(%processor, "sending DeviceUID {ANONYMOUS_DEVICE_UID}: {why}");
             ANONYMOUS_DEVICE_UID.to_owned()
@@ -61,10 +63,6 @@ fn local_address_towards(processor: IpAddr) -> Result<IpAddr, String> {
         .map_err(|e| format!("cannot read the local address: {e}"))
 }
 
-fn bare_hex(mac: [u8; 6]) -> String {
-    crate::hex::encode(&mac)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,7 +70,7 @@ mod tests {
     #[test]
     fn a_mac_is_sent_as_twelve_lowercase_hex_digits() {
         assert_eq!(
-            bare_hex([0x02, 0x4c, 0x02, 0x36, 0xe6, 0xa7]),
+            Mac([0x02, 0x4c, 0x02, 0x36, 0xe6, 0xa7]).bare_hex(),
             "024c0236e6a7"
         );
     }
