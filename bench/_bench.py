@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # BENCH_BIN: another build of handoff to measure (to compare profiles);
 # the default is the one `cargo build --release` makes.
 BIN = Path(os.environ.get("BENCH_BIN", ROOT / "target/release/handoff"))
+# The daemon alone, as handoff.service runs it: handoffd beside BIN
+# (BENCH_DAEMON_BIN names another).
+DAEMON_BIN = Path(os.environ.get("BENCH_DAEMON_BIN", BIN.with_name("handoffd")))
 VENV = ROOT / "target/bench-venv"
 PY = VENV / "bin/python"
 PYDIR = Path(__file__).resolve().parent / "py"
@@ -76,7 +79,7 @@ def build(examples=()):
     extra = [a for e in examples for a in ("--example", e)]
     subprocess.run(
         ["cargo", "build", "--release", "--quiet", "--manifest-path", str(ROOT / "Cargo.toml"),
-         "--bin", "handoff", *extra],
+         "--bin", "handoff", "--bin", "handoffd", *extra],
         check=True,
     )
 
@@ -470,10 +473,11 @@ DAEMON_UNIT_ENV = " ".join(
 )
 
 
-def watch_daemon(tmp):
-    """`handoff daemon` as systemd runs it (default liveness, no cloud,
-    no configuration file): the processors it knows, read from `handoff
-    health --json` (one line per poll; the key is the count)."""
+def watch_daemon(tmp, alone=True):
+    """The site daemon as systemd runs it (`handoffd`, default liveness, no
+    cloud, no configuration file; `alone=False`: `handoff daemon`, the same
+    code in the whole CLI's binary): the processors it knows, read from
+    `handoff health --json` (one line per poll; the key is the count)."""
     state, run = tmp / "daemon-state", tmp / "daemon-run"
     dirs = ["--state-dir", str(state), "--runtime-dir", str(run)]
     config = tmp / "daemon.toml"
@@ -483,8 +487,9 @@ def watch_daemon(tmp):
     for kv in os.environ.get("BENCH_DAEMON_ENV", DAEMON_UNIT_ENV).split():
         k, _, v = kv.partition("=")
         env[k] = v
+    command = [str(DAEMON_BIN)] if alone else [str(BIN), "daemon"]
     proc = subprocess.Popen(
-        [str(BIN), "daemon", *dirs, "--config", str(config), "--interface", "tool0"],
+        [*command, *dirs, "--config", str(config), "--interface", "tool0"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
 

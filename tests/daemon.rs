@@ -1,6 +1,7 @@
 //! The site daemon and its control socket, each test on its own private
-//! network: `handoff daemon` and `handoff sim` run as real processes, and
-//! the CLI talks to the daemon through the socket.
+//! network: `handoff daemon` (or `handoffd`, as systemd's unit runs it)
+//! and `handoff sim` run as real processes, and the CLI talks to the
+//! daemon through the socket.
 
 mod common;
 
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 use common::{Sim, TempDir, handoff, handoff_bin, identity_facts};
 use handoff::proto::control::{ControlMessage, Request, decode, encode, error_code};
 use serde_json::Value;
+
+const HANDOFFD: &str = env!("CARGO_BIN_EXE_handoffd");
 
 /// A running `handoff daemon` with its own state and runtime directories.
 struct Daemon {
@@ -36,16 +39,25 @@ impl Daemon {
     /// `handoff daemon` with its own (empty unless written) configuration
     /// file beside `state`, never the machine's.
     fn command(state: &Path, run: &Path) -> Command {
+        Daemon::command_of(Command::new(handoff_bin()), &["daemon"], state, run)
+    }
+
+    /// The same daemon as `handoffd`, the binary systemd's unit runs.
+    fn command_alone(state: &Path, run: &Path) -> Command {
+        Daemon::command_of(Command::new(HANDOFFD), &[], state, run)
+    }
+
+    fn command_of(mut c: Command, subcommand: &[&str], state: &Path, run: &Path) -> Command {
         let config = state.with_extension("toml");
         if !config.exists() {
             std::fs::write(&config, "").unwrap();
         }
-        let mut c = Command::new(handoff_bin());
         c.arg("--state-dir")
             .arg(state)
             .arg("--runtime-dir")
             .arg(run)
-            .args(["daemon", "--liveness", "6s", "--config"])
+            .args(subcommand)
+            .args(["--liveness", "6s", "--config"])
             .arg(config)
             .env("HANDOFF_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
@@ -281,6 +293,42 @@ lan_test! {
     }
 }
 
+lan_test! {
+    fn handoffd_is_the_daemon_alone_and_shares_its_lock_with_handoff_daemon() {
+        let dir = TempDir::new("handoffd");
+        let mut command = Daemon::command_alone(&dir.path("state"), &dir.path("run"));
+        command.stderr(Stdio::inherit());
+        let child = command.spawn().expect("spawn handoffd");
+        let pid = child.id();
+        let mut daemon = Daemon { child: Some(child), dir };
+        daemon.wait_serving();
+        let sim = Sim::start(&["--count", "2", "--seed", "95", "--no-probe"]);
+        daemon.wait_inventory(2, Duration::from_secs(15));
+        // The CLI's commands find it as they find `handoff daemon`.
+        assert_eq!(daemon.health()["pid"], pid);
+        let found = daemon.cli(&["discover", "--json"]).json();
+        let facts: std::collections::BTreeSet<_> = found.as_array().unwrap().iter().map(identity_facts).collect();
+        let want: std::collections::BTreeSet<_> = sim.manifest.iter().map(identity_facts).collect();
+        assert_eq!(facts, want);
+        // One daemon per state directory, whichever binary runs it.
+        let out = Daemon::command(&daemon.state(), &daemon.dir.path("run2")).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("another handoff daemon uses this state directory"), "{err}");
+        assert!(daemon.terminate().success());
+
+        // The CLI's only command is not its argument: a usage error, exit 2.
+        let out = Command::new(HANDOFFD).arg("daemon").output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected argument 'daemon'"));
+        let out = Command::new(HANDOFFD).arg("--version").output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("handoffd {}", env!("CARGO_PKG_VERSION")));
+        // Nor does it carry the other commands' options.
+        let out = Command::new(HANDOFFD).args(["--standalone"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+    }
+}
+
 /// Reads one frame from a blocking stream.
 fn read_frame(s: &mut UnixStream) -> Option<ControlMessage> {
     let mut prefix = [0u8; 4];
@@ -357,7 +405,8 @@ lan_test! {
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let socket = dir.path("run").join("handoff.sock");
-        let mut command = Daemon::command(&dir.path("state"), &dir.path("run"));
+        // handoffd: what the unit's ExecStart runs.
+        let mut command = Daemon::command_alone(&dir.path("state"), &dir.path("run"));
         command
             .env("NOTIFY_SOCKET", &notify_path)
             .env("WATCHDOG_USEC", "2000000")

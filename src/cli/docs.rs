@@ -24,8 +24,8 @@ pub struct CompletionsArgs {
 
 #[derive(Args, Debug)]
 pub struct ManArgs {
-    /// Write one page per command (handoff.1, handoff-discover.1…) into
-    /// this directory instead of the main page to stdout
+    /// Write one page per command (handoff.1, handoff-discover.1…, and
+    /// handoffd.1) into this directory instead of the main page to stdout
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -98,6 +98,8 @@ pub fn write_man_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     walk(cmd, dir, &mut written)?;
     written.reverse();
+    // handoffd(1), the daemon alone: its own program, its own page.
+    walk(super::daemon::DaemonCli::command(), dir, &mut written)?;
     Ok(written)
 }
 
@@ -247,6 +249,7 @@ mod tests {
             "handoff-discover.1",
             "handoff-config-check.1",
             "handoff-sim.1",
+            "handoffd.1",
         ] {
             assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
         }
@@ -254,5 +257,9 @@ mod tests {
         let discover = std::fs::read_to_string(dir.join("handoff-discover.1")).unwrap();
         assert!(discover.contains(".TH handoff-discover 1"), "{discover}");
         assert!(discover.contains("liveness"));
+        let alone = std::fs::read_to_string(dir.join("handoffd.1")).unwrap();
+        assert!(alone.contains(".TH handoffd 1"), "{alone}");
+        assert!(alone.contains("liveness") && alone.contains("state\\-dir"), "{alone}");
+        assert!(alone.contains("handoffd \\-\\-interface eth0"), "{alone}");
     }
 }

@@ -77,6 +77,27 @@ const STATE_DIR: (&str, &str) = (
      $XDG_STATE_HOME/handoff or ~/.local/state/handoff.",
 );
 
+/// The daemon's exit codes and files: `handoff daemon` and `handoffd` are
+/// one program.
+const DAEMON_EXIT: &[(&str, &str)] = &[
+    ("0", "Stopped by SIGTERM or SIGINT (Ctrl-C)."),
+    (
+        "1",
+        "Could not start (another daemon holds the state directory or answers \
+         on the socket, no usable interface, a refused configuration) or \
+         discovery stopped.",
+    ),
+];
+const DAEMON_FILES: &[(&str, &str)] = &[
+    CONFIG,
+    SOCKET,
+    LOCK,
+    OUTBOX,
+    CLOUD_IDENTITY,
+    PAIRING_IDENTITY,
+    CREDENTIALS,
+];
+
 /// The extra sections of the page named `page` ("handoff",
 /// "handoff-claim"…); every page gets at least the common exit codes.
 pub fn sections(page: &str) -> Sections {
@@ -226,24 +247,22 @@ pub fn sections(page: &str) -> Sections {
                     "systemctl start handoff\nhandoff health",
                 ),
             ],
-            exit: &[
-                ("0", "Stopped by SIGTERM or SIGINT (Ctrl-C)."),
+            exit: DAEMON_EXIT,
+            files: DAEMON_FILES,
+        },
+        "handoffd" => Sections {
+            examples: &[
                 (
-                    "1",
-                    "Could not start (another daemon holds the state directory or answers \
-                     on the socket, no usable interface, a refused configuration) or \
-                     discovery stopped.",
+                    "As the unit runs it (systemd/handoff.service), then ask how it is doing:",
+                    "systemctl start handoff\nhandoff health",
+                ),
+                (
+                    "By hand, in a terminal, on one interface (as `handoff daemon`):",
+                    "handoffd --interface eth0",
                 ),
             ],
-            files: &[
-                CONFIG,
-                SOCKET,
-                LOCK,
-                OUTBOX,
-                CLOUD_IDENTITY,
-                PAIRING_IDENTITY,
-                CREDENTIALS,
-            ],
+            exit: DAEMON_EXIT,
+            files: DAEMON_FILES,
         },
         "handoff-health" => Sections {
             examples: &[("For a monitoring script:", "handoff health --json")],

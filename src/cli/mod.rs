@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Errors the command line reports.
 #[derive(Debug, thiserror::Error)]
@@ -75,14 +75,9 @@ impl CliError {
     }
 }
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "handoff",
-    version,
-    about = "Find lighting processors on the LAN, read their identity, and hand a site over",
-    long_about = None
-)]
-pub struct Cli {
+/// The options every command takes, and `handoffd` too.
+#[derive(Args, Debug, Clone)]
+pub struct Globals {
     /// Where handoff keeps its state [default: $STATE_DIRECTORY under
     /// systemd, else $XDG_STATE_HOME/handoff or ~/.local/state/handoff]
     #[arg(long, global = true, value_name = "DIR", env = "HANDOFF_STATE_DIR")]
@@ -108,6 +103,18 @@ pub struct Cli {
         env = "HANDOFF_LOG_FORMAT"
     )]
     pub log_format: Option<crate::daemon::logging::LogFormat>,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "handoff",
+    version,
+    about = "Find lighting processors on the LAN, read their identity, and hand a site over",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub globals: Globals,
 
     #[command(subcommand)]
     pub command: Command,
@@ -207,25 +214,51 @@ pub use crate::dirs::default_state_dir;
 /// into one line on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The daemon's configuration may choose the log format; a file that
-    // cannot be read is reported by the daemon itself, once logging runs.
-    let configured = match &cli.command {
-        Command::Daemon(args) => crate::daemon::config::load(args.config.as_deref())
+    let daemon = match &cli.command {
+        Command::Daemon(args) => Some(args.config.clone()),
+        _ => None,
+    };
+    let globals = cli.globals.clone();
+    start(&globals, daemon, run(cli))
+}
+
+/// `handoffd`: the daemon alone, parsed and run as `handoff daemon` is
+/// (see [`daemon::DaemonCli`]).
+pub fn daemon_main() -> ExitCode {
+    let cli = daemon::DaemonCli::parse();
+    let _ = CONTROL_SOCKETS.set(control_sockets(&cli.globals));
+    let state_dir = cli.globals.state_dir.clone().or_else(default_state_dir);
+    start(
+        &cli.globals,
+        Some(cli.args.config.clone()),
+        daemon::run(cli.args, state_dir, cli.globals.runtime_dir.clone()),
+    )
+}
+
+/// What both binaries do around a command: logging set up, the async
+/// runtime built, the command run in it, and its error turned into one
+/// line on stderr and the exit code. `daemon` is the daemon's `--config`
+/// when the command is the daemon: its configuration may choose the log
+/// format (a file that cannot be read is reported by the daemon itself,
+/// once logging runs).
+fn start(
+    globals: &Globals,
+    daemon: Option<Option<PathBuf>>,
+    command: impl std::future::Future<Output = Result<ExitCode, CliError>>,
+) -> ExitCode {
+    let configured = match &daemon {
+        Some(config) => crate::daemon::config::load(config.as_deref())
             .map(|(config, _)| config.log_format)
             .unwrap_or_default(),
-        _ => crate::daemon::logging::LogFormat::Auto,
+        None => crate::daemon::logging::LogFormat::Auto,
     };
-    let sink = crate::daemon::logging::init(cli.log_format, configured, cli.verbose);
+    let sink = crate::daemon::logging::init(globals.log_format, configured, globals.verbose);
     let _ = LOG_SINK.set(sink);
     // The daemon waits on the network and the control socket, and its few
     // slow steps (key generation) run on blocking threads: one worker is
     // enough, and an idle daemon is then one thread woken, not two that
     // hand work to each other (and one stack less in its memory).
-    let workers = if matches!(cli.command, Command::Daemon(_)) {
-        1
-    } else {
-        2
-    };
+    let workers = if daemon.is_some() { 1 } else { 2 };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -237,7 +270,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(command);
     if let Some(e) = output::stdout_failure() {
         eprintln!("error: the output could not be written to standard output: {e}");
         return ExitCode::FAILURE;
@@ -257,61 +290,37 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    let sockets = control_sockets(&cli);
+    let sockets = control_sockets(&cli.globals);
     // The demo is self-contained: a daemon running on this machine (its
     // socket is reachable from any network namespace) must not take part.
     if !matches!(cli.command, Command::Demo(_)) {
         let _ = CONTROL_SOCKETS.set(sockets.clone());
     }
+    let state_dir = || cli.globals.state_dir.clone().or_else(default_state_dir);
     match cli.command {
         Command::Discover(args) => discover::run(args, &sockets).await,
         Command::Daemon(args) => {
-            daemon::run(
-                args,
-                cli.state_dir.clone().or_else(default_state_dir),
-                cli.runtime_dir.clone(),
-            )
-            .await
+            daemon::run(args, state_dir(), cli.globals.runtime_dir.clone()).await
         }
         Command::Health(args) => health::run(args, &sockets).await,
         Command::Reload(args) => daemon::run_reload(args, &sockets).await,
         Command::Sim(args) => {
-            let state_dir = cli.state_dir.clone().or_else(default_state_dir);
+            let state_dir = state_dir();
             sim::run(args, state_dir).await
         }
         Command::Demo(args) => demo::run(args).await,
-        Command::Pair(args) => {
-            claim::run_pair(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
-        Command::PairingIdentity(args) => {
-            pairing_identity::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
+        Command::Pair(args) => claim::run_pair(args, state_dir()).await,
+        Command::PairingIdentity(args) => pairing_identity::run(args, state_dir()).await,
         Command::Lan(args) => lan::run(args),
-        Command::Claim(args) => {
-            claim::run_claim(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
-        Command::Unpair(args) => {
-            release::run_unpair(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
-        Command::Release(args) => {
-            release::run_release(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
-        Command::Status(args) => {
-            status::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
-        Command::Inspect(args) => {
-            inspect::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
-        Command::Relay(args) => {
-            relay::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
-        Command::Takeover(args) => {
-            takeover::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
-        Command::Cloud(args) => {
-            cloud::run(args, cli.state_dir.clone().or_else(default_state_dir)).await
-        }
-        Command::Config(args) => config::run(args, cli.state_dir.clone()),
+        Command::Claim(args) => claim::run_claim(args, state_dir()).await,
+        Command::Unpair(args) => release::run_unpair(args, state_dir()).await,
+        Command::Release(args) => release::run_release(args, state_dir()).await,
+        Command::Status(args) => status::run(args, state_dir()).await,
+        Command::Inspect(args) => inspect::run(args, state_dir()).await,
+        Command::Relay(args) => relay::run(args, state_dir()).await,
+        Command::Takeover(args) => takeover::run(args, state_dir()).await,
+        Command::Cloud(args) => cloud::run(args, state_dir()).await,
+        Command::Config(args) => config::run(args, cli.globals.state_dir.clone()),
         Command::Completions(args) => docs::run_completions(args),
         Command::Man(args) => docs::run_man(args),
     }
@@ -326,9 +335,9 @@ pub(crate) static CONTROL_SOCKETS: std::sync::OnceLock<Vec<PathBuf>> = std::sync
 pub(crate) static LOG_SINK: std::sync::OnceLock<crate::daemon::logging::Sink> =
     std::sync::OnceLock::new();
 
-fn control_sockets(cli: &Cli) -> Vec<PathBuf> {
-    let state_dir = cli.state_dir.clone().or_else(default_state_dir);
-    crate::daemon::client_socket_paths(cli.runtime_dir.as_deref(), state_dir.as_deref())
+fn control_sockets(globals: &Globals) -> Vec<PathBuf> {
+    let state_dir = globals.state_dir.clone().or_else(default_state_dir);
+    crate::daemon::client_socket_paths(globals.runtime_dir.as_deref(), state_dir.as_deref())
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
