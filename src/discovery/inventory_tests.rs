@@ -238,6 +238,83 @@ fn two_devices_answering_for_one_serial_are_a_warning() {
     );
 }
 
+/// The warning lists the devices by MAC, each with its addresses in
+/// order, whatever order they answered in.
+#[test]
+fn the_impostor_warning_lists_devices_by_mac_and_addresses_in_order() {
+    let mut inv = Inventory::new();
+    let n = name("Lutron Status");
+    let real = info("Lutron Status", 1, "127.0.1.1", "1.0");
+    let mut moved = real.clone();
+    moved.addresses = ["127.0.0.7".parse().unwrap()].into_iter().collect();
+    let mut low = info("Lutron Status (2)", 1, "127.0.9.9", "1.0");
+    low.mac = Some("02:00:00:00:00:00".parse().unwrap());
+    inv.confirmed(&n, real);
+    inv.confirmed(&n, moved);
+    assert!(inv.processors().next().unwrap().warnings.is_empty());
+    inv.confirmed(&name("Lutron Status (2)"), low);
+    assert_eq!(
+        inv.processors().next().unwrap().warnings,
+        vec![
+            "2 devices answer for serial 1 (00000001): MAC 02:00:00:00:00:00 at 127.0.9.9 \
+             and MAC 02:00:00:00:00:01 at 127.0.0.7,127.0.1.1; one may be an impostor"
+                .to_string()
+        ]
+    );
+}
+
+/// Three names for one processor, filed out of order and taken away
+/// from the middle: it shows the newest name it still has, and goes with
+/// the last one.
+#[test]
+fn names_of_one_processor_come_and_go_in_any_order() {
+    let mut inv = Inventory::new();
+    let at = |instance| info(instance, 5, "127.0.1.5", "1.0");
+    assert_eq!(inv.resolved(&name("B"), at("B")).len(), 1);
+    assert_eq!(inv.resolved(&name("C"), at("C")).len(), 1);
+    assert_eq!(inv.resolved(&name("A"), at("A")).len(), 1);
+    assert_eq!(inv.processors().next().unwrap().instance, "A");
+    assert_eq!(inv.removed(&name("B")), vec![]);
+    assert!(!inv.knows_name(&name("B")));
+    let ev = inv.removed(&name("A"));
+    assert!(
+        matches!(&ev[..], [InventoryEvent::Changed { changes, after, .. }]
+            if changes == &vec!["instance"] && after.instance == "C"),
+        "{ev:?}"
+    );
+    assert_eq!(inv.len(), 1);
+    let ev = inv.removed(&name("C"));
+    assert!(matches!(&ev[..], [InventoryEvent::Removed(p)] if p.instance == "C"));
+    assert!(inv.is_empty());
+    assert_eq!(inv.instance_names().count(), 0);
+}
+
+/// Processors hidden behind one name that all fall silent go in one
+/// round, by id.
+#[test]
+fn hidden_holders_of_a_name_that_fall_silent_go_by_id() {
+    let mut inv = Inventory::new();
+    let n = name("Lutron Status");
+    let holders: Vec<ProcessorInfo> = [30, 10, 20]
+        .into_iter()
+        .map(|serial| info("Lutron Status", serial, "127.0.1.1", "1.0"))
+        .collect();
+    for p in &holders {
+        inv.resolved(&n, p.clone());
+    }
+    assert_eq!(inv.liveness_round(), vec![]);
+    assert_eq!(inv.liveness_round(), vec![]);
+    assert_eq!(
+        inv.liveness_round(),
+        vec![
+            InventoryEvent::Removed(holders[1].clone()),
+            InventoryEvent::Removed(holders[0].clone())
+        ]
+    );
+    // The name's current holder stays.
+    assert_eq!(inv.processors().collect::<Vec<_>>(), vec![&holders[2]]);
+}
+
 #[test]
 fn one_processor_under_two_service_types_is_one_entry() {
     let mut inv = Inventory::new();
