@@ -91,7 +91,14 @@ pub struct InventoryEventJson<'a> {
 struct Entry {
     /// By instance name.
     by_instance: Vec<(String, Seen)>,
-    shown: ProcessorInfo,
+    /// The record shown (see [`Entry::shown`]), kept apart (boxed, so
+    /// that an entry without it is small in its map's node) when it is
+    /// not the only instance's record as it came. Most processors have
+    /// one name and one MAC: a copy would be some 700 bytes each for
+    /// nothing. `None` only while there is one instance, and only until
+    /// its instances change ([`Entry::file`], [`Entry::forget`]); the
+    /// following [`Inventory::refresh`] decides again.
+    shown: Option<Box<ProcessorInfo>>,
     /// The MACs its own answers carried (see [`Inventory::confirmed`]), and
     /// from which addresses (sorted): more than one is two devices
     /// claiming one serial.
@@ -109,6 +116,26 @@ struct Seen {
 }
 
 impl Entry {
+    fn new(fullname: &str, seen: Seen) -> Entry {
+        Entry {
+            by_instance: vec![(fullname.to_string(), seen)],
+            shown: None,
+            devices: Vec::new(),
+        }
+    }
+
+    /// The record shown: [`Entry::merged`] as of the last change.
+    fn shown(&self) -> &ProcessorInfo {
+        self.shown.as_deref().unwrap_or(&self.by_instance[0].1.info)
+    }
+
+    /// Shows `merged` from now on. Returns what was shown if it was kept
+    /// apart (else it is the only instance's record, still there).
+    fn show(&mut self, merged: ProcessorInfo) -> Option<Box<ProcessorInfo>> {
+        let alone = matches!(&self.by_instance[..], [(_, only)] if only.info == merged);
+        std::mem::replace(&mut self.shown, (!alone).then(|| Box::new(merged)))
+    }
+
     fn slot(&self, fullname: &str) -> Result<usize, usize> {
         self.by_instance
             .binary_search_by(|(name, _)| name.as_str().cmp(fullname))
@@ -124,20 +151,37 @@ impl Entry {
         Some(&mut self.by_instance[i].1)
     }
 
-    /// Files the latest record of one of its instances.
+    /// Files the latest record of one of its instances. The record shown
+    /// until the next refresh is kept apart.
     fn file(&mut self, fullname: &str, seen: Seen) {
         match self.slot(fullname) {
-            Ok(i) => self.by_instance[i].1 = seen,
-            Err(i) => insert_exact(&mut self.by_instance, i, (fullname.to_string(), seen)),
+            Ok(i) => {
+                let before = std::mem::replace(&mut self.by_instance[i].1, seen);
+                if self.shown.is_none() {
+                    // It was the only one, and its record the one shown.
+                    self.shown = Some(Box::new(before.info));
+                }
+            }
+            Err(i) => {
+                if self.shown.is_none() {
+                    self.shown = Some(Box::new(self.by_instance[0].1.info.clone()));
+                }
+                insert_exact(&mut self.by_instance, i, (fullname.to_string(), seen));
+            }
         }
     }
 
-    /// Takes one of its instances away.
-    fn forget(&mut self, fullname: &str) -> Option<Seen> {
+    /// Takes one of its instances away. The record shown until the next
+    /// refresh is kept apart (it is what a removal reports).
+    fn forget(&mut self, fullname: &str) -> Option<()> {
         let i = self.slot(fullname).ok()?;
         let (_, seen) = self.by_instance.remove(i);
         self.by_instance.shrink_to_fit();
-        Some(seen)
+        if self.shown.is_none() {
+            // It was the only one, and its record the one shown.
+            self.shown = Some(Box::new(seen.info));
+        }
+        Some(())
     }
 
     /// Notes a device (a MAC) answering from these addresses; whether it
@@ -280,9 +324,7 @@ fn changes(before: &ProcessorInfo, after: &ProcessorInfo) -> Vec<&'static str> {
 /// The live set of processors.
 #[derive(Debug, Default)]
 pub struct Inventory {
-    /// Boxed: a map's node holds room for eleven values, and an entry is a
-    /// few hundred bytes.
-    entries: BTreeMap<Identity, Box<Entry>>,
+    entries: BTreeMap<Identity, Entry>,
     names: HashMap<String, Holders>,
     seq: u64,
     round: u64,
@@ -315,7 +357,7 @@ impl Inventory {
             && entry.note_device(mac, &addresses)
         {
             events.extend(Self::refresh(entry));
-            if let Some(w) = entry.impostor_warning(&entry.shown) {
+            if let Some(w) = entry.impostor_warning(entry.shown()) {
                 tracing::warn!("{w}");
             }
         }
@@ -364,14 +406,8 @@ impl Inventory {
         };
         match self.entries.get_mut(&identity) {
             None => {
-                let shown = seen.info.clone();
-                let added = InventoryEvent::Added(shown.clone());
-                let entry = Entry {
-                    by_instance: vec![(fullname.to_string(), seen)],
-                    shown,
-                    devices: Vec::new(),
-                };
-                self.entries.insert(identity, Box::new(entry));
+                let added = InventoryEvent::Added(seen.info.clone());
+                self.entries.insert(identity, Entry::new(fullname, seen));
                 vec![added]
             }
             Some(entry) => {
@@ -396,14 +432,14 @@ impl Inventory {
                 && self
                     .entries
                     .get(other)
-                    .is_some_and(|e| e.shown.mac == Some(mac))
+                    .is_some_and(|e| e.shown().mac == Some(mac))
         }) else {
             return;
         };
         let known = self
             .entries
             .get(identity)
-            .and_then(|e| e.seen(fullname).map(|s| &s.info).or(Some(&e.shown)));
+            .and_then(|e| e.seen(fullname).map(|s| &s.info).or(Some(e.shown())));
         tracing::debug!(
             instance = %crate::processor::printable(fullname),
             host = %crate::processor::printable(&info.host),
@@ -490,29 +526,32 @@ impl Inventory {
         let entry = self.entries.get_mut(identity)?;
         entry.forget(fullname)?;
         if entry.by_instance.is_empty() {
-            let entry = self.entries.remove(identity)?;
-            return Some(InventoryEvent::Removed(entry.shown));
+            let shown = self.entries.remove(identity)?.shown?;
+            return Some(InventoryEvent::Removed(*shown));
         }
         Self::refresh(entry)
     }
 
     fn refresh(entry: &mut Entry) -> Option<InventoryEvent> {
         let merged = entry.merged();
-        let changed = changes(&entry.shown, &merged);
-        let before = std::mem::replace(&mut entry.shown, merged);
+        let changed = changes(entry.shown(), &merged);
+        let before = entry.show(merged);
         if changed.is_empty() {
             return None;
         }
+        // Not kept apart: the only instance's record, unchanged since (its
+        // instances did not change, or it would have been kept apart).
+        let before = before.unwrap_or_else(|| Box::new(entry.by_instance[0].1.info.clone()));
         Some(InventoryEvent::Changed {
-            before: Box::new(before),
-            after: Box::new(entry.shown.clone()),
+            before,
+            after: Box::new(entry.shown().clone()),
             changes: changed,
         })
     }
 
     /// The processors, sorted by identity (serial first, so by id).
     pub fn processors(&self) -> impl Iterator<Item = &ProcessorInfo> {
-        self.entries.values().map(|e| &e.shown)
+        self.entries.values().map(|e| e.shown())
     }
 
     pub fn len(&self) -> usize {

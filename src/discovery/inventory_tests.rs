@@ -315,6 +315,54 @@ fn hidden_holders_of_a_name_that_fall_silent_go_by_id() {
     assert_eq!(inv.processors().collect::<Vec<_>>(), vec![&holders[2]]);
 }
 
+/// A change reports the record shown before it, whether that was the
+/// only instance's record (most processors) or one merged from several;
+/// a removal reports the last one shown.
+#[test]
+fn changes_and_removals_report_the_record_shown_before_them() {
+    let mut inv = Inventory::new();
+    let (a, a2) = (name("A"), name("A (2)"));
+    let v1 = info("A", 1, "127.0.1.1", "1.0");
+    let v2 = info("A", 1, "127.0.1.1", "2.0");
+    assert_eq!(
+        inv.resolved(&a, v1.clone()),
+        vec![InventoryEvent::Added(v1.clone())]
+    );
+    let ev = inv.resolved(&a, v2.clone());
+    assert!(
+        matches!(&ev[..], [InventoryEvent::Changed { before, after, .. }]
+            if **before == v1 && **after == v2),
+        "{ev:?}"
+    );
+    assert_eq!(inv.confirmed(&a, v2.clone()), vec![]);
+    // Another device for the serial, under another name and address.
+    let mut other = info("A (2)", 1, "127.0.9.9", "2.0");
+    other.mac = Some("02:00:00:00:00:99".parse().unwrap());
+    let ev = inv.resolved(&a2, other.clone());
+    assert!(
+        matches!(&ev[..], [InventoryEvent::Changed { before, after, changes }]
+            if **before == v2 && after.instance == "A (2)"
+                && changes == &vec!["addresses", "mac", "instance"]),
+        "{ev:?}"
+    );
+    // Heard from it directly: a warning, not an event.
+    assert_eq!(inv.confirmed(&a2, other), vec![]);
+    let shown = inv.processors().next().unwrap().clone();
+    assert_eq!(shown.addresses.len(), 2);
+    assert_eq!(shown.warnings.len(), 1, "{shown:?}");
+    // The other name goes: back to A's record, with the warning (both
+    // devices were heard).
+    let ev = inv.removed(&a2);
+    let [InventoryEvent::Changed { before, after, .. }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(**before, shown);
+    assert_eq!((&after.instance, after.warnings.len()), (&v2.instance, 1));
+    let last = inv.processors().next().unwrap().clone();
+    assert_eq!(inv.removed(&a), vec![InventoryEvent::Removed(last)]);
+    assert!(inv.is_empty());
+}
+
 #[test]
 fn one_processor_under_two_service_types_is_one_entry() {
     let mut inv = Inventory::new();
