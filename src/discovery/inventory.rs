@@ -94,7 +94,7 @@ struct Entry {
     /// The record shown (see [`Entry::shown`]), kept apart (boxed, so
     /// that an entry without it is small in its map's node) when it is
     /// not the only instance's record as it came. Most processors have
-    /// one name and one MAC: a copy would be some 700 bytes each for
+    /// one name and one MAC: a copy would be some 600 bytes each for
     /// nothing. `None` only while there is one instance, and only until
     /// its instances change ([`Entry::file`], [`Entry::forget`]); the
     /// following [`Inventory::refresh`] decides again.
