@@ -31,7 +31,9 @@ pub struct LiveInventory {
 
 #[derive(Default)]
 struct State {
-    processors: BTreeMap<Identity, ProcessorInfo>,
+    /// Boxed: a map's node holds room for eleven values, and a
+    /// [`ProcessorInfo`] is a few hundred bytes.
+    processors: BTreeMap<Identity, Box<ProcessorInfo>>,
     last_event: Option<Instant>,
     /// Published by the relay task; `None` while the daemon relays to no
     /// cloud.
@@ -98,21 +100,23 @@ impl LiveInventory {
     pub fn apply(&self, event: InventoryEvent, now: Instant) -> Option<Arc<InventoryEvent>> {
         let mut state = self.lock();
         let event = match event {
-            InventoryEvent::Added(p) => match state.processors.insert(identity(&p), p.clone()) {
-                None => InventoryEvent::Added(p),
-                Some(before) if before == p => return None,
-                Some(before) => InventoryEvent::Changed {
-                    changes: differences(&before, &p),
-                    before: Box::new(before),
-                    after: Box::new(p),
-                },
-            },
+            InventoryEvent::Added(p) => {
+                match state.processors.insert(identity(&p), Box::new(p.clone())) {
+                    None => InventoryEvent::Added(p),
+                    Some(before) if *before == p => return None,
+                    Some(before) => InventoryEvent::Changed {
+                        changes: differences(&before, &p),
+                        before,
+                        after: Box::new(p),
+                    },
+                }
+            }
             InventoryEvent::Changed {
                 before,
                 after,
                 changes,
             } => {
-                state.processors.insert(identity(&after), (*after).clone());
+                state.processors.insert(identity(&after), after.clone());
                 InventoryEvent::Changed {
                     before,
                     after,
@@ -147,21 +151,26 @@ impl LiveInventory {
             let Some(p) = self.lock().processors.get(id).cloned() else {
                 continue;
             };
-            gone.extend(self.apply(InventoryEvent::Removed(p), now));
+            gone.extend(self.apply(InventoryEvent::Removed(*p), now));
         }
         gone
     }
 
     /// The processors now, by id.
     pub fn snapshot(&self) -> Vec<ProcessorInfo> {
-        self.lock().processors.values().cloned().collect()
+        self.lock()
+            .processors
+            .values()
+            .map(|p| (**p).clone())
+            .collect()
     }
 
     /// The processors now, and every change after them.
     pub fn subscribe(&self) -> (Vec<ProcessorInfo>, broadcast::Receiver<Arc<InventoryEvent>>) {
         let state = self.lock();
         let rx = self.events.subscribe();
-        (state.processors.values().cloned().collect(), rx)
+        let now = state.processors.values().map(|p| (**p).clone()).collect();
+        (now, rx)
     }
 
     pub fn len(&self) -> usize {

@@ -83,18 +83,26 @@ pub struct InventoryEventJson<'a> {
 /// One processor and the DNS-SD instances that advertise it (a processor
 /// may answer under both `_lutron._tcp` and the legacy `_leap._tcp`, and
 /// under a new name after a rename, while the old one is still cached).
+///
+/// Its small collections are vectors sorted by key, not maps: a map's
+/// node holds room for eleven, while a processor has one or two names and
+/// one MAC (as maps, about 1 KB per processor of the idle daemon's heap).
 #[derive(Debug)]
 struct Entry {
-    /// Boxed: a map's node holds room for eleven values, and a
-    /// [`ProcessorInfo`] is a few hundred bytes, while a processor has
-    /// one or two names (unboxed, 4 KB per processor: 2 MB of the idle
-    /// daemon's heap with 500).
-    by_instance: BTreeMap<String, Box<Seen>>,
-    shown: ProcessorInfo,
+    /// By instance name.
+    by_instance: Vec<(String, Seen)>,
+    /// The record shown (see [`Entry::shown`]), kept apart (boxed, so
+    /// that an entry without it is small in its map's node) when it is
+    /// not the only instance's record as it came. Most processors have
+    /// one name and one MAC: a copy would be some 600 bytes each for
+    /// nothing. `None` only while there is one instance, and only until
+    /// its instances change ([`Entry::file`], [`Entry::forget`]); the
+    /// following [`Inventory::refresh`] decides again.
+    shown: Option<Box<ProcessorInfo>>,
     /// The MACs its own answers carried (see [`Inventory::confirmed`]), and
-    /// from which addresses: more than one is two devices claiming one
-    /// serial.
-    devices: BTreeMap<Mac, BTreeSet<IpAddr>>,
+    /// from which addresses (sorted): more than one is two devices
+    /// claiming one serial.
+    devices: Vec<(Mac, Vec<IpAddr>)>,
 }
 
 /// One instance's latest record, and when it came.
@@ -108,19 +116,107 @@ struct Seen {
 }
 
 impl Entry {
+    fn new(fullname: &str, seen: Seen) -> Entry {
+        Entry {
+            by_instance: vec![(fullname.to_string(), seen)],
+            shown: None,
+            devices: Vec::new(),
+        }
+    }
+
+    /// The record shown: [`Entry::merged`] as of the last change.
+    fn shown(&self) -> &ProcessorInfo {
+        self.shown.as_deref().unwrap_or(&self.by_instance[0].1.info)
+    }
+
+    /// Shows `merged` from now on. Returns what was shown if it was kept
+    /// apart (else it is the only instance's record, still there).
+    fn show(&mut self, merged: ProcessorInfo) -> Option<Box<ProcessorInfo>> {
+        let alone = matches!(&self.by_instance[..], [(_, only)] if only.info == merged);
+        std::mem::replace(&mut self.shown, (!alone).then(|| Box::new(merged)))
+    }
+
+    fn slot(&self, fullname: &str) -> Result<usize, usize> {
+        self.by_instance
+            .binary_search_by(|(name, _)| name.as_str().cmp(fullname))
+    }
+
+    fn seen(&self, fullname: &str) -> Option<&Seen> {
+        let i = self.slot(fullname).ok()?;
+        Some(&self.by_instance[i].1)
+    }
+
+    fn seen_mut(&mut self, fullname: &str) -> Option<&mut Seen> {
+        let i = self.slot(fullname).ok()?;
+        Some(&mut self.by_instance[i].1)
+    }
+
+    /// Files the latest record of one of its instances. The record shown
+    /// until the next refresh is kept apart.
+    fn file(&mut self, fullname: &str, seen: Seen) {
+        match self.slot(fullname) {
+            Ok(i) => {
+                let before = std::mem::replace(&mut self.by_instance[i].1, seen);
+                if self.shown.is_none() {
+                    // It was the only one, and its record the one shown.
+                    self.shown = Some(Box::new(before.info));
+                }
+            }
+            Err(i) => {
+                if self.shown.is_none() {
+                    self.shown = Some(Box::new(self.by_instance[0].1.info.clone()));
+                }
+                insert_exact(&mut self.by_instance, i, (fullname.to_string(), seen));
+            }
+        }
+    }
+
+    /// Takes one of its instances away. The record shown until the next
+    /// refresh is kept apart (it is what a removal reports).
+    fn forget(&mut self, fullname: &str) -> Option<()> {
+        let i = self.slot(fullname).ok()?;
+        let (_, seen) = self.by_instance.remove(i);
+        self.by_instance.shrink_to_fit();
+        if self.shown.is_none() {
+            // It was the only one, and its record the one shown.
+            self.shown = Some(Box::new(seen.info));
+        }
+        Some(())
+    }
+
+    /// Notes a device (a MAC) answering from these addresses; whether it
+    /// is a new one.
+    fn note_device(&mut self, mac: Mac, addresses: &BTreeSet<IpAddr>) -> bool {
+        let (i, new) = match self.devices.binary_search_by(|(m, _)| m.cmp(&mac)) {
+            Ok(i) => (i, false),
+            Err(i) => {
+                insert_exact(&mut self.devices, i, (mac, Vec::new()));
+                (i, true)
+            }
+        };
+        let known = &mut self.devices[i].1;
+        for address in addresses {
+            if let Err(j) = known.binary_search(address) {
+                insert_exact(known, j, *address);
+            }
+        }
+        new
+    }
+
     /// The record to show: the newest `_lutron._tcp` one when there is one
     /// (a renamed processor shows its new name), with the addresses of
     /// every instance.
     fn merged(&self) -> ProcessorInfo {
         let newest = |lutron_only: bool| {
             self.by_instance
-                .values()
+                .iter()
+                .map(|(_, s)| s)
                 .filter(|s| !lutron_only || s.info.service_type.starts_with("_lutron."))
                 .max_by_key(|s| s.seq)
                 .map(|s| s.info.clone())
         };
         let mut shown = newest(true).or_else(|| newest(false)).unwrap_or_default();
-        for s in self.by_instance.values() {
+        for (_, s) in &self.by_instance {
             shown.addresses.extend(s.info.addresses.iter().copied());
         }
         if let Some(w) = self.impostor_warning(&shown) {
@@ -162,10 +258,33 @@ impl Entry {
 /// describes now this processor, now that one.
 #[derive(Debug, Default)]
 struct Holders {
-    all: BTreeSet<Identity>,
+    /// Sorted (almost always one: a vector, not a set, whose node would
+    /// hold room for eleven).
+    all: Vec<Identity>,
     /// The processor mdns-sd's record for the name described last: the one
     /// a removal of the name is about.
     current: Option<Identity>,
+}
+
+impl Holders {
+    fn add(&mut self, identity: &Identity) {
+        if let Err(i) = self.all.binary_search(identity) {
+            insert_exact(&mut self.all, i, identity.clone());
+        }
+    }
+
+    fn remove(&mut self, identity: &Identity) {
+        if let Ok(i) = self.all.binary_search(identity) {
+            self.all.remove(i);
+        }
+    }
+}
+
+/// Inserts into a small vector, growing it by one (a vector grows to room
+/// for four at once).
+fn insert_exact<T>(v: &mut Vec<T>, index: usize, value: T) {
+    v.reserve_exact(1);
+    v.insert(index, value);
 }
 
 /// The facts whose change is worth an event.
@@ -234,14 +353,12 @@ impl Inventory {
         let identity = Identity::of(&info, fullname);
         let device = info.mac.map(|m| (m, info.addresses.clone()));
         let mut events = self.file(fullname, identity.clone(), info, false);
-        if let (Some((mac, addresses)), Some(entry)) = (device, self.entries.get_mut(&identity)) {
-            let known = entry.devices.len();
-            entry.devices.entry(mac).or_default().extend(addresses);
-            if entry.devices.len() != known {
-                events.extend(Self::refresh(entry));
-                if let Some(w) = entry.impostor_warning(&entry.shown) {
-                    tracing::warn!("{w}");
-                }
+        if let (Some((mac, addresses)), Some(entry)) = (device, self.entries.get_mut(&identity))
+            && entry.note_device(mac, &addresses)
+        {
+            events.extend(Self::refresh(entry));
+            if let Some(w) = entry.impostor_warning(entry.shown()) {
+                tracing::warn!("{w}");
             }
         }
         events
@@ -259,7 +376,7 @@ impl Inventory {
             if let Some(seen) = self
                 .entries
                 .get_mut(id)
-                .and_then(|e| e.by_instance.get_mut(fullname))
+                .and_then(|e| e.seen_mut(fullname))
                 .filter(|s| s.info.host.eq_ignore_ascii_case(host))
             {
                 seen.round = self.round;
@@ -277,30 +394,24 @@ impl Inventory {
         current: bool,
     ) -> Vec<InventoryEvent> {
         let holders = self.names.entry(fullname.to_string()).or_default();
-        holders.all.insert(identity.clone());
+        holders.add(&identity);
         if current {
             holders.current = Some(identity.clone());
         }
         self.seq += 1;
-        let seen = Box::new(Seen {
+        let seen = Seen {
             info,
             seq: self.seq,
             round: self.round,
-        });
+        };
         match self.entries.get_mut(&identity) {
             None => {
-                let shown = seen.info.clone();
-                let entry = Entry {
-                    by_instance: BTreeMap::from([(fullname.to_string(), seen)]),
-                    shown,
-                    devices: BTreeMap::new(),
-                };
-                let added = InventoryEvent::Added(entry.shown.clone());
-                self.entries.insert(identity, entry);
+                let added = InventoryEvent::Added(seen.info.clone());
+                self.entries.insert(identity, Entry::new(fullname, seen));
                 vec![added]
             }
             Some(entry) => {
-                entry.by_instance.insert(fullname.to_string(), seen);
+                entry.file(fullname, seen);
                 Self::refresh(entry).into_iter().collect()
             }
         }
@@ -321,16 +432,14 @@ impl Inventory {
                 && self
                     .entries
                     .get(other)
-                    .is_some_and(|e| e.shown.mac == Some(mac))
+                    .is_some_and(|e| e.shown().mac == Some(mac))
         }) else {
             return;
         };
-        let known = self.entries.get(identity).and_then(|e| {
-            e.by_instance
-                .get(fullname)
-                .map(|s| &s.info)
-                .or(Some(&e.shown))
-        });
+        let known = self
+            .entries
+            .get(identity)
+            .and_then(|e| e.seen(fullname).map(|s| &s.info).or(Some(e.shown())));
         tracing::debug!(
             instance = %crate::processor::printable(fullname),
             host = %crate::processor::printable(&info.host),
@@ -393,7 +502,7 @@ impl Inventory {
             .filter(|(name, id)| {
                 self.entries
                     .get(id)
-                    .and_then(|e| e.by_instance.get(name))
+                    .and_then(|e| e.seen(name))
                     .is_none_or(|s| s.round + 2 < self.round)
             })
             .collect();
@@ -406,7 +515,7 @@ impl Inventory {
     /// Takes one instance name away from one processor.
     fn detach(&mut self, fullname: &str, identity: &Identity) -> Option<InventoryEvent> {
         if let Some(holders) = self.names.get_mut(fullname) {
-            holders.all.remove(identity);
+            holders.remove(identity);
             if holders.current.as_ref() == Some(identity) {
                 holders.current = None;
             }
@@ -415,31 +524,34 @@ impl Inventory {
             }
         }
         let entry = self.entries.get_mut(identity)?;
-        entry.by_instance.remove(fullname)?;
+        entry.forget(fullname)?;
         if entry.by_instance.is_empty() {
-            let entry = self.entries.remove(identity)?;
-            return Some(InventoryEvent::Removed(entry.shown));
+            let shown = self.entries.remove(identity)?.shown?;
+            return Some(InventoryEvent::Removed(*shown));
         }
         Self::refresh(entry)
     }
 
     fn refresh(entry: &mut Entry) -> Option<InventoryEvent> {
         let merged = entry.merged();
-        let changed = changes(&entry.shown, &merged);
-        let before = std::mem::replace(&mut entry.shown, merged);
+        let changed = changes(entry.shown(), &merged);
+        let before = entry.show(merged);
         if changed.is_empty() {
             return None;
         }
+        // Not kept apart: the only instance's record, unchanged since (its
+        // instances did not change, or it would have been kept apart).
+        let before = before.unwrap_or_else(|| Box::new(entry.by_instance[0].1.info.clone()));
         Some(InventoryEvent::Changed {
-            before: Box::new(before),
-            after: Box::new(entry.shown.clone()),
+            before,
+            after: Box::new(entry.shown().clone()),
             changes: changed,
         })
     }
 
     /// The processors, sorted by identity (serial first, so by id).
     pub fn processors(&self) -> impl Iterator<Item = &ProcessorInfo> {
-        self.entries.values().map(|e| &e.shown)
+        self.entries.values().map(|e| e.shown())
     }
 
     pub fn len(&self) -> usize {
@@ -465,7 +577,7 @@ impl Inventory {
             let heard = self
                 .entries
                 .get(current)
-                .and_then(|e| e.by_instance.get(name))
+                .and_then(|e| e.seen(name))
                 .is_some_and(|s| s.round == self.round);
             (!heard).then_some(name.as_str())
         })

@@ -238,6 +238,131 @@ fn two_devices_answering_for_one_serial_are_a_warning() {
     );
 }
 
+/// The warning lists the devices by MAC, each with its addresses in
+/// order, whatever order they answered in.
+#[test]
+fn the_impostor_warning_lists_devices_by_mac_and_addresses_in_order() {
+    let mut inv = Inventory::new();
+    let n = name("Lutron Status");
+    let real = info("Lutron Status", 1, "127.0.1.1", "1.0");
+    let mut moved = real.clone();
+    moved.addresses = ["127.0.0.7".parse().unwrap()].into_iter().collect();
+    let mut low = info("Lutron Status (2)", 1, "127.0.9.9", "1.0");
+    low.mac = Some("02:00:00:00:00:00".parse().unwrap());
+    inv.confirmed(&n, real);
+    inv.confirmed(&n, moved);
+    assert!(inv.processors().next().unwrap().warnings.is_empty());
+    inv.confirmed(&name("Lutron Status (2)"), low);
+    assert_eq!(
+        inv.processors().next().unwrap().warnings,
+        vec![
+            "2 devices answer for serial 1 (00000001): MAC 02:00:00:00:00:00 at 127.0.9.9 \
+             and MAC 02:00:00:00:00:01 at 127.0.0.7,127.0.1.1; one may be an impostor"
+                .to_string()
+        ]
+    );
+}
+
+/// Three names for one processor, filed out of order and taken away
+/// from the middle: it shows the newest name it still has, and goes with
+/// the last one.
+#[test]
+fn names_of_one_processor_come_and_go_in_any_order() {
+    let mut inv = Inventory::new();
+    let at = |instance| info(instance, 5, "127.0.1.5", "1.0");
+    assert_eq!(inv.resolved(&name("B"), at("B")).len(), 1);
+    assert_eq!(inv.resolved(&name("C"), at("C")).len(), 1);
+    assert_eq!(inv.resolved(&name("A"), at("A")).len(), 1);
+    assert_eq!(inv.processors().next().unwrap().instance, "A");
+    assert_eq!(inv.removed(&name("B")), vec![]);
+    assert!(!inv.knows_name(&name("B")));
+    let ev = inv.removed(&name("A"));
+    assert!(
+        matches!(&ev[..], [InventoryEvent::Changed { changes, after, .. }]
+            if changes == &vec!["instance"] && after.instance == "C"),
+        "{ev:?}"
+    );
+    assert_eq!(inv.len(), 1);
+    let ev = inv.removed(&name("C"));
+    assert!(matches!(&ev[..], [InventoryEvent::Removed(p)] if p.instance == "C"));
+    assert!(inv.is_empty());
+    assert_eq!(inv.instance_names().count(), 0);
+}
+
+/// Processors hidden behind one name that all fall silent go in one
+/// round, by id.
+#[test]
+fn hidden_holders_of_a_name_that_fall_silent_go_by_id() {
+    let mut inv = Inventory::new();
+    let n = name("Lutron Status");
+    let holders: Vec<ProcessorInfo> = [30, 10, 20]
+        .into_iter()
+        .map(|serial| info("Lutron Status", serial, "127.0.1.1", "1.0"))
+        .collect();
+    for p in &holders {
+        inv.resolved(&n, p.clone());
+    }
+    assert_eq!(inv.liveness_round(), vec![]);
+    assert_eq!(inv.liveness_round(), vec![]);
+    assert_eq!(
+        inv.liveness_round(),
+        vec![
+            InventoryEvent::Removed(holders[1].clone()),
+            InventoryEvent::Removed(holders[0].clone())
+        ]
+    );
+    // The name's current holder stays.
+    assert_eq!(inv.processors().collect::<Vec<_>>(), vec![&holders[2]]);
+}
+
+/// A change reports the record shown before it, whether that was the
+/// only instance's record (most processors) or one merged from several;
+/// a removal reports the last one shown.
+#[test]
+fn changes_and_removals_report_the_record_shown_before_them() {
+    let mut inv = Inventory::new();
+    let (a, a2) = (name("A"), name("A (2)"));
+    let v1 = info("A", 1, "127.0.1.1", "1.0");
+    let v2 = info("A", 1, "127.0.1.1", "2.0");
+    assert_eq!(
+        inv.resolved(&a, v1.clone()),
+        vec![InventoryEvent::Added(v1.clone())]
+    );
+    let ev = inv.resolved(&a, v2.clone());
+    assert!(
+        matches!(&ev[..], [InventoryEvent::Changed { before, after, .. }]
+            if **before == v1 && **after == v2),
+        "{ev:?}"
+    );
+    assert_eq!(inv.confirmed(&a, v2.clone()), vec![]);
+    // Another device for the serial, under another name and address.
+    let mut other = info("A (2)", 1, "127.0.9.9", "2.0");
+    other.mac = Some("02:00:00:00:00:99".parse().unwrap());
+    let ev = inv.resolved(&a2, other.clone());
+    assert!(
+        matches!(&ev[..], [InventoryEvent::Changed { before, after, changes }]
+            if **before == v2 && after.instance == "A (2)"
+                && changes == &vec!["addresses", "mac", "instance"]),
+        "{ev:?}"
+    );
+    // Heard from it directly: a warning, not an event.
+    assert_eq!(inv.confirmed(&a2, other), vec![]);
+    let shown = inv.processors().next().unwrap().clone();
+    assert_eq!(shown.addresses.len(), 2);
+    assert_eq!(shown.warnings.len(), 1, "{shown:?}");
+    // The other name goes: back to A's record, with the warning (both
+    // devices were heard).
+    let ev = inv.removed(&a2);
+    let [InventoryEvent::Changed { before, after, .. }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(**before, shown);
+    assert_eq!((&after.instance, after.warnings.len()), (&v2.instance, 1));
+    let last = inv.processors().next().unwrap().clone();
+    assert_eq!(inv.removed(&a), vec![InventoryEvent::Removed(last)]);
+    assert!(inv.is_empty());
+}
+
 #[test]
 fn one_processor_under_two_service_types_is_one_entry() {
     let mut inv = Inventory::new();

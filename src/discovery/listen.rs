@@ -35,6 +35,11 @@ const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 /// a processor asked again one by one.
 const RECEIVE_BUFFER: usize = 2 << 20;
 
+/// The longest mDNS message: 9000 bytes with the IPv4 and UDP headers
+/// (RFC 6762 §17). mdns-sd drops a longer one, and so do the listeners,
+/// whose buffers have room for one byte more, to tell it apart.
+const MAX_MESSAGE: usize = 9000 - 20 - 8;
+
 /// An interface the browse uses: where questions go out, and the IPv4
 /// address they leave from (a legacy question's answers come back to it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,12 +235,12 @@ pub(super) async fn run(
     interfaces: Vec<Outlet>,
     tx: mpsc::UnboundedSender<(Via, Vec<Heard>)>,
 ) {
-    let mut buf = vec![0u8; 65_535];
+    let mut buf = vec![0u8; MAX_MESSAGE + 1];
     let mut heard = Vec::new();
     loop {
         let read = read_bursts(&sock, GROUP_BURST_MAX, || {
             let (len, index) = recv_with_interface(sock.as_raw_fd(), &mut buf)?;
-            if interfaces.iter().any(|o| Some(o.index) == index) {
+            if len <= MAX_MESSAGE && interfaces.iter().any(|o| Some(o.index) == index) {
                 heard.extend(read_packet(&buf[..len]));
             }
             Ok(())
@@ -265,12 +270,14 @@ pub(super) async fn run_asker(
     forget: Arc<std::sync::atomic::AtomicBool>,
     tx: mpsc::UnboundedSender<(Via, Vec<Heard>)>,
 ) {
-    let mut buf = vec![0u8; 65_535];
+    let mut buf = vec![0u8; MAX_MESSAGE + 1];
     let mut burst = Bursts::new(id);
     loop {
         let read = read_bursts(&sock, ASKED_BURST_MAX, || {
             let (len, from) = sock.recv_from(&mut buf)?;
-            burst.absorb(from.ip(), &buf[..len]);
+            if len <= MAX_MESSAGE {
+                burst.absorb(from.ip(), &buf[..len]);
+            }
             Ok(())
         })
         .await;

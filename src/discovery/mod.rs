@@ -119,6 +119,9 @@ pub struct Discovery {
     reverified: Arc<AtomicU64>,
 }
 
+/// How many inventory changes the queue keeps room for once drained.
+const PENDING_ROOM: usize = 16;
+
 /// RFC 6762 §10.2: records displaced by a cache-flush announcement linger
 /// one second; look again just after.
 const FLUSH_GRACE: Duration = Duration::from_millis(1500);
@@ -232,6 +235,11 @@ impl Discovery {
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(ev);
+            }
+            // Drained: the room a burst took (the fleet's 500 additions at
+            // startup, 150 KB) is not kept for ever.
+            if self.pending.capacity() > PENDING_ROOM {
+                self.pending.shrink_to(PENDING_ROOM);
             }
             let (check, refresh) = (self.next_check, self.refresh_at);
             let (window, verify) = (self.window_at, self.verify_at);
