@@ -259,7 +259,10 @@ mod tests {
         assert!(discover.contains("liveness"));
         let alone = std::fs::read_to_string(dir.join("handoffd.1")).unwrap();
         assert!(alone.contains(".TH handoffd 1"), "{alone}");
-        assert!(alone.contains("liveness") && alone.contains("state\\-dir"), "{alone}");
+        assert!(
+            alone.contains("liveness") && alone.contains("state\\-dir"),
+            "{alone}"
+        );
         assert!(alone.contains("handoffd \\-\\-interface eth0"), "{alone}");
     }
 }
