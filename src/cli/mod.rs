@@ -105,6 +105,13 @@ pub struct Globals {
     pub log_format: Option<crate::daemon::logging::LogFormat>,
 }
 
+impl Globals {
+    /// `--state-dir`, else the default one (see [`default_state_dir`]).
+    fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(default_state_dir)
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "handoff",
@@ -227,7 +234,7 @@ pub fn main() -> ExitCode {
 pub fn daemon_main() -> ExitCode {
     let cli = daemon::DaemonCli::parse();
     let _ = CONTROL_SOCKETS.set(control_sockets(&cli.globals));
-    let state_dir = cli.globals.state_dir.clone().or_else(default_state_dir);
+    let state_dir = cli.globals.state_dir();
     start(
         &cli.globals,
         Some(cli.args.config.clone()),
@@ -296,7 +303,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     if !matches!(cli.command, Command::Demo(_)) {
         let _ = CONTROL_SOCKETS.set(sockets.clone());
     }
-    let state_dir = || cli.globals.state_dir.clone().or_else(default_state_dir);
+    let state_dir = || cli.globals.state_dir();
     match cli.command {
         Command::Discover(args) => discover::run(args, &sockets).await,
         Command::Daemon(args) => {
@@ -336,7 +343,7 @@ pub(crate) static LOG_SINK: std::sync::OnceLock<crate::daemon::logging::Sink> =
     std::sync::OnceLock::new();
 
 fn control_sockets(globals: &Globals) -> Vec<PathBuf> {
-    let state_dir = globals.state_dir.clone().or_else(default_state_dir);
+    let state_dir = globals.state_dir();
     crate::daemon::client_socket_paths(globals.runtime_dir.as_deref(), state_dir.as_deref())
 }
 
